@@ -1,0 +1,133 @@
+"""Settings: defaults < kbchat.toml < KBCHAT_* environment < explicit overrides.
+
+Built once at the edge (CLI, server start-up) by ``load_settings`` and passed down;
+nothing else in kbchat reads configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from kbchat.errors import ConfigError
+
+DEFAULT_HOME = Path("~/.kbchat")
+
+
+class EmbedderSettings(BaseModel):
+    """Which embedder builds new knowledge bases, and how to reach it."""
+
+    model_config = {"extra": "forbid"}
+
+    backend: str = Field("e5", description="Registered embedder name: use, e5, openai, hash.")
+    model: str | None = Field(None, description="Model name (remote) or local model path.")
+    base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server.")
+    api_key: SecretStr | None = Field(None, description="API key for the remote server.")
+    batch_size: int = Field(32, gt=0, description="Texts embedded per call.")
+    timeout_s: float = Field(60.0, gt=0, description="Remote request timeout in seconds.")
+    threads: int | None = Field(None, gt=0, description="CPU threads for local models.")
+
+
+class IngestSettings(BaseModel):
+    """Defaults for new knowledge bases and limits on what ingestion accepts."""
+
+    model_config = {"extra": "forbid"}
+
+    chunk_size: int = Field(400, gt=20, description="Target chunk length in characters.")
+    chunk_overlap: int = Field(60, ge=0, description="Characters repeated between neighbours.")
+    max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are refused.")
+    max_unpacked_mb: float = Field(
+        500.0, gt=0, description="Refuse archives (docx/xlsx/pptx/epub) that unpack beyond this."
+    )
+    ocr: bool = Field(True, description="OCR images and pdf pages without a text layer.")
+    exclude: list[str] = Field(
+        default_factory=lambda: [".*", "~$*", "*.tmp", "__pycache__"],
+        description="Glob patterns (file or folder names) skipped when adding folders.",
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_size ({self.chunk_size})"
+            )
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything configurable in kbchat."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KBCHAT_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    home: Path = Field(DEFAULT_HOME, description="Data directory (KBCHAT_HOME).")
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @model_validator(mode="after")
+    def _expand_home(self) -> Settings:
+        self.home = self.home.expanduser()
+        return self
+
+    @property
+    def catalog_url(self) -> str:
+        return f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def kb_root(self) -> Path:
+        return self.home / "kb"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("KBCHAT_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"KBCHAT_CONFIG points at {path}, which is not a file")
+        return path
+    home = Path(os.environ.get("KBCHAT_HOME") or DEFAULT_HOME).expanduser()
+    candidate = home / "kbchat.toml"
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from defaults, kbchat.toml, KBCHAT_* env and ``overrides``.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the setting and the source file.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        where = _config_file()
+        source = f" (config file {where} or KBCHAT_* environment)" if where else " (KBCHAT_* environment)"
+        raise ConfigError(f"invalid settings{source}: {problems}") from None

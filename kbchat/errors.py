@@ -1,0 +1,53 @@
+"""The small exception hierarchy of kbchat; each class maps to one HTTP status."""
+
+from __future__ import annotations
+
+
+class KbchatError(Exception):
+    """Base class of every error kbchat raises on purpose."""
+
+    http_status = 500
+
+
+class ConfigError(KbchatError):
+    """A setting is missing, malformed or names something unknown."""
+
+    http_status = 400
+
+
+class NotFound(KbchatError):
+    """A knowledge base, file, model or other named thing does not exist."""
+
+    http_status = 404
+
+
+class BadInput(KbchatError):
+    """The user's input (file, query, parameter) cannot be processed."""
+
+    http_status = 422
+
+
+class Conflict(KbchatError):
+    """The request contradicts existing state (e.g. a KB built with another embedder)."""
+
+    http_status = 409
+
+
+class BackendError(KbchatError):
+    """A backend (model server, store, OCR engine) failed."""
+
+    http_status = 502
+
+
+class MissingDependency(KbchatError):
+    """An optional dependency is not installed; the message says how to install it."""
+
+    http_status = 501
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the Python package {package!r}, which is not installed; "
+            f"install it with: pip install 'kbchat[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra

@@ -1,0 +1,55 @@
+"""Name -> backend factory registries for embedders, stores, chat models and rerankers.
+
+Built-in backends register by import path so that heavy dependencies load only when a
+backend is actually built; third parties call ``register`` the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from kbchat.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Backends of one kind, looked up by name; an unknown name lists the known ones."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._factories: dict[str, Callable[..., T] | str] = {}
+
+    def register(self, name: str, factory: Callable[..., T] | str) -> None:
+        """Register ``factory`` (a callable or a ``"module:attr"`` import path) under ``name``."""
+        if not name:
+            raise ValueError(f"{self.kind} name must not be empty")
+        self._factories[name] = factory
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def factory(self, name: str) -> Callable[..., T]:
+        try:
+            entry = self._factories[name]
+        except KeyError:
+            known = ", ".join(self.names()) or "none"
+            raise ConfigError(f"unknown {self.kind} {name!r}; known: {known}") from None
+        if isinstance(entry, str):
+            module_name, _, attr = entry.partition(":")
+            resolved: Callable[..., T] = getattr(importlib.import_module(module_name), attr)
+            self._factories[name] = resolved
+            return resolved
+        return entry
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        return self.factory(name)(**kwargs)
+
+
+embedders: Registry[Any] = Registry("embedder")
+embedders.register("use", "kbchat.embed.local:USEEmbedder")
+embedders.register("e5", "kbchat.embed.local:E5Embedder")
+embedders.register("openai", "kbchat.embed.remote:OpenAIEmbedder")
+embedders.register("hash", "kbchat.testing:HashEmbedder")

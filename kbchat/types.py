@@ -1,0 +1,56 @@
+"""Plain dataclasses passed between the stages: Document -> Chunk -> Hit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DocumentKind = Literal["text", "table"]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One unit a loader produces: a whole text file, a pdf page, a sheet, a slide.
+
+    Table documents hold one self-describing row per line ("header: value | ...");
+    the splitter cuts them only between rows.
+    """
+
+    text: str
+    source: str
+    page: int | None = None
+    sheet: str | None = None
+    slide: int | None = None
+    headings: tuple[str, ...] = ()
+    title: str | None = None
+    kind: DocumentKind = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of a document small enough to embed, with where it came from."""
+
+    text: str
+    source: str
+    position: int
+    page: int | None = None
+    sheet: str | None = None
+    slide: int | None = None
+    headings: tuple[str, ...] = ()
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A chunk found by a search, with a similarity score in [0, 1]."""
+
+    kb: str
+    file: str
+    text: str
+    score: float
+    chunk_id: int
+    page: int | None = None
+    sheet: str | None = None
+    slide: int | None = None
+    headings: tuple[str, ...] = ()
+    extra: dict[str, float] = field(default_factory=dict)
