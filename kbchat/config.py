@@ -64,6 +64,28 @@ class IngestSettings(BaseModel):
         return self
 
 
+class ModelSettings(BaseModel):
+    """One chat model: the embedded llama.cpp runtime or an OpenAI-compatible server."""
+
+    model_config = {"extra": "forbid"}
+
+    backend: str = Field("llamacpp", description="Registered chat model backend: llamacpp, openai.")
+    path: Path | None = Field(
+        None, description="GGUF file (llamacpp); default: the assembled embedded model."
+    )
+    model: str | None = Field(None, description="Model name on the remote server (openai).")
+    base_url: str | None = Field(None, description="Base URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key: SecretStr | None = Field(None, description="API key for the remote server.")
+    n_ctx: int = Field(4096, gt=256, description="Context window in tokens.")
+    threads: int | None = Field(None, gt=0, description="CPU threads (llamacpp).")
+    timeout_s: float = Field(120.0, gt=0, description="Remote request timeout in seconds.")
+    max_retries: int = Field(2, ge=0, description="Retries on connection errors and 5xx/429.")
+
+
+def _default_models() -> dict[str, ModelSettings]:
+    return {"qwen2.5-0.5b": ModelSettings()}
+
+
 class Settings(BaseSettings):
     """Everything configurable in kbchat."""
 
@@ -74,11 +96,22 @@ class Settings(BaseSettings):
     home: Path = Field(DEFAULT_HOME, description="Data directory (KBCHAT_HOME).")
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    models: dict[str, ModelSettings] = Field(
+        default_factory=_default_models, description="Chat models by the name clients use."
+    )
+    default_model: str = Field("qwen2.5-0.5b", description="Model used when none is named.")
+    model_cache: Path | None = Field(
+        None, description="Where the embedded GGUF is assembled (default: <home>/models)."
+    )
 
     @model_validator(mode="after")
     def _expand_home(self) -> Settings:
         self.home = self.home.expanduser()
         return self
+
+    @property
+    def models_dir(self) -> Path:
+        return (self.model_cache or self.home / "models").expanduser()
 
     @property
     def catalog_url(self) -> str:

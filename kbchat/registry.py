@@ -53,3 +53,7 @@ embedders.register("use", "kbchat.embed.local:USEEmbedder")
 embedders.register("e5", "kbchat.embed.local:E5Embedder")
 embedders.register("openai", "kbchat.embed.remote:OpenAIEmbedder")
 embedders.register("hash", "kbchat.testing:HashEmbedder")
+
+chat_models: Registry[Any] = Registry("chat model backend")
+chat_models.register("llamacpp", "kbchat.llm.llamacpp:LlamaCppChatModel")
+chat_models.register("openai", "kbchat.llm.openai:OpenAIChatModel")
