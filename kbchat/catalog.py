@@ -1,0 +1,478 @@
+"""The catalog: knowledge bases, their files and chunks, in one SQL database.
+
+The catalog is the source of truth. Chunk vectors and BM25 tokens are stored here too,
+so the FAISS and BM25 indexes beside it are caches that can always be rebuilt from it,
+and a file's chunks change in one transaction: all of them or none.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from kbchat.errors import Conflict, NotFound
+from kbchat.types import Chunk
+
+FileStatus = Literal["indexed", "failed", "skipped", "pending"]
+
+metadata = MetaData()
+
+kbs = Table(
+    "kbs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("embedder", Text, nullable=False),
+    Column("embedder_spec", Text, nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("chunk_size", Integer, nullable=False),
+    Column("chunk_overlap", Integer, nullable=False),
+    Column("generation", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kb_id", Integer, ForeignKey("kbs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("sha256", String(64), nullable=False, default=""),
+    Column("size", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("chunks", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("kb_id", "name"),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("kb_id", Integer, ForeignKey("kbs.id", ondelete="CASCADE"), nullable=False),
+    Column("file_id", Integer, ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("page", Integer, nullable=True),
+    Column("sheet", Text, nullable=True),
+    Column("slide", Integer, nullable=True),
+    Column("headings", Text, nullable=False, default="[]"),
+    Column("title", Text, nullable=True),
+    Column("tokens", Text, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Index("ix_chunks_kb", "kb_id"),
+    Index("ix_chunks_file", "file_id"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KBRecord:
+    """A knowledge base as the catalog stores it."""
+
+    id: int
+    name: str
+    description: str
+    embedder: str
+    embedder_spec: dict[str, Any]
+    dim: int
+    chunk_size: int
+    chunk_overlap: int
+    generation: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One file of a knowledge base and the outcome of its last ingest."""
+
+    id: int
+    name: str
+    path: str
+    sha256: str
+    size: int
+    status: FileStatus
+    error: str | None
+    chunks: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk row, as read back for search results."""
+
+    id: int
+    file: str
+    chunk: Chunk
+
+
+@dataclass(frozen=True, slots=True)
+class NewChunk:
+    """A chunk ready to be written: its id, BM25 tokens and vector."""
+
+    id: int
+    chunk: Chunk
+    tokens: list[str]
+    vector: np.ndarray
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+class Catalog:
+    """Typed access to the catalog tables; every write is one transaction."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        if engine is None:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url)
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", _sqlite_pragmas)
+        self.engine = engine
+        metadata.create_all(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- knowledge bases -------------------------------------------------------------
+
+    def create_kb(
+        self,
+        name: str,
+        *,
+        embedder: str,
+        embedder_spec: dict[str, Any],
+        dim: int,
+        chunk_size: int,
+        chunk_overlap: int,
+        description: str = "",
+    ) -> KBRecord:
+        now = time.time()
+        with self.engine.begin() as conn:
+            if conn.execute(select(kbs.c.id).where(kbs.c.name == name)).first():
+                raise Conflict(f"knowledge base {name!r} already exists")
+            conn.execute(
+                insert(kbs).values(
+                    name=name,
+                    description=description,
+                    embedder=embedder,
+                    embedder_spec=json.dumps(embedder_spec, sort_keys=True),
+                    dim=dim,
+                    chunk_size=chunk_size,
+                    chunk_overlap=chunk_overlap,
+                    generation=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return self.get_kb(name)
+
+    def get_kb(self, name: str) -> KBRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(kbs).where(kbs.c.name == name)).mappings().first()
+        if row is None:
+            known = ", ".join(self.kb_names()) or "none yet"
+            raise NotFound(f"no knowledge base named {name!r}; known: {known}")
+        return _kb_record(row)
+
+    def kb_names(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(kbs.c.name).order_by(kbs.c.name)).scalars())
+
+    def list_kbs(self) -> list[KBRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(kbs).order_by(kbs.c.name)).mappings().all()
+        return [_kb_record(row) for row in rows]
+
+    def drop_kb(self, kb_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(chunks).where(chunks.c.kb_id == kb_id))
+            conn.execute(delete(files).where(files.c.kb_id == kb_id))
+            conn.execute(delete(kbs).where(kbs.c.id == kb_id))
+
+    def generation(self, kb_id: int) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(kbs.c.generation).where(kbs.c.id == kb_id)).scalar()
+        if value is None:
+            raise NotFound(f"knowledge base id {kb_id} no longer exists")
+        return int(value)
+
+    def kb_stats(self, kb_id: int) -> dict[str, int]:
+        """Number of files by status, plus the total number of chunks."""
+        with self.engine.connect() as conn:
+            by_status = conn.execute(
+                select(files.c.status, func.count()).where(files.c.kb_id == kb_id).group_by(
+                    files.c.status
+                )
+            ).all()
+            total_chunks = conn.execute(
+                select(func.count()).select_from(chunks).where(chunks.c.kb_id == kb_id)
+            ).scalar_one()
+        stats = {str(status): int(count) for status, count in by_status}
+        stats["chunks"] = int(total_chunks)
+        return stats
+
+    # -- files -----------------------------------------------------------------------
+
+    def list_files(self, kb_id: int) -> list[FileRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(files).where(files.c.kb_id == kb_id).order_by(files.c.name)
+            ).mappings()
+            return [_file_record(row) for row in rows]
+
+    def get_file(self, kb_id: int, name: str) -> FileRecord | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(files).where(files.c.kb_id == kb_id, files.c.name == name))
+                .mappings()
+                .first()
+            )
+        return None if row is None else _file_record(row)
+
+    def mark_pending(self, kb_id: int, entries: Sequence[tuple[str, str]]) -> None:
+        """Record files about to be ingested (name, path) that the catalog does not know yet."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            known = set(conn.execute(select(files.c.name).where(files.c.kb_id == kb_id)).scalars())
+            fresh = [
+                {"kb_id": kb_id, "name": name, "path": path, "status": "pending",
+                 "sha256": "", "size": 0, "chunks": 0, "created_at": now, "updated_at": now}
+                for name, path in dict(entries).items()
+                if name not in known
+            ]
+            if fresh:
+                conn.execute(insert(files), fresh)
+
+    def set_file_status(
+        self,
+        kb_id: int,
+        name: str,
+        *,
+        path: str,
+        status: FileStatus,
+        error: str | None,
+        sha256: str = "",
+        size: int = 0,
+    ) -> None:
+        """Record a file outcome that adds no chunks (failed or skipped)."""
+        with self.engine.begin() as conn:
+            file_id = self._upsert_file(conn, kb_id, name, path)
+            existing = conn.execute(select(files.c.chunks).where(files.c.id == file_id)).scalar()
+            if existing:
+                # An indexed version exists: keep serving it and say why the update failed.
+                values: dict[str, Any] = {"error": f"update failed, previous version kept: {error}"}
+            else:
+                values = {"status": status, "error": error, "sha256": sha256, "size": size}
+            conn.execute(
+                update(files).where(files.c.id == file_id).values(updated_at=time.time(), **values)
+            )
+
+    def replace_file_chunks(
+        self, kb_id: int, name: str, *, path: str, sha256: str, size: int,
+        new_chunks: Sequence[NewChunk],
+    ) -> tuple[list[int], int]:
+        """Atomically replace a file's chunks; returns (removed ids, new generation)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            file_id = self._upsert_file(conn, kb_id, name, path)
+            removed = list(
+                conn.execute(select(chunks.c.id).where(chunks.c.file_id == file_id)).scalars()
+            )
+            conn.execute(delete(chunks).where(chunks.c.file_id == file_id))
+            if new_chunks:
+                conn.execute(insert(chunks), [_chunk_row(kb_id, file_id, c) for c in new_chunks])
+            conn.execute(
+                update(files).where(files.c.id == file_id).values(
+                    path=path, sha256=sha256, size=size, status="indexed", error=None,
+                    chunks=len(new_chunks), updated_at=now,
+                )
+            )
+            generation = self._bump(conn, kb_id)
+        return removed, generation
+
+    def remove_file(self, kb_id: int, name: str) -> tuple[list[int], int]:
+        """Delete a file and its chunks; returns (removed chunk ids, new generation)."""
+        with self.engine.begin() as conn:
+            file_id = conn.execute(
+                select(files.c.id).where(files.c.kb_id == kb_id, files.c.name == name)
+            ).scalar()
+            if file_id is None:
+                raise NotFound(f"no file named {name!r} in this knowledge base")
+            removed = list(
+                conn.execute(select(chunks.c.id).where(chunks.c.file_id == file_id)).scalars()
+            )
+            conn.execute(delete(chunks).where(chunks.c.file_id == file_id))
+            conn.execute(delete(files).where(files.c.id == file_id))
+            generation = self._bump(conn, kb_id)
+        return removed, generation
+
+    # -- chunks ----------------------------------------------------------------------
+
+    def chunk_ids(self, kb_id: int) -> np.ndarray:
+        with self.engine.connect() as conn:
+            ids = conn.execute(select(chunks.c.id).where(chunks.c.kb_id == kb_id)).scalars().all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def iter_vectors(
+        self, kb_id: int, ids: Sequence[int] | None = None, batch: int = 2000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, vectors) blocks for the whole KB or for the given ids."""
+        query = select(chunks.c.id, chunks.c.vector).where(chunks.c.kb_id == kb_id)
+        wanted = None if ids is None else list(ids)
+        with self.engine.connect() as conn:
+            if wanted is None:
+                yield from _vector_blocks(conn.execute(query.order_by(chunks.c.id)), batch)
+                return
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                yield from _vector_blocks(conn.execute(query.where(chunks.c.id.in_(part))), batch)
+
+    def iter_tokens(self, kb_id: int) -> Iterator[tuple[int, list[str]]]:
+        with self.engine.connect() as conn:
+            result = conn.execute(
+                select(chunks.c.id, chunks.c.tokens)
+                .where(chunks.c.kb_id == kb_id)
+                .order_by(chunks.c.id)
+            )
+            for chunk_id, tokens in result:
+                yield int(chunk_id), tokens.split(" ") if tokens else []
+
+    def get_chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+        found: dict[int, StoredChunk] = {}
+        query = select(chunks, files.c.name.label("file_name")).join(
+            files, files.c.id == chunks.c.file_id
+        )
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                part = list(ids[start : start + 500])
+                for row in conn.execute(query.where(chunks.c.id.in_(part))).mappings():
+                    found[int(row["id"])] = StoredChunk(
+                        id=int(row["id"]), file=row["file_name"], chunk=_row_chunk(row)
+                    )
+        return found
+
+    def chunk_ids_for_files(self, kb_id: int, names: Sequence[str]) -> np.ndarray:
+        query = (
+            select(chunks.c.id)
+            .join(files, files.c.id == chunks.c.file_id)
+            .where(chunks.c.kb_id == kb_id, files.c.name.in_(list(names)))
+        )
+        with self.engine.connect() as conn:
+            return np.asarray(conn.execute(query).scalars().all(), dtype=np.int64)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _upsert_file(self, conn: Connection, kb_id: int, name: str, path: str) -> int:
+        file_id = conn.execute(
+            select(files.c.id).where(files.c.kb_id == kb_id, files.c.name == name)
+        ).scalar()
+        if file_id is not None:
+            return int(file_id)
+        now = time.time()
+        result = conn.execute(
+            insert(files).values(
+                kb_id=kb_id, name=name, path=path, status="pending", sha256="", size=0,
+                chunks=0, created_at=now, updated_at=now,
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    @staticmethod
+    def _bump(conn: Connection, kb_id: int) -> int:
+        conn.execute(
+            update(kbs)
+            .where(kbs.c.id == kb_id)
+            .values(generation=kbs.c.generation + 1, updated_at=time.time())
+        )
+        return int(conn.execute(select(kbs.c.generation).where(kbs.c.id == kb_id)).scalar_one())
+
+
+def _vector_blocks(result: Any, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    while rows := result.fetchmany(batch):
+        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        vectors = np.vstack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
+        yield ids, vectors
+
+
+def _chunk_row(kb_id: int, file_id: int, new: NewChunk) -> dict[str, Any]:
+    chunk = new.chunk
+    return {
+        "id": new.id,
+        "kb_id": kb_id,
+        "file_id": file_id,
+        "position": chunk.position,
+        "text": chunk.text,
+        "page": chunk.page,
+        "sheet": chunk.sheet,
+        "slide": chunk.slide,
+        "headings": json.dumps(list(chunk.headings), ensure_ascii=False),
+        "title": chunk.title,
+        "tokens": " ".join(new.tokens),
+        "vector": np.asarray(new.vector, dtype=np.float32).tobytes(),
+    }
+
+
+def _row_chunk(row: Any) -> Chunk:
+    return Chunk(
+        text=row["text"],
+        source=row["file_name"],
+        position=int(row["position"]),
+        page=row["page"],
+        sheet=row["sheet"],
+        slide=row["slide"],
+        headings=tuple(json.loads(row["headings"])),
+        title=row["title"],
+    )
+
+
+def _kb_record(row: Any) -> KBRecord:
+    values = dict(row)
+    values["embedder_spec"] = json.loads(values["embedder_spec"])
+    return KBRecord(**values)
+
+
+def _file_record(row: Any) -> FileRecord:
+    values = dict(row)
+    values.pop("kb_id")
+    return FileRecord(**values)

@@ -1,0 +1,107 @@
+"""The search indexes of one knowledge base (vectors + BM25), kept in step with the catalog.
+
+Both indexes are caches of what the catalog holds. Each remembers the catalog generation it
+reflects (``state.json``); when the catalog has moved on (another process wrote, or a crash
+came between a catalog commit and an index save) the index is reconciled from the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kbchat.catalog import Catalog
+from kbchat.lexical import LexicalIndex
+from kbchat.store.base import Ids, VectorStore
+from kbchat.store.faiss import FaissStore
+
+
+class KBIndex:
+    """Vector store and BM25 index of one knowledge base, reconciled lazily."""
+
+    def __init__(self, catalog: Catalog, kb_id: int, directory: Path, dim: int) -> None:
+        self.catalog = catalog
+        self.kb_id = kb_id
+        self.directory = directory
+        self._lock = threading.RLock()
+        self._state_path = directory / "state.json"
+        state = self._read_state()
+        self.vectors: VectorStore = FaissStore(directory / "vectors.faiss", dim)
+        self._vector_generation = int(state.get("vectors", -1))
+        self._lexical: LexicalIndex | None = None
+        self._lexical_generation = int(state.get("lexical", -1))
+
+    # -- writes from this process --------------------------------------------------------
+
+    def apply(self, removed: Ids, added: Ids, vectors: NDArray[np.float32], generation: int) -> None:
+        """Mirror one committed catalog change into the vector store."""
+        with self._lock:
+            in_step = self._vector_generation == generation - 1
+            self.vectors.delete(removed)
+            self.vectors.add(added, vectors)
+            if in_step:
+                self._vector_generation = generation
+
+    def persist(self) -> None:
+        """Reconcile with the catalog, then save both indexes and the state file."""
+        with self._lock:
+            self.fresh_vectors()
+            self.vectors.persist()
+            lexical = self.fresh_lexical()
+            lexical.save(self.directory / "bm25.pkl")
+            self._write_state()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def fresh_vectors(self) -> VectorStore:
+        """The vector store, reconciled with the catalog if it is behind."""
+        with self._lock:
+            generation = self.catalog.generation(self.kb_id)
+            if generation != self._vector_generation:
+                self._reconcile_vectors()
+                self._vector_generation = generation
+            return self.vectors
+
+    def fresh_lexical(self) -> LexicalIndex:
+        """The BM25 index, loaded from disk or rebuilt from the catalog if it is behind."""
+        with self._lock:
+            generation = self.catalog.generation(self.kb_id)
+            if self._lexical is not None and self._lexical_generation == generation:
+                return self._lexical
+            path = self.directory / "bm25.pkl"
+            if self._lexical is None and self._lexical_generation == generation and path.exists():
+                self._lexical = LexicalIndex.load(path)
+            else:
+                self._lexical = LexicalIndex.build(self.catalog.iter_tokens(self.kb_id))
+                self._lexical_generation = generation
+            return self._lexical
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _reconcile_vectors(self) -> None:
+        truth = self.catalog.chunk_ids(self.kb_id)
+        present = self.vectors.ids()
+        extra = np.setdiff1d(present, truth, assume_unique=True)
+        missing = np.setdiff1d(truth, present, assume_unique=True)
+        self.vectors.delete(extra)
+        for ids, vectors in self.catalog.iter_vectors(self.kb_id, missing.tolist()):
+            self.vectors.add(ids, vectors)
+
+    def _read_state(self) -> dict[str, int]:
+        try:
+            state = json.loads(self._state_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def _write_state(self) -> None:
+        tmp = self._state_path.with_name(f"state.json.tmp{os.getpid()}")
+        tmp.write_text(
+            json.dumps({"vectors": self._vector_generation, "lexical": self._lexical_generation})
+        )
+        os.replace(tmp, self._state_path)
