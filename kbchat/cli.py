@@ -1,0 +1,315 @@
+"""The kbchat command line: thin wrappers that parse, build services, call and print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kbchat.catalog import FileRecord, KBRecord
+from kbchat.config import Settings, load_settings
+from kbchat.errors import KbchatError
+from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase
+from kbchat.library import Library
+from kbchat.types import Hit
+
+app = typer.Typer(help="Ask questions about your own documents, with models you run yourself.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+kb_app = typer.Typer(help="Create and manage knowledge bases.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+EXIT_FILES_FAILED = 3
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+IncludeOpt = Annotated[
+    list[str] | None, typer.Option("--include", "-i", help="Only files matching this glob.")
+]
+ExcludeOpt = Annotated[
+    list[str] | None, typer.Option("--exclude", "-x", help="Skip files or folders matching this glob.")
+]
+
+
+@contextmanager
+def _library() -> Iterator[Library]:
+    library = Library(load_settings())
+    try:
+        yield library
+    finally:
+        library.close()
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def kb_json(record: KBRecord, stats: dict[str, int] | None = None) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "name": record.name, "description": record.description, "embedder": record.embedder,
+        "embedder_spec": record.embedder_spec, "dim": record.dim,
+        "chunk_size": record.chunk_size, "chunk_overlap": record.chunk_overlap,
+        "created_at": record.created_at, "updated_at": record.updated_at,
+    }
+    if stats is not None:
+        value["files"] = sum(v for k, v in stats.items() if k != "chunks")
+        value["chunks"] = stats.get("chunks", 0)
+        value["status"] = {k: v for k, v in stats.items() if k != "chunks"}
+    return value
+
+
+def file_json(record: FileRecord) -> dict[str, Any]:
+    return {"name": record.name, "path": record.path, "status": record.status,
+            "error": record.error, "chunks": record.chunks, "size": record.size,
+            "sha256": record.sha256, "updated_at": record.updated_at}
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    value = asdict(hit)
+    value["headings"] = list(hit.headings)
+    value["score"] = round(hit.score, 4)
+    return value
+
+
+class _RichListener(IngestListener):
+    """Shows a progress bar on stderr and collects outcomes."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("files", total=None)
+
+    def started(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+
+    def file_done(self, outcome: FileOutcome) -> None:
+        self.progress.update(self.task, advance=1, description=outcome.name[-40:])
+        if outcome.status == "failed":
+            self.progress.console.print(f"failed: {outcome.error}", style="red", markup=False)
+
+    def waiting(self, message: str) -> None:
+        self.progress.console.print(message, style="yellow", markup=False)
+
+
+def _run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> None:
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, transient=True)
+    with progress:
+        listener = _RichListener(progress)
+        outcomes: list[FileOutcome] = getattr(kb, action)(listener=listener, **kwargs)
+    _report_outcomes(outcomes, as_json)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(EXIT_FILES_FAILED)
+
+
+def _report_outcomes(outcomes: Sequence[FileOutcome], as_json: bool) -> None:
+    if as_json:
+        _print_json([asdict(o) for o in outcomes])
+        return
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        if outcome.status in ("failed", "skipped"):
+            err.print(f"{outcome.status}: {outcome.error}", markup=False, highlight=False)
+    chunks = sum(o.chunks for o in outcomes if o.status == "indexed")
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no files"
+    out.print(f"{summary}; {chunks} new chunks")
+
+
+@kb_app.command("create")
+def kb_create(
+    name: str,
+    embedder: Annotated[str | None, typer.Option(help="Embedder backend (use, e5, openai).")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Chunk length in characters.")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in characters.")] = None,
+    description: Annotated[str, typer.Option(help="What this knowledge base holds.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an empty knowledge base."""
+    with _library() as library:
+        record = library.create(name, embedder=embedder, chunk_size=chunk_size,
+                                chunk_overlap=chunk_overlap, description=description)
+        if as_json:
+            _print_json(kb_json(record))
+        else:
+            out.print(f"created knowledge base {record.name!r} (embedder {record.embedder})")
+
+
+@kb_app.command("list")
+def kb_list(as_json: JsonOpt = False) -> None:
+    """List knowledge bases."""
+    with _library() as library:
+        rows = [kb_json(r, library.catalog.kb_stats(r.id)) for r in library.list()]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("name", "files", "chunks", "embedder", "description")
+    for row in rows:
+        table.add_row(row["name"], str(row["files"]), str(row["chunks"]), row["embedder"],
+                      row["description"])
+    out.print(table)
+
+
+@kb_app.command("info")
+def kb_info(name: str, as_json: JsonOpt = False) -> None:
+    """Show a knowledge base's settings and file counts."""
+    with _library() as library:
+        record = library.catalog.get_kb(name)
+        info = kb_json(record, library.catalog.kb_stats(record.id))
+    if as_json:
+        _print_json(info)
+        return
+    for key, value in info.items():
+        out.print(f"[bold]{key}[/bold]: {value}")
+
+
+@kb_app.command("drop")
+def kb_drop(
+    name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False
+) -> None:
+    """Delete a knowledge base and its indexes (your source files are not touched)."""
+    with _library() as library:
+        library.catalog.get_kb(name)
+        if not yes and not typer.confirm(f"Drop knowledge base {name!r}?"):
+            raise typer.Exit(1)
+        library.drop(name)
+    out.print(f"dropped knowledge base {name!r}")
+
+
+@kb_app.command("add")
+def kb_add(
+    name: str,
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    force: Annotated[bool, typer.Option(help="Re-index files even if unchanged.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add or update files. Exit code 3 if some files failed (the rest are indexed)."""
+    with _library() as library:
+        kb = library.get(name)
+        excludes = [*library.settings.ingest.exclude, *(exclude or [])]
+        _run_write(kb, "add", as_json, paths=paths, include=include or [], exclude=excludes,
+                   force=force)
+
+
+@kb_app.command("files")
+def kb_files(name: str, as_json: JsonOpt = False) -> None:
+    """List a knowledge base's files with their status."""
+    with _library() as library:
+        records = library.get(name).files()
+    if as_json:
+        _print_json([file_json(r) for r in records])
+        return
+    table = Table("name", "status", "chunks", "error")
+    for r in records:
+        table.add_row(r.name, r.status, str(r.chunks), r.error or "")
+    out.print(table)
+
+
+@kb_app.command("rm")
+def kb_rm(
+    name: str,
+    files: Annotated[list[str], typer.Argument(help="File names as `kb files` shows them.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove files (and all their chunks) from a knowledge base."""
+    with _library() as library:
+        _run_write(library.get(name), "remove", as_json, names=files)
+
+
+@kb_app.command("sync")
+def kb_sync(
+    name: str, folder: Path, include: IncludeOpt = None, exclude: ExcludeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the knowledge base match a folder: add new, re-index changed, remove missing."""
+    with _library() as library:
+        excludes = [*library.settings.ingest.exclude, *(exclude or [])]
+        _run_write(library.get(name), "sync", as_json, folder=folder, include=include or [],
+                   exclude=excludes)
+
+
+@kb_app.command("rebuild")
+def kb_rebuild(name: str, as_json: JsonOpt = False) -> None:
+    """Rebuild the indexes and re-read every file from its source."""
+    with _library() as library:
+        _run_write(library.get(name), "rebuild", as_json)
+
+
+@kb_app.command("search")
+def kb_search(
+    name: str,
+    query: str,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Number of hits.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search a knowledge base and print the best passages."""
+    with _library() as library:
+        hits = library.get(name).search(query, top_k=top_k)
+    print_hits(hits, as_json)
+
+
+def print_hits(hits: Sequence[Hit], as_json: bool) -> None:
+    if as_json:
+        _print_json([hit_json(h) for h in hits])
+        return
+    if not hits:
+        out.print("no matching passages")
+    for rank, hit in enumerate(hits, 1):
+        where = f" p.{hit.page}" if hit.page else f" [{hit.sheet}]" if hit.sheet else ""
+        out.print(f"[bold]{rank}. {hit.file}{where}[/bold]  score {hit.score:.3f}")
+        out.print("   " + hit.text[:300].replace("\n", " "))
+
+
+@app.command("doctor")
+def doctor(as_json: JsonOpt = False) -> None:
+    """Check what is installed and usable: packages, models, data directory, config."""
+    from kbchat.doctor import run_checks
+
+    settings = load_settings()
+    checks = run_checks(settings)
+    if as_json:
+        _print_json([asdict(c) for c in checks])
+    else:
+        for check in checks:
+            mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
+            out.print(f"{mark} {check.name}: {check.detail}")
+    if not all(c.ok or c.optional for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command("demo")
+def demo(
+    query: Annotated[list[str] | None, typer.Option(help="Questions to search for.")] = None,
+) -> None:
+    """Build the sample knowledge base (kbchat's own docs) and search it."""
+    from kbchat.sample import sample_dir
+
+    settings: Settings = load_settings()
+    with _library() as library:
+        kb = library.ensure("kbchat-docs", description="kbchat's own documentation")
+        err.print(f"knowledge base 'kbchat-docs' in {settings.home}")
+        _run_write(kb, "sync", False, folder=sample_dir(), exclude=["__init__.py", "*.pyc",
+                                                                   "__pycache__"])
+        for question in query or ["How do I add files to a knowledge base?", "如何创建知识库？"]:
+            out.print(f"\n[bold cyan]? {question}[/bold cyan]")
+            print_hits(kb.search(question, top_k=3), False)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: kbchat errors become one line on stderr and exit code 1."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="kbchat")
+    except KbchatError as exc:
+        err.print(f"error: {exc}", style="red", markup=False, highlight=False)
+        sys.exit(1)

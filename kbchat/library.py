@@ -1,0 +1,143 @@
+"""The library: every knowledge base under one KBCHAT_HOME, created, opened and dropped by name."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Any
+
+from kbchat.catalog import Catalog, KBRecord
+from kbchat.config import Settings
+from kbchat.embed.base import Embedder
+from kbchat.errors import BadInput, Conflict
+from kbchat.ingest.loaders import LoadLimits
+from kbchat.kb import KnowledgeBase, remove_kb_directory
+from kbchat.registry import embedders
+
+_NAME = re.compile(r"^[\w][\w.\-]{0,63}$", re.UNICODE)
+
+
+def validate_kb_name(name: str) -> str:
+    if not _NAME.match(name) or ".." in name:
+        raise BadInput(
+            f"invalid knowledge base name {name!r}: use 1-64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class Library:
+    """Creates, opens and drops knowledge bases; shares embedders between them."""
+
+    def __init__(self, settings: Settings, *, catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog or Catalog(settings.catalog_url)
+        self._embedders: dict[str, Embedder] = {}
+        self._open: dict[str, KnowledgeBase] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def default_embedder_spec(self, backend: str | None = None) -> dict[str, Any]:
+        configured = self.settings.embedder
+        spec: dict[str, Any] = {"backend": backend or configured.backend}
+        if spec["backend"] == configured.backend:
+            for key in ("model", "base_url"):
+                if (value := getattr(configured, key)) is not None:
+                    spec[key] = value
+        return spec
+
+    def embedder(self, spec: dict[str, Any]) -> Embedder:
+        """Build (once) the embedder a spec describes; the API key comes from settings."""
+        key = json.dumps(spec, sort_keys=True)
+        with self._lock:
+            if key not in self._embedders:
+                configured = self.settings.embedder
+                kwargs: dict[str, Any] = dict(spec)
+                backend = kwargs.pop("backend")
+                kwargs.update(threads=configured.threads, timeout_s=configured.timeout_s)
+                if configured.api_key is not None and backend == configured.backend:
+                    kwargs["api_key"] = configured.api_key
+                self._embedders[key] = embedders.create(backend, **kwargs)
+            return self._embedders[key]
+
+    def create(
+        self,
+        name: str,
+        *,
+        embedder: str | None = None,
+        chunk_size: int | None = None,
+        chunk_overlap: int | None = None,
+        description: str = "",
+    ) -> KBRecord:
+        validate_kb_name(name)
+        ingest = self.settings.ingest
+        size = chunk_size if chunk_size is not None else ingest.chunk_size
+        overlap = chunk_overlap if chunk_overlap is not None else ingest.chunk_overlap
+        if size <= 20:
+            raise BadInput(f"chunk_size must be > 20, got {size}")
+        if not 0 <= overlap < size:
+            raise BadInput(f"chunk_overlap must be >= 0 and < chunk_size ({size}), got {overlap}")
+        spec = self.default_embedder_spec(embedder)
+        model = self.embedder(spec)
+        return self.catalog.create_kb(
+            name, embedder=model.name, embedder_spec=spec, dim=model.dim,
+            chunk_size=size, chunk_overlap=overlap, description=description,
+        )
+
+    def list(self) -> list[KBRecord]:
+        return self.catalog.list_kbs()
+
+    def names(self) -> list[str]:
+        return self.catalog.kb_names()
+
+    def get(self, name: str) -> KnowledgeBase:
+        """Open a knowledge base by name.
+
+        Raises:
+            NotFound: no such knowledge base (the message lists the known ones).
+            Conflict: the embedder available now is not the one that built it.
+        """
+        record = self.catalog.get_kb(name)
+        with self._lock:
+            cached = self._open.get(name)
+            if cached is not None and cached.record.id == record.id:
+                return cached
+        model = self.embedder(record.embedder_spec)
+        if model.name != record.embedder:
+            raise Conflict(
+                f"knowledge base {name!r} was built with embedder {record.embedder!r}, but its "
+                f"embedder now resolves to {model.name!r}; mixing vectors would give wrong results. "
+                f"Restore the original embedder or re-create the knowledge base."
+            )
+        ingest = self.settings.ingest
+        limits = LoadLimits(
+            max_file_bytes=int(ingest.max_file_mb * 2**20),
+            max_unpacked_bytes=int(ingest.max_unpacked_mb * 2**20),
+            ocr=ingest.ocr,
+        )
+        kb = KnowledgeBase(
+            record, self.catalog, model, self.settings.kb_root / str(record.id),
+            limits=limits, batch_size=self.settings.embedder.batch_size,
+        )
+        with self._lock:
+            self._open[name] = kb
+        return kb
+
+    def drop(self, name: str) -> None:
+        record = self.catalog.get_kb(name)
+        self.catalog.drop_kb(record.id)
+        with self._lock:
+            self._open.pop(name, None)
+        remove_kb_directory(self.settings.kb_root / str(record.id))
+
+    def ensure(self, name: str, **options: Any) -> KnowledgeBase:
+        """Open ``name``, creating it with ``options`` if it does not exist."""
+        if name not in self.names():
+            try:
+                self.create(name, **options)
+            except Conflict:
+                pass  # created meanwhile by another process
+        return self.get(name)

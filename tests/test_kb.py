@@ -1,0 +1,240 @@
+"""KnowledgeBase write path: idempotent, incremental, atomic per file, consistent indexes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kbchat.config import load_settings
+from kbchat.errors import BadInput, Conflict, NotFound
+from kbchat.kb import KnowledgeBase
+from kbchat.library import Library
+from kbchat.lexical import tokenize
+
+
+@pytest.fixture
+def library() -> Library:
+    lib = Library(load_settings(embedder={"backend": "hash"}))
+    yield lib
+    lib.close()
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    write(root / "warranty.txt", "The warranty period of the K3 kettle is two years from purchase.")
+    write(root / "zh" / "保修.md", "# 保修政策\n\n本产品保修期为两年，自购买之日起计算。\n")
+    write(root / "recipes.md", "# Tea\n\nBrew green tea at 80 degrees for three minutes.\n")
+    return root
+
+
+def assert_consistent(kb: KnowledgeBase) -> None:
+    """Catalog, vector store and BM25 hold exactly the same chunk ids."""
+    truth = set(kb.catalog.chunk_ids(kb.record.id).tolist())
+    assert set(kb.index.fresh_vectors().ids().tolist()) == truth
+    lexical = kb.index.fresh_lexical()
+    assert lexical.count() == len(truth)
+    for record in kb.files():
+        if record.status == "indexed":
+            assert record.chunks == len(kb.catalog.chunk_ids_for_files(kb.record.id, [record.name]))
+
+
+def test_add_folder_indexes_every_file_and_search_finds_it(library: Library, docs: Path) -> None:
+    library.create("manuals")
+    kb = library.get("manuals")
+    outcomes = kb.add([docs])
+    assert {o.name: o.status for o in outcomes} == {
+        "recipes.md": "indexed", "warranty.txt": "indexed", "zh/保修.md": "indexed"}
+    hits = kb.search("warranty period kettle", top_k=1)
+    assert hits[0].file == "warranty.txt" and hits[0].kb == "manuals"
+    assert kb.search("保修期", top_k=1)[0].file == "zh/保修.md"
+    assert_consistent(kb)
+
+
+def test_readding_unchanged_files_is_a_no_op(library: Library, docs: Path) -> None:
+    library.create("m")
+    kb = library.get("m")
+    kb.add([docs])
+    generation = kb.catalog.generation(kb.record.id)
+    again = kb.add([docs])
+    assert {o.status for o in again} == {"unchanged"}
+    assert kb.catalog.generation(kb.record.id) == generation
+
+
+def test_changed_file_replaces_its_chunks(library: Library, docs: Path) -> None:
+    library.create("m")
+    kb = library.get("m")
+    kb.add([docs])
+    before = set(kb.catalog.chunk_ids_for_files(kb.record.id, ["warranty.txt"]).tolist())
+    write(docs / "warranty.txt", "The K3 kettle now has a five year warranty.")
+    outcomes = {o.name: o.status for o in kb.add([docs])}
+    assert outcomes["warranty.txt"] == "indexed" and outcomes["recipes.md"] == "unchanged"
+    after = set(kb.catalog.chunk_ids_for_files(kb.record.id, ["warranty.txt"]).tolist())
+    assert before.isdisjoint(after)
+    assert "five year" in kb.search("kettle warranty", top_k=1)[0].text
+    assert not before & set(kb.index.fresh_vectors().ids().tolist())
+    assert_consistent(kb)
+
+
+def test_same_file_name_in_two_kbs_never_collides(library: Library, tmp_path: Path) -> None:
+    a = write(tmp_path / "a" / "notes.txt", "alpha notes about apples")
+    b = write(tmp_path / "b" / "notes.txt", "beta notes about bananas")
+    library.create("one")
+    library.create("two")
+    library.get("one").add([a])
+    library.get("two").add([b])
+    assert "apples" in library.get("one").search("notes", top_k=1)[0].text
+    assert "bananas" in library.get("two").search("notes", top_k=1)[0].text
+    library.get("two").remove(["notes.txt"])
+    assert library.get("one").files()[0].status == "indexed"
+
+
+def test_remove_deletes_chunks_everywhere(library: Library, docs: Path) -> None:
+    library.create("m")
+    kb = library.get("m")
+    kb.add([docs])
+    gone = set(kb.catalog.chunk_ids_for_files(kb.record.id, ["recipes.md"]).tolist())
+    outcomes = kb.remove(["recipes.md", "nope.txt"])
+    assert [o.status for o in outcomes] == ["removed", "failed"]
+    assert "nope.txt" in (outcomes[1].error or "")
+    assert [f.name for f in kb.files()] == ["warranty.txt", "zh/保修.md"]
+    assert not gone & set(kb.index.fresh_vectors().ids().tolist())
+    assert all(f.file != "recipes.md" for f in kb.search("green tea", top_k=5))
+    assert_consistent(kb)
+
+
+def test_sync_adds_updates_and_removes(library: Library, docs: Path) -> None:
+    library.create("m")
+    kb = library.get("m")
+    kb.sync(docs)
+    (docs / "recipes.md").unlink()
+    write(docs / "new.txt", "A brand new document about descaling.")
+    write(docs / "warranty.txt", "Warranty: three years.")
+    outcomes = {o.name: o.status for o in kb.sync(docs)}
+    assert outcomes == {"new.txt": "indexed", "warranty.txt": "indexed",
+                        "zh/保修.md": "unchanged", "recipes.md": "removed"}
+    assert_consistent(kb)
+
+
+def test_bad_files_fail_alone_and_the_batch_lands(library: Library, tmp_path: Path) -> None:
+    root = tmp_path / "mixed"
+    write(root / "good.txt", "A perfectly good file about descaling kettles.")
+    write(root / "binary.txt", bytes(range(256)) * 50)
+    write(root / "empty.md", "")
+    write(root / "broken.pdf", b"%PDF-1.4 this is not really a pdf")
+    write(root / "tool.exe", b"MZ\x00\x00")
+    library.create("m")
+    kb = library.get("m")
+    outcomes = {o.name: o for o in kb.add([root])}
+    assert outcomes["good.txt"].status == "indexed"
+    assert outcomes["tool.exe"].status == "skipped"
+    for name in ("binary.txt", "empty.md", "broken.pdf"):
+        assert outcomes[name].status == "failed", name
+        assert name in (outcomes[name].error or "")
+    statuses = {f.name: f.status for f in kb.files()}
+    assert statuses["good.txt"] == "indexed" and statuses["broken.pdf"] == "failed"
+    assert_consistent(kb)
+
+
+def test_size_limit_and_unreadable_file(docs: Path, tmp_path: Path) -> None:
+    lib = Library(load_settings(embedder={"backend": "hash"}, ingest={"max_file_mb": 0.001}))
+    lib.create("m")
+    kb = lib.get("m")
+    big = write(tmp_path / "big.txt", "word " * 1000)
+    outcome = kb.add([big])[0]
+    assert outcome.status == "failed" and "size limit" in (outcome.error or "")
+    if os.geteuid() != 0:  # root reads everything
+        locked = write(tmp_path / "locked.txt", "secret")
+        locked.chmod(0)
+        assert kb.add([locked])[0].status == "failed"
+    lib.close()
+
+
+def test_missing_path_is_a_clear_error(library: Library, tmp_path: Path) -> None:
+    library.create("m")
+    with pytest.raises(BadInput, match="no such file or folder"):
+        library.get("m").add([tmp_path / "does-not-exist"])
+
+
+def test_failed_update_keeps_the_previous_version(library: Library, tmp_path: Path) -> None:
+    library.create("m")
+    kb = library.get("m")
+    doc = write(tmp_path / "doc.txt", "Original content about kettles.")
+    kb.add([doc])
+    doc.write_bytes(b"")
+    outcome = kb.add([doc])[0]
+    assert outcome.status == "failed"
+    record = kb.files()[0]
+    assert record.status == "indexed" and "previous version kept" in (record.error or "")
+    assert "Original" in kb.search("kettles", top_k=1)[0].text
+
+
+def test_unknown_kb_lists_the_known_ones(library: Library) -> None:
+    library.create("alpha")
+    with pytest.raises(NotFound, match="known: alpha"):
+        library.get("beta")
+
+
+def test_kb_name_is_validated(library: Library) -> None:
+    with pytest.raises(BadInput, match="invalid knowledge base name"):
+        library.create("../etc")
+
+
+def test_kb_refuses_a_different_embedder(library: Library) -> None:
+    record = library.create("m")
+    library.catalog.engine.dispose()
+    from sqlalchemy import update
+
+    from kbchat.catalog import kbs
+
+    with library.catalog.engine.begin() as conn:
+        conn.execute(update(kbs).where(kbs.c.id == record.id).values(embedder="other-model"))
+    with pytest.raises(Conflict, match="other-model"):
+        Library(library.settings).get("m")
+
+
+def test_index_is_reconciled_after_it_falls_behind(library: Library, docs: Path) -> None:
+    library.create("m")
+    kb = library.get("m")
+    kb.add([docs])
+    (kb.directory / "vectors.faiss").unlink()
+    (kb.directory / "bm25.pkl").unlink()
+    fresh = Library(library.settings).get("m")
+    assert fresh.search("warranty kettle", top_k=1)[0].file == "warranty.txt"
+    assert_consistent(fresh)
+
+
+def test_rebuild_reindexes_from_sources(library: Library, docs: Path) -> None:
+    library.create("m")
+    kb = library.get("m")
+    kb.add([docs])
+    (docs / "recipes.md").unlink()
+    outcomes = {o.name: o.status for o in kb.rebuild()}
+    assert outcomes == {"warranty.txt": "indexed", "zh/保修.md": "indexed", "recipes.md": "failed"}
+    assert_consistent(kb)
+    tokens = tokenize("保修期")
+    assert kb.index.fresh_lexical().search(tokens, 3)
+
+
+def test_drop_removes_everything(library: Library, docs: Path) -> None:
+    library.create("m")
+    kb = library.get("m")
+    kb.add([docs])
+    directory = kb.directory
+    library.drop("m")
+    assert library.names() == []
+    assert not directory.exists()
+    assert len(library.catalog.chunk_ids(kb.record.id)) == 0
+    assert np.all(library.catalog.chunk_ids(kb.record.id) == np.zeros(0))
