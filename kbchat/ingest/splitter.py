@@ -1,0 +1,272 @@
+"""Chinese-aware recursive splitter: Documents -> Chunks of at most ``chunk_size`` characters.
+
+A cut is chosen among the boundaries inside a window of ``chunk_size`` characters, preferring
+(strongest first) markdown headings, blank lines, sentence ends (。！？；!?; and ". " but not
+"3.14" or "e.g. "), clause marks (，、：, : |), single line breaks, whitespace, and only then a
+hard cut between two characters, never inside an ASCII word or number. A cut that would leave
+the chunk less than half full is taken only to keep a sentence whole or to start a new
+markdown section (a heading line always stays with the text under it). Overlap repeats whole
+sentences or clauses from the end of the previous chunk. Tables are cut only between rows.
+
+Every chunk is an exact slice of its document's text with surrounding whitespace trimmed;
+``split_spans`` returns those slices' offsets.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kbchat.types import Chunk, Document
+
+HARD, SPACE, LINE, CLAUSE, SENTENCE, PARAGRAPH, HEADING, ROW = range(8)
+MIN_FILL = 0.5
+"""A cut weaker than a sentence end is not taken before this fraction of chunk_size."""
+
+_CLOSERS = "\"'”’」』）)\\]】》〉"
+_CJK_SENTENCE = re.compile(f"(?:[。！？；]|…+|\\.{{3,}})[{_CLOSERS}]*")
+_ASCII_SENTENCE = re.compile(f"[!?;]+[{_CLOSERS}]*(?=\\s|$|[^\\x00-\\x7f])")
+_PERIOD = re.compile(f"\\.[{_CLOSERS}]*(?=\\s|$)")
+_CLAUSE = re.compile(r"[，、：﹐﹑]|——|[,:|](?=\s)")
+_WHITESPACE = re.compile(r"\s+")
+_HEADING_LINE = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
+_WORD_CHAR = "0-9A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\uff10-\uff19"
+_WORD = re.compile(f"[{_WORD_CHAR}]+(?:[.,:'’_/\\-][{_WORD_CHAR}]+)*")
+_WORD_BEFORE_PERIOD = re.compile(f"([{_WORD_CHAR}.]*)$")
+_ABBREVIATIONS = frozenset(
+    {
+        "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "no", "nos", "fig",
+        "figs", "vol", "vols", "pp", "ed", "eds", "inc", "ltd", "co", "corp", "dept", "approx",
+        "est", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
+        "dec", "cf", "al", "ch", "sec", "eq", "ref",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Boundaries:
+    """Where one text may be cut: sorted candidate ends with their strength, and word spans."""
+
+    text: str
+    content_end: int
+    ends: list[int]
+    strengths: list[int]
+    word_starts: list[int]
+    word_ends: list[int]
+
+
+def split_documents(
+    documents: Sequence[Document], *, chunk_size: int, chunk_overlap: int
+) -> list[Chunk]:
+    """Split the documents of one file into chunks, numbered 0..n-1 in call order.
+
+    Args:
+        documents: The documents a loader produced for one file, in reading order.
+        chunk_size: Maximum chunk length in characters.
+        chunk_overlap: Characters of whole sentences or clauses repeated from the end of the
+            previous chunk (text documents only; tables never overlap).
+
+    Returns:
+        Chunks carrying their document's source, page, sheet, slide, headings and title.
+
+    Raises:
+        ValueError: ``chunk_size`` or ``chunk_overlap`` is out of range.
+    """
+    _check_sizes(chunk_size, chunk_overlap)
+    chunks: list[Chunk] = []
+    for document in documents:
+        spans = split_spans(
+            document.text,
+            chunk_size=chunk_size,
+            chunk_overlap=0 if document.kind == "table" else chunk_overlap,
+            table=document.kind == "table",
+        )
+        for start, end in spans:
+            chunks.append(
+                Chunk(
+                    text=document.text[start:end],
+                    source=document.source,
+                    position=len(chunks),
+                    page=document.page,
+                    sheet=document.sheet,
+                    slide=document.slide,
+                    headings=document.headings,
+                    title=document.title,
+                )
+            )
+    return chunks
+
+
+def split_spans(
+    text: str, *, chunk_size: int, chunk_overlap: int, table: bool = False
+) -> list[tuple[int, int]]:
+    """Return ``(start, end)`` offsets of the chunks of ``text``, in order.
+
+    Each chunk is ``text[start:end]``: non-empty, trimmed, at most ``chunk_size`` long. A chunk
+    starts before the previous one ends only by repeating whole sentences or clauses of at
+    most ``chunk_overlap`` characters.
+
+    Args:
+        text: The text to split.
+        chunk_size: Maximum chunk length in characters.
+        chunk_overlap: Maximum characters repeated from the previous chunk.
+        table: Treat each line as a table row: cut only between rows, unless a single row is
+            longer than ``chunk_size``, which is then cut like text.
+
+    Raises:
+        ValueError: ``chunk_size`` or ``chunk_overlap`` is out of range.
+    """
+    _check_sizes(chunk_size, chunk_overlap)
+    bounds = _find_boundaries(text, chunk_size, table=table)
+    spans: list[tuple[int, int]] = []
+    start = _skip_space(text, 0)
+    while start < len(text):
+        previous_end = spans[-1][1] if spans else start
+        end = _choose_cut(bounds, start, chunk_size, after=previous_end, table=table)
+        if end is None:  # the overlap left no room for new text: drop it
+            start = _skip_space(text, previous_end)
+            end = _choose_cut(bounds, start, chunk_size, after=start, table=table)
+        if end is None:
+            raise AssertionError(f"splitter found no cut after offset {start}")
+        spans.append((start, end))
+        start = _next_start(bounds, start, end, chunk_overlap)
+    return spans
+
+
+def _check_sizes(chunk_size: int, chunk_overlap: int) -> None:
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be > 0, got {chunk_size}")
+    if chunk_overlap < 0:
+        raise ValueError(f"chunk_overlap must be >= 0, got {chunk_overlap}")
+    if chunk_overlap >= chunk_size:
+        raise ValueError(
+            f"chunk_overlap ({chunk_overlap}) must be smaller than chunk_size ({chunk_size})"
+        )
+
+
+def _skip_space(text: str, index: int) -> int:
+    while index < len(text) and text[index].isspace():
+        index += 1
+    return index
+
+
+def _find_boundaries(text: str, chunk_size: int, *, table: bool) -> _Boundaries:
+    """Collect every candidate cut (the end offset of the chunk before it) with its strength."""
+    strength: dict[int, int] = {}
+
+    def mark(end: int, level: int) -> None:
+        if 0 < end < len(text) and strength.get(end, -1) < level:
+            strength[end] = level
+
+    heading_ends: list[int] = []
+    for match in _WHITESPACE.finditer(text):
+        newlines = match.group().count("\n")
+        if newlines == 0:
+            mark(match.start(), SPACE)
+        elif table:
+            mark(match.start(), ROW)
+        else:
+            mark(match.start(), PARAGRAPH if newlines > 1 else LINE)
+            if _HEADING_LINE.match(text, match.end()):
+                mark(match.start(), HEADING)
+            line_start = text.rfind("\n", 0, match.start()) + 1
+            if _HEADING_LINE.match(text, line_start):
+                heading_ends.append(match.start())
+    for pattern in (_CJK_SENTENCE, _ASCII_SENTENCE):
+        for match in pattern.finditer(text):
+            mark(match.end(), SENTENCE)
+    for match in _PERIOD.finditer(text):
+        if _ends_sentence(text, match.start()):
+            mark(match.end(), SENTENCE)
+    for match in _CLAUSE.finditer(text):
+        mark(match.end(), CLAUSE)
+    for end in heading_ends:  # a heading stays with the text under it
+        strength.pop(end, None)
+    words = [m.span() for m in _WORD.finditer(text) if m.end() - m.start() <= chunk_size]
+    ends = sorted(strength)
+    return _Boundaries(
+        text=text,
+        content_end=len(text.rstrip()),
+        ends=ends,
+        strengths=[strength[end] for end in ends],
+        word_starts=[start for start, _ in words],
+        word_ends=[end for _, end in words],
+    )
+
+
+def _ends_sentence(text: str, period: int) -> bool:
+    """Whether the '.' at ``period`` (followed by a space) ends a sentence."""
+    word = _WORD_BEFORE_PERIOD.search(text, max(0, period - 20), period)
+    token = word.group(1) if word else ""
+    if text.startswith("..", period - 2) or not token:
+        return True
+    if "." in token.strip("."):  # "e.g", "U.S"
+        return False
+    if len(token) == 1 and token.isalpha():  # an initial: "J. K. Rowling"
+        return False
+    return token.lower() not in _ABBREVIATIONS
+
+
+def _legal_cut_at_or_before(bounds: _Boundaries, index: int) -> int:
+    """The largest offset <= ``index`` that is not inside a word or number."""
+    slot = bisect.bisect_right(bounds.word_starts, index) - 1
+    if slot >= 0 and bounds.word_starts[slot] < index < bounds.word_ends[slot]:
+        return bounds.word_starts[slot]
+    return index
+
+
+def _choose_cut(
+    bounds: _Boundaries, start: int, chunk_size: int, *, after: int, table: bool
+) -> int | None:
+    """End offset of the chunk starting at ``start``; it must lie beyond ``after``."""
+    text = bounds.text
+    limit = start + chunk_size
+    if bounds.content_end - start <= chunk_size:
+        return bounds.content_end
+    low = bisect.bisect_right(bounds.ends, max(start, after))
+    high = bisect.bisect_right(bounds.ends, limit)
+    candidates = list(zip(bounds.ends[low:high], bounds.strengths[low:high], strict=True))
+    hard = _legal_cut_at_or_before(bounds, limit)
+    if hard > max(start, after) and not text[hard - 1].isspace():
+        candidates.append((hard, HARD))
+    if not candidates:
+        return None
+    if table and any(level == ROW for _, level in candidates):
+        return max(end for end, level in candidates if level == ROW)
+    half = start + chunk_size * MIN_FILL
+
+    def preference(candidate: tuple[int, int]) -> tuple[int, int, int]:
+        end, level = candidate
+        full = end >= half
+        if level >= HEADING:  # a section starts a chunk unless it fits whole
+            tier = 6
+        elif level >= SENTENCE:
+            tier = 5 if full else 4
+        elif level > HARD:
+            tier = 3 if full else 1
+        else:
+            tier = 2 if full else 0
+        return tier, level, end
+
+    return max(candidates, key=preference)[0]
+
+
+def _next_start(bounds: _Boundaries, start: int, end: int, chunk_overlap: int) -> int:
+    """Where the chunk after ``text[start:end]`` begins, repeating whole clauses of its end."""
+    text = bounds.text
+    following = _skip_space(text, end)
+    if chunk_overlap == 0 or following >= len(text):
+        return following
+    slot = bisect.bisect_left(bounds.ends, end)
+    if slot < len(bounds.ends) and bounds.ends[slot] == end and bounds.strengths[slot] >= HEADING:
+        return following  # a new section does not repeat the previous one
+    low = bisect.bisect_right(bounds.ends, start)
+    for index in range(low, slot):
+        if bounds.strengths[index] < CLAUSE:
+            continue
+        candidate = _skip_space(text, bounds.ends[index])
+        if start < candidate < end and end - candidate <= chunk_overlap:
+            return candidate
+    return following

@@ -1,0 +1,234 @@
+"""Tests of the Chinese-aware splitter."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kbchat.ingest.splitter import split_documents, split_spans
+from kbchat.types import Document
+
+ZH = (
+    "本产品的保修期为两年，自购买之日起计算。保修期内，非人为损坏可以免费维修；人为损坏需要收费。"
+    "如需维修，请携带发票前往任意一家授权服务中心！服务中心的地址可以在官网上查询。"
+    "退货需要在七天之内办理，超过七天只能换货？换货时请保持包装完好。"
+)
+EN = (
+    "The warranty lasts two years from the date of purchase. During the warranty, repairs are "
+    "free, e.g. a broken screen or a faulty battery. The fee is 3.14 dollars per page, see Dr. "
+    "Smith for details. Returns are accepted within 7 days! After that, only exchanges are "
+    "possible. Prices rose 1,250.75 percent in 2019. Contact J. K. Rowling at 10:30 a.m. daily."
+)
+NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+
+
+def _doc(text: str, **fields: object) -> Document:
+    return Document(text=text, source="manual.md", **fields)  # type: ignore[arg-type]
+
+
+def _texts(text: str, size: int, overlap: int) -> list[str]:
+    return [c.text for c in split_documents([_doc(text)], chunk_size=size, chunk_overlap=overlap)]
+
+
+@pytest.mark.parametrize(
+    ("size", "overlap", "message"),
+    [
+        (0, 0, "chunk_size must be > 0, got 0"),
+        (-5, 0, "got -5"),
+        (100, -1, "got -1"),
+        (100, 100, "chunk_overlap (100) must be smaller than chunk_size (100)"),
+    ],
+)
+def test_bad_sizes_name_the_value(size: int, overlap: int, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        split_documents([_doc("text")], chunk_size=size, chunk_overlap=overlap)
+
+
+def test_empty_and_blank_documents_give_no_chunks() -> None:
+    assert split_documents([_doc(""), _doc(" \n\n\t ")], chunk_size=50, chunk_overlap=0) == []
+
+
+def test_short_text_is_one_trimmed_chunk() -> None:
+    assert _texts("\n  短文本。 Short text.  \n", 50, 10) == ["短文本。 Short text."]
+
+
+def test_positions_run_across_documents_and_metadata_is_copied() -> None:
+    documents = [
+        Document(text=ZH, source="a.pdf", page=1, headings=("保修",), title="手册"),
+        Document(text=EN, source="a.pdf", page=2, title="手册"),
+    ]
+    chunks = split_documents(documents, chunk_size=80, chunk_overlap=0)
+    assert [c.position for c in chunks] == list(range(len(chunks)))
+    first_page = [c for c in chunks if c.page == 1]
+    assert first_page and all(c.headings == ("保修",) and c.title == "手册" for c in first_page)
+    assert all(c.source == "a.pdf" for c in chunks)
+    assert chunks[-1].page == 2 and chunks[-1].headings == ()
+
+
+def test_chinese_chunks_end_at_sentence_marks() -> None:
+    texts = _texts(ZH, 60, 0)
+    assert len(texts) > 2
+    assert all(len(t) <= 60 for t in texts)
+    assert all(t[-1] in "。！？；" for t in texts)
+    assert "".join(texts) == ZH
+
+
+def test_english_sentences_are_not_cut_at_decimals_or_abbreviations() -> None:
+    texts = _texts(EN, 120, 0)
+    assert all(len(t) <= 120 for t in texts)
+    assert all(t[-1] in ".!" for t in texts)
+    for fragment in ("e.g. a broken", "3.14 dollars", "Dr. Smith", "J. K. Rowling", "1,250.75"):
+        assert any(fragment in t for t in texts), fragment
+
+
+@pytest.mark.parametrize("size", [21, 30, 45])
+def test_numbers_and_words_are_never_cut(size: int) -> None:
+    text = "价格3.1415926元和12,345,678元以及2024-01-01的版本v10.2.3在10:30发布" * 6
+    spans = split_spans(text, chunk_size=size, chunk_overlap=0)
+    words = [m.span() for m in re.finditer(r"[0-9A-Za-z]+(?:[.,:\-][0-9A-Za-z]+)*", text)]
+    for start, end in spans:
+        assert end - start <= size
+        for word_start, word_end in words:
+            assert not word_start < start < word_end
+            assert not word_start < end < word_end
+
+
+def test_mixed_text_respects_size_and_keeps_all_text() -> None:
+    text = "\n\n".join([ZH, EN, ZH + EN])
+    texts = _texts(text, 100, 0)
+    assert all(len(t) <= 100 for t in texts)
+    assert re.sub(r"\s", "", "".join(texts)) == re.sub(r"\s", "", text)
+
+
+def test_overlap_repeats_whole_clauses_of_the_previous_chunk() -> None:
+    spans = split_spans(ZH, chunk_size=60, chunk_overlap=25)
+    assert any(start < prev_end for (_, prev_end), (start, _) in itertools.pairwise(spans))
+    for (prev_start, prev_end), (start, _) in itertools.pairwise(spans):
+        assert prev_start < start
+        if start < prev_end:
+            assert prev_end - start <= 25
+            assert ZH[start - 1] in "，。！？；"  # the repeated text starts a clause
+
+
+def test_overlap_is_dropped_when_it_would_leave_no_room() -> None:
+    text = "短句。" + "x" * 29
+    spans = split_spans(text, chunk_size=30, chunk_overlap=10)
+    assert spans == [(0, 3), (3, 32)]
+
+
+def test_unpunctuated_chinese_is_hard_cut_at_chunk_size() -> None:
+    text = "无标点的长文本" * 20
+    texts = _texts(text, 50, 10)
+    assert [len(t) for t in texts] == [50, 50, 40]
+
+
+def test_a_token_longer_than_chunk_size_is_cut() -> None:
+    token = "A" * 70
+    texts = _texts(f"前缀 {token} 后缀", 30, 0)
+    assert all(len(t) <= 30 for t in texts)
+    assert "".join(texts).replace(" ", "") == f"前缀{token}后缀"
+
+
+def test_headings_start_chunks_and_stay_with_their_text() -> None:
+    text = (
+        "# 保修政策\n\n本产品保修两年，自购买之日起计算。保修期内免费维修。\n\n"
+        "## 退换货\n\n七天内可以无理由退货。超过七天只能换货，运费自理。\n\n"
+        "## Shipping\n\nOrders ship within two days. Express delivery costs extra."
+    )
+    texts = _texts(text, 60, 20)
+    assert texts[0] == "# 保修政策\n\n本产品保修两年，自购买之日起计算。保修期内免费维修。"
+    assert texts[1] == "## 退换货\n\n七天内可以无理由退货。超过七天只能换货，运费自理。"
+    assert texts[2].startswith("## Shipping\n\nOrders")
+    assert not any(t.splitlines()[-1].startswith("#") for t in texts)
+
+
+def test_small_sections_are_merged_but_a_heading_never_ends_a_chunk() -> None:
+    text = "# 一\n\n甲。\n\n# 二\n\n乙。\n\n# 三\n\n" + "丙" * 30
+    texts = _texts(text, 30, 0)
+    assert texts[0] == "# 一\n\n甲。\n\n# 二\n\n乙。"
+    assert texts[1].startswith("# 三\n\n丙")
+
+
+def test_table_is_cut_between_rows_without_overlap() -> None:
+    rows = [f"产品: 型号{i} | 价格: {i * 100}元 | 库存: {i}" for i in range(30)]
+    table = "\n".join(rows)
+    chunks = split_documents(
+        [Document(text=table, source="t.xlsx", sheet="价格表", kind="table")],
+        chunk_size=100,
+        chunk_overlap=30,
+    )
+    assert len(chunks) > 3
+    assert all(len(c.text) <= 100 and c.sheet == "价格表" for c in chunks)
+    lines = [line for c in chunks for line in c.text.split("\n")]
+    assert lines == rows  # whole rows, each exactly once
+
+
+def test_a_table_row_longer_than_chunk_size_is_cut_at_clause_marks() -> None:
+    long_row = "说明: 这一行很长，包含很多描述，需要被切开，因为它比块大小还要长，必须处理"
+    table = f"名称: 甲 | 数量: 1\n{long_row}\n名称: 乙 | 数量: 2"
+    texts = [
+        c.text
+        for c in split_documents(
+            [Document(text=table, source="t.csv", kind="table")], chunk_size=25, chunk_overlap=5
+        )
+    ]
+    assert texts[0] == "名称: 甲 | 数量: 1"
+    assert all(len(t) <= 25 for t in texts)
+    assert all(t[-1] in "，理1" or t.endswith("数量: 2") for t in texts)
+    assert "".join(texts).replace("\n", "") == table.replace("\n", "")
+
+
+_ALPHABET = st.sampled_from(
+    list("保修期两年产品服务中心")
+    + list("abcXYZ019")
+    + list("。，！？；、：.,;:!?-| ")
+    + ["\n", "\n\n", "# "]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(_ALPHABET, max_size=400),
+    chunk_size=st.integers(min_value=5, max_value=120),
+    overlap_ratio=st.floats(min_value=0, max_value=0.9),
+    table=st.booleans(),
+)
+def test_property_no_text_lost_and_sizes_respected(
+    pieces: list[str], chunk_size: int, overlap_ratio: float, table: bool
+) -> None:
+    text = "".join(pieces)
+    overlap = int(chunk_size * overlap_ratio)
+    document = Document(text=text, source="p", kind="table" if table else "text")
+    chunks = split_documents([document], chunk_size=chunk_size, chunk_overlap=overlap)
+    spans = split_spans(
+        text, chunk_size=chunk_size, chunk_overlap=0 if table else overlap, table=table
+    )
+    assert [c.text for c in chunks] == [text[s:e] for s, e in spans]
+    kept, previous_end = [], 0
+    for chunk, (start, end) in zip(chunks, spans, strict=True):
+        assert 0 < len(chunk.text) <= chunk_size
+        assert chunk.text == chunk.text.strip()
+        repeated = max(0, previous_end - start)
+        assert repeated <= (0 if table else overlap)
+        assert start >= 0 and end > previous_end  # progress
+        kept.append(chunk.text[repeated:])
+        previous_end = end
+    assert re.sub(r"\s", "", "".join(kept)) == re.sub(r"\s", "", text)
+    words = [m.span() for m in re.finditer(r"[abcXYZ019]+(?:[.,:\-][abcXYZ019]+)*", text)]
+    for word_start, word_end in words:
+        if word_end - word_start <= chunk_size:
+            assert not any(word_start < cut < word_end for span in spans for cut in span)
+
+
+def test_large_text_splits_fast() -> None:
+    import time
+
+    text = ("\n\n".join([ZH, EN]) + "\n\n") * 800  # ~330k characters
+    started = time.perf_counter()
+    spans = split_spans(text, chunk_size=400, chunk_overlap=60)
+    assert time.perf_counter() - started < 5
+    assert len(spans) > 500
