@@ -123,3 +123,86 @@ class VectorStoreContract:
             store.search(self._vectors(1, self.dim)[0], 0)
         with pytest.raises(ValueError):
             store.add(np.arange(2, dtype=np.int64), self._vectors(3, self.dim))
+
+
+# --- chat models ---------------------------------------------------------------------------
+
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+from kbchat.llm.base import (  # noqa: E402
+    FINISH_CANCELLED,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    check_params,
+    estimate_prompt_tokens,
+    estimate_tokens,
+)
+from kbchat.types import Delta, Message, Usage  # noqa: E402
+
+_CJK_CHAR = "\u3000-\u9fff\uf900-\ufaff\uff00-\uffef"
+_WORD = re.compile(rf"[{_CJK_CHAR}]\s*|[^\s{_CJK_CHAR}]+\s*|\s+")
+
+
+class ScriptedChatModel:
+    """A chat model that streams pre-set replies word by word (CJK: character by character).
+
+    Replies are used in order; the last one repeats once they run out. Every call's
+    messages and parameters are recorded in ``received`` and ``params``. Each word
+    counts as one token, so ``max_tokens`` cuts replies with finish_reason "length";
+    ``stop`` sequences and ``cancel`` behave as in a real backend.
+    """
+
+    def __init__(
+        self,
+        replies: Sequence[str] = ("OK",),
+        *,
+        name: str = "scripted",
+        context_window: int = 4096,
+        **_: object,
+    ) -> None:
+        if not replies:
+            raise ValueError("replies must not be empty")
+        self.replies = list(replies)
+        self.name = name
+        self.context_window = context_window
+        self.received: list[list[Message]] = []
+        self.params: list[dict[str, object]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float = 0.2,
+        max_tokens: int = 512,
+        stop: Sequence[str] = (),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Delta]:
+        check_params(temperature, max_tokens, stop)
+        reply = self.replies[min(len(self.received), len(self.replies) - 1)]
+        self.received.append(list(messages))
+        self.params.append({"temperature": temperature, "max_tokens": max_tokens, "stop": stop})
+        return self._words(reply, estimate_prompt_tokens(self, messages), max_tokens, stop, cancel)
+
+    def _words(
+        self,
+        reply: str,
+        prompt_tokens: int,
+        max_tokens: int,
+        stop: Sequence[str],
+        cancel: threading.Event | None,
+    ) -> Iterator[Delta]:
+        cut = min((i for s in stop if (i := reply.find(s)) >= 0), default=len(reply))
+        words = _WORD.findall(reply[:cut])
+        finish = FINISH_LENGTH if len(words) > max_tokens else FINISH_STOP
+        sent = 0
+        for word in words[:max_tokens]:
+            if cancel is not None and cancel.is_set():
+                finish = FINISH_CANCELLED
+                break
+            yield Delta(text=word)
+            sent += 1
+        yield Delta(finish_reason=finish, usage=Usage(prompt_tokens, sent))

@@ -26,6 +26,7 @@ from kbchat.llm.base import (
     check_params,
     estimate_prompt_tokens,
 )
+from kbchat.llm.openai import ChunkReader
 from kbchat.types import Delta, Message, Usage
 
 # Prompt tokens evaluated per step: a cancel waits at most one step (~0.6 s at 100 tok/s);
@@ -136,7 +137,7 @@ class LlamaCppChatModel:
         threading.Thread(
             target=self._run, args=(request, chunks, abandon, cancel), daemon=True
         ).start()
-        reader = _ChunkReader(self.name)
+        reader = ChunkReader(self._runtime_error)
         try:
             while (item := _next_item(chunks, cancel)) is not _END:
                 if item is None:
@@ -153,6 +154,12 @@ class LlamaCppChatModel:
             estimate_prompt_tokens(self, messages), reader.completion_tokens
         )
         yield Delta(finish_reason=reader.finish_reason or FINISH_STOP, usage=usage)
+
+    def _runtime_error(self, error: object) -> Exception:
+        message = error.get("message", error) if isinstance(error, dict) else error
+        if isinstance(error, dict) and error.get("code") == 400:
+            return BadInput(f"chat model {self.name}: {message}")
+        return BackendError(f"llama.cpp failed running {self.path}: {message}")
 
     def _acquire(self, cancel: threading.Event | None) -> bool:
         """Wait for the model; False if cancelled while waiting."""
@@ -183,39 +190,6 @@ class LlamaCppChatModel:
             self._lock.release()
 
 
-class _ChunkReader:
-    """Turns the runtime's OpenAI-style stream chunks into text, usage and finish reason."""
-
-    def __init__(self, model_name: str) -> None:
-        self.model_name = model_name
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.timings: dict[str, float] = {}
-
-    def feed(self, chunk: dict[str, Any]) -> str:
-        if "error" in chunk:
-            raise _runtime_error(self.model_name, chunk["error"])
-        if progress := chunk.get("prompt_progress"):
-            self.prompt_tokens = int(progress.get("total", 0))
-        if usage := chunk.get("usage"):
-            self.usage = Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
-        if timings := chunk.get("timings"):
-            self.timings = {k: float(v) for k, v in timings.items()}
-        text = ""
-        for choice in chunk.get("choices") or ():
-            if content := (choice.get("delta") or {}).get("content"):
-                text += content
-                self.completion_tokens += 1
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-        return text
-
-    def usage_so_far(self) -> Usage:
-        return Usage(self.prompt_tokens, self.completion_tokens)
-
-
 def _next_item(chunks: queue.SimpleQueue[object], cancel: threading.Event | None) -> object:
     """The next chunk, error or _END from the worker; None once ``cancel`` is set."""
     while True:
@@ -225,15 +199,6 @@ def _next_item(chunks: queue.SimpleQueue[object], cancel: threading.Event | None
             return chunks.get(timeout=_POLL_S)
         except queue.Empty:
             continue
-
-
-def _runtime_error(model_name: str, error: object) -> Exception:
-    if not isinstance(error, dict):
-        return BackendError(f"llama.cpp error from {model_name}: {error}")
-    message = error.get("message", error)
-    if error.get("type") == "exceed_context_size_error" or error.get("code") == 400:
-        return BadInput(f"chat model {model_name}: {message}")
-    return BackendError(f"llama.cpp error from {model_name}: {message}")
 
 
 def _resolve_model_path(path: Path | None, models_dir: Path | None) -> Path:

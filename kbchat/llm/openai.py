@@ -1,0 +1,319 @@
+"""Chat with any OpenAI-compatible server (vLLM, Ollama, llama.cpp, Xinference, ...).
+
+Speaks ``POST {base_url}/chat/completions`` with ``stream: true`` and reads the
+server-sent events. Failures become ``BackendError`` naming the URL and quoting the
+server; connection failures, 429 and 5xx are retried with backoff, but only before the
+first token, so an answer is never repeated. The API key is sent, never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from kbchat.errors import BackendError, ConfigError
+from kbchat.llm.base import (
+    FINISH_CANCELLED,
+    FINISH_STOP,
+    check_params,
+    estimate_prompt_tokens,
+    estimate_tokens,
+)
+from kbchat.types import Delta, Message, Usage
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_MAX_CONNECT_TIMEOUT_S = 10.0
+_MAX_RETRY_AFTER_S = 30.0
+_ERROR_EXCERPT = 500
+
+
+class ChunkReader:
+    """Reads OpenAI ``chat.completion.chunk`` objects: text, usage and finish reason.
+
+    Shared by every backend whose runtime speaks this format. ``on_error`` turns an
+    ``{"error": ...}`` chunk into the exception to raise.
+    """
+
+    def __init__(self, on_error: Callable[[object], Exception]) -> None:
+        self.on_error = on_error
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.timings: dict[str, float] = {}
+
+    def feed(self, chunk: dict[str, Any]) -> str:
+        """Take one chunk; return the answer text it adds ("" if none)."""
+        if chunk.get("error"):
+            raise self.on_error(chunk["error"])
+        if progress := chunk.get("prompt_progress"):
+            self.prompt_tokens = int(progress.get("total", 0))
+        if usage := chunk.get("usage"):
+            self.usage = Usage(
+                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            )
+        if timings := chunk.get("timings"):
+            self.timings = {k: float(v) for k, v in timings.items()}
+        text = ""
+        for choice in chunk.get("choices") or ():
+            part = choice.get("delta") or choice.get("message") or {}
+            if content := part.get("content"):
+                text += content
+                self.completion_tokens += 1
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return text
+
+    def usage_so_far(self) -> Usage:
+        """Usage counted from the chunks seen (one chunk ~ one token), for cut-off streams."""
+        return Usage(self.prompt_tokens, self.completion_tokens)
+
+
+class OpenAIChatModel:
+    """A chat model behind an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+    Args:
+        base_url: The API root, e.g. ``http://127.0.0.1:8000/v1``.
+        model: The model name on the server.
+        api_key: Sent as a bearer token when given.
+        timeout_s: Read timeout (longest silence between two chunks) and overall bound
+            for connecting (at most 10 s).
+        max_retries: Retries on connection errors, 429 and 5xx before the first token.
+        n_ctx: The model's context window, for callers' budgets.
+        client: An httpx client to use (e.g. with a mock transport); default: a new one.
+        name: The name clients use; default: ``model``.
+        backoff_s: First retry delay; doubles each retry (a server's Retry-After wins).
+
+    Raises:
+        ConfigError: ``base_url`` or ``model`` is missing or malformed.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        model: str | None,
+        api_key: SecretStr | str | None = None,
+        timeout_s: float = 120,
+        max_retries: int = 2,
+        n_ctx: int = 4096,
+        client: httpx.Client | None = None,
+        name: str | None = None,
+        backoff_s: float = 0.5,
+        **_: object,
+    ) -> None:
+        if not base_url or not base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"the openai chat model needs base_url as http(s)://host:port/v1, got {base_url!r}"
+            )
+        if not model:
+            raise ConfigError("the openai chat model needs the model name on the server (model)")
+        for label, value, low in (("timeout_s", timeout_s, 0), ("n_ctx", n_ctx, 0)):
+            if value <= low:
+                raise ValueError(f"{label} must be > {low}, got {value}")
+        if max_retries < 0 or backoff_s < 0:
+            raise ValueError(
+                f"max_retries and backoff_s must be >= 0, got {max_retries}, {backoff_s}"
+            )
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.name = name or model
+        self.context_window = n_ctx
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self._api_key = SecretStr(api_key) if isinstance(api_key, str) else api_key
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, _MAX_CONNECT_TIMEOUT_S))
+        self._owns_client = client is None
+        self._client = client or httpx.Client()
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel(url={self.url!r}, model={self.model!r})"
+
+    def count_tokens(self, text: str) -> int:
+        """Estimated tokens (the server's tokenizer is not reachable in general)."""
+        return estimate_tokens(text)
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float = 0.2,
+        max_tokens: int = 512,
+        stop: Sequence[str] = (),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Delta]:
+        """Stream the answer; see ``kbchat.llm.base.ChatModel.stream``."""
+        check_params(temperature, max_tokens, stop)
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
+        if stop:
+            body["stop"] = list(stop)
+        return self._generate(body, messages, cancel)
+
+    def close(self) -> None:
+        """Close the HTTP client if this model created it."""
+        if self._owns_client:
+            self._client.close()
+
+    def _generate(
+        self, body: dict[str, Any], messages: Sequence[Message], cancel: threading.Event | None
+    ) -> Iterator[Delta]:
+        reader = ChunkReader(self._server_error)
+        attempt = 0
+        while True:
+            try:
+                yield from self._attempt(body, reader, cancel)
+                break
+            except _Retryable as retry:
+                if attempt >= self.max_retries:
+                    raise retry.error from retry.__cause__
+                delay = retry.retry_after_s or self.backoff_s * 2**attempt
+                attempt += 1
+                log.warning("retrying %s in %.1f s (%s)", self.url, delay, retry.error)
+                if _wait(delay, cancel):
+                    break
+        if cancel is not None and cancel.is_set():
+            yield Delta(finish_reason=FINISH_CANCELLED, usage=reader.usage_so_far())
+            return
+        usage = reader.usage or Usage(
+            estimate_prompt_tokens(self, messages), reader.completion_tokens
+        )
+        yield Delta(finish_reason=reader.finish_reason or FINISH_STOP, usage=usage)
+
+    def _attempt(
+        self, body: dict[str, Any], reader: ChunkReader, cancel: threading.Event | None
+    ) -> Iterator[Delta]:
+        """One request; raises _Retryable for failures worth retrying before any token."""
+        try:
+            with self._client.stream(
+                "POST", self.url, json=body, headers=self._headers(), timeout=self._timeout
+            ) as response:
+                if response.status_code >= 400:
+                    raise self._http_error(response)
+                yield from self._read(response, reader, cancel)
+        except httpx.TimeoutException as exc:
+            kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
+            error = BackendError(
+                f"chat model server {self.url} timed out ({kind} timeout, "
+                f"{self._timeout.read if kind == 'read' else self._timeout.connect} s)"
+            )
+            if kind == "connect" and not reader.completion_tokens:
+                raise _Retryable(error) from exc
+            raise error from exc
+        except httpx.TransportError as exc:
+            error = BackendError(f"cannot reach chat model server {self.url}: {exc}")
+            if not reader.completion_tokens:
+                raise _Retryable(error) from exc
+            raise error from exc
+
+    def _read(
+        self, response: httpx.Response, reader: ChunkReader, cancel: threading.Event | None
+    ) -> Iterator[Delta]:
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            if text := reader.feed(_json(response.read(), self.url)):
+                yield Delta(text=text)
+            return
+        for line in response.iter_lines():
+            if cancel is not None and cancel.is_set():
+                return
+            if not line.startswith("data:"):
+                continue  # blank separators, ": keep-alive" comments, event:/id: fields
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            if text := reader.feed(_json(data.encode(), self.url)):
+                yield Delta(text=text)
+        if reader.finish_reason is None and not (cancel is not None and cancel.is_set()):
+            raise BackendError(f"chat model server {self.url} ended the stream mid-answer")
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream"}
+        if self._api_key is not None:
+            headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
+        return headers
+
+    def _http_error(self, response: httpx.Response) -> Exception:
+        status = response.status_code
+        error = BackendError(
+            f"chat model server {self.url} returned HTTP {status}: "
+            f"{_error_message(response.read())}"
+        )
+        if status in _RETRY_STATUS:
+            return _Retryable(error, _retry_after(response))
+        return error
+
+    def _server_error(self, error: object) -> Exception:
+        return BackendError(f"chat model server {self.url} reported: {_describe(error)}")
+
+
+class _Retryable(Exception):
+    """A failure before the first token that another attempt may not repeat."""
+
+    def __init__(self, error: BackendError, retry_after_s: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after_s = retry_after_s
+
+
+def _wait(delay: float, cancel: threading.Event | None) -> bool:
+    """Sleep ``delay`` seconds; True if ``cancel`` was set meanwhile."""
+    if cancel is None:
+        time.sleep(delay)
+        return False
+    return cancel.wait(delay)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
+
+
+def _json(raw: bytes, url: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise BackendError(
+            f"chat model server {url} sent invalid JSON: {raw[:_ERROR_EXCERPT]!r}"
+        ) from None
+    if not isinstance(value, dict):
+        raise BackendError(f"chat model server {url} sent {type(value).__name__}, not an object")
+    return value
+
+
+def _error_message(raw: bytes) -> str:
+    """The server's own words from an error body, whatever shape it has."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace").strip()[:_ERROR_EXCERPT] or "(empty body)"
+    if isinstance(body, dict):
+        for key in ("error", "detail", "message"):
+            if body.get(key):
+                return _describe(body[key])
+    return json.dumps(body, ensure_ascii=False)[:_ERROR_EXCERPT]
+
+
+def _describe(error: object) -> str:
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])[:_ERROR_EXCERPT]
+    if isinstance(error, str):
+        return error[:_ERROR_EXCERPT]
+    return json.dumps(error, ensure_ascii=False)[:_ERROR_EXCERPT]
