@@ -8,6 +8,7 @@ came between a catalog commit and an index save) the index is reconciled from th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -16,9 +17,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kbchat.catalog import Catalog
+from kbchat.errors import BackendError
 from kbchat.lexical import LexicalIndex
 from kbchat.store.base import Ids, VectorStore
 from kbchat.store.faiss import FaissStore
+
+
+logger = logging.getLogger(__name__)
 
 
 class KBIndex:
@@ -31,10 +36,20 @@ class KBIndex:
         self._lock = threading.RLock()
         self._state_path = directory / "state.json"
         state = self._read_state()
-        self.vectors: VectorStore = FaissStore(directory / "vectors.faiss", dim)
-        self._vector_generation = int(state.get("vectors", -1))
+        vector_path = directory / "vectors.faiss"
+        # A missing index file means nothing is reflected, whatever the state file says.
+        self._vector_generation = int(state.get("vectors", -1)) if vector_path.exists() else -1
+        try:
+            self.vectors: VectorStore = FaissStore(vector_path, dim)
+        except BackendError as exc:
+            # The file is only a cache of the catalog: rebuild it rather than fail.
+            logger.warning("%s; rebuilding it from the catalog", exc)
+            vector_path.unlink(missing_ok=True)
+            self._vector_generation = -1
+            self.vectors = FaissStore(vector_path, dim)
         self._lexical: LexicalIndex | None = None
-        self._lexical_generation = int(state.get("lexical", -1))
+        lexical_ok = (directory / "bm25.pkl").exists()
+        self._lexical_generation = int(state.get("lexical", -1)) if lexical_ok else -1
 
     # -- writes from this process --------------------------------------------------------
 
@@ -75,10 +90,13 @@ class KBIndex:
                 return self._lexical
             path = self.directory / "bm25.pkl"
             if self._lexical is None and self._lexical_generation == generation and path.exists():
-                self._lexical = LexicalIndex.load(path)
-            else:
-                self._lexical = LexicalIndex.build(self.catalog.iter_tokens(self.kb_id))
-                self._lexical_generation = generation
+                try:
+                    self._lexical = LexicalIndex.load(path)
+                    return self._lexical
+                except Exception as exc:  # a damaged cache file is rebuilt, never fatal
+                    logger.warning("cannot load %s (%s); rebuilding it from the catalog", path, exc)
+            self._lexical = LexicalIndex.build(self.catalog.iter_tokens(self.kb_id))
+            self._lexical_generation = generation
             return self._lexical
 
     # -- internals ---------------------------------------------------------------------

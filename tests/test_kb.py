@@ -238,3 +238,14 @@ def test_drop_removes_everything(library: Library, docs: Path) -> None:
     assert not directory.exists()
     assert len(library.catalog.chunk_ids(kb.record.id)) == 0
     assert np.all(library.catalog.chunk_ids(kb.record.id) == np.zeros(0))
+
+
+def test_damaged_index_files_are_rebuilt_not_fatal(library: Library, docs: Path) -> None:
+    library.create("m")
+    kb = library.get("m")
+    kb.add([docs])
+    (kb.directory / "vectors.faiss").write_bytes(b"garbage")
+    (kb.directory / "bm25.pkl").write_bytes(b"garbage")
+    fresh = Library(library.settings).get("m")
+    assert fresh.search("warranty kettle", top_k=1)[0].file == "warranty.txt"
+    assert_consistent(fresh)

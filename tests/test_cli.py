@@ -1,0 +1,119 @@
+"""The command line as a user runs it: names, JSON fields and exit codes are a contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kbchat.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(autouse=True)
+def hash_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "kettle.txt").write_text("The kettle warranty lasts two years.", encoding="utf-8")
+    (root / "tea.md").write_text("# Tea\n\nGreen tea likes 80 degree water.", encoding="utf-8")
+    (root / "skip.bin").write_bytes(b"\x00\x01")
+    (root / "bad.docx").write_bytes(b"PK\x03\x04 truncated")
+    return root
+
+
+def test_full_cycle_with_json(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run("kb", "create", "manuals", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["name"] == "manuals"
+
+    code, out, err = run("kb", "add", "manuals", str(folder), "--json", capsys=capsys)
+    assert code == 3, err  # bad.docx failed, the rest landed
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["kettle.txt"]["status"] == "indexed"
+    assert rows["skip.bin"]["status"] == "skipped"
+    assert rows["bad.docx"]["status"] == "failed" and "bad.docx" in rows["bad.docx"]["error"]
+
+    code, out, _ = run("kb", "files", "manuals", "--json", capsys=capsys)
+    files = json.loads(out)
+    assert {"name", "path", "status", "error", "chunks"} <= set(files[0])
+    assert {f["name"]: f["status"] for f in files}["tea.md"] == "indexed"
+
+    code, out, _ = run("kb", "search", "manuals", "kettle warranty", "--top-k", "1", "--json",
+                       capsys=capsys)
+    hits = json.loads(out)
+    assert code == 0 and len(hits) == 1
+    assert {"kb", "file", "page", "text", "score"} <= set(hits[0])
+    assert hits[0]["file"] == "kettle.txt" and 0 <= hits[0]["score"] <= 1
+
+    code, out, _ = run("kb", "list", "--json", capsys=capsys)
+    listed = json.loads(out)
+    assert listed[0]["name"] == "manuals" and listed[0]["chunks"] >= 2
+
+    code, out, _ = run("kb", "rm", "manuals", "tea.md", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)[0]["status"] == "removed"
+
+    code, out, _ = run("kb", "info", "manuals", "--json", capsys=capsys)
+    assert json.loads(out)["status"]["indexed"] == 1
+
+    code, _, _ = run("kb", "drop", "manuals", "--yes", capsys=capsys)
+    assert code == 0
+    code, out, _ = run("kb", "list", "--json", capsys=capsys)
+    assert json.loads(out) == []
+
+
+def test_errors_go_to_stderr_with_nonzero_exit(capsys: pytest.CaptureFixture[str]) -> None:
+    run("kb", "create", "alpha", capsys=capsys)
+    code, out, err = run("kb", "search", "missing", "hello", capsys=capsys)
+    assert code == 1 and out == ""
+    assert "no knowledge base named 'missing'" in err and "alpha" in err
+    code, _, err = run("kb", "search", "alpha", "   ", capsys=capsys)
+    assert code == 1 and "query is empty" in err
+    code, _, err = run("kb", "create", "alpha", capsys=capsys)
+    assert code == 1 and "already exists" in err
+
+
+def test_sync_and_rebuild(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run("kb", "create", "m", capsys=capsys)
+    (folder / "bad.docx").unlink()
+    code, _, _ = run("kb", "sync", "m", str(folder), capsys=capsys)
+    assert code == 0
+    (folder / "tea.md").unlink()
+    code, out, _ = run("kb", "sync", "m", str(folder), "--json", capsys=capsys)
+    assert {r["name"]: r["status"] for r in json.loads(out)}["tea.md"] == "removed"
+    code, out, _ = run("kb", "rebuild", "m", "--json", capsys=capsys)
+    assert code == 0 and {r["status"] for r in json.loads(out)} == {"indexed", "skipped"}
+
+
+def test_bad_setting_names_the_setting(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KBCHAT_INGEST__CHUNK_SIZE", "ten")
+    code, _, err = run("kb", "list", capsys=capsys)
+    assert code == 1 and "ingest.chunk_size" in err
+
+
+def test_console_script_runs_as_a_process(kbchat_home: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KBCHAT_EMBEDDER__BACKEND": "hash"}
+    result = subprocess.run([sys.executable, "-m", "kbchat", "kb", "list", "--json"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
