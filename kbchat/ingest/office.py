@@ -1,0 +1,260 @@
+"""Office Open XML: docx (heading sections), xlsx/xlsm (one table per sheet), pptx (per slide).
+
+The loaders in ``loaders.py`` have already checked the zip's declared sizes before
+any of these parsers opens the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path, PurePath
+from typing import Any
+
+from kbchat.errors import BadInput, MissingDependency
+from kbchat.ingest.structure import SectionBuilder, table_lines
+from kbchat.types import Document
+
+log = logging.getLogger(__name__)
+
+_HEADING_STYLE = re.compile(r"^(?:heading|标题)\s*([1-9])$", re.IGNORECASE)
+_STRUCTURE_ERRORS: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    KeyError,
+    ValueError,
+    IndexError,
+    EOFError,
+    AttributeError,
+)
+
+
+def _corrupt(source: str, kind: str, exc: Exception) -> BadInput:
+    return BadInput(f"{source}: corrupt or truncated {kind} file: {exc or type(exc).__name__}")
+
+
+def _parse_errors() -> tuple[type[Exception], ...]:
+    from docx.exceptions import PythonDocxError
+    from docx.opc.exceptions import OpcError
+    from lxml.etree import LxmlError
+    from openpyxl.utils.exceptions import InvalidFileException
+    from pptx.exc import PythonPptxError
+
+    return (
+        *_STRUCTURE_ERRORS,
+        PythonDocxError,
+        OpcError,
+        LxmlError,
+        InvalidFileException,
+        PythonPptxError,
+    )
+
+
+class _ImageText:
+    """OCR for pictures embedded in a document; remembers if the OCR engine is missing."""
+
+    def __init__(self, enabled: bool, source: str) -> None:
+        self.enabled = enabled
+        self.source = source
+        self.missing: MissingDependency | None = None
+
+    def __call__(self, blob: bytes) -> str:
+        if not self.enabled or self.missing is not None:
+            return ""
+        from kbchat.ingest.ocr import ocr_image, open_image
+
+        try:
+            image = open_image(blob, self.source)
+        except BadInput as exc:
+            log.warning("skipped an embedded image: %s", exc)
+            return ""
+        try:
+            return ocr_image(image)
+        except MissingDependency as exc:
+            self.missing = exc
+            return ""
+
+    def finish(self, documents: list[Document]) -> list[Document]:
+        """Raise the missing-OCR error if the document's only content was images."""
+        if not any(doc.text.strip() for doc in documents) and self.missing is not None:
+            raise self.missing
+        return documents
+
+
+def load_docx(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+    """Body paragraphs and tables in order; heading styles start sections.
+
+    Raises:
+        BadInput: the file is not a readable docx.
+        MissingDependency: the document is only images and rapidocr is missing.
+    """
+    import docx
+
+    images = _ImageText(ocr, source)
+    builder = SectionBuilder(source)
+    try:
+        document = docx.Document(str(path))
+        for block in document.iter_inner_content():
+            if block.__class__.__name__ == "Table":
+                builder.table(_docx_rows(block))
+            else:
+                _add_paragraph(block, builder, images)
+    except _parse_errors() as exc:
+        raise _corrupt(source, "docx", exc) from None
+    return images.finish(builder.documents(PurePath(source).stem))
+
+
+def _add_paragraph(paragraph: Any, builder: SectionBuilder, images: _ImageText) -> None:
+    text = paragraph.text.strip()
+    style = paragraph.style.name if paragraph.style is not None else ""
+    level = _heading_level(paragraph, style or "")
+    if text and style.lower() == "title":
+        builder.title = builder.title or text
+        builder.line(text, body=False)
+    elif text and level is not None:
+        builder.heading(level, text)
+    else:
+        builder.line(text)
+    for rid in paragraph._p.xpath(".//a:blip/@r:embed"):
+        part = paragraph.part.related_parts.get(rid)
+        blob = getattr(part, "blob", None)
+        if blob:
+            recognised = images(blob)
+            if recognised:
+                builder.line(recognised)
+
+
+def _heading_level(paragraph: Any, style: str) -> int | None:
+    found = _HEADING_STYLE.match(style.strip())
+    if found:
+        return int(found.group(1))
+    outline = paragraph._p.xpath("./w:pPr/w:outlineLvl/@w:val")
+    if outline and outline[0].isdigit() and int(outline[0]) < 9:
+        return int(outline[0]) + 1
+    return None
+
+
+def _docx_rows(table: Any) -> Iterator[list[str]]:
+    from docx.oxml.ns import qn
+
+    for tr in table._tbl.tr_lst:
+        yield [
+            " ".join("".join(t.text or "" for t in p.iter(qn("w:t"))) for p in tc.iter(qn("w:p")))
+            for tc in tr.tc_lst
+        ]
+
+
+def load_xlsx(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+    """One table Document per non-empty worksheet; the first non-empty row is the header.
+
+    Raises:
+        BadInput: the file is not a readable workbook.
+    """
+    from openpyxl import load_workbook
+
+    title = PurePath(source).stem
+    documents = []
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+        try:
+            for sheet in workbook.worksheets:
+                sheet.reset_dimensions()
+                rows = ([_cell_text(v) for v in row] for row in sheet.iter_rows(values_only=True))
+                lines = table_lines(rows)
+                if lines:
+                    documents.append(
+                        Document(
+                            text="\n".join(lines),
+                            source=source,
+                            sheet=sheet.title,
+                            title=title,
+                            kind="table",
+                        )
+                    )
+        finally:
+            workbook.close()
+    except _parse_errors() as exc:
+        raise _corrupt(source, "xlsx", exc) from None
+    return documents
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(" ")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def load_pptx(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+    """One Document per slide (``slide`` = 1-based): title, text, tables, pictures, notes.
+
+    Raises:
+        BadInput: the file is not a readable presentation.
+        MissingDependency: the slides are only pictures and rapidocr is missing.
+    """
+    from pptx import Presentation
+
+    images = _ImageText(ocr, source)
+    title = PurePath(source).stem
+    documents = []
+    try:
+        presentation = Presentation(str(path))
+        for number, slide in enumerate(presentation.slides, 1):
+            heading = _slide_title(slide)
+            lines = [heading] if heading else []
+            for shape in _reading_order(slide.shapes):
+                if not (heading and shape.shape_id == _title_id(slide)):
+                    lines += _shape_lines(shape, images)
+            if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+                lines += ["", slide.notes_slide.notes_text_frame.text.replace("\v", "\n")]
+            documents.append(
+                Document(
+                    text="\n".join(lines).strip(),
+                    source=source,
+                    slide=number,
+                    headings=(heading,) if heading else (),
+                    title=title,
+                )
+            )
+    except _parse_errors() as exc:
+        raise _corrupt(source, "pptx", exc) from None
+    return images.finish(documents)
+
+
+def _slide_title(slide: Any) -> str:
+    shape = slide.shapes.title
+    if shape is None or not shape.has_text_frame:
+        return ""
+    return " ".join(shape.text_frame.text.split())
+
+
+def _title_id(slide: Any) -> int | None:
+    shape = slide.shapes.title
+    return shape.shape_id if shape is not None else None
+
+
+def _reading_order(shapes: Any) -> list[Any]:
+    return sorted(shapes, key=lambda shape: (shape.top or 0, shape.left or 0))
+
+
+def _shape_lines(shape: Any, images: _ImageText) -> list[str]:
+    from pptx.enum.shapes import MSO_SHAPE_TYPE
+
+    if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+        children = _reading_order(shape.shapes)
+        return [line for child in children for line in _shape_lines(child, images)]
+    if getattr(shape, "has_table", False) and shape.has_table:
+        rows = ([cell.text for cell in row.cells] for row in shape.table.rows)
+        return table_lines(rows)
+    if shape.has_text_frame:
+        return [shape.text_frame.text.replace("\v", "\n")]
+    if shape.shape_type == MSO_SHAPE_TYPE.PICTURE:
+        return [images(shape.image.blob)]
+    return []

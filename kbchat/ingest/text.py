@@ -1,0 +1,229 @@
+"""Plain-text formats (txt, csv/tsv, json/jsonl) and the encoding detection they share.
+
+Decoding order: byte-order mark; BOM-less UTF-16/32 recognised by their NUL pattern;
+strict UTF-8; simplified Chinese that fits GB2312; then charset-normalizer, with any GBK
+family answer widened to GB18030. NUL bytes anywhere else mean a binary file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import unicodedata
+from pathlib import Path, PurePath
+
+from kbchat.errors import BadInput
+from kbchat.ingest.structure import clean_cell, table_lines
+from kbchat.types import Document
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_GB_FAMILY = {"gbk", "gb2312", "gb18030", "cp936", "hz", "hz_gb_2312", "euc_cn"}
+# Answers charset-normalizer gives for short Chinese text that really is GB or Big5.
+_OTHER_CJK = {
+    "cp949", "euc_kr", "johab", "iso2022_kr", "shift_jis", "shift_jis_2004", "shift_jisx0213",
+    "cp932", "euc_jp", "euc_jis_2004", "euc_jisx0213", "iso2022_jp", "utf_16_be", "utf_16_le",
+}  # fmt: skip
+_ALLOWED_CONTROLS = {"\t", "\n", "\r", "\f", "\v", "\x1b"}
+_MAX_BAD_FRACTION = 0.01
+
+
+def decode_bytes(data: bytes, name: str) -> str:
+    """Decode a text file's bytes, detecting the encoding; newlines become ``\\n``.
+
+    Args:
+        data: the whole file.
+        name: the file's label, used in error messages.
+
+    Returns:
+        The text, without BOM, with ``\\r\\n`` and ``\\r`` normalised to ``\\n``.
+
+    Raises:
+        BadInput: the bytes are binary or in no encoding that can be recognised.
+    """
+    text = _decode(data, name)
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not _looks_like_text(text):
+        raise BadInput(f"{name}: looks like a binary file, not text (many control characters)")
+    return text
+
+
+def _decode(data: bytes, name: str) -> str:
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise BadInput(f"{name}: has a {encoding} byte-order mark but {exc}") from None
+    if b"\x00" in data:
+        return _decode_with_nuls(data, name)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if _is_plausible_chinese(data, "gb2312"):
+        return data.decode("gb18030")
+    return _decode_detected(data, name)
+
+
+def _decode_with_nuls(data: bytes, name: str) -> str:
+    """UTF-16/32 without BOM show NULs in a fixed byte lane; anything else is binary."""
+    size = len(data) - len(data) % 2
+    even, odd = data[0:size:2].count(0), data[1:size:2].count(0)
+    half = max(size // 2, 1)
+    if len(data) % 4 == 0 and data[2::4].count(0) + data[3::4].count(0) > 0.9 * len(data) / 2:
+        candidates = ["utf-32-le"]
+    elif len(data) % 4 == 0 and data[0::4].count(0) + data[1::4].count(0) > 0.9 * len(data) / 2:
+        candidates = ["utf-32-be"]
+    elif odd > 0.2 * half and even < 0.02 * half:
+        candidates = ["utf-16-le"]
+    elif even > 0.2 * half and odd < 0.02 * half:
+        candidates = ["utf-16-be"]
+    else:
+        candidates = ["utf-8"] if data.count(0) <= max(4, len(data) // 1000) else []
+    for encoding in candidates:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise BadInput(f"{name}: contains NUL bytes; looks like a binary file, not text")
+
+
+def _decode_detected(data: bytes, name: str) -> str:
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise BadInput(f"{name}: cannot detect the text encoding; looks like a binary file")
+    encoding = best.encoding.lower()
+    if encoding in _GB_FAMILY:
+        return data.decode("gb18030", errors="replace")
+    if encoding in _OTHER_CJK:
+        for chinese in ("big5", "gb18030"):
+            if _is_plausible_chinese(data, chinese):
+                return data.decode(chinese)
+    return str(best)
+
+
+def _is_plausible_chinese(data: bytes, encoding: str) -> bool:
+    """True if ``data`` decodes strictly and every non-ASCII character is Han or CJK punctuation."""
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    wide = [ch for ch in text if ord(ch) > 0x7F]
+    return bool(wide) and all(_is_chinese_char(ch) for ch in wide)
+
+
+def _is_chinese_char(ch: str) -> bool:
+    code = ord(ch)
+    return (
+        0x4E00 <= code <= 0x9FFF
+        or 0x3400 <= code <= 0x4DBF
+        or 0x3000 <= code <= 0x303F
+        or 0xFF00 <= code <= 0xFFEF
+        or ch in "“”‘’…—–·•、"
+    )
+
+
+def _looks_like_text(text: str) -> bool:
+    if not text:
+        return True
+    bad = sum(
+        1
+        for ch in text
+        if ch == "\ufffd"
+        or (unicodedata.category(ch) in ("Cc", "Cs", "Co") and ch not in _ALLOWED_CONTROLS)
+    )
+    return bad <= _MAX_BAD_FRACTION * len(text)
+
+
+def read_text(path: Path, name: str) -> str:
+    """Read and decode a whole text file."""
+    return decode_bytes(path.read_bytes(), name)
+
+
+def load_txt(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+    """A plain text file as one Document."""
+    text = read_text(path, source)
+    return [Document(text=text, source=source, title=PurePath(source).stem)]
+
+
+def load_csv(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+    """A csv/tsv file as one table Document, one ``header: value | ...`` row per line."""
+    text = read_text(path, source)
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(text)
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    except csv.Error as exc:
+        raise BadInput(f"{source}: malformed csv: {exc}") from None
+    lines = table_lines(rows)
+    return [
+        Document(text="\n".join(lines), source=source, title=PurePath(source).stem, kind="table")
+    ]
+
+
+def _sniff_delimiter(text: str) -> str:
+    sample = "\n".join(text.splitlines()[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def load_json(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+    """A json file as its pretty-printed text."""
+    text = read_text(path, source)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{source}: invalid JSON: {exc}") from None
+    pretty = json.dumps(value, ensure_ascii=False, indent=2)
+    if value in (None, "", [], {}):
+        pretty = ""
+    return [Document(text=pretty, source=source, title=PurePath(source).stem)]
+
+
+def load_jsonl(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+    """A jsonl file as one table Document, one ``key: value | ...`` record per line."""
+    lines: list[str] = []
+    for number, raw in enumerate(read_text(path, source).split("\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{source}: line {number} is not valid JSON: {exc}") from None
+        lines.append(_record_line(record))
+    return [
+        Document(
+            text="\n".join(line for line in lines if line),
+            source=source,
+            title=PurePath(source).stem,
+            kind="table",
+        )
+    ]
+
+
+def _record_line(record: object) -> str:
+    if not isinstance(record, dict):
+        return clean_cell(_scalar(record))
+    pairs = [(clean_cell(key), clean_cell(_scalar(value))) for key, value in record.items()]
+    return " | ".join(f"{key}: {value}" for key, value in pairs if value)
+
+
+def _scalar(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
