@@ -306,6 +306,64 @@ def demo(
             print_hits(kb.search(question, top_k=3), False)
 
 
+eval_app = typer.Typer(help="Measure retrieval quality on a question set.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+_EVAL_MODES = ("hybrid", "dense", "bm25")
+_EVAL_COLUMNS = {"recall@1": "R@1", "recall@5": "R@5", "recall@10": "R@10",
+                 "mrr@10": "MRR@10", "ndcg@10": "nDCG@10"}
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    kbs: Annotated[str, typer.Argument(help="Knowledge base name(s), comma-separated.")],
+    queries: Annotated[Path, typer.Argument(help="Question set: JSONL with id, question, "
+                                                  "gold_doc_ids (file stems), split.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Passages scored per question.")] = 10,
+    mode: Annotated[str | None, typer.Option(help="hybrid, dense or bm25 (default: the "
+                                                   "retriever's default).")] = None,
+    split: Annotated[str | None, typer.Option(help="Only questions of this split (dev, test).")]
+    = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many questions.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recall@1/5/10, MRR@10, nDCG@10 and latency of search over a question set."""
+    from kbchat.errors import BadInput
+    from kbchat.evaluate import evaluate_retrieval, load_queries
+    from kbchat.retrieve import SearchOptions, search
+
+    if mode is not None and mode not in _EVAL_MODES:
+        raise BadInput(f"--mode must be one of {', '.join(_EVAL_MODES)}, got {mode!r}")
+    if top_k <= 0:
+        raise BadInput(f"--top-k must be > 0, got {top_k}")
+    questions = load_queries(queries, split=split, limit=limit)
+    options = SearchOptions(top_k=top_k)
+    if mode is not None:
+        options = SearchOptions(top_k=top_k, mode=mode)  # type: ignore[arg-type]
+    with _library() as library:
+        opened = [library.get(name.strip()) for name in kbs.split(",") if name.strip()]
+        if not opened:
+            raise BadInput("no knowledge base named; pass one or more names separated by commas")
+        progress = Progress(TextColumn("questions"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=err, transient=True)
+        with progress:
+            task = progress.add_task("questions", total=len(questions))
+            report = evaluate_retrieval(
+                lambda question: search(opened, question, options), questions, top_k=top_k,
+                split=split, on_query=lambda _: progress.advance(task),
+            )
+    if as_json:
+        _print_json({"kbs": [kb.name for kb in opened], "queries_file": str(queries),
+                     "mode": mode, **report.to_json()})
+        return
+    table = Table("questions", *_EVAL_COLUMNS.values(), "p50 ms", "p95 ms",
+                  title=f"retrieval on {', '.join(kb.name for kb in opened)}")
+    table.add_row(str(report.queries),
+                  *(f"{100 * report.metrics[name]:.1f}" for name in _EVAL_COLUMNS),
+                  f"{report.latency_p50_ms:.1f}", f"{report.latency_p95_ms:.1f}")
+    out.print(table)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: kbchat errors become one line on stderr and exit code 1."""
     try:
