@@ -392,12 +392,16 @@ class Catalog:
                     )
         return found
 
-    def chunk_ids_for_files(self, kb_id: int, names: Sequence[str]) -> np.ndarray:
+    def chunk_ids_for_files(
+        self, kb_id: int, names: Sequence[str], *, pages: tuple[int, int] | None = None
+    ) -> np.ndarray:
         query = (
             select(chunks.c.id)
             .join(files, files.c.id == chunks.c.file_id)
             .where(chunks.c.kb_id == kb_id, files.c.name.in_(list(names)))
         )
+        if pages is not None:
+            query = query.where(chunks.c.page.between(pages[0], pages[1]))
         with self.engine.connect() as conn:
             return np.asarray(conn.execute(query).scalars().all(), dtype=np.int64)
 

@@ -17,9 +17,10 @@ from rich.table import Table
 
 from kbchat.catalog import FileRecord, KBRecord
 from kbchat.config import Settings, load_settings
-from kbchat.errors import KbchatError
+from kbchat.errors import BadInput, KbchatError
 from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase
 from kbchat.library import Library
+from kbchat.retrieve import SearchOptions, retrieve
 from kbchat.types import Hit
 
 app = typer.Typer(help="Ask questions about your own documents, with models you run yourself.",
@@ -248,15 +249,55 @@ def kb_rebuild(name: str, as_json: JsonOpt = False) -> None:
 
 @kb_app.command("search")
 def kb_search(
-    name: str,
+    names: Annotated[str, typer.Argument(metavar="NAME[,NAME...]", help="Knowledge base(s).")],
     query: str,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Number of hits.")] = 5,
+    mode: Annotated[
+        str | None, typer.Option(help="hybrid, dense or bm25 (default: configured).")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Minimum relevance in [0, 1] (default: configured).")
+    ] = None,
+    files: Annotated[list[str] | None, typer.Option("--file", help="Only files matching glob.")] = None,
+    file_types: Annotated[list[str] | None, typer.Option("--type", help="Only these extensions.")] = None,
+    pages: Annotated[str | None, typer.Option(help="Page range, e.g. 3-7.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search a knowledge base and print the best passages."""
+    """Search knowledge bases (hybrid dense + BM25) and print the best passages."""
     with _library() as library:
-        hits = library.get(name).search(query, top_k=top_k)
-    print_hits(hits, as_json)
+        kbs = [library.get(name) for name in _split_names(names)]
+        options = search_options(
+            library.settings, top_k=top_k, mode=mode, threshold=threshold,
+            files=tuple(files or ()), file_types=tuple(file_types or ()), pages=_page_range(pages),
+        )
+        result = retrieve(kbs, query, options)
+    for notice in result.notices:
+        err.print(f"note: {notice}", markup=False)
+    print_hits(result.hits, as_json)
+
+
+def _split_names(names: str) -> list[str]:
+    parts = [n.strip() for n in names.split(",") if n.strip()]
+    if not parts:
+        raise BadInput("name at least one knowledge base")
+    return list(dict.fromkeys(parts))
+
+
+def _page_range(pages: str | None) -> tuple[int, int] | None:
+    if pages is None:
+        return None
+    first, _, last = pages.partition("-")
+    try:
+        return int(first), int(last or first)
+    except ValueError:
+        raise BadInput(f"--pages must look like 3-7 or 5, got {pages!r}") from None
+
+
+def search_options(settings: Settings, **given: Any) -> SearchOptions:
+    """SearchOptions from the configured defaults, overridden by the values given (not None)."""
+    values = settings.retrieval.model_dump()
+    values.update({k: v for k, v in given.items() if v is not None})
+    return SearchOptions(**values)
 
 
 def print_hits(hits: Sequence[Hit], as_json: bool) -> None:

@@ -64,6 +64,18 @@ class IngestSettings(BaseModel):
         return self
 
 
+class RetrievalSettings(BaseModel):
+    """Defaults for searches; every one can be overridden per request."""
+
+    model_config = {"extra": "forbid"}
+
+    mode: str = Field("hybrid", description="hybrid, dense or bm25.")
+    threshold: float = Field(0.25, ge=0, le=1, description="Minimum relevance in [0, 1].")
+    fusion: str = Field("weighted", description="weighted (normalised scores) or rrf.")
+    dense_weight: float = Field(0.6, ge=0, le=1, description="Weight of dense vs BM25 scores.")
+    candidates: int = Field(50, gt=0, description="Candidates taken from each retriever.")
+
+
 class ModelSettings(BaseModel):
     """One chat model: the embedded llama.cpp runtime or an OpenAI-compatible server."""
 
@@ -96,6 +108,7 @@ class Settings(BaseSettings):
     home: Path = Field(DEFAULT_HOME, description="Data directory (KBCHAT_HOME).")
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     models: dict[str, ModelSettings] = Field(
         default_factory=_default_models, description="Chat models by the name clients use."
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ _WORDLIKE = re.compile(r"[0-9a-z\u00c0-\u024f\u0400-\u04ff\u3040-\u30ff\u3400-\u
 _STOPWORDS = frozenset(
     """a an and are as at be by for from has have in is it its of on or that the this to was
     were what when where which who why how with do does did 的 了 是 在 和 与 及 或 也 就 都 而
-    吗 呢 吧 啊 之 其 这 那 一个 什么 哪些 哪个 怎么 如何 为什么 多少 有 被 把 对""".split()
+    吗 呢 吧 啊 之 其 这 那 一个 什么 哪些 哪个 哪里 哪 谁 怎么 怎样 如何 为什么 为何 多少 多长
+    多久 几 请问 请 有 被 把 对 我 你 他 她 它 们 我们 是否 可以 能 会 吗？""".split()
 )
 
 
@@ -33,13 +36,25 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def _idf(doc_freq: int, total: int) -> float:
+    """Lucene's BM25 idf, the one bm25s scores with by default."""
+    return math.log(1.0 + (total - doc_freq + 0.5) / (doc_freq + 0.5))
+
+
 class LexicalIndex:
-    """A BM25 index (bm25s) mapping rows back to chunk ids."""
+    """A BM25 index (bm25s) mapping rows back to chunk ids.
+
+    Besides raw BM25, it gives a normalised score in [0, 1]: the raw score divided by the
+    summed idf of every query token, found in the corpus or not. A passage that contains
+    each query term about once, at average length, scores about 1; one that matches only
+    the common half of the query scores far less, whatever the corpus size.
+    """
 
     def __init__(self) -> None:
         self._model: Any = None
         self._ids: Ids = np.zeros(0, dtype=np.int64)
         self._row_of: dict[int, int] = {}
+        self._doc_freq: dict[str, int] = {}
 
     @classmethod
     def build(cls, entries: Iterable[tuple[int, Sequence[str]]]) -> LexicalIndex:
@@ -48,9 +63,12 @@ class LexicalIndex:
         index = cls()
         ids: list[int] = []
         corpus: list[list[str]] = []
+        doc_freq: Counter[str] = Counter()
         for chunk_id, tokens in entries:
             ids.append(chunk_id)
             corpus.append(list(tokens) or ["\u2400"])
+            doc_freq.update(set(tokens))
+        index._doc_freq = dict(doc_freq)
         index._ids = np.asarray(ids, dtype=np.int64)
         index._row_of = {chunk_id: row for row, chunk_id in enumerate(ids)}
         if corpus:
@@ -62,19 +80,48 @@ class LexicalIndex:
     def count(self) -> int:
         return len(self._ids)
 
-    def search(
-        self, tokens: Sequence[str], k: int, allowed: Ids | None = None
-    ) -> list[tuple[int, float]]:
-        """Top ``k`` chunk ids by raw BM25 score (> 0 only), best first."""
-        if k <= 0:
-            raise ValueError(f"k must be > 0, got {k}")
+    def query_weight(self, tokens: Sequence[str]) -> float:
+        """Summed idf of the query tokens: what a passage matching all of them scores."""
+        total = len(self._ids)
+        return sum(_idf(self._doc_freq.get(t, 0), total) for t in tokens)
+
+    def coverage(self, tokens: Sequence[str]) -> float:
+        """Share of the query's idf weight carried by tokens that occur in the corpus."""
+        weight = self.query_weight(tokens)
+        if weight <= 0:
+            return 0.0
+        total = len(self._ids)
+        known = sum(_idf(self._doc_freq[t], total) for t in tokens if t in self._doc_freq)
+        return known / weight
+
+    def normalised_scores(self, tokens: Sequence[str]) -> np.ndarray | None:
+        """Normalised BM25 of every row in [0, 1], or None if no query token is in the corpus."""
         if self._model is None:
-            return []
+            return None
         vocab = self._model.vocab_dict
         known = [t for t in tokens if t in vocab]
         if not known:
+            return None
+        raw = np.asarray(self._model.get_scores(known), dtype=np.float32)
+        return np.clip(raw / self.query_weight(tokens), 0.0, 1.0)
+
+    def scores_for(self, scores: np.ndarray, ids: Sequence[int]) -> list[float]:
+        """Pick the scores of given chunk ids out of a full score array (0 if unknown)."""
+        return [float(scores[self._row_of[i]]) if i in self._row_of else 0.0 for i in ids]
+
+    def search(
+        self, tokens: Sequence[str], k: int, allowed: Ids | None = None
+    ) -> list[tuple[int, float]]:
+        """Top ``k`` chunk ids by normalised BM25 score (> 0 only), best first."""
+        if k <= 0:
+            raise ValueError(f"k must be > 0, got {k}")
+        normalised = self.normalised_scores(tokens)
+        if normalised is None:
             return []
-        scores = np.asarray(self._model.get_scores(known), dtype=np.float32)
+        return self.top(normalised, k, allowed)
+
+    def top(self, scores: np.ndarray, k: int, allowed: Ids | None = None) -> list[tuple[int, float]]:
+        """The ``k`` best rows of a score array as (chunk id, score), optionally restricted."""
         if allowed is not None:
             mask = np.zeros(len(scores), dtype=bool)
             rows = [self._row_of[i] for i in np.asarray(allowed).tolist() if i in self._row_of]
@@ -89,7 +136,8 @@ class LexicalIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         with tmp.open("wb") as handle:
-            pickle.dump({"model": self._model, "ids": self._ids}, handle, protocol=5)
+            state = {"model": self._model, "ids": self._ids, "doc_freq": self._doc_freq}
+            pickle.dump(state, handle, protocol=5)
         os.replace(tmp, path)
 
     @classmethod
@@ -99,5 +147,6 @@ class LexicalIndex:
         index = cls()
         index._model = state["model"]
         index._ids = state["ids"]
+        index._doc_freq = state["doc_freq"]
         index._row_of = {int(chunk_id): row for row, chunk_id in enumerate(index._ids)}
         return index

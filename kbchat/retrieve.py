@@ -1,0 +1,240 @@
+"""Hybrid retrieval over one or more knowledge bases: dense + BM25, fused, reranked, thresholded.
+
+Every score a caller sees is a relevance in [0, 1], whatever the mode:
+- dense: the cosine similarity mapped through the embedder's calibrated range
+  (``score_range``: the similarity of unrelated text -> 0, that of a typical answer -> ~1);
+- bm25: BM25 divided by the query's total idf weight (see ``LexicalIndex``);
+- hybrid: a weighted mean of both, computed for every candidate either retriever found.
+So one threshold means the same thing in every mode, and a greeting scores near 0.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+import numpy as np
+
+from kbchat.errors import BadInput
+from kbchat.kb import KnowledgeBase
+from kbchat.lexical import tokenize
+from kbchat.types import Hit
+
+Mode = Literal["hybrid", "dense", "bm25"]
+Fusion = Literal["weighted", "rrf"]
+MAX_QUERY_CHARS = 2000
+RRF_K = 60
+
+
+class Reranker(Protocol):
+    """Scores (query, passage) pairs; higher is more relevant, each score in [0, 1]."""
+
+    name: str
+
+    def rerank(self, query: str, passages: Sequence[str]) -> list[float]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """How to search. Validated on construction; errors name the bad value."""
+
+    top_k: int = 5
+    mode: Mode = "hybrid"
+    threshold: float = 0.25
+    fusion: Fusion = "weighted"
+    dense_weight: float = 0.6
+    candidates: int = 50
+    files: tuple[str, ...] = ()
+    file_types: tuple[str, ...] = ()
+    pages: tuple[int, int] | None = None
+    dedupe: bool = True
+    rerank_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.top_k <= 0 or self.top_k > 1000:
+            raise BadInput(f"top_k must be between 1 and 1000, got {self.top_k}")
+        if self.mode not in ("hybrid", "dense", "bm25"):
+            raise BadInput(f"mode must be hybrid, dense or bm25, got {self.mode!r}")
+        if self.fusion not in ("weighted", "rrf"):
+            raise BadInput(f"fusion must be weighted or rrf, got {self.fusion!r}")
+        for name in ("threshold", "dense_weight", "rerank_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise BadInput(f"{name} must be between 0 and 1, got {value}")
+        if self.candidates < self.top_k:
+            object.__setattr__(self, "candidates", self.top_k)
+        if self.pages is not None and (self.pages[0] > self.pages[1] or self.pages[0] < 1):
+            raise BadInput(f"page range must be FIRST-LAST with 1 <= FIRST <= LAST, got {self.pages}")
+
+
+@dataclass(slots=True)
+class Retrieval:
+    """Hits plus what the caller should know: notices (e.g. a truncated query) and timings."""
+
+    hits: list[Hit]
+    notices: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def search(kbs: Sequence[KnowledgeBase], query: str, options: SearchOptions | None = None,
+           *, reranker: Reranker | None = None) -> list[Hit]:
+    """The hits for ``query`` over ``kbs``, best first (see ``retrieve``)."""
+    return retrieve(kbs, query, options, reranker=reranker).hits
+
+
+def retrieve(kbs: Sequence[KnowledgeBase], query: str, options: SearchOptions | None = None,
+             *, reranker: Reranker | None = None) -> Retrieval:
+    """Search several knowledge bases at once; hits carry their KB's name.
+
+    Raises:
+        BadInput: empty query or invalid options.
+    """
+    options = options or SearchOptions()
+    if not query.strip():
+        raise BadInput("the query is empty")
+    if not kbs:
+        raise BadInput("no knowledge base to search")
+    result = Retrieval(hits=[])
+    if len(query) > MAX_QUERY_CHARS:
+        result.notices.append(
+            f"the query was {len(query)} characters; only the first {MAX_QUERY_CHARS} were used"
+        )
+        query = query[:MAX_QUERY_CHARS]
+    started = time.perf_counter()
+    tokens = tokenize(query) if options.mode != "dense" else []
+    vectors = _query_vectors(kbs, query) if options.mode != "bm25" else {}
+    result.timings_ms["embed"] = (time.perf_counter() - started) * 1000
+    hits: list[Hit] = []
+    for kb in kbs:
+        hits.extend(_search_kb(kb, vectors.get(kb.embedder.name), tokens, options))
+    hits.sort(key=lambda h: h.extra.get("rank_key", h.score), reverse=True)
+    if options.dedupe:
+        hits = _dedupe(hits)
+    if reranker is not None and hits:
+        hits = _rerank(reranker, query, hits[: options.candidates], options)
+    result.hits = [h for h in hits if h.score >= options.threshold][: options.top_k]
+    result.timings_ms["total"] = (time.perf_counter() - started) * 1000
+    return result
+
+
+def _query_vectors(kbs: Sequence[KnowledgeBase], query: str) -> dict[str, np.ndarray]:
+    vectors: dict[str, np.ndarray] = {}
+    for kb in kbs:
+        if kb.embedder.name not in vectors:
+            vectors[kb.embedder.name] = kb.embedder.embed_batch([query], is_query=True)[0]
+    return vectors
+
+
+def calibrate(embedder: object, cosine: np.ndarray) -> np.ndarray:
+    """Map raw cosine similarities to [0, 1] relevance with the embedder's score range."""
+    low, high = getattr(embedder, "score_range", (0.0, 1.0))
+    return np.clip((np.asarray(cosine, dtype=np.float32) - low) / (high - low), 0.0, 1.0)
+
+
+def _search_kb(kb: KnowledgeBase, vector: np.ndarray | None, tokens: list[str],
+               options: SearchOptions) -> list[Hit]:
+    allowed = _allowed_ids(kb, options)
+    if allowed is not None and len(allowed) == 0:
+        return []
+    dense: dict[int, float] = {}
+    if vector is not None:
+        dense = dict(kb.index.fresh_vectors().search(vector, options.candidates, allowed))
+    lexical_index = kb.index.fresh_lexical() if tokens else None
+    lexical_scores = lexical_index.normalised_scores(tokens) if lexical_index else None
+    lexical: dict[int, float] = {}
+    if lexical_index is not None and lexical_scores is not None:
+        lexical = dict(lexical_index.top(lexical_scores, options.candidates, allowed))
+    if options.mode == "dense":
+        calibrated = calibrate(kb.embedder, np.array(list(dense.values())))
+        ranked = [(i, s, s) for i, s in zip(dense, calibrated.tolist(), strict=True)]
+    elif options.mode == "bm25":
+        ranked = [(i, s, s) for i, s in lexical.items()]
+    else:
+        ranked = _fuse(kb, vector, dense, lexical, lexical_scores, options)
+    ranked.sort(key=lambda item: item[1], reverse=True)
+    ranked = ranked[: options.candidates]
+    hits = kb.hits([(i, score) for i, _, score in ranked])
+    order = {i: key for i, key, _ in ranked}
+    return [replace(h, extra={**h.extra, "rank_key": order[h.chunk_id]}) for h in hits]
+
+
+def _fuse(kb: KnowledgeBase, vector: np.ndarray | None, dense: dict[int, float],
+          lexical: dict[int, float], lexical_scores: np.ndarray | None,
+          options: SearchOptions) -> list[tuple[int, float, float]]:
+    """(id, order key, score) for every candidate either retriever found.
+
+    The score is the weighted mean of calibrated dense and normalised BM25, each computed
+    exactly for every candidate (dense from its stored vector, BM25 from the full score
+    array), never a zero for "not in the other list". The order key is that score, or the
+    reciprocal-rank-fusion value with ``fusion="rrf"``.
+    """
+    candidates = list(dict.fromkeys([*dense, *lexical]))
+    if not candidates:
+        return []
+    if vector is not None:
+        missing = [i for i in candidates if i not in dense]
+        for ids, vectors in kb.catalog.iter_vectors(kb.record.id, missing):
+            dense.update(zip(ids.tolist(), (vectors @ vector).tolist(), strict=True))
+    dense_part = calibrate(kb.embedder, np.array([dense.get(i, 0.0) for i in candidates]))
+    if lexical_scores is None:
+        lexical_part = np.zeros(len(candidates), dtype=np.float32)
+        weight = 1.0  # BM25 knows none of the query's words: it has nothing to say
+    else:
+        lexical_part = np.array(kb.index.fresh_lexical().scores_for(lexical_scores, candidates))
+        weight = options.dense_weight
+    scores = (weight * dense_part + (1.0 - weight) * lexical_part).tolist()
+    if options.fusion == "weighted":
+        return [(i, s, s) for i, s in zip(candidates, scores, strict=True)]
+    rrf = _rrf([sorted(dense, key=lambda i: -dense[i]), sorted(lexical, key=lambda i: -lexical[i])])
+    return [(i, rrf[i], s) for i, s in zip(candidates, scores, strict=True)]
+
+
+def _rrf(rankings: Sequence[Sequence[int]]) -> dict[int, float]:
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, chunk_id in enumerate(ranking):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return fused
+
+
+def _allowed_ids(kb: KnowledgeBase, options: SearchOptions) -> np.ndarray | None:
+    if not options.files and not options.file_types and options.pages is None:
+        return None
+    names = [f.name for f in kb.files() if f.status == "indexed"]
+    if options.files:
+        names = [n for n in names if any(fnmatch.fnmatch(n, g) for g in options.files)]
+    if options.file_types:
+        types = {t.lower().lstrip(".") for t in options.file_types}
+        names = [n for n in names if n.rsplit(".", 1)[-1].lower() in types]
+    return kb.catalog.chunk_ids_for_files(kb.record.id, names, pages=options.pages)
+
+
+def _dedupe(hits: list[Hit]) -> list[Hit]:
+    """Drop hits whose text repeats a better hit's (same normalised text or 90% shingle overlap)."""
+    kept: list[Hit] = []
+    shingles: list[set[str]] = []
+    for hit in hits:
+        text = "".join(hit.text.split()).lower()
+        grams = {text[i : i + 4] for i in range(max(1, len(text) - 3))}
+        if any(_jaccard(grams, other) >= 0.9 for other in shingles):
+            continue
+        kept.append(hit)
+        shingles.append(grams)
+    return kept
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def _rerank(reranker: Reranker, query: str, hits: list[Hit], options: SearchOptions) -> list[Hit]:
+    scores = reranker.rerank(query, [h.text for h in hits])
+    rescored = [
+        replace(h, score=float(s), extra={**h.extra, "retrieval_score": h.score})
+        for h, s in zip(hits, scores, strict=True)
+        if s >= options.rerank_threshold
+    ]
+    return sorted(rescored, key=lambda h: h.score, reverse=True)
