@@ -21,7 +21,7 @@ class HashEmbedder:
     Texts that share words get similar vectors, which is enough to test ranking logic.
     """
 
-    def __init__(self, dim: int = 256, **_: object) -> None:
+    def __init__(self, dim: int = 1000, **_: object) -> None:
         if dim <= 0:
             raise ValueError(f"dim must be > 0, got {dim}")
         self.dim = dim
