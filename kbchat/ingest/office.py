@@ -93,9 +93,10 @@ def load_docx(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
     import docx
 
     images = _ImageText(ocr, source)
-    builder = SectionBuilder(source)
+    builder = SectionBuilder(source, h1_is_title=False)
     try:
         document = docx.Document(str(path))
+        builder.title = (document.core_properties.title or "").strip() or None
         for block in document.iter_inner_content():
             if block.__class__.__name__ == "Table":
                 builder.table(_docx_rows(block))
@@ -111,7 +112,7 @@ def _add_paragraph(paragraph: Any, builder: SectionBuilder, images: _ImageText) 
     style = paragraph.style.name if paragraph.style is not None else ""
     level = _heading_level(paragraph, style or "")
     if text and style.lower() == "title":
-        builder.title = builder.title or text
+        builder.title = text
         builder.line(text, body=False)
     elif text and level is not None:
         builder.heading(level, text)

@@ -57,9 +57,10 @@ class SectionBuilder:
     section's headings, so the splitter never cuts a row in half.
     """
 
-    def __init__(self, source: str, title: str | None = None) -> None:
+    def __init__(self, source: str, *, h1_is_title: bool = True) -> None:
         self.source = source
-        self.title = title
+        self.title: str | None = None
+        self.h1_is_title = h1_is_title
         self._path: list[tuple[int, str]] = []
         self._lines: list[str] = []
         self._has_body = False
@@ -78,7 +79,7 @@ class SectionBuilder:
         while self._path and self._path[-1][0] >= level:
             self._path.pop()
         self._path.append((level, text))
-        if self.title is None and level == 1:
+        if self.title is None and level == 1 and self.h1_is_title:
             self.title = text
         self._lines.append(text)
 
@@ -104,7 +105,7 @@ class SectionBuilder:
         )
 
     def documents(self, default_title: str) -> list[Document]:
-        """Finish and return all Documents; ``default_title`` is used if no H1 was seen."""
+        """Finish and return all Documents; ``default_title`` is used if no title was set."""
         self._flush(carry=False)
         title = self.title or default_title
         return [replace(doc, title=title) for doc in self._documents]

@@ -1,0 +1,98 @@
+"""Images through OCR: reading order, input handling, and the real RapidOCR engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from kbchat.errors import BadInput, MissingDependency
+from kbchat.ingest import LoadLimits, load_file
+from kbchat.ingest.ocr import _join_lines, ocr_available
+from kbchat.sample import sample_dir
+
+
+def box(x: float, y: float, w: float = 50, h: float = 20) -> list[list[float]]:
+    return [[x, y], [x + w, y], [x + w, y + h], [x, y + h]]
+
+
+def test_boxes_are_joined_in_reading_order() -> None:
+    result = [
+        [box(200, 52), "world", 0.9],
+        [box(10, 50), "hello", 0.9],
+        [box(10, 100), "第二行", 0.9],
+        [box(70, 102), "中文", 0.9],
+        [box(10, 10), "Title", 0.9],
+    ]
+    assert _join_lines(result) == "Title\nhello world\n第二行中文"
+
+
+def test_image_goes_through_ocr(tmp_path: Path, fake_ocr: Any) -> None:
+    path = tmp_path / "scan.png"
+    Image.new("RGBA", (64, 32), (0, 0, 0, 0)).save(path)
+    [doc] = load_file(path)
+    assert doc.text == "recognised text\n识别出的文字"
+    assert doc.title == "scan"
+    [image] = fake_ocr.images
+    assert image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_tall_image_is_read_in_tiles(tmp_path: Path, fake_ocr: Any) -> None:
+    path = tmp_path / "long-screenshot.jpg"
+    Image.new("RGB", (300, 2500), "white").save(path)
+    load_file(path)
+    assert fake_ocr.sizes == [(300, 1000), (300, 1000), (300, 500)]
+
+
+def test_tiny_image_is_not_sent_to_ocr(tmp_path: Path, fake_ocr: Any) -> None:
+    path = tmp_path / "dot.bmp"
+    Image.new("RGB", (4, 4), "black").save(path)
+    with pytest.raises(BadInput, match=r"dot\.bmp: no text found"):
+        load_file(path)
+    assert fake_ocr.images == []
+
+
+def test_image_with_ocr_switched_off(tmp_path: Path) -> None:
+    path = tmp_path / "photo.webp"
+    Image.new("RGB", (64, 64), "white").save(path)
+    with pytest.raises(BadInput, match=r"photo\.webp: is an image and OCR is switched off"):
+        load_file(path, limits=LoadLimits(ocr=False))
+
+
+def test_corrupt_image(tmp_path: Path, fake_ocr: Any) -> None:
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(BadInput, match=r"broken\.jpg: not a readable image"):
+        load_file(path)
+
+
+def test_image_without_ocr_engine(tmp_path: Path, no_ocr: None) -> None:
+    path = tmp_path / "scan.png"
+    Image.new("RGB", (64, 64), "white").save(path)
+    with pytest.raises(MissingDependency, match=r"pip install 'kbchat\[ocr\]'"):
+        load_file(path)
+
+
+needs_ocr = pytest.mark.skipif(not ocr_available(), reason="rapidocr-onnxruntime not installed")
+
+
+@pytest.mark.integration
+@needs_ocr
+def test_real_ocr_reads_english(tmp_path: Path) -> None:
+    image = Image.new("L", (520, 90), 255)
+    font = ImageFont.load_default(size=36)
+    ImageDraw.Draw(image).text((20, 20), "Warranty 24 months", font=font, fill=0)
+    path = tmp_path / "label.png"
+    image.save(path)
+    text = load_file(path)[0].text
+    assert "Warranty" in text and "24" in text
+
+
+@pytest.mark.integration
+@needs_ocr
+def test_real_ocr_reads_the_chinese_sample_image() -> None:
+    text = load_file(sample_dir() / "ocr-note.png")[0].text
+    assert "识别图片中的文字" in text
+    assert "RapidOCR" in text
