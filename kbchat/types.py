@@ -86,3 +86,33 @@ class Delta:
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A source an answer used: ``marker`` is the [n] in the answer text."""
+
+    marker: int
+    kb: str
+    file: str
+    text: str
+    score: float
+    quote: str = ""
+    page: int | None = None
+    sheet: str | None = None
+    slide: int | None = None
+
+
+@dataclass(slots=True)
+class Answer:
+    """A finished answer with its sources, usage and timings (seconds)."""
+
+    text: str
+    model: str
+    citations: list[Citation] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    timings: dict[str, float] = field(default_factory=dict)
+    finish_reason: str | None = None
+    question: str = ""
+    grounded: bool = True
+    notices: list[str] = field(default_factory=list)

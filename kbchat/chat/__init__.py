@@ -1,0 +1,1 @@
+"""Chat modes: knowledge-base chat (RAG) and plain chat with memory."""

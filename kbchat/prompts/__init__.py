@@ -1,0 +1,28 @@
+"""Prompt templates as files (zh + en), chosen by the language of the question."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+Language = Literal["zh", "en"]
+
+
+def detect_language(text: str) -> Language:
+    """'zh' when CJK characters make up a fair share of the letters, else 'en'."""
+    cjk = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff")
+    letters = sum(1 for ch in text if ch.isalpha())
+    return "zh" if letters and cjk / letters >= 0.2 else "en"
+
+
+@cache
+def template(name: str, language: Language) -> str:
+    """The text of ``<name>.<language>.txt`` shipped in this package."""
+    path = resources.files(__package__).joinpath(f"{name}.{language}.txt")
+    return path.read_text(encoding="utf-8").strip("\n")
+
+
+def render(name: str, language: Language, **values: str) -> str:
+    """Fill a template's ``{placeholders}``."""
+    return template(name, language).format(**values)

@@ -1,0 +1,159 @@
+"""Knowledge-base chat logic, with the scripted chat model."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kbchat.chat.memory import fit_history, truncate_to_tokens
+from kbchat.chat.plain import stream_chat
+from kbchat.chat.rag import ChatOptions, build_messages, stream_answer
+from kbchat.config import load_settings
+from kbchat.errors import BadInput
+from kbchat.kb import KnowledgeBase
+from kbchat.library import Library
+from kbchat.llm.base import estimate_tokens
+from kbchat.prompts import detect_language
+from kbchat.retrieve import SearchOptions
+from kbchat.testing import ScriptedChatModel
+from kbchat.types import Answer, Message
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> KnowledgeBase:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "kettle.txt").write_text("The K3 kettle has a two year warranty.", encoding="utf-8")
+    (root / "tea.md").write_text("# Tea\n\nBrew green tea at 80 degrees.", encoding="utf-8")
+    (root / "保修.txt").write_text("本产品保修期为两年。", encoding="utf-8")
+    library = Library(load_settings(embedder={"backend": "hash"}))
+    library.create("home")
+    kb = library.get("home")
+    kb.add([root])
+    return kb
+
+
+def run(events: list[object]) -> tuple[str, Answer]:
+    *deltas, answer = events
+    assert isinstance(answer, Answer)
+    return "".join(str(d) for d in deltas), answer
+
+
+def test_answer_streams_and_cites_the_marked_source(kb: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["The warranty is two years [1]."])
+    streamed, answer = run(list(stream_answer(model, [kb], "How long is the kettle warranty?")))
+    assert streamed == answer.text == "The warranty is two years [1]."
+    assert [c.marker for c in answer.citations] == [1]
+    assert answer.citations[0].file == "kettle.txt"
+    assert "two year" in answer.citations[0].quote
+    assert answer.grounded and answer.timings["ttft_s"] <= answer.timings["total_s"]
+    prompt = model.received[0]
+    assert prompt[0].role == "system" and "[1] (kettle.txt)" in prompt[-1].content
+
+
+def test_markers_are_added_when_the_model_writes_none(kb: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["The K3 kettle warranty lasts two years."])
+    streamed, answer = run(list(stream_answer(model, [kb], "kettle warranty?")))
+    assert answer.text.endswith("[1]") and streamed == answer.text
+    assert answer.citations[0].file == "kettle.txt"
+
+
+def test_chinese_question_gets_the_chinese_prompt(kb: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["保修期为两年[1]。"])
+    _, answer = run(list(stream_answer(model, [kb], "保修期多长？")))
+    assert "资料" in model.received[0][-1].content
+    assert answer.citations[0].file == "保修.txt"
+
+
+def test_no_hit_refuses_without_calling_the_model(kb: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["should not be used"])
+    streamed, answer = run(list(stream_answer(model, [kb], "你好")))
+    assert "没有找到" in streamed and not answer.grounded and model.received == []
+
+
+def test_no_hit_fallback_is_labelled(kb: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["Hello! How can I help?"])
+    options = ChatOptions(no_hit="fallback")
+    streamed, answer = run(list(stream_answer(model, [kb], "hello", options=options)))
+    assert streamed.startswith("(Nothing in the knowledge base matches")
+    assert answer.text.endswith("How can I help?") and not answer.citations
+
+
+def test_no_hit_fixed_message(kb: KnowledgeBase) -> None:
+    options = ChatOptions(no_hit="message", no_hit_message="Ask about kettles.")
+    _, answer = run(list(stream_answer(ScriptedChatModel(), [kb], "hello", options=options)))
+    assert answer.text == "Ask about kettles."
+
+
+def test_model_refusal_is_not_grounded(kb: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["The sources do not contain the answer."])
+    _, answer = run(list(stream_answer(model, [kb], "kettle colour?")))
+    assert not answer.grounded and answer.citations == []
+
+
+def test_follow_up_is_rewritten_before_retrieval(kb: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["How long is the K3 kettle warranty?", "Two years [1]."])
+    history = [Message("user", "Tell me about the K3 kettle"), Message("assistant", "It boils water.")]
+    _, answer = run(list(stream_answer(model, [kb], "How long is its warranty?", history=history)))
+    assert answer.question == "How long is the K3 kettle warranty?"
+    assert "Standalone question" in model.received[0][-1].content
+    assert answer.citations[0].file == "kettle.txt"
+
+
+def test_prompt_fits_the_context_window(kb: KnowledgeBase) -> None:
+    hits = kb.search("kettle tea 保修", top_k=3)
+    model = ScriptedChatModel(context_window=1024)
+    long_hits = [replace(h, text=h.text * 200) for h in hits]
+    options = ChatOptions(max_tokens=256)
+    messages, used = build_messages(model, "question?", long_hits, [], options, "en")
+    total = sum(estimate_tokens(m.content) + 4 for m in messages)
+    assert total + options.max_tokens <= model.context_window
+    assert 1 <= len(used) <= len(long_hits)
+
+
+def test_answer_cut_by_max_tokens_is_flagged(kb: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["one two three four five six seven eight nine ten"])
+    options = ChatOptions(max_tokens=3, search=SearchOptions(threshold=0.0))
+    _, answer = run(list(stream_answer(model, [kb], "kettle warranty", options=options)))
+    assert answer.finish_reason == "length"
+    assert any("max_tokens" in n for n in answer.notices)
+
+
+def test_overlong_question_is_truncated_with_a_notice(kb: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["ok"], context_window=2048)
+    _, answer = run(list(stream_answer(model, [kb], "kettle warranty " * 3000)))
+    assert any("truncated" in n for n in answer.notices)
+
+
+def test_empty_question_is_refused(kb: KnowledgeBase) -> None:
+    with pytest.raises(BadInput, match="empty"):
+        list(stream_answer(ScriptedChatModel(), [kb], "   "))
+
+
+def test_cancel_stops_the_answer(kb: KnowledgeBase) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    model = ScriptedChatModel(["a b c d e f"])
+    _, answer = run(list(stream_answer(model, [kb], "kettle warranty", cancel=cancel)))
+    assert answer.finish_reason == "cancelled"
+
+
+def test_plain_chat_keeps_history_within_budget() -> None:
+    model = ScriptedChatModel(["Sure."])
+    history = [Message("user", "word " * 400), Message("assistant", "ok"),
+               Message("user", "my name is Ada"), Message("assistant", "Hi Ada")]
+    _, answer = run(list(stream_chat(model, "What is my name?", history=history,
+                                     options=ChatOptions(history_tokens=50))))
+    sent = model.received[0]
+    assert [m.content for m in sent[1:]] == ["my name is Ada", "Hi Ada", "What is my name?"]
+    assert answer.text == "Sure." and not answer.grounded
+
+
+def test_memory_helpers() -> None:
+    history = [Message("assistant", "hello"), Message("user", "a"), Message("assistant", "b")]
+    assert fit_history(history, 100, len) == history[1:]
+    assert truncate_to_tokens("abcdef", 3, len) == "abc"
+    assert detect_language("保修期多长？") == "zh" and detect_language("How long?") == "en"
