@@ -166,7 +166,7 @@ def check_zip(path: Path, label: str, max_unpacked_bytes: int) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, NotImplementedError) as exc:
         raise BadInput(f"{label}: corrupt or truncated {kind} file ({exc})") from None
     declared = sum(member.file_size for member in members)
     if declared > max_unpacked_bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
@@ -264,7 +265,7 @@ def load_epub(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
             for member in _spine(opf, PurePosixPath(opf_path).parent):
                 html = decode_bytes(archive.read(member), f"{source}:{member}")
                 add_html(html, builder)
-    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, KeyError, ElementTree.ParseError) as exc:
         raise BadInput(f"{source}: corrupt or truncated epub: {exc}") from None
     if title_node is not None and title_node.text:
         builder.title = title_node.text.strip()

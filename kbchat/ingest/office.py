@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePath
 from typing import Any
@@ -21,8 +22,12 @@ from kbchat.types import Document
 log = logging.getLogger(__name__)
 
 _HEADING_STYLE = re.compile(r"^(?:heading|标题)\s*([1-9])$", re.IGNORECASE)
+# What a damaged zip or XML part makes the parsers raise (zlib/OSError from bad deflate data).
 _STRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    NotImplementedError,
     KeyError,
     ValueError,
     IndexError,

@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import logging
 import re
+import struct
+import zlib
 from pathlib import Path, PurePath
 from typing import Any
+
+from pypdf import PasswordType, PdfReader
+from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
 
 from kbchat.errors import BadInput, MissingDependency
 from kbchat.types import Document
 
 log = logging.getLogger(__name__)
+# What damaged pdf structures make pypdf raise besides its own PyPdfError.
+_PDF_ERRORS: tuple[type[Exception], ...] = (
+    PyPdfError,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    EOFError,
+    AttributeError,
+    NotImplementedError,
+    RecursionError,
+    OSError,
+    zlib.error,
+    struct.error,
+)
 _SPACE_RUNS = re.compile(r"[ \t\u00a0]{2,}")
 
 
@@ -25,12 +45,10 @@ def load_pdf(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
         BadInput: corrupt, truncated, password-protected or 0-page pdf, or no text found.
         MissingDependency: OCR was needed for every page and rapidocr is missing.
     """
-    from pypdf.errors import PyPdfError
-
     reader = _open(path, source)
     try:
         pages = list(reader.pages)
-    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
+    except _PDF_ERRORS as exc:
         raise BadInput(f"{source}: corrupt or truncated pdf: {exc}") from None
     if not pages:
         raise BadInput(f"{source}: the pdf has 0 pages")
@@ -61,9 +79,6 @@ def load_pdf(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
 
 
 def _open(path: Path, source: str) -> Any:
-    from pypdf import PasswordType, PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
-
     try:
         reader = PdfReader(path)
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
@@ -74,17 +89,15 @@ def _open(path: Path, source: str) -> Any:
         ) from None
     except FileNotDecryptedError:
         raise BadInput(f"{source}: the pdf is encrypted and needs a password") from None
-    except (PyPdfError, ValueError, KeyError, TypeError, IndexError, EOFError) as exc:
+    except _PDF_ERRORS as exc:
         raise BadInput(f"{source}: corrupt or truncated pdf: {exc}") from None
     return reader
 
 
 def _page_text(page: Any, source: str, number: int) -> str:
-    from pypdf.errors import PyPdfError
-
     try:
         text = page.extract_text() or ""
-    except (PyPdfError, ValueError, KeyError, TypeError, IndexError, ZeroDivisionError) as exc:
+    except _PDF_ERRORS as exc:
         log.warning("%s: page %d: cannot read its text layer: %s", source, number, exc)
         return ""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
@@ -92,20 +105,18 @@ def _page_text(page: Any, source: str, number: int) -> str:
 
 
 def _ocr_page(page: Any, source: str, number: int) -> str:
-    from pypdf.errors import PyPdfError
-
     from kbchat.ingest.ocr import ocr_image
 
     texts = []
     try:
         images = list(page.images)
-    except (PyPdfError, ValueError, KeyError, TypeError, NotImplementedError, OSError) as exc:
+    except _PDF_ERRORS as exc:
         log.warning("%s: page %d: cannot list its images: %s", source, number, exc)
         return ""
     for index, image_file in enumerate(images):
         try:
             image = image_file.image
-        except (PyPdfError, ValueError, KeyError, TypeError, NotImplementedError, OSError) as exc:
+        except _PDF_ERRORS as exc:
             log.warning("%s: page %d: cannot decode image %d: %s", source, number, index, exc)
             continue
         if image is None:
