@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kbchat import chat_cli
 from kbchat.catalog import FileRecord, KBRecord
 from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
@@ -403,6 +404,9 @@ def eval_retrieval(
                   *(f"{100 * report.metrics[name]:.1f}" for name in _EVAL_COLUMNS),
                   f"{report.latency_p50_ms:.1f}", f"{report.latency_p95_ms:.1f}")
     out.print(table)
+
+
+chat_cli.register(app, _split_names, search_options, _print_json)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

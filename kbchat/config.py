@@ -76,6 +76,19 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(50, gt=0, description="Candidates taken from each retriever.")
 
 
+class ChatSettings(BaseModel):
+    """How answers are produced."""
+
+    model_config = {"extra": "forbid"}
+
+    no_hit: str = Field("refuse", description="refuse, fallback (labelled) or message.")
+    no_hit_message: str | None = Field(None, description="The fixed reply for no_hit=message.")
+    temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int = Field(512, gt=0, description="Most tokens in one answer.")
+    history_tokens: int = Field(1024, ge=0, description="Token budget for remembered turns.")
+    rewrite: bool = Field(True, description="Rewrite follow-up questions before retrieval.")
+
+
 class ModelSettings(BaseModel):
     """One chat model: the embedded llama.cpp runtime or an OpenAI-compatible server."""
 
@@ -109,6 +122,7 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
     models: dict[str, ModelSettings] = Field(
         default_factory=_default_models, description="Chat models by the name clients use."
     )

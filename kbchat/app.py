@@ -1,0 +1,65 @@
+"""The one factory: Settings -> the services kbchat runs on (library of KBs, chat models)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from kbchat.config import Settings
+from kbchat.errors import NotFound
+from kbchat.library import Library
+from kbchat.llm import build_chat_model
+from kbchat.llm.base import ChatModel
+
+
+class ModelPool:
+    """Chat models by the names configured in ``Settings.models``, each built once on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._models: dict[str, ChatModel] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return sorted(self.settings.models)
+
+    def get(self, name: str | None = None) -> ChatModel:
+        """The model called ``name`` (default: ``settings.default_model``).
+
+        Raises:
+            NotFound: no model of that name is configured; the message lists the known ones.
+        """
+        name = name or self.settings.default_model
+        if name not in self.settings.models:
+            raise NotFound(f"no model named {name!r}; known: {', '.join(self.names()) or 'none'}")
+        with self._lock:
+            if name not in self._models:
+                self._models[name] = build_chat_model(
+                    name, self.settings.models[name], self.settings.models_dir
+                )
+            return self._models[name]
+
+    def add(self, name: str, model: ChatModel) -> None:
+        """Use an already built model under ``name`` (tests, embedding applications)."""
+        with self._lock:
+            self._models[name] = model
+
+
+@dataclass
+class Services:
+    """Everything a front end (CLI, server) needs, built from one Settings."""
+
+    settings: Settings
+    library: Library
+    models: ModelPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.models = ModelPool(self.settings)
+
+    def close(self) -> None:
+        self.library.close()
+
+
+def build(settings: Settings) -> Services:
+    """Build the services for ``settings``; nothing heavy loads until first use."""
+    return Services(settings=settings, library=Library(settings))

@@ -1,0 +1,196 @@
+"""`kbchat ask` (one shot) and `kbchat chat` (interactive), registered on the main CLI app."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from kbchat.app import Services, build
+from kbchat.chat.plain import stream_chat
+from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
+from kbchat.config import Settings, load_settings
+from kbchat.errors import BadInput, KbchatError
+from kbchat.retrieve import SearchOptions
+from kbchat.types import Answer, Message
+
+err = Console(stderr=True)
+
+
+def chat_options(settings: Settings, search: SearchOptions, **given: Any) -> ChatOptions:
+    """ChatOptions from the configured defaults, overridden by the values given (not None)."""
+    values: dict[str, Any] = settings.chat.model_dump()
+    values.update({k: v for k, v in given.items() if v is not None})
+    return ChatOptions(search=search, **values)
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    """The JSON shape of an answer (a contract shared by the CLI and the API)."""
+    usage = answer.usage
+    return {
+        "answer": answer.text,
+        "citations": [asdict(c) for c in answer.citations],
+        "model": answer.model,
+        "usage": {"prompt_tokens": usage.prompt_tokens,
+                  "completion_tokens": usage.completion_tokens,
+                  "total_tokens": usage.total_tokens},
+        "timings": answer.timings,
+        "finish_reason": answer.finish_reason,
+        "grounded": answer.grounded,
+        "question": answer.question,
+        "notices": answer.notices,
+    }
+
+
+def _events(services: Services, kb_names: Sequence[str], question: str, model_name: str | None,
+            history: Sequence[Message], options: ChatOptions,
+            cancel: threading.Event | None = None) -> Iterator[ChatEvent]:
+    model = services.models.get(model_name)
+    if not kb_names:
+        return stream_chat(model, question, history=history, options=options, cancel=cancel)
+    kbs = [services.library.get(name) for name in kb_names]
+    return stream_answer(model, kbs, question, history=history, options=options, cancel=cancel)
+
+
+def _print_stream(events: Iterator[ChatEvent]) -> Answer:
+    answer: Answer | None = None
+    for event in events:
+        if isinstance(event, Answer):
+            answer = event
+        else:
+            sys.stdout.write(event)
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    if answer is None:
+        raise KbchatError("the model stream ended without an answer")
+    for citation in answer.citations:
+        where = f" p.{citation.page}" if citation.page else ""
+        err.print(f"  [{citation.marker}] {citation.file}{where} (score {citation.score:.2f}): "
+                  f"{citation.quote}", markup=False, highlight=False)
+    for notice in answer.notices:
+        err.print(f"note: {notice}", markup=False, style="yellow")
+    return answer
+
+
+def register(app: typer.Typer, split_names: Any, search_options: Any, print_json: Any) -> None:
+    """Add `ask` and `chat` to ``app`` (helpers passed in to keep one definition of each)."""
+
+    @app.command("ask")
+    def ask(
+        kb: Annotated[str | None, typer.Argument(metavar="KB[,KB...]", help="Knowledge base(s).")] = None,
+        question: Annotated[str | None, typer.Argument(help="Your question.")] = None,
+        no_kb: Annotated[bool, typer.Option("--no-kb", help="Ask the model alone.")] = False,
+        model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
+        top_k: Annotated[int, typer.Option("--top-k", "-k")] = 4,
+        threshold: Annotated[float | None, typer.Option(help="Minimum relevance.")] = None,
+        no_hit: Annotated[str | None, typer.Option(help="refuse, fallback or message.")] = None,
+        max_tokens: Annotated[int | None, typer.Option(help="Most tokens in the answer.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    ) -> None:
+        """Ask one question; the answer streams, then its sources."""
+        if no_kb and question is None:
+            kb, question = None, kb
+        if question is None or (kb is None and not no_kb):
+            raise BadInput("usage: kbchat ask KB QUESTION, or kbchat ask --no-kb QUESTION")
+        settings = load_settings()
+        services = build(settings)
+        try:
+            names = [] if no_kb else split_names(kb)
+            search = search_options(settings, top_k=top_k, threshold=threshold)
+            options = chat_options(settings, search, no_hit=no_hit, max_tokens=max_tokens)
+            events = _events(services, names, question, model, [], options)
+            if as_json:
+                answer = next(e for e in events if isinstance(e, Answer))
+                print_json(answer_json(answer))
+            else:
+                _print_stream(events)
+        finally:
+            services.close()
+
+    @app.command("chat")
+    def chat(
+        kb: Annotated[str | None, typer.Option(help="Knowledge base(s) to answer from.")] = None,
+        model: Annotated[str | None, typer.Option(help="Model name.")] = None,
+    ) -> None:
+        """Interactive chat with history. /kb NAME|off, /model NAME, /reset, /exit. Ctrl-C stops an answer."""
+        settings = load_settings()
+        services = build(settings)
+        state = {"kbs": split_names(kb) if kb else [], "model": model}
+        history: list[Message] = []
+        err.print("kbchat chat — /help for commands, Ctrl-D to leave", markup=False)
+        try:
+            while (line := _read(state)) is not None:
+                if line.startswith("/"):
+                    if _command(line, state, history, services, split_names):
+                        break
+                    continue
+                if line.strip():
+                    _turn(services, state, line, history, settings, search_options)
+        finally:
+            services.close()
+
+
+def _read(state: dict[str, Any]) -> str | None:
+    target = ",".join(state["kbs"]) or "model"
+    try:
+        return input(f"[{target}] > ")
+    except EOFError:
+        return None
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        return ""
+
+
+def _command(line: str, state: dict[str, Any], history: list[Message], services: Services,
+             split_names: Any) -> bool:
+    """Handle a /command; True means leave."""
+    word, _, arg = line[1:].partition(" ")
+    arg = arg.strip()
+    try:
+        if word in ("exit", "quit"):
+            return True
+        if word == "reset":
+            history.clear()
+            err.print("history cleared")
+        elif word == "kb":
+            names = [] if arg in ("", "off") else split_names(arg)
+            for name in names:
+                services.library.get(name)
+            state["kbs"] = names
+            err.print(f"answering from {', '.join(names) or 'the model alone'}", markup=False)
+        elif word == "model":
+            services.models.get(arg or None)
+            state["model"] = arg or None
+            err.print(f"model: {arg or services.settings.default_model}", markup=False)
+        else:
+            err.print("/kb NAME[,NAME]|off   /model NAME   /reset   /exit", markup=False)
+    except KbchatError as exc:
+        err.print(f"error: {exc}", markup=False, style="red")
+    return False
+
+
+def _turn(services: Services, state: dict[str, Any], question: str, history: list[Message],
+          settings: Settings, search_options: Any) -> None:
+    cancel = threading.Event()
+    options = chat_options(settings, search_options(settings))
+    events: Iterator[ChatEvent] | None = None
+    try:
+        events = _events(services, state["kbs"], question, state["model"], history, options, cancel)
+        answer = _print_stream(events)
+    except KeyboardInterrupt:
+        cancel.set()  # the model stops generating and is free for the next question
+        err.print("\n[stopped]", markup=False)
+        return
+    except KbchatError as exc:
+        err.print(f"error: {exc}", markup=False, style="red")
+        return
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+    history.extend([Message("user", question), Message("assistant", answer.text)])
