@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import threading
-import warnings
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -45,16 +44,21 @@ def open_image(data: bytes, name: str) -> Any:
     """Decode image bytes with Pillow (fully loaded, so errors surface here).
 
     Raises:
-        BadInput: the bytes are not a readable image or are a decompression bomb.
+        BadInput: the bytes are not a readable image, or it has more pixels than Pillow's
+            decompression-bomb limit.
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            image.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        image = Image.open(io.BytesIO(data))
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and image.width * image.height > limit:
+            raise BadInput(
+                f"{name}: image is {image.width}x{image.height} pixels, "
+                f"over the limit of {limit} (possible decompression bomb)"
+            )
+        image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError):
         raise BadInput(f"{name}: not a readable image (corrupt, truncated or too large)") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise BadInput(f"{name}: not a readable image: {exc}") from None

@@ -96,3 +96,15 @@ def test_real_ocr_reads_the_chinese_sample_image() -> None:
     text = load_file(sample_dir() / "ocr-note.png")[0].text
     assert "识别图片中的文字" in text
     assert "RapidOCR" in text
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_image_over_pixel_limit_is_refused(
+    tmp_path: Path, fake_ocr: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "huge.png"
+    Image.new("RGB", (400, 300), "white").save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)
+    with pytest.raises(BadInput, match=r"huge\.png: image is 400x300 pixels, over the limit"):
+        load_file(path)
+    assert fake_ocr.images == []
