@@ -3,36 +3,44 @@
 Knowledge bases are built the way a user would build them: every passage is written to
 ``<id>.txt`` (title on the first line; cmrc2018 also without it) and the folder is added to a
 knowledge base. They live in ``bench/.cache/`` under names keyed by data set, variant, pool,
-embedder and chunking, so a re-run only hashes the files. Systems compared:
+embedder and chunking, so a re-run only hashes the files; chunk vectors already in any cached
+KB of the same embedder are reused. Systems (top_k=10, hits deduplicated to passages):
 
-- ``kbchat``: ``kbchat.retrieve.search`` with default ``SearchOptions`` (top_k=10) on a KB built
-  with the default settings (embedder, chunk size and overlap).
-- ``dense-use`` / ``dense-e5``: dense-only search on KBs chunked 500/50 by *our* splitter (not
-  LangChain's RecursiveCharacterTextSplitter; ours cuts at sentences, so this baseline is a
-  little stronger than the fixed-character one).
-- ``bm25``: BM25-only search on the 500/50 USE knowledge base (BM25 ignores the embedder).
+- ``kbchat``: ``kbchat.retrieve.search`` with default ``SearchOptions`` on a KB built with the
+  default settings (embedder, chunk size and overlap).
+- ``dense-use`` / ``dense-e5``: dense only, no threshold, no near-duplicate removal, on KBs
+  chunked 500/50 by *our* splitter (not LangChain's RecursiveCharacterTextSplitter; ours cuts
+  at sentences, so this baseline is a little stronger than a fixed-character one).
+- ``bm25``: BM25 only, same naive options, on the 500/50 USE KB (BM25 ignores the embedder).
 
 Sets: hotpotqa_en (``distractor_dev`` subset = split dev, ``fullwiki_gold_in_pool`` = split
-test, reported separately), cmrc2018_zh with titles and text-only, and the cross-lingual set
-in ``bench/data/crosslingual.jsonl`` (zh->en on hotpotqa, en->zh on cmrc2018). At most
-``--max-queries`` questions per set and split (seeded sample). Tune on dev, report test.
+test), cmrc2018_zh with titles and text-only, and ``bench/data/crosslingual.jsonl`` (zh->en
+questions on the hotpotqa KB, en->zh on the cmrc2018 KB; test only). Questions: the first
+``--max-queries`` of a seeded shuffle per set and split. Tune on dev, report test.
 
-The latency section times default retrieval on big KBs whose chunks are real crud_news text
-(split with the default chunking, tokenised for BM25, cycled through the corpus again under
-new file names until the target count is reached) with *random unit vectors* written straight
-into the catalog: embedding 100k chunks here would take hours; query embedding is real.
+Pools: embedding a whole corpus with e5 on two shared cores takes hours, so by default a KB
+holds every gold passage of the chosen questions plus seeded random other passages up to
+``--hotpotqa-pool`` / ``--cmrc-pool`` passages (0 = the whole corpus). Fewer distractors make
+retrieval easier than on the full corpus; compare systems, not absolute numbers, across pools.
+
+Latency: default search on KBs of 20k and 100k chunks whose text is real crud_news (split with
+the default chunking, tokenised for BM25, cycled through the corpus until the count is
+reached) but whose vectors are *random unit vectors* written straight into the catalog.
+Query embedding is real and reported on its own.
 
 Usage::
 
     .venv/bin/python bench/retrieval.py                       # everything (cached after once)
     .venv/bin/python bench/retrieval.py --quick               # small smoke run
     .venv/bin/python bench/retrieval.py --systems kbchat --sets cmrc-titled --splits dev
+    .venv/bin/python bench/retrieval.py --build-only          # only build the cached KBs
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -184,16 +192,17 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def select_queries(eval_set: EvalSet, split: str, limit: int, seed: int) -> list[EvalQuery]:
-    """The set's questions of one split, at most ``limit``, sampled reproducibly."""
+    """The set's questions of one split: the first ``limit`` of a seeded shuffle.
+
+    A smaller limit takes a subset of a larger one's questions, so runs share their KBs.
+    """
     if not eval_set.queries.exists():
         return []
     queries = [q for q in load_queries(eval_set.queries, split=split) if eval_set.keep(q)]
-    if len(queries) > limit:
-        chosen = set(
-            random.Random(f"{seed}-{eval_set.name}-{split}").sample(range(len(queries)), limit)
-        )
-        queries = [q for i, q in enumerate(queries) if i in chosen]
-    return queries
+    order = list(range(len(queries)))
+    random.Random(f"{seed}-{eval_set.name}-{split}").shuffle(order)
+    chosen = set(order[:limit])
+    return [q for i, q in enumerate(queries) if i in chosen]
 
 
 def pool_ids(dataset: str, pool: int | None, limit: int, seed: int) -> list[str]:
@@ -209,10 +218,19 @@ def pool_ids(dataset: str, pool: int | None, limit: int, seed: int) -> list[str]
         for q in select_queries(s, split, limit, seed)
         for g in q.gold_ids
     }
-    others = sorted(set(corpus) - gold)
-    rng = random.Random(f"{seed}-{dataset}-pool")
-    chosen = gold | set(rng.sample(others, max(0, min(len(others), pool - len(gold)))))
+    shuffled = list(corpus)
+    random.Random(f"{seed}-{dataset}-pool").shuffle(shuffled)
+    others = [pid for pid in shuffled if pid not in gold]
+    chosen = gold | set(others[: max(0, pool - len(gold))])
     return [pid for pid in corpus if pid in chosen]
+
+
+def pool_tag(ids: Sequence[str], full: bool) -> str:
+    """Names a pool by its size and content, so a different pool never reuses a KB."""
+    if full:
+        return "full"
+    digest = hashlib.blake2b("\n".join(ids).encode(), digest_size=3).hexdigest()
+    return f"p{len(ids)}{digest}"
 
 
 def write_passages(dataset: str, variant: str, ids: Sequence[str], tag: str) -> Path:
@@ -292,7 +310,7 @@ def run_quality(args: argparse.Namespace, library: BenchLibrary) -> list[dict[st
         dataset: pool_ids(dataset, size, args.max_queries, args.seed)
         for dataset, size in args.pool.items()
     }
-    tags = {d: "full" if args.pool[d] is None else f"p{len(ids)}" for d, ids in pools.items()}
+    tags = {d: pool_tag(ids, args.pool[d] is None) for d, ids in pools.items()}
     results = []
     for system in (s for s in SYSTEMS if s.name in args.systems):
         for eval_set in (s for s in SETS if s.name in args.sets):
