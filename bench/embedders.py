@@ -15,7 +15,8 @@ Usage::
 
     .venv/bin/python bench/embedders.py --models use e5 --sizes 250 400 600 --overlaps 0.15
 
-Results are merged into bench/results/embedders.json, keyed by data set, model, size, overlap.
+Results are merged into bench/results/embedders.json, keyed by data set, pool (queries,
+distractors), model, chunk size and overlap.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ class Pool:
     passages: dict[str, str]
     queries: list[tuple[str, frozenset[str]]]
     cross_queries: list[tuple[str, frozenset[str]]]
+    distractors: int
 
 
 def _read_jsonl(path: Path) -> list[dict[str, object]]:
@@ -142,6 +144,7 @@ def load_pool(
         passages={pid: corpus[pid] for pid in sorted(chosen)},
         queries=[(str(q["question"]), frozenset(map(str, q["gold_doc_ids"]))) for q in queries],  # type: ignore[call-overload]
         cross_queries=[(question, frozenset([pid])) for pid, question in cross.items()],
+        distractors=n_distractors,
     )
 
 
@@ -209,6 +212,7 @@ def run_config(
     owners = [c.source for c in chunks]
     result: dict[str, object] = {
         "dataset": pool.name,
+        "distractors": pool.distractors,
         "model": model_name,
         "embedder": model.embedder.name,
         "chunk_size": size,
@@ -235,7 +239,8 @@ def run_config(
 
 def _merge(runs: list[dict[str, object]], settings: dict[str, object], out: Path) -> None:
     def key(run: dict[str, object]) -> tuple[object, ...]:
-        return run["dataset"], run["model"], run["chunk_size"], run["chunk_overlap"]
+        pool = (run["queries"], run.get("distractors", 300))
+        return run["dataset"], *pool, run["model"], run["chunk_size"], run["chunk_overlap"]
 
     old = json.loads(out.read_text()) if out.exists() else {"runs": []}
     merged = {key(run): run for run in old["runs"]}
@@ -258,8 +263,8 @@ def main() -> None:
         default=[0.15],
         help="overlap as a fraction of chunk size",
     )
-    parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--distractors", type=int, default=500)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--distractors", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
