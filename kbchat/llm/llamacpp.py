@@ -14,7 +14,7 @@ import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -134,9 +134,14 @@ class LlamaCppChatModel:
             raise BackendError(f"chat model {self.name} ({self.path}) is closed")
         chunks: queue.SimpleQueue[object] = queue.SimpleQueue()
         abandon = threading.Event()
-        threading.Thread(
-            target=self._run, args=(request, chunks, abandon, cancel), daemon=True
-        ).start()
+        worker = threading.Thread(
+            target=self._run, args=(request, chunks, abandon, cancel), name="kbchat-llamacpp"
+        )
+        try:
+            worker.start()
+        except RuntimeError:
+            self._lock.release()
+            raise
         reader = ChunkReader(self._runtime_error)
         try:
             while (item := _next_item(chunks, cancel)) is not _END:
@@ -145,7 +150,7 @@ class LlamaCppChatModel:
                     return
                 if isinstance(item, Exception):
                     raise item
-                if text := reader.feed(item):  # type: ignore[arg-type]
+                if text := reader.feed(cast(dict[str, Any], item)):
                     yield Delta(text=text)
         finally:
             abandon.set()

@@ -92,7 +92,9 @@ def test_cancel_during_a_long_prompt_is_prompt_and_frees_the_model(
     started = time.monotonic()
     text, _, finish = complete(llamacpp_model, ask("Say OK."), max_tokens=4)
     assert finish in {"stop", "length"} and text
-    assert time.monotonic() - started < 5.0
+    # Freed after at most one more 64-token prompt step; the rest of the cancelled prompt
+    # would take ~30 s (minutes on a busy machine), so this bound shows it was dropped.
+    assert time.monotonic() - started < 20.0
 
 
 def test_cancel_and_abandon_during_generation(llamacpp_model: LlamaCppChatModel) -> None:
