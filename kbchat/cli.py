@@ -345,7 +345,7 @@ def demo(
                                                                    "__pycache__"])
         for question in query or ["How do I add files to a knowledge base?", "如何创建知识库？"]:
             out.print(f"\n[bold cyan]? {question}[/bold cyan]")
-            print_hits(kb.search(question, top_k=3), False)
+            print_hits(retrieve([kb], question, search_options(settings, top_k=3)).hits, False)
 
 
 eval_app = typer.Typer(help="Measure retrieval quality on a question set.", no_args_is_help=True)
