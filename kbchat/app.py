@@ -10,6 +10,8 @@ from kbchat.errors import NotFound
 from kbchat.library import Library
 from kbchat.llm import build_chat_model
 from kbchat.llm.base import ChatModel
+from kbchat.registry import rerankers
+from kbchat.retrieve import Reranker
 
 
 class ModelPool:
@@ -52,12 +54,23 @@ class Services:
     settings: Settings
     library: Library
     models: ModelPool = field(init=False)
+    _reranker: Reranker | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.models = ModelPool(self.settings)
 
     def close(self) -> None:
         self.library.close()
+
+    def reranker(self) -> Reranker | None:
+        """The configured reranker, built once; None when reranking is off."""
+        configured = self.settings.rerank
+        if configured.backend == "none":
+            return None
+        if self._reranker is None:
+            options = configured.model_dump(exclude={"backend", "threshold"}, exclude_none=True)
+            self._reranker = rerankers.create(configured.backend, **options)
+        return self._reranker
 
 
 def build(settings: Settings) -> Services:

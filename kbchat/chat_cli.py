@@ -54,7 +54,8 @@ def _events(services: Services, kb_names: Sequence[str], question: str, model_na
     if not kb_names:
         return stream_chat(model, question, history=history, options=options, cancel=cancel)
     kbs = [services.library.get(name) for name in kb_names]
-    return stream_answer(model, kbs, question, history=history, options=options, cancel=cancel)
+    return stream_answer(model, kbs, question, history=history, options=options,
+                         reranker=services.reranker(), cancel=cancel)
 
 
 def _print_stream(events: Iterator[ChatEvent]) -> Answer:

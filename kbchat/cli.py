@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kbchat import chat_cli
+from kbchat.app import build
 from kbchat.catalog import FileRecord, KBRecord
 from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
@@ -265,13 +266,16 @@ def kb_search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search knowledge bases (hybrid dense + BM25) and print the best passages."""
-    with _library() as library:
-        kbs = [library.get(name) for name in _split_names(names)]
+    services = build(load_settings())
+    try:
+        kbs = [services.library.get(name) for name in _split_names(names)]
         options = search_options(
-            library.settings, top_k=top_k, mode=mode, threshold=threshold,
+            services.settings, top_k=top_k, mode=mode, threshold=threshold,
             files=tuple(files or ()), file_types=tuple(file_types or ()), pages=_page_range(pages),
         )
-        result = retrieve(kbs, query, options)
+        result = retrieve(kbs, query, options, reranker=services.reranker())
+    finally:
+        services.close()
     for notice in result.notices:
         err.print(f"note: {notice}", markup=False)
     print_hits(result.hits, as_json)
@@ -297,6 +301,7 @@ def _page_range(pages: str | None) -> tuple[int, int] | None:
 def search_options(settings: Settings, **given: Any) -> SearchOptions:
     """SearchOptions from the configured defaults, overridden by the values given (not None)."""
     values = settings.retrieval.model_dump()
+    values["rerank_threshold"] = settings.rerank.threshold
     values.update({k: v for k, v in given.items() if v is not None})
     return SearchOptions(**values)
 

@@ -76,6 +76,19 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(50, gt=0, description="Candidates taken from each retriever.")
 
 
+class RerankSettings(BaseModel):
+    """The optional cross-encoder reranker (off: no reranker weights ship offline)."""
+
+    model_config = {"extra": "forbid"}
+
+    backend: str = Field("none", description="none, onnx (local folder) or remote (/v1/rerank).")
+    path: Path | None = Field(None, description="onnx: folder with model.onnx + tokenizer.json.")
+    base_url: str | None = Field(None, description="remote: base URL, e.g. http://127.0.0.1:9997/v1.")
+    model: str | None = Field(None, description="remote: the reranker's model name.")
+    api_key: SecretStr | None = Field(None, description="remote: API key.")
+    threshold: float = Field(0.0, ge=0, le=1, description="Drop reranked hits scoring below this.")
+
+
 class ChatSettings(BaseModel):
     """How answers are produced."""
 
@@ -123,6 +136,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    rerank: RerankSettings = Field(default_factory=RerankSettings)
     models: dict[str, ModelSettings] = Field(
         default_factory=_default_models, description="Chat models by the name clients use."
     )

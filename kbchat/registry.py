@@ -57,3 +57,7 @@ embedders.register("hash", "kbchat.testing:HashEmbedder")
 chat_models: Registry[Any] = Registry("chat model backend")
 chat_models.register("llamacpp", "kbchat.llm.llamacpp:LlamaCppChatModel")
 chat_models.register("openai", "kbchat.llm.openai:OpenAIChatModel")
+
+rerankers: Registry[Any] = Registry("reranker backend")
+rerankers.register("onnx", "kbchat.rerank:OnnxCrossEncoder")
+rerankers.register("remote", "kbchat.rerank:RemoteReranker")
