@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -102,6 +102,50 @@ class ChatSettings(BaseModel):
     rewrite: bool = Field(True, description="Rewrite follow-up questions before retrieval.")
 
 
+class ApiKeySettings(BaseModel):
+    """One API key of the server: stored as the sha256 of the key, never the key itself."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(..., min_length=1, description="Who or what uses the key.")
+    sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$", description="sha256 hex of the key.")
+    permissions: dict[str, Literal["read", "write", "admin"]] = Field(
+        default_factory=lambda: {"*": "read"},
+        description="Knowledge base name (or * for all) -> read, write or admin.",
+    )
+
+
+class ServerSettings(BaseModel):
+    """`kbchat serve`: where it listens, who may call it, and how much it accepts."""
+
+    model_config = {"extra": "forbid"}
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(7860, ge=0, le=65535, description="TCP port.")
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: API keys required unless bound to loopback; on; off."
+    )
+    api_keys: list[ApiKeySettings] = Field(
+        default_factory=list, description="Hashed API keys (also read from keys_file)."
+    )
+    keys_file: Path | None = Field(
+        None, description="JSON file of hashed keys (`kbchat keys add`); default <home>/keys.json."
+    )
+    max_upload_mb: float = Field(100.0, gt=0, description="Largest uploaded file.")
+    max_request_mb: float = Field(500.0, gt=0, description="Largest upload request (all files).")
+    max_upload_files: int = Field(100, gt=0, description="Most files in one upload request.")
+    max_body_kb: int = Field(1024, gt=0, description="Largest JSON request body.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty: CORS off."
+    )
+    max_generations: int = Field(1, gt=0, description="Answers generated at the same time.")
+    queue_size: int = Field(16, ge=0, description="Answers waiting for a slot; beyond: 429.")
+    queue_timeout_s: float = Field(120.0, gt=0, description="Longest wait in the queue (503).")
+    sync_folders: list[Path] = Field(
+        default_factory=list, description="Server-side folders a sync request may name."
+    )
+
+
 class ModelSettings(BaseModel):
     """One chat model: the embedded llama.cpp runtime or an OpenAI-compatible server."""
 
@@ -137,6 +181,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     rerank: RerankSettings = Field(default_factory=RerankSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     models: dict[str, ModelSettings] = Field(
         default_factory=_default_models, description="Chat models by the name clients use."
     )
