@@ -252,6 +252,25 @@ def _merge(runs: list[dict[str, object]], settings: dict[str, object], out: Path
     )
 
 
+def print_table(path: Path) -> None:
+    """Print the stored runs as a markdown table (chunk-level metrics)."""
+    runs = json.loads(path.read_text())["runs"]
+    print(
+        "| set | pool q/d | model | size/overlap | chunks | R@1 | R@5 | R@10 | MRR@10 "
+        "| x-ling R@1 | x-ling R@10 | x-ling MRR | chunks/s |"
+    )
+    print("|" + "---|" * 13)
+    for run in runs:
+        m, x = run["metrics"]["chunks"], run["cross_lingual"]["chunks"]
+        print(
+            f"| {run['dataset']} | {run['queries']}/{run.get('distractors', 300)} "
+            f"| {run['model']} | {run['chunk_size']}/{run['chunk_overlap']} | {run['chunks']} "
+            f"| {m['recall@1']:.3f} | {m['recall@5']:.3f} | {m['recall@10']:.3f} "
+            f"| {m['mrr@10']:.3f} | {x['recall@1']:.3f} | {x['recall@10']:.3f} "
+            f"| {x['mrr@10']:.3f} | {run['chunks_per_second']} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["use", "e5"])
@@ -268,7 +287,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--table", action="store_true", help="print stored results and exit")
     args = parser.parse_args()
+    if args.table:
+        print_table(args.out)
+        return
     pools = [
         load_pool(
             "cmrc2018_zh",
