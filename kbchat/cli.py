@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -330,7 +331,7 @@ def doctor(as_json: JsonOpt = False) -> None:
     else:
         for check in checks:
             mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-            out.print(f"{mark} {check.name}: {check.detail}")
+            out.print(f"{mark} {escape(check.name)}: {escape(check.detail)}")
     if not all(c.ok or c.optional for c in checks):
         raise typer.Exit(1)
 

@@ -91,9 +91,49 @@ def _catalog(settings: Settings) -> Check:
     return Check("catalog", True, f"{settings.catalog_url}: {len(names)} knowledge base(s)")
 
 
+def _models(settings: Settings) -> list[Check]:
+    """Each configured chat model: its GGUF file or parts (local) or its server (remote)."""
+    from kbchat.llm.assemble import DEFAULT_MODEL, KNOWN_MODELS, part_files
+
+    checks = []
+    for name, model in settings.models.items():
+        label = f"model {name!r} ({model.backend})"
+        if model.backend == "llamacpp" and model.path is not None:
+            ok = model.path.expanduser().is_file()
+            detail = str(model.path) if ok else f"{model.path} does not exist; fix models.{name}.path"
+            checks.append(Check(label, ok, detail))
+        elif model.backend == "llamacpp":
+            embedded = KNOWN_MODELS[DEFAULT_MODEL]
+            target = settings.models_dir / embedded.filename
+            try:
+                part_files(embedded)
+            except KbchatError as exc:
+                checks.append(Check(label, target.is_file(), str(exc) if not target.is_file()
+                                    else f"{target} (parts not installed)"))
+                continue
+            state = "assembled" if target.is_file() else "parts installed, assembled on first use"
+            checks.append(Check(label, True, f"{embedded.filename}: {state} in {settings.models_dir}"))
+        else:
+            checks.append(_remote_model(label, model.base_url))
+    return checks
+
+
+def _remote_model(label: str, base_url: str | None) -> Check:
+    import httpx
+
+    if not base_url:
+        return Check(label, False, "no base_url configured")
+    try:
+        response = httpx.get(base_url.rstrip("/") + "/models", timeout=5.0)
+    except httpx.HTTPError as exc:
+        return Check(label, False, f"{base_url} is unreachable: {exc}")
+    return Check(label, response.status_code < 500, f"{base_url} answered {response.status_code}")
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Run every check; none raises."""
     checks: list[Check] = [_package(*spec) for spec in _PACKAGES]
     steps: list[Callable[[Settings], Check]] = [_home, _config, _catalog, _embedder]
     checks.extend(step(settings) for step in steps)
+    checks.extend(_models(settings))
     return checks

@@ -117,3 +117,12 @@ def test_console_script_runs_as_a_process(kbchat_home: Path) -> None:
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_doctor_reports_every_part(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run("doctor", "--json", capsys=capsys)
+    checks = {c["name"]: c for c in json.loads(out)}
+    assert checks["data directory"]["ok"] and checks["catalog"]["ok"]
+    assert checks["embedder 'hash'"]["ok"]
+    assert any(name.startswith("model ") for name in checks)
+    assert code == (0 if all(c["ok"] or c["optional"] for c in checks.values()) else 1)
