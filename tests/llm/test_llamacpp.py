@@ -140,7 +140,11 @@ def test_prompt_beyond_the_context_window_is_bad_input(
 
 def test_speed_is_measured(llamacpp_model: LlamaCppChatModel) -> None:
     """Prompt and generation throughput of the 0.5B model on this machine."""
-    complete(llamacpp_model, [Message("user", LONG[:2000] + "\nSummarise.")], max_tokens=48)
+    complete(
+        llamacpp_model,
+        [Message("user", "Speed probe. " + LONG[:2000] + "\nSummarise.")],
+        max_tokens=48,
+    )
     timings = llamacpp_model.last_timings
     print(
         f"\n0.5B: prompt {timings['prompt_per_second']:.0f} tok/s over {timings['prompt_n']:.0f}"
