@@ -19,9 +19,11 @@ questions on the hotpotqa KB, en->zh on the cmrc2018 KB; test only). Questions: 
 ``--max-queries`` of a seeded shuffle per set and split. Tune on dev, report test.
 
 Pools: embedding a whole corpus with e5 on two shared cores takes hours, so by default a KB
-holds every gold passage of the chosen questions plus seeded random other passages up to
-``--hotpotqa-pool`` / ``--cmrc-pool`` passages (0 = the whole corpus). Fewer distractors make
-retrieval easier than on the full corpus; compare systems, not absolute numbers, across pools.
+holds every gold passage of the chosen questions (for hotpotqa with the 3 passages either side
+of it: that corpus keeps a question's distractor paragraphs next to its gold ones) plus seeded
+random other passages up to ``--hotpotqa-pool`` / ``--cmrc-pool`` passages (0 = the whole
+corpus). Fewer distractors make retrieval easier than on the full corpus: compare systems,
+not absolute numbers across pools.
 
 Latency: default search on KBs of 20k and 100k chunks whose text is real crud_news (split with
 the default chunking, tokenised for BM25, cycled through the corpus until the count is
@@ -72,6 +74,7 @@ EVAL_DIR = Path(os.environ.get("KBCHAT_EVAL_DIR", "/work/shared/eval/dev"))
 CACHE = BENCH / ".cache"
 CROSSLINGUAL = BENCH / "data" / "crosslingual.jsonl"
 TOP_K = 10
+NEIGHBOURS = {"hotpotqa_en": 3}
 
 
 @dataclass(frozen=True)
@@ -206,17 +209,26 @@ def select_queries(eval_set: EvalSet, split: str, limit: int, seed: int) -> list
 
 
 def pool_ids(dataset: str, pool: int | None, limit: int, seed: int) -> list[str]:
-    """Passages of a data set's KB: all, or every sampled gold passage plus random others."""
+    """Passages of a data set's KB: all, or the sampled gold ones, their hard distractors and
+    seeded random others up to ``pool``.
+
+    hotpotqa's corpus keeps each question's paragraphs together (gold and distractors), so the
+    ``NEIGHBOURS`` passages either side of a gold one join the pool as its hard distractors.
+    """
     corpus = [str(row["id"]) for row in read_jsonl(EVAL_DIR / dataset / "corpus.jsonl")]
     if pool is None or pool >= len(corpus):
         return corpus
+    position = {pid: i for i, pid in enumerate(corpus)}
+    reach = NEIGHBOURS.get(dataset, 0)
     gold = {
-        g
+        corpus[i]
         for s in SETS
         if s.dataset == dataset
         for split in ("dev", "test")
         for q in select_queries(s, split, limit, seed)
         for g in q.gold_ids
+        if g in position
+        for i in range(max(0, position[g] - reach), min(len(corpus), position[g] + reach + 1))
     }
     shuffled = list(corpus)
     random.Random(f"{seed}-{dataset}-pool").shuffle(shuffled)
@@ -326,7 +338,7 @@ def run_quality(args: argparse.Namespace, library: BenchLibrary) -> list[dict[st
                 if not queries:
                     continue
                 search(queries[0].question)  # load models and indexes outside the timings
-                report = evaluate_retrieval(search, queries, top_k=TOP_K)
+                report = evaluate_retrieval(search, queries, top_k=TOP_K, split=split)
                 row = {
                     "system": system.name,
                     "set": eval_set.name,
@@ -495,7 +507,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--hotpotqa-pool",
         type=int,
-        default=700,
+        default=2100,
         help="passages in the hotpotqa KB: every sampled gold one + random others; 0 = all",
     )
     parser.add_argument("--cmrc-pool", type=int, default=400, help="same for cmrc2018; 0 = all")
