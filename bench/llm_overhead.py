@@ -3,7 +3,7 @@
 For the default 0.5B model it measures, per run: prompt and generation throughput
 (llama.cpp's own timings), time to the first streamed delta, the wall time of the same
 request through ``LlamaCppChatModel.stream`` and straight through the runtime (the
-difference is the wrapper's overhead), and how long a cancel during a ~2,000-token prompt
+difference is the wrapper's overhead), and how long a cancel during a ~1,000-token prompt
 takes to end the stream and to free the model.
 
 Usage::
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 ARTICLE = (
     "Warranty terms: the device is covered for two years from the date of purchase. "
     "保修期为自购买之日起两年，人为损坏不在保修范围内。 "
-) * 40
+) * 16
 
 
 def measure_run(model: LlamaCppChatModel, run: int) -> dict[str, float]:
@@ -47,7 +47,7 @@ def measure_run(model: LlamaCppChatModel, run: int) -> dict[str, float]:
     ]
     started = time.perf_counter()
     first_delta: float | None = None
-    for delta in model.stream(messages, temperature=0.0, max_tokens=96):
+    for delta in model.stream(messages, temperature=0.0, max_tokens=64):
         if first_delta is None and delta.text:
             first_delta = time.perf_counter() - started
     wrapped_s = time.perf_counter() - started
@@ -71,7 +71,7 @@ def _raw_request(model: LlamaCppChatModel, messages: list[Message], run: int) ->
         "messages": [{"role": m.role, "content": m.content} for m in messages],
         "stream": True,
         "temperature": 0.0,
-        "max_tokens": 96,
+        "max_tokens": 64,
     }
     request["messages"][0]["content"] = f"Raw {run}. Answer from the text."
     started = time.perf_counter()
