@@ -36,7 +36,8 @@ def _get_engine() -> Any:
             from rapidocr_onnxruntime import RapidOCR
         except ImportError:
             raise MissingDependency(_PACKAGE, "ocr", "Reading text from images") from None
-        _engine = RapidOCR()
+        # One thread: ingestion runs OCR beside the embedder, and two cores are common.
+        _engine = RapidOCR(intra_op_num_threads=1)
     return _engine
 
 
