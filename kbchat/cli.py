@@ -415,6 +415,72 @@ def eval_retrieval(
 chat_cli.register(app, _split_names, search_options, _print_json)
 
 
+
+# -- kbchat serve and its API keys -------------------------------------------------------
+
+keys_app = typer.Typer(help="API keys of `kbchat serve` (stored hashed).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [server.host].")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [server.port].")] = None,
+    sample: Annotated[bool, typer.Option(help="Build the sample KB if there is none.")] = True,
+) -> None:
+    """Serve the web UI, the REST API and the OpenAI-compatible API in one process."""
+    import uvicorn
+
+    from kbchat.server import create_app
+
+    given = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = load_settings(**({"server": given} if given else {}))
+    application = create_app(settings, seed_sample=sample)
+    bind = settings.server.host
+    url = f"http://{f'[{bind}]' if ':' in bind else bind}:{settings.server.port}"
+    err.print(f"kbchat serving {url}/  (API docs {url}/docs, OpenAI API {url}/v1); "
+              "Ctrl-C stops", markup=False, highlight=False)
+    uvicorn.run(application, host=bind, port=settings.server.port, log_level="info",
+                timeout_graceful_shutdown=10)
+
+
+@keys_app.command("add")
+def keys_add(
+    name: Annotated[str, typer.Argument(help="Who or what uses the key.")],
+    kb: Annotated[list[str] | None, typer.Option(help="Knowledge base (repeat; * = all).")] = None,
+    role: Annotated[str, typer.Option(help="read, write or admin.")] = "read",
+) -> None:
+    """Create an API key and print it (only this once: store it now)."""
+    from kbchat.server.auth import add_key, keys_path
+
+    path = keys_path(load_settings())
+    key = add_key(path, name, {target: role for target in kb or ["*"]})
+    out.print(key, markup=False, highlight=False)
+    err.print(f"key {name!r} saved (hashed) in {path}; it is shown only now", markup=False)
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonOpt = False) -> None:
+    """List API keys by name with their permissions (keys themselves are never stored)."""
+    from kbchat.server.auth import describe_keys, keys_path
+
+    rows = describe_keys(keys_path(load_settings()))
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        perms = ", ".join(f"{kb}: {role}" for kb, role in row["permissions"].items())
+        out.print(f"{row['name']}  ({perms})", markup=False, highlight=False)
+
+
+@keys_app.command("rm")
+def keys_rm(name: str) -> None:
+    """Delete an API key; a running server stops accepting it at once."""
+    from kbchat.server.auth import keys_path, remove_key
+
+    remove_key(keys_path(load_settings()), name)
+    out.print(f"removed key {name!r}")
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: kbchat errors become one line on stderr and exit code 1."""
     try:

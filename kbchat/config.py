@@ -102,6 +102,13 @@ class ChatSettings(BaseModel):
     rewrite: bool = Field(True, description="Rewrite follow-up questions before retrieval.")
 
 
+KeyRole = Literal["read", "write", "admin"]
+
+
+def _read_all() -> dict[str, KeyRole]:
+    return {"*": "read"}
+
+
 class ApiKeySettings(BaseModel):
     """One API key of the server: stored as the sha256 of the key, never the key itself."""
 
@@ -109,8 +116,8 @@ class ApiKeySettings(BaseModel):
 
     name: str = Field(..., min_length=1, description="Who or what uses the key.")
     sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$", description="sha256 hex of the key.")
-    permissions: dict[str, Literal["read", "write", "admin"]] = Field(
-        default_factory=lambda: {"*": "read"},
+    permissions: dict[str, KeyRole] = Field(
+        default_factory=_read_all,
         description="Knowledge base name (or * for all) -> read, write or admin.",
     )
 

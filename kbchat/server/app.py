@@ -1,0 +1,275 @@
+"""The FastAPI application: ``create_app(settings)`` wires services, routers, limits and the UI.
+
+Services are built in the app's lifespan (never at import), or passed in by tests and
+embedding applications. The one place outside the CLI that reads ``Settings``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kbchat import __version__
+from kbchat.app import Services, build
+from kbchat.config import Settings
+from kbchat.conversations import ConversationStore
+from kbchat.ingest.loaders import supported_extensions
+from kbchat.jobs import JobManager
+from kbchat.server.auth import ALL_KBS, Authenticator, Principal
+from kbchat.server.errors import PayloadTooLarge, error_body, install_error_handlers
+from kbchat.server.state import GenerationLimiter, ServerState, current_principal, get_state
+
+SAMPLE_KB = "kbchat-docs"
+_UPLOAD_PATH = re.compile(r"^/api/kbs/[^/]+/files/?$")
+log = logging.getLogger(__name__)
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+CallerDep = Annotated[Principal, Depends(current_principal)]
+
+
+def create_app(
+    settings: Settings, *, services: Services | None = None, seed_sample: bool = False
+) -> FastAPI:
+    """The kbchat web app: REST API, OpenAI-compatible API, web UI (when installed).
+
+    Args:
+        settings: The server's settings (``settings.server`` for bind, auth and limits).
+        services: Ready services (tests inject fakes); default: built at start-up and
+            closed at shut-down.
+        seed_sample: At start-up, build the sample knowledge base ``kbchat-docs`` in a
+            background job if there is no knowledge base yet.
+
+    Raises:
+        ConfigError: API keys are required (non-loopback bind) but none is configured.
+    """
+    from kbchat.server import chat_api, kb_api, openai_api
+
+    auth = Authenticator(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = services is None
+        running = services if services is not None else build(settings)
+        server = settings.server
+        state = ServerState(
+            settings=settings,
+            services=running,
+            jobs=JobManager(),
+            conversations=ConversationStore(running.library.catalog.engine),
+            limiter=GenerationLimiter(
+                server.max_generations, server.queue_size, server.queue_timeout_s
+            ),
+            auth=auth,
+        )
+        app.state.kbchat = state
+        if seed_sample:
+            _seed_sample(state)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(state.jobs.close)
+            if own:
+                running.close()
+
+    app = FastAPI(
+        title="kbchat",
+        version=__version__,
+        lifespan=lifespan,
+        description="Ask questions about your own documents: knowledge bases, "
+        "search, chat with citations, and an OpenAI-compatible API.",
+    )
+    install_error_handlers(app)
+    app.include_router(_system_router())
+    app.include_router(kb_api.router)
+    app.include_router(chat_api.router)
+    app.include_router(openai_api.router)
+    if settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.server.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(
+        BodyLimit,
+        json_bytes=settings.server.max_body_kb * 1024,
+        upload_bytes=int(settings.server.max_request_mb * 2**20),
+    )
+    _mount_ui(app)
+    return app
+
+
+def _system_router() -> APIRouter:
+    router = APIRouter(tags=["system"])
+
+    @router.get("/api/health")
+    def health(state: StateDep) -> dict[str, Any]:
+        """Liveness and load: generation slots in use and waiting, jobs queued or running."""
+        limiter = state.limiter
+        return {
+            "status": "ok",
+            "version": __version__,
+            "generations": {
+                "running": limiter.running,
+                "waiting": limiter.waiting,
+                "slots": limiter.slots,
+                "queue_size": limiter.queue_size,
+            },
+            "jobs": sum(1 for job in state.jobs.list_jobs() if not job.finished),
+        }
+
+    @router.get("/api/models")
+    def models(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
+        """The configured chat models."""
+        settings = state.settings
+        return [
+            {
+                "name": name,
+                "backend": settings.models[name].backend,
+                "default": name == settings.default_model,
+            }
+            for name in sorted(settings.models)
+        ]
+
+    @router.get("/api/settings")
+    def safe_settings(state: StateDep, caller: CallerDep) -> dict[str, Any]:
+        """The settings a client may see: defaults and limits, never keys or secrets."""
+        return public_settings(state.settings, state.auth.required)
+
+    @router.get("/api/doctor")
+    def doctor(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
+        """What is installed and usable (packages, models, data directory, config)."""
+        from kbchat.doctor import run_checks
+
+        caller.require(ALL_KBS, "admin")
+        return [asdict(check) for check in run_checks(state.settings)]
+
+    return router
+
+
+def public_settings(settings: Settings, auth_required: bool) -> dict[str, Any]:
+    """The safe subset of ``settings``: no API keys, hashes, paths or secrets."""
+    server = settings.server.model_dump(
+        mode="json", exclude={"api_keys", "keys_file", "sync_folders"}
+    )
+    return {
+        "version": __version__,
+        "embedder": settings.embedder.model_dump(mode="json", exclude={"api_key"}),
+        "ingest": settings.ingest.model_dump(mode="json"),
+        "retrieval": settings.retrieval.model_dump(mode="json"),
+        "chat": settings.chat.model_dump(mode="json"),
+        "rerank": {"backend": settings.rerank.backend, "threshold": settings.rerank.threshold},
+        "models": {
+            name: m.model_dump(mode="json", include={"backend", "model", "n_ctx"})
+            for name, m in settings.models.items()
+        },
+        "default_model": settings.default_model,
+        "server": {**server, "auth_required": auth_required},
+        "file_types": sorted(ext.lstrip(".") for ext in supported_extensions()),
+    }
+
+
+def _seed_sample(state: ServerState) -> None:
+    """Queue the sample KB's build when the library is empty (first start)."""
+    from kbchat.sample import sample_dir
+
+    library = state.services.library
+    if library.names():
+        return
+
+    def work(listener: Any) -> Any:
+        kb = library.ensure(SAMPLE_KB, description="kbchat's own documentation (sample)")
+        return kb.sync(
+            sample_dir(), exclude=["__init__.py", "*.pyc", "__pycache__"], listener=listener
+        )
+
+    job = state.jobs.submit(SAMPLE_KB, "sync", work)
+    log.info("building the sample knowledge base %r in job %s", SAMPLE_KB, job.id)
+
+
+def _mount_ui(app: FastAPI) -> None:
+    try:
+        from kbchat.server.ui import mount_ui
+    except ModuleNotFoundError as exc:
+        if exc.name != "kbchat.server.ui":
+            raise
+        log.info("web UI not installed; serving the API only")
+
+        @app.get("/", include_in_schema=False)
+        def index() -> dict[str, str]:
+            return {"name": "kbchat", "docs": "/docs", "api": "/api/health"}
+
+        return
+    mount_ui(app)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            f"the request body is over the {_size(limit)} limit "
+            "(server.max_body_kb, or server.max_request_mb for uploads)",
+        )
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over the limit (413) before and while reading them."""
+
+    def __init__(self, app: ASGIApp, *, json_bytes: int, upload_bytes: int) -> None:
+        self.app = app
+        self.json_bytes = json_bytes
+        self.upload_bytes = upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        upload = scope["method"] == "POST" and _UPLOAD_PATH.match(scope["path"]) is not None
+        limit = self.upload_bytes if upload else self.json_bytes
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _refuse(send, _BodyTooLarge(limit))
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _refuse(send: Send, exc: StarletteHTTPException) -> None:
+    body = json.dumps(error_body(PayloadTooLarge(str(exc.detail)))).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _size(limit: int) -> str:
+    return f"{limit / 2**20:g} MB" if limit >= 2**20 else f"{limit / 1024:g} KB"

@@ -1,0 +1,228 @@
+"""API keys and per-knowledge-base permissions.
+
+Keys are random strings shown once when made (``kbchat keys add``); only their sha256
+is stored, in ``server.api_keys`` or the keys file (``<home>/keys.json``). A key grants
+a role per knowledge base (``*`` for all): read (search, chat, list), write (upload,
+sync, remove, rebuild) or admin (create, delete). Keys are off on loopback by default
+and required on any other address unless ``server.auth = "off"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from pydantic import TypeAdapter, ValidationError
+
+from kbchat.config import ApiKeySettings, Settings
+from kbchat.errors import BadInput, ConfigError, NotFound
+from kbchat.server.errors import Forbidden, Unauthorized
+
+Role = Literal["read", "write", "admin"]
+ROLES: tuple[Role, ...] = ("read", "write", "admin")
+ALL_KBS = "*"
+KEY_PREFIX = "kbc-"
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+_KEY_LIST = TypeAdapter(list[ApiKeySettings])
+
+log = logging.getLogger(__name__)
+
+
+def hash_key(key: str) -> str:
+    """The sha256 hex digest under which a key is stored."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def keys_required(settings: Settings) -> bool:
+    """Whether requests must carry an API key under these settings."""
+    server = settings.server
+    return server.auth == "on" or (server.auth == "auto" and not is_loopback(server.host))
+
+
+def keys_path(settings: Settings) -> Path:
+    return (settings.server.keys_file or settings.home / "keys.json").expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling and what they may do; ``name`` None means auth is off (all allowed)."""
+
+    name: str | None
+    permissions: dict[str, Role] = field(default_factory=dict)
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.name is None
+
+    def role(self, kb: str) -> Role | None:
+        if self.unrestricted:
+            return "admin"
+        roles = [r for r in (self.permissions.get(kb), self.permissions.get(ALL_KBS)) if r]
+        return max(roles, key=ROLES.index) if roles else None
+
+    def can(self, kb: str, role: Role) -> bool:
+        granted = self.role(kb)
+        return granted is not None and ROLES.index(granted) >= ROLES.index(role)
+
+    def require(self, kb: str, role: Role) -> None:
+        """Raise Forbidden unless this caller has ``role`` (or more) on knowledge base ``kb``."""
+        if not self.can(kb, role):
+            raise Forbidden(f"API key {self.name!r} may not {_VERBS[role]} knowledge base {kb!r}")
+
+
+_VERBS = {"read": "read", "write": "write to", "admin": "administer"}
+
+
+class Authenticator:
+    """Checks ``Authorization: Bearer <key>`` headers against the configured key hashes.
+
+    The keys file is re-read when it changes, so keys added or removed with the CLI
+    take effect without a restart.
+
+    Raises:
+        ConfigError: keys are required but none is configured, or the keys file is bad.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.required = keys_required(settings)
+        self._configured = list(settings.server.api_keys)
+        self._path = keys_path(settings)
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self._loaded = False
+        self._by_hash: dict[str, ApiKeySettings] = {}
+        self._reload()
+        if self.required and not self._by_hash:
+            where = f"{settings.server.host}:{settings.server.port}"
+            raise ConfigError(
+                f"the server binds {where}, so API keys are required (server.auth = "
+                f"{settings.server.auth!r}), but none is configured: create one with "
+                f'`kbchat keys add NAME --role admin`, or set server.auth = "off" explicitly'
+            )
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The caller behind an Authorization header.
+
+        Raises:
+            Unauthorized: keys are required and the header is missing or names no key.
+        """
+        if not self.required:
+            return Principal(name=None)
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized("this server needs an API key: send 'Authorization: Bearer <key>'")
+        self._reload()
+        with self._lock:
+            entry = self._by_hash.get(hash_key(key.strip()))
+        if entry is None:
+            raise Unauthorized("unknown API key")
+        return Principal(name=entry.name, permissions=dict(entry.permissions))
+
+    def _reload(self) -> None:
+        try:
+            info = self._path.stat()
+            stamp: tuple[float, int] | None = (info.st_mtime, info.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if self._loaded and stamp == self._stamp:
+                return
+            try:
+                stored = read_keys(self._path) if stamp else []
+            except ConfigError:
+                if not self._loaded:
+                    raise
+                log.exception("keeping the previous API keys")
+                return
+            self._by_hash = {entry.sha256: entry for entry in [*self._configured, *stored]}
+            self._stamp = stamp
+            self._loaded = True
+
+
+def read_keys(path: Path) -> list[ApiKeySettings]:
+    """The hashed keys stored in a keys file (empty if it does not exist).
+
+    Raises:
+        ConfigError: the file is not a valid keys file; the message names it.
+    """
+    if not path.is_file():
+        return []
+    try:
+        return _KEY_LIST.validate_json(path.read_bytes())
+    except (OSError, ValidationError) as exc:
+        raise ConfigError(f"keys file {path} is not valid: {exc}") from None
+
+
+def add_key(path: Path, name: str, permissions: Mapping[str, str]) -> str:
+    """Create a key called ``name`` with ``permissions``; returns the key (shown only once).
+
+    Args:
+        path: The keys file (created if missing, readable by its owner only).
+        name: Who or what uses the key; unique in the file.
+        permissions: Knowledge base name (or ``*``) -> read, write or admin.
+
+    Raises:
+        BadInput: the name is empty or taken, or a role is unknown.
+    """
+    if not name.strip():
+        raise BadInput("a key needs a name")
+    roles: dict[str, Role] = {}
+    for kb, role in permissions.items():
+        if role not in ROLES:
+            raise BadInput(f"role for {kb!r} must be one of {', '.join(ROLES)}, got {role!r}")
+        roles[kb] = cast(Role, role)
+    keys = read_keys(path)
+    if any(k.name == name for k in keys):
+        raise BadInput(f"a key named {name!r} already exists in {path}; remove it first")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    keys.append(ApiKeySettings(name=name, sha256=hash_key(key), permissions=roles))
+    _write_keys(path, keys)
+    return key
+
+
+def remove_key(path: Path, name: str) -> None:
+    """Delete the key called ``name`` from the keys file.
+
+    Raises:
+        NotFound: no key of that name.
+    """
+    keys = read_keys(path)
+    kept = [k for k in keys if k.name != name]
+    if len(kept) == len(keys):
+        raise NotFound(f"no key named {name!r} in {path}")
+    _write_keys(path, kept)
+
+
+def describe_keys(path: Path) -> list[dict[str, Any]]:
+    """Names and permissions of the stored keys (never the hashes)."""
+    return [{"name": k.name, "permissions": dict(k.permissions)} for k in read_keys(path)]
+
+
+def _write_keys(path: Path, keys: list[ApiKeySettings]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
+    data = json.dumps([k.model_dump() for k in keys], indent=2, ensure_ascii=False)
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(data + "\n")
+    os.replace(staging, path)

@@ -1,0 +1,234 @@
+"""Chat endpoints: answers streamed as server-sent events, and stored conversations.
+
+An answer runs on its own thread under a generation slot (``GenerationLimiter``). The
+first event is awaited before the response starts, so a request that fails early
+(unknown KB, prompt too long, model server down) gets a real error status; later
+failures become an ``error`` event. A client that goes away cancels the generation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from kbchat.chat.plain import stream_chat
+from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
+from kbchat.chat_cli import answer_json, chat_options
+from kbchat.cli import search_options
+from kbchat.conversations import StoredMessage, new_conversation_id
+from kbchat.errors import KbchatError
+from kbchat.kb import KnowledgeBase
+from kbchat.llm.base import ChatModel
+from kbchat.server.auth import Principal
+from kbchat.server.errors import error_body, internal_error_body
+from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
+from kbchat.server.state import ServerState, current_principal, get_state
+from kbchat.types import Answer, Message
+
+router = APIRouter(tags=["chat"])
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+CallerDep = Annotated[Principal, Depends(current_principal)]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class ChatRequest(BaseModel):
+    """A question, answered from knowledge bases (or by the model alone when ``kbs`` is empty)."""
+
+    question: str = Field(..., min_length=1, max_length=20_000)
+    kbs: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=20
+    )
+    model: str | None = Field(None, max_length=128)
+    conversation_id: str | None = Field(None, min_length=1, max_length=64)
+    top_k: int | None = Field(None, ge=1, le=50)
+    threshold: float | None = Field(None, ge=0, le=1)
+    no_hit: Literal["refuse", "fallback", "message"] | None = None
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    stream: bool = True
+
+
+@dataclass(slots=True)
+class ChatPlan:
+    """Everything resolved for one answer before any slot is taken."""
+
+    model: ChatModel
+    kbs: list[KnowledgeBase]
+    question: str
+    history: list[Message]
+    options: ChatOptions
+    conversation_id: str
+    owner: str | None
+
+
+def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatPlan:
+    """Resolve the model, knowledge bases, options and conversation history.
+
+    Raises:
+        NotFound: unknown model, knowledge base or conversation.
+        Forbidden: the caller may not read one of the knowledge bases.
+    """
+    names = list(dict.fromkeys(body.kbs))
+    for name in names:
+        caller.require(name, "read")
+    services = state.services
+    model = services.models.get(body.model)
+    kbs = [services.library.get(name) for name in names]
+    search = search_options(state.settings, top_k=body.top_k or 4, threshold=body.threshold)
+    options = chat_options(state.settings, search, no_hit=body.no_hit, max_tokens=body.max_tokens)
+    history: list[Message] = []
+    conversation_id = body.conversation_id or new_conversation_id()
+    if body.conversation_id:
+        history = state.conversations.get(body.conversation_id, caller.name).history()
+    return ChatPlan(
+        model=model,
+        kbs=kbs,
+        question=body.question,
+        history=history,
+        options=options,
+        conversation_id=conversation_id,
+        owner=caller.name,
+    )
+
+
+def answer_events(
+    state: ServerState, plan: ChatPlan, cancel: threading.Event
+) -> Iterator[ChatEvent]:
+    """The answer's events; the turn is stored before the finished Answer is yielded."""
+    asked = time.time()
+    if plan.kbs:
+        events = stream_answer(
+            plan.model,
+            plan.kbs,
+            plan.question,
+            history=plan.history,
+            options=plan.options,
+            reranker=state.services.reranker(),
+            cancel=cancel,
+        )
+    else:
+        events = stream_chat(
+            plan.model, plan.question, history=plan.history, options=plan.options, cancel=cancel
+        )
+    for event in events:
+        if isinstance(event, Answer):
+            citations = [asdict(c) for c in event.citations]
+            turns = [
+                StoredMessage("user", plan.question, asked),
+                StoredMessage("assistant", event.text, time.time(), citations),
+            ]
+            state.conversations.append(
+                plan.conversation_id,
+                plan.owner,
+                turns,
+                kbs=[kb.name for kb in plan.kbs],
+                model=plan.model.name,
+            )
+        yield event
+
+
+async def start_generation(
+    request: Request, state: ServerState, make: Callable[[threading.Event], Iterator[T]]
+) -> tuple[ThreadedStream[T], T | None]:
+    """Take a generation slot, start ``make`` on a thread and wait for its first item.
+
+    The slot is released when the generation ends, even if the client left earlier.
+
+    Raises:
+        Busy, Unavailable: no slot (429 at once, or 503 after the queue timeout).
+        KbchatError: the generation failed before its first item.
+    """
+    slot = await state.limiter.acquire(gone=request.is_disconnected)
+    cancel = threading.Event()
+    try:
+        stream = ThreadedStream(lambda: make(cancel), cancel, on_end=slot.release)
+    except BaseException:
+        slot.release()
+        raise
+    first = await stream.next(gone=request.is_disconnected)
+    return stream, first
+
+
+@router.post(
+    "/api/chat",
+    response_model=None,
+    responses={
+        200: {
+            "description": "SSE events delta, citations, done (or error); JSON if stream=false",
+            "content": {"text/event-stream": {}, "application/json": {}},
+        }
+    },
+)
+async def chat(
+    body: ChatRequest, request: Request, state: StateDep, caller: CallerDep
+) -> StreamingResponse | dict[str, Any]:
+    """Answer a question: SSE ``delta`` events, then ``citations`` and ``done`` (the answer)."""
+    plan = await run_in_threadpool(plan_chat, state, body, caller)
+    stream, first = await start_generation(
+        request, state, lambda cancel: answer_events(state, plan, cancel)
+    )
+    if not body.stream:
+        answer = first
+        while not isinstance(answer, Answer) and answer is not None:
+            answer = await stream.next(gone=request.is_disconnected)
+        if answer is None:
+            raise KbchatError("the answer ended without a result")
+        return {**answer_json(answer), "conversation_id": plan.conversation_id}
+    return StreamingResponse(
+        _chat_stream(stream, first, plan.conversation_id),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+
+
+async def _chat_stream(
+    stream: ThreadedStream[ChatEvent], first: ChatEvent | None, conversation_id: str
+) -> AsyncIterator[str]:
+    event = first
+    try:
+        while event is not None:
+            if isinstance(event, Answer):
+                yield sse_event("citations", {"citations": [asdict(c) for c in event.citations]})
+                yield sse_event("done", {**answer_json(event), "conversation_id": conversation_id})
+                return
+            yield sse_event("delta", {"text": event})
+            event = await stream.next()
+        yield sse_event("error", error_body(KbchatError("the answer ended without a result")))
+    except KbchatError as exc:
+        yield sse_event("error", error_body(exc))
+    except Exception as exc:  # a bug mid-stream: say so in the stream, keep the details in the log
+        log.exception("answer stream failed")
+        yield sse_event("error", internal_error_body(exc))
+    finally:
+        stream.close()
+
+
+# -- conversations -------------------------------------------------------------------
+
+
+@router.get("/api/conversations", tags=["conversations"])
+def list_conversations(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
+    """The caller's conversations, most recent first."""
+    return [c.to_json() for c in state.conversations.list_conversations(caller.name)]
+
+
+@router.get("/api/conversations/{conversation_id}", tags=["conversations"])
+def get_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    """A conversation with its messages (and each answer's citations)."""
+    return state.conversations.get(conversation_id, caller.name).to_json(with_messages=True)
+
+
+@router.delete("/api/conversations/{conversation_id}", status_code=204, tags=["conversations"])
+def delete_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -> Response:
+    state.conversations.delete(conversation_id, caller.name)
+    return Response(status_code=204)
