@@ -415,7 +415,6 @@ def eval_retrieval(
 chat_cli.register(app, _split_names, search_options, _print_json)
 
 
-
 # -- kbchat serve and its API keys -------------------------------------------------------
 
 keys_app = typer.Typer(help="API keys of `kbchat serve` (stored hashed).", no_args_is_help=True)
@@ -438,10 +437,18 @@ def serve(
     application = create_app(settings, seed_sample=sample)
     bind = settings.server.host
     url = f"http://{f'[{bind}]' if ':' in bind else bind}:{settings.server.port}"
-    err.print(f"kbchat serving {url}/  (API docs {url}/docs, OpenAI API {url}/v1); "
-              "Ctrl-C stops", markup=False, highlight=False)
-    uvicorn.run(application, host=bind, port=settings.server.port, log_level="info",
-                timeout_graceful_shutdown=10)
+    err.print(
+        f"kbchat serving {url}/  (API docs {url}/docs, OpenAI API {url}/v1); Ctrl-C stops",
+        markup=False,
+        highlight=False,
+    )
+    uvicorn.run(
+        application,
+        host=bind,
+        port=settings.server.port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
 
 
 @keys_app.command("add")
@@ -480,6 +487,7 @@ def keys_rm(name: str) -> None:
 
     remove_key(keys_path(load_settings()), name)
     out.print(f"removed key {name!r}")
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: kbchat errors become one line on stderr and exit code 1."""
