@@ -1,0 +1,150 @@
+// One chat message on screen: the user's question, or an answer that streams in and gains citations.
+
+import { formatScore, formatSeconds, h, replace } from "./dom.js";
+import { t } from "./i18n.js";
+import { renderMarkdown } from "./markdown.js";
+
+let counter = 0;
+
+/** Append the user's question to `container`. */
+export function userMessage(container, text) {
+  const el = h("article", { class: "msg user" }, h("div", { class: "msg-content" }, h("p", {}, text)));
+  container.append(el);
+  return el;
+}
+
+function where(citation) {
+  const parts = [];
+  if (citation.page !== null && citation.page !== undefined) parts.push(t("cite.page", { page: citation.page }));
+  if (citation.sheet) parts.push(t("cite.sheet", { sheet: citation.sheet }));
+  if (citation.slide !== null && citation.slide !== undefined) parts.push(t("cite.slide", { slide: citation.slide }));
+  return parts.join(" · ");
+}
+
+function sourceItem(id, citation) {
+  const quote = citation.quote || citation.text || "";
+  const full = citation.quote && citation.text && citation.text !== citation.quote ? citation.text : null;
+  return h(
+    "details",
+    { class: "source", id: `src-${id}-${citation.marker}`, dataset: { marker: citation.marker } },
+    h(
+      "summary",
+      {},
+      h("span", { class: "cite-num" }, String(citation.marker)),
+      h("span", { class: "source-file" }, citation.file),
+      where(citation) ? h("span", { class: "source-where" }, where(citation)) : null,
+      h("span", { class: "source-score", title: t("cite.score") }, formatScore(citation.score)),
+    ),
+    h("blockquote", { class: "quote" }, quote),
+    full ? h("details", { class: "passage" }, h("summary", {}, t("cite.full")), h("p", {}, full)) : null,
+    h("div", { class: "source-kb" }, t("cite.kb", { kb: citation.kb })),
+  );
+}
+
+/**
+ * Append an answer to `container` and return its controller:
+ * append(text), setCitations(list), finish(doneData), fail(message), stop(), load(text, citations).
+ */
+export function assistantMessage(container) {
+  const id = ++counter;
+  const body = h("div", { class: "answer-body" });
+  const sources = h("div", { class: "sources", hidden: true });
+  const notes = h("div", { class: "notes" });
+  const meta = h("div", { class: "meta" });
+  const el = h(
+    "article",
+    { class: "msg assistant streaming", "aria-busy": "true" },
+    h("div", { class: "avatar", "aria-hidden": "true" }, "kb"),
+    h("div", { class: "msg-content" }, body, notes, sources, meta),
+  );
+  container.append(el);
+  let text = "";
+  let citations = [];
+  let scheduled = false;
+
+  const openSource = (marker) => {
+    const item = el.querySelector(`#src-${id}-${marker}`);
+    if (!item) return;
+    item.open = true;
+    item.classList.remove("flash");
+    void item.offsetWidth;
+    item.classList.add("flash");
+    item.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  };
+  const marker = (n) => {
+    const citation = citations.find((c) => c.marker === n);
+    if (!citation) return null;
+    return h("button", {
+      type: "button", class: "cite", dataset: { marker: n }, title: `${citation.file} ${where(citation)}`.trim(),
+      "aria-label": t("cite.open", { n }), onclick: () => openSource(n),
+    }, String(n));
+  };
+  const draw = () => {
+    scheduled = false;
+    replace(body, renderMarkdown(text, marker));
+    if (el.classList.contains("streaming")) {
+      const target = body.lastElementChild || body;
+      target.append(h("span", { class: "caret", "aria-hidden": "true" }));
+    }
+  };
+  const schedule = () => {
+    if (!scheduled) {
+      scheduled = true;
+      requestAnimationFrame(draw);
+    }
+  };
+  const setCitations = (list) => {
+    citations = Array.isArray(list) ? list : [];
+    replace(sources, h("h4", {}, t("cite.sources")), citations.map((c) => sourceItem(id, c)));
+    sources.hidden = citations.length === 0;
+    schedule();
+  };
+  const settle = () => {
+    el.classList.remove("streaming");
+    el.removeAttribute("aria-busy");
+    draw();
+  };
+  const note = (message, kind) => notes.append(h("div", { class: `note ${kind}`, role: kind === "error" ? "alert" : null }, message));
+
+  draw();
+  return {
+    element: el,
+    get text() {
+      return text;
+    },
+    append(delta) {
+      text += delta;
+      schedule();
+    },
+    setCitations,
+    finish(done) {
+      if (typeof done.answer === "string") text = done.answer;
+      if (Array.isArray(done.citations)) setCitations(done.citations);
+      (done.notices || []).forEach((n) => note(n, "info"));
+      if (done.grounded === false) note(t("chat.ungrounded"), "warn");
+      const timings = done.timings || {};
+      const usage = done.usage || {};
+      replace(meta, [
+        done.model ? h("span", {}, done.model) : null,
+        timings.ttft_s !== undefined ? h("span", {}, t("chat.ttft", { s: formatSeconds(timings.ttft_s) })) : null,
+        timings.total_s !== undefined ? h("span", {}, t("chat.total", { s: formatSeconds(timings.total_s) })) : null,
+        usage.completion_tokens ? h("span", {}, t("chat.tokens", { n: usage.completion_tokens })) : null,
+      ]);
+      settle();
+    },
+    fail(message) {
+      note(message, "error");
+      el.classList.add("failed");
+      settle();
+    },
+    stop() {
+      note(t("chat.stopped"), "warn");
+      settle();
+    },
+    load(content, list) {
+      text = content || "";
+      setCitations(list || []);
+      settle();
+    },
+  };
+}

@@ -1,0 +1,294 @@
+// The chat view: conversation history, knowledge-base / model / retrieval options, and the composer.
+
+import { api, readEvents, send } from "./api.js";
+import { assistantMessage, userMessage } from "./answer.js";
+import { confirmButton, formatTime, h, replace } from "./dom.js";
+import { lang, t } from "./i18n.js";
+import { toast } from "./toast.js";
+
+const PREFS_KEY = "kbchat.chatPrefs";
+
+function loadPrefs() {
+  try {
+    return { kbs: [], model: "", topK: 5, threshold: "", ...JSON.parse(localStorage.getItem(PREFS_KEY) || "{}") };
+  } catch {
+    return { kbs: [], model: "", topK: 5, threshold: "" };
+  }
+}
+
+function field(label, control, compact = false) {
+  return h("label", { class: compact ? "field inline compact" : "field inline" }, h("span", {}, label), control);
+}
+
+/** Render the chat view into `root`; `conversationId` opens that conversation. Returns a cleanup function. */
+export function renderChat(root, conversationId, navigate) {
+  const prefs = loadPrefs();
+  const savePrefs = () => localStorage.setItem(PREFS_KEY, JSON.stringify(prefs));
+  const state = { kbs: [], conversations: [], current: null, controller: null };
+
+  const convList = h("ul", { class: "conv-list", id: "conv-list" });
+  const panel = h(
+    "aside",
+    { class: "side-panel conv-panel", id: "conv-panel" },
+    h("button", { type: "button", class: "btn primary block", id: "new-chat", onclick: () => newChat() }, t("chat.new")),
+    h("h3", { class: "panel-title" }, t("chat.history")),
+    convList,
+  );
+  const pickerSummary = h("summary", { id: "kb-summary" });
+  const pickerMenu = h("div", { class: "picker-menu", role: "group" });
+  const picker = h("details", { class: "picker", id: "kb-picker" }, pickerSummary, pickerMenu);
+  const modelSelect = h("select", { id: "model-select" });
+  const topK = h("input", { type: "number", id: "top-k", min: "1", max: "50", step: "1", value: String(prefs.topK) });
+  const threshold = h("input", {
+    type: "number", id: "threshold", min: "0", max: "1", step: "0.05", value: String(prefs.threshold), placeholder: t("chat.default"),
+  });
+  const historyToggle = h("button", {
+    type: "button", class: "btn ghost small only-narrow", id: "history-toggle",
+    onclick: () => root.classList.toggle("panel-open"),
+  }, t("chat.history"));
+  const toolbar = h(
+    "div",
+    { class: "chat-toolbar" },
+    historyToggle,
+    field(t("chat.kbs"), picker, true),
+    field(t("chat.model"), modelSelect, true),
+    h("span", { class: "retrieval-opts" }, field(t("chat.topk"), topK), field(t("chat.threshold"), threshold)),
+  );
+  const messages = h("div", { class: "messages", id: "messages" });
+  const input = h("textarea", { id: "question", rows: "1", placeholder: t("chat.placeholder"), "aria-label": t("chat.placeholder") });
+  const sendButton = h("button", { type: "submit", class: "btn primary", id: "send" }, t("chat.send"));
+  const stopButton = h("button", { type: "button", class: "btn danger", id: "stop", hidden: true, onclick: () => stop() }, t("chat.stop"));
+  const modeHint = h("div", { class: "mode-hint", id: "mode-hint" });
+  const composer = h("form", { class: "composer", id: "composer" }, h("div", { class: "composer-box" }, input, sendButton, stopButton), modeHint);
+  const main = h("section", { class: "chat-main" }, toolbar, messages, composer);
+  replace(root, h("div", { class: "split chat-layout" }, panel, main));
+
+  function updateMode() {
+    const chosen = prefs.kbs.filter((name) => state.kbs.some((kb) => kb.name === name));
+    pickerSummary.textContent = chosen.length ? chosen.join(", ") : t("chat.noKb");
+    const mode = chosen.length ? t("chat.modeKb", { kbs: chosen.join(", ") }) : t("chat.modePlain");
+    modeHint.textContent = `${mode} ${t("chat.keys")}`;
+    topK.disabled = threshold.disabled = chosen.length === 0;
+    return chosen;
+  }
+
+  function drawPicker() {
+    if (!state.kbs.length) {
+      replace(pickerMenu, h("p", { class: "muted" }, t("chat.noKbs"), " ", h("a", { href: "#/kbs" }, t("chat.createKb"))));
+    } else {
+      replace(pickerMenu, state.kbs.map((kb) => {
+        const box = h("input", { type: "checkbox", value: kb.name, checked: prefs.kbs.includes(kb.name) });
+        box.addEventListener("change", () => {
+          prefs.kbs = box.checked ? [...new Set([...prefs.kbs, kb.name])] : prefs.kbs.filter((n) => n !== kb.name);
+          savePrefs();
+          updateMode();
+        });
+        return h("label", { class: "check" }, box, h("span", {}, kb.name),
+          h("small", { class: "muted" }, t("kb.counts", { files: kb.files ?? 0, chunks: kb.chunks ?? 0 })));
+      }));
+    }
+    updateMode();
+  }
+
+  function drawModels(models) {
+    const options = models.length ? models : [{ name: "", default: true }];
+    replace(modelSelect, options.map((m) => h("option", { value: m.name }, m.name ? `${m.name}${m.default ? ` (${t("chat.defaultModel")})` : ""}` : t("chat.default"))));
+    const preferred = options.find((m) => m.name === prefs.model) || options.find((m) => m.default) || options[0];
+    modelSelect.value = preferred.name;
+  }
+
+  function drawConversations() {
+    if (!state.conversations.length) {
+      replace(convList, h("li", { class: "empty-small" }, t("chat.noHistory")));
+      return;
+    }
+    replace(convList, state.conversations.map((c) => h(
+      "li",
+      { class: c.id === state.current ? "active" : null, dataset: { id: c.id } },
+      h("a", { href: `#/chat/${encodeURIComponent(c.id)}`, class: "conv-link" },
+        h("span", { class: "conv-title" }, c.title || t("chat.untitled")),
+        h("span", { class: "conv-meta" }, [(c.kbs || []).join(", ") || t("chat.plainShort"), formatTime(c.updated_at, lang())].filter(Boolean).join(" · "))),
+      confirmButton({
+        label: "×", confirmLabel: t("common.confirmDelete"), className: "btn ghost small conv-delete", title: t("chat.delete"),
+        onConfirm: () => deleteConversation(c.id),
+      }),
+    )));
+  }
+
+  function emptyState() {
+    replace(messages, h("div", { class: "empty", id: "chat-empty" },
+      h("h2", {}, t("chat.emptyTitle")),
+      h("p", {}, state.kbs.length ? t("chat.emptyText") : t("chat.emptyNoKb")),
+      state.kbs.length ? null : h("a", { class: "btn", href: "#/kbs" }, t("chat.createKb"))));
+  }
+
+  async function refreshConversations() {
+    try {
+      state.conversations = (await api("/api/conversations")) || [];
+    } catch (exc) {
+      state.conversations = [];
+      if (exc.status !== 401) toast(t("chat.historyError", { message: exc.message }), "error");
+    }
+    drawConversations();
+  }
+
+  function newChat() {
+    stop();
+    state.current = null;
+    navigate("#/chat");
+    emptyState();
+    drawConversations();
+    root.classList.remove("panel-open");
+    input.focus();
+  }
+
+  async function deleteConversation(id) {
+    try {
+      await api(`/api/conversations/${encodeURIComponent(id)}`, { method: "DELETE" });
+    } catch (exc) {
+      toast(exc.message, "error");
+      return;
+    }
+    if (id === state.current) newChat();
+    await refreshConversations();
+  }
+
+  async function openConversation(id) {
+    try {
+      const conversation = await api(`/api/conversations/${encodeURIComponent(id)}`);
+      state.current = conversation.id ?? id;
+      messages.replaceChildren();
+      for (const m of conversation.messages || []) {
+        if (m.role === "user") userMessage(messages, m.content);
+        else if (m.role === "assistant") assistantMessage(messages).load(m.content, m.citations);
+      }
+      if (Array.isArray(conversation.kbs)) {
+        prefs.kbs = conversation.kbs;
+        drawPicker();
+      }
+      if (conversation.model && [...modelSelect.options].some((o) => o.value === conversation.model)) modelSelect.value = conversation.model;
+      messages.scrollTop = messages.scrollHeight;
+    } catch (exc) {
+      state.current = null;
+      navigate("#/chat");
+      emptyState();
+      toast(t("chat.openError", { message: exc.message }), "error");
+    }
+    drawConversations();
+  }
+
+  function setBusy(busy) {
+    sendButton.hidden = busy;
+    stopButton.hidden = !busy;
+    root.classList.toggle("busy", busy);
+  }
+
+  function stop() {
+    if (state.controller) state.controller.abort();
+  }
+
+  function requestBody(question, kbs) {
+    const body = { question, kbs, stream: true };
+    if (modelSelect.value) body.model = modelSelect.value;
+    if (state.current) body.conversation_id = state.current;
+    if (kbs.length) {
+      if (topK.value) body.top_k = Number(topK.value);
+      if (threshold.value !== "") body.threshold = Number(threshold.value);
+    }
+    return body;
+  }
+
+  function onEvent(answer, name, data) {
+    if (name === "delta") answer.append(data.text ?? "");
+    else if (name === "citations") answer.setCitations(data.citations);
+    else if (name === "done") {
+      answer.finish(data);
+      if (data.conversation_id) {
+        state.current = data.conversation_id;
+        navigate(`#/chat/${encodeURIComponent(data.conversation_id)}`);
+      }
+    } else if (name === "error") answer.fail((data.error && data.error.message) || String(data));
+    messages.scrollTop = messages.scrollHeight;
+  }
+
+  async function ask(question) {
+    const kbs = updateMode();
+    document.getElementById("chat-empty")?.remove();
+    userMessage(messages, question);
+    const answer = assistantMessage(messages);
+    messages.scrollTop = messages.scrollHeight;
+    const controller = new AbortController();
+    state.controller = controller;
+    setBusy(true);
+    let ended = false;
+    try {
+      const response = await send("/api/chat", {
+        method: "POST", json: requestBody(question, kbs), signal: controller.signal, accept: "text/event-stream",
+      });
+      if ((response.headers.get("content-type") || "").includes("application/json")) {
+        onEvent(answer, "done", await response.json());
+        ended = true;
+      } else {
+        await readEvents(response, (name, data) => {
+          if (name === "done" || name === "error") ended = true;
+          onEvent(answer, name, data);
+        });
+      }
+      if (!ended) answer.fail(t("chat.incomplete"));
+    } catch (exc) {
+      if (exc.name === "AbortError") answer.stop();
+      else answer.fail(exc.message);
+    } finally {
+      state.controller = null;
+      setBusy(false);
+      input.focus();
+    }
+    await refreshConversations();
+  }
+
+  composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const question = input.value.trim();
+    if (!question || state.controller) return;
+    input.value = "";
+    input.style.height = "";
+    ask(question);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      composer.requestSubmit();
+    }
+  });
+  input.addEventListener("input", () => {
+    input.style.height = "auto";
+    input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
+  });
+  modelSelect.addEventListener("change", () => { prefs.model = modelSelect.value; savePrefs(); });
+  topK.addEventListener("change", () => { prefs.topK = topK.value; savePrefs(); });
+  threshold.addEventListener("change", () => { prefs.threshold = threshold.value; savePrefs(); });
+  const closePicker = (event) => { if (!picker.contains(event.target)) picker.open = false; };
+  document.addEventListener("click", closePicker);
+
+  async function load() {
+    emptyState();
+    drawPicker();
+    drawModels([]);
+    const [kbs, models] = await Promise.allSettled([api("/api/kbs"), api("/api/models")]);
+    if (kbs.status === "fulfilled") state.kbs = kbs.value || [];
+    else toast(t("kb.loadError", { message: kbs.reason.message }), "error");
+    if (models.status === "fulfilled") drawModels(models.value || []);
+    else toast(t("settings.modelsError", { message: models.reason.message }), "error");
+    drawPicker();
+    if (conversationId) await openConversation(conversationId);
+    else emptyState();
+    await refreshConversations();
+  }
+  load();
+  input.focus();
+
+  return () => {
+    stop();
+    document.removeEventListener("click", closePicker);
+  };
+}

@@ -1,0 +1,217 @@
+// One knowledge base's page: its facts and actions, uploads with job progress, its files, and a retrieval test.
+
+import { api, followJob, isFinished, send, upload } from "./api.js";
+import { confirmButton, formatBytes, formatTime, h, replace } from "./dom.js";
+import { lang, t } from "./i18n.js";
+import { searchBox } from "./kbsearch.js";
+import { toast } from "./toast.js";
+
+const STATUSES = ["indexed", "failed", "skipped", "pending", "unchanged", "removed"];
+
+function statusBadge(status) {
+  const known = STATUSES.includes(status);
+  return h("span", { class: `badge ${known ? status : ""}` }, known ? t(`status.${status}`) : String(status));
+}
+
+function filePath(name) {
+  return name.split("/").map(encodeURIComponent).join("/");
+}
+
+/** A card following one background job: a progress bar, counts, and the files that did not index. */
+function jobCard(container, title) {
+  const bar = h("div", { class: "bar-fill" });
+  const label = h("div", { class: "job-label" }, t("job.preparing"));
+  const problems = h("ul", { class: "job-problems" });
+  const close = h("button", { type: "button", class: "btn ghost small", hidden: true, onclick: () => card.remove() }, t("common.close"));
+  const card = h("div", { class: "job card", role: "status" },
+    h("div", { class: "job-head" }, h("strong", {}, title), close),
+    h("div", { class: "bar" }, bar), label, problems);
+  container.prepend(card);
+  const setBar = (fraction) => { bar.style.width = `${Math.round(Math.max(0, Math.min(1, fraction)) * 100)}%`; };
+  return {
+    uploading(fraction) {
+      setBar(fraction);
+      label.textContent = t("job.uploading", { pct: Math.round(fraction * 100) });
+    },
+    update(job) {
+      const total = job.total || 0;
+      const done = job.done || 0;
+      card.dataset.status = job.status;
+      setBar(total ? done / total : isFinished(job) ? 1 : 0);
+      const files = job.files || [];
+      const count = (status) => files.filter((f) => f.status === status).length;
+      if (job.status === "queued") label.textContent = t("job.queued");
+      else if (job.status === "running") label.textContent = t("job.running", { done, total });
+      else if (job.status === "failed") label.textContent = t("job.failed", { message: job.error || "" });
+      else label.textContent = t("job.done", { indexed: count("indexed"), failed: count("failed"), skipped: count("skipped") + count("unchanged"), removed: count("removed") });
+      replace(problems, files.filter((f) => f.status === "failed" || f.status === "skipped").map((f) =>
+        h("li", { class: f.status }, statusBadge(f.status), " ", h("strong", {}, f.name), f.error ? h("span", { class: "reason" }, ` — ${f.error}`) : null)));
+      if (isFinished(job)) close.hidden = false;
+    },
+    fail(message) {
+      card.dataset.status = "failed";
+      label.textContent = message;
+      label.classList.add("form-error");
+      close.hidden = false;
+    },
+  };
+}
+
+function fileRow(kbName, file, onDeleted) {
+  return h(
+    "tr",
+    { class: `file-row ${file.status}`, dataset: { name: file.name } },
+    h("td", { class: "file-name" }, h("span", { title: file.path || file.name }, file.name),
+      file.error ? h("div", { class: "reason" }, file.error) : null),
+    h("td", {}, statusBadge(file.status)),
+    h("td", { class: "num" }, String(file.chunks ?? "")),
+    h("td", { class: "num" }, formatBytes(file.size)),
+    h("td", { class: "muted hide-narrow" }, formatTime(file.updated_at, lang())),
+    h("td", { class: "actions" }, confirmButton({
+      label: t("common.delete"), confirmLabel: t("common.confirmDelete"), className: "btn ghost small file-delete",
+      onConfirm: async () => {
+        try {
+          await api(`/api/kbs/${encodeURIComponent(kbName)}/files/${filePath(file.name)}`, { method: "DELETE" });
+          toast(t("kb.fileDeleted", { name: file.name }), "ok");
+          await onDeleted();
+        } catch (exc) {
+          toast(exc.message, "error");
+        }
+      },
+    })),
+  );
+}
+
+function dropZone(onFiles) {
+  const input = h("input", { type: "file", multiple: true, id: "file-input", class: "sr-only" });
+  input.addEventListener("change", () => { onFiles([...input.files]); input.value = ""; });
+  const zone = h("label", { class: "dropzone", id: "dropzone", for: "file-input" },
+    h("strong", {}, t("kb.dropTitle")), h("span", {}, t("kb.dropText")), input);
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    onFiles([...(e.dataTransfer?.files || [])]);
+  });
+  return zone;
+}
+
+function header(kb, actions) {
+  const facts = [
+    [t("kb.embedder"), kb.embedder],
+    [t("kb.chunkSize"), kb.chunk_size ? `${kb.chunk_size} / ${kb.chunk_overlap ?? 0}` : null],
+    [t("kb.files"), kb.files],
+    [t("kb.chunks"), kb.chunks],
+  ].filter(([, v]) => v !== null && v !== undefined && v !== "");
+  return h("header", { class: "kb-header" },
+    h("div", {}, h("h2", { id: "kb-title" }, kb.name), kb.description ? h("p", { class: "muted" }, kb.description) : null,
+      h("dl", { class: "facts" }, facts.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, String(v)))))),
+    h("div", { class: "kb-actions" }, actions));
+}
+
+/** Render knowledge base `name` into `container`. Returns a cleanup function. */
+export function renderKbDetail(container, name, { onChanged, onDeleted }) {
+  const base = `/api/kbs/${encodeURIComponent(name)}`;
+  const controller = new AbortController();
+  const jobs = h("div", { class: "jobs", id: "jobs" });
+  const tbody = h("tbody", { id: "file-rows" });
+  const filesBox = h("div", { class: "files card" });
+  let headerSlot = h("div");
+
+  async function refreshFiles() {
+    let files;
+    try {
+      files = (await api(`${base}/files`, { signal: controller.signal })) || [];
+    } catch (exc) {
+      if (exc.name !== "AbortError") replace(filesBox, h("p", { class: "form-error" }, exc.message));
+      return;
+    }
+    if (!files.length) {
+      replace(filesBox, h("div", { class: "empty-small", id: "files-empty" }, t("kb.noFiles")));
+      return;
+    }
+    replace(tbody, files.map((f) => fileRow(name, f, refreshAll)));
+    replace(filesBox, h("table", { class: "files-table" },
+      h("thead", {}, h("tr", {}, [t("kb.file"), t("kb.status"), t("kb.chunks"), t("kb.size"), t("kb.updated"), ""].map((c, i) =>
+        h("th", { class: i === 4 ? "hide-narrow" : null }, c)))), tbody));
+  }
+
+  async function refreshHeader() {
+    const kb = await api(base, { signal: controller.signal });
+    const next = header(kb, actionButtons());
+    headerSlot.replaceWith(next);
+    headerSlot = next;
+  }
+
+  async function refreshAll() {
+    await Promise.all([refreshFiles(), refreshHeader().catch(() => {}), onChanged()]);
+  }
+
+  async function track(job, card) {
+    card.update(job);
+    try {
+      card.update(await followJob(job.id, (j) => card.update(j), controller.signal));
+    } catch (exc) {
+      if (exc.name !== "AbortError") card.fail(exc.message);
+      return;
+    }
+    await refreshAll();
+  }
+
+  async function uploadFiles(files) {
+    if (!files.length) return;
+    const form = new FormData();
+    files.forEach((file) => form.append("files", file, file.name));
+    const card = jobCard(jobs, t("job.upload", { n: files.length }));
+    try {
+      const result = await upload(`${base}/files`, form, (p) => card.uploading(p));
+      await track(result.job || result, card);
+    } catch (exc) {
+      card.fail(exc.message);
+    }
+  }
+
+  async function startJob(action, title) {
+    const card = jobCard(jobs, title);
+    try {
+      const response = await send(`${base}/${action}`, { method: "POST", json: {}, signal: controller.signal });
+      const result = await response.json();
+      await track(result.job || result, card);
+    } catch (exc) {
+      if (exc.name !== "AbortError") card.fail(exc.message);
+    }
+  }
+
+  function actionButtons() {
+    return [
+      h("button", { type: "button", class: "btn", id: "kb-sync", title: t("kb.syncHint"), onclick: () => startJob("sync", t("job.sync")) }, t("kb.sync")),
+      h("button", { type: "button", class: "btn", id: "kb-rebuild", title: t("kb.rebuildHint"), onclick: () => startJob("rebuild", t("job.rebuild")) }, t("kb.rebuild")),
+      confirmButton({
+        label: t("kb.delete"), confirmLabel: t("kb.confirmDelete"), className: "btn danger-ghost", title: t("kb.deleteHint"),
+        onConfirm: async () => {
+          try {
+            await api(base, { method: "DELETE" });
+            toast(t("kb.deleted", { name }), "ok");
+            onDeleted();
+          } catch (exc) {
+            toast(exc.message, "error");
+          }
+        },
+      }),
+    ];
+  }
+
+  replace(container, h("div", { class: "loading" }, t("common.loading")));
+  refreshHeader().then(() => {
+    replace(container, headerSlot, dropZone(uploadFiles), jobs,
+      h("h3", { class: "section-title" }, t("kb.filesTitle")), filesBox,
+      h("h3", { class: "section-title" }, t("search.title")), searchBox(name));
+    return refreshFiles();
+  }).catch((exc) => {
+    if (exc.name === "AbortError") return;
+    replace(container, h("div", { class: "empty" }, h("h2", {}, name), h("p", { class: "form-error", role: "alert" }, exc.message)));
+  });
+
+  return () => controller.abort();
+}
