@@ -1,0 +1,236 @@
+"""/api/chat (SSE and JSON), conversations, errors before and during a stream, load limits."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from kbchat.errors import BackendError
+from kbchat.server import create_app
+from kbchat.testing import ScriptedChatModel
+from kbchat.types import Delta, Message
+from tests.server.support import (
+    DOCS,
+    GatedChatModel,
+    eventually,
+    make_services,
+    make_settings,
+    sse_events,
+    upload,
+)
+
+
+def chat(client: TestClient, **payload: Any) -> list[tuple[str, Any]]:
+    response = client.post("/api/chat", json=payload)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    return sse_events(response.text)
+
+
+def test_stream_sends_deltas_then_citations_then_done(client: TestClient, docs_kb: str) -> None:
+    events = chat(client, question="How long is the kettle warranty?", kbs=[docs_kb])
+    names = [name for name, _ in events]
+    assert names[-2:] == ["citations", "done"] and set(names[:-2]) == {"delta"}
+    streamed = "".join(data["text"] for name, data in events if name == "delta")
+    done = events[-1][1]
+    assert streamed == done["answer"] == "The K3 kettle warranty is two years [1]."
+    assert [c["file"] for c in events[-2][1]["citations"]] == ["kettle.txt"]
+    assert done["citations"] == events[-2][1]["citations"] and done["grounded"] is True
+    assert {"model", "usage", "timings", "finish_reason", "notices"} <= set(done)
+    assert len(done["conversation_id"]) == 32
+
+
+def test_json_answer_when_not_streaming(client: TestClient, docs_kb: str) -> None:
+    response = client.post(
+        "/api/chat",
+        json={
+            "question": "kettle warranty?",
+            "kbs": [docs_kb],
+            "stream": False,
+            "top_k": 2,
+            "max_tokens": 3,
+        },
+    )
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["answer"].startswith("The K3 kettle") and body["finish_reason"] == "length"
+    assert body["conversation_id"]
+
+
+def test_conversation_is_stored_and_continued(
+    client: TestClient, docs_kb: str, model: ScriptedChatModel
+) -> None:
+    first = chat(client, question="How long is the kettle warranty?", kbs=[docs_kb])[-1][1]
+    conversation_id = first["conversation_id"]
+    chat(
+        client,
+        question="How often should I descale the K3 kettle?",
+        kbs=[docs_kb],
+        conversation_id=conversation_id,
+    )
+    last_prompt = model.received[-1]
+    assert Message("user", "How long is the kettle warranty?") in last_prompt
+    assert any(m.role == "assistant" and "two years" in m.content for m in last_prompt)
+
+    listed = client.get("/api/conversations").json()
+    assert [c["id"] for c in listed] == [conversation_id]
+    assert listed[0]["title"] == "How long is the kettle warranty?"
+    assert listed[0]["kbs"] == [docs_kb] and listed[0]["model"] == "scripted"
+    full = client.get(f"/api/conversations/{conversation_id}").json()
+    roles = [m["role"] for m in full["messages"]]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert full["messages"][1]["citations"][0]["file"] == "kettle.txt"
+    assert "citations" not in full["messages"][0]
+
+    assert client.delete(f"/api/conversations/{conversation_id}").status_code == 204
+    assert client.get(f"/api/conversations/{conversation_id}").status_code == 404
+    assert client.delete(f"/api/conversations/{conversation_id}").status_code == 404
+
+
+def test_plain_chat_without_knowledge_bases(client: TestClient, model: ScriptedChatModel) -> None:
+    done = chat(client, question="Say something", kbs=[])[-1][1]
+    assert done["grounded"] is False and done["citations"] == []
+    assert model.received[-1][-1] == Message("user", "Say something")
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "kind"),
+    [
+        ({"question": "q", "kbs": ["nope"]}, 404, "NotFound"),
+        ({"question": "q", "model": "gpt-99"}, 404, "NotFound"),
+        ({"question": "q", "conversation_id": "missing"}, 404, "NotFound"),
+        ({"question": ""}, 422, "BadInput"),
+        ({"question": "   "}, 422, "BadInput"),
+        ({"question": 42}, 422, "BadInput"),
+        ({"question": "q", "no_hit": "shrug"}, 422, "BadInput"),
+        ({"question": "q", "max_tokens": 0}, 422, "BadInput"),
+        ({"kbs": []}, 422, "BadInput"),
+    ],
+)
+def test_errors_before_streaming_are_json(
+    client: TestClient, payload: dict[str, Any], status: int, kind: str
+) -> None:
+    response = client.post("/api/chat", json=payload)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["type"] == kind
+
+
+class FailingModel(ScriptedChatModel):
+    """Streams ``good`` words, then fails as a broken model server would."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__(["a b c d"], name="failing")
+        self.good = good
+
+    def stream(self, messages: Sequence[Message], **kwargs: Any) -> Iterator[Delta]:
+        words = list(super().stream(messages, **kwargs))[: self.good]
+
+        def run() -> Iterator[Delta]:
+            yield from words
+            raise BackendError("the model server at http://127.0.0.1:9/v1 went away")
+
+        return run()
+
+
+def test_backend_failure_before_the_first_token_is_a_502() -> None:
+    settings = make_settings()
+    services = make_services(settings, FailingModel(good=0))
+    with TestClient(create_app(settings, services=services)) as client:
+        response = client.post("/api/chat", json={"question": "hello"})
+        assert response.status_code == 502
+        assert response.json()["error"]["type"] == "BackendError"
+        assert client.get("/api/health").json()["generations"]["running"] == 0
+    services.close()
+
+
+def test_failure_mid_stream_is_an_error_event() -> None:
+    settings = make_settings()
+    services = make_services(settings, FailingModel(good=2))
+    with TestClient(create_app(settings, services=services)) as client:
+        events = chat(client, question="hello")
+        assert [name for name, _ in events] == ["delta", "delta", "error"]
+        assert events[-1][1]["error"]["type"] == "BackendError"
+        assert "went away" in events[-1][1]["error"]["message"]
+        assert client.get("/api/conversations").json() == []
+    services.close()
+
+
+def test_full_queue_is_refused_at_once_with_retry_after() -> None:
+    settings = make_settings(max_generations=1, queue_size=0)
+    gate = threading.Event()
+    model = GatedChatModel(gate=gate)
+    services = make_services(settings, model)
+    with TestClient(create_app(settings, services=services)) as client:
+        results: list[httpx.Response] = []
+        first = threading.Thread(
+            target=lambda: results.append(client.post("/api/chat", json={"question": "first"}))
+        )
+        first.start()
+        assert model.started.wait(10)
+        refused = client.post("/api/chat", json={"question": "second"})
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.json()["error"]["type"] == "Busy"
+        gate.set()
+        first.join(10)
+        assert results[0].status_code == 200 and sse_events(results[0].text)[-1][0] == "done"
+        assert client.post("/api/chat", json={"question": "third"}).status_code == 200
+    services.close()
+
+
+def test_waiting_too_long_in_the_queue_is_a_503() -> None:
+    settings = make_settings(max_generations=1, queue_size=1, queue_timeout_s=0.3)
+    gate = threading.Event()
+    model = GatedChatModel(gate=gate)
+    services = make_services(settings, model)
+    with TestClient(create_app(settings, services=services)) as client:
+        holder = threading.Thread(
+            target=lambda: client.post("/api/chat", json={"question": "first"})
+        )
+        holder.start()
+        assert model.started.wait(10)
+        waited = client.post("/api/chat", json={"question": "second"})
+        assert waited.status_code == 503 and "Retry-After" in waited.headers
+        assert waited.json()["error"]["type"] == "Unavailable"
+        gate.set()
+        holder.join(10)
+    services.close()
+
+
+def test_queued_requests_run_in_turn() -> None:
+    settings = make_settings(max_generations=1, queue_size=4)
+    gate = threading.Event()
+    model = GatedChatModel(gate=gate)
+    services = make_services(settings, model)
+    with TestClient(create_app(settings, services=services)) as client:
+        results: list[int] = []
+        lock = threading.Lock()
+
+        def ask(i: int) -> None:
+            response = client.post("/api/chat", json={"question": f"q{i}", "stream": False})
+            with lock:
+                results.append(response.status_code)
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        assert eventually(lambda: client.get("/api/health").json()["generations"]["waiting"] == 2)
+        gate.set()
+        for thread in threads:
+            thread.join(20)
+        assert results == [200, 200, 200] and model.finishes == ["stop"] * 3
+    services.close()
+
+
+def test_chinese_file_names_and_questions(client: TestClient) -> None:
+    client.post("/api/kbs", json={"name": "zh"})
+    job = upload(client, "zh", {"保修.txt": "本产品保修期为两年。".encode(), **DOCS})
+    assert {f["name"] for f in job["files"]} == {"保修.txt", *DOCS}
+    done = chat(client, question="保修期多长？", kbs=["zh"])[-1][1]
+    assert [c["file"] for c in done["citations"]] == ["保修.txt"]
