@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import UploadFile
 
 from kbchat.server.ui import mount_ui
 
@@ -234,7 +235,7 @@ def _kb_routes(app: FastAPI, state: FakeState) -> None:
         return _start_job(state, name, "add", outcomes)
 
     @app.post("/api/kbs/{name}/{action}", status_code=202)
-    def sync_or_rebuild(name: str, action: str) -> Response:
+    async def sync_or_rebuild(name: str, action: str) -> Response:
         if name not in state.kbs:
             return missing(name)
         if action not in ("sync", "rebuild"):

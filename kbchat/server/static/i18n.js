@@ -34,7 +34,7 @@ const en = {
   "kb.descriptionHint": "What is in it (optional)", "kb.advanced": "Advanced", "kb.embedder": "Embedder",
   "kb.embedderDefault": "server default", "kb.chunkSize": "Chunk size", "kb.chunkOverlap": "Overlap",
   "kb.createButton": "Create", "kb.created": "Knowledge base “{name}” created.",
-  "kb.counts": "{files} files · {chunks} chunks", "kb.failedCount": "{n} failed", "kb.pendingCount": "{n} pending",
+  "kb.counts": "{files} {files|file|files} · {chunks} {chunks|chunk|chunks}", "kb.failedCount": "{n} failed", "kb.pendingCount": "{n} pending",
   "kb.none": "No knowledge bases yet.", "kb.loadError": "Could not load the knowledge bases: {message}",
   "kb.pick": "Pick a knowledge base", "kb.pickText": "Choose one on the left to see its files, upload more, or test retrieval.",
   "kb.firstTitle": "Create your first knowledge base",
@@ -173,10 +173,15 @@ export function onLangChange(fn) {
   listeners.add(fn);
 }
 
-/** The text for `key` in the current language, with {name} placeholders filled from `vars`. */
+/**
+ * The text for `key` in the current language, with {name} placeholders filled from `vars`;
+ * {name|one|other} picks a word by whether vars[name] is 1.
+ */
 export function t(key, vars = {}) {
   const text = STRINGS[current][key] ?? en[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (match, name) => (name in vars ? String(vars[name]) : match));
+  return text
+    .replace(/\{(\w+)\|([^|}]*)\|([^}]*)\}/g, (match, name, one, other) => (name in vars ? (Number(vars[name]) === 1 ? one : other) : match))
+    .replace(/\{(\w+)\}/g, (match, name) => (name in vars ? String(vars[name]) : match));
 }
 
 /** Translate the static page: elements with data-i18n get their text replaced. */

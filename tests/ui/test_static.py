@@ -1,0 +1,55 @@
+"""The page's files and how they are served (no browser needed)."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from kbchat.server.ui import STATIC_DIR, mount_ui
+
+
+def client() -> TestClient:
+    app = FastAPI()
+    mount_ui(app)
+    return TestClient(app)
+
+
+def test_page_and_assets_are_served_with_a_strict_policy() -> None:
+    http = client()
+    page = http.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert '<script type="module" src="/static/app.js">' in page.text
+    script = http.get("/static/app.js")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    assert http.get("/static/app.css").headers["content-type"].startswith("text/css")
+    assert http.get("/static/missing.js").status_code == 404
+
+
+def test_page_loads_nothing_from_other_hosts() -> None:
+    for path in STATIC_DIR.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(src|href)=\"(https?:)?//", text), path.name
+        assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//", text), path.name
+        assert not re.search(r"(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write", text), (
+            f"{path.name} builds markup from strings"
+        )
+
+
+def test_every_text_key_used_is_translated() -> None:
+    catalog = (STATIC_DIR / "i18n.js").read_text(encoding="utf-8")
+    english, chinese = catalog.split("const zh = {")
+    defined_en = set(re.findall(r'"([\w.]+)":', english))
+    defined_zh = set(re.findall(r'"([\w.]+)":', chinese))
+    assert defined_en == defined_zh
+    used: set[str] = set()
+    for path in STATIC_DIR.glob("*.js"):
+        used |= set(re.findall(r'\bt\("([\w.]+)"', path.read_text(encoding="utf-8")))
+    for path in STATIC_DIR.glob("*.html"):
+        used |= set(re.findall(r'data-i18n="([\w.]+)"', path.read_text(encoding="utf-8")))
+    assert used, "no keys found"
+    assert used - defined_en == set()
