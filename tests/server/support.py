@@ -32,11 +32,16 @@ def make_services(settings: Settings, model: Any = None) -> Services:
     return services
 
 
-def wait_job(client: TestClient, job: dict[str, Any], timeout: float = 20.0) -> dict[str, Any]:
+def wait_job(
+    client: TestClient,
+    job: dict[str, Any],
+    timeout: float = 20.0,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Poll a job until it finishes (fails the test after ``timeout`` seconds)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body: dict[str, Any] = client.get(f"/api/jobs/{job['id']}").json()
+        body: dict[str, Any] = client.get(f"/api/jobs/{job['id']}", headers=headers).json()
         if body["status"] in ("done", "failed"):
             return body
         time.sleep(0.02)
@@ -53,7 +58,7 @@ def upload(
         files=[("files", (name, data, "application/octet-stream")) for name, data in files.items()],
     )
     assert response.status_code == 202, response.text
-    return wait_job(client, response.json()["job"])
+    return wait_job(client, response.json()["job"], headers=headers)
 
 
 def sse_events(text: str) -> list[tuple[str, Any]]:
