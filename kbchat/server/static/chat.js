@@ -67,7 +67,7 @@ export function renderChat(root, conversationId, navigate) {
     const chosen = prefs.kbs.filter((name) => state.kbs.some((kb) => kb.name === name));
     pickerSummary.textContent = chosen.length ? chosen.join(", ") : t("chat.noKb");
     const mode = chosen.length ? t("chat.modeKb", { kbs: chosen.join(", ") }) : t("chat.modePlain");
-    modeHint.textContent = `${mode} ${t("chat.keys")}`;
+    replace(modeHint, h("span", {}, mode), h("span", { class: "keys" }, t("chat.keys")));
     topK.disabled = threshold.disabled = chosen.length === 0;
     return chosen;
   }

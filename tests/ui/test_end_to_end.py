@@ -1,0 +1,105 @@
+"""The web page against the real server (create_app) over a socket, with fake models injected."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from harness import LiveServer, screenshot
+from playwright.sync_api import expect
+
+from kbchat.app import build
+from kbchat.config import load_settings
+from kbchat.testing import ScriptedChatModel
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPLY = "The K3 kettle has a two year warranty [1]. Descale it every month [1]."
+FILES = [
+    {
+        "name": "kettle.txt",
+        "mimeType": "text/plain",
+        "buffer": b"The K3 kettle has a two year warranty. Descale it every month.",
+    },
+    {
+        "name": "tea.md",
+        "mimeType": "text/markdown",
+        "buffer": "# Tea\n\nBrew green tea at 80 degrees. 绿茶用八十度的水冲泡。".encode(),
+    },
+]
+
+
+class SlowScriptedModel(ScriptedChatModel):
+    """The scripted model, one word every 40 ms, so the page can be seen streaming."""
+
+    def stream(self, messages: Any, **params: Any) -> Iterator[Any]:  # type: ignore[override]
+        for delta in super().stream(messages, **params):
+            time.sleep(0.04)
+            yield delta
+
+
+@pytest.fixture
+def live_app() -> Iterator[LiveServer]:
+    from kbchat.server.app import create_app
+
+    settings = load_settings(embedder={"backend": "hash"})
+    services = build(settings)
+    services.models.add(settings.default_model, SlowScriptedModel([REPLY], name="scripted"))
+    with LiveServer(create_app(settings, services=services)) as server:
+        yield server
+    services.close()
+
+
+def test_create_upload_index_ask_and_open_a_citation(page: Any, live_app: LiveServer) -> None:
+    page.goto(live_app.url)
+    expect(page.locator("#chat-empty")).to_be_visible()
+    page.click(".tabs a[data-view='kbs']")
+    page.fill("#kb-name", "manuals")
+    page.fill("#kb-description", "Kitchen appliance manuals")
+    page.click("#kb-create-submit")
+    expect(page.locator("#kb-title")).to_have_text("manuals")
+
+    page.set_input_files("#file-input", FILES)
+    job = page.locator("#jobs .job").first
+    expect(job).to_have_attribute("data-status", "done", timeout=30_000)
+    expect(job.locator(".job-label")).to_contain_text("Done: 2 indexed, 0 failed")
+    expect(page.locator("#file-rows tr .badge")).to_have_text(["indexed", "indexed"])
+    expect(page.locator("#kb-list li[data-name='manuals']")).to_contain_text("2 files")
+
+    page.fill("#search-query", "kettle warranty")
+    page.click("#search-submit")
+    first_hit = page.locator("#search-results .hit").first
+    expect(first_hit).to_contain_text("kettle.txt")
+    score = float(first_hit.locator(".score-value").inner_text())
+    assert 0.0 < score <= 1.0
+    clipped = "(() => { const box = document.querySelector('.files'); "
+    clipped += "return box.scrollHeight - box.clientHeight; })()"
+    assert page.evaluate(clipped) <= 1, "the file table is squeezed by the page layout"
+    screenshot(page, "e2e-knowledge-base")
+
+    page.click(".tabs a[data-view='chat']")
+    page.click("#kb-summary")
+    page.check("#kb-picker input[value='manuals']")
+    page.click("#messages")
+    page.fill("#question", "How long is the K3 kettle warranty?")
+    page.press("#question", "Enter")
+    answer = page.locator(".msg.assistant").last
+    expect(answer.locator(".answer-body")).to_contain_text("K3 kettle")
+    assert "streaming" in (answer.get_attribute("class") or "")
+    expect(page.locator("#stop")).to_be_visible()
+    expect(answer).not_to_have_class("msg assistant streaming", timeout=20_000)
+    expect(answer.locator(".answer-body")).to_contain_text("two year warranty")
+    expect(answer.locator(".meta")).to_contain_text("scripted")
+
+    cite = answer.locator("button.cite").first
+    expect(cite).to_be_visible()
+    marker = cite.get_attribute("data-marker")
+    cite.click()
+    source = answer.locator(f".source[data-marker='{marker}']")
+    expect(source).to_have_attribute("open", "")
+    expect(source.locator(".source-file")).to_have_text("kettle.txt")
+    expect(source.locator(".quote")).to_contain_text("warranty")
+    expect(page.locator("#conv-list li").first).to_contain_text("How long is the K3 kettle")
+    screenshot(page, "e2e-chat")
