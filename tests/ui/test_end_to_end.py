@@ -103,3 +103,37 @@ def test_create_upload_index_ask_and_open_a_citation(page: Any, live_app: LiveSe
     expect(source.locator(".quote")).to_contain_text("warranty")
     expect(page.locator("#conv-list li").first).to_contain_text("How long is the K3 kettle")
     screenshot(page, "e2e-chat")
+
+
+def test_api_key_prompt_and_permission_errors_from_the_real_server(page: Any) -> None:
+    from kbchat.server.app import create_app
+    from kbchat.server.auth import hash_key
+
+    key = {"name": "reader", "sha256": hash_key("read-only-key"), "permissions": {"*": "read"}}
+    settings = load_settings(embedder={"backend": "hash"}, server={"auth": "on", "api_keys": [key]})
+    services = build(settings)
+    services.models.add(settings.default_model, ScriptedChatModel(["OK"]))
+    with LiveServer(create_app(settings, services=services)) as server:
+        page.goto(f"{server.url}/#/kbs")
+        expect(page.locator("#key-dialog")).to_be_visible()
+        page.fill("#key-input", "read-only-key")
+        page.click("#key-submit")
+        expect(page.locator("#key-dialog")).to_be_hidden()
+        expect(page.locator("#kb-list")).to_contain_text("No knowledge bases yet.")
+
+        page.fill("#kb-name", "manuals")
+        page.click("#kb-create-submit")
+        refusal = page.locator("#create-kb .form-error")
+        expect(refusal).to_be_visible()
+        assert "manuals" not in services.library.names()
+        message = refusal.inner_text()
+        assert message and "403" not in message  # the server's own words, not a bare status
+
+        page.click(".tabs a[data-view='settings']")
+        expect(page.locator("#models-card tbody tr")).to_have_count(1)
+        expect(page.locator("#answering-card [data-setting='chat.no_hit']")).to_contain_text(
+            "refuse"
+        )
+        expect(page.locator("#doctor-checks .form-error")).to_be_visible()
+        screenshot(page, "e2e-settings-read-only")
+    services.close()

@@ -45,7 +45,7 @@ def test_upload_several_files_with_progress_and_failure_reasons(
         ],
     )
     job = page.locator("#jobs .job").first
-    expect(job).to_contain_text("Uploading 3 file(s)")
+    expect(job).to_contain_text("Upload: 3 files")
     expect(job).to_have_attribute("data-status", "running")
     expect(job).to_have_attribute("data-status", "done")
     expect(job.locator(".job-label")).to_have_text(

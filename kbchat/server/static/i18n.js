@@ -48,7 +48,7 @@ const en = {
   "kb.deleted": "Knowledge base “{name}” deleted.", "kb.fileDeleted": "“{name}” deleted.",
   "status.indexed": "indexed", "status.failed": "failed", "status.skipped": "skipped", "status.pending": "pending",
   "status.unchanged": "unchanged", "status.removed": "removed",
-  "job.upload": "Uploading {n} file(s)", "job.sync": "Sync", "job.rebuild": "Rebuild", "job.preparing": "Starting…",
+  "job.upload": "Upload: {n} {n|file|files}", "job.sync": "Sync", "job.rebuild": "Rebuild", "job.preparing": "Starting…",
   "job.uploading": "Uploading… {pct}%", "job.queued": "Waiting for the indexer…", "job.running": "Indexing: {done} of {total} files",
   "job.done": "Done: {indexed} indexed, {failed} failed, {skipped} skipped, {removed} removed",
   "job.failed": "Failed: {message}",

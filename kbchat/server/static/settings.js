@@ -76,18 +76,19 @@ export function renderSettings(root) {
     const failed = [settingsResult, modelsResult].filter((r) => r.status === "rejected").map((r) => r.reason.message);
     replace(grid,
       failed.map((m) => h("p", { class: "form-error", role: "alert" }, m)),
-      modelsCard(modelsResult.status === "fulfilled" ? modelsResult.value || [] : []),
-      card(t("settings.embedder"), "embedder-card", factList(settings, [
-        ["embedder.backend", t("settings.backend")], ["embedder.model", t("settings.model")],
-        ["embedder.base_url", t("settings.baseUrl")], ["embedder.batch_size", t("settings.batch")]])),
-      card(t("settings.answering"), "answering-card", factList(settings, [
-        ["chat.no_hit", t("settings.noHitPolicy"), noHitText], ["chat.no_hit_message", t("settings.noHitMessage")],
-        ["default_model", t("settings.defaultModel")], ["chat.temperature", t("settings.temperature")],
-        ["chat.max_tokens", t("settings.maxTokens")], ["retrieval.mode", t("search.mode")],
-        ["retrieval.threshold", t("chat.threshold")], ["retrieval.fusion", t("settings.fusion")]])),
-      card(t("settings.ingest"), "ingest-card", factList(settings, [
-        ["ingest.chunk_size", t("kb.chunkSize")], ["ingest.chunk_overlap", t("kb.chunkOverlap")],
-        ["ingest.max_file_mb", t("settings.maxFile")], ["ingest.ocr", t("settings.ocr")], ["home", t("settings.home")]])),
+      h("div", { class: "settings-columns" },
+        modelsCard(modelsResult.status === "fulfilled" ? modelsResult.value || [] : []),
+        card(t("settings.embedder"), "embedder-card", factList(settings, [
+          ["embedder.backend", t("settings.backend")], ["embedder.model", t("settings.model")],
+          ["embedder.base_url", t("settings.baseUrl")], ["embedder.batch_size", t("settings.batch")]])),
+        card(t("settings.answering"), "answering-card", factList(settings, [
+          ["chat.no_hit", t("settings.noHitPolicy"), noHitText], ["chat.no_hit_message", t("settings.noHitMessage")],
+          ["default_model", t("settings.defaultModel")], ["chat.temperature", t("settings.temperature")],
+          ["chat.max_tokens", t("settings.maxTokens")], ["retrieval.mode", t("search.mode")],
+          ["retrieval.threshold", t("chat.threshold")], ["retrieval.fusion", t("settings.fusion")]])),
+        card(t("settings.ingest"), "ingest-card", factList(settings, [
+          ["ingest.chunk_size", t("kb.chunkSize")], ["ingest.chunk_overlap", t("kb.chunkOverlap")],
+          ["ingest.max_file_mb", t("settings.maxFile")], ["ingest.ocr", t("settings.ocr")], ["home", t("settings.home")]]))),
       doctorCard(),
       card(t("settings.all"), "raw-card", h("details", {}, h("summary", {}, t("settings.showAll")),
         h("pre", { class: "raw" }, JSON.stringify(settings, null, 2)))));

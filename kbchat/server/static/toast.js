@@ -8,6 +8,6 @@ export function toast(message, kind = "info") {
   const close = h("button", { class: "toast-close", type: "button", "aria-label": "×", onclick: () => item.remove() }, "×");
   const item = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, h("span", {}, message), close);
   box.append(item);
-  if (kind !== "error") setTimeout(() => item.remove(), 4000);
+  if (kind !== "error") setTimeout(() => item.remove(), kind === "ok" ? 2500 : 4000);
   return item;
 }
