@@ -441,6 +441,7 @@ def serve(
         f"kbchat serving {url}/  (API docs {url}/docs, OpenAI API {url}/v1); Ctrl-C stops",
         markup=False,
         highlight=False,
+        soft_wrap=True,
     )
     uvicorn.run(
         application,
