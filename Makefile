@@ -17,7 +17,7 @@ $(STAMP):
 	touch $(STAMP)
 
 run: $(STAMP)
-	PYTHONPATH=$(CURDIR) $(BIN)/kbchat demo
+	PYTHONPATH=$(CURDIR) $(BIN)/kbchat serve
 
 test: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BIN)/python -m pytest $(PYTEST_ARGS)
