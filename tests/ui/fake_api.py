@@ -88,6 +88,7 @@ class FakeState:
     uploads: list[list[str]] = field(default_factory=list)
     cancelled_chats: int = 0
     delta_delay_s: float = 0.03
+    first_delta_delay_s: float = 0.0
     file_delay_s: float = 0.15
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -368,6 +369,7 @@ async def _answer_events(
         text = " ".join(["word"] * 200)
     finished = False
     try:
+        await asyncio.sleep(state.first_delta_delay_s)
         for word in text.split(" "):
             await asyncio.sleep(state.delta_delay_s * (5 if "slow" in question else 1))
             yield sse("delta", {"text": word + " "})

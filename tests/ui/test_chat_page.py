@@ -98,10 +98,13 @@ def test_plain_chat_sends_no_knowledge_base(page: Any, fake_server: Any, fake_st
 def test_stop_aborts_generation_and_the_server_sees_it(
     page: Any, fake_server: Any, fake_state: Any
 ) -> None:
+    fake_state.first_delta_delay_s = 0.6
     page.goto(fake_server.url)
     ask(page, "Tell me something slow")
     answer = page.locator(".msg.assistant").last
+    expect(answer.locator(".thinking")).to_have_text("Searching and thinking…")
     expect(answer.locator(".answer-body")).to_contain_text("word")
+    expect(answer.locator(".thinking")).to_have_count(0)
     page.click("#stop")
     expect(answer.locator(".note.warn")).to_have_text("Stopped.")
     expect(page.locator("#send")).to_be_visible()

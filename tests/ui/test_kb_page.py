@@ -156,3 +156,19 @@ def test_delete_a_knowledge_base(page: Any, fake_server: Any, fake_state: Any) -
 def test_unknown_kb_shows_the_not_found_message(page: Any, fake_server: Any) -> None:
     page.goto(f"{fake_server.url}/#/kbs/ghost")
     expect(page.locator("#kb-detail .form-error")).to_have_text("no knowledge base named 'ghost'")
+
+
+def test_files_indexed_by_another_job_update_by_themselves(
+    page: Any, fake_server: Any, fake_state: Any
+) -> None:
+    from fake_api import file_json
+
+    fake_state.add_kb("docs")
+    fake_state.files["docs"]["faq.txt"] = file_json("faq.txt", "pending")
+    page.goto(f"{fake_server.url}/#/kbs/docs")
+    badge = page.locator("#file-rows tr[data-name='faq.txt'] .badge")
+    expect(badge).to_have_text("pending")
+    expect(page.locator("#kb-list li[data-name='docs']")).to_contain_text("1 pending")
+    fake_state.files["docs"]["faq.txt"] = file_json("faq.txt", "indexed", chunks=4, size=900)
+    expect(badge).to_have_text("indexed", timeout=6_000)
+    expect(page.locator("#kb-list li[data-name='docs']")).not_to_contain_text("pending")

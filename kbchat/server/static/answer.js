@@ -82,7 +82,9 @@ export function assistantMessage(container) {
   const draw = () => {
     scheduled = false;
     replace(body, renderMarkdown(text, marker));
-    if (el.classList.contains("streaming")) {
+    if (el.classList.contains("streaming") && !text) {
+      body.append(h("p", { class: "thinking" }, t("chat.thinking")));
+    } else if (el.classList.contains("streaming")) {
       const target = body.lastElementChild || body;
       target.append(h("span", { class: "caret", "aria-hidden": "true" }));
     }

@@ -118,6 +118,15 @@ export function renderKbDetail(container, name, { onChanged, onDeleted }) {
   const tbody = h("tbody", { id: "file-rows" });
   const filesBox = h("div", { class: "files card" });
   let headerSlot = h("div");
+  let pendingTimer = null;
+
+  // Files another job is indexing (e.g. the sample KB built at start-up) show "pending": look again soon.
+  function watchPending(files) {
+    clearTimeout(pendingTimer);
+    if (files.some((f) => f.status === "pending") && !controller.signal.aborted) {
+      pendingTimer = setTimeout(() => refreshAll().catch(() => {}), 2000);
+    }
+  }
 
   async function refreshFiles() {
     let files;
@@ -127,6 +136,7 @@ export function renderKbDetail(container, name, { onChanged, onDeleted }) {
       if (exc.name !== "AbortError") replace(filesBox, h("p", { class: "form-error" }, exc.message));
       return;
     }
+    watchPending(files);
     if (!files.length) {
       replace(filesBox, h("div", { class: "empty-small", id: "files-empty" }, t("kb.noFiles")));
       return;
@@ -213,5 +223,8 @@ export function renderKbDetail(container, name, { onChanged, onDeleted }) {
     replace(container, h("div", { class: "empty" }, h("h2", {}, name), h("p", { class: "form-error", role: "alert" }, exc.message)));
   });
 
-  return () => controller.abort();
+  return () => {
+    controller.abort();
+    clearTimeout(pendingTimer);
+  };
 }
