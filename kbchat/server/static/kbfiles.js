@@ -37,7 +37,7 @@ function jobCard(container, title) {
       const total = job.total || 0;
       const done = job.done || 0;
       card.dataset.status = job.status;
-      setBar(total ? done / total : isFinished(job) ? 1 : 0);
+      setBar(isFinished(job) ? 1 : total ? done / total : 0);
       const files = job.files || [];
       const count = (status) => files.filter((f) => f.status === status).length;
       if (job.status === "queued") label.textContent = t("job.queued");
@@ -65,7 +65,7 @@ function fileRow(kbName, file, onDeleted) {
       file.error ? h("div", { class: "reason" }, file.error) : null),
     h("td", {}, statusBadge(file.status)),
     h("td", { class: "num" }, String(file.chunks ?? "")),
-    h("td", { class: "num" }, formatBytes(file.size)),
+    h("td", { class: "num hide-small" }, formatBytes(file.size)),
     h("td", { class: "muted hide-narrow" }, formatTime(file.updated_at, lang())),
     h("td", { class: "actions" }, confirmButton({
       label: t("common.delete"), confirmLabel: t("common.confirmDelete"), className: "btn ghost small file-delete",
@@ -144,7 +144,7 @@ export function renderKbDetail(container, name, { onChanged, onDeleted }) {
     replace(tbody, files.map((f) => fileRow(name, f, refreshAll)));
     replace(filesBox, h("table", { class: "files-table" },
       h("thead", {}, h("tr", {}, [t("kb.file"), t("kb.status"), t("kb.chunks"), t("kb.size"), t("kb.updated"), ""].map((c, i) =>
-        h("th", { class: i === 4 ? "hide-narrow" : null }, c)))), tbody));
+        h("th", { class: ["", "", "", "hide-small", "hide-narrow", ""][i] || null }, c)))), tbody));
   }
 
   async function refreshHeader() {
