@@ -26,6 +26,7 @@ from kbchat.config import Settings
 from kbchat.conversations import ConversationStore
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.jobs import JobManager
+from kbchat.server import chat_api, kb_api, openai_api
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import PayloadTooLarge, error_body, install_error_handlers
 from kbchat.server.state import GenerationLimiter, ServerState, current_principal, get_state
@@ -53,8 +54,6 @@ def create_app(
     Raises:
         ConfigError: API keys are required (non-loopback bind) but none is configured.
     """
-    from kbchat.server import chat_api, kb_api, openai_api
-
     auth = Authenticator(settings)
 
     @asynccontextmanager
@@ -159,13 +158,13 @@ def _system_router() -> APIRouter:
 
 
 def public_settings(settings: Settings, auth_required: bool) -> dict[str, Any]:
-    """The safe subset of ``settings``: no API keys, hashes, paths or secrets."""
+    """The safe subset of ``settings``: no API keys, hashes, URLs, paths or secrets."""
     server = settings.server.model_dump(
         mode="json", exclude={"api_keys", "keys_file", "sync_folders"}
     )
     return {
         "version": __version__,
-        "embedder": settings.embedder.model_dump(mode="json", exclude={"api_key"}),
+        "embedder": settings.embedder.model_dump(mode="json", exclude={"api_key", "base_url"}),
         "ingest": settings.ingest.model_dump(mode="json"),
         "retrieval": settings.retrieval.model_dump(mode="json"),
         "chat": settings.chat.model_dump(mode="json"),

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -190,7 +190,7 @@ def add_key(path: Path, name: str, permissions: Mapping[str, str]) -> str:
     for kb, role in permissions.items():
         if role not in ROLES:
             raise BadInput(f"role for {kb!r} must be one of {', '.join(ROLES)}, got {role!r}")
-        roles[kb] = cast(Role, role)
+        roles[kb] = role
     keys = read_keys(path)
     if any(k.name == name for k in keys):
         raise BadInput(f"a key named {name!r} already exists in {path}; remove it first")
