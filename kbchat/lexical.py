@@ -81,18 +81,18 @@ class LexicalIndex:
         return len(self._ids)
 
     def query_weight(self, tokens: Sequence[str]) -> float:
-        """Summed idf of the query tokens: what a passage matching all of them scores."""
-        total = len(self._ids)
-        return sum(_idf(self._doc_freq.get(t, 0), total) for t in tokens)
+        """What a passage matching every query token about once scores.
 
-    def coverage(self, tokens: Sequence[str]) -> float:
-        """Share of the query's idf weight carried by tokens that occur in the corpus."""
-        weight = self.query_weight(tokens)
-        if weight <= 0:
-            return 0.0
+        A token the corpus lacks still counts (the passage cannot match that part of the
+        question), weighted like the rarest known token of the query rather than with its
+        own, near-infinite idf, so one typo or odd word does not zero every score.
+        """
         total = len(self._ids)
-        known = sum(_idf(self._doc_freq[t], total) for t in tokens if t in self._doc_freq)
-        return known / weight
+        known = [_idf(self._doc_freq[t], total) for t in tokens if t in self._doc_freq]
+        if not known:
+            return 0.0
+        unknown = sum(1 for t in tokens if t not in self._doc_freq)
+        return sum(known) + unknown * max(known)
 
     def normalised_scores(self, tokens: Sequence[str]) -> np.ndarray | None:
         """Normalised BM25 of every row in [0, 1], or None if no query token is in the corpus."""

@@ -1,8 +1,8 @@
 """Hybrid retrieval over one or more knowledge bases: dense + BM25, fused, reranked, thresholded.
 
 Every score a caller sees is a relevance in [0, 1], whatever the mode:
-- dense: the cosine similarity mapped through the embedder's calibrated range
-  (``score_range``: the similarity of unrelated text -> 0, that of a typical answer -> ~1);
+- dense: the cosine similarity above the query's similarity to chit-chat, in units of the
+  embedder's ``score_width`` (see ``relevance``);
 - bm25: BM25 divided by the query's total idf weight (see ``LexicalIndex``);
 - hybrid: a weighted mean of both, computed for every candidate either retriever found.
 So one threshold means the same thing in every mode, and a greeting scores near 0.
@@ -14,10 +14,12 @@ import fnmatch
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput
 from kbchat.kb import KnowledgeBase
 from kbchat.lexical import tokenize
@@ -128,10 +130,36 @@ def _query_vectors(kbs: Sequence[KnowledgeBase], query: str) -> dict[str, np.nda
     return vectors
 
 
-def calibrate(embedder: object, cosine: np.ndarray) -> np.ndarray:
-    """Map raw cosine similarities to [0, 1] relevance with the embedder's score range."""
-    low, high = getattr(embedder, "score_range", (0.0, 1.0))
-    return np.clip((np.asarray(cosine, dtype=np.float32) - low) / (high - low), 0.0, 1.0)
+# Chit-chat in both languages: how similar a query is to these is its "nothing to find" level.
+BACKGROUND = (
+    "你好", "您好", "谢谢", "再见", "早上好", "你是谁？", "今天天气怎么样？", "讲个笑话",
+    "帮我写一首诗", "你能做什么？", "在吗", "哈哈", "好的", "没问题", "我想问一个问题",
+    "hello", "hi there", "thanks", "goodbye", "good morning", "who are you?", "how are you?",
+    "what's the weather like today?", "tell me a joke", "write me a poem", "what can you do?",
+    "ok", "yes", "I have a question", "help",
+)
+DEFAULT_SCORE_WIDTH = 0.2
+_background: WeakKeyDictionary[Any, np.ndarray] = WeakKeyDictionary()
+
+
+def background_similarity(embedder: Embedder, query_vector: np.ndarray) -> float:
+    """The query's highest similarity to chit-chat: what an irrelevant passage scores."""
+    if embedder not in _background:
+        _background[embedder] = embedder.embed_batch(list(BACKGROUND), is_query=True)
+    return float(np.max(_background[embedder] @ query_vector))
+
+
+def relevance(embedder: Embedder, query_vector: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+    """Map raw cosine similarities to a [0, 1] relevance for this query.
+
+    Embedders differ wildly in scale (e5 puts almost everything between 0.75 and 0.95), so
+    a fixed cut-off means nothing. Instead each similarity is measured from the query's own
+    similarity to chit-chat, in units of the embedder's ``score_width``: a greeting, which is
+    closer to chit-chat than to any passage, scores 0; a typical answer passage ~0.5-1.
+    """
+    floor = background_similarity(embedder, query_vector)
+    width = float(getattr(embedder, "score_width", DEFAULT_SCORE_WIDTH))
+    return np.clip((np.asarray(cosine, dtype=np.float32) - floor) / width, 0.0, 1.0)
 
 
 def _search_kb(kb: KnowledgeBase, vector: np.ndarray | None, tokens: list[str],
@@ -147,13 +175,15 @@ def _search_kb(kb: KnowledgeBase, vector: np.ndarray | None, tokens: list[str],
     lexical: dict[int, float] = {}
     if lexical_index is not None and lexical_scores is not None:
         lexical = dict(lexical_index.top(lexical_scores, options.candidates, allowed))
-    if options.mode == "dense":
-        calibrated = calibrate(kb.embedder, np.array(list(dense.values())))
+    if options.mode == "dense" and vector is not None:
+        calibrated = relevance(kb.embedder, vector, np.array(list(dense.values())))
         ranked = [(i, s, s) for i, s in zip(dense, calibrated.tolist(), strict=True)]
     elif options.mode == "bm25":
         ranked = [(i, s, s) for i, s in lexical.items()]
-    else:
+    elif vector is not None:
         ranked = _fuse(kb, vector, dense, lexical, lexical_scores, options)
+    else:
+        ranked = []
     ranked.sort(key=lambda item: item[1], reverse=True)
     ranked = ranked[: options.candidates]
     hits = kb.hits([(i, score) for i, _, score in ranked])
@@ -161,7 +191,7 @@ def _search_kb(kb: KnowledgeBase, vector: np.ndarray | None, tokens: list[str],
     return [replace(h, extra={**h.extra, "rank_key": order[h.chunk_id]}) for h in hits]
 
 
-def _fuse(kb: KnowledgeBase, vector: np.ndarray | None, dense: dict[int, float],
+def _fuse(kb: KnowledgeBase, vector: np.ndarray, dense: dict[int, float],
           lexical: dict[int, float], lexical_scores: np.ndarray | None,
           options: SearchOptions) -> list[tuple[int, float, float]]:
     """(id, order key, score) for every candidate either retriever found.
@@ -174,11 +204,11 @@ def _fuse(kb: KnowledgeBase, vector: np.ndarray | None, dense: dict[int, float],
     candidates = list(dict.fromkeys([*dense, *lexical]))
     if not candidates:
         return []
-    if vector is not None:
-        missing = [i for i in candidates if i not in dense]
+    missing = [i for i in candidates if i not in dense]
+    if missing:
         for ids, vectors in kb.catalog.iter_vectors(kb.record.id, missing):
             dense.update(zip(ids.tolist(), (vectors @ vector).tolist(), strict=True))
-    dense_part = calibrate(kb.embedder, np.array([dense.get(i, 0.0) for i in candidates]))
+    dense_part = relevance(kb.embedder, vector, np.array([dense.get(i, 0.0) for i in candidates]))
     if lexical_scores is None:
         lexical_part = np.zeros(len(candidates), dtype=np.float32)
         weight = 1.0  # BM25 knows none of the query's words: it has nothing to say

@@ -26,6 +26,7 @@ class HashEmbedder:
             raise ValueError(f"dim must be > 0, got {dim}")
         self.dim = dim
         self.name = f"hash-{dim}"
+        self.score_width = 0.5
 
     def _features(self, text: str) -> list[str]:
         features: list[str] = []
@@ -40,8 +41,9 @@ class HashEmbedder:
         matrix = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for feature in self._features(text):
-                digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
-                matrix[row, int.from_bytes(digest, "little") % self.dim] += 1.0
+                digest = hashlib.blake2b(feature.encode(), digest_size=9).digest()
+                sign = 1.0 if digest[8] & 1 else -1.0  # signed hashing: collisions cancel out
+                matrix[row, int.from_bytes(digest[:8], "little") % self.dim] += sign
         return normalise(matrix)
 
 

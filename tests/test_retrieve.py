@@ -12,7 +12,7 @@ from kbchat.config import load_settings
 from kbchat.errors import BadInput
 from kbchat.kb import KnowledgeBase
 from kbchat.library import Library
-from kbchat.retrieve import SearchOptions, calibrate, retrieve, search
+from kbchat.retrieve import SearchOptions, relevance, retrieve, search
 
 DOCS = {
     "kettle.txt": "The K3 kettle has a two year warranty. Descale it monthly with citric acid.",
@@ -131,9 +131,17 @@ def test_empty_query_is_refused(kb: KnowledgeBase) -> None:
         search([kb], "  \n ")
 
 
-def test_calibration_maps_the_embedders_range() -> None:
-    class Ranged:
-        score_range = (0.8, 0.9)
+def test_relevance_is_measured_from_the_querys_chit_chat_level() -> None:
+    class Compressed:
+        """Like e5: every similarity between 0.8 and 0.9."""
 
-    assert calibrate(Ranged(), np.array([0.7, 0.85, 0.95])).tolist() == pytest.approx([0, 0.5, 1])
-    assert calibrate(object(), np.array([0.3])).tolist() == pytest.approx([0.3])
+        score_width = 0.1
+        dim = 2
+
+        def embed_batch(self, texts: list[str], *, is_query: bool = False) -> np.ndarray:
+            return np.tile(np.array([[0.8, 0.6]], dtype=np.float32), (len(texts), 1))
+
+    embedder = Compressed()
+    query = np.array([1.0, 0.0], dtype=np.float32)  # similarity 0.8 to every chit-chat line
+    scores = relevance(embedder, query, np.array([0.79, 0.85, 0.95]))  # type: ignore[arg-type]
+    assert scores.tolist() == pytest.approx([0.0, 0.5, 1.0], abs=1e-5)

@@ -44,7 +44,7 @@ def run(events: list[object]) -> tuple[str, Answer]:
 
 def test_answer_streams_and_cites_the_marked_source(kb: KnowledgeBase) -> None:
     model = ScriptedChatModel(["The warranty is two years [1]."])
-    streamed, answer = run(list(stream_answer(model, [kb], "How long is the kettle warranty?")))
+    streamed, answer = run(list(stream_answer(model, [kb], "What warranty does the K3 kettle have?")))
     assert streamed == answer.text == "The warranty is two years [1]."
     assert [c.marker for c in answer.citations] == [1]
     assert answer.citations[0].file == "kettle.txt"
