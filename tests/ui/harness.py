@@ -65,3 +65,15 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def wait_for_partial_answer(page: Any, fragment: str) -> None:
+    """Wait until the last answer shows ``fragment`` while it is still streaming."""
+    page.wait_for_function(
+        """(fragment) => {
+            const answer = [...document.querySelectorAll('.msg.assistant')].pop();
+            return Boolean(answer) && answer.classList.contains('streaming')
+                && answer.querySelector('.answer-body').textContent.includes(fragment);
+        }""",
+        arg=fragment,
+    )

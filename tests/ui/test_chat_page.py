@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+from harness import wait_for_partial_answer
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,11 +46,7 @@ def test_kb_chat_streams_the_answer_and_opens_citations(
     answer = page.locator(".msg.assistant").last
     expect(page.locator(".msg.user").last).to_have_text("How long is the warranty?")
     expect(page.locator("#stop")).to_be_visible()
-    expect(answer).to_have_class("msg assistant streaming")
-    expect(answer.locator(".answer-body")).to_contain_text(
-        "The warranty"
-    )  # partial, while streaming
-    assert "streaming" in (answer.get_attribute("class") or "")
+    wait_for_partial_answer(page, "The warranty")
     expect(answer).not_to_have_class("msg assistant streaming", timeout=10_000)
     expect(answer.locator(".answer-body")).to_have_text(
         "The warranty lasts two years 1. Batteries are covered for six months 2."
