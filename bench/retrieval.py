@@ -98,45 +98,27 @@ class System:
     chunking: tuple[int, int] | None  # None: the configured default
 
 
+def _has(name: str, value: str) -> Callable[[EvalQuery], bool]:
+    return lambda query: query.extra.get(name) == value
+
+
+HOTPOTQA = EVAL_DIR / "hotpotqa_en" / "queries.jsonl"
+CMRC = EVAL_DIR / "cmrc2018_zh" / "queries.jsonl"
 SETS = [
     EvalSet(
-        "hotpotqa-distractor",
-        "hotpotqa_en",
-        "titled",
-        EVAL_DIR / "hotpotqa_en/queries.jsonl",
-        lambda q: q.extra.get("subset") == "distractor_dev",
+        "hotpotqa-distractor", "hotpotqa_en", "titled", HOTPOTQA, _has("subset", "distractor_dev")
     ),
     EvalSet(
         "hotpotqa-fullwiki",
         "hotpotqa_en",
         "titled",
-        EVAL_DIR / "hotpotqa_en/queries.jsonl",
-        lambda q: q.extra.get("subset") == "fullwiki_gold_in_pool",
+        HOTPOTQA,
+        _has("subset", "fullwiki_gold_in_pool"),
     ),
-    EvalSet(
-        "cmrc-titled",
-        "cmrc2018_zh",
-        "titled",
-        EVAL_DIR / "cmrc2018_zh/queries.jsonl",
-        lambda q: True,
-    ),
-    EvalSet(
-        "cmrc-text", "cmrc2018_zh", "text", EVAL_DIR / "cmrc2018_zh/queries.jsonl", lambda q: True
-    ),
-    EvalSet(
-        "cross-zh-en",
-        "hotpotqa_en",
-        "titled",
-        CROSSLINGUAL,
-        lambda q: q.extra.get("direction") == "zh->en",
-    ),
-    EvalSet(
-        "cross-en-zh",
-        "cmrc2018_zh",
-        "titled",
-        CROSSLINGUAL,
-        lambda q: q.extra.get("direction") == "en->zh",
-    ),
+    EvalSet("cmrc-titled", "cmrc2018_zh", "titled", CMRC, lambda query: True),
+    EvalSet("cmrc-text", "cmrc2018_zh", "text", CMRC, lambda query: True),
+    EvalSet("cross-zh-en", "hotpotqa_en", "titled", CROSSLINGUAL, _has("direction", "zh->en")),
+    EvalSet("cross-en-zh", "cmrc2018_zh", "titled", CROSSLINGUAL, _has("direction", "en->zh")),
 ]
 SYSTEMS = [
     System("kbchat", None, None, None),
