@@ -13,17 +13,20 @@ export function userMessage(container, text) {
   return el;
 }
 
-function where(citation) {
+/** Where in its file a passage is (page, sheet, slide, headings), for citations and search hits. */
+export function where(passage) {
   const parts = [];
-  if (citation.page !== null && citation.page !== undefined) parts.push(t("cite.page", { page: citation.page }));
-  if (citation.sheet) parts.push(t("cite.sheet", { sheet: citation.sheet }));
-  if (citation.slide !== null && citation.slide !== undefined) parts.push(t("cite.slide", { slide: citation.slide }));
+  if (passage.page !== null && passage.page !== undefined) parts.push(t("cite.page", { page: passage.page }));
+  if (passage.sheet) parts.push(t("cite.sheet", { sheet: passage.sheet }));
+  if (passage.slide !== null && passage.slide !== undefined) parts.push(t("cite.slide", { slide: passage.slide }));
+  if (passage.headings && passage.headings.length) parts.push(passage.headings.join(" › "));
   return parts.join(" · ");
 }
 
 function sourceItem(id, citation) {
   const quote = citation.quote || citation.text || "";
   const full = citation.quote && citation.text && citation.text !== citation.quote ? citation.text : null;
+  const location = where(citation);
   return h(
     "details",
     { class: "source", id: `src-${id}-${citation.marker}`, dataset: { marker: citation.marker } },
@@ -32,7 +35,7 @@ function sourceItem(id, citation) {
       {},
       h("span", { class: "cite-num" }, String(citation.marker)),
       h("span", { class: "source-file" }, citation.file),
-      where(citation) ? h("span", { class: "source-where" }, where(citation)) : null,
+      location ? h("span", { class: "source-where" }, location) : null,
       h("span", { class: "source-score", title: t("cite.score") }, formatScore(citation.score)),
     ),
     h("blockquote", { class: "quote" }, quote),

@@ -142,9 +142,10 @@ export function renderKbDetail(container, name, { onChanged, onDeleted }) {
       return;
     }
     replace(tbody, files.map((f) => fileRow(name, f, refreshAll)));
+    const columns = [[t("kb.file")], [t("kb.status")], [t("kb.chunks")], [t("kb.size"), "hide-small"],
+      [t("kb.updated"), "hide-narrow"], [""]];
     replace(filesBox, h("table", { class: "files-table" },
-      h("thead", {}, h("tr", {}, [t("kb.file"), t("kb.status"), t("kb.chunks"), t("kb.size"), t("kb.updated"), ""].map((c, i) =>
-        h("th", { class: ["", "", "", "hide-small", "hide-narrow", ""][i] || null }, c)))), tbody));
+      h("thead", {}, h("tr", {}, columns.map(([label, hide]) => h("th", { class: hide || null }, label)))), tbody));
   }
 
   async function refreshHeader() {

@@ -1,22 +1,19 @@
 // The retrieval test box: run a search against one knowledge base and show the hits with their scores.
 
 import { api } from "./api.js";
+import { where } from "./answer.js";
 import { formatScore, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
 
 function hitItem(hit, rank) {
-  const where = [];
-  if (hit.page !== null && hit.page !== undefined) where.push(t("cite.page", { page: hit.page }));
-  if (hit.sheet) where.push(t("cite.sheet", { sheet: hit.sheet }));
-  if (hit.slide !== null && hit.slide !== undefined) where.push(t("cite.slide", { slide: hit.slide }));
-  if (hit.headings && hit.headings.length) where.push(hit.headings.join(" › "));
+  const location = where(hit);
   const fill = h("span", { class: "score-fill" });
   fill.style.width = `${Math.round(Math.max(0, Math.min(1, Number(hit.score) || 0)) * 100)}%`;
   return h("li", { class: "hit" },
     h("div", { class: "hit-head" },
       h("span", { class: "hit-rank" }, `#${rank}`),
       h("strong", { class: "hit-file" }, hit.file),
-      where.length ? h("span", { class: "muted" }, where.join(" · ")) : null,
+      location ? h("span", { class: "muted" }, location) : null,
       h("span", { class: "hit-score", title: t("cite.score") },
         h("span", { class: "score-bar" }, fill),
         h("span", { class: "score-value" }, formatScore(hit.score)))),
