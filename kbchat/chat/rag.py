@@ -30,6 +30,8 @@ _FOLLOW_UP = re.compile(
     re.IGNORECASE,
 )
 _REFUSALS = ("资料中没有找到答案", "do not contain the answer", "does not contain the answer")
+MIN_OVERLAP = 0.2
+"""Share of the answer's words a passage must hold to be cited when the model cited nothing."""
 _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]?")
 
 
@@ -201,8 +203,10 @@ def _attribute(answer: Answer, used: Sequence[Hit]) -> str:
     markers = sorted({int(m) for m in _MARKER.findall(answer.text) if 1 <= int(m) <= len(used)})
     appended = ""
     if not markers:
-        overlaps = [(_overlap(answer_tokens, hit.text), n) for n, hit in enumerate(used, 1)]
-        markers = sorted(n for score, n in sorted(overlaps, reverse=True)[:2] if score >= 0.3)
+        # The passages whose words the answer reuses most (ties: the better-ranked one).
+        overlaps = [(_overlap(answer_tokens, hit.text), -n) for n, hit in enumerate(used, 1)]
+        best = sorted(overlaps, reverse=True)[:2]
+        markers = sorted(-n for score, n in best if score >= MIN_OVERLAP and score >= 0.8 * best[0][0])
         if markers:
             appended = " " + "".join(f"[{n}]" for n in markers)
             answer.text += appended
