@@ -367,6 +367,8 @@ async def _answer_events(
     text = ANSWER if grounded else "Hello! I am a plain chat model."
     if "slow" in question:
         text = " ".join(["word"] * 200)
+    if "markup" in question:
+        text = "<img src=x onerror=alert(1)> is shown as text; `code` too.\n\n- one\n- two"
     finished = False
     try:
         await asyncio.sleep(state.first_delta_delay_s)

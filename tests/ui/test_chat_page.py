@@ -51,6 +51,7 @@ def test_kb_chat_streams_the_answer_and_opens_citations(
     expect(answer.locator(".answer-body")).to_have_text(
         "The warranty lasts two years 1. Batteries are covered for six months 2."
     )
+    expect(answer.locator(".answer-body strong")).to_have_text("two years")
     expect(page.locator("#send")).to_be_visible()
     expect(answer.locator(".meta")).to_contain_text("first token 0.12 s")
 
@@ -185,3 +186,15 @@ def test_opening_a_missing_conversation_shows_the_error(
     page.goto(f"{fake_server.url}/#/chat/nope")
     expect(page.locator(".toast.error")).to_contain_text("no conversation 'nope'")
     expect(page.locator("#chat-empty")).to_be_visible()
+
+
+def test_answers_render_markdown_but_never_markup(
+    page: Any, fake_server: Any, fake_state: Any
+) -> None:
+    page.goto(fake_server.url)
+    ask(page, "show me markup")
+    body = page.locator(".msg.assistant .answer-body").last
+    expect(body.locator("li")).to_have_text(["one", "two"])
+    expect(body.locator("code")).to_have_text("code")
+    expect(body).to_contain_text("<img src=x onerror=alert(1)> is shown as text")
+    expect(body.locator("img")).to_have_count(0)
