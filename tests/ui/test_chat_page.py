@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def wait_until(condition: Any, timeout: float = 5.0) -> None:
+def wait_until(condition: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
