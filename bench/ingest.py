@@ -59,9 +59,13 @@ def run_set(library: Library, name: str, folder: Path) -> dict[str, Any]:
     readd_s = time.perf_counter() - start
 
     with library.catalog.engine.connect() as conn:
-        texts = list(conn.execute(
-            chunk_table.select().with_only_columns(chunk_table.c.text)
-            .where(chunk_table.c.kb_id == kb.record.id)).scalars())
+        texts = list(
+            conn.execute(
+                chunk_table.select()
+                .with_only_columns(chunk_table.c.text)
+                .where(chunk_table.c.kb_id == kb.record.id)
+            ).scalars()
+        )
     start = time.perf_counter()
     embed_texts(kb.embedder, texts, batch_size=library.settings.embedder.batch_size)
     embed_s = time.perf_counter() - start
@@ -103,9 +107,11 @@ def main() -> None:
         spec = library.default_embedder_spec()
         library.embedder(spec).embed_batch(["warm-up 预热"])  # model load is not ingest time
         results: dict[str, Any] = {
-            "benchmark": "ingest", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "benchmark": "ingest",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-            "embedder": library.embedder(spec).name, "sets": {},
+            "embedder": library.embedder(spec).name,
+            "sets": {},
         }
         wanted = args.sets.split(",")
         if "news" in wanted:
@@ -114,7 +120,9 @@ def main() -> None:
             )
             print(json.dumps(results["sets"]["crud_news_zh"], ensure_ascii=False), file=sys.stderr)
         if "chatchat" in wanted:
-            results["sets"]["chatchat_samples"] = run_set(library, "chatchat", EVAL / "chatchat_samples")
+            results["sets"]["chatchat_samples"] = run_set(
+                library, "chatchat", EVAL / "chatchat_samples"
+            )
         results["peak_rss_mb"] = round(peak_rss_mb(), 1)
         library.close()
     finally:

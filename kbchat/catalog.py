@@ -241,9 +241,9 @@ class Catalog:
         """Number of files by status, plus the total number of chunks."""
         with self.engine.connect() as conn:
             by_status = conn.execute(
-                select(files.c.status, func.count()).where(files.c.kb_id == kb_id).group_by(
-                    files.c.status
-                )
+                select(files.c.status, func.count())
+                .where(files.c.kb_id == kb_id)
+                .group_by(files.c.status)
             ).all()
             total_chunks = conn.execute(
                 select(func.count()).select_from(chunks).where(chunks.c.kb_id == kb_id)
@@ -276,8 +276,17 @@ class Catalog:
         with self.engine.begin() as conn:
             known = set(conn.execute(select(files.c.name).where(files.c.kb_id == kb_id)).scalars())
             fresh = [
-                {"kb_id": kb_id, "name": name, "path": path, "status": "pending",
-                 "sha256": "", "size": 0, "chunks": 0, "created_at": now, "updated_at": now}
+                {
+                    "kb_id": kb_id,
+                    "name": name,
+                    "path": path,
+                    "status": "pending",
+                    "sha256": "",
+                    "size": 0,
+                    "chunks": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
                 for name, path in dict(entries).items()
                 if name not in known
             ]
@@ -309,7 +318,13 @@ class Catalog:
             )
 
     def replace_file_chunks(
-        self, kb_id: int, name: str, *, path: str, sha256: str, size: int,
+        self,
+        kb_id: int,
+        name: str,
+        *,
+        path: str,
+        sha256: str,
+        size: int,
         new_chunks: Sequence[NewChunk],
     ) -> tuple[list[int], int]:
         """Atomically replace a file's chunks; returns (removed ids, new generation)."""
@@ -323,9 +338,16 @@ class Catalog:
             if new_chunks:
                 conn.execute(insert(chunks), [_chunk_row(kb_id, file_id, c) for c in new_chunks])
             conn.execute(
-                update(files).where(files.c.id == file_id).values(
-                    path=path, sha256=sha256, size=size, status="indexed", error=None,
-                    chunks=len(new_chunks), updated_at=now,
+                update(files)
+                .where(files.c.id == file_id)
+                .values(
+                    path=path,
+                    sha256=sha256,
+                    size=size,
+                    status="indexed",
+                    error=None,
+                    chunks=len(new_chunks),
+                    updated_at=now,
                 )
             )
             generation = self._bump(conn, kb_id)
@@ -416,8 +438,15 @@ class Catalog:
         now = time.time()
         result = conn.execute(
             insert(files).values(
-                kb_id=kb_id, name=name, path=path, status="pending", sha256="", size=0,
-                chunks=0, created_at=now, updated_at=now,
+                kb_id=kb_id,
+                name=name,
+                path=path,
+                status="pending",
+                sha256="",
+                size=0,
+                chunks=0,
+                created_at=now,
+                updated_at=now,
             )
         )
         return int(result.inserted_primary_key[0])

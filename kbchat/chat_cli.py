@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
@@ -16,46 +15,35 @@ from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
-from kbchat.retrieve import SearchOptions
+from kbchat.options import chat_options
+from kbchat.serialize import answer_json
 from kbchat.types import Answer, Message
 
 err = Console(stderr=True)
 
 
-def chat_options(settings: Settings, search: SearchOptions, **given: Any) -> ChatOptions:
-    """ChatOptions from the configured defaults, overridden by the values given (not None)."""
-    values: dict[str, Any] = settings.chat.model_dump()
-    values.update({k: v for k, v in given.items() if v is not None})
-    return ChatOptions(search=search, **values)
-
-
-def answer_json(answer: Answer) -> dict[str, Any]:
-    """The JSON shape of an answer (a contract shared by the CLI and the API)."""
-    usage = answer.usage
-    return {
-        "answer": answer.text,
-        "citations": [asdict(c) for c in answer.citations],
-        "model": answer.model,
-        "usage": {"prompt_tokens": usage.prompt_tokens,
-                  "completion_tokens": usage.completion_tokens,
-                  "total_tokens": usage.total_tokens},
-        "timings": answer.timings,
-        "finish_reason": answer.finish_reason,
-        "grounded": answer.grounded,
-        "question": answer.question,
-        "notices": answer.notices,
-    }
-
-
-def _events(services: Services, kb_names: Sequence[str], question: str, model_name: str | None,
-            history: Sequence[Message], options: ChatOptions,
-            cancel: threading.Event | None = None) -> Iterator[ChatEvent]:
+def _events(
+    services: Services,
+    kb_names: Sequence[str],
+    question: str,
+    model_name: str | None,
+    history: Sequence[Message],
+    options: ChatOptions,
+    cancel: threading.Event | None = None,
+) -> Iterator[ChatEvent]:
     model = services.models.get(model_name)
     if not kb_names:
         return stream_chat(model, question, history=history, options=options, cancel=cancel)
     kbs = [services.library.get(name) for name in kb_names]
-    return stream_answer(model, kbs, question, history=history, options=options,
-                         reranker=services.reranker(), cancel=cancel)
+    return stream_answer(
+        model,
+        kbs,
+        question,
+        history=history,
+        options=options,
+        reranker=services.reranker(),
+        cancel=cancel,
+    )
 
 
 def _print_stream(events: Iterator[ChatEvent]) -> Answer:
@@ -71,8 +59,12 @@ def _print_stream(events: Iterator[ChatEvent]) -> Answer:
         raise KbchatError("the model stream ended without an answer")
     for citation in answer.citations:
         where = f" p.{citation.page}" if citation.page else ""
-        err.print(f"  [{citation.marker}] {citation.file}{where} (score {citation.score:.2f}): "
-                  f"{citation.quote}", markup=False, highlight=False)
+        err.print(
+            f"  [{citation.marker}] {citation.file}{where} (score {citation.score:.2f}): "
+            f"{citation.quote}",
+            markup=False,
+            highlight=False,
+        )
     for notice in answer.notices:
         err.print(f"note: {notice}", markup=False, style="yellow")
     return answer
@@ -83,7 +75,9 @@ def register(app: typer.Typer, split_names: Any, search_options: Any, print_json
 
     @app.command("ask")
     def ask(
-        kb: Annotated[str | None, typer.Argument(metavar="KB[,KB...]", help="Knowledge base(s).")] = None,
+        kb: Annotated[
+            str | None, typer.Argument(metavar="KB[,KB...]", help="Knowledge base(s).")
+        ] = None,
         question: Annotated[str | None, typer.Argument(help="Your question.")] = None,
         no_kb: Annotated[bool, typer.Option("--no-kb", help="Ask the model alone.")] = False,
         model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
@@ -91,7 +85,9 @@ def register(app: typer.Typer, split_names: Any, search_options: Any, print_json
         threshold: Annotated[float | None, typer.Option(help="Minimum relevance.")] = None,
         no_hit: Annotated[str | None, typer.Option(help="refuse, fallback or message.")] = None,
         max_tokens: Annotated[int | None, typer.Option(help="Most tokens in the answer.")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print machine-readable JSON.")
+        ] = False,
     ) -> None:
         """Ask one question; the answer streams, then its sources."""
         if no_kb and question is None:
@@ -118,7 +114,10 @@ def register(app: typer.Typer, split_names: Any, search_options: Any, print_json
         kb: Annotated[str | None, typer.Option(help="Knowledge base(s) to answer from.")] = None,
         model: Annotated[str | None, typer.Option(help="Model name.")] = None,
     ) -> None:
-        """Interactive chat with history. /kb NAME|off, /model NAME, /reset, /exit. Ctrl-C stops an answer."""
+        """Interactive chat with history: /kb NAME|off, /model NAME, /reset, /exit.
+
+        Ctrl-C stops the answer being written, not the session.
+        """
         settings = load_settings()
         services = build(settings)
         state = {"kbs": split_names(kb) if kb else [], "model": model}
@@ -147,8 +146,9 @@ def _read(state: dict[str, Any]) -> str | None:
         return ""
 
 
-def _command(line: str, state: dict[str, Any], history: list[Message], services: Services,
-             split_names: Any) -> bool:
+def _command(
+    line: str, state: dict[str, Any], history: list[Message], services: Services, split_names: Any
+) -> bool:
     """Handle a /command; True means leave."""
     word, _, arg = line[1:].partition(" ")
     arg = arg.strip()
@@ -175,8 +175,14 @@ def _command(line: str, state: dict[str, Any], history: list[Message], services:
     return False
 
 
-def _turn(services: Services, state: dict[str, Any], question: str, history: list[Message],
-          settings: Settings, search_options: Any) -> None:
+def _turn(
+    services: Services,
+    state: dict[str, Any],
+    question: str,
+    history: list[Message],
+    settings: Settings,
+    search_options: Any,
+) -> None:
     cancel = threading.Event()
     options = chat_options(settings, search_options(settings))
     events: Iterator[ChatEvent] | None = None

@@ -18,16 +18,20 @@ from rich.table import Table
 
 from kbchat import chat_cli
 from kbchat.app import build
-from kbchat.catalog import FileRecord, KBRecord
 from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
 from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase
 from kbchat.library import Library
+from kbchat.options import search_options
 from kbchat.retrieve import SearchOptions, retrieve
+from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.types import Hit
 
-app = typer.Typer(help="Ask questions about your own documents, with models you run yourself.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Ask questions about your own documents, with models you run yourself.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 kb_app = typer.Typer(help="Create and manage knowledge bases.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 
@@ -41,7 +45,8 @@ IncludeOpt = Annotated[
     list[str] | None, typer.Option("--include", "-i", help="Only files matching this glob.")
 ]
 ExcludeOpt = Annotated[
-    list[str] | None, typer.Option("--exclude", "-x", help="Skip files or folders matching this glob.")
+    list[str] | None,
+    typer.Option("--exclude", "-x", help="Skip files or folders matching this glob."),
 ]
 
 
@@ -56,33 +61,6 @@ def _library() -> Iterator[Library]:
 
 def _print_json(value: Any) -> None:
     out.print_json(json.dumps(value, ensure_ascii=False, default=str))
-
-
-def kb_json(record: KBRecord, stats: dict[str, int] | None = None) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "name": record.name, "description": record.description, "embedder": record.embedder,
-        "embedder_spec": record.embedder_spec, "dim": record.dim,
-        "chunk_size": record.chunk_size, "chunk_overlap": record.chunk_overlap,
-        "created_at": record.created_at, "updated_at": record.updated_at,
-    }
-    if stats is not None:
-        value["files"] = sum(v for k, v in stats.items() if k != "chunks")
-        value["chunks"] = stats.get("chunks", 0)
-        value["status"] = {k: v for k, v in stats.items() if k != "chunks"}
-    return value
-
-
-def file_json(record: FileRecord) -> dict[str, Any]:
-    return {"name": record.name, "path": record.path, "status": record.status,
-            "error": record.error, "chunks": record.chunks, "size": record.size,
-            "sha256": record.sha256, "updated_at": record.updated_at}
-
-
-def hit_json(hit: Hit) -> dict[str, Any]:
-    value = asdict(hit)
-    value["headings"] = list(hit.headings)
-    value["score"] = round(hit.score, 4)
-    return value
 
 
 class _RichListener(IngestListener):
@@ -105,8 +83,14 @@ class _RichListener(IngestListener):
 
 
 def _run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> None:
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=err, transient=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
     with progress:
         listener = _RichListener(progress)
         outcomes: list[FileOutcome] = getattr(kb, action)(listener=listener, **kwargs)
@@ -132,7 +116,9 @@ def _report_outcomes(outcomes: Sequence[FileOutcome], as_json: bool) -> None:
 @kb_app.command("create")
 def kb_create(
     name: str,
-    embedder: Annotated[str | None, typer.Option(help="Embedder backend (use, e5, openai).")] = None,
+    embedder: Annotated[
+        str | None, typer.Option(help="Embedder backend (use, e5, openai).")
+    ] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Chunk length in characters.")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in characters.")] = None,
     description: Annotated[str, typer.Option(help="What this knowledge base holds.")] = "",
@@ -140,8 +126,13 @@ def kb_create(
 ) -> None:
     """Create an empty knowledge base."""
     with _library() as library:
-        record = library.create(name, embedder=embedder, chunk_size=chunk_size,
-                                chunk_overlap=chunk_overlap, description=description)
+        record = library.create(
+            name,
+            embedder=embedder,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            description=description,
+        )
         if as_json:
             _print_json(kb_json(record))
         else:
@@ -158,8 +149,9 @@ def kb_list(as_json: JsonOpt = False) -> None:
         return
     table = Table("name", "files", "chunks", "embedder", "description")
     for row in rows:
-        table.add_row(row["name"], str(row["files"]), str(row["chunks"]), row["embedder"],
-                      row["description"])
+        table.add_row(
+            row["name"], str(row["files"]), str(row["chunks"]), row["embedder"], row["description"]
+        )
     out.print(table)
 
 
@@ -202,8 +194,9 @@ def kb_add(
     with _library() as library:
         kb = library.get(name)
         excludes = [*library.settings.ingest.exclude, *(exclude or [])]
-        _run_write(kb, "add", as_json, paths=paths, include=include or [], exclude=excludes,
-                   force=force)
+        _run_write(
+            kb, "add", as_json, paths=paths, include=include or [], exclude=excludes, force=force
+        )
 
 
 @kb_app.command("files")
@@ -233,14 +226,23 @@ def kb_rm(
 
 @kb_app.command("sync")
 def kb_sync(
-    name: str, folder: Path, include: IncludeOpt = None, exclude: ExcludeOpt = None,
+    name: str,
+    folder: Path,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Make the knowledge base match a folder: add new, re-index changed, remove missing."""
     with _library() as library:
         excludes = [*library.settings.ingest.exclude, *(exclude or [])]
-        _run_write(library.get(name), "sync", as_json, folder=folder, include=include or [],
-                   exclude=excludes)
+        _run_write(
+            library.get(name),
+            "sync",
+            as_json,
+            folder=folder,
+            include=include or [],
+            exclude=excludes,
+        )
 
 
 @kb_app.command("rebuild")
@@ -261,8 +263,12 @@ def kb_search(
     threshold: Annotated[
         float | None, typer.Option(help="Minimum relevance in [0, 1] (default: configured).")
     ] = None,
-    files: Annotated[list[str] | None, typer.Option("--file", help="Only files matching glob.")] = None,
-    file_types: Annotated[list[str] | None, typer.Option("--type", help="Only these extensions.")] = None,
+    files: Annotated[
+        list[str] | None, typer.Option("--file", help="Only files matching glob.")
+    ] = None,
+    file_types: Annotated[
+        list[str] | None, typer.Option("--type", help="Only these extensions.")
+    ] = None,
     pages: Annotated[str | None, typer.Option(help="Page range, e.g. 3-7.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -271,8 +277,13 @@ def kb_search(
     try:
         kbs = [services.library.get(name) for name in _split_names(names)]
         options = search_options(
-            services.settings, top_k=top_k, mode=mode, threshold=threshold,
-            files=tuple(files or ()), file_types=tuple(file_types or ()), pages=_page_range(pages),
+            services.settings,
+            top_k=top_k,
+            mode=mode,
+            threshold=threshold,
+            files=tuple(files or ()),
+            file_types=tuple(file_types or ()),
+            pages=_page_range(pages),
         )
         result = retrieve(kbs, query, options, reranker=services.reranker())
     finally:
@@ -297,14 +308,6 @@ def _page_range(pages: str | None) -> tuple[int, int] | None:
         return int(first), int(last or first)
     except ValueError:
         raise BadInput(f"--pages must look like 3-7 or 5, got {pages!r}") from None
-
-
-def search_options(settings: Settings, **given: Any) -> SearchOptions:
-    """SearchOptions from the configured defaults, overridden by the values given (not None)."""
-    values = settings.retrieval.model_dump()
-    values["rerank_threshold"] = settings.rerank.threshold
-    values.update({k: v for k, v in given.items() if v is not None})
-    return SearchOptions(**values)
 
 
 def print_hits(hits: Sequence[Hit], as_json: bool) -> None:
@@ -347,8 +350,9 @@ def demo(
     with _library() as library:
         kb = library.ensure("kbchat-docs", description="kbchat's own documentation")
         err.print(f"knowledge base 'kbchat-docs' in {settings.home}")
-        _run_write(kb, "sync", False, folder=sample_dir(), exclude=["__init__.py", "*.pyc",
-                                                                   "__pycache__"])
+        _run_write(
+            kb, "sync", False, folder=sample_dir(), exclude=["__init__.py", "*.pyc", "__pycache__"]
+        )
         for question in query or ["How do I add files to a knowledge base?", "如何创建知识库？"]:
             out.print(f"\n[bold cyan]? {question}[/bold cyan]")
             print_hits(retrieve([kb], question, search_options(settings, top_k=3)).hits, False)
@@ -358,27 +362,38 @@ eval_app = typer.Typer(help="Measure retrieval quality on a question set.", no_a
 app.add_typer(eval_app, name="eval")
 
 _EVAL_MODES = ("hybrid", "dense", "bm25")
-_EVAL_COLUMNS = {"recall@1": "R@1", "recall@5": "R@5", "recall@10": "R@10",
-                 "mrr@10": "MRR@10", "ndcg@10": "nDCG@10"}
+_EVAL_COLUMNS = {
+    "recall@1": "R@1",
+    "recall@5": "R@5",
+    "recall@10": "R@10",
+    "mrr@10": "MRR@10",
+    "ndcg@10": "nDCG@10",
+}
 
 
 @eval_app.command("retrieval")
 def eval_retrieval(
     kbs: Annotated[str, typer.Argument(help="Knowledge base name(s), comma-separated.")],
-    queries: Annotated[Path, typer.Argument(help="Question set: JSONL with id, question, "
-                                                  "gold_doc_ids (file stems), split.")],
+    queries: Annotated[
+        Path,
+        typer.Argument(
+            help="Question set: JSONL with id, question, gold_doc_ids (file stems), split."
+        ),
+    ],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Passages scored per question.")] = 10,
-    mode: Annotated[str | None, typer.Option(help="hybrid, dense or bm25 (default: the "
-                                                   "retriever's default).")] = None,
-    split: Annotated[str | None, typer.Option(help="Only questions of this split (dev, test).")]
-    = None,
+    mode: Annotated[
+        str | None, typer.Option(help="hybrid, dense or bm25 (default: the retriever's default).")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Only questions of this split (dev, test).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many questions.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recall@1/5/10, MRR@10, nDCG@10 and latency of search over a question set."""
     from kbchat.errors import BadInput
     from kbchat.evaluate import evaluate_retrieval, load_queries
-    from kbchat.retrieve import SearchOptions, search
+    from kbchat.retrieve import search
 
     if mode is not None and mode not in _EVAL_MODES:
         raise BadInput(f"--mode must be one of {', '.join(_EVAL_MODES)}, got {mode!r}")
@@ -392,23 +407,46 @@ def eval_retrieval(
         opened = [library.get(name.strip()) for name in kbs.split(",") if name.strip()]
         if not opened:
             raise BadInput("no knowledge base named; pass one or more names separated by commas")
-        progress = Progress(TextColumn("questions"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err, transient=True)
+        progress = Progress(
+            TextColumn("questions"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
         with progress:
             task = progress.add_task("questions", total=len(questions))
             report = evaluate_retrieval(
-                lambda question: search(opened, question, options), questions, top_k=top_k,
-                split=split, on_query=lambda _: progress.advance(task),
+                lambda question: search(opened, question, options),
+                questions,
+                top_k=top_k,
+                split=split,
+                on_query=lambda _: progress.advance(task),
             )
     if as_json:
-        _print_json({"kbs": [kb.name for kb in opened], "queries_file": str(queries),
-                     "mode": mode, **report.to_json()})
+        _print_json(
+            {
+                "kbs": [kb.name for kb in opened],
+                "queries_file": str(queries),
+                "mode": mode,
+                **report.to_json(),
+            }
+        )
         return
-    table = Table("questions", *_EVAL_COLUMNS.values(), "p50 ms", "p95 ms",
-                  title=f"retrieval on {', '.join(kb.name for kb in opened)}")
-    table.add_row(str(report.queries),
-                  *(f"{100 * report.metrics[name]:.1f}" for name in _EVAL_COLUMNS),
-                  f"{report.latency_p50_ms:.1f}", f"{report.latency_p95_ms:.1f}")
+    table = Table(
+        "questions",
+        *_EVAL_COLUMNS.values(),
+        "p50 ms",
+        "p95 ms",
+        title=f"retrieval on {', '.join(kb.name for kb in opened)}",
+    )
+    table.add_row(
+        str(report.queries),
+        *(f"{100 * report.metrics[name]:.1f}" for name in _EVAL_COLUMNS),
+        f"{report.latency_p50_ms:.1f}",
+        f"{report.latency_p95_ms:.1f}",
+    )
     out.print(table)
 
 

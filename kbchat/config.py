@@ -255,5 +255,6 @@ def load_settings(**overrides: Any) -> Settings:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         where = _config_file()
-        source = f" (config file {where} or KBCHAT_* environment)" if where else " (KBCHAT_* environment)"
+        source = f" (config file {where} or KBCHAT_* environment)" if where else ""
+        source = source or " (KBCHAT_* environment)"
         raise ConfigError(f"invalid settings{source}: {problems}") from None

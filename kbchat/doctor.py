@@ -100,7 +100,9 @@ def _models(settings: Settings) -> list[Check]:
         label = f"model {name!r} ({model.backend})"
         if model.backend == "llamacpp" and model.path is not None:
             ok = model.path.expanduser().is_file()
-            detail = str(model.path) if ok else f"{model.path} does not exist; fix models.{name}.path"
+            detail = (
+                str(model.path) if ok else f"{model.path} does not exist; fix models.{name}.path"
+            )
             checks.append(Check(label, ok, detail))
         elif model.backend == "llamacpp":
             embedded = KNOWN_MODELS[DEFAULT_MODEL]
@@ -108,11 +110,18 @@ def _models(settings: Settings) -> list[Check]:
             try:
                 part_files(embedded)
             except KbchatError as exc:
-                checks.append(Check(label, target.is_file(), str(exc) if not target.is_file()
-                                    else f"{target} (parts not installed)"))
+                checks.append(
+                    Check(
+                        label,
+                        target.is_file(),
+                        str(exc) if not target.is_file() else f"{target} (parts not installed)",
+                    )
+                )
                 continue
             state = "assembled" if target.is_file() else "parts installed, assembled on first use"
-            checks.append(Check(label, True, f"{embedded.filename}: {state} in {settings.models_dir}"))
+            checks.append(
+                Check(label, True, f"{embedded.filename}: {state} in {settings.models_dir}")
+            )
         else:
             checks.append(_remote_model(label, model.base_url))
     return checks

@@ -22,7 +22,6 @@ from kbchat.lexical import LexicalIndex
 from kbchat.store.base import Ids, VectorStore
 from kbchat.store.faiss import FaissStore
 
-
 logger = logging.getLogger(__name__)
 
 
@@ -53,7 +52,9 @@ class KBIndex:
 
     # -- writes from this process --------------------------------------------------------
 
-    def apply(self, removed: Ids, added: Ids, vectors: NDArray[np.float32], generation: int) -> None:
+    def apply(
+        self, removed: Ids, added: Ids, vectors: NDArray[np.float32], generation: int
+    ) -> None:
         """Mirror one committed catalog change into the vector store."""
         with self._lock:
             in_step = self._vector_generation == generation - 1

@@ -71,9 +71,7 @@ class _Prepared:
 
 def chunk_id(kb: str, file: str, position: int, text: str) -> int:
     """Stable 63-bit id from KB, file name, position and content."""
-    digest = hashlib.blake2b(
-        f"{kb}\0{file}\0{position}\0{text}".encode(), digest_size=8
-    ).digest()
+    digest = hashlib.blake2b(f"{kb}\0{file}\0{position}\0{text}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
@@ -139,8 +137,17 @@ class KnowledgeBase:
                 continue
             chunk = row.chunk
             hits.append(
-                Hit(kb=self.name, file=row.file, text=chunk.text, score=score, chunk_id=chunk_id,
-                    page=chunk.page, sheet=chunk.sheet, slide=chunk.slide, headings=chunk.headings)
+                Hit(
+                    kb=self.name,
+                    file=row.file,
+                    text=chunk.text,
+                    score=score,
+                    chunk_id=chunk_id,
+                    page=chunk.page,
+                    sheet=chunk.sheet,
+                    slide=chunk.slide,
+                    headings=chunk.headings,
+                )
             )
         return hits
 
@@ -169,7 +176,7 @@ class KnowledgeBase:
         exclude: Sequence[str] = (),
         listener: IngestListener = _QUIET,
     ) -> list[FileOutcome]:
-        """Make the KB's files from ``folder`` match it: add new, re-index changed, remove missing."""
+        """Make the KB's files from ``folder`` match it: add new, re-index changed, drop missing."""
         if not folder.is_dir():
             raise BadInput(f"{folder}: not a folder")
         root = folder.resolve()
@@ -177,7 +184,8 @@ class KnowledgeBase:
         with self._writing(listener):
             present = {f.name for f in found}
             gone = [
-                record.name for record in self.files()
+                record.name
+                for record in self.files()
                 if record.name not in present and Path(record.path).is_relative_to(root)
             ]
             listener.started(len(found) + len(gone))
@@ -210,9 +218,13 @@ class KnowledgeBase:
             outcomes = self._ingest(present, listener, force=True)
             for record in records:
                 if not Path(record.path).is_file():
-                    outcome = FileOutcome(record.name, record.path, "failed",
-                                          f"{record.path}: source file no longer exists",
-                                          record.chunks)
+                    outcome = FileOutcome(
+                        record.name,
+                        record.path,
+                        "failed",
+                        f"{record.path}: source file no longer exists",
+                        record.chunks,
+                    )
                     outcomes.append(outcome)
                     listener.file_done(outcome)
             return outcomes
@@ -237,11 +249,17 @@ class KnowledgeBase:
         for name in names:
             record = self.catalog.get_file(self.record.id, name)
             if record is None:
-                outcome = FileOutcome(name, "", "failed", f"{name}: not in knowledge base {self.name!r}")
+                outcome = FileOutcome(
+                    name, "", "failed", f"{name}: not in knowledge base {self.name!r}"
+                )
             else:
                 removed, generation = self.catalog.remove_file(self.record.id, name)
-                self.index.apply(np.asarray(removed, dtype=np.int64), np.zeros(0, dtype=np.int64),
-                                 np.zeros((0, self.record.dim), dtype=np.float32), generation)
+                self.index.apply(
+                    np.asarray(removed, dtype=np.int64),
+                    np.zeros(0, dtype=np.int64),
+                    np.zeros((0, self.record.dim), dtype=np.float32),
+                    generation,
+                )
                 outcome = FileOutcome(name, record.path, "removed", None, len(removed))
             outcomes.append(outcome)
             listener.file_done(outcome)
@@ -251,7 +269,9 @@ class KnowledgeBase:
         self, found: Sequence[FoundFile], listener: IngestListener, *, force: bool
     ) -> list[FileOutcome]:
         kb_id = self.record.id
-        self.catalog.mark_pending(kb_id, [(f.name, str(f.path)) for f in found if is_supported(f.path)])
+        self.catalog.mark_pending(
+            kb_id, [(f.name, str(f.path)) for f in found if is_supported(f.path)]
+        )
         known = {record.name: record for record in self.files()}
         outcomes: list[FileOutcome] = []
 
@@ -264,8 +284,11 @@ class KnowledgeBase:
             if isinstance(result, FileOutcome):
                 if result.status in ("failed", "skipped"):
                     self.catalog.set_file_status(
-                        kb_id, found_file.name, path=str(found_file.path),
-                        status=result.status, error=result.error,
+                        kb_id,
+                        found_file.name,
+                        path=str(found_file.path),
+                        status=result.status,
+                        error=result.error,
                     )
                 report(result)
                 continue
@@ -281,13 +304,19 @@ class KnowledgeBase:
     ) -> FileOutcome | _Prepared:
         name, path = found.name, str(found.path)
         if not is_supported(found.path):
-            return FileOutcome(name, path, "skipped", f"{name}: unsupported file type "
-                               f"{found.path.suffix or '(no extension)'}")
+            return FileOutcome(
+                name,
+                path,
+                "skipped",
+                f"{name}: unsupported file type {found.path.suffix or '(no extension)'}",
+            )
         try:
             size = found.path.stat().st_size
             if size > self.limits.max_file_bytes:
-                raise BadInput(f"{name}: {size / 2**20:.1f} MB is over the "
-                               f"{self.limits.max_file_bytes / 2**20:.0f} MB file size limit")
+                raise BadInput(
+                    f"{name}: {size / 2**20:.1f} MB is over the "
+                    f"{self.limits.max_file_bytes / 2**20:.0f} MB file size limit"
+                )
             sha = file_sha256(found.path)
         except OSError as exc:
             return FileOutcome(name, path, "failed", f"{name}: cannot read: {exc.strerror or exc}")
@@ -301,8 +330,9 @@ class KnowledgeBase:
         except KbchatError as exc:
             return FileOutcome(name, path, "failed", str(exc))
         except Exception as exc:  # a parser's own bug on odd input must not sink the batch
-            return FileOutcome(name, path, "failed",
-                               f"{name}: could not be read ({type(exc).__name__}: {exc})")
+            return FileOutcome(
+                name, path, "failed", f"{name}: could not be read ({type(exc).__name__}: {exc})"
+            )
         chunks = split_documents(
             documents, chunk_size=self.record.chunk_size, chunk_overlap=self.record.chunk_overlap
         )
@@ -321,13 +351,21 @@ class KnowledgeBase:
             block = vectors[start : start + count]
             start += count
             new = [
-                NewChunk(id=chunk_id(self.name, found.name, c.position, c.text), chunk=c,
-                         tokens=tokenize(_lexical_text(c)), vector=vector)
+                NewChunk(
+                    id=chunk_id(self.name, found.name, c.position, c.text),
+                    chunk=c,
+                    tokens=tokenize(_lexical_text(c)),
+                    vector=vector,
+                )
                 for c, vector in zip(prepared.chunks, block, strict=True)
             ]
             removed, generation = self.catalog.replace_file_chunks(
-                self.record.id, found.name, path=str(found.path), sha256=prepared.sha256,
-                size=prepared.size, new_chunks=new,
+                self.record.id,
+                found.name,
+                path=str(found.path),
+                sha256=prepared.sha256,
+                size=prepared.size,
+                new_chunks=new,
             )
             ids = np.asarray([c.id for c in new], dtype=np.int64)
             self.index.apply(np.asarray(removed, dtype=np.int64), ids, block, generation)

@@ -120,7 +120,9 @@ class LexicalIndex:
             return []
         return self.top(normalised, k, allowed)
 
-    def top(self, scores: np.ndarray, k: int, allowed: Ids | None = None) -> list[tuple[int, float]]:
+    def top(
+        self, scores: np.ndarray, k: int, allowed: Ids | None = None
+    ) -> list[tuple[int, float]]:
         """The ``k`` best rows of a score array as (chunk id, score), optionally restricted."""
         if allowed is not None:
             mask = np.zeros(len(scores), dtype=bool)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -83,8 +84,13 @@ class Library:
         spec = self.default_embedder_spec(embedder)
         model = self.embedder(spec)
         return self.catalog.create_kb(
-            name, embedder=model.name, embedder_spec=spec, dim=model.dim,
-            chunk_size=size, chunk_overlap=overlap, description=description,
+            name,
+            embedder=model.name,
+            embedder_spec=spec,
+            dim=model.dim,
+            chunk_size=size,
+            chunk_overlap=overlap,
+            description=description,
         )
 
     def list(self) -> list[KBRecord]:
@@ -109,7 +115,8 @@ class Library:
         if model.name != record.embedder:
             raise Conflict(
                 f"knowledge base {name!r} was built with embedder {record.embedder!r}, but its "
-                f"embedder now resolves to {model.name!r}; mixing vectors would give wrong results. "
+                f"embedder now resolves to {model.name!r}; mixing vectors would give wrong "
+                "results. "
                 f"Restore the original embedder or re-create the knowledge base."
             )
         ingest = self.settings.ingest
@@ -119,8 +126,12 @@ class Library:
             ocr=ingest.ocr,
         )
         kb = KnowledgeBase(
-            record, self.catalog, model, self.settings.kb_root / str(record.id),
-            limits=limits, batch_size=self.settings.embedder.batch_size,
+            record,
+            self.catalog,
+            model,
+            self.settings.kb_root / str(record.id),
+            limits=limits,
+            batch_size=self.settings.embedder.batch_size,
         )
         with self._lock:
             self._open[name] = kb
@@ -136,8 +147,6 @@ class Library:
     def ensure(self, name: str, **options: Any) -> KnowledgeBase:
         """Open ``name``, creating it with ``options`` if it does not exist."""
         if name not in self.names():
-            try:
+            with contextlib.suppress(Conflict):  # created meanwhile by another process
                 self.create(name, **options)
-            except Conflict:
-                pass  # created meanwhile by another process
         return self.get(name)

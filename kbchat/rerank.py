@@ -28,24 +28,36 @@ def _sigmoid(values: np.ndarray) -> np.ndarray:
 class OnnxCrossEncoder:
     """A cross-encoder exported to ONNX, loaded from ``path`` (model.onnx + tokenizer.json)."""
 
-    def __init__(self, *, path: Path | str, max_length: int = 512, batch_size: int = 16,
-                 threads: int | None = None, **_: object) -> None:
+    def __init__(
+        self,
+        *,
+        path: Path | str,
+        max_length: int = 512,
+        batch_size: int = 16,
+        threads: int | None = None,
+        **_: object,
+    ) -> None:
         folder = Path(path).expanduser()
         model_file, tokenizer_file = folder / "model.onnx", folder / "tokenizer.json"
         for needed in (model_file, tokenizer_file):
             if not needed.is_file():
-                raise ConfigError(f"reranker path {folder}: {needed.name} not found; export the "
-                                  "cross-encoder to ONNX with its tokenizer.json beside it")
+                raise ConfigError(
+                    f"reranker path {folder}: {needed.name} not found; export the "
+                    "cross-encoder to ONNX with its tokenizer.json beside it"
+                )
         try:
             import onnxruntime
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise MissingDependency(exc.name or "onnxruntime", "rerank", "the ONNX reranker") from exc
+            raise MissingDependency(
+                exc.name or "onnxruntime", "rerank", "the ONNX reranker"
+            ) from exc
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self._session = onnxruntime.InferenceSession(str(model_file), options,
-                                                     providers=["CPUExecutionProvider"])
+        self._session = onnxruntime.InferenceSession(
+            str(model_file), options, providers=["CPUExecutionProvider"]
+        )
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self._tokenizer.enable_truncation(max_length)
@@ -63,7 +75,9 @@ class OnnxCrossEncoder:
                 "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
                 "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
             }
-            logits = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+            logits = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[
+                0
+            ]
             logits = np.asarray(logits, dtype=np.float32).reshape(len(batch), -1)[:, -1]
             scores.extend(_sigmoid(logits).tolist())
         return scores
@@ -72,8 +86,16 @@ class OnnxCrossEncoder:
 class RemoteReranker:
     """A ``POST {base_url}/rerank`` endpoint in the Jina/Cohere shape."""
 
-    def __init__(self, *, base_url: str, model: str, api_key: SecretStr | str | None = None,
-                 timeout_s: float = 30.0, client: httpx.Client | None = None, **_: object) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: SecretStr | str | None = None,
+        timeout_s: float = 30.0,
+        client: httpx.Client | None = None,
+        **_: object,
+    ) -> None:
         if not base_url:
             raise ConfigError("the remote reranker needs base_url, e.g. http://127.0.0.1:9997/v1")
         self.url = base_url.rstrip("/") + "/rerank"
@@ -85,15 +107,21 @@ class RemoteReranker:
         self._headers = headers
 
     def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
-        body = {"model": self.model, "query": query, "documents": list(passages),
-                "top_n": len(passages), "return_documents": False}
+        body = {
+            "model": self.model,
+            "query": query,
+            "documents": list(passages),
+            "top_n": len(passages),
+            "return_documents": False,
+        }
         try:
             response = self._client.post(self.url, json=body, headers=self._headers)
         except httpx.HTTPError as exc:
             raise BackendError(f"reranker at {self.url} is unreachable: {exc}") from exc
         if response.status_code >= 400:
-            raise BackendError(f"reranker at {self.url} answered {response.status_code}: "
-                               f"{response.text[:300]}")
+            raise BackendError(
+                f"reranker at {self.url} answered {response.status_code}: {response.text[:300]}"
+            )
         return _scores_from(response.json(), len(passages), self.url)
 
 

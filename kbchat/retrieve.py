@@ -69,7 +69,9 @@ class SearchOptions:
         if self.candidates < self.top_k:
             object.__setattr__(self, "candidates", self.top_k)
         if self.pages is not None and (self.pages[0] > self.pages[1] or self.pages[0] < 1):
-            raise BadInput(f"page range must be FIRST-LAST with 1 <= FIRST <= LAST, got {self.pages}")
+            raise BadInput(
+                f"page range must be FIRST-LAST with 1 <= FIRST <= LAST, got {self.pages}"
+            )
 
 
 @dataclass(slots=True)
@@ -81,14 +83,24 @@ class Retrieval:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def search(kbs: Sequence[KnowledgeBase], query: str, options: SearchOptions | None = None,
-           *, reranker: Reranker | None = None) -> list[Hit]:
+def search(
+    kbs: Sequence[KnowledgeBase],
+    query: str,
+    options: SearchOptions | None = None,
+    *,
+    reranker: Reranker | None = None,
+) -> list[Hit]:
     """The hits for ``query`` over ``kbs``, best first (see ``retrieve``)."""
     return retrieve(kbs, query, options, reranker=reranker).hits
 
 
-def retrieve(kbs: Sequence[KnowledgeBase], query: str, options: SearchOptions | None = None,
-             *, reranker: Reranker | None = None) -> Retrieval:
+def retrieve(
+    kbs: Sequence[KnowledgeBase],
+    query: str,
+    options: SearchOptions | None = None,
+    *,
+    reranker: Reranker | None = None,
+) -> Retrieval:
     """Search several knowledge bases at once; hits carry their KB's name.
 
     Raises:
@@ -132,11 +144,36 @@ def _query_vectors(kbs: Sequence[KnowledgeBase], query: str) -> dict[str, np.nda
 
 # Chit-chat in both languages: how similar a query is to these is its "nothing to find" level.
 BACKGROUND = (
-    "你好", "您好", "谢谢", "再见", "早上好", "你是谁？", "今天天气怎么样？", "讲个笑话",
-    "帮我写一首诗", "你能做什么？", "在吗", "哈哈", "好的", "没问题", "我想问一个问题",
-    "hello", "hi there", "thanks", "goodbye", "good morning", "who are you?", "how are you?",
-    "what's the weather like today?", "tell me a joke", "write me a poem", "what can you do?",
-    "ok", "yes", "I have a question", "help",
+    "你好",
+    "您好",
+    "谢谢",
+    "再见",
+    "早上好",
+    "你是谁？",
+    "今天天气怎么样？",
+    "讲个笑话",
+    "帮我写一首诗",
+    "你能做什么？",
+    "在吗",
+    "哈哈",
+    "好的",
+    "没问题",
+    "我想问一个问题",
+    "hello",
+    "hi there",
+    "thanks",
+    "goodbye",
+    "good morning",
+    "who are you?",
+    "how are you?",
+    "what's the weather like today?",
+    "tell me a joke",
+    "write me a poem",
+    "what can you do?",
+    "ok",
+    "yes",
+    "I have a question",
+    "help",
 )
 DEFAULT_SCORE_WIDTH = 0.2
 _background: WeakKeyDictionary[Any, np.ndarray] = WeakKeyDictionary()
@@ -162,8 +199,9 @@ def relevance(embedder: Embedder, query_vector: np.ndarray, cosine: np.ndarray) 
     return np.clip((np.asarray(cosine, dtype=np.float32) - floor) / width, 0.0, 1.0)
 
 
-def _search_kb(kb: KnowledgeBase, vector: np.ndarray | None, tokens: list[str],
-               options: SearchOptions) -> list[Hit]:
+def _search_kb(
+    kb: KnowledgeBase, vector: np.ndarray | None, tokens: list[str], options: SearchOptions
+) -> list[Hit]:
     allowed = _allowed_ids(kb, options)
     if allowed is not None and len(allowed) == 0:
         return []
@@ -191,9 +229,14 @@ def _search_kb(kb: KnowledgeBase, vector: np.ndarray | None, tokens: list[str],
     return [replace(h, extra={**h.extra, "rank_key": order[h.chunk_id]}) for h in hits]
 
 
-def _fuse(kb: KnowledgeBase, vector: np.ndarray, dense: dict[int, float],
-          lexical: dict[int, float], lexical_scores: np.ndarray | None,
-          options: SearchOptions) -> list[tuple[int, float, float]]:
+def _fuse(
+    kb: KnowledgeBase,
+    vector: np.ndarray,
+    dense: dict[int, float],
+    lexical: dict[int, float],
+    lexical_scores: np.ndarray | None,
+    options: SearchOptions,
+) -> list[tuple[int, float, float]]:
     """(id, order key, score) for every candidate either retriever found.
 
     The score is the weighted mean of calibrated dense and normalised BM25, each computed

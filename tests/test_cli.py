@@ -57,8 +57,9 @@ def test_full_cycle_with_json(folder: Path, capsys: pytest.CaptureFixture[str]) 
     assert {"name", "path", "status", "error", "chunks"} <= set(files[0])
     assert {f["name"]: f["status"] for f in files}["tea.md"] == "indexed"
 
-    code, out, _ = run("kb", "search", "manuals", "kettle warranty", "--top-k", "1", "--json",
-                       capsys=capsys)
+    code, out, _ = run(
+        "kb", "search", "manuals", "kettle warranty", "--top-k", "1", "--json", capsys=capsys
+    )
     hits = json.loads(out)
     assert code == 0 and len(hits) == 1
     assert {"kb", "file", "page", "text", "score"} <= set(hits[0])
@@ -113,8 +114,13 @@ def test_bad_setting_names_the_setting(
 
 def test_console_script_runs_as_a_process(kbchat_home: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "KBCHAT_EMBEDDER__BACKEND": "hash"}
-    result = subprocess.run([sys.executable, "-m", "kbchat", "kb", "list", "--json"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "kbchat", "kb", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
 

@@ -11,8 +11,8 @@ import pytest
 from kbchat.config import load_settings
 from kbchat.errors import BadInput, Conflict, NotFound
 from kbchat.kb import KnowledgeBase
-from kbchat.library import Library
 from kbchat.lexical import tokenize
+from kbchat.library import Library
 
 
 @pytest.fixture
@@ -56,7 +56,10 @@ def test_add_folder_indexes_every_file_and_search_finds_it(library: Library, doc
     kb = library.get("manuals")
     outcomes = kb.add([docs])
     assert {o.name: o.status for o in outcomes} == {
-        "recipes.md": "indexed", "warranty.txt": "indexed", "zh/保修.md": "indexed"}
+        "recipes.md": "indexed",
+        "warranty.txt": "indexed",
+        "zh/保修.md": "indexed",
+    }
     hits = kb.search("warranty period kettle", top_k=1)
     assert hits[0].file == "warranty.txt" and hits[0].kb == "manuals"
     assert kb.search("保修期", top_k=1)[0].file == "zh/保修.md"
@@ -123,8 +126,12 @@ def test_sync_adds_updates_and_removes(library: Library, docs: Path) -> None:
     write(docs / "new.txt", "A brand new document about descaling.")
     write(docs / "warranty.txt", "Warranty: three years.")
     outcomes = {o.name: o.status for o in kb.sync(docs)}
-    assert outcomes == {"new.txt": "indexed", "warranty.txt": "indexed",
-                        "zh/保修.md": "unchanged", "recipes.md": "removed"}
+    assert outcomes == {
+        "new.txt": "indexed",
+        "warranty.txt": "indexed",
+        "zh/保修.md": "unchanged",
+        "recipes.md": "removed",
+    }
     assert_consistent(kb)
 
 

@@ -52,7 +52,10 @@ def start_writer(kb: str, folder: Path, delay: float) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     return subprocess.Popen(
         [sys.executable, "-c", WRITER, kb, str(folder), str(delay)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -62,7 +65,9 @@ def indexed_count(home: Path) -> int:
         return 0
     with sqlite3.connect(db, timeout=30) as conn:
         try:
-            return int(conn.execute("select count(*) from files where status='indexed'").fetchone()[0])
+            return int(
+                conn.execute("select count(*) from files where status='indexed'").fetchone()[0]
+            )
         except sqlite3.OperationalError:
             return 0
 

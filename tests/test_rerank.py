@@ -29,15 +29,26 @@ def make_cross_encoder(folder: Path) -> Path:
     mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["b", "s"])
     logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 1])
     nodes = [
-        helper.make_node("Constant", [], ["target"], value=helper.make_tensor("t", TensorProto.INT64, [], [RELEVANT])),
+        helper.make_node(
+            "Constant",
+            [],
+            ["target"],
+            value=helper.make_tensor("t", TensorProto.INT64, [], [RELEVANT]),
+        ),
         helper.make_node("Equal", ["input_ids", "target"], ["hit"]),
         helper.make_node("Cast", ["hit"], ["hitf"], to=TensorProto.FLOAT),
         helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["hitf", "maskf"], ["masked"]),
-        helper.make_node("Constant", [], ["axes"], value=helper.make_tensor("a", TensorProto.INT64, [1], [1])),
+        helper.make_node(
+            "Constant", [], ["axes"], value=helper.make_tensor("a", TensorProto.INT64, [1], [1])
+        ),
         helper.make_node("ReduceSum", ["masked", "axes"], ["count"], keepdims=1),
-        helper.make_node("Constant", [], ["four"], value=helper.make_tensor("f", TensorProto.FLOAT, [], [4.0])),
-        helper.make_node("Constant", [], ["two"], value=helper.make_tensor("w", TensorProto.FLOAT, [], [2.0])),
+        helper.make_node(
+            "Constant", [], ["four"], value=helper.make_tensor("f", TensorProto.FLOAT, [], [4.0])
+        ),
+        helper.make_node(
+            "Constant", [], ["two"], value=helper.make_tensor("w", TensorProto.FLOAT, [], [2.0])
+        ),
         helper.make_node("Mul", ["count", "four"], ["scaled"]),
         helper.make_node("Sub", ["scaled", "two"], ["logits"]),
     ]
@@ -51,7 +62,8 @@ def make_cross_encoder(folder: Path) -> Path:
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
     )
     tokenizer.save(str(folder / "tokenizer.json"))
@@ -60,7 +72,9 @@ def make_cross_encoder(folder: Path) -> Path:
 
 def test_onnx_cross_encoder_scores_pairs(tmp_path: Path) -> None:
     reranker = OnnxCrossEncoder(path=make_cross_encoder(tmp_path / "ce"), batch_size=2)
-    scores = reranker.rerank("kettle", ["tea coffee", "kettle warranty two years", "warranty warranty", "tea"])
+    scores = reranker.rerank(
+        "kettle", ["tea coffee", "kettle warranty two years", "warranty warranty", "tea"]
+    )
     assert scores[0] == pytest.approx(0.1192, abs=1e-3)  # sigmoid(-2)
     assert scores[1] == pytest.approx(0.8808, abs=1e-3)  # sigmoid(2)
     assert scores[2] > scores[1] > scores[0]
@@ -75,15 +89,17 @@ def test_onnx_cross_encoder_missing_files_name_the_fix(tmp_path: Path) -> None:
 @pytest.fixture
 def rerank_server() -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             if body["query"] == "boom":
                 self.send_response(500)
                 self.end_headers()
                 self.wfile.write(b'{"error": "model crashed"}')
                 return
-            results = [{"index": i, "relevance_score": 0.9 if "warranty" in d else 0.2}
-                       for i, d in enumerate(body["documents"])]
+            results = [
+                {"index": i, "relevance_score": 0.9 if "warranty" in d else 0.2}
+                for i, d in enumerate(body["documents"])
+            ]
             payload = json.dumps({"results": list(reversed(results))}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

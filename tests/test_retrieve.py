@@ -37,7 +37,9 @@ def kb(tmp_path: Path) -> KnowledgeBase:
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
-def test_every_mode_finds_the_passage_with_scores_in_unit_range(kb: KnowledgeBase, mode: str) -> None:
+def test_every_mode_finds_the_passage_with_scores_in_unit_range(
+    kb: KnowledgeBase, mode: str
+) -> None:
     hits = search([kb], "kettle warranty descale", SearchOptions(mode=mode, threshold=0.0))  # type: ignore[arg-type]
     assert hits[0].file in ("kettle.txt", "copy.txt")
     assert all(0.0 <= h.score <= 1.0 for h in hits)
@@ -118,8 +120,12 @@ def test_very_long_query_is_truncated_with_a_notice(kb: KnowledgeBase) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"top_k": 0}, "top_k"), ({"threshold": 1.5}, "threshold"), ({"mode": "fuzzy"}, "mode"),
-     ({"pages": (5, 2)}, "page range")],
+    [
+        ({"top_k": 0}, "top_k"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"mode": "fuzzy"}, "mode"),
+        ({"pages": (5, 2)}, "page range"),
+    ],
 )
 def test_invalid_options_name_the_value(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(BadInput, match=message):

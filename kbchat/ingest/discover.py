@@ -13,7 +13,7 @@ from kbchat.errors import BadInput
 
 @dataclass(frozen=True, slots=True)
 class FoundFile:
-    """A file to ingest: ``name`` is how the knowledge base calls it (relative to the folder added)."""
+    """A file to ingest; ``name`` is what the KB calls it (its path below the folder added)."""
 
     name: str
     path: Path

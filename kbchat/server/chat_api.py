@@ -22,12 +22,12 @@ from pydantic import BaseModel, Field
 
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
-from kbchat.chat_cli import answer_json, chat_options
-from kbchat.cli import search_options
 from kbchat.conversations import StoredMessage, new_conversation_id
 from kbchat.errors import KbchatError
 from kbchat.kb import KnowledgeBase
 from kbchat.llm.base import ChatModel
+from kbchat.options import chat_options, search_options
+from kbchat.serialize import answer_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import error_body, internal_error_body
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event

@@ -12,10 +12,11 @@ from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from kbchat.cli import file_json, hit_json, kb_json, search_options
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
 from kbchat.kb import FileOutcome, IngestListener
+from kbchat.options import search_options
 from kbchat.retrieve import retrieve
+from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import Forbidden, PayloadTooLarge, error_body
 from kbchat.server.sse import KEEP_ALIVE, SSE_HEADERS, sse_event

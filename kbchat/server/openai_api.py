@@ -24,11 +24,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kbchat.chat.rag import stream_answer
-from kbchat.chat_cli import chat_options
-from kbchat.cli import search_options
 from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, KbchatError, NotFound
 from kbchat.llm.base import FINISH_STOP, estimate_tokens
+from kbchat.options import chat_options, search_options
 from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
 from kbchat.server.errors import openai_error_body

@@ -44,7 +44,9 @@ def run(events: list[object]) -> tuple[str, Answer]:
 
 def test_answer_streams_and_cites_the_marked_source(kb: KnowledgeBase) -> None:
     model = ScriptedChatModel(["The warranty is two years [1]."])
-    streamed, answer = run(list(stream_answer(model, [kb], "What warranty does the K3 kettle have?")))
+    streamed, answer = run(
+        list(stream_answer(model, [kb], "What warranty does the K3 kettle have?"))
+    )
     assert streamed == answer.text == "The warranty is two years [1]."
     assert [c.marker for c in answer.citations] == [1]
     assert answer.citations[0].file == "kettle.txt"
@@ -96,7 +98,10 @@ def test_model_refusal_is_not_grounded(kb: KnowledgeBase) -> None:
 
 def test_follow_up_is_rewritten_before_retrieval(kb: KnowledgeBase) -> None:
     model = ScriptedChatModel(["How long is the K3 kettle warranty?", "Two years [1]."])
-    history = [Message("user", "Tell me about the K3 kettle"), Message("assistant", "It boils water.")]
+    history = [
+        Message("user", "Tell me about the K3 kettle"),
+        Message("assistant", "It boils water."),
+    ]
     _, answer = run(list(stream_answer(model, [kb], "How long is its warranty?", history=history)))
     assert answer.question == "How long is the K3 kettle warranty?"
     assert "Standalone question" in model.received[0][-1].content
@@ -143,10 +148,19 @@ def test_cancel_stops_the_answer(kb: KnowledgeBase) -> None:
 
 def test_plain_chat_keeps_history_within_budget() -> None:
     model = ScriptedChatModel(["Sure."])
-    history = [Message("user", "word " * 400), Message("assistant", "ok"),
-               Message("user", "my name is Ada"), Message("assistant", "Hi Ada")]
-    _, answer = run(list(stream_chat(model, "What is my name?", history=history,
-                                     options=ChatOptions(history_tokens=50))))
+    history = [
+        Message("user", "word " * 400),
+        Message("assistant", "ok"),
+        Message("user", "my name is Ada"),
+        Message("assistant", "Hi Ada"),
+    ]
+    _, answer = run(
+        list(
+            stream_chat(
+                model, "What is my name?", history=history, options=ChatOptions(history_tokens=50)
+            )
+        )
+    )
     sent = model.received[0]
     assert [m.content for m in sent[1:]] == ["my name is Ada", "Hi Ada", "What is my name?"]
     assert answer.text == "Sure." and not answer.grounded

@@ -1,0 +1,24 @@
+"""Request options from the configured defaults, overridden by what a caller gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kbchat.chat.rag import ChatOptions
+from kbchat.config import Settings
+from kbchat.retrieve import SearchOptions
+
+
+def search_options(settings: Settings, **given: Any) -> SearchOptions:
+    """SearchOptions from the configured defaults, overridden by the values given (not None)."""
+    values = settings.retrieval.model_dump()
+    values["rerank_threshold"] = settings.rerank.threshold
+    values.update({k: v for k, v in given.items() if v is not None})
+    return SearchOptions(**values)
+
+
+def chat_options(settings: Settings, search: SearchOptions, **given: Any) -> ChatOptions:
+    """ChatOptions from the configured defaults, overridden by the values given (not None)."""
+    values: dict[str, Any] = settings.chat.model_dump()
+    values.update({k: v for k, v in given.items() if v is not None})
+    return ChatOptions(search=search, **values)

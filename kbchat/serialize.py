@@ -1,0 +1,68 @@
+"""The JSON shapes of kbchat's objects: one definition shared by the CLI and the API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from kbchat.catalog import FileRecord, KBRecord
+from kbchat.types import Answer, Hit
+
+
+def kb_json(record: KBRecord, stats: dict[str, int] | None = None) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "name": record.name,
+        "description": record.description,
+        "embedder": record.embedder,
+        "embedder_spec": record.embedder_spec,
+        "dim": record.dim,
+        "chunk_size": record.chunk_size,
+        "chunk_overlap": record.chunk_overlap,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+    if stats is not None:
+        value["files"] = sum(v for k, v in stats.items() if k != "chunks")
+        value["chunks"] = stats.get("chunks", 0)
+        value["status"] = {k: v for k, v in stats.items() if k != "chunks"}
+    return value
+
+
+def file_json(record: FileRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "path": record.path,
+        "status": record.status,
+        "error": record.error,
+        "chunks": record.chunks,
+        "size": record.size,
+        "sha256": record.sha256,
+        "updated_at": record.updated_at,
+    }
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    value = asdict(hit)
+    value["headings"] = list(hit.headings)
+    value["score"] = round(hit.score, 4)
+    return value
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    """The JSON shape of an answer (a contract shared by the CLI and the API)."""
+    usage = answer.usage
+    return {
+        "answer": answer.text,
+        "citations": [asdict(c) for c in answer.citations],
+        "model": answer.model,
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+        "timings": answer.timings,
+        "finish_reason": answer.finish_reason,
+        "grounded": answer.grounded,
+        "question": answer.question,
+        "notices": answer.notices,
+    }
