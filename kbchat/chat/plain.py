@@ -30,8 +30,11 @@ def stream_chat(
         options.history_tokens,
         model.context_window - options.max_tokens - model.count_tokens(system + question) - 64,
     )
-    messages = [Message("system", system), *fit_history(history, budget, model.count_tokens),
-                Message("user", question)]
+    messages = [
+        Message("system", system),
+        *fit_history(history, budget, model.count_tokens),
+        Message("user", question),
+    ]
     answer = Answer(text="", model=model.name, question=question, grounded=False, notices=notices)
     timings: dict[str, float] = {}
     yield from generate(model, messages, options, answer, timings, started, cancel)

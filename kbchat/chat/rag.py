@@ -150,7 +150,9 @@ def build_messages(
         used.append(hit)
         budget -= cost
     if not used:
-        raise BadInput("the context window is too small for any source; raise n_ctx or lower max_tokens")
+        raise BadInput(
+            "the context window is too small for any source; raise n_ctx or lower max_tokens"
+        )
     user = render("rag_user", language, context="\n\n".join(blocks), question=question)
     return [Message("system", system), *kept_history, Message("user", user)], used
 
@@ -171,8 +173,9 @@ def generate(
 ) -> Iterator[str]:
     parts: list[str] = []
     first = True
-    for delta in model.stream(messages, temperature=options.temperature,
-                              max_tokens=options.max_tokens, cancel=cancel):
+    for delta in model.stream(
+        messages, temperature=options.temperature, max_tokens=options.max_tokens, cancel=cancel
+    ):
         if delta.text:
             if first:
                 timings["ttft_s"] = time.perf_counter() - started
@@ -206,7 +209,9 @@ def _attribute(answer: Answer, used: Sequence[Hit]) -> str:
         # The passages whose words the answer reuses most (ties: the better-ranked one).
         overlaps = [(_overlap(answer_tokens, hit.text), -n) for n, hit in enumerate(used, 1)]
         best = sorted(overlaps, reverse=True)[:2]
-        markers = sorted(-n for score, n in best if score >= MIN_OVERLAP and score >= 0.8 * best[0][0])
+        markers = sorted(
+            -n for score, n in best if score >= MIN_OVERLAP and score >= 0.8 * best[0][0]
+        )
         if markers:
             appended = " " + "".join(f"[{n}]" for n in markers)
             answer.text += appended
@@ -224,8 +229,17 @@ def _overlap(answer_tokens: set[str], passage: str) -> float:
 def _citation(marker: int, hit: Hit, answer_tokens: set[str]) -> Citation:
     sentences = [s.strip() for s in _SENTENCE.findall(hit.text) if s.strip()] or [hit.text]
     quote = max(sentences, key=lambda s: len(answer_tokens & set(tokenize(s))))
-    return Citation(marker=marker, kb=hit.kb, file=hit.file, text=hit.text, score=hit.score,
-                    quote=quote[:300], page=hit.page, sheet=hit.sheet, slide=hit.slide)
+    return Citation(
+        marker=marker,
+        kb=hit.kb,
+        file=hit.file,
+        text=hit.text,
+        score=hit.score,
+        quote=quote[:300],
+        page=hit.page,
+        sheet=hit.sheet,
+        slide=hit.slide,
+    )
 
 
 def _no_hit(
@@ -243,9 +257,11 @@ def _no_hit(
     if options.no_hit == "fallback":
         label = template("fallback_label", language) + "\n"
         yield label
-        messages = [Message("system", template("chat_system", language)),
-                    *fit_history(history, options.history_tokens, model.count_tokens),
-                    Message("user", question)]
+        messages = [
+            Message("system", template("chat_system", language)),
+            *fit_history(history, options.history_tokens, model.count_tokens),
+            Message("user", question),
+        ]
         yield from generate(model, messages, options, answer, timings, started, cancel)
         answer.text = label + answer.text
     else:
