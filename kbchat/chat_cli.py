@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +16,8 @@ from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
+from kbchat.evaluate import load_queries
+from kbchat.evaluate_answers import AnswerResult, evaluate_answers
 from kbchat.options import chat_options
 from kbchat.serialize import answer_json
 from kbchat.types import Answer, Message
@@ -70,8 +73,57 @@ def _print_stream(events: Iterator[ChatEvent]) -> Answer:
     return answer
 
 
-def register(app: typer.Typer, split_names: Any, search_options: Any, print_json: Any) -> None:
-    """Add `ask` and `chat` to ``app`` (helpers passed in to keep one definition of each)."""
+def register(
+    app: typer.Typer, eval_app: typer.Typer, split_names: Any, search_options: Any, print_json: Any
+) -> None:
+    """Add `ask`, `chat` and `eval answers` (helpers passed in to keep one definition of each)."""
+
+    @eval_app.command("answers")
+    def eval_answers(
+        kb: Annotated[str, typer.Argument(metavar="KB[,KB...]", help="Knowledge base(s).")],
+        queries: Annotated[
+            Path, typer.Argument(help="JSONL with question, answers_required, gold_doc_ids.")
+        ],
+        split: Annotated[str | None, typer.Option(help="Only questions of this split.")] = None,
+        limit: Annotated[int | None, typer.Option(help="At most this many questions.")] = None,
+        model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
+        top_k: Annotated[int, typer.Option("--top-k", "-k")] = 4,
+        max_tokens: Annotated[int | None, typer.Option(help="Most tokens per answer.")] = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print machine-readable JSON.")
+        ] = False,
+    ) -> None:
+        """Answer accuracy, citation hit rate and median time to first token over a question set."""
+        questions = load_queries(queries, split=split, limit=limit)
+        settings = load_settings()
+        services = build(settings)
+        try:
+            names = split_names(kb)
+            options = chat_options(
+                settings, search_options(settings, top_k=top_k), max_tokens=max_tokens
+            )
+
+            def answer(question: str) -> Answer:
+                events = _events(services, names, question, model, [], options)
+                return next(e for e in events if isinstance(e, Answer))
+
+            def progress(row: AnswerResult) -> None:
+                mark = "ok " if row.correct else "-- "
+                err.print(f"{mark}{row.id}: {row.answer[:80]!r}", markup=False, highlight=False)
+
+            report = evaluate_answers(answer, questions, on_question=progress)
+        finally:
+            services.close()
+        if as_json:
+            print_json(report.to_json())
+            return
+        err.print(
+            f"questions {report.questions}  accuracy {100 * report.accuracy:.1f}%  "
+            f"citation hit rate {100 * report.citation_hit_rate:.1f}%  "
+            f"answered from KB {100 * report.answered_from_kb:.1f}%  "
+            f"median TTFT {report.median_ttft_s:.2f}s  median total {report.median_total_s:.2f}s",
+            markup=False,
+        )
 
     @app.command("ask")
     def ask(

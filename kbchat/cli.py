@@ -450,7 +450,7 @@ def eval_retrieval(
     out.print(table)
 
 
-chat_cli.register(app, _split_names, search_options, _print_json)
+chat_cli.register(app, eval_app, _split_names, search_options, _print_json)
 
 
 # -- kbchat serve and its API keys -------------------------------------------------------
