@@ -80,3 +80,36 @@ def test_cli_eval_answers_end_to_end(
     report = json.loads(capsys.readouterr().out)
     assert report["questions"] == 1 and report["accuracy"] == 1.0
     assert report["citation_hit_rate"] == 0.0  # "OK" reuses no word of the passage: no citation
+
+
+def test_interactive_chat_session(tmp_path: Path, kbchat_home: Path) -> None:
+    """`kbchat chat` reads questions and /commands from its input and keeps going."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "KBCHAT_EMBEDDER__BACKEND": "hash",
+        "KBCHAT_MODELS": json.dumps({"fake": {"backend": "scripted"}}),
+        "KBCHAT_DEFAULT_MODEL": "fake",
+    }
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "kettle.txt").write_text("The kettle warranty lasts two years.", encoding="utf-8")
+    for args in (["kb", "create", "k"], ["kb", "add", "k", str(docs)]):
+        subprocess.run([sys.executable, "-m", "kbchat", *args], env=env, check=True, timeout=60)
+    session = "kettle warranty?\n/kb nope\n/kb off\nhello\n/reset\n/exit\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "kbchat", "chat", "--kb", "k"],
+        input=session,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("OK") == 2  # one KB answer, one plain answer
+    assert "no knowledge base named 'nope'" in result.stderr
+    assert "answering from the model alone" in result.stderr and "history cleared" in result.stderr
