@@ -25,6 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check kbchat tests bench
 	$(BIN)/ruff format --check kbchat tests bench
+	$(BIN)/mypy kbchat
 
 clean:
 	rm -rf $(VENV)

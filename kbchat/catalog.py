@@ -449,7 +449,10 @@ class Catalog:
                 updated_at=now,
             )
         )
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        if key is None:
+            raise RuntimeError("the database returned no id for the new file row")
+        return int(key[0])
 
     @staticmethod
     def _bump(conn: Connection, kb_id: int) -> int:

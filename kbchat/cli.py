@@ -143,7 +143,7 @@ def kb_create(
 def kb_list(as_json: JsonOpt = False) -> None:
     """List knowledge bases."""
     with _library() as library:
-        rows = [kb_json(r, library.catalog.kb_stats(r.id)) for r in library.list()]
+        rows = [kb_json(r, library.catalog.kb_stats(r.id)) for r in library.records()]
     if as_json:
         _print_json(rows)
         return

@@ -83,7 +83,9 @@ class RerankSettings(BaseModel):
 
     backend: str = Field("none", description="none, onnx (local folder) or remote (/v1/rerank).")
     path: Path | None = Field(None, description="onnx: folder with model.onnx + tokenizer.json.")
-    base_url: str | None = Field(None, description="remote: base URL, e.g. http://127.0.0.1:9997/v1.")
+    base_url: str | None = Field(
+        None, description="remote: base URL, e.g. http://127.0.0.1:9997/v1."
+    )
     model: str | None = Field(None, description="remote: the reranker's model name.")
     api_key: SecretStr | None = Field(None, description="remote: API key.")
     threshold: float = Field(0.0, ge=0, le=1, description="Drop reranked hits scoring below this.")

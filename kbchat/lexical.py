@@ -103,7 +103,8 @@ class LexicalIndex:
         if not known:
             return None
         raw = np.asarray(self._model.get_scores(known), dtype=np.float32)
-        return np.clip(raw / self.query_weight(tokens), 0.0, 1.0)
+        normalised: np.ndarray = np.clip(raw / self.query_weight(tokens), 0.0, 1.0)
+        return normalised
 
     def scores_for(self, scores: np.ndarray, ids: Sequence[int]) -> list[float]:
         """Pick the scores of given chunk ids out of a full score array (0 if unknown)."""

@@ -93,7 +93,7 @@ class Library:
             description=description,
         )
 
-    def list(self) -> list[KBRecord]:
+    def records(self) -> list[KBRecord]:
         return self.catalog.list_kbs()
 
     def names(self) -> list[str]:

@@ -22,7 +22,8 @@ from kbchat.errors import BackendError, ConfigError, MissingDependency
 
 
 def _sigmoid(values: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-values))
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-values))
+    return result
 
 
 class OnnxCrossEncoder:

@@ -196,7 +196,8 @@ def relevance(embedder: Embedder, query_vector: np.ndarray, cosine: np.ndarray) 
     """
     floor = background_similarity(embedder, query_vector)
     width = float(getattr(embedder, "score_width", DEFAULT_SCORE_WIDTH))
-    return np.clip((np.asarray(cosine, dtype=np.float32) - floor) / width, 0.0, 1.0)
+    scores: np.ndarray = np.clip((np.asarray(cosine, dtype=np.float32) - floor) / width, 0.0, 1.0)
+    return scores
 
 
 def _search_kb(

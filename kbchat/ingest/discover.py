@@ -52,9 +52,7 @@ def discover(
         root = path.resolve()
         for folder, dirnames, filenames in os.walk(root):
             rel_folder = Path(folder).relative_to(root).as_posix()
-            dirnames[:] = sorted(
-                d for d in dirnames if not _matches(_join(rel_folder, d), exclude)
-            )
+            dirnames[:] = sorted(d for d in dirnames if not _matches(_join(rel_folder, d), exclude))
             for filename in sorted(filenames):
                 relative = _join(rel_folder, filename)
                 if _matches(relative, exclude):

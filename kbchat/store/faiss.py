@@ -67,7 +67,7 @@ class FaissStore:
         params = None
         if allowed is not None:
             selector = self._faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-            params = self._faiss.SearchParameters(sel=selector)
+            params = self._faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
         scores, ids = self._index.search(query, min(k, self._index.ntotal), params=params)
         return [
             (int(i), float(min(max(s, 0.0), 1.0)))
@@ -76,7 +76,9 @@ class FaissStore:
         ]
 
     def ids(self) -> Ids:
-        return self._faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        id_map = self._index.id_map  # type: ignore[attr-defined]  # IndexIDMap2 has it
+        ids: np.ndarray = self._faiss.vector_to_array(id_map).astype(np.int64)
+        return ids
 
     def count(self) -> int:
         return int(self._index.ntotal)
