@@ -199,7 +199,7 @@ def test_malformed_line_names_file_and_line(tmp_path: Path, line: str, message: 
 
 
 def test_missing_file_is_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="nothing.jsonl: cannot read"):
+    with pytest.raises(BadInput, match=r"nothing\.jsonl: cannot read"):
         load_queries(tmp_path / "nothing.jsonl")
 
 
