@@ -137,6 +137,9 @@ class MemoEmbedder:
     def __init__(self, inner: Embedder, known: dict[str, np.ndarray]) -> None:
         self.inner, self.name, self.dim, self.memo = inner, inner.name, inner.dim, known
 
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.inner, attribute)  # e.g. score_width, read by retrieval
+
     def embed_batch(self, texts: Sequence[str], *, is_query: bool = False) -> Vectors:
         if is_query:
             return self.inner.embed_batch(texts, is_query=True)
