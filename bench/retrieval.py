@@ -7,7 +7,8 @@ embedder and chunking, so a re-run only hashes the files; chunk vectors already 
 KB of the same embedder are reused. Systems (top_k=10, hits deduplicated to passages):
 
 - ``kbchat``: ``kbchat.retrieve.search`` with default ``SearchOptions`` on a KB built with the
-  default settings (embedder, chunk size and overlap).
+  default settings (embedder, chunk size and overlap); ``kbchat-t0``: the same with
+  ``threshold=0`` (shows what the score threshold drops).
 - ``dense-use`` / ``dense-e5``: dense only, no threshold, no near-duplicate removal, on KBs
   chunked 500/50 by *our* splitter (not LangChain's RecursiveCharacterTextSplitter; ours cuts
   at sentences, so this baseline is a little stronger than a fixed-character one).
@@ -90,10 +91,10 @@ class EvalSet:
 
 @dataclass(frozen=True)
 class System:
-    """A retrieval configuration: search mode (None = defaults) on which KB build."""
+    """A retrieval configuration: SearchOptions overrides, on which KB build."""
 
     name: str
-    mode: str | None
+    options: dict[str, Any]  # overrides of the default SearchOptions (unknown ones ignored)
     embedder: str | None  # None: the configured default
     chunking: tuple[int, int] | None  # None: the configured default
 
@@ -120,11 +121,13 @@ SETS = [
     EvalSet("cross-zh-en", "hotpotqa_en", "titled", CROSSLINGUAL, _has("direction", "zh->en")),
     EvalSet("cross-en-zh", "cmrc2018_zh", "titled", CROSSLINGUAL, _has("direction", "en->zh")),
 ]
+NAIVE = {"threshold": 0.0, "dedupe": False}
 SYSTEMS = [
-    System("kbchat", None, None, None),
-    System("bm25", "bm25", "use", (500, 50)),
-    System("dense-use", "dense", "use", (500, 50)),
-    System("dense-e5", "dense", "e5", (500, 50)),
+    System("kbchat", {}, None, None),
+    System("kbchat-t0", {"threshold": 0.0}, None, None),
+    System("bm25", {"mode": "bm25", **NAIVE}, "use", (500, 50)),
+    System("dense-use", {"mode": "dense", **NAIVE}, "use", (500, 50)),
+    System("dense-e5", {"mode": "dense", **NAIVE}, "e5", (500, 50)),
 ]
 
 
@@ -287,17 +290,13 @@ def ensure_kb(
 
 
 def searcher(
-    kbs: Sequence[KnowledgeBase], mode: str | None, top_k: int
+    kbs: Sequence[KnowledgeBase], overrides: dict[str, Any], top_k: int
 ) -> Callable[[str], list[Hit]]:
-    """Default options for kbchat; for a baseline, its mode with no threshold and no dedupe."""
+    """``search`` with default SearchOptions but for ``top_k`` and the system's overrides."""
     from kbchat.retrieve import SearchOptions, search
 
-    if mode is None:
-        options = SearchOptions(top_k=top_k)
-    else:
-        naive = {"mode": mode, "threshold": 0.0, "dedupe": False}
-        known = {f.name for f in dataclasses.fields(SearchOptions)}
-        options = SearchOptions(top_k=top_k, **{k: v for k, v in naive.items() if k in known})
+    known = {f.name for f in dataclasses.fields(SearchOptions)}
+    options = SearchOptions(top_k=top_k, **{k: v for k, v in overrides.items() if k in known})
     return lambda question: search(kbs, question, options)
 
 
@@ -317,7 +316,7 @@ def run_quality(args: argparse.Namespace, library: BenchLibrary) -> list[dict[st
             )
             if args.build_only:
                 continue
-            search = searcher([kb], system.mode, TOP_K)
+            search = searcher([kb], system.options, TOP_K)
             for split in args.splits:
                 queries = select_queries(eval_set, split, args.max_queries, args.seed)
                 if not queries:
