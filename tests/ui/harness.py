@@ -52,7 +52,12 @@ def open_page(
 ) -> tuple[Any, Any, list[str]]:
     """A fresh context and page; uncaught page errors are collected in the returned list."""
     context = browser.new_context(locale=locale, viewport={"width": width, "height": height})
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(30_000)
+    # CI shares two cores with model-heavy tests: give assertions room, they still fail fast
+    # on a wrong value once the page has settled.
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
