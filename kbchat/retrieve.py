@@ -125,11 +125,14 @@ def retrieve(
     for kb in kbs:
         hits.extend(_search_kb(kb, vectors.get(kb.embedder.name), tokens, options))
     hits.sort(key=lambda h: h.extra.get("rank_key", h.score), reverse=True)
+    if reranker is None:
+        hits = [h for h in hits if h.score >= options.threshold]
     if options.dedupe:
-        hits = _dedupe(hits)
+        hits = _dedupe(hits, options.top_k if reranker is None else options.candidates)
     if reranker is not None and hits:
         hits = _rerank(reranker, query, hits[: options.candidates], options)
-    result.hits = [h for h in hits if h.score >= options.threshold][: options.top_k]
+        hits = [h for h in hits if h.score >= options.threshold]
+    result.hits = hits[: options.top_k]
     result.timings_ms["total"] = (time.perf_counter() - started) * 1000
     return result
 
@@ -286,11 +289,13 @@ def _allowed_ids(kb: KnowledgeBase, options: SearchOptions) -> np.ndarray | None
     return kb.catalog.chunk_ids_for_files(kb.record.id, names, pages=options.pages)
 
 
-def _dedupe(hits: list[Hit]) -> list[Hit]:
-    """Drop hits whose text repeats a better hit's (same normalised text or 90% shingle overlap)."""
+def _dedupe(hits: list[Hit], limit: int) -> list[Hit]:
+    """The first ``limit`` hits that do not repeat a better hit (90% shingle overlap)."""
     kept: list[Hit] = []
     shingles: list[set[str]] = []
     for hit in hits:
+        if len(kept) >= limit:
+            break
         text = "".join(hit.text.split()).lower()
         grams = {text[i : i + 4] for i in range(max(1, len(text) - 3))}
         if any(_jaccard(grams, other) >= 0.9 for other in shingles):
