@@ -35,6 +35,10 @@ class EmbedderSettings(BaseModel):
     batch_size: int = Field(32, gt=0, description="Texts embedded per call.")
     timeout_s: float = Field(60.0, gt=0, description="Remote request timeout in seconds.")
     threads: int | None = Field(None, gt=0, description="CPU threads for local models.")
+    max_retries: int = Field(2, ge=0, description="Remote: retries on connect errors, 5xx, 429.")
+    query_prefix: str = Field("", description="Remote: prefix for queries (e5 via vLLM: 'query: ').")
+    passage_prefix: str = Field("", description="Remote: prefix for passages ('passage: ').")
+    send_input_type: bool = Field(False, description="Remote: send input_type query/passage.")
 
 
 class IngestSettings(BaseModel):

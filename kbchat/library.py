@@ -45,8 +45,9 @@ class Library:
         configured = self.settings.embedder
         spec: dict[str, Any] = {"backend": backend or configured.backend}
         if spec["backend"] == configured.backend:
-            for key in ("model", "base_url"):
-                if (value := getattr(configured, key)) is not None:
+            # Everything that changes the vectors is recorded with the knowledge base.
+            for key in ("model", "base_url", "query_prefix", "passage_prefix", "send_input_type"):
+                if (value := getattr(configured, key)) not in (None, "", False):
                     spec[key] = value
         return spec
 
@@ -58,7 +59,11 @@ class Library:
                 configured = self.settings.embedder
                 kwargs: dict[str, Any] = dict(spec)
                 backend = kwargs.pop("backend")
-                kwargs.update(threads=configured.threads, timeout_s=configured.timeout_s)
+                kwargs.update(
+                    threads=configured.threads,
+                    timeout_s=configured.timeout_s,
+                    max_retries=configured.max_retries,
+                )
                 if configured.api_key is not None and backend == configured.backend:
                     kwargs["api_key"] = configured.api_key
                 self._embedders[key] = embedders.create(backend, **kwargs)
