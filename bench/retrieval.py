@@ -280,7 +280,7 @@ def ensure_kb(
     marker = kb.directory / "bench-complete"
     if not marker.exists():
         print(f"building {name} ...", file=sys.stderr)
-        outcomes = kb.add([folder], listener=Progress(name))
+        outcomes = kb.add([folder], exclude=ingest.exclude, listener=Progress(name))
         if not any(o.status == "failed" for o in outcomes):
             marker.touch()
     return kb
