@@ -48,6 +48,7 @@ import json
 import os
 import platform
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -478,6 +479,19 @@ def table(merged: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and which kbchat files differed from it (retrieval moves fast)."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=BENCH, capture_output=True, text=True)
+        return result.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted": git("status", "--porcelain", "--", "../kbchat").splitlines(),
+    }
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -540,6 +554,7 @@ def main() -> None:
         "pools": args.pool,
         "seconds": round(time.perf_counter() - started, 1),
         "metrics": "fractions in [0, 1]; hits deduplicated to passages (file stem)",
+        "code": code_version(),
     }
     print(table(merge(args.out, quality, latency, run_settings)))
 
