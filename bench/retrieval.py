@@ -484,7 +484,7 @@ def code_version() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         result = subprocess.run(["git", *args], cwd=BENCH, capture_output=True, text=True)
-        return result.stdout.strip()
+        return result.stdout.rstrip()
 
     return {
         "commit": git("rev-parse", "--short", "HEAD"),
