@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from filelock import FileLock, Timeout
 
-from kbchat.catalog import Catalog, FileRecord, KBRecord, NewChunk
+from kbchat.catalog import Catalog, FileRecord, KBRecord, NewChunk, StoredChunk
 from kbchat.embed.base import Embedder, embed_texts
 from kbchat.errors import BadInput, KbchatError
 from kbchat.index import KBIndex
@@ -131,25 +131,22 @@ class KnowledgeBase:
     def hits(self, scored: Sequence[tuple[int, float]]) -> list[Hit]:
         """Turn (chunk id, score) pairs into Hits, in the given order."""
         stored = self.catalog.get_chunks([chunk_id for chunk_id, _ in scored])
-        hits = []
-        for chunk_id, score in scored:
-            if (row := stored.get(chunk_id)) is None:
-                continue
-            chunk = row.chunk
-            hits.append(
-                Hit(
-                    kb=self.name,
-                    file=row.file,
-                    text=chunk.text,
-                    score=score,
-                    chunk_id=chunk_id,
-                    page=chunk.page,
-                    sheet=chunk.sheet,
-                    slide=chunk.slide,
-                    headings=chunk.headings,
-                )
-            )
-        return hits
+        return [self.to_hit(stored[i], score) for i, score in scored if i in stored]
+
+    def to_hit(self, row: StoredChunk, score: float) -> Hit:
+        """A search hit for a stored chunk of this knowledge base."""
+        chunk = row.chunk
+        return Hit(
+            kb=self.name,
+            file=row.file,
+            text=chunk.text,
+            score=score,
+            chunk_id=row.id,
+            page=chunk.page,
+            sheet=chunk.sheet,
+            slide=chunk.slide,
+            headings=chunk.headings,
+        )
 
     # -- writing ---------------------------------------------------------------------
 

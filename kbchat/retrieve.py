@@ -1,8 +1,8 @@
 """Hybrid retrieval over one or more knowledge bases: dense + BM25, fused, reranked, thresholded.
 
 Every score a caller sees is a relevance in [0, 1], whatever the mode:
-- dense: the cosine similarity above the query's similarity to chit-chat, in units of the
-  embedder's ``score_width`` (see ``relevance``);
+- dense: the cosine similarity measured from the query's similarity to chit-chat in the
+  passage's language, in units of the embedder's ``score_width`` (see ``relevance``);
 - bm25: BM25 divided by the query's total idf weight (see ``LexicalIndex``);
 - hybrid: a weighted mean of both, computed for every candidate either retriever found.
 So one threshold means the same thing in every mode, and a greeting scores near 0.
@@ -19,10 +19,12 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from kbchat.catalog import StoredChunk
 from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput
 from kbchat.kb import KnowledgeBase
 from kbchat.lexical import tokenize
+from kbchat.prompts import detect_language
 from kbchat.types import Hit
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -45,7 +47,7 @@ class SearchOptions:
 
     top_k: int = 5
     mode: Mode = "hybrid"
-    threshold: float = 0.25
+    threshold: float = 0.2
     fusion: Fusion = "weighted"
     dense_weight: float = 0.6
     candidates: int = 50
@@ -179,28 +181,50 @@ BACKGROUND = (
     "help",
 )
 DEFAULT_SCORE_WIDTH = 0.2
-_background: WeakKeyDictionary[Any, np.ndarray] = WeakKeyDictionary()
+CHIT_CHAT_LEVEL = 0.3
+"""Relevance of a passage exactly as similar to the question as chit-chat is."""
+_background: WeakKeyDictionary[Any, dict[str, np.ndarray]] = WeakKeyDictionary()
 
 
-def background_similarity(embedder: Embedder, query_vector: np.ndarray) -> float:
-    """The query's highest similarity to chit-chat: what an irrelevant passage scores."""
+def background_similarity(embedder: Embedder, query_vector: np.ndarray) -> dict[str, float]:
+    """The query's highest similarity to chit-chat in each language ('zh', 'en').
+
+    It is what an irrelevant passage in that language scores: cross-lingual similarities
+    run lower than monolingual ones, so each passage is measured against its own language.
+    """
     if embedder not in _background:
-        _background[embedder] = embedder.embed_batch(list(BACKGROUND), is_query=True)
-    return float(np.max(_background[embedder] @ query_vector))
+        by_language: dict[str, list[str]] = {"zh": [], "en": []}
+        for line in BACKGROUND:
+            by_language[detect_language(line)].append(line)
+        _background[embedder] = {
+            lang: embedder.embed_batch(lines, is_query=True) for lang, lines in by_language.items()
+        }
+    return {lang: float(np.max(m @ query_vector)) for lang, m in _background[embedder].items()}
 
 
-def relevance(embedder: Embedder, query_vector: np.ndarray, cosine: np.ndarray) -> np.ndarray:
-    """Map raw cosine similarities to a [0, 1] relevance for this query.
+def relevance(
+    embedder: Embedder,
+    query_vector: np.ndarray,
+    cosine: np.ndarray,
+    languages: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Raw cosine similarities as relevance: ~0 for chit-chat-like, ~1 for typical answers.
 
     Embedders differ wildly in scale (e5 puts almost everything between 0.75 and 0.95), so
-    a fixed cut-off means nothing. Instead each similarity is measured from the query's own
-    similarity to chit-chat, in units of the embedder's ``score_width``: a greeting, which is
-    closer to chit-chat than to any passage, scores 0; a typical answer passage ~0.5-1.
+    a fixed cut-off means nothing. Each similarity is measured from the query's similarity
+    to chit-chat in the passage's language, in units of the embedder's ``score_width``, and
+    shifted so that chit-chat level is ``CHIT_CHAT_LEVEL``. Not clipped: the ranking keeps
+    every difference; callers clip to [0, 1] for the score they show.
     """
-    floor = background_similarity(embedder, query_vector)
+    floors = background_similarity(embedder, query_vector)
     width = float(getattr(embedder, "score_width", DEFAULT_SCORE_WIDTH))
-    scores: np.ndarray = np.clip((np.asarray(cosine, dtype=np.float32) - floor) / width, 0.0, 1.0)
-    return scores
+    # Another language's floor may sit lower, but by no more than half a width.
+    highest = max(floors.values())
+    floors = {lang: max(value, highest - width / 2) for lang, value in floors.items()}
+    langs = languages or ["en"] * len(cosine)
+    floor = np.array([floors.get(lang, floors["en"]) for lang in langs], dtype=np.float32)
+    values: np.ndarray = (np.asarray(cosine, dtype=np.float32) - floor) / width + CHIT_CHAT_LEVEL
+    return values
 
 
 def _search_kb(
@@ -217,56 +241,69 @@ def _search_kb(
     lexical: dict[int, float] = {}
     if lexical_index is not None and lexical_scores is not None:
         lexical = dict(lexical_index.top(lexical_scores, options.candidates, allowed))
-    if options.mode == "dense" and vector is not None:
-        calibrated = relevance(kb.embedder, vector, np.array(list(dense.values())))
-        ranked = [(i, s, s) for i, s in zip(dense, calibrated.tolist(), strict=True)]
+    if options.mode == "dense":
+        candidates = list(dense)
     elif options.mode == "bm25":
-        ranked = [(i, s, s) for i, s in lexical.items()]
-    elif vector is not None:
-        ranked = _fuse(kb, vector, dense, lexical, lexical_scores, options)
+        candidates = list(lexical)
     else:
-        ranked = []
-    ranked.sort(key=lambda item: item[1], reverse=True)
-    ranked = ranked[: options.candidates]
-    hits = kb.hits([(i, score) for i, _, score in ranked])
-    order = {i: key for i, key, _ in ranked}
-    return [replace(h, extra={**h.extra, "rank_key": order[h.chunk_id]}) for h in hits]
+        candidates = list(dict.fromkeys([*dense, *lexical]))
+    stored = kb.catalog.get_chunks(candidates)
+    candidates = [i for i in candidates if i in stored]
+    if not candidates:
+        return []
+    rank = _rank(kb, vector, candidates, stored, dense, lexical, lexical_scores, options)
+    keys = (
+        rank
+        if options.fusion == "weighted" or options.mode != "hybrid"
+        else _rrf_keys(candidates, dense, lexical)
+    )
+    order = sorted(range(len(candidates)), key=lambda n: keys[n], reverse=True)
+    hits = []
+    for n in order[: options.candidates]:
+        hit = kb.to_hit(stored[candidates[n]], float(min(max(rank[n], 0.0), 1.0)))
+        hits.append(replace(hit, extra={"rank_key": float(keys[n])}))
+    return hits
 
 
-def _fuse(
+def _rank(
     kb: KnowledgeBase,
-    vector: np.ndarray,
+    vector: np.ndarray | None,
+    candidates: list[int],
+    stored: dict[int, StoredChunk],
     dense: dict[int, float],
     lexical: dict[int, float],
     lexical_scores: np.ndarray | None,
     options: SearchOptions,
-) -> list[tuple[int, float, float]]:
-    """(id, order key, score) for every candidate either retriever found.
+) -> list[float]:
+    """The unclipped ranking value of every candidate in the chosen mode.
 
-    The score is the weighted mean of calibrated dense and normalised BM25, each computed
-    exactly for every candidate (dense from its stored vector, BM25 from the full score
-    array), never a zero for "not in the other list". The order key is that score, or the
-    reciprocal-rank-fusion value with ``fusion="rrf"``.
+    Hybrid: the weighted mean of dense relevance and normalised BM25, each computed exactly
+    for every candidate (dense from its stored vector, BM25 from the full score array),
+    never a zero for "not in the other list".
     """
-    candidates = list(dict.fromkeys([*dense, *lexical]))
-    if not candidates:
-        return []
+    if options.mode == "bm25" or vector is None:
+        return [lexical.get(i, 0.0) for i in candidates]
     missing = [i for i in candidates if i not in dense]
-    if missing:
-        for ids, vectors in kb.catalog.iter_vectors(kb.record.id, missing):
-            dense.update(zip(ids.tolist(), (vectors @ vector).tolist(), strict=True))
-    dense_part = relevance(kb.embedder, vector, np.array([dense.get(i, 0.0) for i in candidates]))
-    if lexical_scores is None:
-        lexical_part = np.zeros(len(candidates), dtype=np.float32)
-        weight = 1.0  # BM25 knows none of the query's words: it has nothing to say
-    else:
-        lexical_part = np.array(kb.index.fresh_lexical().scores_for(lexical_scores, candidates))
-        weight = options.dense_weight
-    scores = (weight * dense_part + (1.0 - weight) * lexical_part).tolist()
-    if options.fusion == "weighted":
-        return [(i, s, s) for i, s in zip(candidates, scores, strict=True)]
-    rrf = _rrf([sorted(dense, key=lambda i: -dense[i]), sorted(lexical, key=lambda i: -lexical[i])])
-    return [(i, rrf[i], s) for i, s in zip(candidates, scores, strict=True)]
+    for ids, vectors in kb.catalog.iter_vectors(kb.record.id, missing):
+        dense.update(zip(ids.tolist(), (vectors @ vector).tolist(), strict=True))
+    languages = [detect_language(stored[i].chunk.text[:300]) for i in candidates]
+    cosines = np.array([dense.get(i, 0.0) for i in candidates])
+    dense_part = relevance(kb.embedder, vector, cosines, languages)
+    if options.mode == "dense" or lexical_scores is None:
+        # In hybrid mode with no query word in the corpus, BM25 has nothing to say.
+        return [float(v) for v in dense_part]
+    lexical_part = np.array(kb.index.fresh_lexical().scores_for(lexical_scores, candidates))
+    weight = options.dense_weight
+    return [float(v) for v in weight * dense_part + (1.0 - weight) * lexical_part]
+
+
+def _rrf_keys(
+    candidates: list[int], dense: dict[int, float], lexical: dict[int, float]
+) -> list[float]:
+    fused = _rrf(
+        [sorted(dense, key=lambda i: -dense[i]), sorted(lexical, key=lambda i: -lexical[i])]
+    )
+    return [fused.get(i, 0.0) for i in candidates]
 
 
 def _rrf(rankings: Sequence[Sequence[int]]) -> dict[int, float]:
