@@ -125,7 +125,7 @@ def retrieve(
     result.timings_ms["embed"] = (time.perf_counter() - started) * 1000
     hits: list[Hit] = []
     for kb in kbs:
-        hits.extend(_search_kb(kb, vectors.get(kb.embedder.name), tokens, options))
+        hits.extend(_search_kb(kb, query, vectors.get(kb.embedder.name), tokens, options))
     hits.sort(key=lambda h: h.extra.get("rank_key", h.score), reverse=True)
     if reranker is None:
         hits = [h for h in hits if h.score >= options.threshold]
@@ -228,7 +228,11 @@ def relevance(
 
 
 def _search_kb(
-    kb: KnowledgeBase, vector: np.ndarray | None, tokens: list[str], options: SearchOptions
+    kb: KnowledgeBase,
+    query: str,
+    vector: np.ndarray | None,
+    tokens: list[str],
+    options: SearchOptions,
 ) -> list[Hit]:
     allowed = _allowed_ids(kb, options)
     if allowed is not None and len(allowed) == 0:
@@ -251,7 +255,7 @@ def _search_kb(
     candidates = [i for i in candidates if i in stored]
     if not candidates:
         return []
-    rank = _rank(kb, vector, candidates, stored, dense, lexical, lexical_scores, options)
+    rank = _rank(kb, query, vector, candidates, stored, dense, lexical, lexical_scores, options)
     keys = (
         rank
         if options.fusion == "weighted" or options.mode != "hybrid"
@@ -267,6 +271,7 @@ def _search_kb(
 
 def _rank(
     kb: KnowledgeBase,
+    query: str,
     vector: np.ndarray | None,
     candidates: list[int],
     stored: dict[int, StoredChunk],
@@ -293,7 +298,12 @@ def _rank(
         # In hybrid mode with no query word in the corpus, BM25 has nothing to say.
         return [float(v) for v in dense_part]
     lexical_part = np.array(kb.index.fresh_lexical().scores_for(lexical_scores, candidates))
-    weight = options.dense_weight
+    # Words shared across languages (names, numbers) are incidental: a passage in another
+    # language than the question is ranked by meaning alone.
+    query_language = detect_language(query)
+    weight = np.array(
+        [options.dense_weight if lang == query_language else 1.0 for lang in languages]
+    )
     return [float(v) for v in weight * dense_part + (1.0 - weight) * lexical_part]
 
 
