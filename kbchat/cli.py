@@ -82,15 +82,20 @@ class _RichListener(IngestListener):
         self.progress.console.print(message, style="yellow", markup=False)
 
 
-def _run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> None:
-    progress = Progress(
-        TextColumn("{task.description}"),
+def progress_bar(label: str = "{task.description}") -> Progress:
+    """A progress bar on stderr that disappears when done (stdout stays clean for --json)."""
+    return Progress(
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
         transient=True,
     )
+
+
+def _run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> None:
+    progress = progress_bar()
     with progress:
         listener = _RichListener(progress)
         outcomes: list[FileOutcome] = getattr(kb, action)(listener=listener, **kwargs)
@@ -407,14 +412,7 @@ def eval_retrieval(
         opened = [library.get(name.strip()) for name in kbs.split(",") if name.strip()]
         if not opened:
             raise BadInput("no knowledge base named; pass one or more names separated by commas")
-        progress = Progress(
-            TextColumn("questions"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        )
+        progress = progress_bar("questions")
         with progress:
             task = progress.add_task("questions", total=len(questions))
             report = evaluate_retrieval(
