@@ -37,6 +37,8 @@ Usage::
     .venv/bin/python bench/retrieval.py --quick               # small smoke run
     .venv/bin/python bench/retrieval.py --systems kbchat --sets cmrc-titled --splits dev
     .venv/bin/python bench/retrieval.py --build-only          # only build the cached KBs
+    .venv/bin/python bench/retrieval.py --hotpotqa-pool 0 --cmrc-pool 0 --max-queries 300 \
+        --out bench/results/retrieval-full.json               # whole corpora (hours with e5)
 """
 
 from __future__ import annotations
