@@ -281,7 +281,8 @@ export function renderChat(root, conversationId, navigate) {
     else toast(t("settings.modelsError", { message: models.reason.message }), "error");
     drawPicker();
     if (conversationId) await openConversation(conversationId);
-    else emptyState();
+    // Redraw the empty state with the KB list, unless a question was asked meanwhile.
+    else if (document.getElementById("chat-empty")) emptyState();
     await refreshConversations();
   }
   load();
