@@ -74,7 +74,7 @@ class RetrievalSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     mode: str = Field("hybrid", description="hybrid, dense or bm25.")
-    threshold: float = Field(0.2, ge=0, le=1, description="Minimum relevance in [0, 1].")
+    threshold: float = Field(0.1, ge=0, le=1, description="Minimum relevance in [0, 1].")
     fusion: str = Field("weighted", description="weighted (normalised scores) or rrf.")
     dense_weight: float = Field(0.6, ge=0, le=1, description="Weight of dense vs BM25 scores.")
     candidates: int = Field(50, gt=0, description="Candidates taken from each retriever.")

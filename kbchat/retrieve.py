@@ -47,7 +47,7 @@ class SearchOptions:
 
     top_k: int = 5
     mode: Mode = "hybrid"
-    threshold: float = 0.2
+    threshold: float = 0.1
     fusion: Fusion = "weighted"
     dense_weight: float = 0.6
     candidates: int = 50
