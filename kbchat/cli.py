@@ -23,7 +23,7 @@ from kbchat.errors import BadInput, KbchatError
 from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase
 from kbchat.library import Library
 from kbchat.options import search_options
-from kbchat.retrieve import SearchOptions, retrieve
+from kbchat.retrieve import retrieve
 from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.types import Hit
 
@@ -396,7 +396,6 @@ def eval_retrieval(
     as_json: JsonOpt = False,
 ) -> None:
     """Recall@1/5/10, MRR@10, nDCG@10 and latency of search over a question set."""
-    from kbchat.errors import BadInput
     from kbchat.evaluate import evaluate_retrieval, load_queries
     from kbchat.retrieve import search
 
@@ -405,13 +404,9 @@ def eval_retrieval(
     if top_k <= 0:
         raise BadInput(f"--top-k must be > 0, got {top_k}")
     questions = load_queries(queries, split=split, limit=limit)
-    options = SearchOptions(top_k=top_k)
-    if mode is not None:
-        options = SearchOptions(top_k=top_k, mode=mode)  # type: ignore[arg-type]
     with _library() as library:
-        opened = [library.get(name.strip()) for name in kbs.split(",") if name.strip()]
-        if not opened:
-            raise BadInput("no knowledge base named; pass one or more names separated by commas")
+        options = search_options(library.settings, top_k=top_k, mode=mode)
+        opened = [library.get(name) for name in _split_names(kbs)]
         progress = progress_bar("questions")
         with progress:
             task = progress.add_task("questions", total=len(questions))
