@@ -66,6 +66,7 @@ from kbchat.catalog import chunks as chunk_table
 from kbchat.catalog import kbs as kb_table
 from kbchat.config import load_settings
 from kbchat.embed.base import Embedder, Vectors
+from kbchat.embed.composite import CompositeEmbedder
 from kbchat.evaluate import EvalQuery, evaluate_retrieval, load_queries
 from kbchat.ingest.splitter import split_documents
 from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase, chunk_id
@@ -90,6 +91,7 @@ class EvalSet:
     variant: str
     queries: Path
     keep: Callable[[EvalQuery], bool]
+    also: str | None = None  # another data set whose (titled) KB is searched as well
 
 
 @dataclass(frozen=True)
@@ -124,10 +126,18 @@ SETS = [
     EvalSet("cross-zh-en", "hotpotqa_en", "titled", CROSSLINGUAL, _has("direction", "zh->en")),
     EvalSet("cross-en-zh", "cmrc2018_zh", "titled", CROSSLINGUAL, _has("direction", "en->zh")),
 ]
+# Users keep Chinese and English files side by side: the same questions, asked of both KBs.
+_OTHER = {"hotpotqa_en": "cmrc2018_zh", "cmrc2018_zh": "hotpotqa_en"}
+SETS += [
+    dataclasses.replace(s, name=f"mixed-{s.name}", also=_OTHER[s.dataset])
+    for s in SETS
+    if s.name in ("hotpotqa-distractor", "cmrc-titled", "cross-zh-en", "cross-en-zh")
+]
 NAIVE = {"threshold": 0.0, "dedupe": False}
 SYSTEMS = [
     System("kbchat", {}, None, None),
     System("kbchat-t0", {"threshold": 0.0}, None, None),
+    System("kbchat-e5", {}, "e5", None),
     System("bm25", {"mode": "bm25", **NAIVE}, "use", (500, 50)),
     System("dense-use", {"mode": "dense", **NAIVE}, "use", (500, 50)),
     System("dense-e5", {"mode": "dense", **NAIVE}, "e5", (500, 50)),
@@ -160,7 +170,16 @@ class BenchLibrary(Library):
 
     def embedder(self, spec: dict[str, Any]) -> Embedder:
         inner = super().embedder(spec)
-        memos: dict[str, MemoEmbedder] = self.__dict__.setdefault("_memos", {})
+        memos: dict[str, Embedder] = self.__dict__.setdefault("_memos", {})
+        if inner.name not in memos:
+            if isinstance(inner, CompositeEmbedder):  # memoise each part on its own
+                memos[inner.name] = CompositeEmbedder([self._memo(p) for p in inner.parts])
+            else:
+                memos[inner.name] = self._memo(inner)
+        return memos[inner.name]
+
+    def _memo(self, inner: Embedder) -> Embedder:
+        memos: dict[str, Embedder] = self.__dict__.setdefault("_memos", {})
         if inner.name not in memos:
             memos[inner.name] = MemoEmbedder(inner, self._stored_vectors(inner.name))
         return memos[inner.name]
@@ -277,7 +296,7 @@ def ensure_kb(
     ingest = library.settings.ingest
     embedder = system.embedder or library.settings.embedder.backend
     size, overlap = system.chunking or (ingest.chunk_size, ingest.chunk_overlap)
-    name = f"{dataset}-{variant}-{tag}-{embedder}-{size}-{overlap}"
+    name = f"{dataset}-{variant}-{tag}-{embedder.replace('+', '_')}-{size}-{overlap}"
     kb = library.ensure(name, embedder=embedder, chunk_size=size, chunk_overlap=overlap)
     folder = write_passages(dataset, variant, ids, tag)
     marker = kb.directory / "bench-complete"
@@ -317,9 +336,13 @@ def run_quality(args: argparse.Namespace, library: BenchLibrary) -> list[dict[st
             kb = ensure_kb(
                 library, eval_set.dataset, eval_set.variant, system, ids, tags[eval_set.dataset]
             )
+            kbs = [kb]
+            if eval_set.also is not None:
+                other = eval_set.also
+                kbs.append(ensure_kb(library, other, "titled", system, pools[other], tags[other]))
             if args.build_only:
                 continue
-            search = searcher([kb], system.options, TOP_K)
+            search = searcher(kbs, system.options, TOP_K)
             for split in args.splits:
                 queries = select_queries(eval_set, split, args.max_queries, args.seed)
                 if not queries:
@@ -358,13 +381,16 @@ def build_latency_kb(library: BenchLibrary, target: int) -> KnowledgeBase:
     Chunks are grouped 200 to a synthetic file so the catalog takes few transactions.
     """
     ingest = library.settings.ingest
+    backend = library.settings.embedder.backend.replace("+", "_")
     kb = library.ensure(
-        f"latency-{target}", chunk_size=ingest.chunk_size, chunk_overlap=ingest.chunk_overlap
+        f"latency-{target}-{backend}",
+        chunk_size=ingest.chunk_size,
+        chunk_overlap=ingest.chunk_overlap,
     )
     marker = kb.directory / "bench-complete"
     if marker.exists():
         return kb
-    print(f"building latency-{target} (random vectors) ...", file=sys.stderr)
+    print(f"building {kb.name} (random vectors) ...", file=sys.stderr)
     pool = news_chunks(ingest.chunk_size, ingest.chunk_overlap)
     rng = np.random.default_rng(target)
     per_file = 200

@@ -122,7 +122,7 @@ def _report_outcomes(outcomes: Sequence[FileOutcome], as_json: bool) -> None:
 def kb_create(
     name: str,
     embedder: Annotated[
-        str | None, typer.Option(help="Embedder backend (use, e5, openai).")
+        str | None, typer.Option(help="Embedder backend: e5+use (default), e5, use, openai.")
     ] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Chunk length in characters.")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in characters.")] = None,

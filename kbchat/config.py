@@ -28,7 +28,13 @@ class EmbedderSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    backend: str = Field("e5", description="Registered embedder name: use, e5, openai, hash.")
+    backend: str = Field(
+        "e5+use",
+        description=(
+            "Registered embedder name (use, e5, openai, hash), or several joined by '+': the "
+            "first ranks passages in the question's language, all rank the others."
+        ),
+    )
     model: str | None = Field(None, description="Model name (remote) or local model path.")
     base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server.")
     api_key: SecretStr | None = Field(None, description="API key for the remote server.")
@@ -36,7 +42,7 @@ class EmbedderSettings(BaseModel):
     timeout_s: float = Field(60.0, gt=0, description="Remote request timeout in seconds.")
     threads: int | None = Field(None, gt=0, description="CPU threads for local models.")
     max_retries: int = Field(2, ge=0, description="Remote: retries on connect errors, 5xx, 429.")
-    query_prefix: str = Field("", description="Remote: prefix for queries (e5 via vLLM: 'query: ').")
+    query_prefix: str = Field("", description="Remote: query prefix (e5 via vLLM: 'query: ').")
     passage_prefix: str = Field("", description="Remote: prefix for passages ('passage: ').")
     send_input_type: bool = Field(False, description="Remote: send input_type query/passage.")
 
@@ -77,6 +83,19 @@ class RetrievalSettings(BaseModel):
     threshold: float = Field(0.1, ge=0, le=1, description="Minimum relevance in [0, 1].")
     fusion: str = Field("weighted", description="weighted (normalised scores) or rrf.")
     dense_weight: float = Field(0.6, ge=0, le=1, description="Weight of dense vs BM25 scores.")
+    second_weight: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Composite embedders (e5+use): weight of the second model, same language.",
+    )
+    second_weight_cross: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Composite embedders: weight of the second model for a passage in another "
+        "language than the question.",
+    )
     candidates: int = Field(50, gt=0, description="Candidates taken from each retriever.")
 
 

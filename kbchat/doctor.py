@@ -66,13 +66,13 @@ def _config(_: Settings) -> Check:
 
 
 def _embedder(settings: Settings) -> Check:
-    from kbchat.registry import embedders
+    from kbchat.registry import create_embedder
 
     configured = settings.embedder
     name = f"embedder {configured.backend!r}"
     try:
         kwargs = configured.model_dump(exclude={"backend", "batch_size"}, exclude_none=True)
-        model = embedders.create(configured.backend, **kwargs)
+        model = create_embedder(configured.backend, **kwargs)
         vector = model.embed_batch(["kbchat doctor 健康检查"], is_query=True)
     except KbchatError as exc:
         return Check(name, False, str(exc))

@@ -14,7 +14,7 @@ from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, Conflict
 from kbchat.ingest.loaders import LoadLimits
 from kbchat.kb import KnowledgeBase, remove_kb_directory
-from kbchat.registry import embedders
+from kbchat.registry import create_embedder
 
 _NAME = re.compile(r"^[\w][\w.\-]{0,63}$", re.UNICODE)
 
@@ -66,7 +66,7 @@ class Library:
                 )
                 if configured.api_key is not None and backend == configured.backend:
                     kwargs["api_key"] = configured.api_key
-                self._embedders[key] = embedders.create(backend, **kwargs)
+                self._embedders[key] = create_embedder(backend, **kwargs)
             return self._embedders[key]
 
     def create(

@@ -49,6 +49,25 @@ class Registry(Generic[T]):
 
 
 embedders: Registry[Any] = Registry("embedder")
+
+
+def create_embedder(backend: str, **kwargs: Any) -> Any:
+    """Build an embedder by backend name; ``a+b`` joins several (see kbchat.embed.composite).
+
+    Every part gets the same keyword arguments; local models ignore the remote ones.
+    """
+    names = [name.strip() for name in backend.split("+")]
+    if len(names) == 1:
+        return embedders.create(names[0], **kwargs)
+    if not all(names) or len(set(names)) != len(names):
+        raise ConfigError(
+            f"embedder {backend!r}: join distinct backend names with '+', e.g. e5+use"
+        )
+    from kbchat.embed.composite import CompositeEmbedder
+
+    return CompositeEmbedder([embedders.create(name, **kwargs) for name in names])
+
+
 embedders.register("use", "kbchat.embed.local:USEEmbedder")
 embedders.register("e5", "kbchat.embed.local:E5Embedder")
 embedders.register("openai", "kbchat.embed.remote:OpenAIEmbedder")

@@ -21,6 +21,7 @@ import numpy as np
 
 from kbchat.catalog import StoredChunk
 from kbchat.embed.base import Embedder
+from kbchat.embed.composite import CompositeEmbedder
 from kbchat.errors import BadInput
 from kbchat.kb import KnowledgeBase
 from kbchat.lexical import tokenize
@@ -50,6 +51,8 @@ class SearchOptions:
     threshold: float = 0.1
     fusion: Fusion = "weighted"
     dense_weight: float = 0.6
+    second_weight: float = 0.2
+    second_weight_cross: float = 0.5
     candidates: int = 50
     files: tuple[str, ...] = ()
     file_types: tuple[str, ...] = ()
@@ -64,7 +67,13 @@ class SearchOptions:
             raise BadInput(f"mode must be hybrid, dense or bm25, got {self.mode!r}")
         if self.fusion not in ("weighted", "rrf"):
             raise BadInput(f"fusion must be weighted or rrf, got {self.fusion!r}")
-        for name in ("threshold", "dense_weight", "rerank_threshold"):
+        for name in (
+            "threshold",
+            "dense_weight",
+            "second_weight",
+            "second_weight_cross",
+            "rerank_threshold",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise BadInput(f"{name} must be between 0 and 1, got {value}")
@@ -237,30 +246,31 @@ def _search_kb(
     allowed = _allowed_ids(kb, options)
     if allowed is not None and len(allowed) == 0:
         return []
-    dense: dict[int, float] = {}
+    found: list[int] = []  # dense candidates, from every part of the embedder
     if vector is not None:
-        dense = dict(kb.index.fresh_vectors().search(vector, options.candidates, allowed))
+        store = kb.index.fresh_vectors()
+        for part_query in _part_queries(kb.embedder, vector):
+            found.extend(i for i, _ in store.search(part_query, options.candidates, allowed))
     lexical_index = kb.index.fresh_lexical() if tokens else None
     lexical_scores = lexical_index.normalised_scores(tokens) if lexical_index else None
     lexical: dict[int, float] = {}
     if lexical_index is not None and lexical_scores is not None:
         lexical = dict(lexical_index.top(lexical_scores, options.candidates, allowed))
     if options.mode == "dense":
-        candidates = list(dense)
+        candidates = list(dict.fromkeys(found))
     elif options.mode == "bm25":
         candidates = list(lexical)
     else:
-        candidates = list(dict.fromkeys([*dense, *lexical]))
+        candidates = list(dict.fromkeys([*found, *lexical]))
     stored = kb.catalog.get_chunks(candidates)
     candidates = [i for i in candidates if i in stored]
     if not candidates:
         return []
-    rank = _rank(kb, query, vector, candidates, stored, dense, lexical, lexical_scores, options)
-    keys = (
-        rank
-        if options.fusion == "weighted" or options.mode != "hybrid"
-        else _rrf_keys(candidates, dense, lexical)
-    )
+    rank, dense = _rank(kb, query, vector, candidates, stored, lexical, lexical_scores, options)
+    if options.fusion == "weighted" or options.mode != "hybrid" or dense is None:
+        keys = rank
+    else:
+        keys = _rrf_keys(candidates, set(found), dense, lexical)
     order = sorted(range(len(candidates)), key=lambda n: keys[n], reverse=True)
     hits = []
     for n in order[: options.candidates]:
@@ -269,50 +279,87 @@ def _search_kb(
     return hits
 
 
+def _part_queries(embedder: Embedder, vector: np.ndarray) -> list[np.ndarray]:
+    """Queries for the vector store: one per part of a composite embedder."""
+    if isinstance(embedder, CompositeEmbedder):
+        return embedder.padded_queries(vector)
+    return [vector]
+
+
 def _rank(
     kb: KnowledgeBase,
     query: str,
     vector: np.ndarray | None,
     candidates: list[int],
     stored: dict[int, StoredChunk],
-    dense: dict[int, float],
     lexical: dict[int, float],
     lexical_scores: np.ndarray | None,
     options: SearchOptions,
-) -> list[float]:
-    """The unclipped ranking value of every candidate in the chosen mode.
+) -> tuple[list[float], np.ndarray | None]:
+    """The unclipped ranking value of every candidate in the chosen mode, and its dense
+    relevance (None in bm25 mode).
 
     Hybrid: the weighted mean of dense relevance and normalised BM25, each computed exactly
     for every candidate (dense from its stored vector, BM25 from the full score array),
     never a zero for "not in the other list".
     """
     if options.mode == "bm25" or vector is None:
-        return [lexical.get(i, 0.0) for i in candidates]
-    missing = [i for i in candidates if i not in dense]
-    for ids, vectors in kb.catalog.iter_vectors(kb.record.id, missing):
-        dense.update(zip(ids.tolist(), (vectors @ vector).tolist(), strict=True))
+        return [lexical.get(i, 0.0) for i in candidates], None
     languages = [detect_language(stored[i].chunk.text[:300]) for i in candidates]
-    cosines = np.array([dense.get(i, 0.0) for i in candidates])
-    dense_part = relevance(kb.embedder, vector, cosines, languages)
+    query_language = detect_language(query)
+    same = np.array([lang == query_language for lang in languages])
+    dense_part = _dense_relevance(kb, vector, candidates, languages, same, options)
     if options.mode == "dense" or lexical_scores is None:
         # In hybrid mode with no query word in the corpus, BM25 has nothing to say.
-        return [float(v) for v in dense_part]
+        return [float(v) for v in dense_part], dense_part
     lexical_part = np.array(kb.index.fresh_lexical().scores_for(lexical_scores, candidates))
     # Words shared across languages (names, numbers) are incidental: a passage in another
     # language than the question is ranked by meaning alone.
-    query_language = detect_language(query)
-    weight = np.array(
-        [options.dense_weight if lang == query_language else 1.0 for lang in languages]
-    )
-    return [float(v) for v in weight * dense_part + (1.0 - weight) * lexical_part]
+    weight = np.where(same, options.dense_weight, 1.0)
+    fused = weight * dense_part + (1.0 - weight) * lexical_part
+    return [float(v) for v in fused], dense_part
+
+
+def _dense_relevance(
+    kb: KnowledgeBase,
+    vector: np.ndarray,
+    candidates: list[int],
+    languages: Sequence[str],
+    same: np.ndarray,
+    options: SearchOptions,
+) -> np.ndarray:
+    """Dense relevance of each candidate, from its stored vector.
+
+    With a composite embedder (e5+use) the first model leads and the others (their mean)
+    weigh ``second_weight`` for a passage in the question's language and
+    ``second_weight_cross`` for one in another language, where the first is weaker.
+    """
+    position = {chunk_id: n for n, chunk_id in enumerate(candidates)}
+    matrix = np.zeros((len(candidates), kb.embedder.dim), dtype=np.float32)
+    for ids, vectors in kb.catalog.iter_vectors(kb.record.id, candidates):
+        matrix[[position[i] for i in ids.tolist()]] = vectors
+    embedder = kb.embedder
+    if not isinstance(embedder, CompositeEmbedder):
+        return relevance(embedder, vector, matrix @ vector, languages)
+    queries = embedder.split(vector)
+    parts = [
+        relevance(part, part_query, cosines, languages)
+        for part, part_query, cosines in zip(
+            embedder.parts, queries, embedder.part_cosines(matrix, vector), strict=True
+        )
+    ]
+    weight = np.where(same, options.second_weight, options.second_weight_cross)
+    result: np.ndarray = (1.0 - weight) * parts[0] + weight * np.mean(parts[1:], axis=0)
+    return result
 
 
 def _rrf_keys(
-    candidates: list[int], dense: dict[int, float], lexical: dict[int, float]
+    candidates: list[int], found: set[int], dense: np.ndarray, lexical: dict[int, float]
 ) -> list[float]:
-    fused = _rrf(
-        [sorted(dense, key=lambda i: -dense[i]), sorted(lexical, key=lambda i: -lexical[i])]
-    )
+    """Reciprocal-rank fusion of the dense candidates (by dense relevance) and BM25's."""
+    order = np.argsort(-dense, kind="stable")
+    ranked = [candidates[n] for n in order if candidates[n] in found]
+    fused = _rrf([ranked, sorted(lexical, key=lambda i: -lexical[i])])
     return [fused.get(i, 0.0) for i in candidates]
 
 

@@ -1,0 +1,67 @@
+"""Several embedders as one: each text's vector is the concatenation of theirs.
+
+Why: no single offline embedder wins everywhere. multilingual-e5 ranks best when question
+and passage share a language; multilingual USE ranks best across languages (a Chinese
+question about an English passage). A knowledge base built with ``e5+use`` stores both
+vectors in one row, and retrieval reads each part on its own (``part_cosines``): the first
+embedder ranks passages in the question's language, all of them together rank the others.
+
+The concatenated vector is scaled by 1/sqrt(parts), so it is unit-length like any other
+embedder's and its plain cosine is the mean of the parts' cosines (what a caller of
+``/v1/embeddings`` or a plain vector search gets).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from kbchat.embed.base import Embedder, Vectors, normalise
+
+SEPARATOR = "+"
+
+
+class CompositeEmbedder:
+    """Concatenates the unit vectors of ``parts`` (two or more embedders)."""
+
+    def __init__(self, parts: Sequence[Embedder]) -> None:
+        if len(parts) < 2:
+            raise ValueError(f"a composite embedder needs two or more parts, got {len(parts)}")
+        self.parts = list(parts)
+        self.name = SEPARATOR.join(part.name for part in self.parts)
+        self.dim = sum(part.dim for part in self.parts)
+        self._scale = 1.0 / math.sqrt(len(self.parts))
+        bounds = np.cumsum([0, *(part.dim for part in self.parts)])
+        self.slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+    def embed_batch(self, texts: Sequence[str], *, is_query: bool = False) -> Vectors:
+        """Each part's unit vectors side by side, scaled to unit length overall."""
+        blocks = [normalise(part.embed_batch(texts, is_query=is_query)) for part in self.parts]
+        joined = np.hstack(blocks) * np.float32(self._scale)
+        return np.ascontiguousarray(joined, dtype=np.float32)
+
+    def split(self, vectors: np.ndarray) -> list[np.ndarray]:
+        """The parts' own unit vectors, from composite vectors (one row or a matrix)."""
+        return [vectors[..., s] / self._scale for s in self.slices]
+
+    def part_cosines(self, matrix: np.ndarray, query: np.ndarray) -> list[np.ndarray]:
+        """Cosine similarity of every row of ``matrix`` to ``query``, per part."""
+        rows, wanted = self.split(matrix), self.split(query)
+        return [r @ q for r, q in zip(rows, wanted, strict=True)]
+
+    def padded_queries(self, query: np.ndarray) -> list[np.ndarray]:
+        """One query per part that scores only that part in a plain inner-product search."""
+        padded = []
+        for s in self.slices:
+            vector = np.zeros_like(query)
+            vector[s] = query[s]
+            padded.append(vector)
+        return padded
+
+
+def embedder_parts(embedder: Embedder) -> list[Embedder]:
+    """The embedders inside ``embedder`` (itself, unless it is composite)."""
+    return list(embedder.parts) if isinstance(embedder, CompositeEmbedder) else [embedder]
