@@ -213,7 +213,8 @@ def select_queries(eval_set: EvalSet, split: str, limit: int, seed: int) -> list
         return []
     queries = [q for q in load_queries(eval_set.queries, split=split) if eval_set.keep(q)]
     order = list(range(len(queries)))
-    random.Random(f"{seed}-{eval_set.name}-{split}").shuffle(order)
+    name = eval_set.name.removeprefix("mixed-")  # a mixed set asks its base set's questions
+    random.Random(f"{seed}-{name}-{split}").shuffle(order)
     chosen = set(order[:limit])
     return [q for i, q in enumerate(queries) if i in chosen]
 
