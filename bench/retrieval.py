@@ -8,7 +8,8 @@ KB of the same embedder are reused. Systems (top_k=10, hits deduplicated to pass
 
 - ``kbchat``: ``kbchat.retrieve.search`` with default ``SearchOptions`` on a KB built with the
   default settings (embedder, chunk size and overlap); ``kbchat-t0``: the same with
-  ``threshold=0`` (shows what the score threshold drops).
+  ``threshold=0`` (shows what the score threshold drops); ``kbchat-e5``: the same search on a
+  KB built with e5 alone (the default before the composite e5+use embedder).
 - ``dense-use`` / ``dense-e5``: dense only, no threshold, no near-duplicate removal, on KBs
   chunked 500/50 by *our* splitter (not LangChain's RecursiveCharacterTextSplitter; ours cuts
   at sentences, so this baseline is a little stronger than a fixed-character one).
@@ -16,7 +17,9 @@ KB of the same embedder are reused. Systems (top_k=10, hits deduplicated to pass
 
 Sets: hotpotqa_en (``distractor_dev`` subset = split dev, ``fullwiki_gold_in_pool`` = split
 test), cmrc2018_zh with titles and text-only, and ``bench/data/crosslingual.jsonl`` (zh->en
-questions on the hotpotqa KB, en->zh on the cmrc2018 KB; test only). Questions: the first
+questions on the hotpotqa KB, en->zh on the cmrc2018 KB; 30 dev + 30 test each way). The
+``mixed-*`` sets ask the same questions of the hotpotqa and cmrc2018 KBs at once (multi-KB
+search), as a user with Chinese and English files side by side would. Questions: the first
 ``--max-queries`` of a seeded shuffle per set and split. Tune on dev, report test.
 
 Pools: embedding a whole corpus with e5 on two shared cores takes hours, so by default a KB
