@@ -28,6 +28,7 @@ from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, KbchatError, NotFound
 from kbchat.llm.base import FINISH_STOP, estimate_tokens
 from kbchat.options import chat_options, search_options
+from kbchat.registry import embedders
 from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
 from kbchat.server.errors import openai_error_body
@@ -329,16 +330,21 @@ def embeddings(body: EmbeddingRequest, state: StateDep, caller: CallerDep) -> di
 
 
 def _embedder(state: ServerState, model: str, caller: Principal) -> Embedder:
+    """``default``, a knowledge base (its own embedder), or a backend: e5, use, e5+use..."""
     library = state.services.library
     if model == "default":
         return library.embedder(library.default_embedder_spec())
     name = model.removeprefix(KB_PREFIX)
-    if name not in library.catalog.kb_names():
-        raise NotFound(
-            f"no embedding model named {model!r}: use 'default' or a knowledge base name"
-        )
-    caller.require(name, "read")
-    return library.get(name).embedder
+    if name in library.catalog.kb_names():
+        caller.require(name, "read")
+        return library.get(name).embedder
+    backends = set(embedders.names())
+    if not model.startswith(KB_PREFIX) and set(model.split("+")) <= backends:
+        return library.embedder(library.default_embedder_spec(model))
+    raise NotFound(
+        f"no embedding model named {model!r}: use 'default', a knowledge base name or an "
+        f"embedder backend ({', '.join(sorted(backends))}, or several joined by '+')"
+    )
 
 
 def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:

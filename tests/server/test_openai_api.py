@@ -146,7 +146,9 @@ def test_embeddings_default_and_per_kb(oai: openai.OpenAI, docs_kb: str) -> None
     many = oai.embeddings.create(model=docs_kb, input=["a", "b", "c"], encoding_format="float")
     assert [d.index for d in many.data] == [0, 1, 2] and many.model == "hash-1000"
     assert many.usage.prompt_tokens > 0
-    with pytest.raises(openai.NotFoundError):
+    small = oai.embeddings.create(model="hash", input="x", encoding_format="float")
+    assert small.model == "hash-1000" and len(small.data[0].embedding) == 1000
+    with pytest.raises(openai.NotFoundError, match="several joined"):
         oai.embeddings.create(model="nope", input="x")
     with pytest.raises(openai.UnprocessableEntityError):
         oai.embeddings.create(model="default", input="x", dimensions=12)

@@ -116,8 +116,11 @@ def test_openai_client_against_the_real_model(server: str) -> None:
     assert len(pieces) >= 2 and "".join(pieces).strip()
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
 
+    # The sample KB's embedder is the default e5+use (384 + 512 dimensions); e5 alone by name.
     vectors = client.embeddings.create(model="kbchat-docs", input=["warranty", "保修期"])
-    assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 384
+    assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 896
+    e5 = client.embeddings.create(model="e5", input="warranty")
+    assert len(e5.data[0].embedding) == 384 and e5.model.startswith("e5:")
 
 
 def test_rest_chat_streams_events(server: str) -> None:
