@@ -246,11 +246,11 @@ def _search_kb(
     allowed = _allowed_ids(kb, options)
     if allowed is not None and len(allowed) == 0:
         return []
-    found: list[int] = []  # dense candidates, from every part of the embedder
+    found: list[int] = []  # dense candidates
     if vector is not None:
         store = kb.index.fresh_vectors()
-        for part_query in _part_queries(kb.embedder, vector):
-            found.extend(i for i, _ in store.search(part_query, options.candidates, allowed))
+        query_vector = _store_query(kb.embedder, vector)
+        found = [i for i, _ in store.search(query_vector, options.candidates, allowed)]
     lexical_index = kb.index.fresh_lexical() if tokens else None
     lexical_scores = lexical_index.normalised_scores(tokens) if lexical_index else None
     lexical: dict[int, float] = {}
@@ -279,11 +279,14 @@ def _search_kb(
     return hits
 
 
-def _part_queries(embedder: Embedder, vector: np.ndarray) -> list[np.ndarray]:
-    """Queries for the vector store: one per part of a composite embedder."""
+def _store_query(embedder: Embedder, vector: np.ndarray) -> np.ndarray:
+    """The vector store query: for a composite embedder, one that sums the parts' cosines
+    in units of each part's score width (its relevance scale), so one pass finds the
+    candidates of every part (as good as one search per part on every dev set, and faster)."""
     if isinstance(embedder, CompositeEmbedder):
-        return embedder.padded_queries(vector)
-    return [vector]
+        widths = [getattr(part, "score_width", DEFAULT_SCORE_WIDTH) for part in embedder.parts]
+        return embedder.weighted_query(vector, [1.0 / width for width in widths])
+    return vector
 
 
 def _rank(

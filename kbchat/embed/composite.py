@@ -52,14 +52,12 @@ class CompositeEmbedder:
         rows, wanted = self.split(matrix), self.split(query)
         return [r @ q for r, q in zip(rows, wanted, strict=True)]
 
-    def padded_queries(self, query: np.ndarray) -> list[np.ndarray]:
-        """One query per part that scores only that part in a plain inner-product search."""
-        padded = []
-        for s in self.slices:
-            vector = np.zeros_like(query)
-            vector[s] = query[s]
-            padded.append(vector)
-        return padded
+    def weighted_query(self, query: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+        """A query whose inner product with a stored vector is sum(weight_i * cosine_i)."""
+        weighted = np.array(query, dtype=np.float32, copy=True)
+        for s, weight in zip(self.slices, weights, strict=True):
+            weighted[s] *= np.float32(weight / self._scale**2)
+        return weighted
 
 
 def embedder_parts(embedder: Embedder) -> list[Embedder]:

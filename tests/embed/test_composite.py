@@ -62,16 +62,15 @@ def test_vectors_are_unit_length_and_split_back_into_the_parts() -> None:
     assert composite.name == "hash-1000+concept-8"
 
 
-def test_part_cosines_and_padded_queries_score_one_part_each() -> None:
+def test_part_cosines_and_weighted_queries() -> None:
     composite = CompositeEmbedder([HashEmbedder(), ConceptEmbedder()])
     passages = composite.embed_batch(["the kettle warranty", "水壶保修", "brew tea"])
     query = composite.embed_batch(["kettle warranty"], is_query=True)[0]
     lexical, conceptual = composite.part_cosines(passages, query)
     assert lexical[1] == pytest.approx(0.0, abs=1e-6)  # no shared word with the Chinese text
     assert conceptual[1] > 0.9  # the same concepts
-    for n, padded in enumerate(composite.padded_queries(query)):
-        order = np.argsort(-(passages @ padded))
-        assert order.tolist() == np.argsort(-(lexical, conceptual)[n]).tolist()
+    weighted = composite.weighted_query(query, [2.0, 0.5])
+    assert passages @ weighted == pytest.approx(2.0 * lexical + 0.5 * conceptual, abs=1e-5)
 
 
 @pytest.mark.parametrize(
