@@ -1,0 +1,55 @@
+"""What the CLI command modules share: consoles, JSON and progress output, --json, the library."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kbchat.config import load_settings
+from kbchat.errors import BadInput
+from kbchat.library import Library
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@contextmanager
+def open_library() -> Iterator[Library]:
+    """The library of the configured KBCHAT_HOME, closed on leaving."""
+    library = Library(load_settings())
+    try:
+        yield library
+    finally:
+        library.close()
+
+
+def print_json(value: Any) -> None:
+    out.print_json(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def progress_bar(label: str = "{task.description}") -> Progress:
+    """A progress bar on stderr that disappears when done (stdout stays clean for --json)."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def split_names(names: str) -> list[str]:
+    """Knowledge base names from "a,b,c": stripped, deduplicated, at least one."""
+    parts = [n.strip() for n in names.split(",") if n.strip()]
+    if not parts:
+        raise BadInput("name at least one knowledge base")
+    return list(dict.fromkeys(parts))

@@ -1,0 +1,281 @@
+"""`kbchat kb ...`: create, list, inspect, fill, search and drop knowledge bases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from kbchat.app import build
+from kbchat.cli_base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
+from kbchat.config import load_settings
+from kbchat.errors import BadInput
+from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase
+from kbchat.options import search_options
+from kbchat.retrieve import retrieve
+from kbchat.serialize import file_json, hit_json, kb_json
+from kbchat.types import Hit
+
+kb_app = typer.Typer(help="Create and manage knowledge bases.", no_args_is_help=True)
+
+EXIT_FILES_FAILED = 3
+
+IncludeOpt = Annotated[
+    list[str] | None, typer.Option("--include", "-i", help="Only files matching this glob.")
+]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", "-x", help="Skip files or folders matching this glob."),
+]
+
+
+class _RichListener(IngestListener):
+    """Shows a progress bar on stderr and collects outcomes."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("files", total=None)
+
+    def started(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+
+    def file_done(self, outcome: FileOutcome) -> None:
+        self.progress.update(self.task, advance=1, description=outcome.name[-40:])
+        if outcome.status == "failed":
+            self.progress.console.print(f"failed: {outcome.error}", style="red", markup=False)
+
+    def waiting(self, message: str) -> None:
+        self.progress.console.print(message, style="yellow", markup=False)
+
+
+def run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> None:
+    """Run a write (add, remove, sync, rebuild) with a progress bar; exit 3 if a file failed."""
+    progress = progress_bar()
+    with progress:
+        listener = _RichListener(progress)
+        outcomes: list[FileOutcome] = getattr(kb, action)(listener=listener, **kwargs)
+    _report_outcomes(outcomes, as_json)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(EXIT_FILES_FAILED)
+
+
+def _report_outcomes(outcomes: Sequence[FileOutcome], as_json: bool) -> None:
+    if as_json:
+        print_json([asdict(o) for o in outcomes])
+        return
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        if outcome.status in ("failed", "skipped"):
+            err.print(f"{outcome.status}: {outcome.error}", markup=False, highlight=False)
+    chunks = sum(o.chunks for o in outcomes if o.status == "indexed")
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no files"
+    out.print(f"{summary}; {chunks} new chunks")
+
+
+@kb_app.command("create")
+def kb_create(
+    name: str,
+    embedder: Annotated[
+        str | None, typer.Option(help="Embedder backend: e5+use (default), e5, use, openai.")
+    ] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Chunk length in characters.")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in characters.")] = None,
+    description: Annotated[str, typer.Option(help="What this knowledge base holds.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an empty knowledge base."""
+    with open_library() as library:
+        record = library.create(
+            name,
+            embedder=embedder,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            description=description,
+        )
+        if as_json:
+            print_json(kb_json(record))
+        else:
+            out.print(f"created knowledge base {record.name!r} (embedder {record.embedder})")
+
+
+@kb_app.command("list")
+def kb_list(as_json: JsonOpt = False) -> None:
+    """List knowledge bases."""
+    with open_library() as library:
+        rows = [kb_json(r, library.catalog.kb_stats(r.id)) for r in library.records()]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("name", "files", "chunks", "embedder", "description")
+    for row in rows:
+        table.add_row(
+            row["name"], str(row["files"]), str(row["chunks"]), row["embedder"], row["description"]
+        )
+    out.print(table)
+
+
+@kb_app.command("info")
+def kb_info(name: str, as_json: JsonOpt = False) -> None:
+    """Show a knowledge base's settings and file counts."""
+    with open_library() as library:
+        record = library.catalog.get_kb(name)
+        info = kb_json(record, library.catalog.kb_stats(record.id))
+    if as_json:
+        print_json(info)
+        return
+    for key, value in info.items():
+        out.print(f"[bold]{key}[/bold]: {value}")
+
+
+@kb_app.command("drop")
+def kb_drop(
+    name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False
+) -> None:
+    """Delete a knowledge base and its indexes (your source files are not touched)."""
+    with open_library() as library:
+        library.catalog.get_kb(name)
+        if not yes and not typer.confirm(f"Drop knowledge base {name!r}?"):
+            raise typer.Exit(1)
+        library.drop(name)
+    out.print(f"dropped knowledge base {name!r}")
+
+
+@kb_app.command("add")
+def kb_add(
+    name: str,
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    force: Annotated[bool, typer.Option(help="Re-index files even if unchanged.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add or update files. Exit code 3 if some files failed (the rest are indexed)."""
+    with open_library() as library:
+        kb = library.get(name)
+        excludes = [*library.settings.ingest.exclude, *(exclude or [])]
+        run_write(
+            kb, "add", as_json, paths=paths, include=include or [], exclude=excludes, force=force
+        )
+
+
+@kb_app.command("files")
+def kb_files(name: str, as_json: JsonOpt = False) -> None:
+    """List a knowledge base's files with their status."""
+    with open_library() as library:
+        records = library.get(name).files()
+    if as_json:
+        print_json([file_json(r) for r in records])
+        return
+    table = Table("name", "status", "chunks", "error")
+    for r in records:
+        table.add_row(r.name, r.status, str(r.chunks), r.error or "")
+    out.print(table)
+
+
+@kb_app.command("rm")
+def kb_rm(
+    name: str,
+    files: Annotated[list[str], typer.Argument(help="File names as `kb files` shows them.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove files (and all their chunks) from a knowledge base."""
+    with open_library() as library:
+        run_write(library.get(name), "remove", as_json, names=files)
+
+
+@kb_app.command("sync")
+def kb_sync(
+    name: str,
+    folder: Path,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the knowledge base match a folder: add new, re-index changed, remove missing."""
+    with open_library() as library:
+        excludes = [*library.settings.ingest.exclude, *(exclude or [])]
+        run_write(
+            library.get(name),
+            "sync",
+            as_json,
+            folder=folder,
+            include=include or [],
+            exclude=excludes,
+        )
+
+
+@kb_app.command("rebuild")
+def kb_rebuild(name: str, as_json: JsonOpt = False) -> None:
+    """Rebuild the indexes and re-read every file from its source."""
+    with open_library() as library:
+        run_write(library.get(name), "rebuild", as_json)
+
+
+@kb_app.command("search")
+def kb_search(
+    names: Annotated[str, typer.Argument(metavar="NAME[,NAME...]", help="Knowledge base(s).")],
+    query: str,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Number of hits.")] = 5,
+    mode: Annotated[
+        str | None, typer.Option(help="hybrid, dense or bm25 (default: configured).")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Minimum relevance in [0, 1] (default: configured).")
+    ] = None,
+    files: Annotated[
+        list[str] | None, typer.Option("--file", help="Only files matching glob.")
+    ] = None,
+    file_types: Annotated[
+        list[str] | None, typer.Option("--type", help="Only these extensions.")
+    ] = None,
+    pages: Annotated[str | None, typer.Option(help="Page range, e.g. 3-7.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search knowledge bases (hybrid dense + BM25) and print the best passages."""
+    services = build(load_settings())
+    try:
+        kbs = [services.library.get(name) for name in split_names(names)]
+        options = search_options(
+            services.settings,
+            top_k=top_k,
+            mode=mode,
+            threshold=threshold,
+            files=tuple(files or ()),
+            file_types=tuple(file_types or ()),
+            pages=_page_range(pages),
+        )
+        result = retrieve(kbs, query, options, reranker=services.reranker())
+    finally:
+        services.close()
+    for notice in result.notices:
+        err.print(f"note: {notice}", markup=False)
+    print_hits(result.hits, as_json)
+
+
+def _page_range(pages: str | None) -> tuple[int, int] | None:
+    if pages is None:
+        return None
+    first, _, last = pages.partition("-")
+    try:
+        return int(first), int(last or first)
+    except ValueError:
+        raise BadInput(f"--pages must look like 3-7 or 5, got {pages!r}") from None
+
+
+def print_hits(hits: Sequence[Hit], as_json: bool) -> None:
+    """Print search hits as JSON or as a numbered list of passages."""
+    if as_json:
+        print_json([hit_json(h) for h in hits])
+        return
+    if not hits:
+        out.print("no matching passages")
+    for rank, hit in enumerate(hits, 1):
+        where = f" p.{hit.page}" if hit.page else f" [{hit.sheet}]" if hit.sheet else ""
+        out.print(f"[bold]{rank}. {hit.file}{where}[/bold]  score {hit.score:.3f}")
+        out.print("   " + hit.text[:300].replace("\n", " "))
