@@ -10,143 +10,42 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from sqlalchemy import (
-    Column,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from kbchat.catalog_schema import (
+    FileRecord,
+    FileStatus,
+    KBRecord,
+    NewChunk,
+    StoredChunk,
+    chunk_from_row,
+    chunks,
+    file_from_row,
+    files,
+    kb_from_row,
+    kbs,
+    metadata,
+    new_chunk_row,
+)
 from kbchat.errors import Conflict, NotFound
-from kbchat.types import Chunk
 
-FileStatus = Literal["indexed", "failed", "skipped", "pending"]
-
-metadata = MetaData()
-
-kbs = Table(
-    "kbs",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(128), nullable=False, unique=True),
-    Column("description", Text, nullable=False, default=""),
-    Column("embedder", Text, nullable=False),
-    Column("embedder_spec", Text, nullable=False),
-    Column("dim", Integer, nullable=False),
-    Column("chunk_size", Integer, nullable=False),
-    Column("chunk_overlap", Integer, nullable=False),
-    Column("generation", Integer, nullable=False, default=0),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-
-files = Table(
-    "files",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("kb_id", Integer, ForeignKey("kbs.id", ondelete="CASCADE"), nullable=False),
-    Column("name", Text, nullable=False),
-    Column("path", Text, nullable=False),
-    Column("sha256", String(64), nullable=False, default=""),
-    Column("size", Integer, nullable=False, default=0),
-    Column("status", String(16), nullable=False),
-    Column("error", Text, nullable=True),
-    Column("chunks", Integer, nullable=False, default=0),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    UniqueConstraint("kb_id", "name"),
-)
-
-chunks = Table(
+__all__ = [
+    "Catalog",
+    "FileRecord",
+    "FileStatus",
+    "KBRecord",
+    "NewChunk",
+    "StoredChunk",
     "chunks",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("kb_id", Integer, ForeignKey("kbs.id", ondelete="CASCADE"), nullable=False),
-    Column("file_id", Integer, ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
-    Column("position", Integer, nullable=False),
-    Column("text", Text, nullable=False),
-    Column("page", Integer, nullable=True),
-    Column("sheet", Text, nullable=True),
-    Column("slide", Integer, nullable=True),
-    Column("headings", Text, nullable=False, default="[]"),
-    Column("title", Text, nullable=True),
-    Column("tokens", Text, nullable=False),
-    Column("vector", LargeBinary, nullable=False),
-    Index("ix_chunks_kb", "kb_id"),
-    Index("ix_chunks_file", "file_id"),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class KBRecord:
-    """A knowledge base as the catalog stores it."""
-
-    id: int
-    name: str
-    description: str
-    embedder: str
-    embedder_spec: dict[str, Any]
-    dim: int
-    chunk_size: int
-    chunk_overlap: int
-    generation: int
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """One file of a knowledge base and the outcome of its last ingest."""
-
-    id: int
-    name: str
-    path: str
-    sha256: str
-    size: int
-    status: FileStatus
-    error: str | None
-    chunks: int
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class StoredChunk:
-    """A chunk row, as read back for search results."""
-
-    id: int
-    file: str
-    chunk: Chunk
-
-
-@dataclass(frozen=True, slots=True)
-class NewChunk:
-    """A chunk ready to be written: its id, BM25 tokens and vector."""
-
-    id: int
-    chunk: Chunk
-    tokens: list[str]
-    vector: np.ndarray
+    "files",
+    "kbs",
+    "metadata",
+]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -213,7 +112,7 @@ class Catalog:
         if row is None:
             known = ", ".join(self.kb_names()) or "none yet"
             raise NotFound(f"no knowledge base named {name!r}; known: {known}")
-        return _kb_record(row)
+        return kb_from_row(row)
 
     def kb_names(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -222,7 +121,7 @@ class Catalog:
     def list_kbs(self) -> list[KBRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(kbs).order_by(kbs.c.name)).mappings().all()
-        return [_kb_record(row) for row in rows]
+        return [kb_from_row(row) for row in rows]
 
     def drop_kb(self, kb_id: int) -> None:
         with self.engine.begin() as conn:
@@ -259,7 +158,7 @@ class Catalog:
             rows = conn.execute(
                 select(files).where(files.c.kb_id == kb_id).order_by(files.c.name)
             ).mappings()
-            return [_file_record(row) for row in rows]
+            return [file_from_row(row) for row in rows]
 
     def get_file(self, kb_id: int, name: str) -> FileRecord | None:
         with self.engine.connect() as conn:
@@ -268,7 +167,7 @@ class Catalog:
                 .mappings()
                 .first()
             )
-        return None if row is None else _file_record(row)
+        return None if row is None else file_from_row(row)
 
     def mark_pending(self, kb_id: int, entries: Sequence[tuple[str, str]]) -> None:
         """Record files about to be ingested (name, path) that the catalog does not know yet."""
@@ -336,7 +235,7 @@ class Catalog:
             )
             conn.execute(delete(chunks).where(chunks.c.file_id == file_id))
             if new_chunks:
-                conn.execute(insert(chunks), [_chunk_row(kb_id, file_id, c) for c in new_chunks])
+                conn.execute(insert(chunks), [new_chunk_row(kb_id, file_id, c) for c in new_chunks])
             conn.execute(
                 update(files)
                 .where(files.c.id == file_id)
@@ -410,7 +309,7 @@ class Catalog:
                 part = list(ids[start : start + 500])
                 for row in conn.execute(query.where(chunks.c.id.in_(part))).mappings():
                     found[int(row["id"])] = StoredChunk(
-                        id=int(row["id"]), file=row["file_name"], chunk=_row_chunk(row)
+                        id=int(row["id"]), file=row["file_name"], chunk=chunk_from_row(row)
                     )
         return found
 
@@ -469,46 +368,3 @@ def _vector_blocks(result: Any, batch: int) -> Iterator[tuple[np.ndarray, np.nda
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         vectors = np.vstack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
         yield ids, vectors
-
-
-def _chunk_row(kb_id: int, file_id: int, new: NewChunk) -> dict[str, Any]:
-    chunk = new.chunk
-    return {
-        "id": new.id,
-        "kb_id": kb_id,
-        "file_id": file_id,
-        "position": chunk.position,
-        "text": chunk.text,
-        "page": chunk.page,
-        "sheet": chunk.sheet,
-        "slide": chunk.slide,
-        "headings": json.dumps(list(chunk.headings), ensure_ascii=False),
-        "title": chunk.title,
-        "tokens": " ".join(new.tokens),
-        "vector": np.asarray(new.vector, dtype=np.float32).tobytes(),
-    }
-
-
-def _row_chunk(row: Any) -> Chunk:
-    return Chunk(
-        text=row["text"],
-        source=row["file_name"],
-        position=int(row["position"]),
-        page=row["page"],
-        sheet=row["sheet"],
-        slide=row["slide"],
-        headings=tuple(json.loads(row["headings"])),
-        title=row["title"],
-    )
-
-
-def _kb_record(row: Any) -> KBRecord:
-    values = dict(row)
-    values["embedder_spec"] = json.loads(values["embedder_spec"])
-    return KBRecord(**values)
-
-
-def _file_record(row: Any) -> FileRecord:
-    values = dict(row)
-    values.pop("kb_id")
-    return FileRecord(**values)

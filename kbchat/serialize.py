@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from kbchat.catalog import FileRecord, KBRecord
+from kbchat.catalog_schema import FileRecord, KBRecord
 from kbchat.types import Answer, Hit
 
 

@@ -1,0 +1,179 @@
+"""The catalog's tables and the typed records its rows become (and come from)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from kbchat.types import Chunk
+
+FileStatus = Literal["indexed", "failed", "skipped", "pending"]
+
+metadata = MetaData()
+
+kbs = Table(
+    "kbs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("embedder", Text, nullable=False),
+    Column("embedder_spec", Text, nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("chunk_size", Integer, nullable=False),
+    Column("chunk_overlap", Integer, nullable=False),
+    Column("generation", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kb_id", Integer, ForeignKey("kbs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("sha256", String(64), nullable=False, default=""),
+    Column("size", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("chunks", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("kb_id", "name"),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("kb_id", Integer, ForeignKey("kbs.id", ondelete="CASCADE"), nullable=False),
+    Column("file_id", Integer, ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("page", Integer, nullable=True),
+    Column("sheet", Text, nullable=True),
+    Column("slide", Integer, nullable=True),
+    Column("headings", Text, nullable=False, default="[]"),
+    Column("title", Text, nullable=True),
+    Column("tokens", Text, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Index("ix_chunks_kb", "kb_id"),
+    Index("ix_chunks_file", "file_id"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KBRecord:
+    """A knowledge base as the catalog stores it."""
+
+    id: int
+    name: str
+    description: str
+    embedder: str
+    embedder_spec: dict[str, Any]
+    dim: int
+    chunk_size: int
+    chunk_overlap: int
+    generation: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One file of a knowledge base and the outcome of its last ingest."""
+
+    id: int
+    name: str
+    path: str
+    sha256: str
+    size: int
+    status: FileStatus
+    error: str | None
+    chunks: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk row, as read back for search results."""
+
+    id: int
+    file: str
+    chunk: Chunk
+
+
+@dataclass(frozen=True, slots=True)
+class NewChunk:
+    """A chunk ready to be written: its id, BM25 tokens and vector."""
+
+    id: int
+    chunk: Chunk
+    tokens: list[str]
+    vector: np.ndarray
+
+
+def new_chunk_row(kb_id: int, file_id: int, new: NewChunk) -> dict[str, Any]:
+    """The `chunks` row of a new chunk: headings JSON, tokens space-joined, float32 vector bytes."""
+    chunk = new.chunk
+    return {
+        "id": new.id,
+        "kb_id": kb_id,
+        "file_id": file_id,
+        "position": chunk.position,
+        "text": chunk.text,
+        "page": chunk.page,
+        "sheet": chunk.sheet,
+        "slide": chunk.slide,
+        "headings": json.dumps(list(chunk.headings), ensure_ascii=False),
+        "title": chunk.title,
+        "tokens": " ".join(new.tokens),
+        "vector": np.asarray(new.vector, dtype=np.float32).tobytes(),
+    }
+
+
+def chunk_from_row(row: Any) -> Chunk:
+    """The Chunk of a `chunks` row joined with its file name (as `file_name`)."""
+    return Chunk(
+        text=row["text"],
+        source=row["file_name"],
+        position=int(row["position"]),
+        page=row["page"],
+        sheet=row["sheet"],
+        slide=row["slide"],
+        headings=tuple(json.loads(row["headings"])),
+        title=row["title"],
+    )
+
+
+def kb_from_row(row: Any) -> KBRecord:
+    """The KBRecord of a `kbs` row."""
+    values = dict(row)
+    values["embedder_spec"] = json.loads(values["embedder_spec"])
+    return KBRecord(**values)
+
+
+def file_from_row(row: Any) -> FileRecord:
+    """The FileRecord of a `files` row."""
+    values = dict(row)
+    values.pop("kb_id")
+    return FileRecord(**values)
