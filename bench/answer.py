@@ -24,20 +24,23 @@ from kbchat.app import build
 from kbchat.chat.rag import ChatOptions, build_messages, generate, stream_answer
 from kbchat.config import load_settings
 from kbchat.evaluate_answers import answer_is_correct
+from kbchat.options import answer_search_options, chat_options
 from kbchat.prompts import detect_language
 from kbchat.types import Answer, Hit
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev"
 
 
-def load_set(name: str, per_set: int, distractors: int, seed: int) -> tuple[list[dict], dict]:
+def load_set(
+    name: str, per_set: int, distractors: int, seed: int, split: str = "test"
+) -> tuple[list[dict], dict]:
     corpus = {}
     with (EVAL / name / "corpus.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
             corpus[row["id"]] = row
     with (EVAL / name / "queries.jsonl").open(encoding="utf-8") as handle:
-        queries = [q for q in map(json.loads, handle) if q.get("split") == "test"]
+        queries = [q for q in map(json.loads, handle) if q.get("split") == split]
     rng = random.Random(seed)
     sample = rng.sample(queries, min(per_set, len(queries)))
     wanted = {doc for q in sample for doc in q["gold_doc_ids"] if doc in corpus}
@@ -75,13 +78,15 @@ def oracle_answer(model: Any, question: str, gold: list[dict], options: ChatOpti
 
 
 def run_set(services: Any, name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    questions, passages = load_set(name, args.per_set, args.distractors, args.seed)
+    questions, passages = load_set(name, args.per_set, args.distractors, args.seed, args.split)
     folder = work / name
     write_passages(folder, passages)
     kb = services.library.ensure(name)
     kb.add([folder])
     model = services.models.get(args.model)
-    options = ChatOptions(max_tokens=args.max_tokens)
+    settings = services.settings  # the options `kbchat ask` would use, but for these flags
+    search = answer_search_options(settings, top_k=args.top_k)
+    options = chat_options(settings, search, max_tokens=args.max_tokens)
     rows = []
     for q in questions:
         final = [e for e in stream_answer(model, [kb], q["question"], options=options)][-1]
@@ -136,6 +141,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--no-oracle", dest="oracle", action="store_false")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--split", default="test", help="tune on dev, report on test")
+    parser.add_argument("--top-k", type=int, default=None, help="sources (default: chat.top_k)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/answer.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kbchat-answer-"))
@@ -144,6 +151,8 @@ def main() -> None:
         "benchmark": "answer",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "model": services.settings.default_model,
+        "split": args.split,
+        "top_k": args.top_k or services.settings.chat.top_k,
         "sets": {},
     }
     try:

@@ -18,7 +18,7 @@ from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
 from kbchat.evaluate import load_queries
 from kbchat.evaluate_answers import AnswerResult, evaluate_answers
-from kbchat.options import chat_options
+from kbchat.options import answer_search_options, chat_options
 from kbchat.serialize import answer_json
 from kbchat.types import Answer, Message
 
@@ -73,9 +73,7 @@ def _print_stream(events: Iterator[ChatEvent]) -> Answer:
     return answer
 
 
-def register(
-    app: typer.Typer, eval_app: typer.Typer, split_names: Any, search_options: Any, print_json: Any
-) -> None:
+def register(app: typer.Typer, eval_app: typer.Typer, split_names: Any, print_json: Any) -> None:
     """Add `ask`, `chat` and `eval answers` (helpers passed in to keep one definition of each)."""
 
     @eval_app.command("answers")
@@ -87,7 +85,9 @@ def register(
         split: Annotated[str | None, typer.Option(help="Only questions of this split.")] = None,
         limit: Annotated[int | None, typer.Option(help="At most this many questions.")] = None,
         model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
-        top_k: Annotated[int, typer.Option("--top-k", "-k")] = 4,
+        top_k: Annotated[
+            int | None, typer.Option("--top-k", "-k", help="Sources (default: chat.top_k).")
+        ] = None,
         max_tokens: Annotated[int | None, typer.Option(help="Most tokens per answer.")] = None,
         as_json: Annotated[
             bool, typer.Option("--json", help="Print machine-readable JSON.")
@@ -100,7 +100,7 @@ def register(
         try:
             names = split_names(kb)
             options = chat_options(
-                settings, search_options(settings, top_k=top_k), max_tokens=max_tokens
+                settings, answer_search_options(settings, top_k=top_k), max_tokens=max_tokens
             )
 
             def answer(question: str) -> Answer:
@@ -133,7 +133,9 @@ def register(
         question: Annotated[str | None, typer.Argument(help="Your question.")] = None,
         no_kb: Annotated[bool, typer.Option("--no-kb", help="Ask the model alone.")] = False,
         model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
-        top_k: Annotated[int, typer.Option("--top-k", "-k")] = 4,
+        top_k: Annotated[
+            int | None, typer.Option("--top-k", "-k", help="Sources (default: chat.top_k).")
+        ] = None,
         threshold: Annotated[float | None, typer.Option(help="Minimum relevance.")] = None,
         no_hit: Annotated[str | None, typer.Option(help="refuse, fallback or message.")] = None,
         max_tokens: Annotated[int | None, typer.Option(help="Most tokens in the answer.")] = None,
@@ -150,7 +152,7 @@ def register(
         services = build(settings)
         try:
             names = [] if no_kb else split_names(kb)
-            search = search_options(settings, top_k=top_k, threshold=threshold)
+            search = answer_search_options(settings, top_k=top_k, threshold=threshold)
             options = chat_options(settings, search, no_hit=no_hit, max_tokens=max_tokens)
             events = _events(services, names, question, model, [], options)
             if as_json:
@@ -182,7 +184,7 @@ def register(
                         break
                     continue
                 if line.strip():
-                    _turn(services, state, line, history, settings, search_options)
+                    _turn(services, state, line, history, settings)
         finally:
             services.close()
 
@@ -233,10 +235,9 @@ def _turn(
     question: str,
     history: list[Message],
     settings: Settings,
-    search_options: Any,
 ) -> None:
     cancel = threading.Event()
-    options = chat_options(settings, search_options(settings))
+    options = chat_options(settings, answer_search_options(settings))
     events: Iterator[ChatEvent] | None = None
     try:
         events = _events(services, state["kbs"], question, state["model"], history, options, cancel)

@@ -144,7 +144,7 @@ def eval_retrieval(
     out.print(table)
 
 
-chat_cli.register(app, eval_app, split_names, search_options, print_json)
+chat_cli.register(app, eval_app, split_names, print_json)
 
 
 # -- kbchat serve and its API keys -------------------------------------------------------

@@ -17,8 +17,15 @@ def search_options(settings: Settings, **given: Any) -> SearchOptions:
     return SearchOptions(**values)
 
 
+def answer_search_options(settings: Settings, **given: Any) -> SearchOptions:
+    """SearchOptions for answering a question: ``top_k`` defaults to ``chat.top_k``."""
+    if given.get("top_k") is None:
+        given["top_k"] = settings.chat.top_k
+    return search_options(settings, **given)
+
+
 def chat_options(settings: Settings, search: SearchOptions, **given: Any) -> ChatOptions:
     """ChatOptions from the configured defaults, overridden by the values given (not None)."""
-    values: dict[str, Any] = settings.chat.model_dump()
+    values: dict[str, Any] = settings.chat.model_dump(exclude={"top_k"})
     values.update({k: v for k, v in given.items() if v is not None})
     return ChatOptions(search=search, **values)

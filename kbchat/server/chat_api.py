@@ -26,7 +26,7 @@ from kbchat.conversations import StoredMessage, new_conversation_id
 from kbchat.errors import KbchatError
 from kbchat.kb import KnowledgeBase
 from kbchat.llm.base import ChatModel
-from kbchat.options import chat_options, search_options
+from kbchat.options import answer_search_options, chat_options
 from kbchat.serialize import answer_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import error_body, internal_error_body
@@ -84,7 +84,7 @@ def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatP
     services = state.services
     model = services.models.get(body.model)
     kbs = [services.library.get(name) for name in names]
-    search = search_options(state.settings, top_k=body.top_k or 4, threshold=body.threshold)
+    search = answer_search_options(state.settings, top_k=body.top_k, threshold=body.threshold)
     options = chat_options(state.settings, search, no_hit=body.no_hit, max_tokens=body.max_tokens)
     history: list[Message] = []
     conversation_id = body.conversation_id or new_conversation_id()

@@ -27,7 +27,7 @@ from kbchat.chat.rag import stream_answer
 from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, KbchatError, NotFound
 from kbchat.llm.base import FINISH_STOP, estimate_tokens
-from kbchat.options import chat_options, search_options
+from kbchat.options import answer_search_options, chat_options
 from kbchat.registry import embedders
 from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
@@ -195,7 +195,7 @@ def _kb_generation(
         raise BadInput("the last message must be the user's question")
     kb = library.get(name)
     model = state.services.models.get(None)
-    search = search_options(state.settings, top_k=body.top_k or 4, threshold=body.threshold)
+    search = answer_search_options(state.settings, top_k=body.top_k, threshold=body.threshold)
     options = chat_options(
         state.settings, search, max_tokens=max_tokens, temperature=body.temperature
     )

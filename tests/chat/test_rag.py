@@ -16,6 +16,7 @@ from kbchat.errors import BadInput
 from kbchat.kb import KnowledgeBase
 from kbchat.library import Library
 from kbchat.llm.base import estimate_tokens
+from kbchat.options import answer_search_options, chat_options
 from kbchat.prompts import detect_language
 from kbchat.retrieve import SearchOptions
 from kbchat.testing import ScriptedChatModel
@@ -171,3 +172,11 @@ def test_memory_helpers() -> None:
     assert fit_history(history, 100, len) == history[1:]
     assert truncate_to_tokens("abcdef", 3, len) == "abc"
     assert detect_language("保修期多长？") == "zh" and detect_language("How long?") == "en"
+
+
+def test_answers_take_chat_top_k_sources_unless_given() -> None:
+    settings = load_settings(chat={"top_k": 2}, retrieval={"threshold": 0.3})
+    search = answer_search_options(settings)
+    assert (search.top_k, search.threshold) == (2, 0.3)
+    assert answer_search_options(settings, top_k=7, threshold=None).top_k == 7
+    assert chat_options(settings, search).search.top_k == 2  # chat.top_k is not a ChatOption
