@@ -119,7 +119,7 @@ class ChatSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    top_k: int = Field(4, ge=1, le=50, description="Sources retrieved for one answer.")
+    top_k: int = Field(3, ge=1, le=50, description="Sources retrieved for one answer.")
     no_hit: str = Field("refuse", description="refuse, fallback (labelled) or message.")
     no_hit_message: str | None = Field(None, description="The fixed reply for no_hit=message.")
     temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature.")

@@ -10,9 +10,9 @@ const PREFS_KEY = "kbchat.chatPrefs";
 
 function loadPrefs() {
   try {
-    return { kbs: [], model: "", topK: 5, threshold: "", ...JSON.parse(localStorage.getItem(PREFS_KEY) || "{}") };
+    return { kbs: [], model: "", topK: "", threshold: "", ...JSON.parse(localStorage.getItem(PREFS_KEY) || "{}") };
   } catch {
-    return { kbs: [], model: "", topK: 5, threshold: "" };
+    return { kbs: [], model: "", topK: "", threshold: "" };
   }
 }
 
@@ -38,7 +38,9 @@ export function renderChat(root, conversationId, navigate) {
   const pickerMenu = h("div", { class: "picker-menu", role: "group" });
   const picker = h("details", { class: "picker", id: "kb-picker" }, pickerSummary, pickerMenu);
   const modelSelect = h("select", { id: "model-select" });
-  const topK = h("input", { type: "number", id: "top-k", min: "1", max: "50", step: "1", value: String(prefs.topK) });
+  const topK = h("input", {
+    type: "number", id: "top-k", min: "1", max: "50", step: "1", value: String(prefs.topK), placeholder: t("chat.default"),
+  });
   const threshold = h("input", {
     type: "number", id: "threshold", min: "0", max: "1", step: "0.05", value: String(prefs.threshold), placeholder: t("chat.default"),
   });
