@@ -257,7 +257,7 @@ def _search_kb(
     if lexical_index is not None and lexical_scores is not None:
         lexical = dict(lexical_index.top(lexical_scores, options.candidates, allowed))
     if options.mode == "dense":
-        candidates = list(dict.fromkeys(found))
+        candidates = found
     elif options.mode == "bm25":
         candidates = list(lexical)
     else:

@@ -58,8 +58,3 @@ class CompositeEmbedder:
         for s, weight in zip(self.slices, weights, strict=True):
             weighted[s] *= np.float32(weight / self._scale**2)
         return weighted
-
-
-def embedder_parts(embedder: Embedder) -> list[Embedder]:
-    """The embedders inside ``embedder`` (itself, unless it is composite)."""
-    return list(embedder.parts) if isinstance(embedder, CompositeEmbedder) else [embedder]
