@@ -96,6 +96,13 @@ class RetrievalSettings(BaseModel):
         description="Composite embedders: weight of the second model for a passage in another "
         "language than the question.",
     )
+    language_margin: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="A passage in another language than the question ranks below a "
+        "same-language one whose dense relevance is at most this much lower (0: off).",
+    )
     candidates: int = Field(50, gt=0, description="Candidates taken from each retriever.")
 
 
@@ -126,6 +133,23 @@ class ChatSettings(BaseModel):
     max_tokens: int = Field(512, gt=0, description="Most tokens in one answer.")
     history_tokens: int = Field(1024, ge=0, description="Token budget for remembered turns.")
     rewrite: bool = Field(True, description="Rewrite follow-up questions before retrieval.")
+    verify: bool = Field(
+        True,
+        description="Decline answers the sources do not support: a named item no source "
+        "holds, or an answer whose claims are not in the sources (see README, Trust).",
+    )
+    min_support: float = Field(
+        0.5, ge=0, le=1, description="Share of an answer's words the sources must contain."
+    )
+    context_tokens: int = Field(
+        1000, ge=64, description="Most tokens of sources in one prompt (the top_k best fit)."
+    )
+    source_ratio: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Skip sources scoring below this share of the best one (0: keep top_k).",
+    )
 
 
 KeyRole = Literal["read", "write", "admin"]

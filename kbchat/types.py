@@ -103,9 +103,19 @@ class Citation:
     slide: int | None = None
 
 
+AnswerOutcome = Literal["answered", "refused", "fallback"]
+"""What an answer is based on: ``answered`` from the sources (see ``grounded``), ``refused``
+because the sources do not say (the text is the refusal), ``fallback`` the model's own
+knowledge, labelled as such (``chat.no_hit = "fallback"``)."""
+
+
 @dataclass(slots=True)
 class Answer:
-    """A finished answer with its sources, usage and timings (seconds)."""
+    """A finished answer with its sources, usage and timings (seconds).
+
+    ``closest`` holds the best passages found when the answer is refused or falls back, so a
+    user can judge for themselves; ``citations`` only the sources an answer rests on.
+    """
 
     text: str
     model: str
@@ -116,3 +126,10 @@ class Answer:
     question: str = ""
     grounded: bool = True
     notices: list[str] = field(default_factory=list)
+    outcome: AnswerOutcome = "answered"
+    closest: list[Citation] = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        """True when kbchat declined: the sources do not hold the answer."""
+        return self.outcome == "refused"

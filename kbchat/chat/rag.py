@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from kbchat.chat.grounding import check_claims, items, missing_items, normalise, occurs
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.errors import BadInput
 from kbchat.kb import KnowledgeBase
@@ -47,6 +48,10 @@ class ChatOptions:
     history_tokens: int = 1024
     max_question_tokens: int = 1024
     rewrite: bool = True
+    verify: bool = True
+    min_support: float = 0.5
+    context_tokens: int = 1000
+    source_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if self.no_hit not in ("refuse", "fallback", "message"):
@@ -55,6 +60,8 @@ class ChatOptions:
             raise BadInput("no_hit 'message' needs no_hit_message")
         if self.max_tokens <= 0:
             raise BadInput(f"max_tokens must be > 0, got {self.max_tokens}")
+        if not 0.0 <= self.min_support <= 1.0:
+            raise BadInput(f"min_support must be between 0 and 1, got {self.min_support}")
 
 
 def stream_answer(
@@ -67,23 +74,44 @@ def stream_answer(
     reranker: Reranker | None = None,
     cancel: threading.Event | None = None,
 ) -> Iterator[ChatEvent]:
-    """Answer ``question`` from ``kbs``: yields text deltas, then the finished Answer."""
+    """Answer ``question`` from ``kbs``: yields text deltas, then the finished Answer.
+
+    Nothing streams before kbchat has decided the passages support an answer: a question
+    naming an item no passage holds is declined at once, and the answer's first sentence is
+    held back until its claims are found in the passages (``grounding``). A declined
+    question gets the no-hit policy (``options.no_hit``) and the closest passages.
+    """
     options = options or ChatOptions()
     started = time.perf_counter()
     question, notices = checked_question(model, question, options)
     language = detect_language(question)
     standalone = question
     if options.rewrite and history and _FOLLOW_UP.search(question):
-        standalone = rewrite_question(model, question, history, language)
+        standalone = standalone_question(model, question, history, language)
     retrieved = retrieve(kbs, standalone, options.search, reranker=reranker)
     notices += retrieved.notices
+    pending = sum(kb.stats().get("pending", 0) for kb in kbs)
     timings = {"retrieval_s": time.perf_counter() - started}
+    decline = Decline(language, standalone, retrieved.hits, pending)
     if not retrieved.hits:
-        yield from _no_hit(model, question, history, options, language, timings, notices, cancel)
+        yield from _declined(model, question, history, options, decline, timings, notices, cancel)
         return
-    messages, used = build_messages(model, question, retrieved.hits, history, options, language)
+    # A rewritten follow-up stands alone: earlier turns would only distract a small model
+    # (it took the sibling product's value from them in the follow-up case).
+    context = history if standalone == question else ()
+    messages, used = build_messages(model, standalone, retrieved.hits, context, options, language)
+    if options.verify:
+        decline.missing = missing_items(standalone, [hit.text for hit in used])
+    if decline.missing:
+        yield from _declined(model, question, history, options, decline, timings, notices, cancel)
+        return
     answer = Answer(text="", model=model.name, question=standalone, notices=notices)
-    yield from generate(model, messages, options, answer, timings, started, cancel)
+    check = _head_check(standalone, used, options) if options.verify else None
+    yield from generate(model, messages, options, answer, timings, started, cancel, check=check)
+    if answer.outcome == "refused":
+        decline.reason = answer.text
+        yield from _declined(model, question, history, options, decline, timings, notices, cancel)
+        return
     extra = _attribute(answer, used)
     if extra:
         yield extra
@@ -105,10 +133,61 @@ def checked_question(
     return question, notices
 
 
+def standalone_question(
+    model: ChatModel, question: str, history: Sequence[Message], language: Language
+) -> str:
+    """Turn a follow-up ("那它的噪声…", "what about its price?") into a standalone question.
+
+    The model rewrites it; the rewrite is kept only if it keeps the conversation's subject
+    (the items the last question named, ``grounding.items``) and the follow-up's polarity
+    (a "not" stays a "not"). Otherwise the pronoun is replaced by the subject, or, failing
+    that, the subject is put before the question.
+    """
+    subject = _subject(history)
+    rewritten = rewrite_question(model, question, history, language)
+    if _keeps_meaning(rewritten, question, subject):
+        return rewritten
+    if not subject:
+        return question
+    named = subject[0]
+    replaced = _PRONOUN.sub(
+        lambda m: named + ("'s" if m.group(0).lower() == "its" else ""), question, count=1
+    )
+    if replaced != question:
+        return _LEAD.sub("", replaced)
+    return f"{named} {question}" if language == "en" else f"{named}：{question}"
+
+
+_PRONOUN = re.compile(
+    r"它们|它|其|该产品|该型号|这个|那个|\b(?:its|it|this|that|they|them)\b", re.IGNORECASE
+)
+_LEAD = re.compile(r"^(那么|那|还有|and\s+|so\s+)", re.IGNORECASE)
+_NEGATION = re.compile(r"不|没|未|无|非|别|\b(?:not|no|never|without|n't)\b", re.IGNORECASE)
+
+
+def _subject(history: Sequence[Message]) -> list[str]:
+    """The items named by the most recent user turn that names any."""
+    for message in reversed(history):
+        if message.role == "user" and (named := items(message.content)):
+            return named
+    return []
+
+
+def _keeps_meaning(rewritten: str, question: str, subject: Sequence[str]) -> bool:
+    if rewritten == question:
+        return False
+    haystack = normalise(rewritten)
+    if subject and not any(occurs(item, haystack) for item in subject):
+        return False
+    if not all(occurs(item, haystack) for item in items(question)):
+        return False
+    return bool(_NEGATION.search(rewritten)) == bool(_NEGATION.search(question))
+
+
 def rewrite_question(
     model: ChatModel, question: str, history: Sequence[Message], language: Language
 ) -> str:
-    """Turn a follow-up ("what about its price?") into a standalone question."""
+    """The model's standalone version of a follow-up (unchecked; see ``standalone_question``)."""
     recent = fit_history(history, 400, model.count_tokens)
     lines = "\n".join(f"{m.role}: {m.content}" for m in recent)
     prompt = render("rewrite", language, history=lines, question=question)
@@ -127,8 +206,10 @@ def build_messages(
 ) -> tuple[list[Message], list[Hit]]:
     """The prompt, fitted to the context window: system, history, sources + question.
 
-    Sources go in rank order until the budget is spent (the last one may be cut); the
-    answer's ``max_tokens`` is always reserved. Returns the messages and the hits used.
+    Sources go in rank order until ``options.context_tokens`` or the context window is
+    spent (the last one may be cut), skipping those below ``options.source_ratio`` of the
+    best score; the answer's ``max_tokens`` is always reserved. Returns the messages and
+    the hits used.
     """
     system = template("rag_system", language)
     count = model.count_tokens
@@ -136,9 +217,13 @@ def build_messages(
     budget = model.context_window - options.max_tokens - count(system) - count(frame) - 64
     kept_history = fit_history(history, min(options.history_tokens, budget // 3), count)
     budget -= sum(count(m.content) + 4 for m in kept_history)
+    budget = min(budget, options.context_tokens)
+    floor = hits[0].score * options.source_ratio if hits else 0.0
     blocks: list[str] = []
     used: list[Hit] = []
     for hit in hits:
+        if used and hit.score < floor:
+            continue
         block = f"[{len(used) + 1}] {_source_label(hit)}\n{hit.text}"
         cost = count(block) + 2
         if cost > budget:
@@ -162,6 +247,14 @@ def _source_label(hit: Hit) -> str:
     return f"({hit.file}{where})"
 
 
+HeadCheck = Callable[[str], str | None]
+"""Judges the held-back start of an answer: None to release it, or why it is declined."""
+HEAD_CHARS = 160
+"""The answer's start held back for ``HeadCheck``: up to its first full sentence, at most
+this many characters (a short answer is checked whole)."""
+_HEAD_END = re.compile(r"[。！？!?\n]|\.(\s|$)")
+
+
 def generate(
     model: ChatModel,
     messages: list[Message],
@@ -170,24 +263,79 @@ def generate(
     timings: dict[str, float],
     started: float,
     cancel: threading.Event | None,
+    *,
+    check: HeadCheck | None = None,
 ) -> Iterator[str]:
+    """Stream the model's answer into ``answer``; yields its text deltas.
+
+    With ``check``, the answer's start (``HEAD_CHARS``) is held back and judged first; a
+    declined answer stops generating, yields nothing, and ends with ``answer.outcome``
+    "refused" and the reason as ``answer.text``.
+    """
     parts: list[str] = []
-    first = True
-    for delta in model.stream(
+    held = check is not None
+    stream = model.stream(
         messages, temperature=options.temperature, max_tokens=options.max_tokens, cancel=cancel
-    ):
-        if delta.text:
-            if first:
-                timings["ttft_s"] = time.perf_counter() - started
-                first = False
+    )
+    try:
+        for delta in stream:
+            _finish(answer, delta)
+            if not delta.text:
+                continue
             parts.append(delta.text)
-            yield delta.text
-        _finish(answer, delta)
+            if held:
+                text = "".join(parts)
+                if not _head_complete(text):
+                    continue
+                held = False
+                if (reason := check(text)) is not None:  # type: ignore[misc]
+                    answer.outcome, answer.text = "refused", reason
+                    return
+                delta_text = text
+            else:
+                delta_text = delta.text
+            if "ttft_s" not in timings:
+                timings["ttft_s"] = time.perf_counter() - started
+            yield delta_text
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    if held and parts and check is not None:
+        if (reason := check("".join(parts))) is not None:
+            answer.outcome, answer.text = "refused", reason
+            return
+        timings["ttft_s"] = time.perf_counter() - started
+        yield "".join(parts)
     answer.text = "".join(parts)
     timings["total_s"] = time.perf_counter() - started
     timings.setdefault("ttft_s", timings["total_s"])
     if answer.finish_reason == "length":
         answer.notices.append(f"the answer was cut at max_tokens ({options.max_tokens})")
+
+
+def _head_complete(text: str) -> bool:
+    stripped = text.strip()
+    return len(stripped) >= HEAD_CHARS or (
+        len(stripped) >= 8 and _HEAD_END.search(stripped, 6) is not None
+    )
+
+
+def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> HeadCheck:
+    """The check of an answer's start against the passages it was given."""
+    passages = [hit.text for hit in used]
+
+    def check(head: str) -> str | None:
+        if any(refusal in head for refusal in _REFUSALS):
+            return "model"
+        claims = check_claims(head, question, passages)
+        if claims.unsupported:
+            return "unsupported:" + ", ".join(claims.unsupported)
+        if claims.words >= 3 and claims.support < options.min_support:
+            return f"support:{claims.support:.2f}"
+        return None
+
+    return check
 
 
 def _finish(answer: Answer, delta: Delta) -> None:
@@ -242,19 +390,65 @@ def _citation(marker: int, hit: Hit, answer_tokens: set[str]) -> Citation:
     )
 
 
-def _no_hit(
+@dataclass(slots=True)
+class Decline:
+    """Why a question gets the no-hit policy instead of an answer from the passages.
+
+    Attributes:
+        language: the question's language (of the message shown).
+        question: the standalone question searched for.
+        hits: the passages found (maybe none); the best are shown as ``closest``.
+        pending: files of the knowledge bases still waiting to be indexed.
+        missing: items the question names that no passage holds.
+        reason: why the answer's start was declined (``HeadCheck``), if it was.
+    """
+
+    language: Language
+    question: str
+    hits: list[Hit]
+    pending: int = 0
+    missing: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    def message(self, options: ChatOptions) -> str:
+        """The refusal shown to the user."""
+        if options.no_hit_message:
+            return options.no_hit_message
+        lines = [template("no_answer" if not self.hits else "not_supported", self.language)]
+        if self.missing:
+            quoted = ", ".join(f"“{item}”" for item in self.missing)
+            lines.append(render("missing_items", self.language, items=quoted))
+        if self.pending:
+            lines.append(render("still_indexing", self.language, count=str(self.pending)))
+        return "\n".join(lines)
+
+
+CLOSEST = 3
+"""Passages shown beside a refusal or a fallback answer."""
+
+
+def _declined(
     model: ChatModel,
     question: str,
     history: Sequence[Message],
     options: ChatOptions,
-    language: Language,
+    decline: Decline,
     timings: dict[str, float],
     notices: list[str],
     cancel: threading.Event | None,
 ) -> Iterator[ChatEvent]:
+    """The no-hit policy: a refusal (or fixed message), or the model's own answer labelled
+    as such; either way with the closest passages found."""
     started = time.perf_counter() - timings["retrieval_s"]
-    answer = Answer(text="", model=model.name, question=question, grounded=False, notices=notices)
+    language = decline.language
+    answer = Answer(text="", model=model.name, question=decline.question, grounded=False)
+    answer.notices = notices
+    words = set(tokenize(decline.question))
+    answer.closest = [_citation(n, hit, words) for n, hit in enumerate(decline.hits[:CLOSEST], 1)]
+    if decline.pending:
+        answer.notices.append(f"still indexing {decline.pending} file(s)")
     if options.no_hit == "fallback":
+        answer.outcome = "fallback"
         label = template("fallback_label", language) + "\n"
         yield label
         messages = [
@@ -265,7 +459,8 @@ def _no_hit(
         yield from generate(model, messages, options, answer, timings, started, cancel)
         answer.text = label + answer.text
     else:
-        answer.text = options.no_hit_message or template("no_answer", language)
+        answer.outcome = "refused"
+        answer.text = decline.message(options)
         answer.usage = Usage()
         yield answer.text
         timings["ttft_s"] = timings["total_s"] = time.perf_counter() - started

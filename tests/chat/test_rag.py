@@ -122,7 +122,7 @@ def test_prompt_fits_the_context_window(kb: KnowledgeBase) -> None:
 
 def test_answer_cut_by_max_tokens_is_flagged(kb: KnowledgeBase) -> None:
     model = ScriptedChatModel(["one two three four five six seven eight nine ten"])
-    options = ChatOptions(max_tokens=3, search=SearchOptions(threshold=0.0))
+    options = ChatOptions(max_tokens=3, search=SearchOptions(threshold=0.0), verify=False)
     _, answer = run(list(stream_answer(model, [kb], "kettle warranty", options=options)))
     assert answer.finish_reason == "length"
     assert any("max_tokens" in n for n in answer.notices)
@@ -180,3 +180,115 @@ def test_answers_take_chat_top_k_sources_unless_given() -> None:
     assert (search.top_k, search.threshold) == (2, 0.3)
     assert answer_search_options(settings, top_k=7, threshold=None).top_k == 7
     assert chat_options(settings, search).search.top_k == 2  # chat.top_k is not a ChatOption
+
+
+@pytest.fixture
+def fans(tmp_path: Path) -> KnowledgeBase:
+    root = tmp_path / "fans"
+    root.mkdir()
+    (root / "fans.md").write_text(
+        "# 风机\n\n## XR-7700A\n型号XR-7700A额定功率1.5千瓦，噪声不高于62分贝。\n\n"
+        "## XR-7700B\n型号XR-7700B额定功率2.2千瓦，噪声不高于65分贝。\n",
+        encoding="utf-8",
+    )
+    library = Library(load_settings(embedder={"backend": "hash"}))
+    library.create("fans")
+    kb = library.get("fans")
+    kb.add([root])
+    return kb
+
+
+LOW = SearchOptions(threshold=0.0)
+
+
+def test_an_item_no_passage_holds_is_declined_before_the_model_runs(fans: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["XR-7700C的额定功率是2.2千瓦[1]。"])
+    options = ChatOptions(search=LOW)
+    streamed, answer = run(
+        list(stream_answer(model, [fans], "XR-7700C的额定功率是多少？", options=options))
+    )
+    assert model.received == []  # decided on the passages alone
+    assert answer.outcome == "refused" and answer.refused and not answer.grounded
+    assert "XR-7700C" in streamed and streamed == answer.text
+    assert answer.citations == [] and answer.closest and answer.closest[0].file == "fans.md"
+
+
+def test_an_invented_answer_is_declined_and_never_streamed(fans: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["公司的股票代码是600519，在上海证券交易所上市。后面还有很多内容。"])
+    options = ChatOptions(search=LOW)
+    streamed, answer = run(
+        list(stream_answer(model, [fans], "公司的股票代码是多少？", options=options))
+    )
+    assert "600519" not in streamed and answer.outcome == "refused"
+    assert "没有找到" in answer.text and answer.closest
+
+
+def test_a_supported_answer_streams_after_its_first_sentence(fans: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["XR-7700B的噪声不高于65分贝[1]。它适用于仓库。"])
+    options = ChatOptions(search=LOW)
+    streamed, answer = run(
+        list(stream_answer(model, [fans], "XR-7700B的噪声是多少？", options=options))
+    )
+    assert answer.outcome == "answered" and answer.grounded and "65" in streamed
+    assert streamed == answer.text and answer.closest == []
+
+
+def test_fallback_is_labelled_in_the_answer_and_keeps_the_closest_passages(
+    fans: KnowledgeBase,
+) -> None:
+    model = ScriptedChatModel(["I think it is 600519."])
+    options = ChatOptions(search=LOW, no_hit="fallback")
+    _, answer = run(
+        list(stream_answer(model, [fans], "What is the company's stock code?", options=options))
+    )
+    assert answer.outcome == "fallback" and not answer.grounded
+    assert answer.text.startswith("(Nothing in the knowledge base matches") and answer.closest
+
+
+def test_a_question_while_files_are_pending_says_still_indexing(fans: KnowledgeBase) -> None:
+    fans.catalog.mark_pending(fans.record.id, [("later.md", "/tmp/later.md")])
+    model = ScriptedChatModel(["should not be used"])
+    streamed, answer = run(
+        list(stream_answer(model, [fans], "XR-9000的功率？", options=ChatOptions(search=LOW)))
+    )
+    assert "1 个文件正在建立索引" in streamed and answer.refused
+    assert any("still indexing 1" in n for n in answer.notices)
+
+
+def test_follow_up_keeps_the_subject_when_the_rewrite_loses_it(fans: KnowledgeBase) -> None:
+    # The model's rewrite swaps in the sibling product; kbchat keeps XR-7700B instead.
+    model = ScriptedChatModel(["XR-7700A的噪声不高于多少分贝？", "XR-7700B的噪声不高于65分贝[1]。"])
+    history = [
+        Message("user", "XR-7700B的额定功率是多少？"),
+        Message("assistant", "XR-7700B的额定功率是2.2千瓦[1]。"),
+    ]
+    _, answer = run(
+        list(
+            stream_answer(
+                model,
+                [fans],
+                "那它的噪声不高于多少分贝？",
+                history=history,
+                options=ChatOptions(search=LOW),
+            )
+        )
+    )
+    assert answer.question == "XR-7700B的噪声不高于多少分贝？"
+    assert "XR-7700B的噪声" in model.received[1][-1].content
+
+
+def test_follow_up_rewrite_must_keep_its_polarity(fans: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["Which fans are quiet?", "ok"])
+    history = [Message("user", "Tell me about XR-7700B"), Message("assistant", "A fan.")]
+    _, answer = run(
+        list(
+            stream_answer(
+                model,
+                [fans],
+                "Is it not louder than 65 dB?",
+                history=history,
+                options=ChatOptions(search=LOW),
+            )
+        )
+    )
+    assert answer.question == "Is XR-7700B not louder than 65 dB?"

@@ -1,0 +1,183 @@
+"""Is an answer supported by its sources? Checks that need no model.
+
+Two questions are asked of the retrieved passages, both by exact string evidence:
+
+- before answering: does every specific item the question names (a model or part number,
+  a version, a number, a quoted title, a name) occur in some passage? A question about
+  "XR-7700C" over files that hold XR-7700A and XR-7700B must be declined, not answered
+  with a neighbour's value (``missing_items``);
+- while answering: do the answer's claims (its numbers, codes and names, and most of its
+  words) occur in the passages? An answer the passages do not contain is the model's
+  invention (``unsupported_claims``, ``support``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kbchat.lexical import tokenize
+
+# A code: letters and digits together (XR-7700B, ISO9001, v2.3, GB/T-7714, 3C), or a
+# number of two or more digits (years, prices, stock codes, part numbers).
+_CODE = re.compile(
+    r"(?<![A-Za-z0-9])(?:[A-Za-z]+[-_/.]?\d[A-Za-z0-9]*(?:[-_./][A-Za-z0-9]+)*"
+    r"|\d+[A-Za-z][A-Za-z0-9]*(?:[-_./][A-Za-z0-9]+)*"
+    r"|\d[\d,]*\.?\d+)(?![A-Za-z0-9])"
+)
+# Command-line options and file names or paths: "--port", "config.yaml", "~/.kbchat/x".
+_TECH = re.compile(
+    r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b|(?<![\w-])--[a-z][a-z0-9-]+|(?<![\w/.~])(?:~?/)?(?:[\w.-]+/)*[\w-]+\.(?:ya?ml|toml|json|ini|"
+    r"cfg|conf|env|txt|md|csv|py|sh|js|html|pdf|docx|xlsx|pptx)\b"
+)
+# Quoted titles and names: 《书名》, “名称”, "name".
+_QUOTED = re.compile(r"《([^》]{1,40})》|“([^”]{2,40})”|\"([^\"]{2,40})\"")
+# Capitalised English names of one or more words ("Lucy Saunders", "San Juan").
+_NAME = re.compile(r"\b([A-Z][a-z]+(?:[ -](?:of |de |the )?[A-Z][a-z]+)*)\b")
+_SENTENCE_START = re.compile(r"(?:^|[.!?。！？:：\n])[\s\"'“(（`*-]*$")
+_MARKERS = re.compile(r"\[\d{1,2}\]")
+_NOT_NAMES = frozenset(
+    "I The A An Answer Question Source Sources What Which Who Whom Whose When Where Why How "
+    "Is Are Was Were Do Does Did "
+    "In On At Of For And Or But If It Its This That These Those There Please Can Could "
+    "Would Should Will May".split()
+)
+_STOP_TOKENS = frozenset(
+    "the a an of to in on at for and or is are was were be been it its this that these those "
+    "with by from as what which who when where why how do does did can could would should "
+    "not no yes i you he she they we his her their our my your source sources answer "
+    "的 了 是 在 和 与 及 或 也 都 就 而 及其 其 之 为 有 被 把 对 从 到 以 于 中 等 "
+    "个 这 那 它 他 她 们 吗 呢 吧 啊 什么 哪 哪些 哪个 多少 几 怎么 怎样 如何 为什么 "
+    "资料 根据 问题 回答 答案".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCheck:
+    """How well an answer's text is supported by the passages it was given.
+
+    Attributes:
+        unsupported: numbers, codes and names in the answer found in no passage (nor in
+            the question).
+        support: share of the answer's content words (``lexical.tokenize``, stop words
+            removed) that occur in the passages, in [0, 1]; 1.0 for an answer without any.
+        words: how many content words the answer has.
+    """
+
+    unsupported: tuple[str, ...]
+    support: float
+    words: int
+
+
+def normalise(text: str) -> str:
+    """Text as compared: NFKC (full-width to ASCII), lower case, runs of whitespace as one
+    space, no commas between digits: "ＸＲ-7700Ｂ", "xr-7700b" and "1,000" match "XR-7700B"
+    and "1000"."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def items(text: str) -> list[str]:
+    """The specific items ``text`` names: codes, numbers, quoted titles, capitalised names.
+
+    Returns them in order of appearance, without duplicates, as written.
+    """
+    found: list[str] = []
+    for match in _QUOTED.finditer(text):
+        found.append(next(g for g in match.groups() if g))
+    masked = _QUOTED.sub(" ", text)
+    found.extend(m.group(0) for m in _TECH.finditer(masked))
+    masked = _TECH.sub(" ", masked)
+    found.extend(m.group(0) for m in _CODE.finditer(unicodedata.normalize("NFKC", masked)))
+    for match in _NAME.finditer(masked):
+        words = match.group(1).split()
+        while words and words[0] in _NOT_NAMES:
+            words.pop(0)
+        if _SENTENCE_START.search(masked[: match.start()]) is not None:
+            words = words[1:]  # a capital at a sentence start says nothing
+        if words:
+            found.append(" ".join(words))
+    return list(dict.fromkeys(f for f in found if len(f) >= 2))
+
+
+def occurs(item: str, haystack: str) -> bool:
+    """True when ``item`` occurs in the normalised ``haystack`` as a whole item: a code is
+    not found inside a longer code ("XR-770" is not in "XR-7700A")."""
+    needle = normalise(item)
+    if not needle:
+        return True
+    start = haystack.find(needle)
+    while start >= 0:
+        end = start + len(needle)
+        before = haystack[start - 1] if start else " "
+        after = haystack[end] if end < len(haystack) else " "
+        if not (_alnum_edge(needle[0], before) or _alnum_edge(needle[-1], after)):
+            return True
+        start = haystack.find(needle, start + 1)
+    return False
+
+
+def _alnum_edge(edge: str, neighbour: str) -> bool:
+    """A match glued to a neighbouring ASCII letter or digit continues a longer code."""
+    return edge.isascii() and edge.isalnum() and neighbour.isascii() and neighbour.isalnum()
+
+
+def missing_items(question: str, passages: Sequence[str]) -> list[str]:
+    """The items the question names (``items``) that occur in none of the passages."""
+    haystack = normalise("\n".join(passages))
+    return [item for item in items(question) if not occurs(item, haystack)]
+
+
+def check_claims(answer: str, question: str, passages: Sequence[str]) -> ClaimCheck:
+    """Which of the answer's claims the passages (or the question) do not contain."""
+    answer = _MARKERS.sub(" ", answer)
+    haystack = normalise("\n".join([*passages, question]))
+    unsupported = tuple(item for item in items(answer) if not occurs(item, haystack))
+    words = content_words(answer)
+    if not words:
+        return ClaimCheck(unsupported, 1.0, 0)
+    passage_words = set(content_words("\n".join([*passages, question])))
+    support = sum(1 for w in words if w in passage_words) / len(words)
+    return ClaimCheck(unsupported, support, len(words))
+
+
+def content_words(text: str) -> list[str]:
+    """The words of ``text`` that carry content: BM25 tokens without stop words or
+    punctuation, lower-cased."""
+    return [
+        t
+        for t in tokenize(unicodedata.normalize("NFKC", text).lower())
+        if t not in _STOP_TOKENS and any(ch.isalnum() for ch in t)
+    ]
+
+
+_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]?|[^\n]+")
+
+
+def sentences(text: str) -> list[str]:
+    """``text`` cut into sentences (Chinese and Western end marks, semicolons, lines)."""
+    return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+
+
+def question_coverage(answer: str, question: str, passages: Sequence[str]) -> float:
+    """How much of the question the passage that supports the answer is about, in [0, 1].
+
+    The supporting passage is the one holding most of the answer's new words (those not in
+    the question); the result is the share of the question's content words it contains.
+    An answer copied from a passage about something else (a neighbouring product, another
+    year, another person) has a support passage that misses what the question asks about.
+    Returns 1.0 when the answer adds no new words.
+    """
+    asked = set(content_words(question))
+    new = set(content_words(_MARKERS.sub(" ", answer))) - asked
+    if not new or not asked or not passages:
+        return 1.0
+    scored = [(len(new & set(content_words(p))), p) for p in passages]
+    best = max(score for score, _ in scored)
+    if best == 0:
+        return 0.0
+    support = set().union(*(set(content_words(p)) for score, p in scored if score == best))
+    return len(asked & support) / len(asked)

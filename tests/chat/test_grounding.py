@@ -1,0 +1,59 @@
+"""Checks of questions and answers against passages, with no model."""
+
+from __future__ import annotations
+
+import pytest
+
+from kbchat.chat.grounding import check_claims, items, missing_items, normalise, occurs
+
+FANS = [
+    "型号XR-7700A为标准款离心风机，额定功率1.5千瓦，噪声不高于62分贝。",
+    "型号XR-770为早期型号，已于2024年停产，额定功率0.75千瓦。",
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("XR-7700C的额定功率是多少？", ["XR-7700C"]),
+        ("《战国无双3》是由哪两个公司合作开发的？", ["战国无双3"]),
+        ("Is kbchat v2.3.1 compatible with Python 3.11?", ["v2.3.1", "3.11", "Python"]),
+        (
+            "What provinces comprise the area where the 1944 San Juan earthquake took place?",
+            ["1944", "San Juan"],
+        ),
+        ("公司的股票代码是多少？", []),
+        ("How do I change the port of the web server?", []),
+    ],
+)
+def test_items_a_question_names(text: str, expected: list[str]) -> None:
+    assert items(text) == expected
+
+
+def test_a_code_is_not_found_inside_a_longer_code() -> None:
+    haystack = normalise("\n".join(FANS))
+    assert occurs("XR-7700A", haystack) and occurs("xr-770", haystack)
+    assert not occurs("XR-7700", haystack)  # only a prefix of XR-7700A
+    assert missing_items("XR-7700C的功率是多少？", FANS) == ["XR-7700C"]
+    assert missing_items("ＸＲ-７７００Ａ的功率是多少？", FANS) == []  # full-width forms match
+
+
+def test_numbers_match_with_or_without_thousands_separators() -> None:
+    assert occurs("1,000", normalise("costs 1000 yuan"))
+    assert missing_items("Which model costs 1000 yuan?", ["It costs 1,000 yuan."]) == []
+
+
+def test_invented_numbers_and_names_are_unsupported() -> None:
+    invented = check_claims(
+        "修改 ~/.kbchat/config.yaml 中的 port: 8080，然后运行 kbchat restart",
+        "How do I change the port of the web server?",
+        FANS,
+    )
+    assert "8080" in invented.unsupported and invented.support < 0.5
+    supported = check_claims("XR-7700A的额定功率是1.5千瓦 [1]", "XR-7700A的功率？", FANS)
+    assert supported.unsupported == () and supported.support > 0.8
+
+
+def test_an_answer_without_content_words_is_not_judged_by_support() -> None:
+    check = check_claims("是的。", "XR-770停产了吗？", FANS)
+    assert check.words == 0 and check.support == 1.0
