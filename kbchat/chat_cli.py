@@ -68,6 +68,17 @@ def _print_stream(events: Iterator[ChatEvent]) -> Answer:
             markup=False,
             highlight=False,
         )
+    if answer.closest:
+        title = "closest passages" if answer.outcome == "refused" else "closest passages (not used)"
+        err.print(f"  {title}:", markup=False, style="dim")
+    for citation in answer.closest:
+        where = f" p.{citation.page}" if citation.page else ""
+        err.print(
+            f"  - {citation.file}{where} (score {citation.score:.2f}): {citation.quote}",
+            markup=False,
+            highlight=False,
+            style="dim",
+        )
     for notice in answer.notices:
         err.print(f"note: {notice}", markup=False, style="yellow")
     return answer

@@ -26,7 +26,9 @@ from sqlalchemy import (
     Text,
     delete,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -64,6 +66,7 @@ messages = Table(
     Column("role", String(16), nullable=False),
     Column("content", Text, nullable=False),
     Column("citations", Text, nullable=True),
+    Column("meta", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Index("ix_messages_conversation", "conversation_id", "id"),
 )
@@ -71,12 +74,15 @@ messages = Table(
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
-    """One turn as stored; ``citations`` are the answer's sources (assistant turns)."""
+    """One turn as stored; ``citations`` are the answer's sources (assistant turns) and
+    ``meta`` what the page shows again after a reload: the answer's ``outcome``,
+    ``grounded``, ``notices`` and ``closest`` passages (``serialize.answer_meta``)."""
 
     role: Role
     content: str
     created_at: float
     citations: list[dict[str, Any]] | None = None
+    meta: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {
@@ -86,6 +92,8 @@ class StoredMessage:
         }
         if self.citations is not None:
             value["citations"] = self.citations
+        if self.meta is not None:
+            value.update(self.meta)
         return value
 
 
@@ -135,6 +143,7 @@ class ConversationStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         metadata.create_all(engine)
+        _add_missing_columns(engine)
 
     def list_conversations(self, owner: str | None, *, limit: int = 200) -> list[Conversation]:
         """The owner's conversations, most recently updated first."""
@@ -252,10 +261,25 @@ def _conversation(row: Any, stored: list[StoredMessage] | None = None) -> Conver
     )
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added since a database was made (``meta``, by kbchat 0.1 databases)."""
+    present = {c["name"] for c in inspect(engine).get_columns(messages.name)}
+    with engine.begin() as conn:
+        for column in messages.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(text(f"ALTER TABLE {messages.name} ADD COLUMN {column.name} {kind}"))
+
+
 def _message(row: Any) -> StoredMessage:
     citations = json.loads(row["citations"]) if row["citations"] is not None else None
+    meta = json.loads(row["meta"]) if row["meta"] is not None else None
     return StoredMessage(
-        role=row["role"], content=row["content"], created_at=row["created_at"], citations=citations
+        role=row["role"],
+        content=row["content"],
+        created_at=row["created_at"],
+        citations=citations,
+        meta=meta,
     )
 
 
@@ -268,4 +292,5 @@ def _message_row(conversation_id: str, turn: StoredMessage) -> dict[str, Any]:
         "citations": None
         if turn.citations is None
         else json.dumps(turn.citations, ensure_ascii=False),
+        "meta": None if turn.meta is None else json.dumps(turn.meta, ensure_ascii=False),
     }

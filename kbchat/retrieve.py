@@ -53,6 +53,7 @@ class SearchOptions:
     dense_weight: float = 0.6
     second_weight: float = 0.2
     second_weight_cross: float = 0.5
+    language_margin: float = 0.1
     candidates: int = 50
     files: tuple[str, ...] = ()
     file_types: tuple[str, ...] = ()
@@ -72,6 +73,7 @@ class SearchOptions:
             "dense_weight",
             "second_weight",
             "second_weight_cross",
+            "language_margin",
             "rerank_threshold",
         ):
             value = getattr(self, name)
@@ -316,11 +318,33 @@ def _rank(
         # In hybrid mode with no query word in the corpus, BM25 has nothing to say.
         return [float(v) for v in dense_part], dense_part
     lexical_part = np.array(kb.index.fresh_lexical().scores_for(lexical_scores, candidates))
-    # Words shared across languages (names, numbers) are incidental: a passage in another
-    # language than the question is ranked by meaning alone.
-    weight = np.where(same, options.dense_weight, 1.0)
-    fused = weight * dense_part + (1.0 - weight) * lexical_part
+    lexical_part = _lexical_stand_in(lexical_part, dense_part, same, options.language_margin)
+    weight = np.where(same | ~np.isnan(lexical_part), options.dense_weight, 1.0)
+    fused = weight * dense_part + (1.0 - weight) * np.nan_to_num(lexical_part)
     return [float(v) for v in fused], dense_part
+
+
+def _lexical_stand_in(
+    lexical: np.ndarray, dense: np.ndarray, same: np.ndarray, margin: float
+) -> np.ndarray:
+    """BM25 for fusion: a passage in another language than the question gets, instead of
+    its own (shared names are incidental across languages), the median BM25 of the
+    same-language passages of comparable meaning (dense relevance within ``margin``); NaN
+    when there are none, and it is then ranked by dense relevance alone.
+
+    Normalised BM25 mostly sits below dense relevance, so ranking other-language passages
+    by dense alone put the Chinese copy of a document first for an English question. A
+    cross-language question keeps its ranking: its same-language candidates are far less
+    relevant by meaning, so no stand-in applies. ``margin`` 0 turns this off.
+    """
+    result = np.where(same, lexical, np.nan).astype(np.float64)
+    if margin <= 0 or not same.any():
+        return result
+    for n in np.flatnonzero(~same):
+        peers = same & (np.abs(dense - dense[n]) <= margin)
+        if peers.any():
+            result[n] = float(np.median(lexical[peers]))
+    return result
 
 
 def _dense_relevance(

@@ -65,4 +65,16 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         "grounded": answer.grounded,
         "question": answer.question,
         "notices": answer.notices,
+        "outcome": answer.outcome,
+        "closest": [asdict(c) for c in answer.closest],
+    }
+
+
+def answer_meta(answer: Answer) -> dict[str, Any]:
+    """What is stored with an answer so that it shows the same after a reload."""
+    return {
+        "outcome": answer.outcome,
+        "grounded": answer.grounded,
+        "notices": answer.notices,
+        "closest": [asdict(c) for c in answer.closest],
     }

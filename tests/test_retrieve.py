@@ -151,3 +151,18 @@ def test_relevance_is_measured_from_the_querys_chit_chat_level() -> None:
     query = np.array([1.0, 0.0], dtype=np.float32)  # similarity 0.8 to every chit-chat line
     scores = relevance(embedder, query, np.array([0.75, 0.80, 0.87]))  # type: ignore[arg-type]
     assert scores.tolist() == pytest.approx([-0.2, 0.3, 1.0], abs=1e-5)  # unclipped, for ranking
+
+
+def test_other_language_passages_get_the_bm25_of_same_language_peers() -> None:
+    from kbchat.retrieve import _lexical_stand_in
+
+    lexical = np.array([0.1, 0.0, 0.3, 0.0])
+    dense = np.array([0.62, 0.53, 0.60, 0.95])
+    same = np.array([True, False, True, False])
+    stand_in = _lexical_stand_in(lexical, dense, same, margin=0.1)
+    # The Chinese copy (0.53) is compared with English passages of comparable meaning
+    # (0.60 and 0.62 are within 0.1): it gets their median BM25, not a free pass.
+    assert stand_in[1] == pytest.approx(0.2) and stand_in[0] == 0.1 and stand_in[2] == 0.3
+    # A passage far more relevant than any same-language one keeps dense-only ranking.
+    assert np.isnan(stand_in[3])
+    assert np.isnan(_lexical_stand_in(lexical, dense, same, margin=0.0)[1])

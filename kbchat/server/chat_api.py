@@ -27,7 +27,7 @@ from kbchat.errors import KbchatError
 from kbchat.kb import KnowledgeBase
 from kbchat.llm.base import ChatModel
 from kbchat.options import answer_search_options, chat_options
-from kbchat.serialize import answer_json
+from kbchat.serialize import answer_json, answer_meta
 from kbchat.server.auth import Principal
 from kbchat.server.errors import error_body, internal_error_body
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
@@ -125,7 +125,7 @@ def answer_events(
             citations = [asdict(c) for c in event.citations]
             turns = [
                 StoredMessage("user", plan.question, asked),
-                StoredMessage("assistant", event.text, time.time(), citations),
+                StoredMessage("assistant", event.text, time.time(), citations, answer_meta(event)),
             ]
             state.conversations.append(
                 plan.conversation_id,

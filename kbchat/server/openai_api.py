@@ -83,6 +83,8 @@ class Finished:
     finish_reason: str | None
     usage: Usage
     citations: list[dict[str, Any]] = field(default_factory=list)
+    grounding: dict[str, Any] = field(default_factory=dict)
+    """kb models: ``outcome`` (answered, refused, fallback), ``grounded``, ``closest``."""
 
 
 Piece = str | Finished
@@ -152,6 +154,7 @@ async def chat_completions(
         ],
         "usage": _usage(finished.usage),
         "citations": finished.citations,
+        **finished.grounding,
     }
 
 
@@ -213,7 +216,14 @@ def _kb_generation(
         ):
             if isinstance(event, Answer):
                 yield Finished(
-                    event.finish_reason, event.usage, [asdict(c) for c in event.citations]
+                    event.finish_reason,
+                    event.usage,
+                    [asdict(c) for c in event.citations],
+                    {
+                        "outcome": event.outcome,
+                        "grounded": event.grounded,
+                        "closest": [asdict(c) for c in event.closest],
+                    },
                 )
             else:
                 yield event
@@ -250,7 +260,12 @@ async def _chunks(
             yield chunk({"content": piece})
             piece = await stream.next()
         finished = piece or Finished(FINISH_STOP, Usage())
-        yield chunk({}, _finish(finished.finish_reason), citations=finished.citations)
+        yield chunk(
+            {},
+            _finish(finished.finish_reason),
+            citations=finished.citations,
+            **finished.grounding,
+        )
         if include_usage:
             yield sse_data(
                 {

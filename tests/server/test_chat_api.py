@@ -234,3 +234,30 @@ def test_chinese_file_names_and_questions(client: TestClient) -> None:
     assert {f["name"] for f in job["files"]} == {"保修.txt", *DOCS}
     done = chat(client, question="保修期多长？", kbs=["zh"])[-1][1]
     assert [c["file"] for c in done["citations"]] == ["保修.txt"]
+
+
+def test_a_declined_answer_stays_declined_after_a_reload(
+    client: TestClient, docs_kb: str, model: ScriptedChatModel
+) -> None:
+    # The scripted model would invent a port: the answer is declined, never streamed.
+    model.replies = ["Edit ~/.kbchat/config.yaml and set port: 8080."]
+    events = chat(client, question="How do I change the port of the kettle?", kbs=[docs_kb])
+    streamed = "".join(data["text"] for name, data in events if name == "delta")
+    done = events[-1][1]
+    assert "8080" not in streamed and done["outcome"] == "refused" and done["grounded"] is False
+    assert done["citations"] == [] and done["closest"][0]["file"] in DOCS
+    stored = client.get(f"/api/conversations/{done['conversation_id']}").json()["messages"][-1]
+    assert stored["content"] == done["answer"] and stored["outcome"] == "refused"
+    assert stored["closest"] == done["closest"] and stored["grounded"] is False
+
+
+def test_openai_kb_model_reports_the_outcome_beside_citations(
+    client: TestClient, docs_kb: str, model: ScriptedChatModel
+) -> None:
+    model.replies = ["Edit ~/.kbchat/config.yaml and set port: 8080."]
+    body = client.post(
+        "/v1/chat/completions",
+        json={"model": f"kb:{docs_kb}", "messages": [{"role": "user", "content": "kettle port?"}]},
+    ).json()
+    assert "8080" not in body["choices"][0]["message"]["content"]
+    assert body["outcome"] == "refused" and body["citations"] == [] and body["closest"]

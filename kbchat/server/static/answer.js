@@ -46,19 +46,21 @@ function sourceItem(id, citation) {
 
 /**
  * Append an answer to `container` and return its controller:
- * append(text), setCitations(list), finish(doneData), fail(message), stop(), load(text, citations).
+ * append(text), setCitations(list), finish(doneData), fail(message), stop(),
+ * load(text, citations, storedMessage) (a stored turn shows its outcome, notices and closest passages again).
  */
 export function assistantMessage(container) {
   const id = ++counter;
   const body = h("div", { class: "answer-body" });
   const sources = h("div", { class: "sources", hidden: true });
+  const closest = h("div", { class: "sources closest", hidden: true });
   const notes = h("div", { class: "notes" });
   const meta = h("div", { class: "meta" });
   const el = h(
     "article",
     { class: "msg assistant streaming", "aria-busy": "true" },
     h("div", { class: "avatar", "aria-hidden": "true" }, "kb"),
-    h("div", { class: "msg-content" }, body, notes, sources, meta),
+    h("div", { class: "msg-content" }, body, notes, sources, closest, meta),
   );
   container.append(el);
   let text = "";
@@ -110,6 +112,17 @@ export function assistantMessage(container) {
     draw();
   };
   const note = (message, kind) => notes.append(h("div", { class: `note ${kind}`, role: kind === "error" ? "alert" : null }, message));
+  // What the answer rests on: the same after a reload (the server stores it with the turn).
+  const showGrounding = (done) => {
+    replace(notes);
+    (done.notices || []).forEach((n) => note(n, "info"));
+    if (done.outcome === "refused") note(t("chat.refused"), "info");
+    else if (done.outcome === "fallback") note(t("chat.fallback"), "warn");
+    else if (done.grounded === false) note(t("chat.ungrounded"), "warn");
+    const list = Array.isArray(done.closest) ? done.closest : [];
+    replace(closest, h("h4", {}, t("cite.closest")), list.map((c) => sourceItem(`${id}-closest`, c)));
+    closest.hidden = list.length === 0;
+  };
 
   draw();
   return {
@@ -125,8 +138,7 @@ export function assistantMessage(container) {
     finish(done) {
       if (typeof done.answer === "string") text = done.answer;
       if (Array.isArray(done.citations)) setCitations(done.citations);
-      (done.notices || []).forEach((n) => note(n, "info"));
-      if (done.grounded === false) note(t("chat.ungrounded"), "warn");
+      showGrounding(done);
       const timings = done.timings || {};
       const usage = done.usage || {};
       replace(meta, [
@@ -146,9 +158,10 @@ export function assistantMessage(container) {
       note(t("chat.stopped"), "warn");
       settle();
     },
-    load(content, list) {
+    load(content, list, stored) {
       text = content || "";
       setCitations(list || []);
+      if (stored && stored.outcome) showGrounding(stored);
       settle();
     },
   };

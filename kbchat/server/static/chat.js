@@ -162,7 +162,7 @@ export function renderChat(root, conversationId, navigate) {
       messages.replaceChildren();
       for (const m of conversation.messages || []) {
         if (m.role === "user") userMessage(messages, m.content);
-        else if (m.role === "assistant") assistantMessage(messages).load(m.content, m.citations);
+        else if (m.role === "assistant") assistantMessage(messages).load(m.content, m.citations, m);
       }
       if (Array.isArray(conversation.kbs)) {
         prefs.kbs = conversation.kbs;
