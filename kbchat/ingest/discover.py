@@ -68,6 +68,16 @@ def source_path(stored: str) -> Path:
     return Path(raw)
 
 
+def known_file(name: str, stored_path: str) -> FoundFile | None:
+    """A file the KB already holds, at its stored path; None if nothing is there now."""
+    path = source_path(stored_path)
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return FoundFile(name, path, _problem(name, file_kind_problem(info.st_mode)))
+
+
 def file_kind_problem(mode: int) -> str | None:
     """Why an ``lstat``/``stat`` mode is not a file to read, or None for a regular file."""
     if stat.S_ISREG(mode):
@@ -152,7 +162,8 @@ def _walk(
                 continue
             found = Path(folder) / filename
             name = readable(relative)
-            yield FoundFile(name, found, _problem(name, _entry_problem(found, root, follow_symlinks)))
+            problem = _entry_problem(found, root, follow_symlinks)
+            yield FoundFile(name, found, _problem(name, problem))
 
 
 def _entry_problem(path: Path, root: Path, follow_symlinks: bool) -> str | None:

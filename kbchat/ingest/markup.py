@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 
 from kbchat.errors import BadInput
 from kbchat.ingest.structure import SectionBuilder
-from kbchat.ingest.text import decode_bytes, read_text
+from kbchat.ingest.text import check_text, check_text_bytes, decode_bytes, read_text
 from kbchat.types import Document
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -218,10 +218,16 @@ def _html_rows(table: Any) -> Iterator[list[str]]:
 
 
 def load_eml(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
-    """An e-mail as one Document: headers, then the plain (or HTML) body; attachments named."""
+    """An e-mail as one Document: headers, then the plain (or HTML) body; attachments named.
+
+    Raises:
+        BadInput: the file, or its body once decoded, is binary rather than text.
+    """
     from email import message_from_bytes, policy
 
-    message: Any = message_from_bytes(path.read_bytes(), policy=policy.default)
+    data = path.read_bytes()
+    check_text_bytes(data, source)
+    message: Any = message_from_bytes(data, policy=policy.default)
     subject = str(message.get("subject") or "").strip()
     lines = [
         f"{label}: {message.get(key)}"
@@ -231,6 +237,7 @@ def load_eml(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
     body = message.get_body(preferencelist=("plain", "html"))
     if body is not None:
         content = _part_text(body, source)
+        check_text(content, f"{source} (message body)")
         if body.get_content_subtype() == "html":
             builder = SectionBuilder(source)
             add_html(content, builder)

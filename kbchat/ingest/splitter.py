@@ -42,7 +42,7 @@ _CLAUSE = re.compile(r"[，、：﹐﹑]|——|[,:|](?=\s)")
 _WHITESPACE = re.compile(r"\s+")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _JIEBA_CONTEXT = 8
-"""Characters before the overlap window given to jieba, so its first word is segmented in context."""
+"""Characters before the overlap window given to jieba, to segment its first word in context."""
 _HEADING_LINE = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
 _WORD_CHAR = "0-9A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\uff10-\uff19"
 _WORD = re.compile(f"[{_WORD_CHAR}]+(?:[.,:'’_/\\-][{_WORD_CHAR}]+)*")
@@ -164,7 +164,8 @@ def iter_spans(
     while start < content_end:
         if start + chunk_size > bounds.hi and bounds.hi < len(text):
             bounds = _find_boundaries(text, chunk_size, table, start, start + segment, content_end)
-        end = _choose_cut(bounds, start, chunk_size, after=start if previous_end is None else previous_end, table=table)
+        after = start if previous_end is None else previous_end
+        end = _choose_cut(bounds, start, chunk_size, after=after, table=table)
         if end is None and previous_end is not None:  # the overlap left no room: drop it
             start = _skip_space(text, previous_end)
             end = _choose_cut(bounds, start, chunk_size, after=start, table=table)
@@ -364,9 +365,12 @@ def _cjk_word_start(bounds: _Boundaries, earliest: int, end: int) -> int | None:
     offset = max(0, earliest - _JIEBA_CONTEXT)
     for token in rjieba.cut(text[offset:end]):
         offset += len(token)
-        if earliest <= offset < end and not text[offset].isspace():
-            if _legal_cut_at_or_before(bounds, offset) == offset:
-                return offset
+        if (
+            earliest <= offset < end
+            and not text[offset].isspace()
+            and _legal_cut_at_or_before(bounds, offset) == offset
+        ):
+            return offset
     return None
 
 

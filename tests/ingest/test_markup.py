@@ -202,3 +202,30 @@ def test_epub_without_container_is_corrupt(tmp_path: Path) -> None:
         archive.writestr("mimetype", "application/epub+zip")
     with pytest.raises(BadInput, match=r"bad\.epub: corrupt or truncated epub"):
         load_file(path)
+
+
+def test_eml_of_random_bytes_is_refused_naming_the_byte(tmp_path: Path) -> None:
+    import random
+
+    noise = random.Random(7).randbytes(4000)
+    path = tmp_path / "noise.eml"
+    path.write_bytes(b"Subject: hello\r\n\r\n" + noise)
+    first_nul = len(b"Subject: hello\r\n\r\n") + noise.index(0)
+    with pytest.raises(
+        BadInput, match=rf"noise\.eml: .*binary.*NUL bytes, the first at byte {first_nul}"
+    ):
+        load_file(path)
+
+
+def test_eml_with_binary_body_behind_a_text_type_is_refused(tmp_path: Path) -> None:
+    import base64
+
+    payload = base64.encodebytes(bytes(range(1, 32)) * 40).decode()
+    path = tmp_path / "mail.eml"
+    path.write_text(
+        "Subject: report\nContent-Type: text/plain; charset=utf-8\n"
+        f"Content-Transfer-Encoding: base64\n\n{payload}",
+        encoding="utf-8",
+    )
+    with pytest.raises(BadInput, match=r"mail\.eml \(message body\): looks like a binary file"):
+        load_file(path)

@@ -121,7 +121,9 @@ def test_overlap_is_dropped_when_it_would_leave_no_room() -> None:
     assert spans == [(0, 3), (3, 32)]
 
 
-UNPUNCTUATED_ZH = "本设备为楼宇门禁控制器安装时请先断开电源然后将主板固定在墙面支架上接线完成后再通电调试" * 6
+UNPUNCTUATED_ZH = (
+    "本设备为楼宇门禁控制器安装时请先断开电源然后将主板固定在墙面支架上接线完成后再通电调试" * 6
+)
 
 
 def _overlaps(spans: list[tuple[int, int]]) -> list[int]:
@@ -160,7 +162,7 @@ def test_a_short_clause_at_the_cut_gives_way_to_a_fuller_overlap() -> None:
     assert _overlaps(spans)[0] >= 10
 
 
-_FACT_ALPHABET = st.sampled_from(list("保修期两年产品服务中心安装电源主板墙面支架") + ["，", "。", " "])
+_FACT_ALPHABET = st.sampled_from([*"保修期两年产品服务中心安装电源主板墙面支架", "，", "。", " "])
 
 
 @settings(max_examples=200, deadline=None)
