@@ -64,6 +64,7 @@ class FileOutcome:
     Attributes:
         chunks: the file's chunks after the operation (removed: the chunks dropped).
         new_chunks: chunks whose text the file did not have before (indexed files only).
+        notes: what an indexed file's loader could not read as its author sees it.
     """
 
     name: str
@@ -72,6 +73,7 @@ class FileOutcome:
     error: str | None = None
     chunks: int = 0
     new_chunks: int = 0
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ class _Prepared:
     sha256: str
     size: int
     chunks: list[Chunk] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
 
 def chunk_id(kb: str, file: str, position: int, text: str) -> int:
@@ -383,7 +386,8 @@ class KnowledgeBase:
             )
         if not chunks:
             return FileOutcome(name, path, "failed", f"{name}: no text found")
-        return _Prepared(found=found, sha256=sha, size=size, chunks=chunks)
+        notes = tuple(dict.fromkeys(note for doc in documents for note in doc.notes))
+        return _Prepared(found=found, sha256=sha, size=size, chunks=chunks, notes=notes)
 
     def _distinct_chunks(self, documents: Sequence[Document], name: str) -> list[Chunk]:
         """The file's chunks with each text once, renumbered 0..n-1, within the chunk budget.
@@ -441,7 +445,11 @@ class KnowledgeBase:
             ids = np.asarray([c.id for c in new], dtype=np.int64)
             self.index.apply(np.asarray(removed, dtype=np.int64), ids, block, generation)
             fresh = sum(c.text not in before for c in prepared.chunks)
-            report(FileOutcome(found.name, found.location, "indexed", None, count, fresh))
+            report(
+                FileOutcome(
+                    found.name, found.location, "indexed", None, count, fresh, prepared.notes
+                )
+            )
 
     def _chunk_texts(self, name: str) -> set[str]:
         """The texts of the chunks the catalog holds now for file ``name``."""

@@ -81,6 +81,8 @@ def _report_outcomes(outcomes: Sequence[FileOutcome], as_json: bool) -> None:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
         if outcome.status in ("failed", "skipped"):
             err.print(f"{outcome.status}: {outcome.error}", markup=False, highlight=False)
+        for note in outcome.notes:
+            err.print(f"note: {note}", markup=False, highlight=False)
     chunks = sum(o.new_chunks for o in outcomes if o.status == "indexed")
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no files"
     out.print(f"{summary}; {chunks} new chunks")

@@ -205,3 +205,15 @@ def test_new_chunks_counts_only_text_the_file_did_not_have(library: Library, fol
     assert 1 <= second.new_chunks < second.chunks
     forced = kb.add([doc], force=True)[0]
     assert forced.status == "indexed" and forced.new_chunks == 0
+
+
+def test_a_loaders_note_reaches_the_outcome(library: Library, folder: Path) -> None:
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["a", "b"])
+    workbook.active.append([1, "=A2*2"])
+    workbook.save(folder / "calc.xlsx")
+    outcome = {o.name: o for o in kb_with(library).add([folder])}["calc.xlsx"]
+    assert outcome.status == "indexed"
+    assert len(outcome.notes) == 1 and "formula cells without a saved value" in outcome.notes[0]
