@@ -59,6 +59,14 @@ class IngestSettings(BaseModel):
         500.0, gt=0, description="Refuse archives (docx/xlsx/pptx/epub) that unpack beyond this."
     )
     ocr: bool = Field(True, description="OCR images and pdf pages without a text layer.")
+    max_chunks_per_file: int = Field(
+        10_000,
+        gt=0,
+        description=(
+            "Refuse a file that splits into more distinct chunks than this (about 4 million "
+            "characters at chunk_size 400; identical chunks count once)."
+        ),
+    )
     exclude: list[str] = Field(
         default_factory=lambda: [".*", "~$*", "*.tmp", "__pycache__"],
         description="Glob patterns (file or folder names) skipped when adding folders.",

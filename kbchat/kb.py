@@ -9,12 +9,13 @@ two processes adding at once queue instead of corrupting each other.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,11 +26,17 @@ from kbchat.catalog import Catalog, FileRecord, KBRecord, NewChunk, StoredChunk
 from kbchat.embed.base import Embedder, embed_texts
 from kbchat.errors import BadInput, KbchatError
 from kbchat.index import KBIndex
-from kbchat.ingest.discover import FoundFile, discover
+from kbchat.ingest.discover import (
+    FoundFile,
+    discover,
+    file_kind_problem,
+    known_file,
+    readable,
+)
 from kbchat.ingest.loaders import LoadLimits, is_supported, load_file
-from kbchat.ingest.splitter import split_documents
+from kbchat.ingest.splitter import iter_chunks
 from kbchat.lexical import tokenize
-from kbchat.types import Chunk, Hit
+from kbchat.types import Chunk, Document, Hit
 
 OutcomeStatus = Literal["indexed", "failed", "skipped", "unchanged", "removed", "pending"]
 
@@ -52,13 +59,21 @@ _QUIET = IngestListener()
 
 @dataclass(frozen=True, slots=True)
 class FileOutcome:
-    """What happened to one file in an add, sync, remove or rebuild."""
+    """What happened to one file in an add, sync, remove or rebuild.
+
+    Attributes:
+        chunks: the file's chunks after the operation (removed: the chunks dropped).
+        new_chunks: chunks whose text the file did not have before (indexed files only).
+        notes: what an indexed file's loader could not read as its author sees it.
+    """
 
     name: str
     path: str
     status: OutcomeStatus
     error: str | None = None
     chunks: int = 0
+    new_chunks: int = 0
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -67,6 +82,7 @@ class _Prepared:
     sha256: str
     size: int
     chunks: list[Chunk] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
 
 def chunk_id(kb: str, file: str, position: int, text: str) -> int:
@@ -76,8 +92,20 @@ def chunk_id(kb: str, file: str, position: int, text: str) -> int:
 
 
 def file_sha256(path: Path) -> str:
+    """SHA-256 of a regular file's bytes.
+
+    The file is opened without blocking and checked to be a regular file before a byte is
+    read, so a named pipe or device swapped in for a file cannot hang the caller.
+
+    Raises:
+        BadInput: ``path`` is not a regular file.
+        OSError: it cannot be opened or read.
+    """
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        if problem := file_kind_problem(os.fstat(descriptor).st_mode):
+            raise BadInput(f"{readable(path.name)}: {problem}")
         while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
@@ -94,13 +122,17 @@ class KnowledgeBase:
         directory: Path,
         *,
         limits: LoadLimits,
+        max_chunks_per_file: int,
         batch_size: int = 32,
     ) -> None:
+        if max_chunks_per_file <= 0:
+            raise ValueError(f"max_chunks_per_file must be > 0, got {max_chunks_per_file}")
         self.record = record
         self.catalog = catalog
         self.embedder = embedder
         self.directory = directory
         self.limits = limits
+        self.max_chunks_per_file = max_chunks_per_file
         self.batch_size = batch_size
         directory.mkdir(parents=True, exist_ok=True)
         self.index = KBIndex(catalog, record.id, directory, record.dim)
@@ -158,9 +190,16 @@ class KnowledgeBase:
         exclude: Sequence[str] = (),
         listener: IngestListener = _QUIET,
         force: bool = False,
+        follow_symlinks: bool = False,
     ) -> list[FileOutcome]:
-        """Add or update the files under ``paths``; unchanged files are skipped by hash."""
-        found = list(discover(paths, include=include, exclude=exclude))
+        """Add or update the files under ``paths``; unchanged files are skipped by hash.
+
+        Symbolic links that lead out of a folder being added are skipped unless
+        ``follow_symlinks`` (see ``discover``).
+        """
+        found = list(
+            discover(paths, include=include, exclude=exclude, follow_symlinks=follow_symlinks)
+        )
         with self._writing(listener):
             listener.started(len(found))
             return self._ingest(found, listener, force=force)
@@ -172,18 +211,26 @@ class KnowledgeBase:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         listener: IngestListener = _QUIET,
+        follow_symlinks: bool = False,
     ) -> list[FileOutcome]:
-        """Make the KB's files from ``folder`` match it: add new, re-index changed, drop missing."""
+        """Make the KB's files from ``folder`` match it: add new, re-index changed, drop missing.
+
+        Symbolic links that lead out of ``folder`` are skipped unless ``follow_symlinks``;
+        a server syncing folders on a caller's behalf must leave it False.
+        """
         if not folder.is_dir():
-            raise BadInput(f"{folder}: not a folder")
+            raise BadInput(f"{readable(str(folder))}: not a folder")
         root = folder.resolve()
-        found = list(discover([root], include=include, exclude=exclude))
+        found = list(
+            discover([root], include=include, exclude=exclude, follow_symlinks=follow_symlinks)
+        )
         with self._writing(listener):
             present = {f.name for f in found}
+            shown_root = readable(str(root))
             gone = [
                 record.name
                 for record in self.files()
-                if record.name not in present and Path(record.path).is_relative_to(root)
+                if record.name not in present and Path(record.path).is_relative_to(shown_root)
             ]
             listener.started(len(found) + len(gone))
             outcomes = self._ingest(found, listener, force=False)
@@ -201,20 +248,23 @@ class KnowledgeBase:
     def rebuild(self, *, listener: IngestListener = _QUIET) -> list[FileOutcome]:
         """Rebuild the indexes from the catalog, then re-read and re-embed every file.
 
-        Files whose source has gone keep their indexed chunks and are reported as failed.
+        Files whose source has gone keep their indexed chunks and are reported as failed;
+        files skipped when they were added (links out of their folder, pipes, unsupported
+        types) stay skipped and are not opened.
         """
         with self._writing(listener):
             for stale in ("vectors.faiss", "bm25.pkl", "state.json"):
                 (self.directory / stale).unlink(missing_ok=True)
             self.index = KBIndex(self.catalog, self.record.id, self.directory, self.record.dim)
             records = self.files()
-            present = [
-                FoundFile(name=r.name, path=Path(r.path)) for r in records if Path(r.path).is_file()
-            ]
             listener.started(len(records))
-            outcomes = self._ingest(present, listener, force=True)
+            present: list[FoundFile] = []
+            outcomes: list[FileOutcome] = []
             for record in records:
-                if not Path(record.path).is_file():
+                found = known_file(record.name, record.path)
+                if record.status == "skipped":
+                    outcome = FileOutcome(record.name, record.path, "skipped", record.error)
+                elif found is None:
                     outcome = FileOutcome(
                         record.name,
                         record.path,
@@ -222,9 +272,12 @@ class KnowledgeBase:
                         f"{record.path}: source file no longer exists",
                         record.chunks,
                     )
-                    outcomes.append(outcome)
-                    listener.file_done(outcome)
-            return outcomes
+                else:
+                    present.append(found)
+                    continue
+                outcomes.append(outcome)
+                listener.file_done(outcome)
+            return self._ingest(present, listener, force=True) + outcomes
 
     # -- internals -------------------------------------------------------------------
 
@@ -266,9 +319,9 @@ class KnowledgeBase:
         self, found: Sequence[FoundFile], listener: IngestListener, *, force: bool
     ) -> list[FileOutcome]:
         kb_id = self.record.id
-        self.catalog.mark_pending(
-            kb_id, [(f.name, str(f.path)) for f in found if is_supported(f.path)]
-        )
+        found = _small_files_first(found)
+        readable_files = [f for f in found if f.problem is None and is_supported(f.path)]
+        self.catalog.mark_pending(kb_id, [(f.name, f.location) for f in readable_files])
         known = {record.name: record for record in self.files()}
         outcomes: list[FileOutcome] = []
 
@@ -279,11 +332,13 @@ class KnowledgeBase:
         batch: list[_Prepared] = []
         for found_file, result in _prefetch(found, lambda f: self._prepare(f, known, force)):
             if isinstance(result, FileOutcome):
+                if result.error is not None:  # an OS error may quote an undecodable path
+                    result = replace(result, error=readable(result.error))
                 if result.status in ("failed", "skipped"):
                     self.catalog.set_file_status(
                         kb_id,
                         found_file.name,
-                        path=str(found_file.path),
+                        path=found_file.location,
                         status=result.status,
                         error=result.error,
                     )
@@ -299,14 +354,12 @@ class KnowledgeBase:
     def _prepare(
         self, found: FoundFile, known: dict[str, FileRecord], force: bool
     ) -> FileOutcome | _Prepared:
-        name, path = found.name, str(found.path)
+        name, path = found.name, found.location
+        if found.problem is not None:
+            return FileOutcome(name, path, "skipped", found.problem)
         if not is_supported(found.path):
-            return FileOutcome(
-                name,
-                path,
-                "skipped",
-                f"{name}: unsupported file type {found.path.suffix or '(no extension)'}",
-            )
+            suffix = readable(found.path.suffix) or "(no extension)"
+            return FileOutcome(name, path, "skipped", f"{name}: unsupported file type {suffix}")
         try:
             size = found.path.stat().st_size
             if size > self.limits.max_file_bytes:
@@ -324,18 +377,42 @@ class KnowledgeBase:
             return FileOutcome(name, path, "unchanged", None, previous.chunks)
         try:
             documents = load_file(found.path, source=name, limits=self.limits)
+            chunks = self._distinct_chunks(documents, name)
         except KbchatError as exc:
             return FileOutcome(name, path, "failed", str(exc))
         except Exception as exc:  # a parser's own bug on odd input must not sink the batch
             return FileOutcome(
                 name, path, "failed", f"{name}: could not be read ({type(exc).__name__}: {exc})"
             )
-        chunks = split_documents(
-            documents, chunk_size=self.record.chunk_size, chunk_overlap=self.record.chunk_overlap
-        )
         if not chunks:
             return FileOutcome(name, path, "failed", f"{name}: no text found")
-        return _Prepared(found=found, sha256=sha, size=size, chunks=chunks)
+        notes = tuple(dict.fromkeys(note for doc in documents for note in doc.notes))
+        return _Prepared(found=found, sha256=sha, size=size, chunks=chunks, notes=notes)
+
+    def _distinct_chunks(self, documents: Sequence[Document], name: str) -> list[Chunk]:
+        """The file's chunks with each text once, renumbered 0..n-1, within the chunk budget.
+
+        Raises:
+            BadInput: the file has more than ``max_chunks_per_file`` distinct chunks (it is
+                not split further than one chunk past the budget).
+        """
+        seen: set[str] = set()
+        chunks: list[Chunk] = []
+        split = iter_chunks(
+            documents, chunk_size=self.record.chunk_size, chunk_overlap=self.record.chunk_overlap
+        )
+        for chunk in split:
+            if chunk.text in seen:
+                continue
+            if len(chunks) == self.max_chunks_per_file:
+                raise BadInput(
+                    f"{name}: has more than {self.max_chunks_per_file} distinct chunks, the "
+                    "per-file limit (setting ingest.max_chunks_per_file); split the file or "
+                    "raise the limit"
+                )
+            seen.add(chunk.text)
+            chunks.append(replace(chunk, position=len(chunks)))
+        return chunks
 
     def _commit(self, batch: list[_Prepared], report: Callable[[FileOutcome], None]) -> None:
         if not batch:
@@ -356,17 +433,50 @@ class KnowledgeBase:
                 )
                 for c, vector in zip(prepared.chunks, block, strict=True)
             ]
+            before = self._chunk_texts(found.name)
             removed, generation = self.catalog.replace_file_chunks(
                 self.record.id,
                 found.name,
-                path=str(found.path),
+                path=found.location,
                 sha256=prepared.sha256,
                 size=prepared.size,
                 new_chunks=new,
             )
             ids = np.asarray([c.id for c in new], dtype=np.int64)
             self.index.apply(np.asarray(removed, dtype=np.int64), ids, block, generation)
-            report(FileOutcome(found.name, str(found.path), "indexed", None, count))
+            fresh = sum(c.text not in before for c in prepared.chunks)
+            report(
+                FileOutcome(
+                    found.name, found.location, "indexed", None, count, fresh, prepared.notes
+                )
+            )
+
+    def _chunk_texts(self, name: str) -> set[str]:
+        """The texts of the chunks the catalog holds now for file ``name``."""
+        ids = self.catalog.chunk_ids_for_files(self.record.id, [name]).tolist()
+        return {row.chunk.text for row in self.catalog.get_chunks(ids).values()} if ids else set()
+
+
+_LARGE_FILE_BYTES = 2**20
+"""Files above this size are ingested after the smaller files of the same batch."""
+
+
+def _small_files_first(found: Sequence[FoundFile]) -> list[FoundFile]:
+    """Keep the given order for small files and move large ones (smallest first) behind them."""
+
+    def size(item: FoundFile) -> int:
+        if item.problem is not None:
+            return 0
+        try:
+            return item.path.stat().st_size  # stat opens nothing, even for a pipe
+        except OSError:
+            return 0
+
+    sizes = {id(item): size(item) for item in found}
+    return sorted(
+        found,
+        key=lambda f: (0, 0) if sizes[id(f)] <= _LARGE_FILE_BYTES else (1, sizes[id(f)]),
+    )
 
 
 def _lexical_text(chunk: Chunk) -> str:

@@ -32,6 +32,14 @@ ExcludeOpt = Annotated[
     list[str] | None,
     typer.Option("--exclude", "-x", help="Skip files or folders matching this glob."),
 ]
+FollowSymlinksOpt = Annotated[
+    bool,
+    typer.Option(
+        "--follow-symlinks",
+        "-L",
+        help="Follow symbolic links that lead out of the folder (skipped by default).",
+    ),
+]
 
 
 class _RichListener(IngestListener):
@@ -73,7 +81,9 @@ def _report_outcomes(outcomes: Sequence[FileOutcome], as_json: bool) -> None:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
         if outcome.status in ("failed", "skipped"):
             err.print(f"{outcome.status}: {outcome.error}", markup=False, highlight=False)
-    chunks = sum(o.chunks for o in outcomes if o.status == "indexed")
+        for note in outcome.notes:
+            err.print(f"note: {note}", markup=False, highlight=False)
+    chunks = sum(o.new_chunks for o in outcomes if o.status == "indexed")
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no files"
     out.print(f"{summary}; {chunks} new chunks")
 
@@ -153,6 +163,7 @@ def kb_add(
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
     force: Annotated[bool, typer.Option(help="Re-index files even if unchanged.")] = False,
+    follow_symlinks: FollowSymlinksOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Add or update files. Exit code 3 if some files failed (the rest are indexed)."""
@@ -160,7 +171,14 @@ def kb_add(
         kb = library.get(name)
         excludes = [*library.settings.ingest.exclude, *(exclude or [])]
         run_write(
-            kb, "add", as_json, paths=paths, include=include or [], exclude=excludes, force=force
+            kb,
+            "add",
+            as_json,
+            paths=paths,
+            include=include or [],
+            exclude=excludes,
+            force=force,
+            follow_symlinks=follow_symlinks,
         )
 
 
@@ -195,6 +213,7 @@ def kb_sync(
     folder: Path,
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
+    follow_symlinks: FollowSymlinksOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Make the knowledge base match a folder: add new, re-index changed, remove missing."""
@@ -207,6 +226,7 @@ def kb_sync(
             folder=folder,
             include=include or [],
             exclude=excludes,
+            follow_symlinks=follow_symlinks,
         )
 
 

@@ -136,6 +136,7 @@ class Library:
             model,
             self.settings.kb_root / str(record.id),
             limits=limits,
+            max_chunks_per_file=ingest.max_chunks_per_file,
             batch_size=self.settings.embedder.batch_size,
         )
         with self._lock:

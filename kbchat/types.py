@@ -24,6 +24,8 @@ class Document:
     headings: tuple[str, ...] = ()
     title: str | None = None
     kind: DocumentKind = "text"
+    notes: tuple[str, ...] = ()
+    """What the loader could not read as the file's author sees it (shown, not indexed)."""
 
 
 @dataclass(frozen=True, slots=True)

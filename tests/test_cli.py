@@ -132,3 +132,24 @@ def test_doctor_reports_every_part(capsys: pytest.CaptureFixture[str]) -> None:
     assert checks["embedder 'hash'"]["ok"]
     assert any(name.startswith("model ") for name in checks)
     assert code == (0 if all(c["ok"] or c["optional"] for c in checks.values()) else 1)
+
+
+def test_add_follows_links_out_of_the_folder_only_when_asked(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "token.txt"
+    secret.write_text("zebra-passphrase-7741", encoding="utf-8")
+    (folder / "leak.txt").symlink_to(secret)
+    run("kb", "create", "r", capsys=capsys)
+    _, out, _ = run("kb", "add", "r", str(folder), "--json", capsys=capsys)
+    assert {row["name"]: row["status"] for row in json.loads(out)}["leak.txt"] == "skipped"
+    _, out, _ = run("kb", "add", "r", str(folder), "--follow-symlinks", "--json", capsys=capsys)
+    assert {row["name"]: row["status"] for row in json.loads(out)}["leak.txt"] == "indexed"
+
+
+def test_readding_reports_only_new_chunks(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run("kb", "create", "r", capsys=capsys)
+    _, out, _ = run("kb", "add", "r", str(folder / "kettle.txt"), capsys=capsys)
+    assert out.strip().endswith("; 1 new chunks")
+    _, out, _ = run("kb", "add", "r", str(folder / "kettle.txt"), "--force", capsys=capsys)
+    assert out.strip() == "1 indexed; 0 new chunks"

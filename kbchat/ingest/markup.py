@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 
 from kbchat.errors import BadInput
 from kbchat.ingest.structure import SectionBuilder
-from kbchat.ingest.text import decode_bytes, read_text
+from kbchat.ingest.text import check_text, check_text_bytes, decode_bytes, read_text
 from kbchat.types import Document
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -212,16 +212,59 @@ class _HtmlWalker:
 
 
 def _html_rows(table: Any) -> Iterator[list[str]]:
-    for row in table.find_all("tr"):
-        if row.find_parent("table") is table:
-            yield [cell.get_text(" ", strip=True) for cell in row.find_all(("th", "td"))]
+    """Rows on the table's grid: a cell's text fills every cell its rowspan/colspan covers."""
+    rows = [row for row in table.find_all("tr") if row.find_parent("table") is table]
+    pending: dict[int, tuple[str, int]] = {}  # column -> (text, rows it still covers)
+    for tr in rows:
+        row: list[str] = []
+        for cell in tr.find_all(("th", "td"), recursive=False):
+            while len(row) in pending:
+                row.append(_take(pending, len(row)))
+            text = cell.get_text(" ", strip=True)
+            across = max(1, _span(cell.get("colspan"), _MAX_COLSPAN))
+            down = _span(cell.get("rowspan"), len(rows)) or len(rows)  # 0: to the table's end
+            for column in range(len(row), len(row) + across):
+                if down > 1:
+                    pending[column] = (text, down - 1)
+                row.append(text)
+        while pending and len(row) <= max(pending):
+            row.append(_take(pending, len(row)) if len(row) in pending else "")
+        yield row
+
+
+_MAX_COLSPAN = 1000
+"""The HTML standard's limit on colspan."""
+
+
+def _take(pending: dict[int, tuple[str, int]], column: int) -> str:
+    text, left = pending.pop(column)
+    if left > 1:
+        pending[column] = (text, left - 1)
+    return text
+
+
+def _span(value: Any, limit: int) -> int:
+    """A rowspan/colspan attribute as a count in ``[0, limit]`` (1 when missing or invalid)."""
+    if value is None:
+        return 1
+    try:
+        count = int(str(value).strip())
+    except ValueError:
+        return 1
+    return min(max(count, 0), limit)
 
 
 def load_eml(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
-    """An e-mail as one Document: headers, then the plain (or HTML) body; attachments named."""
+    """An e-mail as one Document: headers, then the plain (or HTML) body; attachments named.
+
+    Raises:
+        BadInput: the file, or its body once decoded, is binary rather than text.
+    """
     from email import message_from_bytes, policy
 
-    message: Any = message_from_bytes(path.read_bytes(), policy=policy.default)
+    data = path.read_bytes()
+    check_text_bytes(data, source)
+    message: Any = message_from_bytes(data, policy=policy.default)
     subject = str(message.get("subject") or "").strip()
     lines = [
         f"{label}: {message.get(key)}"
@@ -231,6 +274,7 @@ def load_eml(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
     body = message.get_body(preferencelist=("plain", "html"))
     if body is not None:
         content = _part_text(body, source)
+        check_text(content, f"{source} (message body)")
         if body.get_content_subtype() == "html":
             builder = SectionBuilder(source)
             add_html(content, builder)

@@ -1,4 +1,4 @@
-"""Office Open XML: docx (heading sections), xlsx/xlsm (one table per sheet), pptx (per slide).
+"""Office Open XML: docx (heading sections) and pptx (per slide); xlsx is in ``sheets.py``.
 
 The loaders in ``loaders.py`` have already checked the zip's declared sizes before
 any of these parsers opens the file.
@@ -6,7 +6,6 @@ any of these parsers opens the file.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
 import zipfile
@@ -36,11 +35,11 @@ _STRUCTURE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def _corrupt(source: str, kind: str, exc: Exception) -> BadInput:
+def corrupt(source: str, kind: str, exc: Exception) -> BadInput:
     return BadInput(f"{source}: corrupt or truncated {kind} file: {exc or type(exc).__name__}")
 
 
-def _parse_errors() -> tuple[type[Exception], ...]:
+def parse_errors() -> tuple[type[Exception], ...]:
     from docx.exceptions import PythonDocxError
     from docx.opc.exceptions import OpcError
     from lxml.etree import LxmlError
@@ -107,8 +106,8 @@ def load_docx(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
                 builder.table(_docx_rows(block))
             else:
                 _add_paragraph(block, builder, images)
-    except _parse_errors() as exc:
-        raise _corrupt(source, "docx", exc) from None
+    except parse_errors() as exc:
+        raise corrupt(source, "docx", exc) from None
     return images.finish(builder.documents(PurePath(source).stem))
 
 
@@ -143,59 +142,36 @@ def _heading_level(paragraph: Any, style: str) -> int | None:
 
 
 def _docx_rows(table: Any) -> Iterator[list[str]]:
+    """Rows on the table's grid: a cell spanning columns (gridSpan) fills each of them, and a
+    vertically merged cell (vMerge) repeats the text of the cell that starts the merge."""
     from docx.oxml.ns import qn
 
+    above: list[str] = []
     for tr in table._tbl.tr_lst:
-        yield [
-            " ".join("".join(t.text or "" for t in p.iter(qn("w:t"))) for p in tc.iter(qn("w:p")))
-            for tc in tr.tc_lst
-        ]
+        row = [""] * tr.grid_before
+        for tc in tr.tc_lst:
+            column = len(row)
+            if tc.vMerge == "continue":
+                text = above[column] if column < len(above) else ""
+            else:
+                runs = (p.iter(qn("w:t")) for p in tc.iter(qn("w:p")))
+                text = " ".join("".join(t.text or "" for t in run) for run in runs)
+            row += [text] * max(1, tc.grid_span)
+        above = row
+        yield row
 
 
-def load_xlsx(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
-    """One table Document per non-empty worksheet; the first non-empty row is the header.
-
-    Raises:
-        BadInput: the file is not a readable workbook.
-    """
-    from openpyxl import load_workbook
-
-    title = PurePath(source).stem
-    documents = []
-    try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-        try:
-            for sheet in workbook.worksheets:
-                sheet.reset_dimensions()
-                rows = ([_cell_text(v) for v in row] for row in sheet.iter_rows(values_only=True))
-                lines = table_lines(rows)
-                if lines:
-                    documents.append(
-                        Document(
-                            text="\n".join(lines),
-                            source=source,
-                            sheet=sheet.title,
-                            title=title,
-                            kind="table",
-                        )
-                    )
-        finally:
-            workbook.close()
-    except _parse_errors() as exc:
-        raise _corrupt(source, "xlsx", exc) from None
-    return documents
-
-
-def _cell_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(" ")
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return str(value)
+def _pptx_rows(table: Any) -> list[list[str]]:
+    """Rows of a slide table; a merged cell's text fills every cell it spans."""
+    grid = [[cell.text for cell in row.cells] for row in table.rows]
+    for r, row in enumerate(table.rows):
+        for c, cell in enumerate(row.cells):
+            if not cell.is_merge_origin:
+                continue
+            end = c + cell.span_width
+            for spanned in grid[r : r + cell.span_height]:
+                spanned[c:end] = [cell.text] * len(spanned[c:end])
+    return grid
 
 
 def load_pptx(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
@@ -229,8 +205,8 @@ def load_pptx(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
                     title=title,
                 )
             )
-    except _parse_errors() as exc:
-        raise _corrupt(source, "pptx", exc) from None
+    except parse_errors() as exc:
+        raise corrupt(source, "pptx", exc) from None
     return images.finish(documents)
 
 
@@ -257,8 +233,7 @@ def _shape_lines(shape: Any, images: _ImageText) -> list[str]:
         children = _reading_order(shape.shapes)
         return [line for child in children for line in _shape_lines(child, images)]
     if getattr(shape, "has_table", False) and shape.has_table:
-        rows = ([cell.text for cell in row.cells] for row in shape.table.rows)
-        return table_lines(rows)
+        return table_lines(_pptx_rows(shape.table))
     if shape.has_text_frame:
         return [shape.text_frame.text.replace("\v", "\n")]
     if shape.shape_type == MSO_SHAPE_TYPE.PICTURE:

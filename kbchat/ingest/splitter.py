@@ -5,18 +5,24 @@ A cut is chosen among the boundaries inside a window of ``chunk_size`` character
 "3.14" or "e.g. "), clause marks (，、：, : |), single line breaks, whitespace, and only then a
 hard cut between two characters, never inside an ASCII word or number. A cut that would leave
 the chunk less than half full is taken only to keep a sentence whole or to start a new
-markdown section (a heading line always stays with the text under it). Overlap repeats whole
-sentences or clauses from the end of the previous chunk. Tables are cut only between rows.
+markdown section (a heading line always stays with the text under it). Tables are cut only
+between rows.
+
+Every cut inside a section overlaps: the next chunk repeats the end of the previous one,
+starting at a clause or sentence boundary, else at a word boundary (whitespace, or jieba's
+words in Chinese), else between two characters, so that at least half of ``chunk_overlap``
+is repeated. A fact no longer than that is therefore whole in some chunk.
 
 Every chunk is an exact slice of its document's text with surrounding whitespace trimmed;
-``split_spans`` returns those slices' offsets.
+``split_spans`` returns those slices' offsets. Boundaries are found one segment of the text
+at a time, so a huge document is split in bounded memory (``iter_spans``, ``iter_chunks``).
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from kbchat.types import Chunk, Document
@@ -24,6 +30,9 @@ from kbchat.types import Chunk, Document
 HARD, SPACE, LINE, CLAUSE, SENTENCE, PARAGRAPH, HEADING, ROW = range(8)
 MIN_FILL = 0.5
 """A cut weaker than a sentence end is not taken before this fraction of chunk_size."""
+_SEGMENT_CHUNKS = 32
+_MIN_SEGMENT = 16_384
+"""Boundaries are found for this many characters (or chunk sizes) of text at a time."""
 
 _CLOSERS = "\"'”’」』）)\\]】》〉"
 _CJK_SENTENCE = re.compile(f"(?:[。！？；]|…+|\\.{{3,}})[{_CLOSERS}]*")
@@ -31,6 +40,9 @@ _ASCII_SENTENCE = re.compile(f"[!?;]+[{_CLOSERS}]*(?=\\s|$|[^\\x00-\\x7f])")
 _PERIOD = re.compile(f"\\.[{_CLOSERS}]*(?=\\s|$)")
 _CLAUSE = re.compile(r"[，、：﹐﹑]|——|[,:|](?=\s)")
 _WHITESPACE = re.compile(r"\s+")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_JIEBA_CONTEXT = 8
+"""Characters before the overlap window given to jieba, to segment its first word in context."""
 _HEADING_LINE = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
 _WORD_CHAR = "0-9A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\uff10-\uff19"
 _WORD = re.compile(f"[{_WORD_CHAR}]+(?:[.,:'’_/\\-][{_WORD_CHAR}]+)*")
@@ -47,9 +59,11 @@ _ABBREVIATIONS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class _Boundaries:
-    """Where one text may be cut: sorted candidate ends with their strength, and word spans."""
+    """Where one text may be cut within ``[lo, hi]``: candidate ends, strengths, word spans."""
 
     text: str
+    lo: int
+    hi: int
     content_end: int
     ends: list[int]
     strengths: list[int]
@@ -65,8 +79,8 @@ def split_documents(
     Args:
         documents: The documents a loader produced for one file, in reading order.
         chunk_size: Maximum chunk length in characters.
-        chunk_overlap: Characters of whole sentences or clauses repeated from the end of the
-            previous chunk (text documents only; tables never overlap).
+        chunk_overlap: Characters repeated from the end of the previous chunk (text
+            documents only; tables never overlap).
 
     Returns:
         Chunks carrying their document's source, page, sheet, slide, headings and title.
@@ -74,29 +88,38 @@ def split_documents(
     Raises:
         ValueError: ``chunk_size`` or ``chunk_overlap`` is out of range.
     """
+    return list(iter_chunks(documents, chunk_size=chunk_size, chunk_overlap=chunk_overlap))
+
+
+def iter_chunks(
+    documents: Iterable[Document], *, chunk_size: int, chunk_overlap: int
+) -> Iterator[Chunk]:
+    """``split_documents`` one chunk at a time, so a caller can stop early.
+
+    Raises:
+        ValueError: ``chunk_size`` or ``chunk_overlap`` is out of range.
+    """
     _check_sizes(chunk_size, chunk_overlap)
-    chunks: list[Chunk] = []
+    position = 0
     for document in documents:
-        spans = split_spans(
+        spans = iter_spans(
             document.text,
             chunk_size=chunk_size,
             chunk_overlap=0 if document.kind == "table" else chunk_overlap,
             table=document.kind == "table",
         )
         for start, end in spans:
-            chunks.append(
-                Chunk(
-                    text=document.text[start:end],
-                    source=document.source,
-                    position=len(chunks),
-                    page=document.page,
-                    sheet=document.sheet,
-                    slide=document.slide,
-                    headings=document.headings,
-                    title=document.title,
-                )
+            yield Chunk(
+                text=document.text[start:end],
+                source=document.source,
+                position=position,
+                page=document.page,
+                sheet=document.sheet,
+                slide=document.slide,
+                headings=document.headings,
+                title=document.title,
             )
-    return chunks
+            position += 1
 
 
 def split_spans(
@@ -105,8 +128,9 @@ def split_spans(
     """Return ``(start, end)`` offsets of the chunks of ``text``, in order.
 
     Each chunk is ``text[start:end]``: non-empty, trimmed, at most ``chunk_size`` long. A chunk
-    starts before the previous one ends only by repeating whole sentences or clauses of at
-    most ``chunk_overlap`` characters.
+    starts before the previous one ends only by repeating at most ``chunk_overlap``
+    characters; it does at every cut inside a section unless the repeated text would leave
+    no room for new text.
 
     Args:
         text: The text to split.
@@ -118,21 +142,38 @@ def split_spans(
     Raises:
         ValueError: ``chunk_size`` or ``chunk_overlap`` is out of range.
     """
+    return list(iter_spans(text, chunk_size=chunk_size, chunk_overlap=chunk_overlap, table=table))
+
+
+def iter_spans(
+    text: str, *, chunk_size: int, chunk_overlap: int, table: bool = False
+) -> Iterator[tuple[int, int]]:
+    """``split_spans`` one span at a time, finding boundaries a segment at a time.
+
+    Raises:
+        ValueError: ``chunk_size`` or ``chunk_overlap`` is out of range.
+    """
     _check_sizes(chunk_size, chunk_overlap)
-    bounds = _find_boundaries(text, chunk_size, table=table)
-    spans: list[tuple[int, int]] = []
+    content_end = len(text)
+    while content_end and text[content_end - 1].isspace():
+        content_end -= 1
+    segment = max(_SEGMENT_CHUNKS * chunk_size, _MIN_SEGMENT)
     start = _skip_space(text, 0)
-    while start < len(text):
-        previous_end = spans[-1][1] if spans else start
-        end = _choose_cut(bounds, start, chunk_size, after=previous_end, table=table)
-        if end is None:  # the overlap left no room for new text: drop it
+    bounds = _find_boundaries(text, chunk_size, table, start, start + segment, content_end)
+    previous_end: int | None = None
+    while start < content_end:
+        if start + chunk_size > bounds.hi and bounds.hi < len(text):
+            bounds = _find_boundaries(text, chunk_size, table, start, start + segment, content_end)
+        after = start if previous_end is None else previous_end
+        end = _choose_cut(bounds, start, chunk_size, after=after, table=table)
+        if end is None and previous_end is not None:  # the overlap left no room: drop it
             start = _skip_space(text, previous_end)
             end = _choose_cut(bounds, start, chunk_size, after=start, table=table)
         if end is None:
             raise AssertionError(f"splitter found no cut after offset {start}")
-        spans.append((start, end))
+        yield start, end
+        previous_end = end
         start = _next_start(bounds, start, end, chunk_overlap)
-    return spans
 
 
 def _check_sizes(chunk_size: int, chunk_overlap: int) -> None:
@@ -152,16 +193,24 @@ def _skip_space(text: str, index: int) -> int:
     return index
 
 
-def _find_boundaries(text: str, chunk_size: int, *, table: bool) -> _Boundaries:
-    """Collect every candidate cut (the end offset of the chunk before it) with its strength."""
+def _find_boundaries(
+    text: str, chunk_size: int, table: bool, lo: int, hi: int, content_end: int
+) -> _Boundaries:
+    """Collect the candidate cuts (end offsets of the chunk before) in ``[lo, hi]``.
+
+    The scan reaches ``chunk_size`` characters further each side, so a word or a mark
+    across either edge is seen whole.
+    """
+    hi = min(hi, len(text))
+    scan_lo, scan_hi = max(0, lo - chunk_size - 16), min(len(text), hi + chunk_size + 16)
     strength: dict[int, int] = {}
 
     def mark(end: int, level: int) -> None:
-        if 0 < end < len(text) and strength.get(end, -1) < level:
+        if 0 < end < len(text) and end <= hi and strength.get(end, -1) < level:
             strength[end] = level
 
     heading_ends: list[int] = []
-    for match in _WHITESPACE.finditer(text):
+    for match in _WHITESPACE.finditer(text, scan_lo, scan_hi):
         newlines = match.group().count("\n")
         if newlines == 0:
             mark(match.start(), SPACE)
@@ -175,20 +224,26 @@ def _find_boundaries(text: str, chunk_size: int, *, table: bool) -> _Boundaries:
             if _HEADING_LINE.match(text, line_start):
                 heading_ends.append(match.start())
     for pattern in (_CJK_SENTENCE, _ASCII_SENTENCE):
-        for match in pattern.finditer(text):
+        for match in pattern.finditer(text, scan_lo, scan_hi):
             mark(match.end(), SENTENCE)
-    for match in _PERIOD.finditer(text):
+    for match in _PERIOD.finditer(text, scan_lo, scan_hi):
         if _ends_sentence(text, match.start()):
             mark(match.end(), SENTENCE)
-    for match in _CLAUSE.finditer(text):
+    for match in _CLAUSE.finditer(text, scan_lo, scan_hi):
         mark(match.end(), CLAUSE)
     for end in heading_ends:  # a heading stays with the text under it
         strength.pop(end, None)
-    words = [m.span() for m in _WORD.finditer(text) if m.end() - m.start() <= chunk_size]
+    words = [
+        m.span()
+        for m in _WORD.finditer(text, scan_lo, scan_hi)
+        if m.end() - m.start() <= chunk_size
+    ]
     ends = sorted(strength)
     return _Boundaries(
         text=text,
-        content_end=len(text.rstrip()),
+        lo=lo,
+        hi=hi,
+        content_end=content_end,
         ends=ends,
         strengths=[strength[end] for end in ends],
         word_starts=[start for start, _ in words],
@@ -254,19 +309,75 @@ def _choose_cut(
 
 
 def _next_start(bounds: _Boundaries, start: int, end: int, chunk_overlap: int) -> int:
-    """Where the chunk after ``text[start:end]`` begins, repeating whole clauses of its end."""
+    """Where the chunk after ``text[start:end]`` begins, repeating the end of it.
+
+    The repeated text starts at the earliest clause (or sentence) boundary within
+    ``chunk_overlap`` of ``end``, else the earliest word boundary, else a character, taking
+    the first of these that repeats at least half of ``chunk_overlap``.
+    """
     text = bounds.text
     following = _skip_space(text, end)
-    if chunk_overlap == 0 or following >= len(text):
+    if chunk_overlap == 0 or following >= bounds.content_end:
         return following
     slot = bisect.bisect_left(bounds.ends, end)
     if slot < len(bounds.ends) and bounds.ends[slot] == end and bounds.strengths[slot] >= HEADING:
         return following  # a new section does not repeat the previous one
-    low = bisect.bisect_right(bounds.ends, start)
-    for index in range(low, slot):
-        if bounds.strengths[index] < CLAUSE:
+    earliest = max(start + 1, end - chunk_overlap)
+    enough = end - chunk_overlap // 2
+    fallback = following
+    for find in (_clause_start, _space_start, _cjk_word_start, _character_start):
+        candidate = find(bounds, earliest, end)
+        if candidate is None:
             continue
-        candidate = _skip_space(text, bounds.ends[index])
-        if start < candidate < end and end - candidate <= chunk_overlap:
+        if candidate <= enough:
             return candidate
-    return following
+        fallback = min(fallback, candidate)
+    return fallback
+
+
+def _boundary_start(bounds: _Boundaries, earliest: int, end: int, level: int) -> int | None:
+    """The first start after a boundary of at least ``level`` in ``[earliest, end)``."""
+    low = bisect.bisect_left(bounds.ends, earliest)
+    high = bisect.bisect_left(bounds.ends, end)
+    for index in range(low, high):
+        if bounds.strengths[index] >= level:
+            candidate = _skip_space(bounds.text, bounds.ends[index])
+            if candidate < end:
+                return candidate
+    return None
+
+
+def _clause_start(bounds: _Boundaries, earliest: int, end: int) -> int | None:
+    return _boundary_start(bounds, earliest, end, CLAUSE)
+
+
+def _space_start(bounds: _Boundaries, earliest: int, end: int) -> int | None:
+    return _boundary_start(bounds, earliest, end, SPACE)
+
+
+def _cjk_word_start(bounds: _Boundaries, earliest: int, end: int) -> int | None:
+    """The first jieba word boundary in ``[earliest, end)`` that is not inside an ASCII word."""
+    text = bounds.text
+    if not _CJK.search(text, earliest, end):
+        return None
+    import rjieba
+
+    offset = max(0, earliest - _JIEBA_CONTEXT)
+    for token in rjieba.cut(text[offset:end]):
+        offset += len(token)
+        if (
+            earliest <= offset < end
+            and not text[offset].isspace()
+            and _legal_cut_at_or_before(bounds, offset) == offset
+        ):
+            return offset
+    return None
+
+
+def _character_start(bounds: _Boundaries, earliest: int, end: int) -> int | None:
+    """``earliest``, or the end of the ASCII word it falls in."""
+    candidate = _skip_space(bounds.text, earliest)
+    slot = bisect.bisect_right(bounds.word_starts, candidate) - 1
+    if slot >= 0 and bounds.word_starts[slot] < candidate < bounds.word_ends[slot]:
+        candidate = _skip_space(bounds.text, bounds.word_ends[slot])
+    return candidate if candidate < end else None

@@ -238,7 +238,7 @@ def sync_kb(
 
     def work(listener: IngestListener) -> list[FileOutcome]:
         kb = state.services.library.get(name)
-        return kb.sync(folder, exclude=exclude, listener=listener)
+        return kb.sync(folder, exclude=exclude, listener=listener, follow_symlinks=False)
 
     return {"job": state.jobs.submit(name, "sync", work).to_json()}
 

@@ -202,3 +202,63 @@ def test_epub_without_container_is_corrupt(tmp_path: Path) -> None:
         archive.writestr("mimetype", "application/epub+zip")
     with pytest.raises(BadInput, match=r"bad\.epub: corrupt or truncated epub"):
         load_file(path)
+
+
+def test_eml_of_random_bytes_is_refused_naming_the_byte(tmp_path: Path) -> None:
+    import random
+
+    noise = random.Random(7).randbytes(4000)
+    path = tmp_path / "noise.eml"
+    path.write_bytes(b"Subject: hello\r\n\r\n" + noise)
+    first_nul = len(b"Subject: hello\r\n\r\n") + noise.index(0)
+    with pytest.raises(
+        BadInput, match=rf"noise\.eml: .*binary.*NUL bytes, the first at byte {first_nul}"
+    ):
+        load_file(path)
+
+
+def test_eml_with_binary_body_behind_a_text_type_is_refused(tmp_path: Path) -> None:
+    import base64
+
+    payload = base64.encodebytes(bytes(range(1, 32)) * 40).decode()
+    path = tmp_path / "mail.eml"
+    path.write_text(
+        "Subject: report\nContent-Type: text/plain; charset=utf-8\n"
+        f"Content-Transfer-Encoding: base64\n\n{payload}",
+        encoding="utf-8",
+    )
+    with pytest.raises(BadInput, match=r"mail\.eml \(message body\): looks like a binary file"):
+        load_file(path)
+
+
+def test_html_rowspan_and_colspan_fill_the_grid(tmp_path: Path) -> None:
+    path = tmp_path / "duty.html"
+    path.write_text(
+        "<table><tr><th>部门</th><th>日期</th><th>值班人</th></tr>"
+        "<tr><td rowspan='2'>客服部</td><td>12月1日</td><td>王磊</td></tr>"
+        "<tr><td>12月2日</td><td>李娜</td></tr>"
+        "<tr><td>运维部</td><td colspan='2'>停班</td></tr>"
+        "<tr><td rowspan='0'>后勤</td><td>12月3日</td><td>赵明</td></tr>"
+        "<tr><td>12月4日</td><td rowspan='x'>钱亮</td></tr></table>",
+        encoding="utf-8",
+    )
+    [table] = load_file(path)
+    assert table.text.split("\n") == [
+        "部门: 客服部 | 日期: 12月1日 | 值班人: 王磊",
+        "部门: 客服部 | 日期: 12月2日 | 值班人: 李娜",
+        "部门: 运维部 | 日期: 停班 | 值班人: 停班",
+        "部门: 后勤 | 日期: 12月3日 | 值班人: 赵明",
+        "部门: 后勤 | 日期: 12月4日 | 值班人: 钱亮",
+    ]
+
+
+def test_html_huge_spans_are_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "wide.html"
+    path.write_text(
+        "<table><tr><th>a</th><th>b</th></tr>"
+        "<tr><td colspan='99999999'>x</td></tr><tr><td rowspan='99999999'>y</td><td>z</td></tr>"
+        "</table>",
+        encoding="utf-8",
+    )
+    [table] = load_file(path)
+    assert table.text.split("\n")[1] == "a: y | b: z"

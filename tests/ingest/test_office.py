@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -121,15 +122,81 @@ def test_xlsx_one_table_per_sheet(tmp_path: Path) -> None:
     assert docs[1].text == "only a header"
 
 
-def test_xlsx_formulas_give_cached_values(tmp_path: Path) -> None:
+def test_xlsx_formulas_without_cached_values_get_a_note(tmp_path: Path) -> None:
     workbook = openpyxl.Workbook()
     sheet = workbook.active
+    sheet.title = "calc"
     sheet.append(["a", "b"])
     sheet.append([1, "=A2*2"])
     path = tmp_path / "calc.xlsm"
     workbook.save(path)
     # openpyxl writes no cached value, so data_only yields no cell rather than the formula.
-    assert load_file(path)[0].text == "a: 1"
+    [doc] = load_file(path)
+    assert doc.text == "a: 1"
+    assert len(doc.notes) == 1
+    assert doc.notes[0].startswith("calc.xlsm: sheet 'calc' has 1 of 1 formula cells without")
+
+
+def _with_cached_values(path: Path, values: dict[str, str]) -> None:
+    """Rewrite a workbook as Excel saves it: each formula cell followed by its cached value."""
+    with zipfile.ZipFile(path) as source:
+        parts = {name: source.read(name) for name in source.namelist()}
+    xml = parts["xl/worksheets/sheet1.xml"].decode()
+    for ref, value in values.items():
+        start = xml.index(f'<c r="{ref}"')
+        end = xml.index("</c>", start)
+        cell = xml[start:end].replace("<v></v>", "").replace("<v/>", "")
+        xml = xml[:start] + cell + f"<v>{value}</v>" + xml[end:]
+    parts["xl/worksheets/sheet1.xml"] = xml.encode()
+    with zipfile.ZipFile(path, "w") as target:
+        for name, data in parts.items():
+            target.writestr(name, data)
+
+
+def test_xlsx_formulas_give_cached_values(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["item", "qty", "price", "total"])
+    sheet.append(["kettle", 2, 30, "=B2*C2"])
+    path = tmp_path / "order.xlsx"
+    workbook.save(path)
+    _with_cached_values(path, {"D2": "60"})
+    [doc] = load_file(path)
+    assert doc.text == "item: kettle | qty: 2 | price: 30 | total: 60"
+    assert doc.notes == ()
+
+
+def test_xlsx_merged_cells_reach_every_row_and_column(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["部门", "日期", "值班人", "备注"])
+    for day in range(1, 7):
+        sheet.append(["客服部" if day == 1 else None, f"12月{day}日", f"人{day}", None])
+    sheet.append(["运维部", "12月7日", "轮休", None])
+    sheet.merge_cells("A2:A7")
+    sheet["C8"] = "轮休"
+    sheet.merge_cells("C8:D8")
+    path = tmp_path / "duty.xlsx"
+    workbook.save(path)
+    lines = load_file(path)[0].text.split("\n")
+    assert lines[:6] == [f"部门: 客服部 | 日期: 12月{d}日 | 值班人: 人{d}" for d in range(1, 7)]
+    assert lines[6] == "部门: 运维部 | 日期: 12月7日 | 值班人: 轮休 | 备注: 轮休"
+
+
+def test_xlsx_merged_rows_keep_their_group_in_every_chunk(tmp_path: Path) -> None:
+    from kbchat.ingest.splitter import split_documents
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["region", "store", "manager"])
+    for number in range(40):
+        sheet.append(["North" if number == 0 else None, f"store {number}", f"manager {number}"])
+    sheet.merge_cells("A2:A41")
+    path = tmp_path / "stores.xlsx"
+    workbook.save(path)
+    chunks = split_documents(load_file(path), chunk_size=120, chunk_overlap=0)
+    assert len(chunks) > 5
+    assert all(line.startswith("region: North | ") for c in chunks for line in c.text.split("\n"))
 
 
 def make_pptx(path: Path, *, picture: bool = False) -> Path:
@@ -197,3 +264,36 @@ def test_zip_that_is_not_an_office_file(tmp_path: Path, kind: str) -> None:
         archive.writestr("hello.txt", "not an office document")
     with pytest.raises(BadInput, match=rf"fake\.{kind}: corrupt or truncated"):
         load_file(path)
+
+
+def test_docx_merged_cells_fill_the_grid(tmp_path: Path) -> None:
+    document = docx.Document()
+    table = document.add_table(rows=4, cols=3)
+    for r, values in enumerate(
+        (("部门", "日期", "值班人"), ("客服部", "12月1日", "王磊"), ("", "12月2日", "李娜"))
+    ):
+        for c, text in enumerate(values):
+            table.cell(r, c).text = text
+    table.cell(1, 0).merge(table.cell(2, 0))  # vertical merge: 客服部 over two rows
+    table.cell(3, 0).text = "合计"
+    table.cell(3, 1).merge(table.cell(3, 2)).text = "2人"  # horizontal merge (gridSpan)
+    path = tmp_path / "duty.docx"
+    document.save(str(path))
+    [doc] = [d for d in load_file(path) if d.kind == "table"]
+    assert doc.text.split("\n") == [
+        "部门: 客服部 | 日期: 12月1日 | 值班人: 王磊",
+        "部门: 客服部 | 日期: 12月2日 | 值班人: 李娜",
+        "部门: 合计 | 日期: 2人 | 值班人: 2人",
+    ]
+
+
+def test_pptx_merged_cells_fill_the_grid(tmp_path: Path) -> None:
+    presentation = Presentation()
+    slide = presentation.slides.add_slide(presentation.slide_layouts[6])
+    table = slide.shapes.add_table(3, 2, Inches(1), Inches(1), Inches(6), Inches(2)).table
+    table.cell(0, 0).text, table.cell(0, 1).text = "region", "store"
+    table.cell(1, 0).text, table.cell(1, 1).text, table.cell(2, 1).text = "North", "A", "B"
+    table.cell(1, 0).merge(table.cell(2, 0))
+    path = tmp_path / "stores.pptx"
+    presentation.save(str(path))
+    assert load_file(path)[0].text == "region: North | store: A\nregion: North | store: B"

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kbchat.ingest import splitter
 from kbchat.ingest.splitter import split_documents, split_spans
 from kbchat.types import Document
 
@@ -120,10 +121,66 @@ def test_overlap_is_dropped_when_it_would_leave_no_room() -> None:
     assert spans == [(0, 3), (3, 32)]
 
 
-def test_unpunctuated_chinese_is_hard_cut_at_chunk_size() -> None:
-    text = "无标点的长文本" * 20
-    texts = _texts(text, 50, 10)
-    assert [len(t) for t in texts] == [50, 50, 40]
+UNPUNCTUATED_ZH = (
+    "本设备为楼宇门禁控制器安装时请先断开电源然后将主板固定在墙面支架上接线完成后再通电调试" * 6
+)
+
+
+def _overlaps(spans: list[tuple[int, int]]) -> list[int]:
+    return [prev_end - start for (_, prev_end), (start, _) in itertools.pairwise(spans)]
+
+
+def test_unpunctuated_chinese_overlaps_at_jieba_word_boundaries() -> None:
+    import rjieba
+
+    spans = split_spans(UNPUNCTUATED_ZH, chunk_size=50, chunk_overlap=20)
+    assert len(spans) > 3
+    assert all(10 <= overlap <= 20 for overlap in _overlaps(spans))
+    word_starts, offset = set(), 0
+    for word in rjieba.cut(UNPUNCTUATED_ZH):
+        word_starts.add(offset)
+        offset += len(word)
+    assert all(start in word_starts for start, _ in spans[1:])
+
+
+def test_unpunctuated_english_overlaps_at_whole_words() -> None:
+    text = " ".join(f"word{i} alpha beta gamma" for i in range(40))
+    spans = split_spans(text, chunk_size=80, chunk_overlap=30)
+    assert all(15 <= overlap <= 30 for overlap in _overlaps(spans))
+    assert all(text[start - 1] == " " for start, _ in spans[1:])
+
+
+def test_text_without_words_or_spaces_overlaps_by_characters() -> None:
+    text = "กขคงจฉชซฌญ" * 30  # Thai: no spaces, no jieba words
+    spans = split_spans(text, chunk_size=40, chunk_overlap=12)
+    assert _overlaps(spans) and all(overlap == 12 for overlap in _overlaps(spans))
+
+
+def test_a_short_clause_at_the_cut_gives_way_to_a_fuller_overlap() -> None:
+    text = "甲" * 45 + "，乙乙" + "丙" * 40
+    spans = split_spans(text, chunk_size=50, chunk_overlap=20)
+    assert _overlaps(spans)[0] >= 10
+
+
+_FACT_ALPHABET = st.sampled_from([*"保修期两年产品服务中心安装电源主板墙面支架", "，", "。", " "])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pieces=st.lists(_FACT_ALPHABET, min_size=1, max_size=300),
+    chunk_size=st.integers(min_value=10, max_value=80),
+    overlap_ratio=st.floats(min_value=0.1, max_value=0.6),
+)
+def test_property_a_fact_of_half_the_overlap_is_whole_in_some_chunk(
+    pieces: list[str], chunk_size: int, overlap_ratio: float
+) -> None:
+    text = "".join(pieces)
+    overlap = max(2, int(chunk_size * overlap_ratio))
+    texts = [text[s:e] for s, e in split_spans(text, chunk_size=chunk_size, chunk_overlap=overlap)]
+    length = overlap // 2
+    for offset in range(len(text) - length + 1):
+        fact = text[offset : offset + length].strip()
+        assert not fact or any(fact in chunk for chunk in texts), (fact, texts)
 
 
 def test_a_token_longer_than_chunk_size_is_cut() -> None:
@@ -232,3 +289,41 @@ def test_large_text_splits_fast() -> None:
     spans = split_spans(text, chunk_size=400, chunk_overlap=60)
     assert time.perf_counter() - started < 5
     assert len(spans) > 500
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    pieces=st.lists(_ALPHABET, max_size=600),
+    chunk_size=st.integers(min_value=5, max_value=60),
+    overlap_ratio=st.floats(min_value=0, max_value=0.9),
+    table=st.booleans(),
+)
+def test_property_boundaries_found_in_segments_give_the_same_cuts(
+    pieces: list[str], chunk_size: int, overlap_ratio: float, table: bool
+) -> None:
+    text = "".join(pieces)
+    overlap = 0 if table else int(chunk_size * overlap_ratio)
+    whole = split_spans(text, chunk_size=chunk_size, chunk_overlap=overlap, table=table)
+    saved = splitter._SEGMENT_CHUNKS, splitter._MIN_SEGMENT
+    splitter._SEGMENT_CHUNKS, splitter._MIN_SEGMENT = 2, 1
+    try:
+        segmented = split_spans(text, chunk_size=chunk_size, chunk_overlap=overlap, table=table)
+    finally:
+        splitter._SEGMENT_CHUNKS, splitter._MIN_SEGMENT = saved
+    assert segmented == whole
+
+
+def test_a_huge_single_line_is_split_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "longline word " * 200_000  # 2.8 MB, one line
+    scanned: list[int] = []
+    find = splitter._find_boundaries
+
+    def spy(text: str, *args: object) -> object:
+        bounds = find(text, *args)  # type: ignore[arg-type]
+        scanned.append(bounds.hi - bounds.lo)
+        return bounds
+
+    monkeypatch.setattr(splitter, "_find_boundaries", spy)
+    first = list(itertools.islice(splitter.iter_spans(text, chunk_size=400, chunk_overlap=60), 3))
+    assert len(first) == 3 and all(end - start <= 400 for start, end in first)
+    assert scanned and max(scanned) <= 20_000  # one segment, not the whole text

@@ -90,6 +90,34 @@ def test_undecodable_bytes_without_nuls_are_refused(tmp_path: Path) -> None:
         load_file(path)
 
 
+def test_private_use_and_rare_characters_are_text(tmp_path: Path) -> None:
+    icons = "\ue600\ue61d\uf8ff\U000f0001"  # icon-font glyphs (BMP and plane-15 private use)
+    page = "".join(
+        f"{icons[i % 4]} 公园年票第{i}条：持卡人可免费入园。\U0001f333\n" for i in range(30)
+    )
+    for encoding in ("utf-8", "utf-16", "gb18030"):
+        path = write(tmp_path, f"page-{encoding}.txt", page.encode(encoding))
+        assert load_file(path)[0].text == page.rstrip("\n"), encoding
+
+
+def test_refusal_names_the_first_control_byte(tmp_path: Path) -> None:
+    data = b"plain text start " + bytes([1, 2, 3, 4, 5, 6, 7, 8]) * 10 + b" more text"
+    with pytest.raises(BadInput, match=r"noise\.txt: .*binary.*control 0x01, at byte 17$"):
+        decode_bytes(data, "noise.txt")
+
+
+def test_refusal_names_the_first_nul_byte(tmp_path: Path) -> None:
+    data = b"ELF header then data" + bytes(range(256)) * 8
+    with pytest.raises(BadInput, match=r"blob\.txt: .*binary.*NUL bytes, the first at byte 20"):
+        decode_bytes(data, "blob.txt")
+
+
+def test_refusal_names_the_first_undecodable_bytes() -> None:
+    data = b"text" + bytes(range(0x80, 0x100)) * 20
+    with pytest.raises(BadInput, match=r"rand\.txt: looks like a binary file"):
+        decode_bytes(data, "rand.txt")
+
+
 def test_stray_nul_in_real_text_is_stripped(tmp_path: Path) -> None:
     text = "A long line of ordinary English text about kbchat. " * 40
     path = write(tmp_path, "padded.txt", text.encode() + b"\x00\x00")
