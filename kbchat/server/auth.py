@@ -4,7 +4,8 @@ Keys are random strings shown once when made (``kbchat keys add``); only their s
 is stored, in ``server.api_keys`` or the keys file (``<home>/keys.json``). A key grants
 a role per knowledge base (``*`` for all): read (search, chat, list), write (upload,
 sync, remove, rebuild) or admin (create, delete). Keys are off on loopback by default
-and required on any other address unless ``server.auth = "off"``.
+and required on any other address; ``server.auth = "off"`` on a non-loopback address is
+refused unless ``server.insecure_no_auth`` says so explicitly.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class Authenticator:
         self._loaded = False
         self._by_hash: dict[str, ApiKeySettings] = {}
         self._reload()
+        _refuse_open_network(settings)
         if self.required and not self._by_hash:
             where = f"{settings.server.host}:{settings.server.port}"
             raise ConfigError(
@@ -157,6 +159,26 @@ class Authenticator:
             self._by_hash = {entry.sha256: entry for entry in [*self._configured, *stored]}
             self._stamp = stamp
             self._loaded = True
+
+
+def _refuse_open_network(settings: Settings) -> None:
+    """Refuse ``auth = "off"`` on a non-loopback host unless explicitly allowed; warn if it is."""
+    server = settings.server
+    if server.auth != "off" or is_loopback(server.host):
+        return
+    if not server.insecure_no_auth:
+        raise ConfigError(
+            f'server.auth = "off" with server.host = {server.host!r} would let anyone who '
+            "reaches the port read, change and delete every knowledge base; refusing to start. "
+            "Bind 127.0.0.1, or use API keys (`kbchat keys add NAME --role admin` and "
+            'server.auth = "auto"), or allow it explicitly with server.insecure_no_auth = true '
+            "(`kbchat serve --insecure-no-auth`)"
+        )
+    log.warning(
+        'server.auth = "off" on %s (server.insecure_no_auth = true): no API keys are checked; '
+        "anyone who reaches the port may read, change and delete every knowledge base",
+        server.host,
+    )
 
 
 def read_keys(path: Path) -> list[ApiKeySettings]:

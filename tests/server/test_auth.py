@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +62,43 @@ def test_when_keys_are_required(host: str, auth: str, required: bool) -> None:
 def test_public_bind_without_keys_refuses_to_start() -> None:
     with pytest.raises(ConfigError, match="kbchat keys add"):
         create_app(make_settings(host="0.0.0.0"))
-    create_app(make_settings(host="0.0.0.0", auth="off"))  # an explicit choice is respected
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "example.org"])
+def test_auth_off_beyond_loopback_needs_an_explicit_override(
+    host: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigError, match=r'server\.auth = "off".*server\.insecure_no_auth'):
+        create_app(make_settings(host=host, auth="off"))
+    with caplog.at_level(logging.WARNING, logger="kbchat.server.auth"):
+        create_app(make_settings(host=host, auth="off", insecure_no_auth=True))
+    assert "no API keys are checked" in caplog.text
+
+
+def test_auth_off_on_loopback_starts_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="kbchat.server.auth"):
+        create_app(make_settings(host="127.0.0.1", auth="off"))
+    assert caplog.text == ""
+
+
+def test_serve_refuses_auth_off_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+
+    served: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, **_: served.append(host))
+    monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
+    monkeypatch.setenv("KBCHAT_SERVER__AUTH", "off")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--host", "0.0.0.0", "--no-sample"])
+    assert exit_info.value.code == 1
+    message = " ".join(capsys.readouterr().err.split())
+    assert 'server.auth = "off"' in message and "--insecure-no-auth" in message
+    assert served == []
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--host", "0.0.0.0", "--no-sample", "--insecure-no-auth"])
+    assert exit_info.value.code == 0 and served == ["0.0.0.0"]
 
 
 def test_keys_file_stores_only_hashes(settings: Settings) -> None:
