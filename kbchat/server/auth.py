@@ -86,9 +86,27 @@ class Principal:
         return granted is not None and ROLES.index(granted) >= ROLES.index(role)
 
     def require(self, kb: str, role: Role) -> None:
-        """Raise Forbidden unless this caller has ``role`` (or more) on knowledge base ``kb``."""
-        if not self.can(kb, role):
-            raise Forbidden(f"API key {self.name!r} may not {_VERBS[role]} knowledge base {kb!r}")
+        """Raise unless this caller has ``role`` (or more) on knowledge base ``kb``.
+
+        Raises:
+            NotFound: the caller may not even read ``kb``: the same error, word for word,
+                as for a knowledge base that does not exist, so a key cannot learn which
+                names exist.
+            Forbidden: the caller may read ``kb`` but lacks ``role``.
+        """
+        if self.can(kb, role):
+            return
+        if kb != ALL_KBS and not self.can(kb, "read"):
+            raise kb_not_found(kb)
+        raise self.forbidden(kb, role)
+
+    def forbidden(self, kb: str, role: Role) -> Forbidden:
+        return Forbidden(f"API key {self.name!r} may not {_VERBS[role]} knowledge base {kb!r}")
+
+
+def kb_not_found(name: str) -> NotFound:
+    """The error for a knowledge base that is missing or that the caller may not read."""
+    return NotFound(f"no knowledge base named {name!r}")
 
 
 _VERBS = {"read": "read", "write": "write to", "admin": "administer"}

@@ -31,7 +31,7 @@ from kbchat.serialize import answer_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import error_body, internal_error_body
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
-from kbchat.server.state import ServerState, current_principal, get_state
+from kbchat.server.state import ServerState, current_principal, find_kb, get_state
 from kbchat.types import Answer, Message
 
 router = APIRouter(tags=["chat"])
@@ -76,11 +76,11 @@ def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatP
 
     Raises:
         NotFound: unknown model, knowledge base or conversation.
-        Forbidden: the caller may not read one of the knowledge bases.
+        Forbidden: never for reading: a knowledge base the caller may not read is NotFound.
     """
     names = list(dict.fromkeys(body.kbs))
     for name in names:
-        caller.require(name, "read")
+        find_kb(state, caller, name, "read")
     services = state.services
     model = services.models.get(body.model)
     kbs = [services.library.get(name) for name in names]

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
+from kbchat.jobs import Job
 from kbchat.kb import FileOutcome, IngestListener
 from kbchat.options import search_options
 from kbchat.retrieve import retrieve
@@ -20,7 +21,7 @@ from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import Forbidden, PayloadTooLarge, error_body
 from kbchat.server.sse import KEEP_ALIVE, SSE_HEADERS, sse_event
-from kbchat.server.state import ServerState, current_principal, get_state
+from kbchat.server.state import ServerState, current_principal, find_kb, get_state
 from kbchat.server.uploads import (
     content_problem,
     remove_uploads,
@@ -85,7 +86,8 @@ def list_kbs(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
 @router.post("/api/kbs", status_code=201)
 def create_kb(body: CreateKB, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Create an empty knowledge base (409 if the name is taken)."""
-    caller.require(body.name, "admin")
+    if not caller.can(body.name, "admin"):
+        raise caller.forbidden(body.name, "admin")
     library = state.services.library
     try:
         record = library.create(
@@ -104,9 +106,8 @@ def create_kb(body: CreateKB, state: StateDep, caller: CallerDep) -> dict[str, A
 
 @router.get("/api/kbs/{name}")
 def get_kb(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    caller.require(name, "read")
+    record = find_kb(state, caller, name, "read")
     catalog = state.services.library.catalog
-    record = catalog.get_kb(name)
     value = kb_json(record, catalog.kb_stats(record.id))
     value["jobs"] = [job.id for job in state.jobs.active(name)]
     return value
@@ -115,9 +116,8 @@ def get_kb(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
 @router.delete("/api/kbs/{name}", status_code=204)
 def delete_kb(name: str, state: StateDep, caller: CallerDep) -> Response:
     """Delete a knowledge base, its indexes and its uploaded files (409 while jobs run)."""
-    caller.require(name, "admin")
+    record = find_kb(state, caller, name, "admin")
     library = state.services.library
-    record = library.catalog.get_kb(name)
     if active := state.jobs.active(name):
         raise Conflict(
             f"knowledge base {name!r} has {len(active)} job(s) queued or running "
@@ -133,9 +133,9 @@ def delete_kb(name: str, state: StateDep, caller: CallerDep) -> Response:
 
 @router.get("/api/kbs/{name}/files")
 def list_files(name: str, state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
-    caller.require(name, "read")
+    record = find_kb(state, caller, name, "read")
     catalog = state.services.library.catalog
-    return [file_json(record) for record in catalog.list_files(catalog.get_kb(name).id)]
+    return [file_json(stored) for stored in catalog.list_files(record.id)]
 
 
 @router.post("/api/kbs/{name}/files", status_code=202)
@@ -146,8 +146,7 @@ def upload_files(
     caller: CallerDep,
 ) -> dict[str, Any]:
     """Save uploaded files and ingest them in a background job (202 with the job)."""
-    caller.require(name, "write")
-    record = state.services.library.catalog.get_kb(name)
+    record = find_kb(state, caller, name, "write")
     limits = state.settings.server
     if len(files) > limits.max_upload_files:
         raise PayloadTooLarge(
@@ -204,9 +203,8 @@ def _accept(
 @router.delete("/api/kbs/{name}/files/{file:path}", status_code=202)
 def delete_file(name: str, file: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Remove a file and its chunks in a background job (its uploaded copy goes too)."""
-    caller.require(name, "write")
+    record = find_kb(state, caller, name, "write")
     catalog = state.services.library.catalog
-    record = catalog.get_kb(name)
     stored = catalog.get_file(record.id, file)
     if stored is None:
         raise NotFound(f"no file named {file!r} in knowledge base {name!r}")
@@ -227,8 +225,7 @@ def sync_kb(
     name: str, state: StateDep, caller: CallerDep, body: SyncRequest | None = None
 ) -> dict[str, Any]:
     """Make the KB match its uploads folder (or an allowed server folder), in a job."""
-    caller.require(name, "write")
-    record = state.services.library.catalog.get_kb(name)
+    record = find_kb(state, caller, name, "write")
     if body is not None and body.folder:
         folder = _allowed_folder(state, body.folder)
     else:
@@ -259,8 +256,7 @@ def _allowed_folder(state: ServerState, given: str) -> Path:
 @router.post("/api/kbs/{name}/rebuild", status_code=202)
 def rebuild_kb(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Rebuild the indexes and re-read every file, in a background job."""
-    caller.require(name, "write")
-    state.services.library.catalog.get_kb(name)
+    find_kb(state, caller, name, "write")
 
     def work(listener: IngestListener) -> list[FileOutcome]:
         return state.services.library.get(name).rebuild(listener=listener)
@@ -281,18 +277,25 @@ def list_jobs(
 
 @router.get("/api/jobs/{job_id}", tags=["jobs"])
 def get_job(job_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    job = state.jobs.get(job_id)
-    caller.require(job.kb, "read")
+    _readable_job(state, caller, job_id)
     return state.jobs.snapshot(job_id)[0]
 
 
 @router.get("/api/jobs/{job_id}/events", tags=["jobs"])
 async def job_events(job_id: str, state: StateDep, caller: CallerDep) -> StreamingResponse:
     """Server-sent events: ``progress`` (the job) on every change, then one ``done``."""
-    caller.require(state.jobs.get(job_id).kb, "read")
+    _readable_job(state, caller, job_id)
     return StreamingResponse(
         _job_stream(state, job_id), media_type="text/event-stream", headers=SSE_HEADERS
     )
+
+
+def _readable_job(state: ServerState, caller: Principal, job_id: str) -> Job:
+    """The job, unless the caller may not read its KB: then the same 404 as for no such job."""
+    job = state.jobs.get(job_id)
+    if not caller.can(job.kb, "read"):
+        raise NotFound(f"no job with id {job_id!r}")
+    return job
 
 
 async def _job_stream(state: ServerState, job_id: str) -> AsyncIterator[str]:
@@ -324,7 +327,7 @@ def search(body: SearchRequest, state: StateDep, caller: CallerDep) -> dict[str,
     """Hybrid search over knowledge bases: hits best first, scores in [0, 1]."""
     names = list(dict.fromkeys(body.kbs))
     for name in names:
-        caller.require(name, "read")
+        find_kb(state, caller, name, "read")
     services = state.services
     kbs = [services.library.get(name) for name in names]
     options = search_options(

@@ -188,9 +188,8 @@ def _kb_generation(
 ) -> Any:
     name = body.model.removeprefix(KB_PREFIX)
     library = state.services.library
-    if name not in library.catalog.kb_names():
+    if name not in library.catalog.kb_names() or not caller.can(name, "read"):
         raise NotFound(f"no model named {body.model!r}: there is no knowledge base {name!r}")
-    caller.require(name, "read")
     if messages[-1].role != "user":
         raise BadInput("the last message must be the user's question")
     kb = library.get(name)
@@ -335,8 +334,7 @@ def _embedder(state: ServerState, model: str, caller: Principal) -> Embedder:
     if model == "default":
         return library.embedder(library.default_embedder_spec())
     name = model.removeprefix(KB_PREFIX)
-    if name in library.catalog.kb_names():
-        caller.require(name, "read")
+    if name in library.catalog.kb_names() and caller.can(name, "read"):
         return library.get(name).embedder
     backends = set(embedders.names())
     if not model.startswith(KB_PREFIX) and set(model.split("+")) <= backends:
