@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
+from kbchat.ingest.discover import FoundFile
 from kbchat.jobs import Job
 from kbchat.kb import FileOutcome, IngestListener
 from kbchat.options import search_options
@@ -23,11 +24,10 @@ from kbchat.server.errors import Forbidden, PayloadTooLarge, error_body
 from kbchat.server.sse import KEEP_ALIVE, SSE_HEADERS, sse_event
 from kbchat.server.state import ServerState, current_principal, find_kb, get_state
 from kbchat.server.uploads import (
-    content_problem,
+    place_uploads,
+    remove_upload,
     remove_uploads,
-    safe_name,
-    save_upload,
-    unsupported_reason,
+    stage_uploads,
     uploads_dir,
 )
 
@@ -141,9 +141,22 @@ def list_files(name: str, state: StateDep, caller: CallerDep) -> list[dict[str, 
 @router.post("/api/kbs/{name}/files", status_code=202)
 def upload_files(
     name: str,
-    files: Annotated[list[UploadFile], File(description="Files to add.")],
+    files: Annotated[
+        list[UploadFile],
+        File(
+            description="Files to add. A file name may carry its folders (a folder upload's "
+            "relative path, e.g. `北京分公司/考勤 制度.txt`); they are kept."
+        ),
+    ],
     state: StateDep,
     caller: CallerDep,
+    overwrite: Annotated[
+        bool,
+        Query(
+            description="Replace files of the same names whose content differs; without it "
+            "such an upload is refused with 409 and nothing is saved."
+        ),
+    ] = False,
 ) -> dict[str, Any]:
     """Save uploaded files and ingest them in a background job (202 with the job)."""
     record = find_kb(state, caller, name, "write")
@@ -160,44 +173,19 @@ def upload_files(
                 f"{upload.filename}: {upload.size / 2**20:.1f} MB is over the "
                 f"{limits.max_upload_mb:g} MB upload limit (server.max_upload_mb)"
             )
-    folder = uploads_dir(state.settings, record.id)
-    saved: dict[str, Path] = {}
-    refused: list[FileOutcome] = []
-    for upload in files:
-        target, problem = _accept(upload, folder, saved, max_bytes)
-        if problem is not None:
-            refused.append(problem)
-        elif target is not None:
-            saved[target.name] = target
-    paths = list(saved.values())
+    catalog = state.services.library.catalog
+    staged, refused = stage_uploads(files, uploads_dir(state.settings, record.id), max_bytes)
+    place_uploads(
+        staged, lambda file: catalog.get_file(record.id, file), kb=name, replace=overwrite
+    )
+    found = [FoundFile(name=s.name, path=s.target) for s in staged]
+    catalog.mark_pending(record.id, [(f.name, str(f.path)) for f in found])
 
     def work(listener: IngestListener) -> list[FileOutcome]:
         kb = state.services.library.get(name)
-        return kb.add(paths, listener=listener) if paths else []
+        return kb.add_found(found, listener=listener) if found else []
 
     return {"job": state.jobs.submit(name, "add", work, outcomes=refused).to_json()}
-
-
-def _accept(
-    upload: UploadFile, folder: Path, saved: dict[str, Path], max_bytes: int
-) -> tuple[Path | None, FileOutcome | None]:
-    """Save one upload, or say why it was refused."""
-    raw = upload.filename or "upload"
-    try:
-        name = safe_name(raw)
-    except BadInput as exc:
-        return None, FileOutcome(raw, "", "failed", str(exc))
-    if reason := unsupported_reason(name):
-        return None, FileOutcome(name, "", "skipped", reason)
-    if name in saved:
-        return None, FileOutcome(name, "", "failed", f"{name}: uploaded twice in one request")
-    head = upload.file.read(8192)
-    upload.file.seek(0)
-    if not head:
-        return None, FileOutcome(name, "", "failed", f"{name}: the file is empty")
-    if reason := content_problem(name, head):
-        return None, FileOutcome(name, "", "failed", reason)
-    return save_upload(upload.file, folder, name, max_bytes), None
 
 
 @router.delete("/api/kbs/{name}/files/{file:path}", status_code=202)
@@ -212,9 +200,7 @@ def delete_file(name: str, file: str, state: StateDep, caller: CallerDep) -> dic
 
     def work(listener: IngestListener) -> list[FileOutcome]:
         outcomes = state.services.library.get(name).remove([file], listener=listener)
-        copy = Path(stored.path)
-        if copy.parent.resolve() == folder:
-            copy.unlink(missing_ok=True)
+        remove_upload(folder, Path(stored.path))
         return outcomes
 
     return {"job": state.jobs.submit(name, "remove", work).to_json()}
