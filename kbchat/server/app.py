@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -24,14 +25,17 @@ from kbchat import __version__
 from kbchat.app import Services, build
 from kbchat.config import Settings
 from kbchat.conversations import ConversationStore
+from kbchat.ingest.discover import FoundFile
 from kbchat.ingest.loaders import supported_extensions
-from kbchat.jobs import JobManager
+from kbchat.jobs import JobManager, JobWork
+from kbchat.kb import FileOutcome, IngestListener
 from kbchat.server import chat_api, kb_api, openai_api
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import PayloadTooLarge, error_body, install_error_handlers
 from kbchat.server.state import GenerationLimiter, ServerState, current_principal, get_state
 
 SAMPLE_KB = "kbchat-docs"
+INTERRUPTED = "queued again: a server stop interrupted its ingest"
 _UPLOAD_PATH = re.compile(r"^/api/kbs/[^/]+/files/?$")
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ def create_app(
             auth=auth,
         )
         app.state.kbchat = state
+        _resume_pending(state)
         if seed_sample:
             _seed_sample(state)
         try:
@@ -195,6 +200,40 @@ def _seed_sample(state: ServerState) -> None:
 
     job = state.jobs.submit(SAMPLE_KB, "sync", work)
     log.info("building the sample knowledge base %r in job %s", SAMPLE_KB, job.id)
+
+
+def _resume_pending(state: ServerState) -> None:
+    """Queue again the files a stopped run left pending (killed or crashed mid-ingest).
+
+    Their rows keep status ``pending`` with a note saying so until the job reaches them;
+    a file that has gone since fails there with the reason. Re-adding a file that another
+    process meanwhile indexed is a no-op (unchanged by hash).
+    """
+    catalog = state.services.library.catalog
+    for record in catalog.list_kbs():
+        pending = [f for f in catalog.list_files(record.id) if f.status == "pending"]
+        if not pending:
+            continue
+        for file in pending:
+            catalog.set_file_status(
+                record.id, file.name, path=file.path, status="pending", error=INTERRUPTED
+            )
+        found = [FoundFile(name=f.name, path=Path(f.path)) for f in pending]
+        job = state.jobs.submit(record.name, "resume", _adding(state, record.name, found))
+        log.warning(
+            "%d file(s) of knowledge base %r were left pending by a stopped run; "
+            "queued again in job %s",
+            len(found),
+            record.name,
+            job.id,
+        )
+
+
+def _adding(state: ServerState, kb: str, found: list[FoundFile]) -> JobWork:
+    def work(listener: IngestListener) -> list[FileOutcome]:
+        return state.services.library.get(kb).add_found(found, listener=listener)
+
+    return work
 
 
 def _mount_ui(app: FastAPI) -> None:
