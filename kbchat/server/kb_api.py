@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
 from kbchat.ingest.discover import FoundFile
@@ -20,7 +20,8 @@ from kbchat.options import search_options
 from kbchat.retrieve import retrieve
 from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.server.auth import Principal
-from kbchat.server.errors import Forbidden, PayloadTooLarge, error_body
+from kbchat.server.errors import Forbidden, PayloadTooLarge, documented, error_body
+from kbchat.server.schemas import KBName, KBNameInPath, KBNameInQuery
 from kbchat.server.sse import KEEP_ALIVE, SSE_HEADERS, sse_event
 from kbchat.server.state import ServerState, current_principal, find_kb, get_state
 from kbchat.server.uploads import (
@@ -35,7 +36,6 @@ router = APIRouter(tags=["knowledge bases"])
 
 StateDep = Annotated[ServerState, Depends(get_state)]
 CallerDep = Annotated[Principal, Depends(current_principal)]
-KBName = Annotated[str, Field(min_length=1, max_length=64)]
 _JOB_POLL_S = 0.2
 _KEEP_ALIVE_S = 15.0
 
@@ -45,8 +45,8 @@ class CreateKB(BaseModel):
 
     name: KBName
     embedder: str | None = Field(None, max_length=64, description="Embedder backend name.")
-    chunk_size: int | None = Field(None, gt=20, le=100_000)
-    chunk_overlap: int | None = Field(None, ge=0, le=100_000)
+    chunk_size: StrictInt | None = Field(None, gt=20, le=100_000)
+    chunk_overlap: StrictInt | None = Field(None, ge=0, le=100_000)
     description: str = Field("", max_length=2000)
 
 
@@ -61,18 +61,18 @@ class SearchRequest(BaseModel):
 
     kbs: list[KBName] = Field(..., min_length=1, max_length=20)
     query: str = Field(..., min_length=1, max_length=20_000)
-    top_k: int | None = Field(None, ge=1, le=100)
+    top_k: StrictInt | None = Field(None, ge=1, le=100)
     mode: Literal["hybrid", "dense", "bm25"] | None = None
-    threshold: float | None = Field(None, ge=0, le=1)
+    threshold: StrictFloat | None = Field(None, ge=0, le=1)
     files: list[str] | None = Field(None, max_length=100, description="File name globs.")
     file_types: list[str] | None = Field(None, max_length=50, description="Extensions.")
-    pages: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = None
+    pages: tuple[Annotated[StrictInt, Field(ge=1)], Annotated[StrictInt, Field(ge=1)]] | None = None
 
 
 # -- knowledge bases -----------------------------------------------------------------
 
 
-@router.get("/api/kbs")
+@router.get("/api/kbs", responses=documented(401))
 def list_kbs(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
     """Every knowledge base the caller may read, with file and chunk counts."""
     catalog = state.services.library.catalog
@@ -83,7 +83,7 @@ def list_kbs(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/api/kbs", status_code=201)
+@router.post("/api/kbs", status_code=201, responses=documented(400, 401, 403, 409, 413, 422))
 def create_kb(body: CreateKB, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Create an empty knowledge base (409 if the name is taken)."""
     if not caller.can(body.name, "admin"):
@@ -104,8 +104,8 @@ def create_kb(body: CreateKB, state: StateDep, caller: CallerDep) -> dict[str, A
     return kb_json(record, library.catalog.kb_stats(record.id))
 
 
-@router.get("/api/kbs/{name}")
-def get_kb(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+@router.get("/api/kbs/{name}", responses=documented(401, 404, 422))
+def get_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     record = find_kb(state, caller, name, "read")
     catalog = state.services.library.catalog
     value = kb_json(record, catalog.kb_stats(record.id))
@@ -113,8 +113,8 @@ def get_kb(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     return value
 
 
-@router.delete("/api/kbs/{name}", status_code=204)
-def delete_kb(name: str, state: StateDep, caller: CallerDep) -> Response:
+@router.delete("/api/kbs/{name}", status_code=204, responses=documented(401, 403, 404, 409, 422))
+def delete_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> Response:
     """Delete a knowledge base, its indexes and its uploaded files (409 while jobs run)."""
     record = find_kb(state, caller, name, "admin")
     library = state.services.library
@@ -131,21 +131,26 @@ def delete_kb(name: str, state: StateDep, caller: CallerDep) -> Response:
 # -- files ---------------------------------------------------------------------------
 
 
-@router.get("/api/kbs/{name}/files")
-def list_files(name: str, state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
+@router.get("/api/kbs/{name}/files", responses=documented(401, 404, 422))
+def list_files(name: KBNameInPath, state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
     record = find_kb(state, caller, name, "read")
     catalog = state.services.library.catalog
     return [file_json(stored) for stored in catalog.list_files(record.id)]
 
 
-@router.post("/api/kbs/{name}/files", status_code=202)
+@router.post(
+    "/api/kbs/{name}/files",
+    status_code=202,
+    responses=documented(401, 403, 404, 409, 413, 422, 503),
+)
 def upload_files(
-    name: str,
+    name: KBNameInPath,
     files: Annotated[
         list[UploadFile],
         File(
+            min_length=1,
             description="Files to add. A file name may carry its folders (a folder upload's "
-            "relative path, e.g. `北京分公司/考勤 制度.txt`); they are kept."
+            "relative path, e.g. `北京分公司/考勤 制度.txt`); they are kept.",
         ),
     ],
     state: StateDep,
@@ -188,8 +193,14 @@ def upload_files(
     return {"job": state.jobs.submit(name, "add", work, outcomes=refused).to_json()}
 
 
-@router.delete("/api/kbs/{name}/files/{file:path}", status_code=202)
-def delete_file(name: str, file: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+@router.delete(
+    "/api/kbs/{name}/files/{file:path}",
+    status_code=202,
+    responses=documented(401, 403, 404, 422, 503),
+)
+def delete_file(
+    name: KBNameInPath, file: str, state: StateDep, caller: CallerDep
+) -> dict[str, Any]:
     """Remove a file and its chunks in a background job (its uploaded copy goes too)."""
     record = find_kb(state, caller, name, "write")
     catalog = state.services.library.catalog
@@ -206,9 +217,11 @@ def delete_file(name: str, file: str, state: StateDep, caller: CallerDep) -> dic
     return {"job": state.jobs.submit(name, "remove", work).to_json()}
 
 
-@router.post("/api/kbs/{name}/sync", status_code=202)
+@router.post(
+    "/api/kbs/{name}/sync", status_code=202, responses=documented(401, 403, 404, 413, 422, 503)
+)
 def sync_kb(
-    name: str, state: StateDep, caller: CallerDep, body: SyncRequest | None = None
+    name: KBNameInPath, state: StateDep, caller: CallerDep, body: SyncRequest | None = None
 ) -> dict[str, Any]:
     """Make the KB match its uploads folder (or an allowed server folder), in a job."""
     record = find_kb(state, caller, name, "write")
@@ -239,8 +252,10 @@ def _allowed_folder(state: ServerState, given: str) -> Path:
     return folder
 
 
-@router.post("/api/kbs/{name}/rebuild", status_code=202)
-def rebuild_kb(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+@router.post(
+    "/api/kbs/{name}/rebuild", status_code=202, responses=documented(401, 403, 404, 422, 503)
+)
+def rebuild_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Rebuild the indexes and re-read every file, in a background job."""
     find_kb(state, caller, name, "write")
 
@@ -253,21 +268,19 @@ def rebuild_kb(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
 # -- jobs ----------------------------------------------------------------------------
 
 
-@router.get("/api/jobs", tags=["jobs"])
-def list_jobs(
-    state: StateDep, caller: CallerDep, kb: Annotated[str | None, Query(max_length=64)] = None
-) -> list[dict[str, Any]]:
+@router.get("/api/jobs", tags=["jobs"], responses=documented(401, 422))
+def list_jobs(state: StateDep, caller: CallerDep, kb: KBNameInQuery = None) -> list[dict[str, Any]]:
     """Recent jobs (newest first), optionally of one knowledge base."""
     return [job.to_json() for job in state.jobs.list_jobs(kb) if caller.can(job.kb, "read")]
 
 
-@router.get("/api/jobs/{job_id}", tags=["jobs"])
+@router.get("/api/jobs/{job_id}", tags=["jobs"], responses=documented(401, 404))
 def get_job(job_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     _readable_job(state, caller, job_id)
     return state.jobs.snapshot(job_id)[0]
 
 
-@router.get("/api/jobs/{job_id}/events", tags=["jobs"])
+@router.get("/api/jobs/{job_id}/events", tags=["jobs"], responses=documented(401, 404))
 async def job_events(job_id: str, state: StateDep, caller: CallerDep) -> StreamingResponse:
     """Server-sent events: ``progress`` (the job) on every change, then one ``done``."""
     _readable_job(state, caller, job_id)
@@ -308,7 +321,7 @@ async def _job_stream(state: ServerState, job_id: str) -> AsyncIterator[str]:
 # -- search --------------------------------------------------------------------------
 
 
-@router.post("/api/search", tags=["search"])
+@router.post("/api/search", tags=["search"], responses=documented(401, 404, 413, 422, 502))
 def search(body: SearchRequest, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Hybrid search over knowledge bases: hits best first, scores in [0, 1]."""
     names = list(dict.fromkeys(body.kbs))
