@@ -158,13 +158,30 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind [server.host].")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port [server.port].")] = None,
     sample: Annotated[bool, typer.Option(help="Build the sample KB if there is none.")] = True,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help='Allow server.auth = "off" on a non-loopback host (refused otherwise): '
+            "anyone who reaches the port may read, change and delete every knowledge base "
+            "(setting server.insecure_no_auth).",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the web UI, the REST API and the OpenAI-compatible API in one process."""
+    """Serve the web UI, the REST API and the OpenAI-compatible API in one process.
+
+    On a non-loopback host API keys are required (`kbchat keys add`); server.auth = "off"
+    there refuses to start unless --insecure-no-auth is given.
+    """
     import uvicorn
 
     from kbchat.server import create_app
 
-    given = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    given: dict[str, object] = {
+        k: v for k, v in {"host": host, "port": port}.items() if v is not None
+    }
+    if insecure_no_auth:
+        given["insecure_no_auth"] = True
     settings = load_settings(**({"server": given} if given else {}))
     application = create_app(settings, seed_sample=sample)
     bind = settings.server.host

@@ -188,7 +188,14 @@ class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(7860, ge=0, le=65535, description="TCP port.")
     auth: Literal["auto", "on", "off"] = Field(
-        "auto", description="auto: API keys required unless bound to loopback; on; off."
+        "auto",
+        description="auto: API keys required unless bound to loopback; on; off (loopback "
+        "only, unless insecure_no_auth).",
+    )
+    insecure_no_auth: bool = Field(
+        False,
+        description='Allow auth = "off" on a non-loopback host: anyone who reaches the port '
+        "may read, change and delete every knowledge base.",
     )
     api_keys: list[ApiKeySettings] = Field(
         default_factory=list, description="Hashed API keys (also read from keys_file)."

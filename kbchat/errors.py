@@ -33,6 +33,12 @@ class Conflict(KbchatError):
     http_status = 409
 
 
+class ServiceUnavailable(KbchatError):
+    """The work cannot be accepted now (e.g. the server is shutting down); retry later."""
+
+    http_status = 503
+
+
 class BackendError(KbchatError):
     """A backend (model server, store, OCR engine) failed."""
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from kbchat.errors import KbchatError, NotFound
+from kbchat.errors import KbchatError, NotFound, ServiceUnavailable
 from kbchat.kb import FileOutcome, IngestListener
 
 JobStatus = Literal["queued", "running", "done", "failed"]
@@ -124,7 +124,7 @@ class JobManager:
             outcomes: Files already decided before the work runs (e.g. refused uploads).
 
         Raises:
-            KbchatError: the manager is closed.
+            ServiceUnavailable: the manager is closed.
         """
         job = Job(
             id=f"{next(self._counter)}-{secrets.token_hex(4)}",
@@ -136,7 +136,7 @@ class JobManager:
         )
         with self._lock:
             if self._closed:
-                raise KbchatError("the server is shutting down; no new jobs are accepted")
+                raise ServiceUnavailable("the server is shutting down; no new jobs are accepted")
             self._jobs[job.id] = job
             self._queues.setdefault(kb, deque()).append(_Pending(job, work))
             if kb not in self._workers:

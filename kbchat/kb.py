@@ -204,6 +204,22 @@ class KnowledgeBase:
             listener.started(len(found))
             return self._ingest(found, listener, force=force)
 
+    def add_found(
+        self,
+        found: Sequence[FoundFile],
+        *,
+        listener: IngestListener = _QUIET,
+        force: bool = False,
+    ) -> list[FileOutcome]:
+        """Add or update files already named: ``FoundFile.name`` is the name in the KB.
+
+        For callers that know the names themselves (uploads keeping their folders, files
+        left pending by an interrupted run); unchanged files are skipped by hash.
+        """
+        with self._writing(listener):
+            listener.started(len(found))
+            return self._ingest(found, listener, force=force)
+
     def sync(
         self,
         folder: Path,

@@ -16,15 +16,19 @@ from kbchat.ingest.loaders import LoadLimits
 from kbchat.kb import KnowledgeBase, remove_kb_directory
 from kbchat.registry import create_embedder
 
-_NAME = re.compile(r"^[\w][\w.\-]{0,63}$", re.UNICODE)
+KB_NAME_PATTERN = r"^\w[\w-]*(?:\.[\w-]+)*\.?$"
+KB_NAME_MAX = 64
+KB_NAME_RULE = (
+    f"use 1-{KB_NAME_MAX} letters or digits (any script), '_', '-' or '.', starting with a "
+    "letter, digit or '_', never '..'"
+)
+"""A knowledge base name, as checked here and stated in the API schema."""
+_NAME = re.compile(KB_NAME_PATTERN)
 
 
 def validate_kb_name(name: str) -> str:
-    if not _NAME.match(name) or ".." in name:
-        raise BadInput(
-            f"invalid knowledge base name {name!r}: use 1-64 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit"
-        )
+    if len(name) > KB_NAME_MAX or not _NAME.fullmatch(name):
+        raise BadInput(f"invalid knowledge base name {name!r}: {KB_NAME_RULE}")
     return name
 
 

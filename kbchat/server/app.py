@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -24,14 +25,25 @@ from kbchat import __version__
 from kbchat.app import Services, build
 from kbchat.config import Settings
 from kbchat.conversations import ConversationStore
+from kbchat.ingest.discover import FoundFile
 from kbchat.ingest.loaders import supported_extensions
-from kbchat.jobs import JobManager
+from kbchat.jobs import JobManager, JobWork
+from kbchat.kb import FileOutcome, IngestListener
 from kbchat.server import chat_api, kb_api, openai_api
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
-from kbchat.server.errors import PayloadTooLarge, error_body, install_error_handlers
+from kbchat.server.errors import (
+    PayloadTooLarge,
+    documented,
+    error_body,
+    honest_openapi,
+    install_error_handlers,
+    openai_error_body,
+    route_methods,
+)
 from kbchat.server.state import GenerationLimiter, ServerState, current_principal, get_state
 
 SAMPLE_KB = "kbchat-docs"
+INTERRUPTED = "queued again: a server stop interrupted its ingest"
 _UPLOAD_PATH = re.compile(r"^/api/kbs/[^/]+/files/?$")
 log = logging.getLogger(__name__)
 
@@ -72,6 +84,7 @@ def create_app(
             auth=auth,
         )
         app.state.kbchat = state
+        _resume_pending(state)
         if seed_sample:
             _seed_sample(state)
         try:
@@ -89,10 +102,11 @@ def create_app(
         "search, chat with citations, and an OpenAI-compatible API.",
     )
     install_error_handlers(app)
-    app.include_router(_system_router())
-    app.include_router(kb_api.router)
-    app.include_router(chat_api.router)
-    app.include_router(openai_api.router)
+    honest_openapi(app)
+    routers = [_system_router(), kb_api.router, chat_api.router, openai_api.router]
+    for router in routers:
+        app.include_router(router)
+    app.state.route_methods = route_methods(routers)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -128,7 +142,7 @@ def _system_router() -> APIRouter:
             "jobs": sum(1 for job in state.jobs.list_jobs() if not job.finished),
         }
 
-    @router.get("/api/models")
+    @router.get("/api/models", responses=documented(401))
     def models(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
         """The configured chat models."""
         settings = state.settings
@@ -141,12 +155,12 @@ def _system_router() -> APIRouter:
             for name in sorted(settings.models)
         ]
 
-    @router.get("/api/settings")
+    @router.get("/api/settings", responses=documented(401))
     def safe_settings(state: StateDep, caller: CallerDep) -> dict[str, Any]:
         """The settings a client may see: defaults and limits, never keys or secrets."""
         return public_settings(state.settings, state.auth.required)
 
-    @router.get("/api/doctor")
+    @router.get("/api/doctor", responses=documented(401, 403))
     def doctor(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
         """What is installed and usable (packages, models, data directory, config)."""
         from kbchat.doctor import run_checks
@@ -197,6 +211,40 @@ def _seed_sample(state: ServerState) -> None:
     log.info("building the sample knowledge base %r in job %s", SAMPLE_KB, job.id)
 
 
+def _resume_pending(state: ServerState) -> None:
+    """Queue again the files a stopped run left pending (killed or crashed mid-ingest).
+
+    Their rows keep status ``pending`` with a note saying so until the job reaches them;
+    a file that has gone since fails there with the reason. Re-adding a file that another
+    process meanwhile indexed is a no-op (unchanged by hash).
+    """
+    catalog = state.services.library.catalog
+    for record in catalog.list_kbs():
+        pending = [f for f in catalog.list_files(record.id) if f.status == "pending"]
+        if not pending:
+            continue
+        for file in pending:
+            catalog.set_file_status(
+                record.id, file.name, path=file.path, status="pending", error=INTERRUPTED
+            )
+        found = [FoundFile(name=f.name, path=Path(f.path)) for f in pending]
+        job = state.jobs.submit(record.name, "resume", _adding(state, record.name, found))
+        log.warning(
+            "%d file(s) of knowledge base %r were left pending by a stopped run; "
+            "queued again in job %s",
+            len(found),
+            record.name,
+            job.id,
+        )
+
+
+def _adding(state: ServerState, kb: str, found: list[FoundFile]) -> JobWork:
+    def work(listener: IngestListener) -> list[FileOutcome]:
+        return state.services.library.get(kb).add_found(found, listener=listener)
+
+    return work
+
+
 def _mount_ui(app: FastAPI) -> None:
     try:
         from kbchat.server.ui import mount_ui
@@ -238,7 +286,7 @@ class BodyLimit:
         limit = self.upload_bytes if upload else self.json_bytes
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            await _refuse(send, _BodyTooLarge(limit))
+            await _refuse(send, _BodyTooLarge(limit), openai=scope["path"].startswith("/v1/"))
             return
         received = 0
 
@@ -254,8 +302,10 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-async def _refuse(send: Send, exc: StarletteHTTPException) -> None:
-    body = json.dumps(error_body(PayloadTooLarge(str(exc.detail)))).encode()
+async def _refuse(send: Send, exc: StarletteHTTPException, *, openai: bool) -> None:
+    problem = PayloadTooLarge(str(exc.detail))
+    shape = openai_error_body(413, str(problem)) if openai else error_body(problem)
+    body = json.dumps(shape).encode()
     await send(
         {
             "type": "http.response.start",

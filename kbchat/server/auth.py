@@ -4,7 +4,8 @@ Keys are random strings shown once when made (``kbchat keys add``); only their s
 is stored, in ``server.api_keys`` or the keys file (``<home>/keys.json``). A key grants
 a role per knowledge base (``*`` for all): read (search, chat, list), write (upload,
 sync, remove, rebuild) or admin (create, delete). Keys are off on loopback by default
-and required on any other address unless ``server.auth = "off"``.
+and required on any other address; ``server.auth = "off"`` on a non-loopback address is
+refused unless ``server.insecure_no_auth`` says so explicitly.
 """
 
 from __future__ import annotations
@@ -85,9 +86,27 @@ class Principal:
         return granted is not None and ROLES.index(granted) >= ROLES.index(role)
 
     def require(self, kb: str, role: Role) -> None:
-        """Raise Forbidden unless this caller has ``role`` (or more) on knowledge base ``kb``."""
-        if not self.can(kb, role):
-            raise Forbidden(f"API key {self.name!r} may not {_VERBS[role]} knowledge base {kb!r}")
+        """Raise unless this caller has ``role`` (or more) on knowledge base ``kb``.
+
+        Raises:
+            NotFound: the caller may not even read ``kb``: the same error, word for word,
+                as for a knowledge base that does not exist, so a key cannot learn which
+                names exist.
+            Forbidden: the caller may read ``kb`` but lacks ``role``.
+        """
+        if self.can(kb, role):
+            return
+        if kb != ALL_KBS and not self.can(kb, "read"):
+            raise kb_not_found(kb)
+        raise self.forbidden(kb, role)
+
+    def forbidden(self, kb: str, role: Role) -> Forbidden:
+        return Forbidden(f"API key {self.name!r} may not {_VERBS[role]} knowledge base {kb!r}")
+
+
+def kb_not_found(name: str) -> NotFound:
+    """The error for a knowledge base that is missing or that the caller may not read."""
+    return NotFound(f"no knowledge base named {name!r}")
 
 
 _VERBS = {"read": "read", "write": "write to", "admin": "administer"}
@@ -112,6 +131,7 @@ class Authenticator:
         self._loaded = False
         self._by_hash: dict[str, ApiKeySettings] = {}
         self._reload()
+        _refuse_open_network(settings)
         if self.required and not self._by_hash:
             where = f"{settings.server.host}:{settings.server.port}"
             raise ConfigError(
@@ -157,6 +177,26 @@ class Authenticator:
             self._by_hash = {entry.sha256: entry for entry in [*self._configured, *stored]}
             self._stamp = stamp
             self._loaded = True
+
+
+def _refuse_open_network(settings: Settings) -> None:
+    """Refuse ``auth = "off"`` on a non-loopback host unless explicitly allowed; warn if it is."""
+    server = settings.server
+    if server.auth != "off" or is_loopback(server.host):
+        return
+    if not server.insecure_no_auth:
+        raise ConfigError(
+            f'server.auth = "off" with server.host = {server.host!r} would let anyone who '
+            "reaches the port read, change and delete every knowledge base; refusing to start. "
+            "Bind 127.0.0.1, or use API keys (`kbchat keys add NAME --role admin` and "
+            'server.auth = "auto"), or allow it explicitly with server.insecure_no_auth = true '
+            "(`kbchat serve --insecure-no-auth`)"
+        )
+    log.warning(
+        'server.auth = "off" on %s (server.insecure_no_auth = true): no API keys are checked; '
+        "anyone who reaches the port may read, change and delete every knowledge base",
+        server.host,
+    )
 
 
 def read_keys(path: Path) -> list[ApiKeySettings]:

@@ -18,7 +18,15 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
@@ -29,9 +37,10 @@ from kbchat.llm.base import ChatModel
 from kbchat.options import answer_search_options, chat_options
 from kbchat.serialize import answer_json, answer_meta
 from kbchat.server.auth import Principal
-from kbchat.server.errors import error_body, internal_error_body
+from kbchat.server.errors import documented, error_body, internal_error_body
+from kbchat.server.schemas import KBName
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
-from kbchat.server.state import ServerState, current_principal, get_state
+from kbchat.server.state import ServerState, current_principal, find_kb, get_state
 from kbchat.types import Answer, Message
 
 router = APIRouter(tags=["chat"])
@@ -46,16 +55,38 @@ class ChatRequest(BaseModel):
     """A question, answered from knowledge bases (or by the model alone when ``kbs`` is empty)."""
 
     question: str = Field(..., min_length=1, max_length=20_000)
-    kbs: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
-        default_factory=list, max_length=20
-    )
+    kbs: list[KBName] = Field(default_factory=list, max_length=20)
     model: str | None = Field(None, max_length=128)
     conversation_id: str | None = Field(None, min_length=1, max_length=64)
-    top_k: int | None = Field(None, ge=1, le=50)
-    threshold: float | None = Field(None, ge=0, le=1)
-    no_hit: Literal["refuse", "fallback", "message"] | None = None
-    max_tokens: int | None = Field(None, ge=1, le=8192)
-    stream: bool = True
+    top_k: StrictInt | None = Field(None, ge=1, le=50)
+    threshold: StrictFloat | None = Field(None, ge=0, le=1)
+    no_hit: Literal["refuse", "fallback", "message"] | None = Field(
+        None,
+        description="When no passage supports an answer: refuse (say the files do not say), "
+        "fallback (the model's own knowledge, labelled as such) or message (reply "
+        "no_hit_message, required then). Default: the setting chat.no_hit.",
+    )
+    no_hit_message: str | None = Field(
+        None, min_length=1, max_length=2000, description="The fixed reply of no_hit=message."
+    )
+    max_tokens: StrictInt | None = Field(None, ge=1, le=8192)
+    stream: StrictBool = True
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"no_hit": {"const": "message"}}, "required": ["no_hit"]},
+            "then": {
+                "properties": {"no_hit_message": {"type": "string"}},
+                "required": ["no_hit_message"],
+            },
+        }
+    )
+
+    @model_validator(mode="after")
+    def _message_for_no_hit(self) -> ChatRequest:
+        if self.no_hit == "message" and not self.no_hit_message:
+            raise ValueError("no_hit 'message' needs no_hit_message in the same request")
+        return self
 
 
 @dataclass(slots=True)
@@ -76,16 +107,22 @@ def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatP
 
     Raises:
         NotFound: unknown model, knowledge base or conversation.
-        Forbidden: the caller may not read one of the knowledge bases.
+        Forbidden: never for reading: a knowledge base the caller may not read is NotFound.
     """
     names = list(dict.fromkeys(body.kbs))
     for name in names:
-        caller.require(name, "read")
+        find_kb(state, caller, name, "read")
     services = state.services
     model = services.models.get(body.model)
     kbs = [services.library.get(name) for name in names]
     search = answer_search_options(state.settings, top_k=body.top_k, threshold=body.threshold)
-    options = chat_options(state.settings, search, no_hit=body.no_hit, max_tokens=body.max_tokens)
+    options = chat_options(
+        state.settings,
+        search,
+        no_hit=body.no_hit,
+        no_hit_message=body.no_hit_message,
+        max_tokens=body.max_tokens,
+    )
     history: list[Message] = []
     conversation_id = body.conversation_id or new_conversation_id()
     if body.conversation_id:
@@ -166,7 +203,8 @@ async def start_generation(
         200: {
             "description": "SSE events delta, citations, done (or error); JSON if stream=false",
             "content": {"text/event-stream": {}, "application/json": {}},
-        }
+        },
+        **documented(401, 404, 413, 422, 429, 502, 503),
     },
 )
 async def chat(
@@ -216,19 +254,26 @@ async def _chat_stream(
 # -- conversations -------------------------------------------------------------------
 
 
-@router.get("/api/conversations", tags=["conversations"])
+@router.get("/api/conversations", tags=["conversations"], responses=documented(401))
 def list_conversations(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
     """The caller's conversations, most recent first."""
     return [c.to_json() for c in state.conversations.list_conversations(caller.name)]
 
 
-@router.get("/api/conversations/{conversation_id}", tags=["conversations"])
+@router.get(
+    "/api/conversations/{conversation_id}", tags=["conversations"], responses=documented(401, 404)
+)
 def get_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """A conversation with its messages (and each answer's citations)."""
     return state.conversations.get(conversation_id, caller.name).to_json(with_messages=True)
 
 
-@router.delete("/api/conversations/{conversation_id}", status_code=204, tags=["conversations"])
+@router.delete(
+    "/api/conversations/{conversation_id}",
+    status_code=204,
+    tags=["conversations"],
+    responses=documented(401, 404),
+)
 def delete_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -> Response:
     state.conversations.delete(conversation_id, caller.name)
     return Response(status_code=204)

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+from collections.abc import Iterable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kbchat.errors import BadInput, KbchatError
+from kbchat.errors import BadInput, KbchatError, ServiceUnavailable
+from kbchat.server.schemas import PATTERN_RULES
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ class Busy(KbchatError):
         self.retry_after = retry_after
 
 
-class Unavailable(KbchatError):
+class Unavailable(ServiceUnavailable):
     """The server cannot serve this now (queue wait timed out, shutting down)."""
 
     http_status = 503
@@ -57,6 +62,99 @@ class Unavailable(KbchatError):
     def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    type: str = Field(description="The error's kind: NotFound, Forbidden, BadInput, Conflict...")
+    message: str = Field(description="What went wrong, naming the file, field or setting at fault.")
+    status: int = Field(description="The HTTP status of the response.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every REST error response."""
+
+    error: ErrorDetail
+
+
+class OpenAIErrorDetail(BaseModel):
+    """What went wrong, in OpenAI's shape."""
+
+    message: str
+    type: str = Field(description="invalid_request_error, authentication_error, ...")
+    code: str | None = Field(description="invalid_api_key, model_not_found, ... or null.")
+    param: str | None = None
+
+
+class OpenAIErrorBody(BaseModel):
+    """The body of every error response of the OpenAI-compatible API (``/v1``)."""
+
+    error: OpenAIErrorDetail
+
+
+_MEANINGS = {
+    400: "A setting or backend the request names is unusable here.",
+    401: "No API key, or an unknown one (keys are required beyond loopback).",
+    403: "The API key may read this knowledge base but not do this.",
+    404: "No such thing, or a knowledge base this API key may not read (the same answer).",
+    409: "The request contradicts the current state (see the message).",
+    413: "The request body or an uploaded file is over a server limit.",
+    422: "The request is malformed or a value is out of range (the message names the field).",
+    429: "Every generation slot and queue place is taken; retry after Retry-After seconds.",
+    502: "A backend (remote model or embedding server) failed.",
+    503: "No generation slot came free in time, or the server is shutting down; retry later.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+
+
+def documented(*statuses: int, openai: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer."""
+    model = OpenAIErrorBody if openai else ErrorBody
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": model, "description": _MEANINGS[status]}
+        if status in (429, 503):
+            entry["headers"] = _RETRY_AFTER
+        responses[status] = entry
+    return responses
+
+
+def honest_openapi(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document show the validation errors (422) it really sends.
+
+    FastAPI documents its own ``HTTPValidationError`` body for every route with parameters;
+    this server answers those in its error shape (``ErrorBody``, ``OpenAIErrorBody`` under
+    ``/v1``), so the document says that instead.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        for path, item in document.get("paths", {}).items():
+            body = "OpenAIErrorBody" if path.startswith("/v1/") else "ErrorBody"
+            for operation in item.values():
+                response = operation.get("responses", {}).get("422")
+                if response is None:
+                    continue
+                content = response.setdefault("content", {}).setdefault("application/json", {})
+                if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                    content["schema"] = {"$ref": f"#/components/schemas/{body}"}
+                    response["description"] = _MEANINGS[422]
+        schemas = document.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        for model in (ErrorBody, ErrorDetail, OpenAIErrorBody, OpenAIErrorDetail):
+            schemas.setdefault(
+                model.__name__,
+                model.model_json_schema(ref_template="#/components/schemas/{model}"),
+            )
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 _OPENAI_TYPES = {
@@ -128,10 +226,15 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
             message = f"{message}: {request.method} {request.url.path}"
-        problem = _HTTPProblem(message, exc.status_code)
+        problem: KbchatError = _HTTPProblem(message, exc.status_code)
+        if exc.status_code == 400:  # the framework could not parse the body
+            content_type = request.headers.get("content-type", "none")
+            problem = BadInput(f"the request body cannot be read as {content_type}: {message}")
         response = error_response(request, problem)
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
+        if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -171,8 +274,30 @@ def _validation_problem(exc: RequestValidationError) -> KbchatError:
             detail = (error.get("ctx") or {}).get("error", "JSON decode error")
             return BadInput(f"the request body is not valid JSON: {detail}")
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        rule = PATTERN_RULES.get(str((error.get("ctx") or {}).get("pattern")))
+        message = f"{rule}; got {error.get('input')!r}" if rule else error.get("msg", "invalid")
+        problems.append(f"{where}: {message}")
     return BadInput("invalid request: " + "; ".join(problems))
+
+
+RouteMethods = list[tuple[re.Pattern[str], set[str]]]
+
+
+def route_methods(routers: Iterable[APIRouter]) -> RouteMethods:
+    """(path regex, methods) of every route of ``routers``, for the ``Allow`` header of 405s."""
+    return [
+        (route.path_regex, set(route.methods or ()))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method served at the request's path (Starlette names only the first route's)."""
+    table: RouteMethods = getattr(request.app.state, "route_methods", [])
+    path = request.scope["path"]
+    return sorted({method for regex, methods in table if regex.match(path) for method in methods})
 
 
 def _is_openai(request: Request) -> bool:

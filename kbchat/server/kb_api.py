@@ -10,23 +10,25 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
+from kbchat.ingest.discover import FoundFile
+from kbchat.jobs import Job
 from kbchat.kb import FileOutcome, IngestListener
 from kbchat.options import search_options
 from kbchat.retrieve import retrieve
 from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.server.auth import Principal
-from kbchat.server.errors import Forbidden, PayloadTooLarge, error_body
+from kbchat.server.errors import Forbidden, PayloadTooLarge, documented, error_body
+from kbchat.server.schemas import KBName, KBNameInPath, KBNameInQuery
 from kbchat.server.sse import KEEP_ALIVE, SSE_HEADERS, sse_event
-from kbchat.server.state import ServerState, current_principal, get_state
+from kbchat.server.state import ServerState, current_principal, find_kb, get_state
 from kbchat.server.uploads import (
-    content_problem,
+    place_uploads,
+    remove_upload,
     remove_uploads,
-    safe_name,
-    save_upload,
-    unsupported_reason,
+    stage_uploads,
     uploads_dir,
 )
 
@@ -34,7 +36,6 @@ router = APIRouter(tags=["knowledge bases"])
 
 StateDep = Annotated[ServerState, Depends(get_state)]
 CallerDep = Annotated[Principal, Depends(current_principal)]
-KBName = Annotated[str, Field(min_length=1, max_length=64)]
 _JOB_POLL_S = 0.2
 _KEEP_ALIVE_S = 15.0
 
@@ -44,8 +45,8 @@ class CreateKB(BaseModel):
 
     name: KBName
     embedder: str | None = Field(None, max_length=64, description="Embedder backend name.")
-    chunk_size: int | None = Field(None, gt=20, le=100_000)
-    chunk_overlap: int | None = Field(None, ge=0, le=100_000)
+    chunk_size: StrictInt | None = Field(None, gt=20, le=100_000)
+    chunk_overlap: StrictInt | None = Field(None, ge=0, le=100_000)
     description: str = Field("", max_length=2000)
 
 
@@ -60,18 +61,18 @@ class SearchRequest(BaseModel):
 
     kbs: list[KBName] = Field(..., min_length=1, max_length=20)
     query: str = Field(..., min_length=1, max_length=20_000)
-    top_k: int | None = Field(None, ge=1, le=100)
+    top_k: StrictInt | None = Field(None, ge=1, le=100)
     mode: Literal["hybrid", "dense", "bm25"] | None = None
-    threshold: float | None = Field(None, ge=0, le=1)
+    threshold: StrictFloat | None = Field(None, ge=0, le=1)
     files: list[str] | None = Field(None, max_length=100, description="File name globs.")
     file_types: list[str] | None = Field(None, max_length=50, description="Extensions.")
-    pages: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = None
+    pages: tuple[Annotated[StrictInt, Field(ge=1)], Annotated[StrictInt, Field(ge=1)]] | None = None
 
 
 # -- knowledge bases -----------------------------------------------------------------
 
 
-@router.get("/api/kbs")
+@router.get("/api/kbs", responses=documented(401))
 def list_kbs(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
     """Every knowledge base the caller may read, with file and chunk counts."""
     catalog = state.services.library.catalog
@@ -82,10 +83,11 @@ def list_kbs(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/api/kbs", status_code=201)
+@router.post("/api/kbs", status_code=201, responses=documented(400, 401, 403, 409, 413, 422))
 def create_kb(body: CreateKB, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Create an empty knowledge base (409 if the name is taken)."""
-    caller.require(body.name, "admin")
+    if not caller.can(body.name, "admin"):
+        raise caller.forbidden(body.name, "admin")
     library = state.services.library
     try:
         record = library.create(
@@ -102,22 +104,20 @@ def create_kb(body: CreateKB, state: StateDep, caller: CallerDep) -> dict[str, A
     return kb_json(record, library.catalog.kb_stats(record.id))
 
 
-@router.get("/api/kbs/{name}")
-def get_kb(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    caller.require(name, "read")
+@router.get("/api/kbs/{name}", responses=documented(401, 404, 422))
+def get_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    record = find_kb(state, caller, name, "read")
     catalog = state.services.library.catalog
-    record = catalog.get_kb(name)
     value = kb_json(record, catalog.kb_stats(record.id))
     value["jobs"] = [job.id for job in state.jobs.active(name)]
     return value
 
 
-@router.delete("/api/kbs/{name}", status_code=204)
-def delete_kb(name: str, state: StateDep, caller: CallerDep) -> Response:
+@router.delete("/api/kbs/{name}", status_code=204, responses=documented(401, 403, 404, 409, 422))
+def delete_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> Response:
     """Delete a knowledge base, its indexes and its uploaded files (409 while jobs run)."""
-    caller.require(name, "admin")
+    record = find_kb(state, caller, name, "admin")
     library = state.services.library
-    record = library.catalog.get_kb(name)
     if active := state.jobs.active(name):
         raise Conflict(
             f"knowledge base {name!r} has {len(active)} job(s) queued or running "
@@ -131,23 +131,40 @@ def delete_kb(name: str, state: StateDep, caller: CallerDep) -> Response:
 # -- files ---------------------------------------------------------------------------
 
 
-@router.get("/api/kbs/{name}/files")
-def list_files(name: str, state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
-    caller.require(name, "read")
+@router.get("/api/kbs/{name}/files", responses=documented(401, 404, 422))
+def list_files(name: KBNameInPath, state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
+    record = find_kb(state, caller, name, "read")
     catalog = state.services.library.catalog
-    return [file_json(record) for record in catalog.list_files(catalog.get_kb(name).id)]
+    return [file_json(stored) for stored in catalog.list_files(record.id)]
 
 
-@router.post("/api/kbs/{name}/files", status_code=202)
+@router.post(
+    "/api/kbs/{name}/files",
+    status_code=202,
+    responses=documented(401, 403, 404, 409, 413, 422, 503),
+)
 def upload_files(
-    name: str,
-    files: Annotated[list[UploadFile], File(description="Files to add.")],
+    name: KBNameInPath,
+    files: Annotated[
+        list[UploadFile],
+        File(
+            min_length=1,
+            description="Files to add. A file name may carry its folders (a folder upload's "
+            "relative path, e.g. `北京分公司/考勤 制度.txt`); they are kept.",
+        ),
+    ],
     state: StateDep,
     caller: CallerDep,
+    overwrite: Annotated[
+        bool,
+        Query(
+            description="Replace files of the same names whose content differs; without it "
+            "such an upload is refused with 409 and nothing is saved."
+        ),
+    ] = False,
 ) -> dict[str, Any]:
     """Save uploaded files and ingest them in a background job (202 with the job)."""
-    caller.require(name, "write")
-    record = state.services.library.catalog.get_kb(name)
+    record = find_kb(state, caller, name, "write")
     limits = state.settings.server
     if len(files) > limits.max_upload_files:
         raise PayloadTooLarge(
@@ -161,52 +178,32 @@ def upload_files(
                 f"{upload.filename}: {upload.size / 2**20:.1f} MB is over the "
                 f"{limits.max_upload_mb:g} MB upload limit (server.max_upload_mb)"
             )
-    folder = uploads_dir(state.settings, record.id)
-    saved: dict[str, Path] = {}
-    refused: list[FileOutcome] = []
-    for upload in files:
-        target, problem = _accept(upload, folder, saved, max_bytes)
-        if problem is not None:
-            refused.append(problem)
-        elif target is not None:
-            saved[target.name] = target
-    paths = list(saved.values())
+    catalog = state.services.library.catalog
+    staged, refused = stage_uploads(files, uploads_dir(state.settings, record.id), max_bytes)
+    place_uploads(
+        staged, lambda file: catalog.get_file(record.id, file), kb=name, replace=overwrite
+    )
+    found = [FoundFile(name=s.name, path=s.target) for s in staged]
+    catalog.mark_pending(record.id, [(f.name, str(f.path)) for f in found])
 
     def work(listener: IngestListener) -> list[FileOutcome]:
         kb = state.services.library.get(name)
-        return kb.add(paths, listener=listener) if paths else []
+        return kb.add_found(found, listener=listener) if found else []
 
     return {"job": state.jobs.submit(name, "add", work, outcomes=refused).to_json()}
 
 
-def _accept(
-    upload: UploadFile, folder: Path, saved: dict[str, Path], max_bytes: int
-) -> tuple[Path | None, FileOutcome | None]:
-    """Save one upload, or say why it was refused."""
-    raw = upload.filename or "upload"
-    try:
-        name = safe_name(raw)
-    except BadInput as exc:
-        return None, FileOutcome(raw, "", "failed", str(exc))
-    if reason := unsupported_reason(name):
-        return None, FileOutcome(name, "", "skipped", reason)
-    if name in saved:
-        return None, FileOutcome(name, "", "failed", f"{name}: uploaded twice in one request")
-    head = upload.file.read(8192)
-    upload.file.seek(0)
-    if not head:
-        return None, FileOutcome(name, "", "failed", f"{name}: the file is empty")
-    if reason := content_problem(name, head):
-        return None, FileOutcome(name, "", "failed", reason)
-    return save_upload(upload.file, folder, name, max_bytes), None
-
-
-@router.delete("/api/kbs/{name}/files/{file:path}", status_code=202)
-def delete_file(name: str, file: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+@router.delete(
+    "/api/kbs/{name}/files/{file:path}",
+    status_code=202,
+    responses=documented(401, 403, 404, 422, 503),
+)
+def delete_file(
+    name: KBNameInPath, file: str, state: StateDep, caller: CallerDep
+) -> dict[str, Any]:
     """Remove a file and its chunks in a background job (its uploaded copy goes too)."""
-    caller.require(name, "write")
+    record = find_kb(state, caller, name, "write")
     catalog = state.services.library.catalog
-    record = catalog.get_kb(name)
     stored = catalog.get_file(record.id, file)
     if stored is None:
         raise NotFound(f"no file named {file!r} in knowledge base {name!r}")
@@ -214,21 +211,20 @@ def delete_file(name: str, file: str, state: StateDep, caller: CallerDep) -> dic
 
     def work(listener: IngestListener) -> list[FileOutcome]:
         outcomes = state.services.library.get(name).remove([file], listener=listener)
-        copy = Path(stored.path)
-        if copy.parent.resolve() == folder:
-            copy.unlink(missing_ok=True)
+        remove_upload(folder, Path(stored.path))
         return outcomes
 
     return {"job": state.jobs.submit(name, "remove", work).to_json()}
 
 
-@router.post("/api/kbs/{name}/sync", status_code=202)
+@router.post(
+    "/api/kbs/{name}/sync", status_code=202, responses=documented(401, 403, 404, 413, 422, 503)
+)
 def sync_kb(
-    name: str, state: StateDep, caller: CallerDep, body: SyncRequest | None = None
+    name: KBNameInPath, state: StateDep, caller: CallerDep, body: SyncRequest | None = None
 ) -> dict[str, Any]:
     """Make the KB match its uploads folder (or an allowed server folder), in a job."""
-    caller.require(name, "write")
-    record = state.services.library.catalog.get_kb(name)
+    record = find_kb(state, caller, name, "write")
     if body is not None and body.folder:
         folder = _allowed_folder(state, body.folder)
     else:
@@ -256,11 +252,12 @@ def _allowed_folder(state: ServerState, given: str) -> Path:
     return folder
 
 
-@router.post("/api/kbs/{name}/rebuild", status_code=202)
-def rebuild_kb(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+@router.post(
+    "/api/kbs/{name}/rebuild", status_code=202, responses=documented(401, 403, 404, 422, 503)
+)
+def rebuild_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Rebuild the indexes and re-read every file, in a background job."""
-    caller.require(name, "write")
-    state.services.library.catalog.get_kb(name)
+    find_kb(state, caller, name, "write")
 
     def work(listener: IngestListener) -> list[FileOutcome]:
         return state.services.library.get(name).rebuild(listener=listener)
@@ -271,28 +268,33 @@ def rebuild_kb(name: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
 # -- jobs ----------------------------------------------------------------------------
 
 
-@router.get("/api/jobs", tags=["jobs"])
-def list_jobs(
-    state: StateDep, caller: CallerDep, kb: Annotated[str | None, Query(max_length=64)] = None
-) -> list[dict[str, Any]]:
+@router.get("/api/jobs", tags=["jobs"], responses=documented(401, 422))
+def list_jobs(state: StateDep, caller: CallerDep, kb: KBNameInQuery = None) -> list[dict[str, Any]]:
     """Recent jobs (newest first), optionally of one knowledge base."""
     return [job.to_json() for job in state.jobs.list_jobs(kb) if caller.can(job.kb, "read")]
 
 
-@router.get("/api/jobs/{job_id}", tags=["jobs"])
+@router.get("/api/jobs/{job_id}", tags=["jobs"], responses=documented(401, 404))
 def get_job(job_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    job = state.jobs.get(job_id)
-    caller.require(job.kb, "read")
+    _readable_job(state, caller, job_id)
     return state.jobs.snapshot(job_id)[0]
 
 
-@router.get("/api/jobs/{job_id}/events", tags=["jobs"])
+@router.get("/api/jobs/{job_id}/events", tags=["jobs"], responses=documented(401, 404))
 async def job_events(job_id: str, state: StateDep, caller: CallerDep) -> StreamingResponse:
     """Server-sent events: ``progress`` (the job) on every change, then one ``done``."""
-    caller.require(state.jobs.get(job_id).kb, "read")
+    _readable_job(state, caller, job_id)
     return StreamingResponse(
         _job_stream(state, job_id), media_type="text/event-stream", headers=SSE_HEADERS
     )
+
+
+def _readable_job(state: ServerState, caller: Principal, job_id: str) -> Job:
+    """The job, unless the caller may not read its KB: then the same 404 as for no such job."""
+    job = state.jobs.get(job_id)
+    if not caller.can(job.kb, "read"):
+        raise NotFound(f"no job with id {job_id!r}")
+    return job
 
 
 async def _job_stream(state: ServerState, job_id: str) -> AsyncIterator[str]:
@@ -319,12 +321,12 @@ async def _job_stream(state: ServerState, job_id: str) -> AsyncIterator[str]:
 # -- search --------------------------------------------------------------------------
 
 
-@router.post("/api/search", tags=["search"])
+@router.post("/api/search", tags=["search"], responses=documented(401, 404, 413, 422, 502))
 def search(body: SearchRequest, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Hybrid search over knowledge bases: hits best first, scores in [0, 1]."""
     names = list(dict.fromkeys(body.kbs))
     for name in names:
-        caller.require(name, "read")
+        find_kb(state, caller, name, "read")
     services = state.services
     kbs = [services.library.get(name) for name in names]
     options = search_options(

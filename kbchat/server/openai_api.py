@@ -31,7 +31,7 @@ from kbchat.options import answer_search_options, chat_options
 from kbchat.registry import embedders
 from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
-from kbchat.server.errors import openai_error_body
+from kbchat.server.errors import documented, openai_error_body
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_data
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.types import Answer, Delta, Message, Usage
@@ -90,7 +90,7 @@ class Finished:
 Piece = str | Finished
 
 
-@router.get("/models")
+@router.get("/models", responses=documented(401, openai=True))
 def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Every configured chat model, plus ``kb:<name>`` for each readable knowledge base."""
     settings = state.settings
@@ -118,7 +118,11 @@ def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post(
+    "/chat/completions",
+    response_model=None,
+    responses=documented(401, 404, 413, 422, 429, 502, 503, openai=True),
+)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, state: StateDep, caller: CallerDep
 ) -> StreamingResponse | dict[str, Any]:
@@ -191,9 +195,8 @@ def _kb_generation(
 ) -> Any:
     name = body.model.removeprefix(KB_PREFIX)
     library = state.services.library
-    if name not in library.catalog.kb_names():
+    if name not in library.catalog.kb_names() or not caller.can(name, "read"):
         raise NotFound(f"no model named {body.model!r}: there is no knowledge base {name!r}")
-    caller.require(name, "read")
     if messages[-1].role != "user":
         raise BadInput("the last message must be the user's question")
     kb = library.get(name)
@@ -316,7 +319,7 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
     return "".join(parts)
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", responses=documented(401, 404, 413, 422, 502, openai=True))
 def embeddings(body: EmbeddingRequest, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Embed texts with the default embedder or a knowledge base's (``model``: its name)."""
     texts = [body.input] if isinstance(body.input, str) else body.input
@@ -350,8 +353,7 @@ def _embedder(state: ServerState, model: str, caller: Principal) -> Embedder:
     if model == "default":
         return library.embedder(library.default_embedder_spec())
     name = model.removeprefix(KB_PREFIX)
-    if name in library.catalog.kb_names():
-        caller.require(name, "read")
+    if name in library.catalog.kb_names() and caller.can(name, "read"):
         return library.get(name).embedder
     backends = set(embedders.names())
     if not model.startswith(KB_PREFIX) and set(model.split("+")) <= backends:

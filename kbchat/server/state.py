@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from kbchat.app import Services
+from kbchat.catalog_schema import KBRecord
 from kbchat.config import Settings
 from kbchat.conversations import ConversationStore
+from kbchat.errors import NotFound
 from kbchat.jobs import JobManager
-from kbchat.server.auth import Authenticator, Principal
+from kbchat.server.auth import Authenticator, Principal, Role, kb_not_found
 from kbchat.server.errors import Busy, Unavailable
 
 
@@ -41,6 +43,23 @@ def get_state(request: Request) -> ServerState:
 async def current_principal(request: Request) -> Principal:
     """FastAPI dependency: the caller, from the Authorization header (401 if keys are needed)."""
     return get_state(request).auth.authenticate(request.headers.get("authorization"))
+
+
+def find_kb(state: ServerState, caller: Principal, name: str, role: Role) -> KBRecord:
+    """The knowledge base ``name``, if ``caller`` has ``role`` on it.
+
+    Raises:
+        NotFound: it does not exist or the caller may not read it (one error for both).
+        Forbidden: the caller may read it but lacks ``role``.
+    """
+    if not caller.can(name, "read"):
+        raise kb_not_found(name)
+    try:
+        record = state.services.library.catalog.get_kb(name)
+    except NotFound:
+        raise kb_not_found(name) from None
+    caller.require(name, role)
+    return record
 
 
 class Slot:

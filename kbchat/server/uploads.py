@@ -1,27 +1,40 @@
 """Uploaded files: safe names, content that matches the extension, saved per knowledge base.
 
-Uploads land in ``<home>/uploads/<kb id>/`` under a sanitised name (no folders, no
-traversal, no hidden or device names), written to a temporary file and renamed into
-place, so a reader never sees half a file and one KB can never overwrite another's.
-A file whose bytes contradict its extension (an executable named ``.pdf``) is refused
-with a reason instead of being handed to a parser.
+Uploads land in ``<home>/uploads/<kb id>/`` under a sanitised relative path: the folders
+of a folder upload are kept (``北京分公司/考勤 制度.txt``), but never ``..``, an absolute
+path, hidden or device names. A file is written to a staging file and hashed first, then
+linked into place only if nothing different is there (or the caller asked to replace it),
+so a reader never sees half a file, one KB can never overwrite another's, and two uploads
+racing for one name cannot silently replace each other. A file whose bytes contradict its
+extension (an executable named ``.pdf``) is refused with a reason instead of being handed
+to a parser.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
 import shutil
 import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
+from fastapi import UploadFile
+
+from kbchat.catalog_schema import FileRecord
 from kbchat.config import Settings
-from kbchat.errors import BadInput
+from kbchat.errors import BadInput, Conflict
 from kbchat.ingest.loaders import is_supported
+from kbchat.kb import FileOutcome, file_sha256
 from kbchat.server.errors import PayloadTooLarge
 
 MAX_NAME_BYTES = 180
+MAX_DEPTH = 16
+_DRIVE = re.compile(r"^[A-Za-z]:")
 SNIFF_BYTES = 8192
 _FORBIDDEN_CHARS = set('<>:"/\\|?*')
 _DEVICE_NAMES = {
@@ -62,21 +75,41 @@ def uploads_dir(settings: Settings, kb_id: int) -> Path:
     return settings.home / "uploads" / str(kb_id)
 
 
-def safe_name(raw: str) -> str:
-    """A file name safe to create in the uploads folder, derived from the client's name.
+def safe_path(raw: str) -> str:
+    """The path (below the uploads folder) for a file the client called ``raw``.
 
-    Only the last path component is kept; control and reserved characters become ``_``;
-    leading dots and spaces go (no hidden files, no ``..``); long names are shortened
-    keeping the extension.
+    A relative path keeps its folders (browsers send ``webkitRelativePath`` for folder
+    uploads); an absolute one (``/home/me/a.txt``, ``C:\\Users\\me\\a.txt``, sent by
+    old browsers) keeps only its file name. In every part, control and reserved characters
+    become ``_``, leading dots and spaces go (no hidden files), device names get a ``_``,
+    and long names are shortened keeping the extension.
+
+    Returns:
+        Parts joined by ``/``, at most ``MAX_DEPTH`` of them.
 
     Raises:
-        BadInput: nothing usable is left of the name.
+        BadInput: the path climbs out with ``..``, is too deep, or a part has no usable
+            characters left.
     """
-    name = unicodedata.normalize("NFC", raw).replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join("_" if ch in _FORBIDDEN_CHARS or not ch.isprintable() else ch for ch in name)
+    path = unicodedata.normalize("NFC", raw).replace("\\", "/")
+    if path.startswith("/") or _DRIVE.match(path):
+        path = path.rsplit("/", 1)[-1]
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise BadInput(f"uploaded file name {raw!r} climbs out of its folder with '..'; refused")
+    if len(parts) > MAX_DEPTH:
+        raise BadInput(f"uploaded file name {raw!r} is more than {MAX_DEPTH} folders deep")
+    safe = [_safe_part(part, raw) for part in parts]
+    if not safe:
+        raise BadInput(f"uploaded file name {raw!r} has no usable characters")
+    return "/".join(safe)
+
+
+def _safe_part(part: str, raw: str) -> str:
+    name = "".join("_" if ch in _FORBIDDEN_CHARS or not ch.isprintable() else ch for ch in part)
     name = name.strip().lstrip(".").strip().rstrip(". ")
     if not name:
-        raise BadInput(f"uploaded file name {raw!r} has no usable characters")
+        raise BadInput(f"uploaded file name {raw!r} has a part with no usable characters")
     stem, dot, extension = name.rpartition(".")
     if not dot:
         stem, extension = name, ""
@@ -125,18 +158,36 @@ def unsupported_reason(name: str) -> str | None:
     return f"{name}: unsupported file type {Path(name).suffix or '(no extension)'}"
 
 
-def save_upload(source: BinaryIO, folder: Path, name: str, max_bytes: int) -> Path:
-    """Copy an uploaded stream to ``folder/name`` atomically; returns the saved path.
+@dataclass(frozen=True, slots=True)
+class StagedUpload:
+    """An uploaded file written to a staging file, not yet in place."""
+
+    name: str
+    target: Path
+    staging: Path
+    sha256: str
+    size: int
+
+
+def stage_upload(source: BinaryIO, folder: Path, name: str, max_bytes: int) -> StagedUpload:
+    """Copy an uploaded stream to a staging file in ``folder``, hashing it on the way.
+
+    Args:
+        source: The uploaded bytes.
+        folder: The knowledge base's uploads folder.
+        name: Where it goes below ``folder`` (``safe_path`` output).
+        max_bytes: The most bytes accepted.
 
     Raises:
         PayloadTooLarge: the stream holds more than ``max_bytes``.
-        BadInput: the name would leave the folder (never happens for ``safe_name`` output).
+        BadInput: the name would leave the folder (never happens for ``safe_path`` output).
     """
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
-    if target.resolve().parent != folder.resolve():
-        raise BadInput(f"{name}: not a plain file name")
+    if not target.resolve().is_relative_to(folder.resolve()) or target == folder:
+        raise BadInput(f"{name}: not a path inside the uploads folder")
     staging = folder / f".upload-{secrets.token_hex(8)}.part"
+    digest = hashlib.sha256()
     written = 0
     try:
         with staging.open("xb") as handle:
@@ -147,11 +198,162 @@ def save_upload(source: BinaryIO, folder: Path, name: str, max_bytes: int) -> Pa
                         f"{name}: larger than the {max_bytes / 2**20:.0f} MB upload limit "
                         "(server.max_upload_mb)"
                     )
+                digest.update(block)
                 handle.write(block)
-        os.replace(staging, target)
-    finally:
+    except BaseException:
         staging.unlink(missing_ok=True)
-    return target
+        raise
+    return StagedUpload(name, target, staging, digest.hexdigest(), written)
+
+
+def place_upload(staged: StagedUpload, *, replace: bool) -> bool:
+    """Move a staged upload to its target; returns False if a different file is in the way.
+
+    Without ``replace`` the move never overwrites: the staging file is hard-linked to the
+    target, which fails atomically when the name is taken (by this upload's twin or a
+    racing request). The same bytes already there count as placed.
+
+    Raises:
+        BadInput: a file stands where the upload needs a folder, or a folder where it
+            needs a file.
+    """
+    try:
+        staged.target.parent.mkdir(parents=True, exist_ok=True)
+        if replace:
+            os.replace(staged.staging, staged.target)
+            return True
+        try:
+            os.link(staged.staging, staged.target)
+        except FileExistsError:
+            return staged.target.is_file() and file_sha256(staged.target) == staged.sha256
+        return True
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        raise BadInput(
+            f"{staged.name}: a file or folder of the same name is in the way ({exc.strerror})"
+        ) from None
+    finally:
+        staged.staging.unlink(missing_ok=True)
+
+
+def discard_uploads(staged: Iterable[StagedUpload]) -> None:
+    """Delete staging files that will not be placed."""
+    for upload in staged:
+        upload.staging.unlink(missing_ok=True)
+
+
+def stage_uploads(
+    uploads: Sequence[UploadFile], folder: Path, max_bytes: int
+) -> tuple[list[StagedUpload], list[FileOutcome]]:
+    """Stage every acceptable upload; the others become outcomes saying why not.
+
+    Raises:
+        PayloadTooLarge: a file is over ``max_bytes`` (nothing stays staged).
+    """
+    staged: list[StagedUpload] = []
+    refused: list[FileOutcome] = []
+    try:
+        for upload in uploads:
+            raw = upload.filename or "upload"
+            try:
+                name = safe_path(raw)
+            except BadInput as exc:
+                refused.append(FileOutcome(raw, "", "failed", str(exc)))
+                continue
+            if problem := _refusal(upload, name, {s.name for s in staged}):
+                refused.append(FileOutcome(name, "", *problem))
+                continue
+            staged.append(stage_upload(upload.file, folder, name, max_bytes))
+    except BaseException:
+        discard_uploads(staged)
+        raise
+    return staged, refused
+
+
+def _refusal(
+    upload: UploadFile, name: str, taken: set[str]
+) -> tuple[Literal["skipped", "failed"], str] | None:
+    if reason := unsupported_reason(name):
+        return "skipped", reason
+    if name in taken:
+        return "failed", f"{name}: uploaded twice in one request"
+    head = upload.file.read(SNIFF_BYTES)
+    upload.file.seek(0)
+    if not head:
+        return "failed", f"{name}: the file is empty"
+    if reason := content_problem(name, head):
+        return "failed", reason
+    return None
+
+
+def place_uploads(
+    staged: Sequence[StagedUpload],
+    known: Callable[[str], FileRecord | None],
+    *,
+    kb: str,
+    replace: bool,
+) -> None:
+    """Put staged uploads in place, all or none, never over a different file unless ``replace``.
+
+    Args:
+        staged: The uploads, staged.
+        known: The catalog's record of a file name in the knowledge base, if any.
+        kb: The knowledge base's name, for messages.
+        replace: Replace different files of the same names (the caller asked).
+
+    Raises:
+        Conflict: without ``replace``, a different file has one of the names (nothing is
+            placed; the message names the files).
+    """
+    try:
+        if not replace:
+            _refuse_replacing([s for s in staged if _replaces(s, known(s.name))], kb)
+        placed: list[StagedUpload] = []
+        for upload in staged:
+            existed = upload.target.exists()
+            if not place_upload(upload, replace=replace):  # lost a race for the name
+                for done in placed:
+                    done.target.unlink(missing_ok=True)
+                _refuse_replacing([upload], kb)
+            if not existed:
+                placed.append(upload)
+    finally:
+        discard_uploads(staged)
+
+
+def _replaces(staged: StagedUpload, record: FileRecord | None) -> bool:
+    """Whether placing ``staged`` would replace different content (indexed or on disk)."""
+    if record is not None and record.sha256 and record.sha256 != staged.sha256:
+        return True
+    if staged.target.is_file():
+        return file_sha256(staged.target) != staged.sha256
+    return staged.target.exists()
+
+
+def _refuse_replacing(names: Sequence[StagedUpload], kb: str) -> None:
+    if not names:
+        return
+    listed = ", ".join(repr(s.name) for s in names[:5])
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    raise Conflict(
+        f"knowledge base {kb!r} already has a different file named {listed}{more}; nothing "
+        "was saved. Upload again with overwrite=true to replace, or rename the file"
+    )
+
+
+def remove_upload(folder: Path, copy: Path) -> None:
+    """Delete an uploaded copy and the folders it leaves empty (nothing outside ``folder``)."""
+    root = folder.resolve()
+    copy = copy.resolve()
+    if not copy.is_relative_to(root) or copy == root:
+        return
+    copy.unlink(missing_ok=True)
+    for parent in copy.parents:
+        if parent == root:
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): leave it
+            break
 
 
 def remove_uploads(folder: Path) -> None:

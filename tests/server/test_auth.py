@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -61,7 +63,43 @@ def test_when_keys_are_required(host: str, auth: str, required: bool) -> None:
 def test_public_bind_without_keys_refuses_to_start() -> None:
     with pytest.raises(ConfigError, match="kbchat keys add"):
         create_app(make_settings(host="0.0.0.0"))
-    create_app(make_settings(host="0.0.0.0", auth="off"))  # an explicit choice is respected
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "example.org"])
+def test_auth_off_beyond_loopback_needs_an_explicit_override(
+    host: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigError, match=r'server\.auth = "off".*server\.insecure_no_auth'):
+        create_app(make_settings(host=host, auth="off"))
+    with caplog.at_level(logging.WARNING, logger="kbchat.server.auth"):
+        create_app(make_settings(host=host, auth="off", insecure_no_auth=True))
+    assert "no API keys are checked" in caplog.text
+
+
+def test_auth_off_on_loopback_starts_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="kbchat.server.auth"):
+        create_app(make_settings(host="127.0.0.1", auth="off"))
+    assert caplog.text == ""
+
+
+def test_serve_refuses_auth_off_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+
+    served: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, **_: served.append(host))
+    monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
+    monkeypatch.setenv("KBCHAT_SERVER__AUTH", "off")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--host", "0.0.0.0", "--no-sample"])
+    assert exit_info.value.code == 1
+    message = " ".join(capsys.readouterr().err.split())
+    assert 'server.auth = "off"' in message and "--insecure-no-auth" in message
+    assert served == []
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--host", "0.0.0.0", "--no-sample", "--insecure-no-auth"])
+    assert exit_info.value.code == 0 and served == ["0.0.0.0"]
 
 
 def test_keys_file_stores_only_hashes(settings: Settings) -> None:
@@ -154,7 +192,7 @@ def test_roles_per_knowledge_base(secured: TestClient, keys: dict[str, str]) -> 
             headers=as_(keys, "writer"),
             files=[("files", ("a.txt", b"x", "text/plain"))],
         ).status_code
-        == 403
+        == 404
     )
     assert (
         secured.post(
@@ -169,11 +207,63 @@ def test_roles_per_knowledge_base(secured: TestClient, keys: dict[str, str]) -> 
     search = {"kbs": ["docs"], "query": "kettle"}
     assert secured.post("/api/search", json=search, headers=as_(keys, "reader")).status_code == 200
     search["kbs"] = ["private"]
-    assert secured.post("/api/search", json=search, headers=as_(keys, "reader")).status_code == 403
+    assert secured.post("/api/search", json=search, headers=as_(keys, "reader")).status_code == 404
     models = secured.get("/v1/models", headers=as_(keys, "reader")).json()["data"]
     assert "kb:private" not in [m["id"] for m in models]
     assert secured.get("/api/doctor", headers=as_(keys, "reader")).status_code == 403
     assert secured.delete("/api/kbs/docs", headers=as_(keys, "writer")).status_code == 403
+
+
+def _probes(kb: str) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """Every request naming knowledge base ``kb``: (method, path, JSON body)."""
+    return [
+        ("GET", f"/api/kbs/{kb}", None),
+        ("GET", f"/api/kbs/{kb}/files", None),
+        ("DELETE", f"/api/kbs/{kb}", None),
+        ("DELETE", f"/api/kbs/{kb}/files/kettle.txt", None),
+        ("POST", f"/api/kbs/{kb}/sync", {}),
+        ("POST", f"/api/kbs/{kb}/rebuild", None),
+        ("POST", "/api/search", {"kbs": [kb], "query": "kettle"}),
+        ("POST", "/api/chat", {"kbs": [kb], "question": "kettle?", "stream": False}),
+        (
+            "POST",
+            "/v1/chat/completions",
+            {"model": f"kb:{kb}", "messages": [{"role": "user", "content": "kettle?"}]},
+        ),
+        ("POST", "/v1/embeddings", {"model": kb, "input": "kettle"}),
+        ("POST", "/v1/embeddings", {"model": f"kb:{kb}", "input": "kettle"}),
+    ]
+
+
+def test_a_kb_the_key_cannot_read_looks_exactly_like_a_missing_one(
+    secured: TestClient, keys: dict[str, str]
+) -> None:
+    admin, reader = as_(keys, "admin"), as_(keys, "reader")
+    for name in ("private", "docs"):
+        assert secured.post("/api/kbs", json={"name": name}, headers=admin).status_code == 201
+    job = upload(secured, "private", DOCS, headers=admin)
+    for (method, path, body), (_, missing_path, missing_body) in zip(
+        _probes("private"), _probes("nowhere"), strict=True
+    ):
+        hidden = secured.request(method, path, json=body, headers=reader)
+        missing = secured.request(method, missing_path, json=missing_body, headers=reader)
+        assert hidden.status_code == missing.status_code == 404, (path, hidden.text)
+        assert hidden.text == missing.text.replace("nowhere", "private"), path
+    upload_to = secured.post(
+        "/api/kbs/private/files", headers=reader, files=[("files", ("a.txt", b"x", "text/plain"))]
+    )
+    assert upload_to.status_code == 404
+    assert upload_to.json() == secured.get("/api/kbs/private", headers=reader).json()
+    foreign = secured.get(f"/api/jobs/{job['id']}", headers=reader)
+    unknown = secured.get("/api/jobs/1-00000000", headers=reader)
+    assert foreign.status_code == unknown.status_code == 404
+    assert foreign.text == unknown.text.replace("1-00000000", job["id"])
+    assert "private" not in foreign.text
+    assert secured.get(f"/api/jobs/{job['id']}/events", headers=reader).status_code == 404
+    # the key that may read it still gets a real answer, and 403 where its role is short
+    assert secured.get("/api/kbs/private", headers=admin).status_code == 200
+    refused = secured.post("/api/kbs/docs/rebuild", headers=reader)
+    assert refused.status_code == 403 and refused.json()["error"]["type"] == "Forbidden"
 
 
 def test_conversations_belong_to_their_key(secured: TestClient, keys: dict[str, str]) -> None:

@@ -1,8 +1,16 @@
-"""Generated requests (schemathesis, from our own OpenAPI schema) never get a 5xx."""
+"""Generated requests (schemathesis, from our own OpenAPI schema): no 5xx, and every check holds.
+
+The second test runs the command users run, `schemathesis run --checks all`, against the app over
+a loopback socket, with the repository's schemathesis.toml: every documented status, header, body
+and `Allow` list must match what the server does.
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,11 +20,13 @@ from hypothesis import strategies as st
 
 from kbchat.server import create_app
 from kbchat.testing import ScriptedChatModel
-from tests.server.support import DOCS, make_services, make_settings
+from tests.server.support import DOCS, live_server, make_services, make_settings
 
 schemathesis = pytest.importorskip("schemathesis")
 
 EXAMPLES = 40
+CLI_EXAMPLES = 25
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def aim_at_existing_things(case: Any) -> None:
@@ -33,8 +43,7 @@ def aim_at_existing_things(case: Any) -> None:
             case.body["model"] = "docs" if "embeddings" in case.operation.path else None
 
 
-@pytest.mark.slow
-def test_generated_requests_never_get_a_server_error(tmp_path: object) -> None:
+def _services_with_docs() -> tuple[Any, Any]:
     settings = make_settings()
     services = make_services(settings, ScriptedChatModel(["The kettle warranty is two years [1]."]))
     folder = settings.home / "seed"
@@ -43,6 +52,12 @@ def test_generated_requests_never_get_a_server_error(tmp_path: object) -> None:
         (folder / name).write_bytes(data)
     services.library.create("docs")
     services.library.get("docs").add([folder])
+    return settings, services
+
+
+@pytest.mark.slow
+def test_generated_requests_never_get_a_server_error() -> None:
+    settings, services = _services_with_docs()
     schema = schemathesis.openapi.from_asgi(
         "/openapi.json", create_app(settings, services=services)
     )
@@ -73,3 +88,37 @@ def test_generated_requests_never_get_a_server_error(tmp_path: object) -> None:
         check()
     services.close()
     assert not failures, "\n".join(failures[:20])
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_schemathesis_run_with_all_checks_is_clean() -> None:
+    settings, services = _services_with_docs()
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
+        "--config-file",
+        str(ROOT / "schemathesis.toml"),
+        "run",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(CLI_EXAMPLES),
+        "--seed",
+        "20261130",
+        "--no-color",
+    ]
+    try:
+        with live_server(create_app(settings, services=services)) as url:
+            result = subprocess.run(
+                [*command, f"{url}/openapi.json"],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+    finally:
+        services.close()
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failures" not in result.stdout.lower()

@@ -86,17 +86,111 @@ def test_upload_ingests_in_a_job_and_lists_files(client: TestClient, docs_kb: st
 def test_upload_names_are_sanitised_and_kept_per_kb(client: TestClient, settings: Settings) -> None:
     for name in ("one", "two"):
         assert client.post("/api/kbs", json={"name": name}).status_code == 201
-    job = upload(client, "one", {"../../../escape.txt": b"first knowledge base text"})
-    upload(client, "two", {"..\\escape.txt": b"second knowledge base text"})
+    job = upload(
+        client,
+        "one",
+        {"/tmp/escape.txt": b"first knowledge base text", "../../x/evil.txt": b"climbing"},
+    )
+    upload(client, "two", {"C:\\Users\\me\\escape.txt": b"second knowledge base text"})
     saved = [f for f in job["files"] if f["status"] == "indexed"]
     assert [f["name"] for f in saved] == ["escape.txt"]
+    refused = {f["name"]: f["error"] for f in job["files"] if f["status"] == "failed"}
+    assert "'..'" in refused["../../x/evil.txt"]
     uploads = settings.home / "uploads"
     assert not (settings.home.parent / "escape.txt").exists()
+    assert not list(settings.home.parent.rglob("evil.txt"))
     texts = sorted(p.read_text() for p in uploads.rglob("escape.txt"))
     assert texts == ["first knowledge base text", "second knowledge base text"]
     assert all(
         Path(p).resolve().is_relative_to(uploads.resolve()) for p in (f["path"] for f in saved)
     )
+
+
+BEIJING = "北京分公司上班时间为上午九点，午休一小时。".encode()
+SHANGHAI = "上海分公司上班时间为上午八点半，午休一个半小时。".encode()
+
+
+def test_a_folder_upload_keeps_same_named_files_apart(
+    client: TestClient, settings: Settings
+) -> None:
+    client.post("/api/kbs", json={"name": "hr"})
+    job = upload(
+        client, "hr", {"北京分公司/考勤 制度.txt": BEIJING, "上海分公司/考勤 制度.txt": SHANGHAI}
+    )
+    assert sorted((f["name"], f["status"]) for f in job["files"]) == [
+        ("上海分公司/考勤 制度.txt", "indexed"),
+        ("北京分公司/考勤 制度.txt", "indexed"),
+    ]
+    files = {f["name"]: Path(f["path"]) for f in client.get("/api/kbs/hr/files").json()}
+    assert files["北京分公司/考勤 制度.txt"].read_bytes() == BEIJING
+    assert files["上海分公司/考勤 制度.txt"].read_bytes() == SHANGHAI
+    search = {"kbs": ["hr"], "query": "上班时间", "top_k": 5, "threshold": 0}
+    hits = client.post("/api/search", json=search).json()["hits"]
+    assert {h["file"] for h in hits} == set(files)
+    # the same file name at the top level is a third, different file
+    later = upload(client, "hr", {"考勤 制度.txt": b"Head office: nine to five."})
+    assert [(f["name"], f["status"]) for f in later["files"]] == [("考勤 制度.txt", "indexed")]
+    # a sync of the uploads folder sees the same names, so nothing changes
+    synced = wait_job(client, client.post("/api/kbs/hr/sync").json()["job"])
+    assert {f["status"] for f in synced["files"]} == {"unchanged"}
+    removed = wait_job(
+        client, client.delete("/api/kbs/hr/files/北京分公司/考勤 制度.txt").json()["job"]
+    )
+    assert [f["status"] for f in removed["files"]] == ["removed"]
+    assert not files["北京分公司/考勤 制度.txt"].parent.exists()  # its emptied folder goes too
+    assert files["上海分公司/考勤 制度.txt"].is_file()
+
+
+def test_an_upload_never_replaces_a_different_file_unless_asked(
+    client: TestClient, docs_kb: str
+) -> None:
+    stored = {f["name"]: Path(f["path"]) for f in client.get(f"/api/kbs/{docs_kb}/files").json()}
+    before = stored["kettle.txt"].read_bytes()
+    changed = b"The K3 kettle now has a five year warranty."
+    refused = client.post(
+        f"/api/kbs/{docs_kb}/files",
+        files=[
+            ("files", ("new.txt", b"a file that is new", "text/plain")),
+            ("files", ("kettle.txt", changed, "text/plain")),
+        ],
+    )
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["type"] == "Conflict" and "'kettle.txt'" in error["message"]
+    assert "overwrite=true" in error["message"]
+    assert stored["kettle.txt"].read_bytes() == before  # nothing was saved, not even new.txt
+    assert not (stored["kettle.txt"].parent / "new.txt").exists()
+    names = {f["name"] for f in client.get(f"/api/kbs/{docs_kb}/files").json()}
+    assert names == {"kettle.txt", "tea.md"}
+    same = upload(client, docs_kb, {"kettle.txt": before})  # the same bytes again: no conflict
+    assert [f["status"] for f in same["files"]] == ["unchanged"]
+    response = client.post(
+        f"/api/kbs/{docs_kb}/files",
+        params={"overwrite": "true"},
+        files=[("files", ("kettle.txt", changed, "text/plain"))],
+    )
+    assert response.status_code == 202
+    job = wait_job(client, response.json()["job"])
+    assert [f["status"] for f in job["files"]] == ["indexed"]
+    assert stored["kettle.txt"].read_bytes() == changed
+    hits = client.post("/api/search", json={"kbs": [docs_kb], "query": "five year warranty"})
+    assert "five year" in hits.json()["hits"][0]["text"]
+
+
+def test_an_upload_does_not_replace_a_file_added_from_a_folder(
+    client: TestClient, services: Services, tmp_path: Path
+) -> None:
+    folder = tmp_path / "manuals"
+    (folder / "kettles").mkdir(parents=True)
+    (folder / "kettles" / "k3.txt").write_text("The K3 kettle boils in two minutes.")
+    client.post("/api/kbs", json={"name": "m"})
+    services.library.get("m").add([folder])
+    refused = client.post(
+        "/api/kbs/m/files", files=[("files", ("kettles/k3.txt", b"another text", "text/plain"))]
+    )
+    assert refused.status_code == 409 and "kettles/k3.txt" in refused.json()["error"]["message"]
+    [record] = client.get("/api/kbs/m/files").json()
+    assert record["path"] == str(folder / "kettles" / "k3.txt")
 
 
 def test_content_that_contradicts_the_extension_fails_with_a_reason(client: TestClient) -> None:

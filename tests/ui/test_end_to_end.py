@@ -136,3 +136,41 @@ def test_api_key_prompt_and_permission_errors_from_the_real_server(page: Any) ->
         expect(page.locator("#doctor-checks .form-error")).to_be_visible()
         screenshot(page, "e2e-settings-read-only")
     services.close()
+
+
+def test_a_folder_upload_keeps_folders_and_asks_before_replacing(
+    page: Any, live_app: LiveServer, tmp_path: Any
+) -> None:
+    branches = tmp_path / "分公司"
+    for branch, text in (
+        ("北京", "北京上班时间为上午九点。"),
+        ("上海", "上海上班时间为上午八点半。"),
+    ):
+        (branches / branch).mkdir(parents=True)
+        (branches / branch / "考勤 制度.txt").write_text(text, encoding="utf-8")
+    page.goto(f"{live_app.url}/#/kbs")
+    page.fill("#kb-name", "hr")
+    page.click("#kb-create-submit")
+    expect(page.locator("#kb-title")).to_have_text("hr")
+
+    page.set_input_files("#folder-input", branches)
+    job = page.locator("#jobs .job").first
+    expect(job).to_have_attribute("data-status", "done", timeout=30_000)
+    expect(job.locator(".job-label")).to_contain_text("Done: 2 indexed, 0 failed")
+    rows = page.locator("#file-rows tr")
+    expect(rows).to_have_count(2)
+    names = sorted(rows.evaluate_all("rows => rows.map((row) => row.dataset.name)"))
+    assert names == ["分公司/上海/考勤 制度.txt", "分公司/北京/考勤 制度.txt"]
+
+    (branches / "北京" / "考勤 制度.txt").write_text("北京上班时间改为上午十点。", encoding="utf-8")
+    page.set_input_files("#folder-input", branches)
+    refused = page.locator("#jobs .job").first
+    expect(refused).to_have_attribute("data-status", "failed")
+    expect(refused.locator(".job-label")).to_contain_text("分公司/北京/考勤 制度.txt")
+    refused.locator(".job-action").click()
+    replaced = page.locator("#jobs .job").first
+    expect(replaced).to_have_attribute("data-status", "done", timeout=30_000)
+    expect(replaced.locator(".job-label")).to_contain_text("Done: 1 indexed")
+    page.fill("#search-query", "上班时间")
+    page.click("#search-submit")
+    expect(page.locator("#search-results")).to_contain_text("上午十点")

@@ -54,6 +54,13 @@ function jobCard(container, title) {
       label.classList.add("form-error");
       close.hidden = false;
     },
+    /** Add a button under the message that runs `action` (e.g. replace the files a 409 named). */
+    offer(text, action) {
+      problems.after(h("button", { type: "button", class: "btn small job-action", onclick: action }, text));
+    },
+    remove() {
+      card.remove();
+    },
   };
 }
 
@@ -82,17 +89,53 @@ function fileRow(kbName, file, onDeleted) {
   );
 }
 
+/** Files with the path each should have in the knowledge base (a folder's files keep their folders). */
+function picked(files) {
+  return files.map((file) => ({ file, path: file.webkitRelativePath || file.name }));
+}
+
+/** Every file under a dropped folder entry, with its path from the dropped folder's name down. */
+async function entryFiles(entry, prefix = "") {
+  const path = prefix + entry.name;
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    return [{ file, path }];
+  }
+  const reader = entry.createReader();
+  const children = [];
+  for (;;) {  // readEntries returns at most ~100 entries per call
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) break;
+    children.push(...batch);
+  }
+  const nested = await Promise.all(children.map((child) => entryFiles(child, `${path}/`)));
+  return nested.flat();
+}
+
+async function droppedFiles(transfer) {
+  const entries = [...(transfer?.items || [])].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+  if (!entries.some((entry) => entry.isDirectory)) return picked([...(transfer?.files || [])]);
+  return (await Promise.all(entries.map((entry) => entryFiles(entry)))).flat();
+}
+
 function dropZone(onFiles) {
   const input = h("input", { type: "file", multiple: true, id: "file-input", class: "sr-only" });
-  input.addEventListener("change", () => { onFiles([...input.files]); input.value = ""; });
+  input.addEventListener("change", () => { onFiles(picked([...input.files])); input.value = ""; });
+  const folderInput = h("input", { type: "file", multiple: true, id: "folder-input", class: "sr-only" });
+  folderInput.webkitdirectory = true;
+  folderInput.addEventListener("change", () => { onFiles(picked([...folderInput.files])); folderInput.value = ""; });
+  const folderButton = h("button", {
+    type: "button", class: "btn ghost small", id: "folder-button",
+    onclick: (e) => { e.preventDefault(); folderInput.click(); },
+  }, t("kb.chooseFolder"));
   const zone = h("label", { class: "dropzone", id: "dropzone", for: "file-input" },
-    h("strong", {}, t("kb.dropTitle")), h("span", {}, t("kb.dropText")), input);
+    h("strong", {}, t("kb.dropTitle")), h("span", {}, t("kb.dropText")), input, folderInput, folderButton);
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (e) => {
     e.preventDefault();
     zone.classList.remove("over");
-    onFiles([...(e.dataTransfer?.files || [])]);
+    droppedFiles(e.dataTransfer).then(onFiles).catch((exc) => toast(exc.message, "error"));
   });
   return zone;
 }
@@ -170,16 +213,21 @@ export function renderKbDetail(container, name, { onChanged, onDeleted }) {
     await refreshAll();
   }
 
-  async function uploadFiles(files) {
+  /** Upload `files` ({file, path} pairs); a 409 (a different file of the same name) offers to replace. */
+  async function uploadFiles(files, overwrite = false) {
     if (!files.length) return;
     const form = new FormData();
-    files.forEach((file) => form.append("files", file, file.name));
+    files.forEach(({ file, path }) => form.append("files", file, path));
     const card = jobCard(jobs, t("job.upload", { n: files.length }));
     try {
-      const result = await upload(`${base}/files`, form, (p) => card.uploading(p));
+      const query = overwrite ? "?overwrite=true" : "";
+      const result = await upload(`${base}/files${query}`, form, (p) => card.uploading(p));
       await track(result.job || result, card);
     } catch (exc) {
       card.fail(exc.message);
+      if (exc.status === 409 && !overwrite) {
+        card.offer(t("job.replace"), () => { card.remove(); uploadFiles(files, true); });
+      }
     }
   }
 
