@@ -27,6 +27,14 @@ class BadInput(KbchatError):
     http_status = 422
 
 
+class Unsupported(BadInput):
+    """A valid request this backend or model cannot honour (e.g. a grammar on a remote model)."""
+
+
+class ContextLengthExceeded(BadInput):
+    """The prompt (plus the answer budget) does not fit the model's context window."""
+
+
 class Conflict(KbchatError):
     """The request contradicts existing state (e.g. a KB built with another embedder)."""
 

@@ -133,34 +133,49 @@ import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 from kbchat.llm.base import (  # noqa: E402
+    CAN_GRAMMAR,
+    CAN_RESPONSE_FORMAT,
+    CAN_TOOLS,
     FINISH_CANCELLED,
     FINISH_LENGTH,
     FINISH_STOP,
+    FINISH_TOOL_CALLS,
+    ResponseFormat,
+    ToolChoice,
     check_params,
+    check_structured,
     estimate_prompt_tokens,
     estimate_tokens,
 )
-from kbchat.types import Delta, Message, Usage  # noqa: E402
+from kbchat.types import Delta, Message, ToolCall, ToolSpec, Usage  # noqa: E402
 
 _CJK_CHAR = "\u3000-\u9fff\uf900-\ufaff\uff00-\uffef"
 _WORD = re.compile(rf"[{_CJK_CHAR}]\s*|[^\s{_CJK_CHAR}]+\s*|\s+")
+
+ScriptedReply = str | Sequence[ToolCall]
+ALL_CAPABILITIES = frozenset({CAN_RESPONSE_FORMAT, CAN_GRAMMAR, CAN_TOOLS})
 
 
 class ScriptedChatModel:
     """A chat model that streams pre-set replies word by word (CJK: character by character).
 
-    Replies are used in order; the last one repeats once they run out. Every call's
-    messages and parameters are recorded in ``received`` and ``params``. Each word
-    counts as one token, so ``max_tokens`` cuts replies with finish_reason "length";
-    ``stop`` sequences and ``cancel`` behave as in a real backend.
+    Replies are used in order; the last one repeats once they run out. A reply is text,
+    or a list of ``ToolCall`` given out as calls (finish_reason "tool_calls"; only when
+    the request has tools and tool_choice is not "none"). Every call's messages and
+    parameters are recorded in ``received`` and ``params``. Each word counts as one
+    token, so ``max_tokens`` cuts replies with finish_reason "length"; ``stop`` sequences
+    and ``cancel`` behave as in a real backend. ``capabilities`` says which structured
+    parameters it accepts; others raise ``Unsupported`` as a real backend's would. The
+    replies are not checked against a requested format: script the JSON a test needs.
     """
 
     def __init__(
         self,
-        replies: Sequence[str] = ("OK",),
+        replies: Sequence[ScriptedReply] = ("OK",),
         *,
         name: str = "scripted",
         context_window: int = 4096,
+        capabilities: frozenset[str] = ALL_CAPABILITIES,
         **_: object,
     ) -> None:
         if not replies:
@@ -168,6 +183,7 @@ class ScriptedChatModel:
         self.replies = list(replies)
         self.name = name
         self.context_window = context_window
+        self.capabilities = capabilities
         self.received: list[list[Message]] = []
         self.params: list[dict[str, object]] = []
 
@@ -182,12 +198,45 @@ class ScriptedChatModel:
         max_tokens: int = 512,
         stop: Sequence[str] = (),
         cancel: threading.Event | None = None,
+        response_format: ResponseFormat | None = None,
+        grammar: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        parallel_tool_calls: bool = True,
     ) -> Iterator[Delta]:
         check_params(temperature, max_tokens, stop)
+        check_structured(
+            self.name,
+            self.capabilities,
+            response_format=response_format,
+            grammar=grammar,
+            tools=tools,
+            tool_choice=tool_choice,
+        )
         reply = self.replies[min(len(self.received), len(self.replies) - 1)]
         self.received.append(list(messages))
-        self.params.append({"temperature": temperature, "max_tokens": max_tokens, "stop": stop})
-        return self._words(reply, estimate_prompt_tokens(self, messages), max_tokens, stop, cancel)
+        self.params.append(
+            {
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "stop": stop,
+                "response_format": response_format,
+                "grammar": grammar,
+                "tools": list(tools),
+                "tool_choice": tool_choice,
+                "parallel_tool_calls": parallel_tool_calls,
+            }
+        )
+        prompt_tokens = estimate_prompt_tokens(self, messages)
+        if not isinstance(reply, str):
+            if not tools or tool_choice == "none":
+                raise ValueError("the scripted reply is tool calls, but the request allows none")
+            return self._calls(tuple(reply), prompt_tokens)
+        return self._words(reply, prompt_tokens, max_tokens, stop, cancel)
+
+    def _calls(self, calls: tuple[ToolCall, ...], prompt_tokens: int) -> Iterator[Delta]:
+        yield Delta(tool_calls=calls)
+        yield Delta(finish_reason=FINISH_TOOL_CALLS, usage=Usage(prompt_tokens, len(calls)))
 
     def _words(
         self,

@@ -5,6 +5,12 @@ runtime applies the chat template stored in the GGUF and streams OpenAI-style ch
 a callback on a worker thread; the callback's return value is how generation is stopped.
 Prompt-processing progress is requested too, so that a cancel is seen after every small
 prompt batch, not only once the first answer token exists.
+
+Structured output is constrained decoding in the runtime: ``response_format`` and
+``grammar`` go into the request as they are. Tool calls do not rely on the runtime's own
+tool-call parser (Qwen2.5-Coder-0.5B writes calls as bare or fenced JSON, which it does
+not recognise): the model's chat template still shows it the tools, and its reply is
+constrained to the JSON schema of ``kbchat.llm.tool_calls``, then read back as calls.
 """
 
 from __future__ import annotations
@@ -18,16 +24,31 @@ from typing import Any, cast
 
 import httpx
 
-from kbchat.errors import BackendError, BadInput, ConfigError, MissingDependency
+from kbchat.errors import (
+    BackendError,
+    BadInput,
+    ConfigError,
+    ContextLengthExceeded,
+    MissingDependency,
+)
 from kbchat.llm.assemble import DEFAULT_MODEL, GGUF_MAGIC, ensure_model
 from kbchat.llm.base import (
+    CAN_GRAMMAR,
+    CAN_RESPONSE_FORMAT,
+    CAN_TOOLS,
     FINISH_CANCELLED,
+    FINISH_LENGTH,
     FINISH_STOP,
+    FINISH_TOOL_CALLS,
+    ResponseFormat,
+    ToolChoice,
     check_params,
+    check_structured,
     estimate_prompt_tokens,
 )
-from kbchat.llm.openai import ChunkReader
-from kbchat.types import Delta, Message, Usage
+from kbchat.llm.tool_calls import answer_hint, read_reply, reply_schema
+from kbchat.llm.wire import ChunkReader, message_dict, response_format_dict, tool_dict
+from kbchat.types import Delta, Message, ToolSpec, Usage
 
 # Prompt tokens evaluated per step: a cancel waits at most one step (~0.6 s at 100 tok/s);
 # measured on 2 cores, steps of 64 are as fast as 512 for the 0.5B model.
@@ -36,6 +57,7 @@ _POLL_S = 0.05
 _LOG_ERRORS_ONLY = 1
 _PROMPT_CACHE_MIB = 512
 _END = object()
+_DEFAULT_SYSTEM = "You are a helpful assistant."
 
 
 class LlamaCppChatModel:
@@ -54,6 +76,8 @@ class LlamaCppChatModel:
         ConfigError: the model file is missing, not a GGUF file, or fails to load.
         MissingDependency: xllamacpp (``kbchat[local]``) is not installed.
     """
+
+    capabilities = frozenset({CAN_RESPONSE_FORMAT, CAN_GRAMMAR, CAN_TOOLS})
 
     def __init__(
         self,
@@ -104,13 +128,33 @@ class LlamaCppChatModel:
         max_tokens: int = 512,
         stop: Sequence[str] = (),
         cancel: threading.Event | None = None,
+        response_format: ResponseFormat | None = None,
+        grammar: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        parallel_tool_calls: bool = True,
     ) -> Iterator[Delta]:
-        """Stream the answer; see ``kbchat.llm.base.ChatModel.stream``."""
+        """Stream the answer; see ``kbchat.llm.base.ChatModel.stream``.
+
+        With tools (and tool_choice not "none") the reply is read whole before it is
+        given out: one delta with the answer text or the tool calls.
+        """
         check_params(temperature, max_tokens, stop)
         if not messages:
             raise BadInput("messages must not be empty")
-        request = {
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+        check_structured(
+            self.name,
+            self.capabilities,
+            response_format=response_format,
+            grammar=grammar,
+            tools=tools,
+            tool_choice=tool_choice,
+        )
+        calling = bool(tools) and tool_choice != "none"
+        if calling and response_format is not None and response_format.type != "text":
+            raise BadInput(f"model {self.name} cannot combine tools with a JSON response_format")
+        request: dict[str, Any] = {
+            "messages": [message_dict(m) for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
             "return_progress": True,
@@ -118,7 +162,17 @@ class LlamaCppChatModel:
             "max_tokens": max_tokens,
             "stop": list(stop),
         }
-        return self._generate(request, messages, cancel)
+        if response_format is not None and response_format.type != "text":
+            request["response_format"] = response_format_dict(response_format)
+        if grammar is not None:
+            request["grammar"] = grammar
+        if not calling:
+            return self._generate(request, messages, cancel)
+        if tool_choice == "auto":
+            request["messages"] = _with_system_hint(request["messages"], answer_hint(tool_choice))
+        request["tools"] = [tool_dict(tool) for tool in tools]
+        request["json_schema"] = reply_schema(tools, tool_choice, parallel_tool_calls)
+        return _as_tool_calls(self._generate(request, messages, cancel), tools, max_tokens)
 
     def close(self) -> None:
         """Free the model once the running request (if any) has finished."""
@@ -165,6 +219,12 @@ class LlamaCppChatModel:
 
     def _runtime_error(self, error: object) -> Exception:
         message = error.get("message", error) if isinstance(error, dict) else error
+        if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
+            return ContextLengthExceeded(
+                f"the prompt takes {error.get('n_prompt_tokens', 'more')} tokens, more than "
+                f"the {self.context_window}-token context of model {self.name}; shorten the "
+                f"messages"
+            )
         if isinstance(error, dict) and error.get("code") == 400:
             return BadInput(f"chat model {self.name}: {message}")
         return BackendError(f"llama.cpp failed running {self.path}: {message}")
@@ -191,11 +251,48 @@ class LlamaCppChatModel:
 
         try:
             self._server.handle_chat_completions(request, on_chunk)
+        except ValueError as exc:  # the runtime's word for a request it refuses
+            chunks.put(BadInput(f"chat model {self.name}: {exc}"))
         except Exception as exc:  # the runtime raises plain exceptions; hand them over
             chunks.put(BackendError(f"llama.cpp failed running {self.path}: {exc}"))
         finally:
             chunks.put(_END)
             self._lock.release()
+
+
+def _as_tool_calls(
+    deltas: Iterator[Delta], tools: Sequence[ToolSpec], max_tokens: int
+) -> Iterator[Delta]:
+    """Read a reply written under ``tool_calls.reply_schema`` whole; give out text or calls."""
+    parts: list[str] = []
+    for delta in deltas:
+        parts.append(delta.text)
+        if delta.finish_reason is None:
+            continue
+        if delta.finish_reason == FINISH_CANCELLED:
+            yield delta
+            return
+        if delta.finish_reason == FINISH_LENGTH:
+            raise BadInput(
+                f"max_tokens={max_tokens} ran out before the tool call was complete; "
+                f"raise max_tokens"
+            )
+        answer, calls = read_reply("".join(parts), tools)
+        if calls:
+            yield Delta(tool_calls=calls)
+            yield Delta(finish_reason=FINISH_TOOL_CALLS, usage=delta.usage)
+        else:
+            yield Delta(text=answer)
+            yield Delta(finish_reason=delta.finish_reason, usage=delta.usage)
+        return
+
+
+def _with_system_hint(messages: list[dict[str, Any]], hint: str) -> list[dict[str, Any]]:
+    """``messages`` with ``hint`` added to the system prompt (one made if there is none)."""
+    if messages and messages[0]["role"] == "system":
+        first = dict(messages[0], content=f"{messages[0]['content']}\n\n{hint}")
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": f"{_DEFAULT_SYSTEM}\n\n{hint}"}, *messages]
 
 
 def _next_item(chunks: queue.SimpleQueue[object], cancel: threading.Event | None) -> object:

@@ -1,9 +1,13 @@
 """Chat with any OpenAI-compatible server (vLLM, Ollama, llama.cpp, Xinference, ...).
 
 Speaks ``POST {base_url}/chat/completions`` with ``stream: true`` and reads the
-server-sent events. Failures become ``BackendError`` naming the URL and quoting the
-server; connection failures, 429 and 5xx are retried with backoff, but only before the
-first token, so an answer is never repeated. The API key is sent, never logged.
+server-sent events. ``response_format``, ``tools``, ``tool_choice`` and
+``parallel_tool_calls`` are passed through (the server decides; a grammar is refused).
+A request the server refuses (400, 422) becomes ``BadInput`` quoting it, one too long for
+its context ``ContextLengthExceeded``; other failures become ``BackendError`` naming the
+URL and quoting the server. Connection failures, 429 and 5xx are retried with backoff,
+but only before the first token, so an answer is never repeated. The API key is sent,
+never logged.
 """
 
 from __future__ import annotations
@@ -12,21 +16,34 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from kbchat.errors import BackendError, ConfigError
+from kbchat.errors import BackendError, BadInput, ConfigError, ContextLengthExceeded
 from kbchat.llm.base import (
+    CAN_RESPONSE_FORMAT,
+    CAN_TOOLS,
     FINISH_CANCELLED,
     FINISH_STOP,
+    FINISH_TOOL_CALLS,
+    ResponseFormat,
+    ToolChoice,
     check_params,
+    check_structured,
     estimate_prompt_tokens,
     estimate_tokens,
 )
-from kbchat.types import Delta, Message, Usage
+from kbchat.llm.wire import (
+    ChunkReader,
+    message_dict,
+    response_format_dict,
+    tool_choice_value,
+    tool_dict,
+)
+from kbchat.types import Delta, Message, ToolSpec, Usage
 
 log = logging.getLogger(__name__)
 
@@ -34,48 +51,6 @@ _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_CONNECT_TIMEOUT_S = 10.0
 _MAX_RETRY_AFTER_S = 30.0
 _ERROR_EXCERPT = 500
-
-
-class ChunkReader:
-    """Reads OpenAI ``chat.completion.chunk`` objects: text, usage and finish reason.
-
-    Shared by every backend whose runtime speaks this format. ``on_error`` turns an
-    ``{"error": ...}`` chunk into the exception to raise.
-    """
-
-    def __init__(self, on_error: Callable[[object], Exception]) -> None:
-        self.on_error = on_error
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.timings: dict[str, float] = {}
-
-    def feed(self, chunk: dict[str, Any]) -> str:
-        """Take one chunk; return the answer text it adds ("" if none)."""
-        if chunk.get("error"):
-            raise self.on_error(chunk["error"])
-        if progress := chunk.get("prompt_progress"):
-            self.prompt_tokens = int(progress.get("total", 0))
-        if usage := chunk.get("usage"):
-            self.usage = Usage(
-                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            )
-        if timings := chunk.get("timings"):
-            self.timings = {k: float(v) for k, v in timings.items()}
-        text = ""
-        for choice in chunk.get("choices") or ():
-            part = choice.get("delta") or choice.get("message") or {}
-            if content := part.get("content"):
-                text += content
-                self.completion_tokens += 1
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-        return text
-
-    def usage_so_far(self) -> Usage:
-        """Usage counted from the chunks seen (one chunk ~ one token), for cut-off streams."""
-        return Usage(self.prompt_tokens, self.completion_tokens)
 
 
 class OpenAIChatModel:
@@ -96,6 +71,8 @@ class OpenAIChatModel:
     Raises:
         ConfigError: ``base_url`` or ``model`` is missing or malformed.
     """
+
+    capabilities = frozenset({CAN_RESPONSE_FORMAT, CAN_TOOLS})
 
     def __init__(
         self,
@@ -150,12 +127,25 @@ class OpenAIChatModel:
         max_tokens: int = 512,
         stop: Sequence[str] = (),
         cancel: threading.Event | None = None,
+        response_format: ResponseFormat | None = None,
+        grammar: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        parallel_tool_calls: bool = True,
     ) -> Iterator[Delta]:
         """Stream the answer; see ``kbchat.llm.base.ChatModel.stream``."""
         check_params(temperature, max_tokens, stop)
+        check_structured(
+            self.name,
+            self.capabilities,
+            response_format=response_format,
+            grammar=grammar,
+            tools=tools,
+            tool_choice=tool_choice,
+        )
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [message_dict(m) for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
             "temperature": temperature,
@@ -163,6 +153,13 @@ class OpenAIChatModel:
         }
         if stop:
             body["stop"] = list(stop)
+        if response_format is not None and response_format.type != "text":
+            body["response_format"] = response_format_dict(response_format)
+        if tools:
+            body["tools"] = [tool_dict(tool) for tool in tools]
+            body["tool_choice"] = tool_choice_value(tool_choice)
+            if not parallel_tool_calls:
+                body["parallel_tool_calls"] = False
         return self._generate(body, messages, cancel)
 
     def close(self) -> None:
@@ -193,6 +190,10 @@ class OpenAIChatModel:
         usage = reader.usage or Usage(
             estimate_prompt_tokens(self, messages), reader.completion_tokens
         )
+        if calls := reader.tool_calls():
+            yield Delta(tool_calls=calls)
+            yield Delta(finish_reason=FINISH_TOOL_CALLS, usage=usage)
+            return
         yield Delta(finish_reason=reader.finish_reason or FINISH_STOP, usage=usage)
 
     def _attempt(
@@ -249,9 +250,14 @@ class OpenAIChatModel:
 
     def _http_error(self, response: httpx.Response) -> Exception:
         status = response.status_code
+        raw = response.read()
+        said = f"chat model server {self.url} refused the request: {_error_message(raw)}"
+        if _error_code(raw) == "context_length_exceeded":
+            return ContextLengthExceeded(said)
+        if status in (400, 422):
+            return BadInput(said)
         error = BackendError(
-            f"chat model server {self.url} returned HTTP {status}: "
-            f"{_error_message(response.read())}"
+            f"chat model server {self.url} returned HTTP {status}: {_error_message(raw)}"
         )
         if status in _RETRY_STATUS:
             return _Retryable(error, _retry_after(response))
@@ -309,6 +315,17 @@ def _error_message(raw: bytes) -> str:
             if body.get(key):
                 return _describe(body[key])
     return json.dumps(body, ensure_ascii=False)[:_ERROR_EXCERPT]
+
+
+def _error_code(raw: bytes) -> str | None:
+    """OpenAI's ``error.code`` in an error body, if it has one."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _describe(error: object) -> str:

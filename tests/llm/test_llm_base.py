@@ -81,7 +81,9 @@ def test_scripted_model_records_messages_and_streams_word_by_word() -> None:
     ]
     assert complete(model, USER)[0] == "保修两年"  # the last reply repeats
     assert model.received[1] == [Message("user", "again")]
-    assert model.params[0] == {"temperature": 0.0, "max_tokens": 9, "stop": ()}
+    sent = {key: model.params[0][key] for key in ("temperature", "max_tokens", "stop")}
+    assert sent == {"temperature": 0.0, "max_tokens": 9, "stop": ()}
+    assert model.params[0]["tools"] == [] and model.params[0]["response_format"] is None
 
 
 def test_scripted_model_honours_max_tokens_stop_and_cancel() -> None:

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from kbchat.errors import BackendError, ConfigError
+from kbchat.errors import BackendError, BadInput, ConfigError, ContextLengthExceeded, Unsupported
 from kbchat.llm import complete
+from kbchat.llm.base import ForcedTool, ResponseFormat, complete_message
 from kbchat.llm.openai import OpenAIChatModel
-from kbchat.types import Message, Usage
+from kbchat.types import Message, ToolCall, ToolSpec, Usage
 
 URL = "http://llm.test/v1"
 KEY = "sk-very-secret-key"
@@ -235,3 +236,72 @@ def test_a_silent_server_hits_the_read_timeout() -> None:
         with pytest.raises(BackendError, match="read timeout"):
             complete(model, USER)  # the socket accepts (backlog) but never answers
         assert time.monotonic() - started < 3.0
+
+
+WEATHER = ToolSpec(
+    "get_weather",
+    "Weather in a city",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+def test_structured_and_tool_parameters_are_passed_through() -> None:
+    recorder = Recorder(streaming(ANSWER))
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    history = [
+        *USER,
+        Message("assistant", "", tool_calls=(ToolCall("call_1", "get_weather", '{"city":"X"}'),)),
+        Message("tool", "Sunny", tool_call_id="call_1"),
+    ]
+    model = make_model(recorder)
+    complete_message(
+        model,
+        history,
+        response_format=ResponseFormat("json_schema", schema, name="a", strict=True),
+        tools=[WEATHER],
+        tool_choice=ForcedTool("get_weather"),
+        parallel_tool_calls=False,
+    )
+    body = json.loads(recorder.requests[0].content)
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "a", "schema": schema, "strict": True},
+    }
+    assert body["tools"][0]["function"]["name"] == "get_weather"
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert body["parallel_tool_calls"] is False
+    assert body["messages"][2]["tool_calls"][0]["function"]["arguments"] == '{"city":"X"}'
+    assert body["messages"][3] == {"role": "tool", "content": "Sunny", "tool_call_id": "call_1"}
+    with pytest.raises(Unsupported, match="does not support grammar"):
+        model.stream(USER, grammar='root ::= "a"')
+
+
+def test_tool_call_fragments_are_joined_into_whole_calls() -> None:
+    def call(index: int, **fields: object) -> dict:
+        return {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": index, **fields}]}}]}
+
+    body = sse(
+        call(0, id="call_a", type="function", function={"name": "get_weather", "arguments": ""}),
+        call(0, function={"arguments": '{"city": '}),
+        call(1, id="call_b", function={"name": "get_weather", "arguments": '{"city": "Rome"}'}),
+        call(0, function={"arguments": '"Paris"}'}),
+        chunk(finish="tool_calls"),
+        "[DONE]",
+    )
+    done = complete_message(make_model(Recorder(streaming(body))), USER, tools=[WEATHER])
+    assert done.finish_reason == "tool_calls"
+    assert done.tool_calls == [
+        ToolCall("call_a", "get_weather", '{"city": "Paris"}'),
+        ToolCall("call_b", "get_weather", '{"city": "Rome"}'),
+    ]
+
+
+def test_refused_requests_are_bad_input_and_overflow_has_its_own_error() -> None:
+    refused = httpx.Response(400, json={"error": {"message": "response_format unsupported"}})
+    with pytest.raises(BadInput, match="refused the request: response_format unsupported"):
+        complete(make_model(Recorder(refused)), USER)
+    overflow = httpx.Response(
+        400, json={"error": {"message": "too long", "code": "context_length_exceeded"}}
+    )
+    with pytest.raises(ContextLengthExceeded, match="too long"):
+        complete(make_model(Recorder(overflow)), USER)

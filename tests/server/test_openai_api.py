@@ -93,7 +93,8 @@ def test_plain_model_gets_the_messages_as_sent(
     assert completion.choices[0].message.content == "The K3 kettle "
     assert completion.choices[0].finish_reason == "length"
     assert model.received[-1] == [Message("system", "You are terse."), Message("user", "Hi there")]
-    assert model.params[-1] == {"temperature": 0.0, "max_tokens": 3, "stop": ["zzz"]}
+    sent = {key: model.params[-1][key] for key in ("temperature", "max_tokens", "stop")}
+    assert sent == {"temperature": 0.0, "max_tokens": 3, "stop": ["zzz"]}
     stream = oai.chat.completions.create(
         model=settings.default_model, stream=True, messages=[{"role": "user", "content": "Hi"}]
     )

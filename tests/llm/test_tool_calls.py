@@ -1,0 +1,50 @@
+"""The JSON schema that makes small models' tool calls well-formed, and reading it back."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema_rs
+import pytest
+
+from kbchat.errors import BackendError
+from kbchat.llm.base import ForcedTool
+from kbchat.llm.tool_calls import read_reply, reply_schema
+from kbchat.types import ToolSpec
+
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+TOOLS = [ToolSpec("get_weather", "Weather in a city", WEATHER), ToolSpec("now", "The time")]
+CALL = {"name": "get_weather", "arguments": {"city": "Paris"}}
+
+
+def valid(schema: dict, value: object) -> bool:
+    return bool(jsonschema_rs.validator_for(schema).is_valid(value))
+
+
+def test_auto_allows_a_call_a_list_of_calls_or_an_answer() -> None:
+    schema = reply_schema(TOOLS, "auto", parallel_tool_calls=True)
+    assert valid(schema, CALL)
+    assert valid(schema, [CALL, {"name": "now", "arguments": {}}])
+    assert valid(schema, {"answer": "Hello"})
+    assert not valid(schema, {"name": "get_weather", "arguments": {}})  # city required
+    assert not valid(schema, {"name": "delete_all", "arguments": {}})
+    assert not valid(schema, {"answer": "Hi", "name": "now"})
+
+
+def test_required_and_forced_choices_leave_no_way_out() -> None:
+    required = reply_schema(TOOLS, "required", parallel_tool_calls=False)
+    assert valid(required, CALL) and not valid(required, {"answer": "no"})
+    assert not valid(required, [CALL])  # no parallel calls
+    forced = reply_schema(TOOLS, ForcedTool("now"), parallel_tool_calls=True)
+    assert valid(forced, {"name": "now", "arguments": {}}) and not valid(forced, CALL)
+
+
+def test_read_reply_turns_json_into_calls_or_text() -> None:
+    text, calls = read_reply(json.dumps([CALL, {"name": "now", "arguments": {}}]), TOOLS)
+    assert text == "" and [c.name for c in calls] == ["get_weather", "now"]
+    assert json.loads(calls[0].arguments) == {"city": "Paris"}
+    assert calls[0].id.startswith("call_") and calls[0].id != calls[1].id
+    assert read_reply('{"answer": "你好"}', TOOLS) == ("你好", ())
+    with pytest.raises(BackendError, match="names no known tool"):
+        read_reply('{"name": "rm", "arguments": {}}', TOOLS)
