@@ -105,7 +105,11 @@ class Citation:
 
 @dataclass(slots=True)
 class Answer:
-    """A finished answer with its sources, usage and timings (seconds)."""
+    """A finished answer with its sources, usage and timings (seconds).
+
+    ``refused`` is True when the system declined to answer (the files do not support one) and
+    ``text`` is that refusal; ``grounded`` is True when the answer cites the files.
+    """
 
     text: str
     model: str
@@ -116,3 +120,4 @@ class Answer:
     question: str = ""
     grounded: bool = True
     notices: list[str] = field(default_factory=list)
+    refused: bool = False
