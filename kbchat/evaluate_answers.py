@@ -30,10 +30,10 @@ REFUSAL_PHRASES = re.compile(
     r"不知道|不清楚|无法(回答|确定|判断|得知|找到|提供|根据)|不能(回答|确定)|没有(找到|答案)|"
     r"(没有|未|并未|没|不)(提到|提及|包含|给出|说明|涉及|记载|介绍)|(没有|缺少|无)相关(的)?(信息|内容|资料)|"
     r"\b(i|we) (do not|don't|cannot|can't) (know|answer|tell|say|find|determine)\b|"
-    r"\b(cannot|can't|unable to) (be )?(answer|determine|find|tell|say)|"
+    r"\b(cannot|can't|could not|couldn't|unable to) (be )?(answer|determine|find|tell|say)|"
     r"\b(do|does|did) not (contain|mention|say|state|provide|include|specify|give)\b|"
     r"\bno (relevant |such )?(information|answer|mention)\b|"
-    r"\bnot (mentioned|provided|specified|stated|given|found|available)\b|\bnothing relevant\b",
+    r"\bnot (mentioned|provided|specified|stated|given|found)\b|\bnothing relevant\b",
     re.IGNORECASE,
 )
 """Phrases that decline, for systems that return only text; matched anywhere in the answer."""

@@ -115,7 +115,9 @@ def test_refused_answer_is_never_correct_even_if_it_echoes_the_answer() -> None:
         ("That information is not provided in the passages.", True),
         ("保修期为两年[1]。", False),
         ("The warranty lasts two years [1].", False),
+        ("I could not find the port in the files.", True),
         ("Brew it at 80 degrees; do not boil.", False),
+        ("The K3 model is not available in Europe.", False),
     ],
 )
 def test_text_fallback_recognises_refusals(text: str, declined: bool) -> None:
