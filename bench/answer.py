@@ -1,170 +1,281 @@
-"""Answer benchmark: accuracy and citation hit rate of KB chat with the embedded model,
-next to the same model given the gold passage directly (oracle context).
+"""Answer benchmark: kbchat beside a naive RAG pipeline, on answerable and unanswerable questions.
 
-Usage: python bench/answer.py [--per-set 60] [--distractors 300] [--out bench/results/answer.json]
+Usage::
 
-Each set's knowledge base holds the gold passages of the sampled questions plus random
-distractor passages (one passage per file, title on the first line), so retrieval has to
-find the right one; the oracle run skips retrieval and puts the gold passage(s) in the prompt.
+    python bench/answer.py --split dev --limit 30                      # tune
+    python bench/answer.py --split test --limit 60                     # report
+    python bench/answer.py --split dev --limit 10 --sets rgb_zh --systems kbchat
+
+Question sets and knowledge bases come from ``bench/unanswerable.py``: per set (cmrc2018_zh,
+hotpotqa_en, rgb_zh; rgb_zh has a dev split only) an answerable half asked of a KB holding the
+gold passages, and an unanswerable half asked of a KB holding the same topics without them.
+Systems, asked the same questions in turn (so shared-machine load hits both alike):
+
+- ``kbchat``: exactly what ``kbchat ask`` does: ``stream_answer`` with the chat options and
+  reranker from the settings, on KBs built with the default embedder and chunking.
+- ``naive``: the script a user would write first: mE5-small (``e5``) dense top-5 of
+  500-character chunks (overlap 50, our splitter), no threshold, and a plain prompt that tells
+  the model to answer from the passages or say it does not know; the same model, temperature
+  and ``max_tokens`` as kbchat.
+
+Per set and system: accuracy and false refusals on the answerable questions, the share of
+unanswerable ones declined, and median time to first token (seconds, from the question to the
+first streamed character; retrieval included). A decline is read as ``kbchat eval answers``
+reads it (``kbchat.evaluate_answers``): the ``refused`` flag, else a refusal phrase in the text.
+KBs are cached in ``bench/.cache`` under a digest of their passages, so a re-run only answers.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
-import random
-import shutil
-import statistics
-import tempfile
+import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kbchat.app import build
-from kbchat.chat.rag import ChatOptions, build_messages, generate, stream_answer
+from retrieval import CACHE, BenchLibrary, Progress, code_version
+from unanswerable import SETS, Half, QuestionSet, load_sets
+
+from kbchat.app import Services
+from kbchat.chat.rag import ChatOptions, stream_answer
 from kbchat.config import load_settings
-from kbchat.evaluate_answers import answer_is_correct
+from kbchat.evaluate import EvalQuery, parse_query
+from kbchat.evaluate_answers import AnswerReport, AnswerResult, score_answer
+from kbchat.kb import KnowledgeBase
+from kbchat.llm.base import ChatModel, complete
 from kbchat.options import answer_search_options, chat_options
-from kbchat.prompts import detect_language
-from kbchat.types import Answer, Hit
+from kbchat.prompts import Language, detect_language
+from kbchat.retrieve import SearchOptions, search
+from kbchat.types import Answer, Message
 
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev"
-
-
-def load_set(
-    name: str, per_set: int, distractors: int, seed: int, split: str = "test"
-) -> tuple[list[dict], dict]:
-    corpus = {}
-    with (EVAL / name / "corpus.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            corpus[row["id"]] = row
-    with (EVAL / name / "queries.jsonl").open(encoding="utf-8") as handle:
-        queries = [q for q in map(json.loads, handle) if q.get("split") == split]
-    rng = random.Random(seed)
-    sample = rng.sample(queries, min(per_set, len(queries)))
-    wanted = {doc for q in sample for doc in q["gold_doc_ids"] if doc in corpus}
-    others = [doc for doc in corpus if doc not in wanted]
-    wanted |= set(rng.sample(others, min(distractors, len(others))))
-    return sample, {doc: corpus[doc] for doc in wanted}
+SYSTEMS = ("kbchat", "naive")
+NAIVE_EMBEDDER = "e5"
+NAIVE_CHUNKING = (500, 50)
+NAIVE_TOP_K = 5
+NAIVE_PROMPT: dict[Language, str] = {
+    "zh": "请根据下面的资料回答问题。如果资料中没有答案，就回答“我不知道”。\n\n"
+    "资料：\n{passages}\n\n问题：{question}\n回答：",
+    "en": "Answer the question using the passages below. If the passages do not contain the "
+    'answer, say "I don\'t know".\n\nPassages:\n{passages}\n\nQuestion: {question}\nAnswer:',
+}
+AnswerFn = Callable[[str], Answer]
 
 
-def write_passages(folder: Path, passages: dict[str, dict]) -> None:
-    folder.mkdir(parents=True)
-    for doc_id, row in passages.items():
-        (folder / f"{doc_id}.txt").write_text(
-            f"{row.get('title', '')}\n{row['text']}", encoding="utf-8"
-        )
+def naive_answer(
+    model: ChatModel, kb: KnowledgeBase, question: str, *, options: ChatOptions
+) -> Answer:
+    """Dense top-5, the plain prompt, one streamed generation; TTFT counts from the question."""
+    started = time.perf_counter()
+    naive = SearchOptions(top_k=NAIVE_TOP_K, mode="dense", threshold=0.0, dedupe=False)
+    hits = search([kb], question, naive)
+    passages = "\n\n".join(f"[{n}] {hit.text}" for n, hit in enumerate(hits, 1))
+    prompt = NAIVE_PROMPT[detect_language(question)].format(passages=passages, question=question)
+    parts: list[str] = []
+    ttft = None
+    for delta in model.stream(
+        [Message("user", prompt)], temperature=options.temperature, max_tokens=options.max_tokens
+    ):
+        if delta.text:
+            ttft = ttft if ttft is not None else time.perf_counter() - started
+            parts.append(delta.text)
+    total = time.perf_counter() - started
+    timings = {"ttft_s": ttft if ttft is not None else total, "total_s": total}
+    return Answer(text="".join(parts), model=model.name, question=question, timings=timings)
 
 
-def oracle_answer(model: Any, question: str, gold: list[dict], options: ChatOptions) -> Answer:
-    hits = [
-        Hit(
-            kb="oracle",
-            file=f"{row['id']}.txt",
-            text=f"{row.get('title', '')}\n{row['text']}",
-            score=1.0,
-            chunk_id=i,
-        )
-        for i, row in enumerate(gold)
-    ]
-    messages, _ = build_messages(model, question, hits, [], options, detect_language(question))
-    answer = Answer(text="", model=model.name, question=question)
-    timings: dict[str, float] = {}
-    for _ in generate(model, messages, options, answer, timings, time.perf_counter(), None):
-        pass
-    answer.timings = timings
+def kbchat_answer(
+    services: Services, model: ChatModel, kb: KnowledgeBase, options: ChatOptions
+) -> AnswerFn:
+    """``kbchat ask``: the settings' chat options and reranker."""
+
+    def answer(question: str) -> Answer:
+        events = stream_answer(model, [kb], question, options=options, reranker=services.reranker())
+        final = [e for e in events if isinstance(e, Answer)]
+        if not final:
+            raise RuntimeError(f"no answer for {question!r}")
+        return final[-1]
+
     return answer
 
 
-def run_set(services: Any, name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    questions, passages = load_set(name, args.per_set, args.distractors, args.seed, args.split)
-    folder = work / name
-    write_passages(folder, passages)
-    kb = services.library.ensure(name)
-    kb.add([folder])
-    model = services.models.get(args.model)
-    settings = services.settings  # the options `kbchat ask` would use, but for these flags
-    search = answer_search_options(settings, top_k=args.top_k)
-    options = chat_options(settings, search, max_tokens=args.max_tokens)
-    rows = []
-    for q in questions:
-        final = [e for e in stream_answer(model, [kb], q["question"], options=options)][-1]
-        assert isinstance(final, Answer)
-        gold = [passages[d] for d in q["gold_doc_ids"] if d in passages]
-        oracle = oracle_answer(model, q["question"], gold, options) if args.oracle else None
-        cited = {Path(c.file).stem for c in final.citations}
-        rows.append(
-            {
-                "id": q["id"],
-                "question": q["question"],
-                "answer": final.text,
-                "correct": answer_is_correct(final.text, q["answers_required"]),
-                "cited_gold": bool(cited & set(q["gold_doc_ids"])),
-                "grounded": final.grounded,
-                "ttft_s": final.timings.get("ttft_s"),
-                "total_s": final.timings.get("total_s"),
-                "oracle_answer": oracle.text if oracle else None,
-                "oracle_correct": answer_is_correct(oracle.text, q["answers_required"])
-                if oracle
-                else None,
-            }
-        )
-        print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
-    return summarise(rows, len(passages))
+def half_kb(
+    library: BenchLibrary, built: QuestionSet, half: str, embedder: str, chunking: tuple[int, int]
+) -> KnowledgeBase:
+    """The KB one system asks one half of a set, built once per passage content and cached."""
+    part: Half = getattr(built, half)
+    digest = hashlib.blake2b(digest_size=4)
+    for pid in sorted(part.passages):
+        digest.update(f"{pid}\0{part.passages[pid].file_text()}\0".encode())
+    tag = f"{built.name}-{half}-{digest.hexdigest()}"
+    folder = CACHE / "answer-passages" / tag
+    if not (folder / ".complete").exists():
+        part.write(folder)
+        (folder / ".complete").touch()
+    size, overlap = chunking
+    name = f"answer-{tag}-{embedder.replace('+', '_')}-{size}-{overlap}"
+    kb = library.ensure(name, embedder=embedder, chunk_size=size, chunk_overlap=overlap)
+    marker = kb.directory / "bench-complete"
+    if not marker.exists():
+        print(f"building {name} ({len(part.passages)} passages) ...", file=sys.stderr)
+        outcomes = kb.add([folder / "passages"], listener=Progress(name))
+        if any(o.status == "failed" for o in outcomes):
+            raise RuntimeError(f"{name}: some passages failed to index")
+        marker.touch()
+    return kb
 
 
-def summarise(rows: list[dict[str, Any]], passages: int) -> dict[str, Any]:
-    def pct(values: list[bool]) -> float:
-        return round(100 * sum(values) / len(values), 1) if values else 0.0
+def questions_of(part: Half) -> list[EvalQuery]:
+    return [parse_query(json.dumps(row, ensure_ascii=False)) for row in part.questions]
 
-    oracle = [r["oracle_correct"] for r in rows if r["oracle_correct"] is not None]
-    return {
-        "questions": len(rows),
-        "kb_passages": passages,
-        "accuracy": pct([r["correct"] for r in rows]),
-        "oracle_accuracy": pct(oracle) if oracle else None,
-        "citation_hit_rate": pct([r["cited_gold"] for r in rows]),
-        "answered_from_kb": pct([r["grounded"] for r in rows]),
-        "median_ttft_s": round(statistics.median(r["ttft_s"] for r in rows), 2),
-        "median_total_s": round(statistics.median(r["total_s"] for r in rows), 2),
-        "rows": rows,
-    }
+
+def run_set(
+    services: Services, built: QuestionSet, systems: Sequence[str], options: ChatOptions
+) -> dict[str, Any]:
+    """Both halves of one set through every system; a summary and the rows per system."""
+    library = services.library
+    assert isinstance(library, BenchLibrary)
+    model = services.models.get(None)
+    settings = services.settings
+    kbchat_chunking = (settings.ingest.chunk_size, settings.ingest.chunk_overlap)
+    rows: dict[str, list[AnswerResult]] = {s: [] for s in systems}
+    sizes: dict[str, int] = {}
+    for half in ("answerable", "unanswerable"):
+        part: Half = getattr(built, half)
+        sizes[half] = len(part.passages)
+        answer_fns: dict[str, AnswerFn] = {}
+        for system in systems:
+            if system == "kbchat":
+                kb = half_kb(library, built, half, settings.embedder.backend, kbchat_chunking)
+                answer_fns[system] = kbchat_answer(services, model, kb, options)
+            else:
+                kb = half_kb(library, built, half, NAIVE_EMBEDDER, NAIVE_CHUNKING)
+                answer_fns[system] = functools.partial(naive_answer, model, kb, options=options)
+            search([kb], "warm-up", SearchOptions())  # load the indexes outside the timings
+        for query in questions_of(part):
+            for system in systems:
+                row = score_answer(query, answer_fns[system](query.question))
+                rows[system].append(row)
+                progress = {"set": built.name, "half": half, "system": system}
+                progress |= {"id": row.id, "correct": row.correct, "declined": row.declined}
+                progress |= {"ttft_s": round(row.ttft_s, 2), "answer": row.answer[:100]}
+                print(json.dumps(progress, ensure_ascii=False), file=sys.stderr, flush=True)
+    result: dict[str, Any] = {"language": built.language, "kb_passages": sizes}
+    for system in systems:
+        report = AnswerReport.from_rows(rows[system])
+        summary = report.to_json()
+        if system == "naive":
+            summary["citation_hit_rate"] = None  # the naive prompt asks for no citations
+        result[system] = summary
+    return result
+
+
+def table(results: dict[str, Any]) -> str:
+    """Markdown: one row per set and system."""
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}"
+
+    lines = [
+        "| set | system | answerable acc % | false refusals % | unanswerable declined % "
+        "| median TTFT s (ans / unans) | n (ans / unans) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, result in results["sets"].items():
+        for system in results["systems"]:
+            r = result[system]
+            lines.append(
+                f"| {name} | {system} | {pct(r['accuracy'])} | {pct(r['false_refusals'])} | "
+                f"{pct(r['declined_unanswerable'])} | {r['median_ttft_s']} "
+                f"({r['median_ttft_answerable_s']} / {r['median_ttft_unanswerable_s']}) | "
+                f"{r['answerable']} / {r['unanswerable']} |"
+            )
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", default="dev", choices=["dev", "test"])
+    parser.add_argument("--limit", type=int, default=30, help="questions per half and set")
+    parser.add_argument("--sets", default=",".join(SETS), help="comma-separated")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
+    parser.add_argument("--distractors", type=int, default=300, help="random passages per KB")
+    parser.add_argument("--max-tokens", type=int, default=None, help="default: chat.max_tokens")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=None, help="default: results/answer-SPLIT")
+    args = parser.parse_args()
+    args.sets = args.sets.split(",")
+    args.systems = args.systems.split(",")
+    for system in args.systems:
+        if system not in SYSTEMS:
+            parser.error(f"unknown system {system!r}; known: {', '.join(SYSTEMS)}")
+    for name in args.sets:
+        if name not in SETS:
+            parser.error(f"unknown set {name!r}; known: {', '.join(SETS)}")
+    if args.limit <= 0:
+        parser.error(f"--limit must be > 0, got {args.limit}")
+    args.out = args.out or Path(__file__).parent / "results" / f"answer-{args.split}.json"
+    return args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--per-set", type=int, default=60)
-    parser.add_argument("--distractors", type=int, default=300)
-    parser.add_argument("--sets", default="cmrc2018_zh,hotpotqa_en")
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--no-oracle", dest="oracle", action="store_false")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--split", default="test", help="tune on dev, report on test")
-    parser.add_argument("--top-k", type=int, default=None, help="sources (default: chat.top_k)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/answer.json"))
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="kbchat-answer-"))
-    services = build(load_settings(home=work / "home"))
+    args = parse_args()
+    settings = load_settings(home=CACHE / "home")
+    services = Services(settings=settings, library=BenchLibrary(settings))
+    options = chat_options(settings, answer_search_options(settings), max_tokens=args.max_tokens)
+    built_sets = load_sets(
+        args.sets,
+        split=args.split,
+        limit=args.limit,
+        seed=args.seed,
+        distractors=args.distractors,
+    )
+    started = time.perf_counter()
     results: dict[str, Any] = {
         "benchmark": "answer",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "model": services.settings.default_model,
         "split": args.split,
-        "top_k": args.top_k or services.settings.chat.top_k,
+        "limit_per_half": args.limit,
+        "distractors": args.distractors,
+        "seed": args.seed,
+        "model": settings.default_model,
+        "max_tokens": options.max_tokens,
+        "temperature": options.temperature,
+        "systems": {
+            s: {
+                "kbchat": {
+                    "embedder": settings.embedder.backend,
+                    "chunking": [settings.ingest.chunk_size, settings.ingest.chunk_overlap],
+                    "top_k": options.search.top_k,
+                    "no_hit": options.no_hit,
+                },
+                "naive": {
+                    "embedder": NAIVE_EMBEDDER,
+                    "chunking": list(NAIVE_CHUNKING),
+                    "top_k": NAIVE_TOP_K,
+                    "prompt": NAIVE_PROMPT,
+                },
+            }[s]
+            for s in args.systems
+        },
+        "metrics": "fractions in [0, 1]: accuracy and false_refusals over answerable questions, "
+        "declined_unanswerable over unanswerable ones; TTFT in seconds",
+        "code": code_version(),
         "sets": {},
     }
     try:
-        for name in args.sets.split(","):
-            results["sets"][name] = run_set(services, name, args, work)
+        complete(services.models.get(None), [Message("user", "hi")], max_tokens=1)  # load it
+        for built in built_sets:
+            results["sets"][built.name] = run_set(services, built, args.systems, options)
     finally:
         services.close()
-        shutil.rmtree(work, ignore_errors=True)
+    results["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
-    summary = {k: {m: v for m, v in s.items() if m != "rows"} for k, s in results["sets"].items()}
-    print(json.dumps(summary, ensure_ascii=False, indent=2))
+    args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
 from kbchat.evaluate import load_queries
-from kbchat.evaluate_answers import AnswerResult, evaluate_answers
+from kbchat.evaluate_answers import AnswerReport, AnswerResult, evaluate_answers
 from kbchat.options import answer_search_options, chat_options
 from kbchat.serialize import answer_json
 from kbchat.types import Answer, Message
@@ -84,14 +84,50 @@ def _print_stream(events: Iterator[ChatEvent]) -> Answer:
     return answer
 
 
+QUESTION_FORMAT = "\n\n".join(
+    [
+        "Question set: one JSON object a line.",
+        'Answerable: {"id": "q1", "question": "How long is the warranty?", "answers": '
+        '["two years", "2 years"], "gold_doc_ids": ["warranty"], "split": "test"} is correct '
+        'when the answer contains one of "answers" (or, given "answers_required": '
+        '[["a", "a2"], ["b"]], a member of every group).',
+        'Unanswerable: {"id": "q2", "question": "Which port does it use?", "answerable": false} '
+        'is correct when the answer declines; a question without "answers" is unanswerable too.',
+        '"gold_doc_ids" name the files that hold the answer by stem ("warranty" for '
+        'warranty.pdf) for the citation hit rate; "split" is what --split selects.',
+    ]
+)
+
+
+def _progress(row: AnswerResult) -> None:
+    kind = "" if row.answerable else " (unanswerable)"
+    mark = "ok " if row.correct else "-- "
+    err.print(f"{mark}{row.id}{kind}: {row.answer[:80]!r}", markup=False, highlight=False)
+
+
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.1f}%"
+
+
+def _report_line(report: AnswerReport) -> str:
+    ttft = report.median_ttft_s
+    return (
+        f"answerable {report.answerable}: accuracy {_percent(report.accuracy)}, "
+        f"false refusals {_percent(report.false_refusals)}, "
+        f"citation hit rate {_percent(report.citation_hit_rate)}\n"
+        f"unanswerable {report.unanswerable}: declined {_percent(report.declined_unanswerable)}\n"
+        f"median TTFT {'n/a' if ttft is None else f'{ttft:.2f}s'}"
+    )
+
+
 def register(app: typer.Typer, eval_app: typer.Typer, split_names: Any, print_json: Any) -> None:
     """Add `ask`, `chat` and `eval answers` (helpers passed in to keep one definition of each)."""
 
-    @eval_app.command("answers")
+    @eval_app.command("answers", epilog=QUESTION_FORMAT)
     def eval_answers(
         kb: Annotated[str, typer.Argument(metavar="KB[,KB...]", help="Knowledge base(s).")],
         queries: Annotated[
-            Path, typer.Argument(help="JSONL with question, answers_required, gold_doc_ids.")
+            Path, typer.Argument(help="Question set, JSONL (format below).", show_default=False)
         ],
         split: Annotated[str | None, typer.Option(help="Only questions of this split.")] = None,
         limit: Annotated[int | None, typer.Option(help="At most this many questions.")] = None,
@@ -104,7 +140,9 @@ def register(app: typer.Typer, eval_app: typer.Typer, split_names: Any, print_js
             bool, typer.Option("--json", help="Print machine-readable JSON.")
         ] = False,
     ) -> None:
-        """Answer accuracy, citation hit rate and median time to first token over a question set."""
+        """Answer accuracy, unanswerable questions declined, false refusals and median time to
+        first token over a question set, answered as `kbchat ask` would.
+        """
         questions = load_queries(queries, split=split, limit=limit)
         settings = load_settings()
         services = build(settings)
@@ -118,23 +156,13 @@ def register(app: typer.Typer, eval_app: typer.Typer, split_names: Any, print_js
                 events = _events(services, names, question, model, [], options)
                 return next(e for e in events if isinstance(e, Answer))
 
-            def progress(row: AnswerResult) -> None:
-                mark = "ok " if row.correct else "-- "
-                err.print(f"{mark}{row.id}: {row.answer[:80]!r}", markup=False, highlight=False)
-
-            report = evaluate_answers(answer, questions, on_question=progress)
+            report = evaluate_answers(answer, questions, on_question=_progress)
         finally:
             services.close()
         if as_json:
             print_json(report.to_json())
             return
-        err.print(
-            f"questions {report.questions}  accuracy {100 * report.accuracy:.1f}%  "
-            f"citation hit rate {100 * report.citation_hit_rate:.1f}%  "
-            f"answered from KB {100 * report.answered_from_kb:.1f}%  "
-            f"median TTFT {report.median_ttft_s:.2f}s  median total {report.median_total_s:.2f}s",
-            markup=False,
-        )
+        err.print(_report_line(report), markup=False)
 
     @app.command("ask")
     def ask(

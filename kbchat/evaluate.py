@@ -4,6 +4,10 @@ A question set is a JSONL file, one question a line::
 
     {"id": "q1", "question": "...", "answers": ["..."], "answers_required": [["..."]],
      "gold_doc_ids": ["doc-7"], "split": "dev"}
+    {"id": "q2", "question": "...", "answerable": false, "split": "dev"}
+
+A question is unanswerable (the right response is to decline) when ``answerable`` is false or
+it has no ``answers`` and no ``answers_required``; ``gold_doc_ids`` may then be left out.
 
 A hit matches a gold id when the stem of its source file equals the id (``doc-7.txt`` is
 passage ``doc-7``). Several chunks of one passage count once, at the rank of the best one.
@@ -39,6 +43,14 @@ class EvalQuery:
     answers: tuple[str, ...] = ()
     answers_required: tuple[tuple[str, ...], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    answerable: bool = True
+
+    @property
+    def required_groups(self) -> tuple[tuple[str, ...], ...]:
+        """What a correct answer must contain: ``answers_required``, else any of ``answers``."""
+        if self.answers_required:
+            return self.answers_required
+        return (self.answers,) if self.answers else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,14 +164,18 @@ def parse_query(line: str, *, where: str = "<input>") -> EvalQuery:
         raise BadInput(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(row, dict):
         raise BadInput(f"{where}: expected a JSON object, got {type(row).__name__}")
-    missing = [name for name in _REQUIRED if name not in row]
+    answerable = row.get("answerable")
+    if answerable is not None and not isinstance(answerable, bool):
+        raise BadInput(f"{where}: 'answerable' must be true or false")
+    required_fields = _REQUIRED if answerable is not False else _REQUIRED[:2]
+    missing = [name for name in required_fields if name not in row]
     if missing:
         raise BadInput(f"{where}: missing field(s) {', '.join(missing)}")
     if not isinstance(row["id"], str | int) or not isinstance(row["question"], str):
         raise BadInput(f"{where}: 'id' and 'question' must be strings")
     if not row["question"].strip():
         raise BadInput(f"{where}: 'question' is empty")
-    gold = row["gold_doc_ids"]
+    gold = row.get("gold_doc_ids", [])
     if not isinstance(gold, list) or not all(isinstance(g, str) for g in gold):
         raise BadInput(f"{where}: 'gold_doc_ids' must be a list of strings")
     answers = row.get("answers", [])
@@ -173,7 +189,11 @@ def parse_query(line: str, *, where: str = "<input>") -> EvalQuery:
     split = row.get("split")
     if split is not None and not isinstance(split, str):
         raise BadInput(f"{where}: 'split' must be a string")
-    known = {*_REQUIRED, "answers", "answers_required", "split"}
+    if answerable is None:
+        answerable = bool(answers or required)
+    elif answerable and not (answers or required):
+        raise BadInput(f"{where}: an answerable question needs 'answers' or 'answers_required'")
+    known = {*_REQUIRED, "answers", "answers_required", "split", "answerable"}
     return EvalQuery(
         id=str(row["id"]),
         question=row["question"],
@@ -182,6 +202,7 @@ def parse_query(line: str, *, where: str = "<input>") -> EvalQuery:
         answers=tuple(answers),
         answers_required=tuple(tuple(group) for group in required),
         extra={key: value for key, value in row.items() if key not in known},
+        answerable=answerable,
     )
 
 

@@ -162,5 +162,6 @@ class Answer:
 
     @property
     def refused(self) -> bool:
-        """True when kbchat declined: the sources do not hold the answer."""
+        """True when kbchat declined: the sources do not hold the answer (``text`` is the
+        refusal)."""
         return self.outcome == "refused"
