@@ -174,3 +174,38 @@ def test_a_folder_upload_keeps_folders_and_asks_before_replacing(
     page.fill("#search-query", "上班时间")
     page.click("#search-submit")
     expect(page.locator("#search-results")).to_contain_text("上午十点")
+
+
+def test_an_unsupported_answer_is_declined_and_stays_declined_after_a_reload(page: Any) -> None:
+    from kbchat.server.app import create_app
+
+    settings = load_settings(embedder={"backend": "hash"})
+    services = build(settings)
+    invented = "Edit ~/.kbchat/config.yaml and set port: 8080, then run kbchat restart."
+    services.models.add(settings.default_model, ScriptedChatModel([invented], name="scripted"))
+    kb = services.library.ensure("manuals")
+    folder = services.settings.home / "docs"
+    folder.mkdir(parents=True)
+    (folder / "kettle.txt").write_bytes(FILES[0]["buffer"])
+    kb.add([folder])
+    with LiveServer(create_app(settings, services=services)) as server:
+        page.goto(server.url)
+        page.click("#kb-summary")
+        page.check("#kb-picker input[value='manuals']")
+        page.click("#messages")
+        page.fill("#question", "How do I change the port of the kettle server?")
+        page.press("#question", "Enter")
+        answer = page.locator(".msg.assistant").last
+        expect(answer).not_to_have_class("msg assistant streaming", timeout=20_000)
+        expect(answer.locator(".answer-body")).not_to_contain_text("8080")
+        expect(answer.locator(".note.info").last).to_contain_text("Declined")
+        expect(answer.locator(".closest .source-file").first).to_have_text("kettle.txt")
+
+        page.reload()
+        page.locator("#conv-list li a").first.click()
+        answer = page.locator(".msg.assistant").last
+        expect(answer.locator(".answer-body")).not_to_contain_text("8080")
+        expect(answer.locator(".note.info").last).to_contain_text("Declined")
+        expect(answer.locator(".closest .source-file").first).to_have_text("kettle.txt")
+        screenshot(page, "e2e-declined")
+    services.close()
