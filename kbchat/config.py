@@ -149,6 +149,19 @@ class ChatSettings(BaseModel):
     min_support: float = Field(
         0.5, ge=0, le=1, description="Share of an answer's words the sources must contain."
     )
+    min_score: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Answer only when the best passage is at least this relevant (a higher "
+        "bar than retrieval.threshold, which only filters hits).",
+    )
+    min_coverage: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of the question's words the passage supporting the answer must hold.",
+    )
     context_tokens: int = Field(
         1000, ge=64, description="Most tokens of sources in one prompt (the top_k best fit)."
     )

@@ -78,12 +78,16 @@ def test_halves_are_reported_separately() -> None:
     replies = {
         "a1?": Answer(text="Two years [1].", model="m", timings={"ttft_s": 1.0}),
         # declined by the structured flag although the text has no refusal phrase
-        "a2?": Answer(text="Ask about kettles.", model="m", outcome="refused", timings={"ttft_s": 0.1}),
+        "a2?": Answer(
+            text="Ask about kettles.", model="m", outcome="refused", timings={"ttft_s": 0.1}
+        ),
         "a3?": Answer(text="资料中没有找到答案。", model="m", timings={"ttft_s": 2.0}),
         "a4?": Answer(text="It is blue.", model="m", timings={"ttft_s": 3.0}),
         "u1?": Answer(text="I don't know.", model="m", timings={"ttft_s": 0.5}),
         "u2?": Answer(text="Port 8080 [1].", model="m", timings={"ttft_s": 4.0}),
-        "u3?": Answer(text="Ask about kettles.", model="m", outcome="refused", timings={"ttft_s": 0.2}),
+        "u3?": Answer(
+            text="Ask about kettles.", model="m", outcome="refused", timings={"ttft_s": 0.2}
+        ),
     }
     report = evaluate_answers(lambda q: replies[q], queries)
     assert (report.answerable, report.unanswerable) == (4, 3)

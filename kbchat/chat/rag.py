@@ -11,7 +11,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kbchat.chat.grounding import check_claims, items, missing_items, normalise, occurs
+from kbchat.chat.grounding import (
+    check_claims,
+    items,
+    missing_items,
+    normalise,
+    occurs,
+    question_coverage,
+)
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.errors import BadInput
 from kbchat.kb import KnowledgeBase
@@ -50,6 +57,8 @@ class ChatOptions:
     rewrite: bool = True
     verify: bool = True
     min_support: float = 0.5
+    min_score: float = 0.0
+    min_coverage: float = 0.0
     context_tokens: int = 1000
     source_ratio: float = 0.0
 
@@ -60,8 +69,10 @@ class ChatOptions:
             raise BadInput("no_hit 'message' needs no_hit_message")
         if self.max_tokens <= 0:
             raise BadInput(f"max_tokens must be > 0, got {self.max_tokens}")
-        if not 0.0 <= self.min_support <= 1.0:
-            raise BadInput(f"min_support must be between 0 and 1, got {self.min_support}")
+        for name in ("min_support", "min_score", "min_coverage"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise BadInput(f"{name} must be between 0 and 1, got {value}")
 
 
 def stream_answer(
@@ -102,7 +113,8 @@ def stream_answer(
     messages, used = build_messages(model, standalone, retrieved.hits, context, options, language)
     if options.verify:
         decline.missing = missing_items(standalone, [hit.text for hit in used])
-    if decline.missing:
+        decline.weak = retrieved.hits[0].score < options.min_score
+    if decline.missing or decline.weak:
         yield from _declined(model, question, history, options, decline, timings, notices, cancel)
         return
     answer = Answer(text="", model=model.name, question=standalone, notices=notices)
@@ -333,6 +345,9 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
             return "unsupported:" + ", ".join(claims.unsupported)
         if claims.words >= 3 and claims.support < options.min_support:
             return f"support:{claims.support:.2f}"
+        coverage = question_coverage(head, question, passages)
+        if coverage < options.min_coverage:
+            return f"coverage:{coverage:.2f}"
         return None
 
     return check
@@ -400,6 +415,7 @@ class Decline:
         hits: the passages found (maybe none); the best are shown as ``closest``.
         pending: files of the knowledge bases still waiting to be indexed.
         missing: items the question names that no passage holds.
+        weak: the best passage scores below ``ChatOptions.min_score``.
         reason: why the answer's start was declined (``HeadCheck``), if it was.
     """
 
@@ -408,6 +424,7 @@ class Decline:
     hits: list[Hit]
     pending: int = 0
     missing: list[str] = field(default_factory=list)
+    weak: bool = False
     reason: str = ""
 
     def message(self, options: ChatOptions) -> str:

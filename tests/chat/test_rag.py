@@ -292,3 +292,30 @@ def test_follow_up_rewrite_must_keep_its_polarity(fans: KnowledgeBase) -> None:
         )
     )
     assert answer.question == "Is XR-7700B not louder than 65 dB?"
+
+
+def test_a_weak_best_passage_is_declined_before_the_model_runs(fans: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["should not be used"])
+    options = ChatOptions(search=LOW, min_score=0.99)
+    _, answer = run(list(stream_answer(model, [fans], "XR-7700B的噪声是多少？", options=options)))
+    assert model.received == [] and answer.refused and answer.closest
+
+
+def test_an_answer_copied_from_a_passage_about_something_else_is_declined(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "hr"
+    root.mkdir()
+    (root / "hr.md").write_text(
+        "员工入职满一年后享有五天带薪年假。\n\n型号XR-7700A为标准款离心风机，额定功率1.5千瓦。",
+        encoding="utf-8",
+    )
+    library = Library(load_settings(embedder={"backend": "hash"}))
+    library.create("hr")
+    kb = library.get("hr")
+    kb.add([root])
+    # Every word of the answer is in the files, but not where the question's words are.
+    model = ScriptedChatModel(["公司的股票代码是XR-7700A。"])
+    options = ChatOptions(search=LOW, min_coverage=0.3)
+    _, answer = run(list(stream_answer(model, [kb], "公司的股票代码是多少？", options=options)))
+    assert answer.refused and "XR-7700A" not in answer.text
