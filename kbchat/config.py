@@ -134,7 +134,9 @@ class ChatSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    top_k: int = Field(3, ge=1, le=50, description="Sources retrieved for one answer.")
+    top_k: int = Field(
+        5, ge=1, le=50, description="Most sources for one answer (context_tokens permitting)."
+    )
     no_hit: str = Field("refuse", description="refuse, fallback (labelled) or message.")
     no_hit_message: str | None = Field(None, description="The fixed reply for no_hit=message.")
     temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature.")
@@ -163,7 +165,7 @@ class ChatSettings(BaseModel):
         description="Share of the question's words the passage supporting the answer must hold.",
     )
     context_tokens: int = Field(
-        1000, ge=64, description="Most tokens of sources in one prompt (the top_k best fit)."
+        900, ge=64, description="Most tokens of sources in one prompt (the top_k best fit)."
     )
     source_ratio: float = Field(
         0.0,

@@ -59,7 +59,7 @@ class ChatOptions:
     min_support: float = 0.5
     min_score: float = 0.0
     min_coverage: float = 0.0
-    context_tokens: int = 1000
+    context_tokens: int = 900
     source_ratio: float = 0.0
 
     def __post_init__(self) -> None:

@@ -281,14 +281,11 @@ def test_property_no_text_lost_and_sizes_respected(
             assert not any(word_start < cut < word_end for span in spans for cut in span)
 
 
-def test_large_text_splits_fast() -> None:
-    import time
-
+def test_large_text_splits_into_bounded_chunks() -> None:
+    # Speed is bench/ingest.py's business (no timed assertions here): ~0.2 s on 2 cores.
     text = ("\n\n".join([ZH, EN]) + "\n\n") * 800  # ~330k characters
-    started = time.perf_counter()
     spans = split_spans(text, chunk_size=400, chunk_overlap=60)
-    assert time.perf_counter() - started < 5
-    assert len(spans) > 500
+    assert len(spans) > 500 and all(end - start <= 400 for start, end in spans)
 
 
 @settings(max_examples=150, deadline=None)
