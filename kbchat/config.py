@@ -152,11 +152,18 @@ class ChatSettings(BaseModel):
         0.5, ge=0, le=1, description="Share of an answer's words the sources must contain."
     )
     min_score: float = Field(
-        0.0,
+        0.45,
         ge=0,
         le=1,
-        description="Answer only when the best passage is at least this relevant (a higher "
-        "bar than retrieval.threshold, which only filters hits).",
+        description="Answer only when the best passage (in the question's language) is at "
+        "least this relevant: a higher bar than retrieval.threshold, which filters hits.",
+    )
+    min_score_cross: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="The same bar when the best passage is in another language than the "
+        "question (cross-lingual relevance runs lower).",
     )
     min_coverage: float = Field(
         0.0,

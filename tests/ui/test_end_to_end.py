@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 from kbchat.app import build
 from kbchat.config import load_settings
 from kbchat.testing import ScriptedChatModel
+from tests.server.support import NO_ANSWER_BAR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,7 +45,7 @@ class SlowScriptedModel(ScriptedChatModel):
 def live_app() -> Iterator[LiveServer]:
     from kbchat.server.app import create_app
 
-    settings = load_settings(embedder={"backend": "hash"})
+    settings = load_settings(embedder={"backend": "hash"}, chat=NO_ANSWER_BAR)
     services = build(settings)
     services.models.add(settings.default_model, SlowScriptedModel([REPLY], name="scripted"))
     with LiveServer(create_app(settings, services=services)) as server:
@@ -179,7 +180,7 @@ def test_a_folder_upload_keeps_folders_and_asks_before_replacing(
 def test_an_unsupported_answer_is_declined_and_stays_declined_after_a_reload(page: Any) -> None:
     from kbchat.server.app import create_app
 
-    settings = load_settings(embedder={"backend": "hash"})
+    settings = load_settings(embedder={"backend": "hash"}, chat=NO_ANSWER_BAR)
     services = build(settings)
     invented = "Edit ~/.kbchat/config.yaml and set port: 8080, then run kbchat restart."
     services.models.add(settings.default_model, ScriptedChatModel([invented], name="scripted"))
