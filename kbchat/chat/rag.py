@@ -13,6 +13,7 @@ from typing import Literal
 
 from kbchat.chat.grounding import (
     check_claims,
+    content_words,
     items,
     missing_items,
     normalise,
@@ -97,10 +98,10 @@ def stream_answer(
     started = time.perf_counter()
     question, notices = checked_question(model, question, options)
     language = detect_language(question)
-    standalone = question
+    standalone = query = question
     if options.rewrite and history and _FOLLOW_UP.search(question):
-        standalone = standalone_question(model, question, history, language)
-    retrieved = retrieve(kbs, standalone, options.search, reranker=reranker)
+        standalone, query = standalone_question(model, question, history, language)
+    retrieved = retrieve(kbs, query, options.search, reranker=reranker)
     notices += retrieved.notices
     pending = sum(kb.stats().get("pending", 0) for kb in kbs)
     timings = {"retrieval_s": time.perf_counter() - started}
@@ -114,8 +115,11 @@ def stream_answer(
     messages, used = build_messages(model, standalone, retrieved.hits, context, options, language)
     if options.verify:
         decline.missing = missing_items(standalone, [hit.text for hit in used])
-        decline.weak = _weak(retrieved.hits[0], language, options)
-    if decline.missing or decline.weak:
+        if _weak(retrieved.hits[0], language, options):
+            decline.reason = (
+                f"the best passage scores {retrieved.hits[0].score:.2f}, below chat.min_score"
+            )
+    if decline.missing or decline.reason:
         yield from _declined(model, question, history, options, decline, timings, notices, cancel)
         return
     answer = Answer(text="", model=model.name, question=standalone, notices=notices)
@@ -148,27 +152,31 @@ def checked_question(
 
 def standalone_question(
     model: ChatModel, question: str, history: Sequence[Message], language: Language
-) -> str:
+) -> tuple[str, str]:
     """Turn a follow-up ("那它的噪声…", "what about its price?") into a standalone question.
 
     The model rewrites it; the rewrite is kept only if it keeps the conversation's subject
-    (the items the last question named, ``grounding.items``) and the follow-up's polarity
-    (a "not" stays a "not"). Otherwise the pronoun is replaced by the subject, or, failing
-    that, the subject is put before the question.
+    (the items the last question named, ``grounding.items``), most of the follow-up's own
+    words, and its polarity (a "not" stays a "not"). Otherwise the pronoun is replaced by the subject. Returns the
+    question to answer and the query to search with: with no subject to put in, the
+    follow-up is answered as asked (with the conversation) and searched for together with
+    the last question.
     """
     subject = _subject(history)
     rewritten = rewrite_question(model, question, history, language)
     if _keeps_meaning(rewritten, question, subject):
-        return rewritten
-    if not subject:
-        return question
-    named = subject[0]
-    replaced = _PRONOUN.sub(
-        lambda m: named + ("'s" if m.group(0).lower() == "its" else ""), question, count=1
-    )
-    if replaced != question:
-        return _LEAD.sub("", replaced)
-    return f"{named} {question}" if language == "en" else f"{named}：{question}"
+        return rewritten, rewritten
+    if subject:
+        named = subject[0]
+        replaced = _PRONOUN.sub(
+            lambda m: named + ("'s" if m.group(0).lower() == "its" else ""), question, count=1
+        )
+        if replaced == question:
+            replaced = f"{named} {question}" if language == "en" else f"{named}：{question}"
+        replaced = _LEAD.sub("", replaced)
+        return replaced, replaced
+    previous = next((m.content for m in reversed(history) if m.role == "user"), "")
+    return question, f"{previous} {question}".strip()
 
 
 _PRONOUN = re.compile(
@@ -187,13 +195,17 @@ def _subject(history: Sequence[Message]) -> list[str]:
 
 
 def _keeps_meaning(rewritten: str, question: str, subject: Sequence[str]) -> bool:
-    if rewritten == question:
+    if normalise(rewritten) == normalise(question):
         return False
     haystack = normalise(rewritten)
     if subject and not any(occurs(item, haystack) for item in subject):
         return False
     if not all(occurs(item, haystack) for item in items(question)):
         return False
+    asked = set(content_words(question))
+    kept = asked & set(content_words(rewritten))
+    if asked and len(kept) < 0.5 * len(asked):
+        return False  # the rewrite asks something else (often the previous question again)
     return bool(_NEGATION.search(rewritten)) == bool(_NEGATION.search(question))
 
 
@@ -205,8 +217,16 @@ def rewrite_question(
     lines = "\n".join(f"{m.role}: {m.content}" for m in recent)
     prompt = render("rewrite", language, history=lines, question=question)
     text, _, _ = complete(model, [Message("user", prompt)], temperature=0.0, max_tokens=64)
-    rewritten = text.strip().splitlines()[0].strip() if text.strip() else ""
+    cleaned = [_LABEL.sub("", line).strip() for line in text.splitlines()]
+    rewritten = next((line for line in cleaned if line), "")
     return rewritten if 2 <= len(rewritten) <= 4 * len(question) + 200 else question
+
+
+# Labels of the rewrite prompt that a small model may echo before its answer.
+_LABEL = re.compile(
+    r"^\s*(?:(?:last|standalone|rewritten) question|最后的问题|改写后的问题)\s*[:：]\s*",
+    re.IGNORECASE,
+)
 
 
 def build_messages(
@@ -348,15 +368,22 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
 
     def check(head: str) -> str | None:
         if any(refusal in head for refusal in _REFUSALS):
-            return "model"
+            return "the model found no answer in the sources"
         claims = check_claims(head, question, passages)
         if claims.unsupported:
-            return "unsupported:" + ", ".join(claims.unsupported)
+            named = ", ".join(claims.unsupported)
+            return f"the answer states {named}, which the sources do not contain"
         if claims.words >= 3 and claims.support < options.min_support:
-            return f"support:{claims.support:.2f}"
+            return (
+                f"only {claims.support:.0%} of the answer's words are in the sources "
+                f"(chat.min_support {options.min_support:.0%})"
+            )
         coverage = question_coverage(head, question, passages)
         if coverage < options.min_coverage:
-            return f"coverage:{coverage:.2f}"
+            return (
+                f"the passage the answer comes from holds {coverage:.0%} of the question's "
+                f"words (chat.min_coverage {options.min_coverage:.0%})"
+            )
         return None
 
     return check
@@ -424,8 +451,8 @@ class Decline:
         hits: the passages found (maybe none); the best are shown as ``closest``.
         pending: files of the knowledge bases still waiting to be indexed.
         missing: items the question names that no passage holds.
-        weak: the best passage scores below the bar for answering (``_weak``).
-        reason: why the answer's start was declined (``HeadCheck``), if it was.
+        reason: why the question was declined, for the notices (a weak best passage, or
+            what ``HeadCheck`` found in the answer's start).
     """
 
     language: Language
@@ -433,7 +460,6 @@ class Decline:
     hits: list[Hit]
     pending: int = 0
     missing: list[str] = field(default_factory=list)
-    weak: bool = False
     reason: str = ""
 
     def message(self, options: ChatOptions) -> str:
@@ -471,6 +497,10 @@ def _declined(
     answer.notices = notices
     words = set(tokenize(decline.question))
     answer.closest = [_citation(n, hit, words) for n, hit in enumerate(decline.hits[:CLOSEST], 1)]
+    if decline.missing:
+        answer.notices.append("declined: the sources do not mention " + ", ".join(decline.missing))
+    elif decline.reason:
+        answer.notices.append(f"declined: {decline.reason}")
     if decline.pending:
         answer.notices.append(f"still indexing {decline.pending} file(s)")
     if options.no_hit == "fallback":

@@ -319,3 +319,35 @@ def test_an_answer_copied_from_a_passage_about_something_else_is_declined(
     options = ChatOptions(search=LOW, min_coverage=0.3)
     _, answer = run(list(stream_answer(model, [kb], "公司的股票代码是多少？", options=options)))
     assert answer.refused and "XR-7700A" not in answer.text
+
+
+def test_a_rewrite_that_asks_the_previous_question_again_is_not_used(kb: KnowledgeBase) -> None:
+    # The model's "rewrite" repeats the last question; kbchat answers the follow-up with the
+    # conversation, and searches with both questions.
+    model = ScriptedChatModel(["Can I return an unopened kettle?", "It is replaced [1]."])
+    history = [
+        Message("user", "Can I return an unopened kettle?"),
+        Message("assistant", "Yes, within 30 days [1]."),
+    ]
+    _, answer = run(
+        list(
+            stream_answer(
+                model,
+                [kb],
+                "And what if it arrived damaged?",
+                history=history,
+                options=ChatOptions(search=LOW),
+            )
+        )
+    )
+    assert answer.question == "And what if it arrived damaged?"
+    prompt = model.received[1]
+    assert prompt[-1].content.endswith("Question: And what if it arrived damaged?")
+    assert [m.content for m in prompt[1:-1]] == [m.content for m in history]
+
+
+def test_rewrite_labels_echoed_by_the_model_are_dropped(kb: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["Last question: How long is the K3 kettle warranty?", "ok"])
+    history = [Message("user", "Tell me about the K3 kettle"), Message("assistant", "A kettle.")]
+    _, answer = run(list(stream_answer(model, [kb], "How long is its warranty?", history=history)))
+    assert answer.question == "How long is the K3 kettle warranty?"
