@@ -9,36 +9,42 @@ two processes adding at once queue instead of corrupting each other.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from filelock import FileLock, Timeout
 
 from kbchat.catalog import Catalog, FileRecord, KBRecord, NewChunk, StoredChunk
 from kbchat.embed.base import Embedder, embed_texts
-from kbchat.errors import BadInput, KbchatError
+from kbchat.errors import BadInput
 from kbchat.index import KBIndex
-from kbchat.ingest.discover import (
-    FoundFile,
-    discover,
-    file_kind_problem,
-    known_file,
-    readable,
-)
-from kbchat.ingest.loaders import LoadLimits, is_supported, load_file
-from kbchat.ingest.splitter import iter_chunks
+from kbchat.ingest.discover import FoundFile, discover, known_file, readable
+from kbchat.ingest.loaders import LoadLimits, is_supported
 from kbchat.lexical import tokenize
-from kbchat.types import Chunk, Document, Hit
+from kbchat.prepare import (
+    FileOutcome,
+    FilePreparer,
+    OutcomeStatus,
+    PreparedFile,
+    file_sha256,
+    prefetch,
+    small_files_first,
+)
+from kbchat.types import Chunk, Hit
 
-OutcomeStatus = Literal["indexed", "failed", "skipped", "unchanged", "removed", "pending"]
+__all__ = [
+    "FileOutcome",
+    "IngestListener",
+    "KnowledgeBase",
+    "OutcomeStatus",
+    "chunk_id",
+    "file_sha256",
+    "remove_kb_directory",
+]
 
 
 class IngestListener:
@@ -57,58 +63,10 @@ class IngestListener:
 _QUIET = IngestListener()
 
 
-@dataclass(frozen=True, slots=True)
-class FileOutcome:
-    """What happened to one file in an add, sync, remove or rebuild.
-
-    Attributes:
-        chunks: the file's chunks after the operation (removed: the chunks dropped).
-        new_chunks: chunks whose text the file did not have before (indexed files only).
-        notes: what an indexed file's loader could not read as its author sees it.
-    """
-
-    name: str
-    path: str
-    status: OutcomeStatus
-    error: str | None = None
-    chunks: int = 0
-    new_chunks: int = 0
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(slots=True)
-class _Prepared:
-    found: FoundFile
-    sha256: str
-    size: int
-    chunks: list[Chunk] = field(default_factory=list)
-    notes: tuple[str, ...] = ()
-
-
 def chunk_id(kb: str, file: str, position: int, text: str) -> int:
     """Stable 63-bit id from KB, file name, position and content."""
     digest = hashlib.blake2b(f"{kb}\0{file}\0{position}\0{text}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a regular file's bytes.
-
-    The file is opened without blocking and checked to be a regular file before a byte is
-    read, so a named pipe or device swapped in for a file cannot hang the caller.
-
-    Raises:
-        BadInput: ``path`` is not a regular file.
-        OSError: it cannot be opened or read.
-    """
-    digest = hashlib.sha256()
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(descriptor, "rb") as handle:
-        if problem := file_kind_problem(os.fstat(descriptor).st_mode):
-            raise BadInput(f"{readable(path.name)}: {problem}")
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class KnowledgeBase:
@@ -125,14 +83,17 @@ class KnowledgeBase:
         max_chunks_per_file: int,
         batch_size: int = 32,
     ) -> None:
-        if max_chunks_per_file <= 0:
-            raise ValueError(f"max_chunks_per_file must be > 0, got {max_chunks_per_file}")
         self.record = record
         self.catalog = catalog
         self.embedder = embedder
         self.directory = directory
         self.limits = limits
-        self.max_chunks_per_file = max_chunks_per_file
+        self.prepare = FilePreparer(
+            limits,
+            chunk_size=record.chunk_size,
+            chunk_overlap=record.chunk_overlap,
+            max_chunks_per_file=max_chunks_per_file,
+        )
         self.batch_size = batch_size
         directory.mkdir(parents=True, exist_ok=True)
         self.index = KBIndex(catalog, record.id, directory, record.dim)
@@ -335,7 +296,7 @@ class KnowledgeBase:
         self, found: Sequence[FoundFile], listener: IngestListener, *, force: bool
     ) -> list[FileOutcome]:
         kb_id = self.record.id
-        found = _small_files_first(found)
+        found = small_files_first(found)
         readable_files = [f for f in found if f.problem is None and is_supported(f.path)]
         self.catalog.mark_pending(kb_id, [(f.name, f.location) for f in readable_files])
         known = {record.name: record for record in self.files()}
@@ -345,8 +306,8 @@ class KnowledgeBase:
             outcomes.append(outcome)
             listener.file_done(outcome)
 
-        batch: list[_Prepared] = []
-        for found_file, result in _prefetch(found, lambda f: self._prepare(f, known, force)):
+        batch: list[PreparedFile] = []
+        for found_file, result in prefetch(found, lambda f: self.prepare(f, known, force)):
             if isinstance(result, FileOutcome):
                 if result.error is not None:  # an OS error may quote an undecodable path
                     result = replace(result, error=readable(result.error))
@@ -367,70 +328,7 @@ class KnowledgeBase:
         self._commit(batch, report)
         return outcomes
 
-    def _prepare(
-        self, found: FoundFile, known: dict[str, FileRecord], force: bool
-    ) -> FileOutcome | _Prepared:
-        name, path = found.name, found.location
-        if found.problem is not None:
-            return FileOutcome(name, path, "skipped", found.problem)
-        if not is_supported(found.path):
-            suffix = readable(found.path.suffix) or "(no extension)"
-            return FileOutcome(name, path, "skipped", f"{name}: unsupported file type {suffix}")
-        try:
-            size = found.path.stat().st_size
-            if size > self.limits.max_file_bytes:
-                raise BadInput(
-                    f"{name}: {size / 2**20:.1f} MB is over the "
-                    f"{self.limits.max_file_bytes / 2**20:.0f} MB file size limit"
-                )
-            sha = file_sha256(found.path)
-        except OSError as exc:
-            return FileOutcome(name, path, "failed", f"{name}: cannot read: {exc.strerror or exc}")
-        except BadInput as exc:
-            return FileOutcome(name, path, "failed", str(exc))
-        previous = known.get(name)
-        if not force and previous and previous.status == "indexed" and previous.sha256 == sha:
-            return FileOutcome(name, path, "unchanged", None, previous.chunks)
-        try:
-            documents = load_file(found.path, source=name, limits=self.limits)
-            chunks = self._distinct_chunks(documents, name)
-        except KbchatError as exc:
-            return FileOutcome(name, path, "failed", str(exc))
-        except Exception as exc:  # a parser's own bug on odd input must not sink the batch
-            return FileOutcome(
-                name, path, "failed", f"{name}: could not be read ({type(exc).__name__}: {exc})"
-            )
-        if not chunks:
-            return FileOutcome(name, path, "failed", f"{name}: no text found")
-        notes = tuple(dict.fromkeys(note for doc in documents for note in doc.notes))
-        return _Prepared(found=found, sha256=sha, size=size, chunks=chunks, notes=notes)
-
-    def _distinct_chunks(self, documents: Sequence[Document], name: str) -> list[Chunk]:
-        """The file's chunks with each text once, renumbered 0..n-1, within the chunk budget.
-
-        Raises:
-            BadInput: the file has more than ``max_chunks_per_file`` distinct chunks (it is
-                not split further than one chunk past the budget).
-        """
-        seen: set[str] = set()
-        chunks: list[Chunk] = []
-        split = iter_chunks(
-            documents, chunk_size=self.record.chunk_size, chunk_overlap=self.record.chunk_overlap
-        )
-        for chunk in split:
-            if chunk.text in seen:
-                continue
-            if len(chunks) == self.max_chunks_per_file:
-                raise BadInput(
-                    f"{name}: has more than {self.max_chunks_per_file} distinct chunks, the "
-                    "per-file limit (setting ingest.max_chunks_per_file); split the file or "
-                    "raise the limit"
-                )
-            seen.add(chunk.text)
-            chunks.append(replace(chunk, position=len(chunks)))
-        return chunks
-
-    def _commit(self, batch: list[_Prepared], report: Callable[[FileOutcome], None]) -> None:
+    def _commit(self, batch: list[PreparedFile], report: Callable[[FileOutcome], None]) -> None:
         if not batch:
             return
         texts = [chunk.text for prepared in batch for chunk in prepared.chunks]
@@ -473,46 +371,8 @@ class KnowledgeBase:
         return {row.chunk.text for row in self.catalog.get_chunks(ids).values()} if ids else set()
 
 
-_LARGE_FILE_BYTES = 2**20
-"""Files above this size are ingested after the smaller files of the same batch."""
-
-
-def _small_files_first(found: Sequence[FoundFile]) -> list[FoundFile]:
-    """Keep the given order for small files and move large ones (smallest first) behind them."""
-
-    def size(item: FoundFile) -> int:
-        if item.problem is not None:
-            return 0
-        try:
-            return item.path.stat().st_size  # stat opens nothing, even for a pipe
-        except OSError:
-            return 0
-
-    sizes = {id(item): size(item) for item in found}
-    return sorted(
-        found,
-        key=lambda f: (0, 0) if sizes[id(f)] <= _LARGE_FILE_BYTES else (1, sizes[id(f)]),
-    )
-
-
 def _lexical_text(chunk: Chunk) -> str:
     return " ".join([*chunk.headings, chunk.text])
-
-
-def _prefetch(
-    items: Iterable[FoundFile], work: Callable[[FoundFile], FileOutcome | _Prepared], ahead: int = 4
-) -> Iterator[tuple[FoundFile, FileOutcome | _Prepared]]:
-    """Run ``work`` on the next few items in a thread while the caller embeds the current one."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kbchat-load") as pool:
-        queue: deque[tuple[FoundFile, Future[FileOutcome | _Prepared]]] = deque()
-        for item in items:
-            queue.append((item, pool.submit(work, item)))
-            if len(queue) > ahead:
-                head, future = queue.popleft()
-                yield head, future.result()
-        while queue:
-            head, future = queue.popleft()
-            yield head, future.result()
 
 
 def remove_kb_directory(directory: Path) -> None:

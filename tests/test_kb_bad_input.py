@@ -10,8 +10,9 @@ import pytest
 
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
-from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase, file_sha256
+from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase
 from kbchat.library import Library
+from kbchat.prepare import file_sha256
 
 
 @pytest.fixture

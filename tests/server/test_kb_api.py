@@ -328,6 +328,27 @@ def test_sync_of_a_server_folder_needs_it_allowed(tmp_path: Path) -> None:
     services.close()
 
 
+def test_server_sync_never_follows_links_out_of_the_folder(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "a.txt").write_text("Allowed folder content about printers.")
+    (tmp_path / "kbchat.toml").write_text('api_key = "zebra-passphrase-7741"')
+    (shared / "config.txt").symlink_to(tmp_path / "kbchat.toml")
+    settings = make_settings(sync_folders=[str(shared)])
+    services = make_services(settings)
+    with TestClient(create_app(settings, services=services)) as client:
+        client.post("/api/kbs", json={"name": "k"})
+        job = wait_job(
+            client, client.post("/api/kbs/k/sync", json={"folder": str(shared)}).json()["job"]
+        )
+        statuses = {f["name"]: f["status"] for f in job["files"]}
+        assert statuses == {"a.txt": "indexed", "config.txt": "skipped"}
+        payload = {"kbs": ["k"], "query": "zebra passphrase", "threshold": 0}
+        hits = client.post("/api/search", json=payload)
+        assert hits.status_code == 200 and "7741" not in hits.text
+    services.close()
+
+
 def test_rebuild_reindexes_every_file(client: TestClient, docs_kb: str) -> None:
     response = client.post(f"/api/kbs/{docs_kb}/rebuild")
     assert response.status_code == 202 and response.json()["job"]["kind"] == "rebuild"
