@@ -12,6 +12,7 @@ to a parser.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import re
@@ -242,9 +243,16 @@ def discard_uploads(staged: Iterable[StagedUpload]) -> None:
 
 
 def stage_uploads(
-    uploads: Sequence[UploadFile], folder: Path, max_bytes: int
+    uploads: Sequence[UploadFile], folder: Path, max_bytes: int, exclude: Sequence[str] = ()
 ) -> tuple[list[StagedUpload], list[FileOutcome]]:
     """Stage every acceptable upload; the others become outcomes saying why not.
+
+    Args:
+        uploads: The uploaded files; a name may carry folders.
+        folder: The knowledge base's uploads folder.
+        max_bytes: The largest file accepted.
+        exclude: Globs (setting ingest.exclude) skipping a folder upload's files, as when
+            adding a folder: ``.git/config.md`` is skipped, not renamed to ``git/config.md``.
 
     Raises:
         PayloadTooLarge: a file is over ``max_bytes`` (nothing stays staged).
@@ -254,6 +262,10 @@ def stage_uploads(
     try:
         for upload in uploads:
             raw = upload.filename or "upload"
+            if pattern := _excluded(raw, exclude):
+                reason = f"{raw}: skipped by the exclude pattern {pattern!r} (ingest.exclude)"
+                refused.append(FileOutcome(raw, "", "skipped", reason))
+                continue
             try:
                 name = safe_path(raw)
             except BadInput as exc:
@@ -267,6 +279,19 @@ def stage_uploads(
         discard_uploads(staged)
         raise
     return staged, refused
+
+
+def _excluded(raw: str, patterns: Sequence[str]) -> str | None:
+    """The pattern that excludes a folder upload's file (single files are never excluded)."""
+    path = raw.replace("\\", "/")
+    parts = [p for p in path.split("/") if p not in ("", ".", "..")]
+    if len(parts) < 2 or path.startswith("/") or _DRIVE.match(path):
+        return None
+    relative = "/".join(parts)
+    for pattern in patterns:
+        if fnmatch.fnmatch(relative, pattern) or any(fnmatch.fnmatch(p, pattern) for p in parts):
+            return pattern
+    return None
 
 
 def _refusal(
