@@ -215,7 +215,7 @@ def place_upload(staged: StagedUpload, *, replace: bool) -> bool:
     racing request). The same bytes already there count as placed.
 
     Raises:
-        BadInput: a file stands where the upload needs a folder, or a folder where it
+        Conflict: a file stands where the upload needs a folder, or a folder where it
             needs a file.
     """
     try:
@@ -229,7 +229,7 @@ def place_upload(staged: StagedUpload, *, replace: bool) -> bool:
             return staged.target.is_file() and file_sha256(staged.target) == staged.sha256
         return True
     except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
-        raise BadInput(
+        raise Conflict(
             f"{staged.name}: a file or folder of the same name is in the way ({exc.strerror})"
         ) from None
     finally:
@@ -326,21 +326,23 @@ def place_uploads(
         replace: Replace different files of the same names (the caller asked).
 
     Raises:
-        Conflict: without ``replace``, a different file has one of the names (nothing is
-            placed; the message names the files).
+        Conflict: without ``replace``, a different file has one of the names, or a file
+            stands where a folder must go (nothing is placed; the message names the files).
     """
+    created: list[StagedUpload] = []
     try:
         if not replace:
             _refuse_replacing([s for s in staged if _replaces(s, known(s.name))], kb)
-        placed: list[StagedUpload] = []
         for upload in staged:
             existed = upload.target.exists()
             if not place_upload(upload, replace=replace):  # lost a race for the name
-                for done in placed:
-                    done.target.unlink(missing_ok=True)
                 _refuse_replacing([upload], kb)
             if not existed:
-                placed.append(upload)
+                created.append(upload)
+    except BaseException:
+        for upload in created:  # all or none: take back what this request created
+            upload.target.unlink(missing_ok=True)
+        raise
     finally:
         discard_uploads(staged)
 

@@ -202,6 +202,24 @@ def test_an_upload_never_replaces_a_different_file_unless_asked(
     assert "five year" in hits.json()["hits"][0]["text"]
 
 
+def test_an_upload_blocked_halfway_leaves_nothing_behind(
+    client: TestClient, settings: Settings
+) -> None:
+    client.post("/api/kbs", json={"name": "k"})
+    upload(client, "k", {"notes.txt": b"notes about kettles"})
+    response = client.post(
+        "/api/kbs/k/files",
+        files=[
+            ("files", ("fresh.txt", b"a new file", "text/plain")),
+            ("files", ("notes.txt/inner.txt", b"needs notes.txt to be a folder", "text/plain")),
+        ],
+    )
+    assert response.status_code == 409, response.text
+    assert "notes.txt/inner.txt" in response.json()["error"]["message"]
+    folder = next((settings.home / "uploads").iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
 def test_an_upload_does_not_replace_a_file_added_from_a_folder(
     client: TestClient, services: Services, tmp_path: Path
 ) -> None:
