@@ -179,7 +179,9 @@ def upload_files(
                 f"{limits.max_upload_mb:g} MB upload limit (server.max_upload_mb)"
             )
     catalog = state.services.library.catalog
-    staged, refused = stage_uploads(files, uploads_dir(state.settings, record.id), max_bytes)
+    folder = uploads_dir(state.settings, record.id)
+    exclude = state.settings.ingest.exclude
+    staged, refused = stage_uploads(files, folder, max_bytes, exclude)
     place_uploads(
         staged, lambda file: catalog.get_file(record.id, file), kb=name, replace=overwrite
     )

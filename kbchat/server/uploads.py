@@ -12,6 +12,7 @@ to a parser.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import re
@@ -214,7 +215,7 @@ def place_upload(staged: StagedUpload, *, replace: bool) -> bool:
     racing request). The same bytes already there count as placed.
 
     Raises:
-        BadInput: a file stands where the upload needs a folder, or a folder where it
+        Conflict: a file stands where the upload needs a folder, or a folder where it
             needs a file.
     """
     try:
@@ -228,7 +229,7 @@ def place_upload(staged: StagedUpload, *, replace: bool) -> bool:
             return staged.target.is_file() and file_sha256(staged.target) == staged.sha256
         return True
     except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
-        raise BadInput(
+        raise Conflict(
             f"{staged.name}: a file or folder of the same name is in the way ({exc.strerror})"
         ) from None
     finally:
@@ -242,9 +243,16 @@ def discard_uploads(staged: Iterable[StagedUpload]) -> None:
 
 
 def stage_uploads(
-    uploads: Sequence[UploadFile], folder: Path, max_bytes: int
+    uploads: Sequence[UploadFile], folder: Path, max_bytes: int, exclude: Sequence[str] = ()
 ) -> tuple[list[StagedUpload], list[FileOutcome]]:
     """Stage every acceptable upload; the others become outcomes saying why not.
+
+    Args:
+        uploads: The uploaded files; a name may carry folders.
+        folder: The knowledge base's uploads folder.
+        max_bytes: The largest file accepted.
+        exclude: Globs (setting ingest.exclude) skipping a folder upload's files, as when
+            adding a folder: ``.git/config.md`` is skipped, not renamed to ``git/config.md``.
 
     Raises:
         PayloadTooLarge: a file is over ``max_bytes`` (nothing stays staged).
@@ -254,6 +262,10 @@ def stage_uploads(
     try:
         for upload in uploads:
             raw = upload.filename or "upload"
+            if pattern := _excluded(raw, exclude):
+                reason = f"{raw}: skipped by the exclude pattern {pattern!r} (ingest.exclude)"
+                refused.append(FileOutcome(raw, "", "skipped", reason))
+                continue
             try:
                 name = safe_path(raw)
             except BadInput as exc:
@@ -267,6 +279,19 @@ def stage_uploads(
         discard_uploads(staged)
         raise
     return staged, refused
+
+
+def _excluded(raw: str, patterns: Sequence[str]) -> str | None:
+    """The pattern that excludes a folder upload's file (single files are never excluded)."""
+    path = raw.replace("\\", "/")
+    parts = [p for p in path.split("/") if p not in ("", ".", "..")]
+    if len(parts) < 2 or path.startswith("/") or _DRIVE.match(path):
+        return None
+    relative = "/".join(parts)
+    for pattern in patterns:
+        if fnmatch.fnmatch(relative, pattern) or any(fnmatch.fnmatch(p, pattern) for p in parts):
+            return pattern
+    return None
 
 
 def _refusal(
@@ -301,21 +326,23 @@ def place_uploads(
         replace: Replace different files of the same names (the caller asked).
 
     Raises:
-        Conflict: without ``replace``, a different file has one of the names (nothing is
-            placed; the message names the files).
+        Conflict: without ``replace``, a different file has one of the names, or a file
+            stands where a folder must go (nothing is placed; the message names the files).
     """
+    created: list[StagedUpload] = []
     try:
         if not replace:
             _refuse_replacing([s for s in staged if _replaces(s, known(s.name))], kb)
-        placed: list[StagedUpload] = []
         for upload in staged:
             existed = upload.target.exists()
             if not place_upload(upload, replace=replace):  # lost a race for the name
-                for done in placed:
-                    done.target.unlink(missing_ok=True)
                 _refuse_replacing([upload], kb)
             if not existed:
-                placed.append(upload)
+                created.append(upload)
+    except BaseException:
+        for upload in created:  # all or none: take back what this request created
+            upload.target.unlink(missing_ok=True)
+        raise
     finally:
         discard_uploads(staged)
 

@@ -25,7 +25,7 @@ from tests.server.support import DOCS, live_server, make_services, make_settings
 schemathesis = pytest.importorskip("schemathesis")
 
 EXAMPLES = 40
-CLI_EXAMPLES = 25
+CLI_EXAMPLES = 15
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -92,6 +92,7 @@ def test_generated_requests_never_get_a_server_error() -> None:
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(1800)  # ~1 minute on an idle 2-core machine; far longer on a loaded one
 def test_schemathesis_run_with_all_checks_is_clean() -> None:
     settings, services = _services_with_docs()
     command = [
@@ -115,7 +116,7 @@ def test_schemathesis_run_with_all_checks_is_clean() -> None:
                 [*command, f"{url}/openapi.json"],
                 capture_output=True,
                 text=True,
-                timeout=900,
+                timeout=1700,
                 check=False,
             )
     finally:

@@ -141,6 +141,31 @@ def test_a_folder_upload_keeps_same_named_files_apart(
     assert files["上海分公司/考勤 制度.txt"].is_file()
 
 
+def test_a_folder_upload_skips_what_adding_a_folder_skips(client: TestClient) -> None:
+    client.post("/api/kbs", json={"name": "repo"})
+    job = upload(
+        client,
+        "repo",
+        {
+            "project/README.md": b"# Project\n\nHow to build the project.",
+            "project/.git/notes.md": b"internal git notes",
+            "project/~$draft.txt": b"an Office lock file",
+            ".profile.txt": b"a single file keeps its name without the dot",
+        },
+    )
+    outcomes = {f["name"]: f for f in job["files"]}
+    assert outcomes["project/README.md"]["status"] == "indexed"
+    assert outcomes["profile.txt"]["status"] == "indexed"
+    for skipped, pattern in (("project/.git/notes.md", ".*"), ("project/~$draft.txt", "~$*")):
+        assert outcomes[skipped]["status"] == "skipped"
+        assert (
+            repr(pattern) in outcomes[skipped]["error"]
+            and "ingest.exclude" in outcomes[skipped]["error"]
+        )
+    names = {f["name"] for f in client.get("/api/kbs/repo/files").json()}
+    assert names == {"project/README.md", "profile.txt"}
+
+
 def test_an_upload_never_replaces_a_different_file_unless_asked(
     client: TestClient, docs_kb: str
 ) -> None:
@@ -175,6 +200,24 @@ def test_an_upload_never_replaces_a_different_file_unless_asked(
     assert stored["kettle.txt"].read_bytes() == changed
     hits = client.post("/api/search", json={"kbs": [docs_kb], "query": "five year warranty"})
     assert "five year" in hits.json()["hits"][0]["text"]
+
+
+def test_an_upload_blocked_halfway_leaves_nothing_behind(
+    client: TestClient, settings: Settings
+) -> None:
+    client.post("/api/kbs", json={"name": "k"})
+    upload(client, "k", {"notes.txt": b"notes about kettles"})
+    response = client.post(
+        "/api/kbs/k/files",
+        files=[
+            ("files", ("fresh.txt", b"a new file", "text/plain")),
+            ("files", ("notes.txt/inner.txt", b"needs notes.txt to be a folder", "text/plain")),
+        ],
+    )
+    assert response.status_code == 409, response.text
+    assert "notes.txt/inner.txt" in response.json()["error"]["message"]
+    folder = next((settings.home / "uploads").iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
 
 
 def test_an_upload_does_not_replace_a_file_added_from_a_folder(

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kbchat.errors import BadInput
+from kbchat.errors import BadInput, Conflict
 from kbchat.server.errors import PayloadTooLarge
 from kbchat.server.uploads import (
     MAX_DEPTH,
@@ -138,6 +138,6 @@ def test_placing_never_replaces_different_bytes_unless_asked(tmp_path: Path) -> 
 def test_a_file_in_the_way_of_a_folder_is_a_clear_refusal(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("a file")
     staged = stage_upload(io.BytesIO(b"x"), tmp_path, "a.txt/b.txt", max_bytes=10)
-    with pytest.raises(BadInput, match="a.txt/b.txt: a file or folder of the same name"):
+    with pytest.raises(Conflict, match="a.txt/b.txt: a file or folder of the same name"):
         place_upload(staged, replace=True)
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
