@@ -47,6 +47,8 @@ class ChatOptions:
     history_tokens: int = 1024
     max_question_tokens: int = 1024
     rewrite: bool = True
+    stop: tuple[str, ...] = ()
+    instructions: str = ""  # the caller's own system prompt, added after kbchat's
 
     def __post_init__(self) -> None:
         if self.no_hit not in ("refuse", "fallback", "message"):
@@ -55,6 +57,8 @@ class ChatOptions:
             raise BadInput("no_hit 'message' needs no_hit_message")
         if self.max_tokens <= 0:
             raise BadInput(f"max_tokens must be > 0, got {self.max_tokens}")
+        if any(not s for s in self.stop):
+            raise BadInput(f"stop sequences must not be empty, got {list(self.stop)!r}")
 
 
 def stream_answer(
@@ -130,7 +134,7 @@ def build_messages(
     Sources go in rank order until the budget is spent (the last one may be cut); the
     answer's ``max_tokens`` is always reserved. Returns the messages and the hits used.
     """
-    system = template("rag_system", language)
+    system = _system(template("rag_system", language), options)
     count = model.count_tokens
     frame = render("rag_user", language, context="", question=question)
     budget = model.context_window - options.max_tokens - count(system) - count(frame) - 64
@@ -157,6 +161,10 @@ def build_messages(
     return [Message("system", system), *kept_history, Message("user", user)], used
 
 
+def _system(prompt: str, options: ChatOptions) -> str:
+    return f"{prompt}\n\n{options.instructions}" if options.instructions else prompt
+
+
 def _source_label(hit: Hit) -> str:
     where = f" p.{hit.page}" if hit.page else f" [{hit.sheet}]" if hit.sheet else ""
     return f"({hit.file}{where})"
@@ -174,7 +182,11 @@ def generate(
     parts: list[str] = []
     first = True
     for delta in model.stream(
-        messages, temperature=options.temperature, max_tokens=options.max_tokens, cancel=cancel
+        messages,
+        temperature=options.temperature,
+        max_tokens=options.max_tokens,
+        stop=options.stop,
+        cancel=cancel,
     ):
         if delta.text:
             if first:
@@ -258,7 +270,7 @@ def _no_hit(
         label = template("fallback_label", language) + "\n"
         yield label
         messages = [
-            Message("system", template("chat_system", language)),
+            Message("system", _system(template("chat_system", language), options)),
             *fit_history(history, options.history_tokens, model.count_tokens),
             Message("user", question),
         ]
