@@ -168,21 +168,24 @@ def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) ->
     if body.model.startswith(KB_PREFIX):
         return _kb_generation(state, body, caller, messages, max_tokens)
     model = state.services.models.get(body.model)
-    params: dict[str, Any] = {
-        "temperature": body.temperature if body.temperature is not None else 0.7,
-        "max_tokens": max_tokens or state.settings.chat.max_tokens,
-        "stop": body.stop_sequences(),
+    structured: dict[str, Any] = {
         "response_format": body.to_response_format(),
         "grammar": body.grammar,
         "tools": body.to_tools(),
         "tool_choice": body.to_tool_choice(),
-        "parallel_tool_calls": body.parallel_tool_calls is not False,
     }
-    check_structured(
-        body.model,
-        capabilities(model),
-        **{k: params[k] for k in ("response_format", "grammar", "tools", "tool_choice")},
-    )
+    check_structured(body.model, capabilities(model), **structured)
+    params: dict[str, Any] = {
+        "temperature": body.temperature if body.temperature is not None else 0.7,
+        "max_tokens": max_tokens or state.settings.chat.max_tokens,
+        "stop": body.stop_sequences(),
+    }
+    # Only what was asked for is passed on, so that backends without these parameters
+    # (third-party ChatModels written before them) serve plain requests as before.
+    params.update({k: v for k, v in structured.items() if v and k != "tool_choice"})
+    if structured["tools"]:
+        params["tool_choice"] = structured["tool_choice"]
+        params["parallel_tool_calls"] = body.parallel_tool_calls is not False
 
     def run(cancel: threading.Event) -> Iterator[Piece]:
         usage, finish, calls = Usage(), None, list[ToolCall]()
