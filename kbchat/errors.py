@@ -22,9 +22,16 @@ class NotFound(KbchatError):
 
 
 class BadInput(KbchatError):
-    """The user's input (file, query, parameter) cannot be processed."""
+    """The user's input (file, query, parameter) cannot be processed.
+
+    ``param`` names the request field at fault, when there is one (OpenAI's ``param``).
+    """
 
     http_status = 422
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class Unsupported(BadInput):

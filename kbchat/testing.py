@@ -132,6 +132,7 @@ class VectorStoreContract:
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
+from kbchat.errors import ContextLengthExceeded  # noqa: E402
 from kbchat.llm.base import (  # noqa: E402
     CAN_GRAMMAR,
     CAN_RESPONSE_FORMAT,
@@ -164,7 +165,8 @@ class ScriptedChatModel:
     the request has tools and tool_choice is not "none"). Every call's messages and
     parameters are recorded in ``received`` and ``params``. Each word counts as one
     token, so ``max_tokens`` cuts replies with finish_reason "length"; ``stop`` sequences
-    and ``cancel`` behave as in a real backend. ``capabilities`` says which structured
+    and ``cancel`` behave as in a real backend, and so does a prompt longer than
+    ``context_window`` (estimated tokens). ``capabilities`` says which structured
     parameters it accepts; others raise ``Unsupported`` as a real backend's would. The
     replies are not checked against a requested format: script the JSON a test needs.
     """
@@ -228,6 +230,11 @@ class ScriptedChatModel:
             }
         )
         prompt_tokens = estimate_prompt_tokens(self, messages)
+        if prompt_tokens > self.context_window:
+            raise ContextLengthExceeded(
+                f"the prompt takes ~{prompt_tokens} tokens, more than the "
+                f"{self.context_window}-token context of model {self.name}"
+            )
         if not isinstance(reply, str):
             if not tools or tool_choice == "none":
                 raise ValueError("the scripted reply is tool calls, but the request allows none")

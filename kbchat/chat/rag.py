@@ -63,6 +63,8 @@ class ChatOptions:
     min_coverage: float = 0.0
     context_tokens: int = 900
     source_ratio: float = 0.0
+    stop: tuple[str, ...] = ()
+    instructions: str = ""  # the caller's own system prompt, added after kbchat's
 
     def __post_init__(self) -> None:
         if self.no_hit not in ("refuse", "fallback", "message"):
@@ -75,6 +77,8 @@ class ChatOptions:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise BadInput(f"{name} must be between 0 and 1, got {value}")
+        if any(not s for s in self.stop):
+            raise BadInput(f"stop sequences must not be empty, got {list(self.stop)!r}")
 
 
 def stream_answer(
@@ -157,10 +161,10 @@ def standalone_question(
 
     The model rewrites it; the rewrite is kept only if it keeps the conversation's subject
     (the items the last question named, ``grounding.items``), most of the follow-up's own
-    words, and its polarity (a "not" stays a "not"). Otherwise the pronoun is replaced by the subject. Returns the
-    question to answer and the query to search with: with no subject to put in, the
-    follow-up is answered as asked (with the conversation) and searched for together with
-    the last question.
+    words, and its polarity (a "not" stays a "not"). Otherwise the pronoun is replaced by
+    the subject. Returns the question to answer and the query to search with: with no
+    subject to put in, the follow-up is answered as asked (with the conversation) and
+    searched for together with the last question.
     """
     subject = _subject(history)
     rewritten = rewrite_question(model, question, history, language)
@@ -244,7 +248,7 @@ def build_messages(
     best score; the answer's ``max_tokens`` is always reserved. Returns the messages and
     the hits used.
     """
-    system = template("rag_system", language)
+    system = _system(template("rag_system", language), options)
     count = model.count_tokens
     frame = render("rag_user", language, context="", question=question)
     budget = model.context_window - options.max_tokens - count(system) - count(frame) - 64
@@ -273,6 +277,10 @@ def build_messages(
         )
     user = render("rag_user", language, context="\n\n".join(blocks), question=question)
     return [Message("system", system), *kept_history, Message("user", user)], used
+
+
+def _system(prompt: str, options: ChatOptions) -> str:
+    return f"{prompt}\n\n{options.instructions}" if options.instructions else prompt
 
 
 def _source_label(hit: Hit) -> str:
@@ -308,7 +316,11 @@ def generate(
     parts: list[str] = []
     held = check is not None
     stream = model.stream(
-        messages, temperature=options.temperature, max_tokens=options.max_tokens, cancel=cancel
+        messages,
+        temperature=options.temperature,
+        max_tokens=options.max_tokens,
+        stop=options.stop,
+        cancel=cancel,
     )
     try:
         for delta in stream:
@@ -508,7 +520,7 @@ def _declined(
         label = template("fallback_label", language) + "\n"
         yield label
         messages = [
-            Message("system", template("chat_system", language)),
+            Message("system", _system(template("chat_system", language), options)),
             *fit_history(history, options.history_tokens, model.count_tokens),
             Message("user", question),
         ]

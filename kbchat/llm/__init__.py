@@ -6,13 +6,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kbchat.errors import ConfigError
-from kbchat.llm.base import ChatModel, complete, estimate_tokens
+from kbchat.llm.base import (
+    ChatModel,
+    ForcedTool,
+    ResponseFormat,
+    complete,
+    complete_message,
+    estimate_tokens,
+)
+from kbchat.llm.structured import StructuredOutputError, complete_json
 from kbchat.registry import chat_models
 
 if TYPE_CHECKING:
     from kbchat.config import ModelSettings
 
-__all__ = ["ChatModel", "build_chat_model", "complete", "estimate_tokens"]
+__all__ = [
+    "ChatModel",
+    "ForcedTool",
+    "ResponseFormat",
+    "StructuredOutputError",
+    "build_chat_model",
+    "complete",
+    "complete_json",
+    "complete_message",
+    "estimate_tokens",
+]
 
 
 def build_chat_model(name: str, settings: ModelSettings, models_dir: Path) -> ChatModel:

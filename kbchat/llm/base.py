@@ -208,21 +208,22 @@ def check_structured(
         (bool(tools), CAN_TOOLS, "tools"),
     ):
         if wanted and capability not in can:
-            raise Unsupported(f"model {model_name} does not support {param}")
+            raise Unsupported(f"model {model_name} does not support {param}", param=param)
     if grammar is not None and wants_json:
-        raise BadInput("give either grammar or a JSON response_format, not both")
+        raise BadInput("give either grammar or a JSON response_format, not both", param="grammar")
     if grammar is not None and not grammar.strip():
-        raise BadInput("grammar must not be empty")
+        raise BadInput("grammar must not be empty", param="grammar")
     names = [tool.name for tool in tools]
     if len(set(names)) != len(names):
-        raise BadInput(f"tool names must be unique, got {names}")
+        raise BadInput(f"tool names must be unique, got {names}", param="tools")
     if isinstance(tool_choice, ForcedTool) and tool_choice.name not in names:
         raise BadInput(
             f"tool_choice names the function {tool_choice.name!r}, which is not among the "
-            f"tools ({', '.join(names) or 'none given'})"
+            f"tools ({', '.join(names) or 'none given'})",
+            param="tool_choice",
         )
     if tool_choice == "required" and not tools:
-        raise BadInput('tool_choice "required" needs tools')
+        raise BadInput('tool_choice "required" needs tools', param="tool_choice")
 
 
 def check_params(temperature: float, max_tokens: int, stop: Sequence[str]) -> None:

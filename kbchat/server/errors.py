@@ -20,7 +20,13 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kbchat.errors import BadInput, KbchatError, ServiceUnavailable
+from kbchat.errors import (
+    BadInput,
+    ContextLengthExceeded,
+    KbchatError,
+    ServiceUnavailable,
+    Unsupported,
+)
 from kbchat.server.schemas import PATTERN_RULES
 
 log = logging.getLogger(__name__)
@@ -184,15 +190,35 @@ def internal_error_body(exc: Exception) -> dict[str, Any]:
     return error_body(_HTTPProblem(f"internal error: {type(exc).__name__}", 500, "InternalError"))
 
 
-def openai_error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+def openai_error_body(
+    status: int, message: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     return {
         "error": {
             "message": message,
             "type": _OPENAI_TYPES.get(status, "api_error"),
             "code": code or _OPENAI_CODES.get(status),
-            "param": None,
+            "param": param,
         }
     }
+
+
+def openai_error(exc: KbchatError) -> tuple[int, dict[str, Any]]:
+    """The status and OpenAI error body for ``exc``.
+
+    Invalid requests are 400 (OpenAI's status, which its SDKs raise as BadRequestError),
+    never 422; an over-long prompt has code ``context_length_exceeded``.
+    """
+    status = 400 if exc.http_status == 422 else exc.http_status
+    param = getattr(exc, "param", None)
+    code = None
+    if isinstance(exc, ContextLengthExceeded):
+        code, param = "context_length_exceeded", param or "messages"
+    elif isinstance(exc, Unsupported):
+        code = "unsupported_parameter" if param else "unsupported_value"
+    elif status == 404 and "model" in str(exc):
+        code = "model_not_found"
+    return status, openai_error_body(status, str(exc), code, param)
 
 
 def error_response(request: Request, exc: KbchatError) -> JSONResponse:
@@ -205,8 +231,8 @@ def error_response(request: Request, exc: KbchatError) -> JSONResponse:
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if _is_openai(request):
-        code = "model_not_found" if status == 404 and "model" in str(exc) else None
-        return JSONResponse(openai_error_body(status, str(exc), code), status, headers)
+        status, body = openai_error(exc)
+        return JSONResponse(body, status, headers)
     return JSONResponse(error_body(exc), status, headers)
 
 
@@ -269,15 +295,21 @@ _STATUS_NAMES = {
 
 def _validation_problem(exc: RequestValidationError) -> KbchatError:
     problems = []
+    params = []
     for error in exc.errors()[:10]:
         if error.get("type") == "json_invalid":
             detail = (error.get("ctx") or {}).get("error", "JSON decode error")
             return BadInput(f"the request body is not valid JSON: {detail}")
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
         rule = PATTERN_RULES.get(str((error.get("ctx") or {}).get("pattern")))
-        message = f"{rule}; got {error.get('input')!r}" if rule else error.get("msg", "invalid")
-        problems.append(f"{where}: {message}")
-    return BadInput("invalid request: " + "; ".join(problems))
+        if error.get("type") == "extra_forbidden":
+            problems.append(f"{where}: unknown or unsupported field")
+        elif rule:
+            problems.append(f"{where}: {rule}; got {error.get('input')!r}")
+        else:
+            problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        params.append(where)
+    return BadInput("invalid request: " + "; ".join(problems), param=params[0] if params else None)
 
 
 RouteMethods = list[tuple[re.Pattern[str], set[str]]]

@@ -1,9 +1,12 @@
 """OpenAI-compatible endpoints: ``/v1/models``, ``/v1/chat/completions``, ``/v1/embeddings``.
 
 Model ``kb:<name>`` answers from that knowledge base (the last user message is the
-question, earlier turns are history) and adds a ``citations`` field to the completion
-(to the last chunk when streaming). Any other name is a configured chat model, given
-the messages as they are. Errors use OpenAI's shape (see ``server.errors``).
+question, earlier turns are history, system messages are added to kbchat's own
+instructions) and adds a ``citations`` field to the completion (to the last chunk when
+streaming). Any other name is a configured chat model, given the messages as they are,
+with ``response_format``, ``tools`` and the kbchat extension ``grammar`` where its backend
+can honour them. Requests are read by ``server.openai_schemas``, which refuses what kbchat
+cannot do; errors use OpenAI's shape (see ``server.errors``).
 """
 
 from __future__ import annotations
@@ -15,26 +18,27 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 
 from kbchat.chat.rag import stream_answer
 from kbchat.embed.base import Embedder
-from kbchat.errors import BadInput, KbchatError, NotFound
-from kbchat.llm.base import FINISH_STOP, estimate_tokens
+from kbchat.errors import BadInput, KbchatError, NotFound, Unsupported
+from kbchat.llm.base import FINISH_STOP, capabilities, check_structured, estimate_tokens
 from kbchat.options import answer_search_options, chat_options
 from kbchat.registry import embedders
 from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
-from kbchat.server.errors import documented, openai_error_body
+from kbchat.server.errors import documented, openai_error, openai_error_body
+from kbchat.server.openai_schemas import ChatCompletionRequest, EmbeddingRequest
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_data
 from kbchat.server.state import ServerState, current_principal, get_state
-from kbchat.types import Answer, Delta, Message, Usage
+from kbchat.types import Answer, Delta, Message, ToolCall, Usage
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -44,47 +48,16 @@ KB_PREFIX = "kb:"
 log = logging.getLogger(__name__)
 
 
-class ChatMessage(BaseModel):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
-
-
-class ChatCompletionRequest(BaseModel):
-    """OpenAI's chat completion request (the fields kbchat uses; others are ignored)."""
-
-    model: str = Field(..., min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(..., min_length=1, max_length=500)
-    stream: bool = False
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, le=32_768)
-    max_completion_tokens: int | None = Field(None, ge=1, le=32_768)
-    stop: str | list[str] | None = None
-    stream_options: dict[str, Any] | None = None
-    top_k: int | None = Field(None, ge=1, le=50, description="kb models: passages retrieved.")
-    threshold: float | None = Field(None, ge=0, le=1, description="kb models: min relevance.")
-
-
-class EmbeddingRequest(BaseModel):
-    """OpenAI's embeddings request; ``model`` is ``default`` or a knowledge base name."""
-
-    input: str | list[Annotated[str, Field(max_length=50_000)]] = Field(..., max_length=2048)
-    model: str = Field("default", max_length=200)
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1)
-    input_type: Literal["query", "passage"] = Field(
-        "passage", description="kbchat extension: embed as search queries or as passages."
-    )
-
-
 @dataclass(slots=True)
 class Finished:
-    """The end of a completion: why it stopped, tokens used, and sources (kb models)."""
+    """The end of a completion: why it stopped, tokens used, sources (kb models), tool calls."""
 
     finish_reason: str | None
     usage: Usage
     citations: list[dict[str, Any]] = field(default_factory=list)
     grounding: dict[str, Any] = field(default_factory=dict)
     """kb models: ``outcome`` (answered, refused, fallback), ``grounded``, ``closest``."""
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 Piece = str | Finished
@@ -92,36 +65,59 @@ Piece = str | Finished
 
 @router.get("/models", responses=documented(401, openai=True))
 def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    """Every configured chat model, plus ``kb:<name>`` for each readable knowledge base."""
+    """Every chat model, ``kb:<name>`` for each readable knowledge base, and ``default``.
+
+    Each entry says its ``owned_by`` (kbchat, or the host of a remote server), ``kind``
+    (chat, kb or embedding) and ``context_length`` in tokens (kb models: the default chat
+    model's; the embedder: null). ``default`` is the embedder new knowledge bases use;
+    ``/v1/embeddings`` also takes a knowledge base's name or an embedder backend.
+    """
     settings = state.settings
     data = [
-        {
-            "id": name,
-            "object": "model",
-            "created": 0,
-            "owned_by": "kbchat",
-            "backend": settings.models[name].backend,
-        }
-        for name in sorted(settings.models)
+        _model_entry(
+            name,
+            "chat",
+            _owner(model.base_url),
+            model.n_ctx,
+            backend=model.backend,
+        )
+        for name, model in sorted(settings.models.items())
     ]
+    default = settings.models.get(settings.default_model)
+    kb_context = default.n_ctx if default is not None else None
     for record in state.services.library.catalog.list_kbs():
         if caller.can(record.name, "read"):
-            data.append(
-                {
-                    "id": KB_PREFIX + record.name,
-                    "object": "model",
-                    "created": int(record.created_at),
-                    "owned_by": "kbchat",
-                    "backend": "knowledge-base",
-                }
-            )
+            entry = _model_entry(KB_PREFIX + record.name, "kb", "kbchat", kb_context)
+            entry.update(created=int(record.created_at), backend="knowledge-base")
+            data.append(entry)
+    embedder = state.services.library.default_embedder_spec()["backend"]
+    data.append(_model_entry("default", "embedding", "kbchat", None, backend=embedder))
     return {"object": "list", "data": data}
+
+
+def _model_entry(
+    ident: str, kind: str, owner: str, context_length: int | None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "object": "model",
+        "created": 0,
+        "owned_by": owner,
+        "kind": kind,
+        "context_length": context_length,
+        **extra,
+    }
+
+
+def _owner(base_url: str | None) -> str:
+    """Who serves a chat model: kbchat itself, or the host of its remote server."""
+    return (urlsplit(base_url).hostname or base_url) if base_url else "kbchat"
 
 
 @router.post(
     "/chat/completions",
     response_model=None,
-    responses=documented(401, 404, 413, 422, 429, 502, 503, openai=True),
+    responses=documented(400, 401, 404, 413, 422, 429, 502, 503, openai=True),
 )
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, state: StateDep, caller: CallerDep
@@ -143,6 +139,11 @@ async def chat_completions(
         parts.append(piece)
         piece = await stream.next(gone=request.is_disconnected)
     finished = piece or Finished(FINISH_STOP, Usage())
+    text = "".join(parts)
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if finished.tool_calls:
+        message["content"] = text or None
+        message["tool_calls"] = [_call(c) for c in finished.tool_calls]
     return {
         "id": ident,
         "object": "chat.completion",
@@ -151,7 +152,7 @@ async def chat_completions(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "".join(parts)},
+                "message": message,
                 "finish_reason": _finish(finished.finish_reason),
                 "logprobs": None,
             }
@@ -163,25 +164,44 @@ async def chat_completions(
 
 
 def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) -> Any:
-    """Resolve the model and messages; returns the generation to run under a slot."""
-    messages = [Message(_role(m.role), _text(m.content)) for m in body.messages]
+    """Check the request and resolve the model; returns the generation to run under a slot.
+
+    Raises:
+        Unsupported: a field kbchat or the model's backend cannot honour (HTTP 400).
+    """
+    body.refuse_unsupported()
+    messages = body.to_messages()
     max_tokens = body.max_completion_tokens or body.max_tokens
     if body.model.startswith(KB_PREFIX):
         return _kb_generation(state, body, caller, messages, max_tokens)
     model = state.services.models.get(body.model)
-    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    temperature = body.temperature if body.temperature is not None else 0.7
-    limit = max_tokens or state.settings.chat.max_tokens
+    structured: dict[str, Any] = {
+        "response_format": body.to_response_format(),
+        "grammar": body.grammar,
+        "tools": body.to_tools(),
+        "tool_choice": body.to_tool_choice(),
+    }
+    check_structured(body.model, capabilities(model), **structured)
+    params: dict[str, Any] = {
+        "temperature": body.temperature if body.temperature is not None else 0.7,
+        "max_tokens": max_tokens or state.settings.chat.max_tokens,
+        "stop": body.stop_sequences(),
+    }
+    # Only what was asked for is passed on, so that backends without these parameters
+    # (third-party ChatModels written before them) serve plain requests as before.
+    params.update({k: v for k, v in structured.items() if v and k != "tool_choice"})
+    if structured["tools"]:
+        params["tool_choice"] = structured["tool_choice"]
+        params["parallel_tool_calls"] = body.parallel_tool_calls is not False
 
     def run(cancel: threading.Event) -> Iterator[Piece]:
-        usage, finish = Usage(), None
-        for delta in model.stream(
-            messages, temperature=temperature, max_tokens=limit, stop=stop, cancel=cancel
-        ):
+        usage, finish, calls = Usage(), None, list[ToolCall]()
+        for delta in model.stream(messages, cancel=cancel, **params):
             usage, finish = _track(delta, usage, finish)
+            calls.extend(delta.tool_calls)
             if delta.text:
                 yield delta.text
-        yield Finished(finish, usage)
+        yield Finished(finish, usage, tool_calls=calls)
 
     return run
 
@@ -197,15 +217,33 @@ def _kb_generation(
     library = state.services.library
     if name not in library.catalog.kb_names() or not caller.can(name, "read"):
         raise NotFound(f"no model named {body.model!r}: there is no knowledge base {name!r}")
+    asked = {
+        "response_format": body.to_response_format() is not None,
+        "tools": bool(body.tools),
+        "tool_choice": body.to_tool_choice() != "auto",
+        "grammar": body.grammar is not None,
+    }
+    for given in (name for name, wanted in asked.items() if wanted):
+        raise Unsupported(
+            f"{given} is not supported for {body.model}: knowledge-base models answer in "
+            f"text with citations; use a chat model ({', '.join(state.settings.models)})",
+            param=given,
+        )
     if messages[-1].role != "user":
-        raise BadInput("the last message must be the user's question")
+        raise BadInput("the last message must be the user's question", param="messages")
     kb = library.get(name)
     model = state.services.models.get(None)
     search = answer_search_options(state.settings, top_k=body.top_k, threshold=body.threshold)
+    instructions = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
     options = chat_options(
-        state.settings, search, max_tokens=max_tokens, temperature=body.temperature
+        state.settings,
+        search,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        stop=tuple(body.stop_sequences()),
+        instructions=instructions,
     )
-    history = [m for m in messages[:-1] if m.role in ("user", "assistant")]
+    history = [m for m in messages[:-1] if m.role in ("user", "assistant") and m.content]
 
     def run(cancel: threading.Event) -> Iterator[Piece]:
         for event in stream_answer(
@@ -263,6 +301,9 @@ async def _chunks(
             yield chunk({"content": piece})
             piece = await stream.next()
         finished = piece or Finished(FINISH_STOP, Usage())
+        if finished.tool_calls:
+            calls = [{"index": i, **_call(c)} for i, c in enumerate(finished.tool_calls)]
+            yield chunk({"tool_calls": calls})
         yield chunk(
             {},
             _finish(finished.finish_reason),
@@ -282,7 +323,7 @@ async def _chunks(
             )
         yield sse_data("[DONE]")
     except KbchatError as exc:
-        yield sse_data(openai_error_body(exc.http_status, str(exc)))
+        yield sse_data(openai_error(exc)[1])
     except Exception as exc:  # a bug mid-stream: say so in the stream, details in the log
         log.exception("completion stream failed")
         yield sse_data(openai_error_body(500, f"internal error: {type(exc).__name__}"))
@@ -290,8 +331,16 @@ async def _chunks(
         stream.close()
 
 
+def _call(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
 def _finish(reason: str | None) -> str:
-    return reason if reason in ("stop", "length") else "stop"
+    return reason if reason in ("stop", "length", "tool_calls") else "stop"
 
 
 def _usage(usage: Usage) -> dict[str, int]:
@@ -302,34 +351,16 @@ def _usage(usage: Usage) -> dict[str, int]:
     }
 
 
-def _role(role: str) -> Literal["system", "user", "assistant", "tool"]:
-    if role == "developer":
-        return "system"
-    return role  # type: ignore[return-value]
-
-
-def _text(content: str | list[dict[str, Any]] | None) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    parts = []
-    for part in content:
-        if part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise BadInput(f"only text message parts are supported, got {part.get('type')!r}")
-        parts.append(part["text"])
-    return "".join(parts)
-
-
-@router.post("/embeddings", responses=documented(401, 404, 413, 422, 502, openai=True))
+@router.post("/embeddings", responses=documented(400, 401, 404, 413, 422, 502, openai=True))
 def embeddings(body: EmbeddingRequest, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    """Embed texts with the default embedder or a knowledge base's (``model``: its name)."""
-    texts = [body.input] if isinstance(body.input, str) else body.input
-    if not texts:
-        raise BadInput("input must not be empty")
+    """Embed texts with the default embedder, a knowledge base's, or a named backend."""
+    texts = _texts(body.input)
     embedder = _embedder(state, body.model, caller)
     if body.dimensions is not None and body.dimensions != embedder.dim:
-        raise BadInput(
-            f"{embedder.name} makes {embedder.dim}-dimensional vectors; "
-            f"dimensions={body.dimensions} is not supported"
+        raise Unsupported(
+            f"{embedder.name} makes {embedder.dim}-dimensional vectors and cannot shorten "
+            f"them; dimensions={body.dimensions} is not supported (omit it)",
+            param="dimensions",
         )
     vectors = np.asarray(
         embedder.embed_batch(texts, is_query=body.input_type == "query"), dtype=np.float32
@@ -345,6 +376,21 @@ def embeddings(body: EmbeddingRequest, state: StateDep, caller: CallerDep) -> di
         "model": embedder.name,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
+
+def _texts(given: str | list[str] | list[int] | list[list[int]]) -> list[str]:
+    """The texts to embed; token ids are refused (no offline tokenizer can decode them)."""
+    texts = [given] if isinstance(given, str) else given
+    if not texts:
+        raise BadInput("input must not be empty", param="input")
+    if not all(isinstance(t, str) for t in texts):
+        raise Unsupported(
+            "input as token ids is not supported: kbchat's embedders read text, and OpenAI's "
+            "tokenizer (cl100k_base) is not available offline to decode the ids. Send "
+            "strings (LangChain: OpenAIEmbeddings(check_embedding_ctx_length=False))",
+            param="input",
+        )
+    return [t for t in texts if isinstance(t, str)]
 
 
 def _embedder(state: ServerState, model: str, caller: Principal) -> Embedder:

@@ -37,12 +37,12 @@ def test_json_schema_answer_is_valid_json(llamacpp_model: LlamaCppChatModel) -> 
 def test_json_object_and_grammar_constrain_the_answer(llamacpp_model: LlamaCppChatModel) -> None:
     done = complete_message(
         llamacpp_model,
-        [Message("user", "Describe Paris.")],
+        [Message("user", "Give the city and country of the Eiffel Tower as JSON, briefly.")],
         response_format=ResponseFormat("json_object"),
-        max_tokens=80,
+        max_tokens=120,
         temperature=0,
     )
-    assert isinstance(json.loads(done.text), dict)
+    assert done.finish_reason == "stop" and isinstance(json.loads(done.text), dict)
     done = complete_message(
         llamacpp_model,
         [Message("user", "Is Paris in France? Answer at length.")],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kbchat.errors import BadInput, Unsupported
-from kbchat.llm.base import ResponseFormat, check_structured, complete_message
+from kbchat.llm.base import ForcedTool, ResponseFormat, check_structured, complete_message
 from kbchat.llm.structured import StructuredOutputError, complete_json, parse_json_object
 from kbchat.testing import ScriptedChatModel
 from kbchat.types import Message, ToolCall, ToolSpec
@@ -83,8 +83,6 @@ def test_check_structured_names_what_a_backend_cannot_do() -> None:
             tool_choice="auto",
         )
     with pytest.raises(BadInput, match="'mul', which is not among the tools \\(add\\)"):
-        from kbchat.llm.base import ForcedTool
-
         check_structured(
             "m", frozenset({"tools"}), response_format=None, grammar=None, tools=tools,
             tool_choice=ForcedTool("mul"),

@@ -22,8 +22,13 @@ def oai(client: TestClient) -> openai.OpenAI:
 def test_models_lists_chat_models_and_knowledge_bases(
     oai: openai.OpenAI, docs_kb: str, settings: Settings
 ) -> None:
-    ids = [m.id for m in oai.models.list()]
-    assert ids == [settings.default_model, f"kb:{docs_kb}"]
+    models = {m.id: m.model_extra or {} for m in oai.models.list()}
+    assert list(models) == [settings.default_model, f"kb:{docs_kb}", "default"]
+    chat = models[settings.default_model]
+    assert (chat["kind"], chat["context_length"], chat["backend"]) == ("chat", 4096, "llamacpp")
+    assert models[f"kb:{docs_kb}"]["kind"] == "kb"
+    assert models["default"]["kind"] == "embedding" and models["default"]["backend"] == "hash"
+    assert all(m.owned_by == "kbchat" for m in oai.models.list())
 
 
 def test_kb_model_answers_with_citations(oai: openai.OpenAI, docs_kb: str) -> None:
@@ -115,16 +120,17 @@ def test_unknown_models_are_404_in_openai_shape(oai: openai.OpenAI, client: Test
     assert body["error"]["code"] == "model_not_found" and "kb:nope" in body["error"]["message"]
 
 
-def test_bad_requests_are_422s_in_openai_shape(client: TestClient, docs_kb: str) -> None:
+def test_bad_requests_are_400s_in_openai_shape(client: TestClient, docs_kb: str) -> None:
     no_messages = client.post("/v1/chat/completions", json={"model": "x", "messages": []})
-    assert no_messages.status_code == 422
+    assert no_messages.status_code == 400
     assert no_messages.json()["error"]["type"] == "invalid_request_error"
+    assert no_messages.json()["error"]["param"] == "messages"
     last_not_user = client.post(
         "/v1/chat/completions",
         json={"model": f"kb:{docs_kb}", "messages": [{"role": "assistant", "content": "x"}]},
     )
     assert (
-        last_not_user.status_code == 422
+        last_not_user.status_code == 400
         and "last message" in last_not_user.json()["error"]["message"]
     )
     image = client.post(
@@ -136,7 +142,8 @@ def test_bad_requests_are_422s_in_openai_shape(client: TestClient, docs_kb: str)
             ],
         },
     )
-    assert image.status_code == 422 and "image_url" in image.json()["error"]["message"]
+    assert image.status_code == 400 and "image_url" in image.json()["error"]["message"]
+    assert image.json()["error"]["param"] == "messages.0.content"
 
 
 def test_embeddings_default_and_per_kb(oai: openai.OpenAI, docs_kb: str) -> None:
@@ -151,5 +158,8 @@ def test_embeddings_default_and_per_kb(oai: openai.OpenAI, docs_kb: str) -> None
     assert small.model == "hash-1000" and len(small.data[0].embedding) == 1000
     with pytest.raises(openai.NotFoundError, match="several joined"):
         oai.embeddings.create(model="nope", input="x")
-    with pytest.raises(openai.UnprocessableEntityError):
+    with pytest.raises(openai.BadRequestError, match="1000-dimensional") as info:
         oai.embeddings.create(model="default", input="x", dimensions=12)
+    assert info.value.param == "dimensions"
+    same = oai.embeddings.create(model="default", input="x", dimensions=1000)
+    assert len(same.data[0].embedding) == 1000
