@@ -140,6 +140,7 @@ NAIVE = {"threshold": 0.0, "dedupe": False}
 SYSTEMS = [
     System("kbchat", {}, None, None),
     System("kbchat-t0", {"threshold": 0.0}, None, None),
+    System("kbchat-samelang0", {"language_margin": 0.0}, None, None),
     System("kbchat-e5", {}, "e5", None),
     System("bm25", {"mode": "bm25", **NAIVE}, "use", (500, 50)),
     System("dense-use", {"mode": "dense", **NAIVE}, "use", (500, 50)),

@@ -201,6 +201,15 @@ def fans(tmp_path: Path) -> KnowledgeBase:
 LOW = SearchOptions(threshold=0.0)
 
 
+def follow_up(
+    model: ScriptedChatModel, kb: KnowledgeBase, question: str, history: list[Message]
+) -> Answer:
+    """The answer to a follow-up, searched with no threshold."""
+    return run(
+        list(stream_answer(model, [kb], question, history=history, options=ChatOptions(search=LOW)))
+    )[1]
+
+
 def test_an_item_no_passage_holds_is_declined_before_the_model_runs(fans: KnowledgeBase) -> None:
     model = ScriptedChatModel(["XR-7700C的额定功率是2.2千瓦[1]。"])
     options = ChatOptions(search=LOW)
@@ -262,17 +271,7 @@ def test_follow_up_keeps_the_subject_when_the_rewrite_loses_it(fans: KnowledgeBa
         Message("user", "XR-7700B的额定功率是多少？"),
         Message("assistant", "XR-7700B的额定功率是2.2千瓦[1]。"),
     ]
-    _, answer = run(
-        list(
-            stream_answer(
-                model,
-                [fans],
-                "那它的噪声不高于多少分贝？",
-                history=history,
-                options=ChatOptions(search=LOW),
-            )
-        )
-    )
+    answer = follow_up(model, fans, "那它的噪声不高于多少分贝？", history)
     assert answer.question == "XR-7700B的噪声不高于多少分贝？"
     assert "XR-7700B的噪声" in model.received[1][-1].content
 
@@ -280,17 +279,7 @@ def test_follow_up_keeps_the_subject_when_the_rewrite_loses_it(fans: KnowledgeBa
 def test_follow_up_rewrite_must_keep_its_polarity(fans: KnowledgeBase) -> None:
     model = ScriptedChatModel(["Which fans are quiet?", "ok"])
     history = [Message("user", "Tell me about XR-7700B"), Message("assistant", "A fan.")]
-    _, answer = run(
-        list(
-            stream_answer(
-                model,
-                [fans],
-                "Is it not louder than 65 dB?",
-                history=history,
-                options=ChatOptions(search=LOW),
-            )
-        )
-    )
+    answer = follow_up(model, fans, "Is it not louder than 65 dB?", history)
     assert answer.question == "Is XR-7700B not louder than 65 dB?"
 
 
@@ -329,17 +318,7 @@ def test_a_rewrite_that_asks_the_previous_question_again_is_not_used(kb: Knowled
         Message("user", "Can I return an unopened kettle?"),
         Message("assistant", "Yes, within 30 days [1]."),
     ]
-    _, answer = run(
-        list(
-            stream_answer(
-                model,
-                [kb],
-                "And what if it arrived damaged?",
-                history=history,
-                options=ChatOptions(search=LOW),
-            )
-        )
-    )
+    answer = follow_up(model, kb, "And what if it arrived damaged?", history)
     assert answer.question == "And what if it arrived damaged?"
     prompt = model.received[1]
     assert prompt[-1].content.endswith("Question: And what if it arrived damaged?")
