@@ -11,20 +11,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kbchat.chat.grounding import (
-    check_claims,
-    content_words,
-    items,
-    missing_items,
-    normalise,
-    occurs,
-    question_coverage,
-)
+from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
+from kbchat.chat.grounding import check_claims, missing_items, question_coverage
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.errors import BadInput
 from kbchat.kb import KnowledgeBase
 from kbchat.lexical import tokenize
-from kbchat.llm.base import ChatModel, complete
+from kbchat.llm.base import ChatModel
 from kbchat.prompts import Language, detect_language, render, template
 from kbchat.retrieve import Reranker, SearchOptions, retrieve
 from kbchat.types import Answer, Citation, Delta, Hit, Message, Usage
@@ -33,11 +26,6 @@ NoHitPolicy = Literal["refuse", "fallback", "message"]
 ChatEvent = str | Answer  # text deltas, then one Answer
 
 _MARKER = re.compile(r"\[(\d{1,2})\]")
-_FOLLOW_UP = re.compile(
-    r"(它|他|她|这个|那个|这些|那些|其|该|上面|上述|前者|后者|呢[？?]?$)|"
-    r"\b(it|its|this|that|these|those|they|them|he|she|his|her|the above|what about)\b",
-    re.IGNORECASE,
-)
 _REFUSALS = ("资料中没有找到答案", "do not contain the answer", "does not contain the answer")
 MIN_OVERLAP = 0.2
 """Share of the answer's words a passage must hold to be cited when the model cited nothing."""
@@ -103,7 +91,7 @@ def stream_answer(
     question, notices = checked_question(model, question, options)
     language = detect_language(question)
     standalone = query = question
-    if options.rewrite and history and _FOLLOW_UP.search(question):
+    if options.rewrite and history and FOLLOW_UP.search(question):
         standalone, query = standalone_question(model, question, history, language)
     retrieved = retrieve(kbs, query, options.search, reranker=reranker)
     notices += retrieved.notices
@@ -152,85 +140,6 @@ def checked_question(
         question = truncate_to_tokens(question, limit, model.count_tokens)
         notices.append(f"the question was longer than {limit} tokens and was truncated")
     return question, notices
-
-
-def standalone_question(
-    model: ChatModel, question: str, history: Sequence[Message], language: Language
-) -> tuple[str, str]:
-    """Turn a follow-up ("那它的噪声…", "what about its price?") into a standalone question.
-
-    The model rewrites it; the rewrite is kept only if it keeps the conversation's subject
-    (the items the last question named, ``grounding.items``), most of the follow-up's own
-    words, and its polarity (a "not" stays a "not"). Otherwise the pronoun is replaced by
-    the subject. Returns the question to answer and the query to search with: with no
-    subject to put in, the follow-up is answered as asked (with the conversation) and
-    searched for together with the last question.
-    """
-    subject = _subject(history)
-    rewritten = rewrite_question(model, question, history, language)
-    if _keeps_meaning(rewritten, question, subject):
-        return rewritten, rewritten
-    if subject:
-        named = subject[0]
-        replaced = _PRONOUN.sub(
-            lambda m: named + ("'s" if m.group(0).lower() == "its" else ""), question, count=1
-        )
-        if replaced == question:
-            replaced = f"{named} {question}" if language == "en" else f"{named}：{question}"
-        replaced = _LEAD.sub("", replaced)
-        return replaced, replaced
-    previous = next((m.content for m in reversed(history) if m.role == "user"), "")
-    return question, f"{previous} {question}".strip()
-
-
-_PRONOUN = re.compile(
-    r"它们|它|其|该产品|该型号|这个|那个|\b(?:its|it|this|that|they|them)\b", re.IGNORECASE
-)
-_LEAD = re.compile(r"^(那么|那|还有|and\s+|so\s+)", re.IGNORECASE)
-_NEGATION = re.compile(r"不|没|未|无|非|别|\b(?:not|no|never|without|n't)\b", re.IGNORECASE)
-
-
-def _subject(history: Sequence[Message]) -> list[str]:
-    """The items named by the most recent user turn that names any."""
-    for message in reversed(history):
-        if message.role == "user" and (named := items(message.content)):
-            return named
-    return []
-
-
-def _keeps_meaning(rewritten: str, question: str, subject: Sequence[str]) -> bool:
-    if normalise(rewritten) == normalise(question):
-        return False
-    haystack = normalise(rewritten)
-    if subject and not any(occurs(item, haystack) for item in subject):
-        return False
-    if not all(occurs(item, haystack) for item in items(question)):
-        return False
-    asked = set(content_words(question))
-    kept = asked & set(content_words(rewritten))
-    if asked and len(kept) < 0.5 * len(asked):
-        return False  # the rewrite asks something else (often the previous question again)
-    return bool(_NEGATION.search(rewritten)) == bool(_NEGATION.search(question))
-
-
-def rewrite_question(
-    model: ChatModel, question: str, history: Sequence[Message], language: Language
-) -> str:
-    """The model's standalone version of a follow-up (unchecked; see ``standalone_question``)."""
-    recent = fit_history(history, 400, model.count_tokens)
-    lines = "\n".join(f"{m.role}: {m.content}" for m in recent)
-    prompt = render("rewrite", language, history=lines, question=question)
-    text, _, _ = complete(model, [Message("user", prompt)], temperature=0.0, max_tokens=64)
-    cleaned = [_LABEL.sub("", line).strip() for line in text.splitlines()]
-    rewritten = next((line for line in cleaned if line), "")
-    return rewritten if 2 <= len(rewritten) <= 4 * len(question) + 200 else question
-
-
-# Labels of the rewrite prompt that a small model may echo before its answer.
-_LABEL = re.compile(
-    r"^\s*(?:(?:last|standalone|rewritten) question|最后的问题|改写后的问题)\s*[:：]\s*",
-    re.IGNORECASE,
-)
 
 
 def build_messages(
