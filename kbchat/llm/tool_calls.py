@@ -5,6 +5,12 @@ list of calls (when parallel calls are allowed), or ``{"answer": "<text>"}`` (wh
 model may decline to call, tool_choice "auto"). Each call's arguments follow that tool's
 own parameter schema, so a malformed call cannot be produced. This is the shape Qwen 2.5
 is trained to write inside ``<tool_call>`` tags, without the tags.
+
+The schema makes the format safe, not the choice: on a 10-prompt probe (5 needing a tool,
+zh + en) Qwen2.5-Coder-0.5B under "auto" picked the right tool for all 5 but also called
+one for the 5 that needed none (greetings, a haiku); yes/no and pick-a-name pre-steps
+under a grammar did no better (4/10, 7/10, 5/10). Callers that need it to decline
+reliably must decide otherwise (or use a larger model).
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@ import json
 import jsonschema_rs
 import pytest
 
-from kbchat.errors import BackendError
+from kbchat.errors import BackendError, BadInput
 from kbchat.llm.base import ForcedTool
+from kbchat.llm.llamacpp import _as_tool_calls
 from kbchat.llm.tool_calls import read_reply, reply_schema
-from kbchat.types import ToolSpec
+from kbchat.types import Delta, ToolSpec, Usage
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
@@ -48,3 +49,18 @@ def test_read_reply_turns_json_into_calls_or_text() -> None:
     assert read_reply('{"answer": "你好"}', TOOLS) == ("你好", ())
     with pytest.raises(BackendError, match="names no known tool"):
         read_reply('{"name": "rm", "arguments": {}}', TOOLS)
+
+
+def test_embedded_reply_is_read_whole_into_calls_or_text() -> None:
+    def reply(*parts: str, finish: str = "stop") -> list[Delta]:
+        return [*(Delta(text=p) for p in parts), Delta(finish_reason=finish, usage=Usage(5, 2))]
+
+    calls = list(_as_tool_calls(iter(reply('{"name": "now", ', '"arguments": {}}')), TOOLS, 50))
+    assert [c.name for c in calls[0].tool_calls] == ["now"] and calls[0].text == ""
+    assert calls[-1].finish_reason == "tool_calls" and calls[-1].usage == Usage(5, 2)
+    answer = list(_as_tool_calls(iter(reply('{"answer": ', '"Hi"}')), TOOLS, 50))
+    assert [d.text for d in answer] == ["Hi", ""] and answer[-1].finish_reason == "stop"
+    cancelled = list(_as_tool_calls(iter(reply('{"na', finish="cancelled")), TOOLS, 50))
+    assert [d.finish_reason for d in cancelled] == ["cancelled"]
+    with pytest.raises(BadInput, match="max_tokens=7 ran out"):
+        list(_as_tool_calls(iter(reply('{"name": "no', finish="length")), TOOLS, 7))
