@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kbchat.lexical import tokenize
+from kbchat.prompts import detect_language
 
 # A code: letters and digits together (XR-7700B, ISO9001, v2.3, GB/T-7714, 3C), or a
 # number of two or more digits (years, prices, stock codes, part numbers).
@@ -50,7 +51,9 @@ _STOP_TOKENS = frozenset(
     "not no yes i you he she they we his her their our my your source sources answer "
     "的 了 是 在 和 与 及 或 也 都 就 而 及其 其 之 为 有 被 把 对 从 到 以 于 中 等 "
     "个 这 那 它 他 她 们 吗 呢 吧 啊 什么 哪 哪些 哪个 多少 几 怎么 怎样 如何 为什么 "
-    "资料 根据 问题 回答 答案".split()
+    "资料 根据 问题 回答 答案 提供 信息 提到 显示 表明 可知 所述 文中 "
+    "according based provided information mentioned mention states stated context text "
+    "passage passages given".split()
 )
 
 
@@ -61,9 +64,10 @@ class ClaimCheck:
     Attributes:
         unsupported: numbers, codes and names in the answer found in no passage (nor in
             the question).
-        support: share of the answer's content words (``lexical.tokenize``, stop words
-            removed) that occur in the passages, in [0, 1]; 1.0 for an answer without any.
-        words: how many content words the answer has.
+        support: share of the answer's new content words (``lexical.tokenize``, stop words
+            and the question's words removed) that occur in the passages in the answer's
+            language, in [0, 1]; 1.0 for an answer without any, or with no such passage.
+        words: how many new content words were judged.
     """
 
     unsupported: tuple[str, ...]
@@ -80,19 +84,23 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def items(text: str) -> list[str]:
-    """The specific items ``text`` names: codes, numbers, quoted titles, capitalised names.
+def items(text: str, *, names: bool = True) -> list[str]:
+    """The specific items ``text`` names: codes, numbers, options, file names, and (with
+    ``names``) quoted titles and capitalised names.
 
+    Names and titles are words of one language; codes and numbers are the same in every
+    language, so only they can be looked for in passages of another language.
     Returns them in order of appearance, without duplicates, as written.
     """
     found: list[str] = []
-    for match in _QUOTED.finditer(text):
-        found.append(next(g for g in match.groups() if g))
+    if names:
+        for match in _QUOTED.finditer(text):
+            found.append(next(g for g in match.groups() if g))
     masked = _QUOTED.sub(" ", text)
     found.extend(m.group(0) for m in _TECH.finditer(masked))
     masked = _TECH.sub(" ", masked)
     found.extend(m.group(0) for m in _CODE.finditer(unicodedata.normalize("NFKC", masked)))
-    for match in _NAME.finditer(masked):
+    for match in _NAME.finditer(masked if names else ""):
         words = match.group(1).split()
         while words and words[0] in _NOT_NAMES:
             words.pop(0)
@@ -126,22 +134,39 @@ def _alnum_edge(edge: str, neighbour: str) -> bool:
 
 
 def missing_items(question: str, passages: Sequence[str]) -> list[str]:
-    """The items the question names (``items``) that occur in none of the passages."""
+    """The items the question names (``items``) that occur in none of the passages.
+
+    Names and titles are looked for only when some passage is in the question's language
+    (an English question's names are not in a Chinese file's words).
+    """
     haystack = normalise("\n".join(passages))
-    return [item for item in items(question) if not occurs(item, haystack)]
+    names = any(detect_language(p[:300]) == detect_language(question) for p in passages)
+    return [item for item in items(question, names=names) if not occurs(item, haystack)]
 
 
 def check_claims(answer: str, question: str, passages: Sequence[str]) -> ClaimCheck:
-    """Which of the answer's claims the passages (or the question) do not contain."""
+    """Which of the answer's claims the passages (or the question) do not contain.
+
+    Every number, code, option and file name the answer states must occur in some passage
+    or the question. Its names and its new words (those not in the question) are judged
+    only against passages in the answer's language: an answer may translate a passage in
+    another language.
+    """
     answer = _MARKERS.sub(" ", answer)
+    language = detect_language(answer)
+    same = [p for p in passages if detect_language(p[:300]) == language]
     haystack = normalise("\n".join([*passages, question]))
-    unsupported = tuple(item for item in items(answer) if not occurs(item, haystack))
-    words = content_words(answer)
-    if not words:
+    unsupported = tuple(
+        item for item in items(answer, names=bool(same)) if not occurs(item, haystack)
+    )
+    asked = set(content_words(question))
+    new = [w for w in content_words(answer) if w not in asked]
+    if not new or not same:
         return ClaimCheck(unsupported, 1.0, 0)
-    passage_words = set(content_words("\n".join([*passages, question])))
-    support = sum(1 for w in words if w in passage_words) / len(words)
-    return ClaimCheck(unsupported, support, len(words))
+    # Substrings, not tokens: the segmenter may cut a name differently in another context.
+    text = normalise("\n".join([*same, question]))
+    support = sum(1 for w in new if normalise(w) in text) / len(new)
+    return ClaimCheck(unsupported, support, len(new))
 
 
 def content_words(text: str) -> list[str]:

@@ -294,9 +294,9 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
         if claims.unsupported:
             named = ", ".join(claims.unsupported)
             return f"the answer states {named}, which the sources do not contain"
-        if claims.words >= 3 and claims.support < options.min_support:
+        if claims.words and claims.support < options.min_support:
             return (
-                f"only {claims.support:.0%} of the answer's words are in the sources "
+                f"only {claims.support:.0%} of the answer's new words are in the sources "
                 f"(chat.min_support {options.min_support:.0%})"
             )
         coverage = question_coverage(head, question, passages)

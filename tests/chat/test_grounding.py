@@ -49,7 +49,9 @@ def test_invented_numbers_and_names_are_unsupported() -> None:
         "How do I change the port of the web server?",
         FANS,
     )
-    assert "8080" in invented.unsupported and invented.support < 0.5
+    assert {"8080", "~/.kbchat/config.yaml"} <= set(invented.unsupported)
+    made_up = check_claims("XR-7700A的外壳是红色的，重量为五公斤。", "XR-7700A是什么颜色？", FANS)
+    assert made_up.unsupported == () and made_up.support < 0.5
     supported = check_claims("XR-7700A的额定功率是1.5千瓦 [1]", "XR-7700A的功率？", FANS)
     assert supported.unsupported == () and supported.support > 0.8
 
@@ -57,3 +59,15 @@ def test_invented_numbers_and_names_are_unsupported() -> None:
 def test_an_answer_without_content_words_is_not_judged_by_support() -> None:
     check = check_claims("是的。", "XR-770停产了吗？", FANS)
     assert check.words == 0 and check.support == 1.0
+
+
+def test_an_answer_translating_a_passage_in_another_language_is_not_judged_on_its_words() -> None:
+    # An English answer over a Chinese file: names and words cannot match, numbers must.
+    translated = check_claims(
+        "The XR-7700A is a standard centrifugal fan rated at 1.5 kW.", "XR-7700A power?", FANS
+    )
+    assert translated.unsupported == () and translated.words == 0
+    wrong_number = check_claims("It is rated at 9.5 kW.", "XR-7700A power?", FANS)
+    assert wrong_number.unsupported == ("9.5",)
+    assert missing_items("Who designed the Shirley Valentine fan?", FANS) == []
+    assert missing_items("What does the XR-9000 weigh?", FANS) == ["XR-9000"]
