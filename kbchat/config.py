@@ -128,6 +128,22 @@ class ChatSettings(BaseModel):
     rewrite: bool = Field(True, description="Rewrite follow-up questions before retrieval.")
 
 
+class FileChatSettings(BaseModel):
+    """Files attached to a conversation (a temporary knowledge base per conversation)."""
+
+    model_config = {"extra": "forbid"}
+
+    ttl_hours: float = Field(
+        24.0, gt=0, description="Hours after its last use that a conversation's files are deleted."
+    )
+    whole_file_tokens: int = Field(
+        1500,
+        ge=0,
+        description="Attached files up to this many tokens go whole into the prompt instead of "
+        "being searched (0: always search); bench/file_chat.py measures both.",
+    )
+
+
 KeyRole = Literal["read", "write", "admin"]
 
 
@@ -213,6 +229,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    files: FileChatSettings = Field(default_factory=FileChatSettings)
     rerank: RerankSettings = Field(default_factory=RerankSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: dict[str, ModelSettings] = Field(

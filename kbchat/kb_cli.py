@@ -34,7 +34,7 @@ ExcludeOpt = Annotated[
 ]
 
 
-class _RichListener(IngestListener):
+class RichListener(IngestListener):
     """Shows a progress bar on stderr and collects outcomes."""
 
     def __init__(self, progress: Progress) -> None:
@@ -57,7 +57,7 @@ def run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> N
     """Run a write (add, remove, sync, rebuild) with a progress bar; exit 3 if a file failed."""
     progress = progress_bar()
     with progress:
-        listener = _RichListener(progress)
+        listener = RichListener(progress)
         outcomes: list[FileOutcome] = getattr(kb, action)(listener=listener, **kwargs)
     _report_outcomes(outcomes, as_json)
     if any(o.status == "failed" for o in outcomes):
