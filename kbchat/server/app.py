@@ -26,13 +26,16 @@ from kbchat.config import Settings
 from kbchat.conversations import ConversationStore
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.jobs import JobManager
-from kbchat.server import chat_api, kb_api, openai_api
+from kbchat.server import chat_api, files_api, kb_api, openai_api
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import PayloadTooLarge, error_body, install_error_handlers
 from kbchat.server.state import GenerationLimiter, ServerState, current_principal, get_state
 
 SAMPLE_KB = "kbchat-docs"
-_UPLOAD_PATH = re.compile(r"^/api/kbs/[^/]+/files/?$")
+_UPLOAD_PATH = re.compile(
+    r"^/api/kbs/[^/]+/files/?$|^/api/conversations/[^/]+/files/?$|^/v1/chat/completions$"
+)
+"""Requests that may carry files: limited by server.max_request_mb, not server.max_body_kb."""
 log = logging.getLogger(__name__)
 
 StateDep = Annotated[ServerState, Depends(get_state)]
@@ -72,6 +75,7 @@ def create_app(
             auth=auth,
         )
         app.state.kbchat = state
+        await run_in_threadpool(running.file_chats)  # drops conversations' expired files
         if seed_sample:
             _seed_sample(state)
         try:
@@ -92,6 +96,7 @@ def create_app(
     app.include_router(_system_router())
     app.include_router(kb_api.router)
     app.include_router(chat_api.router)
+    app.include_router(files_api.router)
     app.include_router(openai_api.router)
     if settings.server.cors_origins:
         app.add_middleware(

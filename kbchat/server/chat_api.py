@@ -20,16 +20,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from kbchat.chat.files import answer_sources
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.conversations import StoredMessage, new_conversation_id
 from kbchat.errors import KbchatError
 from kbchat.kb import KnowledgeBase
+from kbchat.library import is_temporary
 from kbchat.llm.base import ChatModel
 from kbchat.options import answer_search_options, chat_options
 from kbchat.serialize import answer_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import error_body, internal_error_body
+from kbchat.server.files_api import delete_conversation_files
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.types import Answer, Message
@@ -90,6 +93,10 @@ def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatP
     conversation_id = body.conversation_id or new_conversation_id()
     if body.conversation_id:
         history = state.conversations.get(body.conversation_id, caller.name).history()
+        files_kb = services.file_chats().find(body.conversation_id, caller.name)
+        kbs, options = answer_sources(
+            kbs, files_kb, model, options, whole_tokens=state.settings.files.whole_file_tokens
+        )
     return ChatPlan(
         model=model,
         kbs=kbs,
@@ -131,7 +138,7 @@ def answer_events(
                 plan.conversation_id,
                 plan.owner,
                 turns,
-                kbs=[kb.name for kb in plan.kbs],
+                kbs=[kb.name for kb in plan.kbs if not is_temporary(kb.name)],
                 model=plan.model.name,
             )
         yield event
@@ -231,4 +238,5 @@ def get_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -
 @router.delete("/api/conversations/{conversation_id}", status_code=204, tags=["conversations"])
 def delete_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -> Response:
     state.conversations.delete(conversation_id, caller.name)
+    delete_conversation_files(state, conversation_id, caller.name)
     return Response(status_code=204)

@@ -21,14 +21,7 @@ from kbchat.server.auth import Principal
 from kbchat.server.errors import Forbidden, PayloadTooLarge, error_body
 from kbchat.server.sse import KEEP_ALIVE, SSE_HEADERS, sse_event
 from kbchat.server.state import ServerState, current_principal, get_state
-from kbchat.server.uploads import (
-    content_problem,
-    remove_uploads,
-    safe_name,
-    save_upload,
-    unsupported_reason,
-    uploads_dir,
-)
+from kbchat.server.uploads import accept_upload, remove_uploads, uploads_dir
 
 router = APIRouter(tags=["knowledge bases"])
 
@@ -183,22 +176,7 @@ def _accept(
     upload: UploadFile, folder: Path, saved: dict[str, Path], max_bytes: int
 ) -> tuple[Path | None, FileOutcome | None]:
     """Save one upload, or say why it was refused."""
-    raw = upload.filename or "upload"
-    try:
-        name = safe_name(raw)
-    except BadInput as exc:
-        return None, FileOutcome(raw, "", "failed", str(exc))
-    if reason := unsupported_reason(name):
-        return None, FileOutcome(name, "", "skipped", reason)
-    if name in saved:
-        return None, FileOutcome(name, "", "failed", f"{name}: uploaded twice in one request")
-    head = upload.file.read(8192)
-    upload.file.seek(0)
-    if not head:
-        return None, FileOutcome(name, "", "failed", f"{name}: the file is empty")
-    if reason := content_problem(name, head):
-        return None, FileOutcome(name, "", "failed", reason)
-    return save_upload(upload.file, folder, name, max_bytes), None
+    return accept_upload(upload.filename or "upload", upload.file, folder, saved, max_bytes)
 
 
 @router.delete("/api/kbs/{name}/files/{file:path}", status_code=202)

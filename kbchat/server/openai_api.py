@@ -32,6 +32,7 @@ from kbchat.registry import embedders
 from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
 from kbchat.server.errors import openai_error_body
+from kbchat.server.files_api import FilePart, file_answer, take_file_parts
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_data
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.types import Answer, Delta, Message, Usage
@@ -157,8 +158,12 @@ async def chat_completions(
 
 def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) -> Any:
     """Resolve the model and messages; returns the generation to run under a slot."""
+    upload_bytes = int(state.settings.server.max_upload_mb * 2**20)
+    files = take_file_parts([m.content for m in body.messages], upload_bytes)
     messages = [Message(_role(m.role), _text(m.content)) for m in body.messages]
     max_tokens = body.max_completion_tokens or body.max_tokens
+    if files:
+        return _file_generation(state, body, caller, messages, max_tokens, files)
     if body.model.startswith(KB_PREFIX):
         return _kb_generation(state, body, caller, messages, max_tokens)
     model = state.services.models.get(body.model)
@@ -211,6 +216,42 @@ def _kb_generation(
             reranker=state.services.reranker(),
             cancel=cancel,
         ):
+            if isinstance(event, Answer):
+                yield Finished(
+                    event.finish_reason, event.usage, [asdict(c) for c in event.citations]
+                )
+            else:
+                yield event
+
+    return run
+
+
+def _file_generation(
+    state: ServerState,
+    body: ChatCompletionRequest,
+    caller: Principal,
+    messages: list[Message],
+    max_tokens: int | None,
+    files: list[FilePart],
+) -> Any:
+    """Files in the messages: answer from them (and from ``kb:<name>``'s knowledge base)."""
+    is_kb = body.model.startswith(KB_PREFIX)
+    search = answer_search_options(state.settings, top_k=body.top_k, threshold=body.threshold)
+    options = chat_options(
+        state.settings, search, max_tokens=max_tokens, temperature=body.temperature
+    )
+    events = file_answer(
+        state,
+        caller,
+        files,
+        model_name=state.settings.default_model if is_kb else body.model,
+        kb_names=[body.model.removeprefix(KB_PREFIX)] if is_kb else [],
+        messages=messages,
+        options=options,
+    )
+
+    def run(cancel: threading.Event) -> Iterator[Piece]:
+        for event in events(cancel):
             if isinstance(event, Answer):
                 yield Finished(
                     event.finish_reason, event.usage, [asdict(c) for c in event.citations]

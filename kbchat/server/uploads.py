@@ -13,12 +13,14 @@ import os
 import secrets
 import shutil
 import unicodedata
+from collections.abc import Container
 from pathlib import Path
 from typing import BinaryIO
 
 from kbchat.config import Settings
 from kbchat.errors import BadInput
 from kbchat.ingest.loaders import is_supported
+from kbchat.kb import FileOutcome
 from kbchat.server.errors import PayloadTooLarge
 
 MAX_NAME_BYTES = 180
@@ -152,6 +154,35 @@ def save_upload(source: BinaryIO, folder: Path, name: str, max_bytes: int) -> Pa
     finally:
         staging.unlink(missing_ok=True)
     return target
+
+
+def accept_upload(
+    raw: str, source: BinaryIO, folder: Path, taken: Container[str], max_bytes: int
+) -> tuple[Path | None, FileOutcome | None]:
+    """Save one uploaded file (client name ``raw``) into ``folder``, or say why not.
+
+    Returns the saved path, or the outcome of a refused file: a name with nothing usable,
+    an unsupported type, a name already in ``taken``, an empty file, or content that
+    contradicts its extension.
+
+    Raises:
+        PayloadTooLarge: the stream holds more than ``max_bytes``.
+    """
+    try:
+        name = safe_name(raw)
+    except BadInput as exc:
+        return None, FileOutcome(raw, "", "failed", str(exc))
+    if reason := unsupported_reason(name):
+        return None, FileOutcome(name, "", "skipped", reason)
+    if name in taken:
+        return None, FileOutcome(name, "", "failed", f"{name}: uploaded twice in one request")
+    head = source.read(SNIFF_BYTES)
+    source.seek(0)
+    if not head:
+        return None, FileOutcome(name, "", "failed", f"{name}: the file is empty")
+    if reason := content_problem(name, head):
+        return None, FileOutcome(name, "", "failed", reason)
+    return save_upload(source, folder, name, max_bytes), None
 
 
 def remove_uploads(folder: Path) -> None:
