@@ -1,6 +1,6 @@
 """File chat benchmark: a small file put whole into the prompt vs searched like a knowledge base.
 
-Usage: python bench/file_chat.py [--per-set 10] [--file-tokens 1200] [--out bench/results/file_chat.json]
+Usage: python bench/file_chat.py [--per-set 10] [--file-tokens 1200] [--out PATH]
 
 For each sampled question, one "small file" (about ``--file-tokens`` tokens, under two
 pages) holds the question's gold article(s) among other articles of the same set, in

@@ -94,3 +94,27 @@ def test_file_command_in_chat(
     assert "attached note.txt" in err and "attached: note.txt (indexed)" in err
     assert out.startswith("OK") and "note.txt" in err  # the answer and its source
     assert kb_names() == []
+
+
+def test_summarize_keeps_summaries_and_gives_an_overview(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The kettle test came back OK on Monday.", encoding="utf-8")
+    (docs / "b.txt").write_text("The toaster passed its test on Tuesday.", encoding="utf-8")
+    run("kb", "create", "lab", capsys=capsys)
+    run("kb", "add", "lab", str(docs), capsys=capsys)
+    code, out, err = run("summarize", "lab", "--json", capsys=capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert [f["file"] for f in result["files"]] == ["a.txt", "b.txt"]
+    assert all(f["summary"] == "OK" and not f["cached"] for f in result["files"])
+    assert result["overview"]["summary"] == "OK"
+    code, out, _ = run("summarize", "lab", "a.txt", "--json", capsys=capsys)
+    again = json.loads(out)
+    assert again["files"][0]["cached"] and "overview" not in again
+    code, out, _ = run("kb", "files", "lab", "--json", capsys=capsys)
+    assert [f["summary"] for f in json.loads(out)] == ["OK", "OK"]
+    code, _, err = run("summarize", "lab", "--strategy", "best", capsys=capsys)
+    assert code == 1 and "--strategy must be one of auto, map-reduce, refine, extract" in err

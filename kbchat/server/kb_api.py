@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from kbchat.chat.summaries import SummaryStore
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
 from kbchat.kb import FileOutcome, IngestListener
 from kbchat.options import search_options
@@ -128,7 +129,12 @@ def delete_kb(name: str, state: StateDep, caller: CallerDep) -> Response:
 def list_files(name: str, state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
     caller.require(name, "read")
     catalog = state.services.library.catalog
-    return [file_json(record) for record in catalog.list_files(catalog.get_kb(name).id)]
+    kb_id = catalog.get_kb(name).id
+    records = catalog.list_files(kb_id)
+    kept = SummaryStore(catalog.engine).for_files(kb_id, records)
+    return [
+        {**file_json(r), "summary": s.text if (s := kept.get(r.name)) else None} for r in records
+    ]
 
 
 @router.post("/api/kbs/{name}/files", status_code=202)
