@@ -18,6 +18,7 @@ from kbchat.config import load_settings
 from kbchat.errors import BadInput, KbchatError
 from kbchat.kb import KnowledgeBase
 from kbchat.options import summary_options
+from kbchat.serialize import summary_json
 
 SLOW_S = 120.0
 """Summaries expected to take longer than this are announced as a warning."""
@@ -86,13 +87,13 @@ def _summarize_all(
             partial(summarize_file, kb, name, model, store, options=options, refresh=refresh),
             as_json,
         )
-        results["files"].append({"file": name, **_summary_json(summary)})
+        results["files"].append({"file": name, **summary_json(summary)})
     if overview and len(names) > 1:
         if not as_json:
             err.print(f"== {kb.name} (overview)", markup=False, style="bold")
         texts = [f"{row['file']}: {row['summary']}" for row in results["files"]]
         whole = _run(partial(summarize, model, texts, options=options), as_json)
-        results["overview"] = _summary_json(whole)
+        results["overview"] = summary_json(whole)
     return results
 
 
@@ -133,15 +134,3 @@ def _progress(event: Progress) -> None:
         err.print(f"strategy {event.message}{note}", markup=False, style=style)
     elif event.total:
         err.print(f"{event.stage} {event.done}/{event.total}", markup=False, style="dim")
-
-
-def _summary_json(summary: Summary) -> dict[str, Any]:
-    return {
-        "summary": summary.text,
-        "strategy": summary.strategy,
-        "language": summary.language,
-        "cached": summary.cached,
-        "steps": summary.steps,
-        "estimated_s": summary.estimated_s,
-        "seconds": summary.seconds,
-    }

@@ -89,10 +89,6 @@ class SummaryStore:
                 )
             )
 
-    def forget_kb(self, kb_id: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(delete(file_summaries).where(file_summaries.c.kb_id == kb_id))
-
 
 def _stored(row: Any) -> StoredSummary:
     return StoredSummary(

@@ -26,7 +26,7 @@ from kbchat.config import Settings
 from kbchat.conversations import ConversationStore
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.jobs import JobManager
-from kbchat.server import chat_api, files_api, kb_api, openai_api
+from kbchat.server import chat_api, files_api, kb_api, openai_api, summary_api
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import PayloadTooLarge, error_body, install_error_handlers
 from kbchat.server.state import GenerationLimiter, ServerState, current_principal, get_state
@@ -97,6 +97,7 @@ def create_app(
     app.include_router(kb_api.router)
     app.include_router(chat_api.router)
     app.include_router(files_api.router)
+    app.include_router(summary_api.router)
     app.include_router(openai_api.router)
     if settings.server.cors_origins:
         app.add_middleware(
