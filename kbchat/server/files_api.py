@@ -150,7 +150,7 @@ def _start_conversation(
     try:
         store.get(conversation_id, owner)
     except NotFound:
-        title = "📎 " + ", ".join(name for name, _ in uploads)
+        title = ", ".join(name for name, _ in uploads)
         store.append(
             conversation_id, owner, [], kbs=[], model=state.settings.default_model, title=title
         )
