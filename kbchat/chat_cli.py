@@ -13,6 +13,7 @@ from rich.console import Console
 
 from kbchat.app import Services, build
 from kbchat.chat.files import answer_sources
+from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.cli_base import progress_bar
@@ -23,7 +24,7 @@ from kbchat.evaluate import load_queries
 from kbchat.evaluate_answers import AnswerResult, evaluate_answers
 from kbchat.kb import FileOutcome, KnowledgeBase
 from kbchat.kb_cli import EXIT_FILES_FAILED, RichListener
-from kbchat.options import answer_search_options, chat_options
+from kbchat.options import answer_search_options, chat_options, summary_options
 from kbchat.serialize import answer_json
 from kbchat.types import Answer, Message
 
@@ -50,6 +51,9 @@ def _events(
     )
     if not kbs:
         return stream_chat(model, question, history=history, options=options, cancel=cancel)
+    if (files_only := overview_target(kbs)) and is_overview_question(question):
+        summary = summary_options(services.settings, model=model_name)
+        return overview_answer(model, files_only, question, options=summary, cancel=cancel)
     return stream_answer(
         model,
         kbs,

@@ -118,3 +118,12 @@ def test_summarize_keeps_summaries_and_gives_an_overview(
     assert [f["summary"] for f in json.loads(out)] == ["OK", "OK"]
     code, _, err = run("summarize", "lab", "--strategy", "best", capsys=capsys)
     assert code == 1 and "--strategy must be one of auto, map-reduce, refine, extract" in err
+
+
+def test_asking_what_a_file_is_about_answers_from_its_summary(
+    note: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run("ask", "-f", str(note), "总结一下这个文件", "--json", capsys=capsys)
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["answer"] == "OK [1]" and answer["citations"][0]["file"] == "note.txt"

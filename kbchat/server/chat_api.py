@@ -21,6 +21,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kbchat.chat.files import answer_sources
+from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.conversations import StoredMessage, new_conversation_id
@@ -28,7 +29,7 @@ from kbchat.errors import KbchatError
 from kbchat.kb import KnowledgeBase
 from kbchat.library import is_temporary
 from kbchat.llm.base import ChatModel
-from kbchat.options import answer_search_options, chat_options
+from kbchat.options import answer_search_options, chat_options, summary_options
 from kbchat.serialize import answer_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import error_body, internal_error_body
@@ -113,7 +114,13 @@ def answer_events(
 ) -> Iterator[ChatEvent]:
     """The answer's events; the turn is stored before the finished Answer is yielded."""
     asked = time.time()
-    if plan.kbs:
+    files_only = overview_target(plan.kbs)
+    if files_only is not None and is_overview_question(plan.question):
+        summary = summary_options(state.settings)
+        events = overview_answer(
+            plan.model, files_only, plan.question, options=summary, cancel=cancel
+        )
+    elif plan.kbs:
         events = stream_answer(
             plan.model,
             plan.kbs,

@@ -21,10 +21,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Response, UploadFile
 
 from kbchat.chat.files import answer_sources
+from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.conversations import ConversationStore
 from kbchat.errors import BadInput, NotFound
 from kbchat.kb import FileOutcome, IngestListener
+from kbchat.options import summary_options
 from kbchat.serialize import file_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import PayloadTooLarge
@@ -289,7 +291,13 @@ def file_answer(
     history = [m for m in messages[:-1] if m.role in ("user", "assistant")]
     reranker = services.reranker()
 
+    question = messages[-1].content
+    files_only = overview_target(sources)
+    summary = summary_options(state.settings, model=model_name)
+
     def run(cancel: threading.Event) -> Iterator[ChatEvent]:
+        if files_only is not None and is_overview_question(question):
+            return overview_answer(model, files_only, question, options=summary, cancel=cancel)
         return stream_answer(
             model,
             sources,

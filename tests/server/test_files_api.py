@@ -196,3 +196,18 @@ def test_file_parts_may_exceed_the_json_body_limit() -> None:
             )
     finally:
         services.close()
+
+
+def test_what_is_this_file_about_is_answered_from_its_summary(
+    client: TestClient, model: ScriptedChatModel
+) -> None:
+    attach(client, "c5", {"manual.txt": MANUAL})
+    reply = client.post(
+        "/api/chat",
+        json={"question": "What is this file about?", "conversation_id": "c5", "stream": False},
+    )
+    assert reply.status_code == 200, reply.text
+    assert "Summarise the document below" in model.received[-1][0].content
+    assert [c["file"] for c in reply.json()["citations"]] == ["manual.txt"]
+    listed = client.get("/api/conversations/c5/files").json()["files"]
+    assert listed[0]["name"] == "manual.txt"
