@@ -10,6 +10,7 @@ knowledge base is dropped with its conversation, or once it has gone unused for
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import time
@@ -21,7 +22,7 @@ from sqlalchemy import Column, Float, MetaData, String, Table, delete, insert, s
 
 from kbchat.catalog import FileRecord
 from kbchat.chat.rag import ChatOptions
-from kbchat.errors import NotFound
+from kbchat.errors import Conflict, NotFound
 from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase
 from kbchat.library import TEMPORARY_PREFIX, Library
 from kbchat.llm.base import ChatModel
@@ -99,7 +100,8 @@ class FileChats:
                     update(file_chat_kbs).where(file_chat_kbs.c.kb_name == name).values(used_at=now)
                 )
         if name not in self.library.catalog.kb_names():
-            self.library.create(name, temporary=True, description="files of a conversation")
+            with contextlib.suppress(Conflict):  # created meanwhile by another request
+                self.library.create(name, temporary=True, description="files of a conversation")
         return self.library.get(name)
 
     def find(self, conversation_id: str, owner: str | None) -> KnowledgeBase | None:
