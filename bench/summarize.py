@@ -131,7 +131,7 @@ def main() -> None:
                     "summary": summary.text,
                 }
                 print(json.dumps({"ten_pages": strategy, "seconds": round(seconds, 1)}), flush=True)
-        for strategy in strategies:
+        for strategy in strategies if documents else []:
             scores, times = [], []
             for doc in documents:
                 summary, seconds = run_summary(services, kb, doc["name"], strategy, store)

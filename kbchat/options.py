@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kbchat.chat.rag import ChatOptions
-from kbchat.chat.summarize import SummaryOptions
+from kbchat.chat.summarize import SUMMARY_TOKENS, SummaryOptions
 from kbchat.config import Settings
 from kbchat.retrieve import SearchOptions
 
@@ -41,5 +41,5 @@ def summary_options(
     return SummaryOptions(
         strategy=strategy,  # type: ignore[arg-type]  # validated by SummaryOptions
         parallel=4 if remote else 1,
-        max_tokens=min(settings.chat.max_tokens, 400),
+        max_tokens=min(settings.chat.max_tokens, SUMMARY_TOKENS),
     )

@@ -28,6 +28,8 @@ Strategy = Literal["auto", "map-reduce", "refine", "extract"]
 STRATEGIES: tuple[Strategy, ...] = ("auto", "map-reduce", "refine", "extract")
 _SENTENCE = re.compile(r"[^。！？!?；;\n.]+(?:[。！？!?；;]|\.(?=\s|$))?")
 _MARGIN = 64
+SUMMARY_TOKENS = 250
+"""Longest final summary by default (3-5 sentences; shorter is faster on a CPU)."""
 MAX_SENTENCES = 3000
 """Extract embeds at most this many sentences (evenly spread over a longer document)."""
 
@@ -41,11 +43,11 @@ class SummaryOptions:
     """
 
     strategy: Strategy = "auto"
-    max_tokens: int = 300
+    max_tokens: int = SUMMARY_TOKENS
     step_tokens: int = 160
     max_step_input: int = 3000
-    extract_sentences: int = 12
-    extract_tokens: int = 900
+    extract_sentences: int = 10
+    extract_tokens: int = 600
     parallel: int = 1
     prompt_tps: float = 100.0
     generate_tps: float = 25.0
