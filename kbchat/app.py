@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from kbchat.chat.files import FileChats
 from kbchat.config import Settings
 from kbchat.errors import NotFound
 from kbchat.library import Library
@@ -55,12 +56,20 @@ class Services:
     library: Library
     models: ModelPool = field(init=False)
     _reranker: Reranker | None = field(init=False, default=None)
+    _file_chats: FileChats | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.models = ModelPool(self.settings)
 
     def close(self) -> None:
         self.library.close()
+
+    def file_chats(self) -> FileChats:
+        """The temporary knowledge bases of conversations; expired ones go on first use."""
+        if self._file_chats is None:
+            self._file_chats = FileChats(self.library, ttl_s=self.settings.files.ttl_hours * 3600.0)
+            self._file_chats.expire()
+        return self._file_chats
 
     def reranker(self) -> Reranker | None:
         """The configured reranker, built once; None when reranking is off."""

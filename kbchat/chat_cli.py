@@ -12,13 +12,19 @@ import typer
 from rich.console import Console
 
 from kbchat.app import Services, build
+from kbchat.chat.files import answer_sources
+from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
+from kbchat.cli_base import progress_bar
 from kbchat.config import Settings, load_settings
+from kbchat.conversations import new_conversation_id
 from kbchat.errors import BadInput, KbchatError
 from kbchat.evaluate import load_queries
 from kbchat.evaluate_answers import AnswerReport, AnswerResult, evaluate_answers
-from kbchat.options import answer_search_options, chat_options
+from kbchat.kb import FileOutcome, KnowledgeBase
+from kbchat.kb_cli import EXIT_FILES_FAILED, RichListener
+from kbchat.options import answer_search_options, chat_options, summary_options
 from kbchat.serialize import answer_json
 from kbchat.types import Answer, Message
 
@@ -33,11 +39,21 @@ def _events(
     history: Sequence[Message],
     options: ChatOptions,
     cancel: threading.Event | None = None,
+    files_kb: KnowledgeBase | None = None,
 ) -> Iterator[ChatEvent]:
     model = services.models.get(model_name)
-    if not kb_names:
+    kbs, options = answer_sources(
+        [services.library.get(name) for name in kb_names],
+        files_kb,
+        model,
+        options,
+        whole_tokens=services.settings.files.whole_file_tokens,
+    )
+    if not kbs:
         return stream_chat(model, question, history=history, options=options, cancel=cancel)
-    kbs = [services.library.get(name) for name in kb_names]
+    if (files_only := overview_target(kbs)) and is_overview_question(question):
+        summary = summary_options(services.settings, model=model_name)
+        return overview_answer(model, files_only, question, options=summary, cancel=cancel)
     return stream_answer(
         model,
         kbs,
@@ -47,6 +63,34 @@ def _events(
         reranker=services.reranker(),
         cancel=cancel,
     )
+
+
+def _attach(
+    services: Services, conversation: str, paths: Sequence[Path], *, required: bool
+) -> KnowledgeBase | None:
+    """Load ``paths`` into the conversation's temporary knowledge base, with progress.
+
+    Each file that fails says why (as in ``kb add``). Returns the knowledge base, or None
+    when no file was given. Raises typer.Exit(3) when ``required`` and nothing loaded.
+    """
+    if not paths:
+        return None
+    chats = services.file_chats()
+    progress = progress_bar()
+    with progress:
+        outcomes = chats.attach(conversation, None, paths, listener=RichListener(progress))
+    _report_files(outcomes)
+    if required and not any(o.status in ("indexed", "unchanged") for o in outcomes):
+        raise typer.Exit(EXIT_FILES_FAILED)
+    return chats.find(conversation, None)
+
+
+def _report_files(outcomes: Sequence[FileOutcome]) -> None:
+    for outcome in outcomes:
+        if outcome.status == "skipped":
+            err.print(f"skipped: {outcome.error}", markup=False, highlight=False)
+        elif outcome.status in ("indexed", "unchanged"):
+            err.print(f"attached {outcome.name} ({outcome.chunks} chunks)", markup=False)
 
 
 def _print_stream(events: Iterator[ChatEvent]) -> Answer:
@@ -171,6 +215,12 @@ def register(app: typer.Typer, eval_app: typer.Typer, split_names: Any, print_js
         ] = None,
         question: Annotated[str | None, typer.Argument(help="Your question.")] = None,
         no_kb: Annotated[bool, typer.Option("--no-kb", help="Ask the model alone.")] = False,
+        files: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--file", "-f", help="Answer from this file (repeatable); no knowledge base needed."
+            ),
+        ] = None,
         model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
         top_k: Annotated[
             int | None, typer.Option("--top-k", "-k", help="Sources (default: chat.top_k).")
@@ -182,24 +232,35 @@ def register(app: typer.Typer, eval_app: typer.Typer, split_names: Any, print_js
             bool, typer.Option("--json", help="Print machine-readable JSON.")
         ] = False,
     ) -> None:
-        """Ask one question; the answer streams, then its sources."""
-        if no_kb and question is None:
+        """Ask one question; the answer streams, then its sources.
+
+        With --file, the files are loaded into a temporary knowledge base (deleted after
+        the answer) and the question is answered from them, and from KB if one is named.
+        """
+        if (no_kb or files) and question is None:
             kb, question = None, kb
-        if question is None or (kb is None and not no_kb):
-            raise BadInput("usage: kbchat ask KB QUESTION, or kbchat ask --no-kb QUESTION")
+        if question is None or (kb is None and not no_kb and not files):
+            raise BadInput(
+                "usage: kbchat ask KB QUESTION, kbchat ask --file FILE QUESTION, "
+                "or kbchat ask --no-kb QUESTION"
+            )
         settings = load_settings()
         services = build(settings)
+        conversation = new_conversation_id()
         try:
-            names = [] if no_kb else split_names(kb)
+            names = [] if no_kb or kb is None else split_names(kb)
             search = answer_search_options(settings, top_k=top_k, threshold=threshold)
             options = chat_options(settings, search, no_hit=no_hit, max_tokens=max_tokens)
-            events = _events(services, names, question, model, [], options)
+            files_kb = _attach(services, conversation, files or [], required=True)
+            events = _events(services, names, question, model, [], options, files_kb=files_kb)
             if as_json:
                 answer = next(e for e in events if isinstance(e, Answer))
                 print_json(answer_json(answer))
             else:
                 _print_stream(events)
         finally:
+            if files:
+                services.file_chats().delete(conversation, None)
             services.close()
 
     @app.command("chat")
@@ -207,13 +268,19 @@ def register(app: typer.Typer, eval_app: typer.Typer, split_names: Any, print_js
         kb: Annotated[str | None, typer.Option(help="Knowledge base(s) to answer from.")] = None,
         model: Annotated[str | None, typer.Option(help="Model name.")] = None,
     ) -> None:
-        """Interactive chat with history: /kb NAME|off, /model NAME, /reset, /exit.
+        """Interactive chat with history: /kb NAME|off, /file PATH, /model NAME, /reset, /exit.
 
-        Ctrl-C stops the answer being written, not the session.
+        Ctrl-C stops the answer being written, not the session. Attached files are
+        deleted when the session ends.
         """
         settings = load_settings()
         services = build(settings)
-        state = {"kbs": split_names(kb) if kb else [], "model": model}
+        state: dict[str, Any] = {
+            "kbs": split_names(kb) if kb else [],
+            "model": model,
+            "conversation": new_conversation_id(),
+            "files": None,
+        }
         history: list[Message] = []
         err.print("kbchat chat — /help for commands, Ctrl-D to leave", markup=False)
         try:
@@ -225,11 +292,13 @@ def register(app: typer.Typer, eval_app: typer.Typer, split_names: Any, print_js
                 if line.strip():
                     _turn(services, state, line, history, settings)
         finally:
+            if state["files"] is not None:
+                services.file_chats().delete(state["conversation"], None)
             services.close()
 
 
 def _read(state: dict[str, Any]) -> str | None:
-    target = ",".join(state["kbs"]) or "model"
+    target = ",".join([*state["kbs"], *(["files"] if state["files"] else [])]) or "model"
     try:
         return input(f"[{target}] > ")
     except EOFError:
@@ -257,12 +326,26 @@ def _command(
                 services.library.get(name)
             state["kbs"] = names
             err.print(f"answering from {', '.join(names) or 'the model alone'}", markup=False)
+        elif word == "file":
+            if arg:
+                files_kb = _attach(
+                    services, state["conversation"], [Path(arg).expanduser()], required=False
+                )
+                state["files"] = files_kb or state["files"]
+            attached = state["files"].files() if state["files"] else []
+            err.print(
+                "attached: "
+                + (", ".join(f"{f.name} ({f.status})" for f in attached) or "no file yet"),
+                markup=False,
+            )
         elif word == "model":
             services.models.get(arg or None)
             state["model"] = arg or None
             err.print(f"model: {arg or services.settings.default_model}", markup=False)
         else:
-            err.print("/kb NAME[,NAME]|off   /model NAME   /reset   /exit", markup=False)
+            err.print(
+                "/kb NAME[,NAME]|off   /file PATH   /model NAME   /reset   /exit", markup=False
+            )
     except KbchatError as exc:
         err.print(f"error: {exc}", markup=False, style="red")
     return False
@@ -279,7 +362,16 @@ def _turn(
     options = chat_options(settings, answer_search_options(settings))
     events: Iterator[ChatEvent] | None = None
     try:
-        events = _events(services, state["kbs"], question, state["model"], history, options, cancel)
+        events = _events(
+            services,
+            state["kbs"],
+            question,
+            state["model"],
+            history,
+            options,
+            cancel,
+            files_kb=state["files"],
+        )
         answer = _print_stream(events)
     except KeyboardInterrupt:
         cancel.set()  # the model stops generating and is free for the next question

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kbchat import chat_cli
+from kbchat import chat_cli, summarize_cli
 from kbchat.cli_base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
 from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
@@ -145,6 +145,7 @@ def eval_retrieval(
 
 
 chat_cli.register(app, eval_app, split_names, print_json)
+summarize_cli.register(app)
 
 
 # -- kbchat serve and its API keys -------------------------------------------------------

@@ -182,6 +182,23 @@ class ChatSettings(BaseModel):
     )
 
 
+class FileChatSettings(BaseModel):
+    """Files attached to a conversation (a temporary knowledge base per conversation)."""
+
+    model_config = {"extra": "forbid"}
+
+    ttl_hours: float = Field(
+        24.0, gt=0, description="Hours after its last use that a conversation's files are deleted."
+    )
+    whole_file_tokens: int = Field(
+        0,
+        ge=0,
+        description="Attached files up to this many tokens go whole into the prompt instead of "
+        "being searched (0: always search). Default 0: bench/results/file_chat.json, ~1k-token "
+        "files, searched 87.5/37.5% vs whole 75/25% (cmrc/hotpot), with half the prompt.",
+    )
+
+
 KeyRole = Literal["read", "write", "admin"]
 
 
@@ -274,6 +291,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    files: FileChatSettings = Field(default_factory=FileChatSettings)
     rerank: RerankSettings = Field(default_factory=RerankSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: dict[str, ModelSettings] = Field(

@@ -192,8 +192,10 @@ class ConversationStore:
         *,
         kbs: Sequence[str],
         model: str,
+        title: str | None = None,
     ) -> None:
-        """Add ``turns`` to the conversation, creating it (titled by its first turn) if new.
+        """Add ``turns`` to the conversation, creating it (titled ``title``, or by its first
+        turn) if new.
 
         Raises:
             NotFound: the id belongs to another owner.
@@ -209,7 +211,8 @@ class ConversationStore:
                 "updated_at": now,
             }
             if row is None:
-                title = title_from(turns[0].content) if turns else "conversation"
+                first = title or (turns[0].content if turns else "conversation")
+                title = title_from(first)
                 conn.execute(
                     insert(conversations).values(
                         id=conversation_id, owner=owner, title=title, created_at=now, **header

@@ -12,6 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from kbchat.app import build
+from kbchat.chat.summaries import SummaryStore
 from kbchat.cli_base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
@@ -42,7 +43,7 @@ FollowSymlinksOpt = Annotated[
 ]
 
 
-class _RichListener(IngestListener):
+class RichListener(IngestListener):
     """Shows a progress bar on stderr and collects outcomes."""
 
     def __init__(self, progress: Progress) -> None:
@@ -65,7 +66,7 @@ def run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> N
     """Run a write (add, remove, sync, rebuild) with a progress bar; exit 3 if a file failed."""
     progress = progress_bar()
     with progress:
-        listener = _RichListener(progress)
+        listener = RichListener(progress)
         outcomes: list[FileOutcome] = getattr(kb, action)(listener=listener, **kwargs)
     _report_outcomes(outcomes, as_json)
     if any(o.status == "failed" for o in outcomes):
@@ -186,13 +187,18 @@ def kb_add(
 def kb_files(name: str, as_json: JsonOpt = False) -> None:
     """List a knowledge base's files with their status."""
     with open_library() as library:
-        records = library.get(name).files()
+        kb = library.get(name)
+        records = kb.files()
+        kept = SummaryStore(library.catalog.engine).for_files(kb.record.id, records)
+    summaries = {file: summary.text for file, summary in kept.items()}
     if as_json:
-        print_json([file_json(r) for r in records])
+        print_json([{**file_json(r), "summary": summaries.get(r.name)} for r in records])
         return
-    table = Table("name", "status", "chunks", "error")
+    table = Table("name", "status", "chunks", "error", "summary")
     for r in records:
-        table.add_row(r.name, r.status, str(r.chunks), r.error or "")
+        summary = summaries.get(r.name, "")
+        short = summary if len(summary) <= 80 else summary[:79] + "…"
+        table.add_row(r.name, r.status, str(r.chunks), r.error or "", short)
     out.print(table)
 
 

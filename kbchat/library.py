@@ -24,6 +24,13 @@ KB_NAME_RULE = (
 )
 """A knowledge base name, as checked here and stated in the API schema."""
 _NAME = re.compile(KB_NAME_PATTERN)
+TEMPORARY_PREFIX = "~"
+"""Names of temporary knowledge bases (files attached to a conversation) start with this;
+no user-made name can, and listings leave them out."""
+
+
+def is_temporary(name: str) -> bool:
+    return name.startswith(TEMPORARY_PREFIX)
 
 
 def validate_kb_name(name: str) -> str:
@@ -81,8 +88,15 @@ class Library:
         chunk_size: int | None = None,
         chunk_overlap: int | None = None,
         description: str = "",
+        temporary: bool = False,
     ) -> KBRecord:
-        validate_kb_name(name)
+        """Create a knowledge base; ``temporary`` ones are named with TEMPORARY_PREFIX."""
+        if temporary != is_temporary(name):
+            raise BadInput(
+                f"{name!r}: temporary knowledge bases (only those) start with {TEMPORARY_PREFIX!r}"
+            )
+        if not temporary:
+            validate_kb_name(name)
         ingest = self.settings.ingest
         size = chunk_size if chunk_size is not None else ingest.chunk_size
         overlap = chunk_overlap if chunk_overlap is not None else ingest.chunk_overlap
@@ -103,10 +117,12 @@ class Library:
         )
 
     def records(self) -> list[KBRecord]:
-        return self.catalog.list_kbs()
+        """The user's knowledge bases (temporary ones left out)."""
+        return [r for r in self.catalog.list_kbs() if not is_temporary(r.name)]
 
     def names(self) -> list[str]:
-        return self.catalog.kb_names()
+        """The user's knowledge base names (temporary ones left out)."""
+        return [n for n in self.catalog.kb_names() if not is_temporary(n)]
 
     def get(self, name: str) -> KnowledgeBase:
         """Open a knowledge base by name.

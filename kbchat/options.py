@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kbchat.chat.rag import ChatOptions
+from kbchat.chat.summarize import SUMMARY_TOKENS, SummaryOptions
 from kbchat.config import Settings
 from kbchat.retrieve import SearchOptions
 
@@ -29,3 +30,16 @@ def chat_options(settings: Settings, search: SearchOptions, **given: Any) -> Cha
     values: dict[str, Any] = settings.chat.model_dump(exclude={"top_k"})
     values.update({k: v for k, v in given.items() if v is not None})
     return ChatOptions(search=search, **values)
+
+
+def summary_options(
+    settings: Settings, *, strategy: str = "auto", model: str | None = None
+) -> SummaryOptions:
+    """SummaryOptions for ``model``: map steps run 4 at a time on a remote model."""
+    configured = settings.models.get(model or settings.default_model)
+    remote = configured is not None and configured.backend != "llamacpp"
+    return SummaryOptions(
+        strategy=strategy,  # type: ignore[arg-type]  # validated by SummaryOptions
+        parallel=4 if remote else 1,
+        max_tokens=min(settings.chat.max_tokens, SUMMARY_TOKENS),
+    )

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from kbchat.catalog_schema import FileRecord, KBRecord
+from kbchat.chat.summarize import Summary
 from kbchat.types import Answer, Hit
 
 
@@ -77,4 +78,17 @@ def answer_meta(answer: Answer) -> dict[str, Any]:
         "grounded": answer.grounded,
         "notices": answer.notices,
         "closest": [asdict(c) for c in answer.closest],
+    }
+
+
+def summary_json(summary: Summary) -> dict[str, Any]:
+    """The JSON shape of a summary (a contract shared by the CLI and the API)."""
+    return {
+        "summary": summary.text,
+        "strategy": summary.strategy,
+        "language": summary.language,
+        "cached": summary.cached,
+        "steps": summary.steps,
+        "estimated_s": summary.estimated_s,
+        "seconds": summary.seconds,
     }

@@ -29,7 +29,7 @@ from kbchat.ingest.discover import FoundFile
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.jobs import JobManager, JobWork
 from kbchat.kb import FileOutcome, IngestListener
-from kbchat.server import chat_api, kb_api, openai_api
+from kbchat.server import chat_api, files_api, kb_api, openai_api, summary_api
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import (
     PayloadTooLarge,
@@ -44,7 +44,10 @@ from kbchat.server.state import GenerationLimiter, ServerState, current_principa
 
 SAMPLE_KB = "kbchat-docs"
 INTERRUPTED = "queued again: a server stop interrupted its ingest"
-_UPLOAD_PATH = re.compile(r"^/api/kbs/[^/]+/files/?$")
+_UPLOAD_PATH = re.compile(
+    r"^/api/kbs/[^/]+/files/?$|^/api/conversations/[^/]+/files/?$|^/v1/chat/completions$"
+)
+"""Requests that may carry files: limited by server.max_request_mb, not server.max_body_kb."""
 log = logging.getLogger(__name__)
 
 StateDep = Annotated[ServerState, Depends(get_state)]
@@ -85,6 +88,7 @@ def create_app(
         )
         app.state.kbchat = state
         _resume_pending(state)
+        await run_in_threadpool(running.file_chats)  # drops conversations' expired files
         if seed_sample:
             _seed_sample(state)
         try:
@@ -103,7 +107,14 @@ def create_app(
     )
     install_error_handlers(app)
     honest_openapi(app)
-    routers = [_system_router(), kb_api.router, chat_api.router, openai_api.router]
+    routers = [
+        _system_router(),
+        kb_api.router,
+        chat_api.router,
+        files_api.router,
+        summary_api.router,
+        openai_api.router,
+    ]
     for router in routers:
         app.include_router(router)
     app.state.route_methods = route_methods(routers)

@@ -27,6 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from kbchat.config import ApiKeySettings, Settings
 from kbchat.errors import BadInput, ConfigError, NotFound
+from kbchat.library import is_temporary
 from kbchat.server.errors import Forbidden, Unauthorized
 
 Role = Literal["read", "write", "admin"]
@@ -76,6 +77,8 @@ class Principal:
         return self.name is None
 
     def role(self, kb: str) -> Role | None:
+        if is_temporary(kb):  # a conversation's files: reached through the conversation only
+            return None
         if self.unrestricted:
             return "admin"
         roles = [r for r in (self.permissions.get(kb), self.permissions.get(ALL_KBS)) if r]

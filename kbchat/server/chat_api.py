@@ -28,16 +28,20 @@ from pydantic import (
     model_validator,
 )
 
+from kbchat.chat.files import answer_sources
+from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.conversations import StoredMessage, new_conversation_id
 from kbchat.errors import KbchatError
 from kbchat.kb import KnowledgeBase
+from kbchat.library import is_temporary
 from kbchat.llm.base import ChatModel
-from kbchat.options import answer_search_options, chat_options
+from kbchat.options import answer_search_options, chat_options, summary_options
 from kbchat.serialize import answer_json, answer_meta
 from kbchat.server.auth import Principal
 from kbchat.server.errors import documented, error_body, internal_error_body
+from kbchat.server.files_api import delete_conversation_files
 from kbchat.server.schemas import KBName
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
 from kbchat.server.state import ServerState, current_principal, find_kb, get_state
@@ -127,6 +131,10 @@ def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatP
     conversation_id = body.conversation_id or new_conversation_id()
     if body.conversation_id:
         history = state.conversations.get(body.conversation_id, caller.name).history()
+        files_kb = services.file_chats().find(body.conversation_id, caller.name)
+        kbs, options = answer_sources(
+            kbs, files_kb, model, options, whole_tokens=state.settings.files.whole_file_tokens
+        )
     return ChatPlan(
         model=model,
         kbs=kbs,
@@ -143,7 +151,13 @@ def answer_events(
 ) -> Iterator[ChatEvent]:
     """The answer's events; the turn is stored before the finished Answer is yielded."""
     asked = time.time()
-    if plan.kbs:
+    files_only = overview_target(plan.kbs)
+    if files_only is not None and is_overview_question(plan.question):
+        summary = summary_options(state.settings)
+        events = overview_answer(
+            plan.model, files_only, plan.question, options=summary, cancel=cancel
+        )
+    elif plan.kbs:
         events = stream_answer(
             plan.model,
             plan.kbs,
@@ -168,7 +182,7 @@ def answer_events(
                 plan.conversation_id,
                 plan.owner,
                 turns,
-                kbs=[kb.name for kb in plan.kbs],
+                kbs=[kb.name for kb in plan.kbs if not is_temporary(kb.name)],
                 model=plan.model.name,
             )
         yield event
@@ -276,4 +290,5 @@ def get_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -
 )
 def delete_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -> Response:
     state.conversations.delete(conversation_id, caller.name)
+    delete_conversation_files(state, conversation_id, caller.name)
     return Response(status_code=204)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
+from kbchat.chat.summaries import SummaryStore
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
 from kbchat.ingest.discover import FoundFile
 from kbchat.jobs import Job
@@ -135,7 +136,11 @@ def delete_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> Respons
 def list_files(name: KBNameInPath, state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
     record = find_kb(state, caller, name, "read")
     catalog = state.services.library.catalog
-    return [file_json(stored) for stored in catalog.list_files(record.id)]
+    records = catalog.list_files(record.id)
+    kept = SummaryStore(catalog.engine).for_files(record.id, records)
+    return [
+        {**file_json(r), "summary": s.text if (s := kept.get(r.name)) else None} for r in records
+    ]
 
 
 @router.post(

@@ -35,6 +35,7 @@ from kbchat.registry import embedders
 from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
 from kbchat.server.errors import documented, openai_error, openai_error_body
+from kbchat.server.files_api import FilePart, file_answer, take_file_parts
 from kbchat.server.openai_schemas import ChatCompletionRequest, EmbeddingRequest
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_data
 from kbchat.server.state import ServerState, current_principal, get_state
@@ -166,12 +167,18 @@ async def chat_completions(
 def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) -> Any:
     """Check the request and resolve the model; returns the generation to run under a slot.
 
+    File content parts are taken out first: the conversation's files are searched.
+
     Raises:
         Unsupported: a field kbchat or the model's backend cannot honour (HTTP 400).
     """
     body.refuse_unsupported()
+    upload_bytes = int(state.settings.server.max_upload_mb * 2**20)
+    files = take_file_parts([m.content for m in body.messages], upload_bytes)
     messages = body.to_messages()
     max_tokens = body.max_completion_tokens or body.max_tokens
+    if files:
+        return _file_generation(state, body, caller, messages, max_tokens, files)
     if body.model.startswith(KB_PREFIX):
         return _kb_generation(state, body, caller, messages, max_tokens)
     model = state.services.models.get(body.model)
@@ -256,20 +263,59 @@ def _kb_generation(
             cancel=cancel,
         ):
             if isinstance(event, Answer):
-                yield Finished(
-                    event.finish_reason,
-                    event.usage,
-                    [asdict(c) for c in event.citations],
-                    {
-                        "outcome": event.outcome,
-                        "grounded": event.grounded,
-                        "closest": [asdict(c) for c in event.closest],
-                    },
-                )
+                yield _answer_finished(event)
             else:
                 yield event
 
     return run
+
+
+def _file_generation(
+    state: ServerState,
+    body: ChatCompletionRequest,
+    caller: Principal,
+    messages: list[Message],
+    max_tokens: int | None,
+    files: list[FilePart],
+) -> Any:
+    """Files in the messages: answer from them (and from ``kb:<name>``'s knowledge base)."""
+    is_kb = body.model.startswith(KB_PREFIX)
+    search = answer_search_options(state.settings, top_k=body.top_k, threshold=body.threshold)
+    options = chat_options(
+        state.settings, search, max_tokens=max_tokens, temperature=body.temperature
+    )
+    events = file_answer(
+        state,
+        caller,
+        files,
+        model_name=state.settings.default_model if is_kb else body.model,
+        kb_names=[body.model.removeprefix(KB_PREFIX)] if is_kb else [],
+        messages=messages,
+        options=options,
+    )
+
+    def run(cancel: threading.Event) -> Iterator[Piece]:
+        for event in events(cancel):
+            if isinstance(event, Answer):
+                yield _answer_finished(event)
+            else:
+                yield event
+
+    return run
+
+
+def _answer_finished(answer: Answer) -> Finished:
+    """The end of a kb or file answer: its sources and what it rests on."""
+    return Finished(
+        answer.finish_reason,
+        answer.usage,
+        [asdict(c) for c in answer.citations],
+        {
+            "outcome": answer.outcome,
+            "grounded": answer.grounded,
+            "closest": [asdict(c) for c in answer.closest],
+        },
+    )
 
 
 def _track(delta: Delta, usage: Usage, finish: str | None) -> tuple[Usage, str | None]:

@@ -19,7 +19,7 @@ import re
 import secrets
 import shutil
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -271,7 +271,7 @@ def stage_uploads(
             except BadInput as exc:
                 refused.append(FileOutcome(raw, "", "failed", str(exc)))
                 continue
-            if problem := _refusal(upload, name, {s.name for s in staged}):
+            if problem := _refusal(upload.file, name, {s.name for s in staged}):
                 refused.append(FileOutcome(name, "", *problem))
                 continue
             staged.append(stage_upload(upload.file, folder, name, max_bytes))
@@ -295,14 +295,14 @@ def _excluded(raw: str, patterns: Sequence[str]) -> str | None:
 
 
 def _refusal(
-    upload: UploadFile, name: str, taken: set[str]
+    source: BinaryIO, name: str, taken: Container[str]
 ) -> tuple[Literal["skipped", "failed"], str] | None:
     if reason := unsupported_reason(name):
         return "skipped", reason
     if name in taken:
         return "failed", f"{name}: uploaded twice in one request"
-    head = upload.file.read(SNIFF_BYTES)
-    upload.file.seek(0)
+    head = source.read(SNIFF_BYTES)
+    source.seek(0)
     if not head:
         return "failed", f"{name}: the file is empty"
     if reason := content_problem(name, head):
@@ -365,6 +365,32 @@ def _refuse_replacing(names: Sequence[StagedUpload], kb: str) -> None:
         f"knowledge base {kb!r} already has a different file named {listed}{more}; nothing "
         "was saved. Upload again with overwrite=true to replace, or rename the file"
     )
+
+
+def accept_upload(
+    raw: str, source: BinaryIO, folder: Path, taken: Container[str], max_bytes: int
+) -> tuple[Path | None, FileOutcome | None]:
+    """Save one file attached to a conversation (client name ``raw``) into ``folder``.
+
+    Returns the saved path, or the outcome of a refused file: a name with nothing usable,
+    an unsupported type, a name already in ``taken``, an empty file, content that
+    contradicts its extension, or a different file of the same name already attached
+    (never replaced).
+
+    Raises:
+        PayloadTooLarge: the stream holds more than ``max_bytes``.
+    """
+    try:
+        name = safe_path(raw)
+    except BadInput as exc:
+        return None, FileOutcome(raw, "", "failed", str(exc))
+    if problem := _refusal(source, name, taken):
+        return None, FileOutcome(name, "", *problem)
+    staged = stage_upload(source, folder, name, max_bytes)
+    if not place_upload(staged, replace=False):
+        reason = f"{name}: a different file of this name is already attached"
+        return None, FileOutcome(name, "", "failed", reason)
+    return staged.target, None
 
 
 def remove_upload(folder: Path, copy: Path) -> None:

@@ -2,6 +2,7 @@
 
 import { api, readEvents, send } from "./api.js";
 import { assistantMessage, userMessage } from "./answer.js";
+import { attachments } from "./attachments.js";
 import { confirmButton, formatTime, h, replace } from "./dom.js";
 import { lang, t } from "./i18n.js";
 import { toast } from "./toast.js";
@@ -61,14 +62,27 @@ export function renderChat(root, conversationId, navigate) {
   const sendButton = h("button", { type: "submit", class: "btn primary", id: "send" }, t("chat.send"));
   const stopButton = h("button", { type: "button", class: "btn danger", id: "stop", hidden: true, onclick: () => stop() }, t("chat.stop"));
   const modeHint = h("div", { class: "mode-hint", id: "mode-hint" });
-  const composer = h("form", { class: "composer", id: "composer" }, h("div", { class: "composer-box" }, input, sendButton, stopButton), modeHint);
+  const attached = attachments({
+    conversation: () => state.current,
+    onConversation: (id) => {
+      state.current = id;
+      navigate(`#/chat/${encodeURIComponent(id)}`);
+    },
+    onChange: () => { updateMode(); refreshConversations(); },
+  });
+  const composer = h("form", { class: "composer", id: "composer" }, attached.list,
+    h("div", { class: "composer-box" }, attached.button, input, sendButton, stopButton), modeHint);
   const main = h("section", { class: "chat-main" }, toolbar, messages, composer);
+  attached.bindDrop(main);
   replace(root, h("div", { class: "split chat-layout" }, panel, main));
 
   function updateMode() {
     const chosen = prefs.kbs.filter((name) => state.kbs.some((kb) => kb.name === name));
     pickerSummary.textContent = chosen.length ? chosen.join(", ") : t("chat.noKb");
-    const mode = chosen.length ? t("chat.modeKb", { kbs: chosen.join(", ") }) : t("chat.modePlain");
+    const files = attached.files().filter((f) => f.status === "indexed" || f.status === "pending").map((f) => f.name);
+    const sources = [...chosen, ...files];
+    const mode = files.length ? t("files.mode", { sources: sources.join(", ") })
+      : chosen.length ? t("chat.modeKb", { kbs: chosen.join(", ") }) : t("chat.modePlain");
     replace(modeHint, h("span", {}, mode), h("span", { class: "keys" }, t("chat.keys")));
     topK.disabled = threshold.disabled = chosen.length === 0;
     return chosen;
@@ -139,6 +153,7 @@ export function renderChat(root, conversationId, navigate) {
     state.current = null;
     navigate("#/chat");
     emptyState();
+    attached.refresh(null);
     drawConversations();
     root.classList.remove("panel-open");
     input.focus();
@@ -159,6 +174,7 @@ export function renderChat(root, conversationId, navigate) {
     try {
       const conversation = await api(`/api/conversations/${encodeURIComponent(id)}`);
       state.current = conversation.id ?? id;
+      attached.refresh(state.current);
       messages.replaceChildren();
       for (const m of conversation.messages || []) {
         if (m.role === "user") userMessage(messages, m.content);
@@ -292,6 +308,7 @@ export function renderChat(root, conversationId, navigate) {
 
   return () => {
     stop();
+    attached.stop();
     document.removeEventListener("click", closePicker);
   };
 }

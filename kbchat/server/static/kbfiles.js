@@ -1,6 +1,6 @@
 // One knowledge base's page: its facts and actions, uploads with job progress, its files, and a retrieval test.
 
-import { api, followJob, isFinished, send, upload } from "./api.js";
+import { api, followJob, isFinished, readEvents, send, upload } from "./api.js";
 import { confirmButton, formatBytes, formatTime, h, replace } from "./dom.js";
 import { lang, t } from "./i18n.js";
 import { searchBox } from "./kbsearch.js";
@@ -64,17 +64,48 @@ function jobCard(container, title) {
   };
 }
 
+/** Stream a file's summary into `box` (the kept one comes back at once; `refresh` makes a new one). */
+async function summarize(kbName, file, box, button, refresh) {
+  button.disabled = true;
+  box.hidden = false;
+  box.classList.remove("form-error");
+  box.textContent = t("summary.working");
+  let text = "";
+  try {
+    const response = await send(`/api/kbs/${encodeURIComponent(kbName)}/summary`, {
+      method: "POST", json: { files: [file.name], refresh }, accept: "text/event-stream",
+    });
+    await readEvents(response, (name, data) => {
+      if (name === "progress" && data.stage === "plan" && !text) box.textContent = `${t("summary.working")} (${data.message})`;
+      else if (name === "delta") { text += data.text; box.textContent = text; }
+      else if (name === "summary") box.textContent = data.summary;
+      else if (name === "error") throw new Error((data.error && data.error.message) || String(data));
+    });
+    button.textContent = t("summary.again");
+  } catch (exc) {
+    box.textContent = exc.message;
+    box.classList.add("form-error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function fileRow(kbName, file, onDeleted) {
+  const summaryBox = h("div", { class: "file-summary muted", hidden: !file.summary }, file.summary || "");
+  const summaryButton = h("button", {
+    type: "button", class: "btn ghost small file-summarize", hidden: file.status !== "indexed",
+    onclick: () => summarize(kbName, file, summaryBox, summaryButton, Boolean(file.summary || summaryBox.textContent)),
+  }, file.summary ? t("summary.again") : t("summary.make"));
   return h(
     "tr",
     { class: `file-row ${file.status}`, dataset: { name: file.name } },
     h("td", { class: "file-name" }, h("span", { title: file.path || file.name }, file.name),
-      file.error ? h("div", { class: "reason" }, file.error) : null),
+      file.error ? h("div", { class: "reason" }, file.error) : null, summaryBox),
     h("td", {}, statusBadge(file.status)),
     h("td", { class: "num" }, String(file.chunks ?? "")),
     h("td", { class: "num hide-small" }, formatBytes(file.size)),
     h("td", { class: "muted hide-narrow" }, formatTime(file.updated_at, lang())),
-    h("td", { class: "actions" }, confirmButton({
+    h("td", { class: "actions" }, summaryButton, confirmButton({
       label: t("common.delete"), confirmLabel: t("common.confirmDelete"), className: "btn ghost small file-delete",
       onConfirm: async () => {
         try {

@@ -1,0 +1,135 @@
+"""Summaries of a knowledge base's files, streamed as server-sent events.
+
+``POST /api/kbs/{kb}/summary`` summarises the named files (default: every indexed file,
+then the knowledge base as a whole) under a generation slot. Kept summaries come back at
+once; new ones are stored. Events: ``file`` (a file starts), ``progress`` (the plan with
+its expected seconds, then steps), ``delta`` (text), ``summary`` (one file done),
+``overview`` (the whole knowledge base), ``done``; or ``error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from kbchat.chat.summaries import SummaryStore, file_record, summarize_file
+from kbchat.chat.summarize import Progress, Summary, SummaryEvent, summarize
+from kbchat.errors import BadInput, KbchatError
+from kbchat.options import summary_options
+from kbchat.serialize import summary_json
+from kbchat.server.auth import Principal
+from kbchat.server.chat_api import start_generation
+from kbchat.server.errors import error_body, internal_error_body
+from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
+from kbchat.server.state import ServerState, current_principal, get_state
+
+router = APIRouter(tags=["summaries"])
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+CallerDep = Annotated[Principal, Depends(current_principal)]
+log = logging.getLogger(__name__)
+Event = tuple[str, dict[str, Any]]
+
+
+class SummaryRequest(BaseModel):
+    """Which files to summarise, and how."""
+
+    files: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
+        None, max_length=1000, description="File names (default: every indexed file)."
+    )
+    strategy: Literal["auto", "map-reduce", "refine", "extract"] = "auto"
+    refresh: bool = Field(False, description="Summarise again even if a summary is kept.")
+    model: str | None = Field(None, max_length=128)
+
+
+@router.post(
+    "/api/kbs/{name}/summary",
+    response_model=None,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def summarize_kb(
+    name: str, body: SummaryRequest, request: Request, state: StateDep, caller: CallerDep
+) -> StreamingResponse:
+    """Summaries of files (kept until a file changes) and of the knowledge base, streamed."""
+    caller.require(name, "read")
+    plan = await run_in_threadpool(_plan, state, name, body)
+    stream, first = await start_generation(request, state, plan)
+    return StreamingResponse(
+        _events(stream, first), media_type="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+def _plan(state: ServerState, name: str, body: SummaryRequest) -> Any:
+    services = state.services
+    kb = services.library.get(name)
+    model = services.models.get(body.model)
+    options = summary_options(state.settings, strategy=body.strategy, model=body.model)
+    names = body.files or [r.name for r in kb.files() if r.status == "indexed"]
+    if not names:
+        raise BadInput(f"knowledge base {name!r} has no indexed file to summarise")
+    for file in names:
+        file_record(kb, file)  # unknown or unindexed files fail before the stream starts
+    store = SummaryStore(services.library.catalog.engine)
+
+    def run(cancel: threading.Event) -> Iterator[Event]:
+        texts = []
+        for file in names:
+            yield "file", {"file": file}
+            events = summarize_file(
+                kb, file, model, store, options=options, refresh=body.refresh, cancel=cancel
+            )
+            summary = yield from _translate(events, file)
+            texts.append(f"{file}: {summary.text}")
+            yield "summary", {"file": file, **summary_json(summary)}
+        if body.files is None and len(names) > 1:
+            whole = yield from _translate(
+                summarize(model, texts, options=options, cancel=cancel), None
+            )
+            yield "overview", summary_json(whole)
+        yield "done", {"files": len(names)}
+
+    return run
+
+
+def _translate(events: Iterator[SummaryEvent], file: str | None) -> Generator[Event, None, Summary]:
+    """Summary events as SSE (name, data); returns the Summary."""
+    for event in events:
+        if isinstance(event, Summary):
+            return event
+        if isinstance(event, Progress):
+            yield (
+                "progress",
+                {
+                    "file": file,
+                    "stage": event.stage,
+                    "done": event.done,
+                    "total": event.total,
+                    "message": event.message,
+                    "estimated_s": round(event.estimated_s, 1),
+                },
+            )
+        else:
+            yield "delta", {"file": file, "text": event}
+    raise KbchatError("the summary ended without a result")
+
+
+async def _events(stream: ThreadedStream[Event], first: Event | None) -> AsyncIterator[str]:
+    item = first
+    try:
+        while item is not None:
+            yield sse_event(*item)
+            item = await stream.next()
+    except KbchatError as exc:
+        yield sse_event("error", error_body(exc))
+    except Exception as exc:  # a bug mid-stream: say so in the stream, details in the log
+        log.exception("summary stream failed")
+        yield sse_event("error", internal_error_body(exc))
+    finally:
+        stream.close()

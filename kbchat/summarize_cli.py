@@ -1,0 +1,136 @@
+"""`kbchat summarize KB [FILE ...]`: per-file summaries (kept in the catalog) and an overview."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Annotated, Any
+
+import typer
+
+from kbchat.app import Services, build
+from kbchat.chat.summaries import SummaryStore, summarize_file
+from kbchat.chat.summarize import STRATEGIES, Progress, Summary, SummaryEvent, summarize
+from kbchat.cli_base import JsonOpt, err, print_json
+from kbchat.config import load_settings
+from kbchat.errors import BadInput, KbchatError
+from kbchat.kb import KnowledgeBase
+from kbchat.options import summary_options
+from kbchat.serialize import summary_json
+
+SLOW_S = 120.0
+"""Summaries expected to take longer than this are announced as a warning."""
+
+
+def register(app: typer.Typer) -> None:
+    """Add `summarize` to the main CLI app."""
+
+    @app.command("summarize")
+    def summarize_command(
+        kb: Annotated[str, typer.Argument(help="Knowledge base.")],
+        files: Annotated[
+            list[str] | None, typer.Argument(help="Files as `kb files` names them (default: all).")
+        ] = None,
+        strategy: Annotated[
+            str, typer.Option(help="auto, map-reduce, refine or extract (fast on CPU).")
+        ] = "auto",
+        model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
+        refresh: Annotated[
+            bool, typer.Option("--refresh", help="Summarise again even if a summary is kept.")
+        ] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Summarise files of a knowledge base (streamed; kept until the file changes).
+
+        Without FILE, every indexed file is summarised, then the knowledge base as a whole.
+        Ctrl-C stops.
+        """
+        if strategy not in STRATEGIES:
+            raise BadInput(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        settings = load_settings()
+        services = build(settings)
+        try:
+            base = services.library.get(kb)
+            names = files or [r.name for r in base.files() if r.status == "indexed"]
+            if not names:
+                raise BadInput(f"knowledge base {kb!r} has no indexed file to summarise")
+            results = _summarize_all(
+                services, base, names, strategy, model, refresh, as_json, overview=not files
+            )
+        finally:
+            services.close()
+        if as_json:
+            print_json(results)
+
+
+def _summarize_all(
+    services: Services,
+    kb: KnowledgeBase,
+    names: list[str],
+    strategy: str,
+    model_name: str | None,
+    refresh: bool,
+    as_json: bool,
+    *,
+    overview: bool,
+) -> dict[str, Any]:
+    model = services.models.get(model_name)
+    options = summary_options(services.settings, strategy=strategy, model=model_name)
+    store = SummaryStore(services.library.catalog.engine)
+    results: dict[str, Any] = {"kb": kb.name, "files": []}
+    for name in names:
+        if not as_json:
+            err.print(f"== {name}", markup=False, style="bold")
+        summary = _run(
+            partial(summarize_file, kb, name, model, store, options=options, refresh=refresh),
+            as_json,
+        )
+        results["files"].append({"file": name, **summary_json(summary)})
+    if overview and len(names) > 1:
+        if not as_json:
+            err.print(f"== {kb.name} (overview)", markup=False, style="bold")
+        texts = [f"{row['file']}: {row['summary']}" for row in results["files"]]
+        whole = _run(partial(summarize, model, texts, options=options), as_json)
+        results["overview"] = summary_json(whole)
+    return results
+
+
+def _run(make: Callable[..., Iterator[SummaryEvent]], as_json: bool) -> Summary:
+    """Print a summary's stream (text on stdout, progress on stderr); Ctrl-C stops it.
+
+    ``make(cancel=event)`` starts the summary.
+    """
+    cancel = threading.Event()
+    events: Iterator[SummaryEvent] = make(cancel=cancel)
+    summary: Summary | None = None
+    try:
+        for event in events:
+            if isinstance(event, Summary):
+                summary = event
+            elif isinstance(event, Progress):
+                _progress(event)
+            elif not as_json:
+                sys.stdout.write(event)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        cancel.set()
+        raise KbchatError("the summary was stopped") from None
+    if not as_json:
+        sys.stdout.write("\n")
+    if summary is None:
+        raise KbchatError("the summary ended without a result")
+    if summary.cached:
+        err.print(f"(kept summary, {summary.strategy})", markup=False, style="dim")
+    return summary
+
+
+def _progress(event: Progress) -> None:
+    if event.stage == "plan":
+        slow = event.estimated_s > SLOW_S
+        style = "yellow" if slow else "dim"
+        note = " (this is long; Ctrl-C stops)" if slow else ""
+        err.print(f"strategy {event.message}{note}", markup=False, style=style)
+    elif event.total:
+        err.print(f"{event.stage} {event.done}/{event.total}", markup=False, style="dim")

@@ -1,0 +1,202 @@
+"""Summaries with the scripted chat model and the hash embedder: budgets, strategies, storage."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kbchat.chat.summaries import SummaryStore, file_chunks, summarize_file
+from kbchat.chat.summarize import (
+    Progress,
+    Summary,
+    SummaryEvent,
+    SummaryOptions,
+    central_sentences,
+    choose_strategy,
+    sections,
+    step_budget,
+    summarize,
+)
+from kbchat.config import load_settings
+from kbchat.errors import BadInput, NotFound
+from kbchat.kb import KnowledgeBase
+from kbchat.library import Library
+from kbchat.llm.base import estimate_tokens
+from kbchat.testing import HashEmbedder, ScriptedChatModel
+
+LONG = [
+    f"Section {n}. The plant in town {n} made {n * 100} kettles in {1990 + n}. "
+    f"Its manager was called Person{n}. Workers there earned {n * 10} dollars a day."
+    for n in range(1, 41)
+]
+
+
+def run(events: object) -> tuple[str, list[Progress], Summary]:
+    items: list[SummaryEvent] = list(events)  # type: ignore[call-overload]
+    *rest, summary = items
+    assert isinstance(summary, Summary)
+    text = "".join(e for e in rest if isinstance(e, str))
+    return text, [e for e in rest if isinstance(e, Progress)], summary
+
+
+def fits(model: ScriptedChatModel, options: SummaryOptions) -> None:
+    for messages, params in zip(model.received, model.params, strict=True):
+        prompt = sum(estimate_tokens(m.content) for m in messages)
+        assert prompt + int(params["max_tokens"]) <= model.context_window  # type: ignore[call-overload]
+
+
+def test_map_reduce_never_overflows_the_context() -> None:
+    model = ScriptedChatModel(["part summary"], context_window=900)
+    options = SummaryOptions(strategy="map-reduce", max_tokens=100, step_tokens=60)
+    text, progress, summary = run(summarize(model, LONG, options=options))
+    budget = step_budget(model, options)
+    assert all(estimate_tokens(s) <= budget for s in sections(LONG, budget, estimate_tokens))
+    maps = [p for p in progress if p.stage == "map"]
+    assert maps[0].total > 1 and maps[-1].done == maps[-1].total
+    assert len(model.received) == summary.steps == maps[0].total + 1
+    assert text == summary.text == "part summary" and summary.strategy == "map-reduce"
+    assert "Combine them" in model.received[-1][0].content
+    fits(model, options)
+
+
+def test_parallel_map_steps_make_the_same_calls() -> None:
+    options = SummaryOptions(strategy="map-reduce", max_tokens=100, step_tokens=60)
+    sequential = ScriptedChatModel(["s"], context_window=900)
+    run(summarize(sequential, LONG, options=options))
+    parallel = ScriptedChatModel(["s"], context_window=900)
+    _, progress, _ = run(summarize(parallel, LONG, options=replace(options, parallel=3)))
+    assert len(parallel.received) == len(sequential.received) > 2
+    assert parallel.received[-1] == sequential.received[-1]  # the combine step sees all parts
+    assert [p.done for p in progress if p.stage == "map"] == list(range(len(parallel.received)))
+
+
+def test_refine_folds_each_section_into_the_summary() -> None:
+    model = ScriptedChatModel(["first", "second", "third"], context_window=900)
+    options = SummaryOptions(strategy="refine", max_tokens=100, step_tokens=60)
+    _, progress, summary = run(summarize(model, LONG, options=options))
+    assert "Summary of a document so far:\nfirst" in model.received[1][0].content
+    assert "so far:\nsecond" in model.received[2][0].content
+    assert summary.steps == len(model.received) == progress[-1].total
+    fits(model, options)
+
+
+def test_extract_sends_central_sentences_to_one_short_pass() -> None:
+    model = ScriptedChatModel(["The kettle warranty is two years."])
+    chunks = [
+        "The kettle warranty lasts two years. The kettle warranty covers the heating plate.",
+        "The kettle warranty needs the receipt. Zebras gallop across the savanna at dusk.",
+    ]
+    options = SummaryOptions(strategy="extract", extract_sentences=2)
+    _, progress, summary = run(summarize(model, chunks, embedder=HashEmbedder(), options=options))
+    assert len(model.received) == 1 and summary.strategy == "extract"
+    prompt = model.received[0][0].content
+    assert "key sentences" in prompt and "Zebras" not in prompt
+    assert any(p.stage == "extract" for p in progress)
+
+
+def test_central_sentences_keep_document_order_and_budget() -> None:
+    sentences = ["alpha beta", "alpha beta gamma", "delta", "alpha gamma"]
+    vectors = HashEmbedder().embed_batch(sentences)
+    picked = central_sentences(sentences, vectors, limit=3, budget=1000, count=estimate_tokens)
+    assert picked == [s for s in sentences if s in picked] and len(picked) == 3
+    tight = central_sentences(sentences, vectors, limit=3, budget=1, count=estimate_tokens)
+    assert len(tight) == 1
+
+
+def test_auto_summarises_a_short_text_in_one_pass_and_a_long_one_by_extract() -> None:
+    model = ScriptedChatModel(["short"])
+    _, _, summary = run(summarize(model, LONG[:2], embedder=HashEmbedder()))
+    assert summary.strategy == "map-reduce" and len(model.received) == 1
+    assert "Summarise the document below" in model.received[0][0].content
+    slow = SummaryOptions(prompt_tps=5, generate_tps=1)
+    long_text = LONG * 5
+    assert choose_strategy(model, long_text, slow, has_embedder=True) == "extract"
+    assert choose_strategy(model, long_text, slow, has_embedder=False) == "map-reduce"
+    fast = SummaryOptions(prompt_tps=1e6, generate_tps=1e6)
+    assert choose_strategy(model, long_text, fast, has_embedder=True) == "map-reduce"
+
+
+def test_a_chinese_document_gets_chinese_prompts() -> None:
+    model = ScriptedChatModel(["概括"])
+    _, _, summary = run(summarize(model, ["本产品保修期为两年。购买后请保留发票。"]))
+    assert summary.language == "zh" and "概括下面的文档" in model.received[0][0].content
+
+
+def test_bad_requests_say_what_is_wrong() -> None:
+    model = ScriptedChatModel()
+    with pytest.raises(BadInput, match="no text"):
+        list(summarize(model, ["  ", ""]))
+    with pytest.raises(BadInput, match="needs an embedder"):
+        list(summarize(model, LONG, options=SummaryOptions(strategy="extract")))
+    with pytest.raises(BadInput, match="context window"):
+        list(summarize(ScriptedChatModel(context_window=300), LONG))
+    with pytest.raises(BadInput, match="strategy must be one of"):
+        SummaryOptions(strategy="magic")  # type: ignore[arg-type]
+
+
+def test_a_stopped_summary_stops_between_steps() -> None:
+    model = ScriptedChatModel(["s"], context_window=900)
+    cancel = threading.Event()
+    options = SummaryOptions(strategy="map-reduce", max_tokens=100, step_tokens=60)
+    events = summarize(model, LONG, options=options, cancel=cancel)
+    for event in events:
+        if isinstance(event, Progress) and event.stage == "map" and event.done == 1:
+            cancel.set()
+            with pytest.raises(BadInput, match="stopped"):
+                next(events)
+            break
+    assert len(model.received) == 1
+
+
+# -- kept summaries ------------------------------------------------------------------
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> KnowledgeBase:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "plant.txt").write_text(" ".join(LONG[:6]), encoding="utf-8")
+    library = Library(load_settings(embedder={"backend": "hash"}))
+    library.create("docs")
+    kb = library.get("docs")
+    kb.add([root])
+    return kb
+
+
+def test_a_summary_is_kept_until_the_file_changes(kb: KnowledgeBase, tmp_path: Path) -> None:
+    store = SummaryStore(kb.catalog.engine)
+    model = ScriptedChatModel(["first summary", "second summary"])
+    _, _, made = run(summarize_file(kb, "plant.txt", model, store))
+    assert made.text == "first summary" and not made.cached
+    text, _, kept = run(summarize_file(kb, "plant.txt", model, store))
+    assert kept.cached and text == "first summary" and len(model.received) == 1
+    assert file_chunks(kb, "plant.txt")[0].startswith("Section 1.")
+    (tmp_path / "docs" / "plant.txt").write_text("A new text about a new plant.", encoding="utf-8")
+    kb.add([tmp_path / "docs"])
+    _, _, again = run(summarize_file(kb, "plant.txt", model, store))
+    assert again.text == "second summary" and not again.cached
+
+
+def test_another_strategy_or_refresh_summarises_again(kb: KnowledgeBase) -> None:
+    store = SummaryStore(kb.catalog.engine)
+    model = ScriptedChatModel(["one", "two", "three"])
+    run(summarize_file(kb, "plant.txt", model, store))
+    extract = SummaryOptions(strategy="extract")
+    _, _, other = run(summarize_file(kb, "plant.txt", model, store, options=extract))
+    assert other.strategy == "extract" and not other.cached
+    _, _, fresh = run(summarize_file(kb, "plant.txt", model, store, refresh=True))
+    assert not fresh.cached and len(model.received) == 3
+
+
+def test_unknown_or_unindexed_files_are_refused(kb: KnowledgeBase, tmp_path: Path) -> None:
+    store = SummaryStore(kb.catalog.engine)
+    with pytest.raises(NotFound, match="plant.txt"):
+        list(summarize_file(kb, "nope.txt", ScriptedChatModel(), store))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    kb.add([empty])
+    with pytest.raises(BadInput, match="empty.txt: not indexed \\(failed: "):
+        list(summarize_file(kb, "empty.txt", ScriptedChatModel(), store))

@@ -1,0 +1,50 @@
+"""POST /api/kbs/{kb}/summary: streamed summaries, kept per file, and an overview."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from kbchat.testing import ScriptedChatModel
+from tests.server.support import sse_events
+
+
+def summarise(client: TestClient, kb: str, **body: object) -> list[tuple[str, object]]:
+    response = client.post(f"/api/kbs/{kb}/summary", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    return sse_events(response.text)
+
+
+def test_every_file_then_an_overview_streams_and_is_kept(
+    client: TestClient, docs_kb: str, model: ScriptedChatModel
+) -> None:
+    events = summarise(client, docs_kb)
+    names = [name for name, _ in events]
+    assert names[0] == "file" and names[-1] == "done" and "overview" in names
+    summaries = {data["file"]: data for name, data in events if name == "summary"}  # type: ignore[index]
+    assert set(summaries) == {"kettle.txt", "tea.md"}
+    assert all(not s["cached"] for s in summaries.values())
+    deltas = "".join(d["text"] for n, d in events if n == "delta" and d["file"] == "tea.md")  # type: ignore[index]
+    assert deltas == summaries["tea.md"]["summary"]
+    plan = next(d for n, d in events if n == "progress")
+    assert plan["stage"] == "plan" and plan["estimated_s"] > 0  # type: ignore[index]
+    listed = client.get(f"/api/kbs/{docs_kb}/files").json()
+    assert {f["name"]: f["summary"] for f in listed} == {
+        name: s["summary"] for name, s in summaries.items()
+    }
+    calls = len(model.received)
+    again = summarise(client, docs_kb, files=["tea.md"])
+    kept = next(d for n, d in again if n == "summary")
+    assert kept["cached"] and len(model.received) == calls  # type: ignore[index]
+    assert "overview" not in [n for n, _ in again]
+
+
+def test_unknown_files_and_strategies_fail_before_the_stream(
+    client: TestClient, docs_kb: str
+) -> None:
+    response = client.post(f"/api/kbs/{docs_kb}/summary", json={"files": ["nope.txt"]})
+    assert response.status_code == 404 and "nope.txt" in response.text
+    response = client.post(f"/api/kbs/{docs_kb}/summary", json={"strategy": "magic"})
+    assert response.status_code == 422
+    response = client.post("/api/kbs/missing/summary", json={})
+    assert response.status_code == 404

@@ -1,0 +1,129 @@
+"""`kbchat ask --file` and `/file` in `kbchat chat`: answers from files, with no knowledge base."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kbchat.catalog import Catalog
+from kbchat.config import load_settings
+from tests.test_cli import run
+
+
+@pytest.fixture(autouse=True)
+def scripted_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
+    monkeypatch.setenv("KBCHAT_MODELS", json.dumps({"fake": {"backend": "scripted"}}))
+    monkeypatch.setenv("KBCHAT_DEFAULT_MODEL", "fake")
+
+
+@pytest.fixture
+def note(tmp_path: Path) -> Path:
+    path = tmp_path / "note.txt"
+    path.write_text("The kettle test came back OK on Monday.", encoding="utf-8")
+    return path
+
+
+def kb_names() -> list[str]:
+    catalog = Catalog(load_settings().catalog_url)
+    try:
+        return catalog.kb_names()
+    finally:
+        catalog.close()
+
+
+def test_ask_with_a_file_answers_from_it_and_leaves_nothing_behind(
+    note: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        "ask", "--file", str(note), "How did the test go?", "--json", capsys=capsys
+    )
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["answer"].startswith("OK") and answer["grounded"]
+    assert [c["file"] for c in answer["citations"]] == ["note.txt"]
+    assert "attached note.txt" in err
+    assert kb_names() == []  # the temporary knowledge base went with the answer
+
+
+def test_ask_with_a_file_and_a_knowledge_base_uses_both(
+    note: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "kb" / "other.txt"
+    other.parent.mkdir()
+    other.write_text("Nothing relevant to kettles here, just OK weather.", encoding="utf-8")
+    run("kb", "create", "misc", capsys=capsys)
+    run("kb", "add", "misc", str(other.parent), capsys=capsys)
+    code, out, err = run(
+        "ask", "misc", "how did the kettle test go?", "-f", str(note), "--json", capsys=capsys
+    )
+    assert code == 0, err
+    assert json.loads(out)["answer"].startswith("OK")
+    assert kb_names() == ["misc"]
+
+
+def test_a_file_that_fails_says_why_and_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.docx"
+    broken.write_bytes(b"PK\x03\x04 truncated")
+    empty = tmp_path / "empty.md"
+    empty.write_text("", encoding="utf-8")
+    code, out, err = run(
+        "ask", "--file", str(broken), "--file", str(empty), "what is it?", capsys=capsys
+    )
+    assert code == 3 and out == ""
+    assert "failed: broken.docx: " in err and "empty.md: file is empty" in err
+    assert kb_names() == []
+
+
+def test_ask_needs_a_question(note: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run("ask", "--file", str(note), capsys=capsys)
+    assert code == 1 and "kbchat ask --file FILE QUESTION" in err
+
+
+def test_file_command_in_chat(
+    note: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = iter([f"/file {note}", "/file", "how did the kettle test go?", "/exit"])
+    monkeypatch.setattr("builtins.input", lambda prompt: next(lines))
+    code, out, err = run("chat", capsys=capsys)
+    assert code == 0, err
+    assert "attached note.txt" in err and "attached: note.txt (indexed)" in err
+    assert out.startswith("OK") and "note.txt" in err  # the answer and its source
+    assert kb_names() == []
+
+
+def test_summarize_keeps_summaries_and_gives_an_overview(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The kettle test came back OK on Monday.", encoding="utf-8")
+    (docs / "b.txt").write_text("The toaster passed its test on Tuesday.", encoding="utf-8")
+    run("kb", "create", "lab", capsys=capsys)
+    run("kb", "add", "lab", str(docs), capsys=capsys)
+    code, out, err = run("summarize", "lab", "--json", capsys=capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert [f["file"] for f in result["files"]] == ["a.txt", "b.txt"]
+    assert all(f["summary"] == "OK" and not f["cached"] for f in result["files"])
+    assert result["overview"]["summary"] == "OK"
+    code, out, _ = run("summarize", "lab", "a.txt", "--json", capsys=capsys)
+    again = json.loads(out)
+    assert again["files"][0]["cached"] and "overview" not in again
+    code, out, _ = run("kb", "files", "lab", "--json", capsys=capsys)
+    assert [f["summary"] for f in json.loads(out)] == ["OK", "OK"]
+    code, _, err = run("summarize", "lab", "--strategy", "best", capsys=capsys)
+    assert code == 1 and "--strategy must be one of auto, map-reduce, refine, extract" in err
+
+
+def test_asking_what_a_file_is_about_answers_from_its_summary(
+    note: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run("ask", "-f", str(note), "总结一下这个文件", "--json", capsys=capsys)
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["answer"] == "OK [1]" and answer["citations"][0]["file"] == "note.txt"
