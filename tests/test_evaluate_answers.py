@@ -165,8 +165,9 @@ def test_scripted_model_through_stream_answer(tmp_path: Path) -> None:
     report = evaluate_answers(answer, queries)
     library.close()
     assert report.accuracy == 1.0 and report.citation_hit_rate == 1.0
-    assert report.false_refusals == 0.0 and report.declined_unanswerable == 0.5
-    assert [r.declined for r in report.details] == [False, True, False]
+    # The model's refusal and its invented colour (no passage says "red") are both declined.
+    assert report.false_refusals == 0.0 and report.declined_unanswerable == 1.0
+    assert [r.declined for r in report.details] == [False, True, True]
 
 
 def test_question_file_marks_unanswerable_questions(tmp_path: Path) -> None:
@@ -207,6 +208,7 @@ def test_cli_eval_answers_end_to_end(
     monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
     monkeypatch.setenv("KBCHAT_MODELS", json.dumps({"fake": {"backend": "scripted"}}))
     monkeypatch.setenv("KBCHAT_DEFAULT_MODEL", "fake")
+    monkeypatch.setenv("KBCHAT_CHAT__VERIFY", "false")  # "OK" is in no passage: a plumbing test
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "p1.txt").write_text("The kettle warranty lasts two years.", encoding="utf-8")
@@ -256,6 +258,7 @@ def test_interactive_chat_session(tmp_path: Path, kbchat_home: Path) -> None:
         "KBCHAT_EMBEDDER__BACKEND": "hash",
         "KBCHAT_MODELS": json.dumps({"fake": {"backend": "scripted"}}),
         "KBCHAT_DEFAULT_MODEL": "fake",
+        "KBCHAT_CHAT__VERIFY": "false",
     }
     docs = tmp_path / "docs"
     docs.mkdir()
