@@ -286,7 +286,7 @@ def get_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -
     "/api/conversations/{conversation_id}",
     status_code=204,
     tags=["conversations"],
-    responses=documented(401, 404),
+    responses=documented(401, 404, 422),  # 422: its files are still being attached
 )
 def delete_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -> Response:
     state.conversations.delete(conversation_id, caller.name)

@@ -29,7 +29,7 @@ from kbchat.kb import FileOutcome, IngestListener
 from kbchat.options import summary_options
 from kbchat.serialize import file_json
 from kbchat.server.auth import Principal
-from kbchat.server.errors import PayloadTooLarge
+from kbchat.server.errors import PayloadTooLarge, documented
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.server.uploads import accept_upload
 from kbchat.types import Message
@@ -41,7 +41,11 @@ CallerDep = Annotated[Principal, Depends(current_principal)]
 _DATA_URL = re.compile(r"^data:([\w.+\-/]*)(;[\w\-]+=[^;,]*)*;base64,", re.ASCII)
 
 
-@router.post("/api/conversations/{conversation_id}/files", status_code=202)
+@router.post(
+    "/api/conversations/{conversation_id}/files",
+    status_code=202,
+    responses=documented(401, 404, 413, 422, 503),
+)
 def attach_files(
     conversation_id: str,
     files: Annotated[list[UploadFile], File(description="Files to attach.")],
@@ -65,7 +69,7 @@ def attach_files(
     return {"conversation_id": conversation_id, "job": job}
 
 
-@router.get("/api/conversations/{conversation_id}/files")
+@router.get("/api/conversations/{conversation_id}/files", responses=documented(401, 404))
 def list_attached(conversation_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """The conversation's files (status, error, chunks) and its attach jobs, newest first."""
     chats = state.services.file_chats()
@@ -79,7 +83,11 @@ def list_attached(conversation_id: str, state: StateDep, caller: CallerDep) -> d
     }
 
 
-@router.delete("/api/conversations/{conversation_id}/files", status_code=204)
+@router.delete(
+    "/api/conversations/{conversation_id}/files",
+    status_code=204,
+    responses=documented(401, 404, 422),
+)
 def remove_attached(conversation_id: str, state: StateDep, caller: CallerDep) -> Response:
     """Remove every file of a conversation (404 if it has none)."""
     chats = state.services.file_chats()

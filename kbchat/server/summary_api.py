@@ -26,8 +26,9 @@ from kbchat.options import summary_options
 from kbchat.serialize import summary_json
 from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
-from kbchat.server.errors import error_body, internal_error_body
+from kbchat.server.errors import documented, error_body, internal_error_body
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
+from kbchat.server.schemas import KBNameInPath
 from kbchat.server.state import ServerState, current_principal, get_state
 
 router = APIRouter(tags=["summaries"])
@@ -52,10 +53,16 @@ class SummaryRequest(BaseModel):
 @router.post(
     "/api/kbs/{name}/summary",
     response_model=None,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "description": "SSE events file, progress, delta, summary, overview, done (or error)",
+            "content": {"text/event-stream": {}},
+        },
+        **documented(401, 403, 404, 413, 422, 429, 502, 503),
+    },
 )
 async def summarize_kb(
-    name: str, body: SummaryRequest, request: Request, state: StateDep, caller: CallerDep
+    name: KBNameInPath, body: SummaryRequest, request: Request, state: StateDep, caller: CallerDep
 ) -> StreamingResponse:
     """Summaries of files (kept until a file changes) and of the knowledge base, streamed."""
     caller.require(name, "read")
