@@ -17,6 +17,13 @@ from tests.server.support import make_services, make_settings
 MANUAL = b"The Z9 blender has a five year warranty. Clean the blades after each use."
 
 
+@pytest.fixture
+def model() -> ScriptedChatModel:
+    # an answer the manual supports: answers are checked against the passages before they
+    # stream, and one that is not in them is declined (without citations)
+    return ScriptedChatModel(["The Z9 blender has a five year warranty [1]."])
+
+
 def attach(client: TestClient, conversation: str, files: dict[str, bytes]) -> dict[str, Any]:
     response = client.post(
         f"/api/conversations/{conversation}/files",
@@ -66,10 +73,19 @@ def test_attached_files_answer_questions_in_their_conversation(
 def test_temporary_knowledge_bases_stay_out_of_kb_endpoints(client: TestClient) -> None:
     attach(client, "c1", {"manual.txt": MANUAL})
     assert client.get("/api/kbs").json() == []
-    assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["qwen2.5-0.5b"]
+    models = client.get("/v1/models").json()["data"]
+    assert [(m["id"], m["kind"]) for m in models] == [
+        ("qwen2.5-0.5b", "chat"),
+        ("default", "embedding"),
+    ]
     name = client.get("/api/conversations/c1/files").json()["jobs"][0]["kb"]
-    assert client.get(f"/api/kbs/{name}").status_code == 403
-    assert client.get(f"/api/kbs/{name}/files").status_code == 403
+    # a temporary name is outside the knowledge base name rule: the KB routes refuse it
+    for path in (f"/api/kbs/{name}", f"/api/kbs/{name}/files"):
+        refused = client.get(path)
+        assert refused.status_code == 422, path
+        assert "invalid knowledge base name" in refused.json()["error"]["message"]
+    searched = client.post("/api/search", json={"kbs": [name], "query": "blender"})
+    assert searched.status_code == 422 and "kbs" in searched.json()["error"]["message"]
 
 
 def test_a_file_that_fails_reports_why(client: TestClient) -> None:
@@ -125,7 +141,7 @@ def test_openai_file_parts_are_ingested_and_answered_from(
         }
     ]
     completion = oai.chat.completions.create(model="qwen2.5-0.5b", messages=messages)
-    assert completion.choices[0].message.content
+    assert completion.choices[0].message.content == "The Z9 blender has a five year warranty [1]."
     prompt = model.received[-1][-1].content
     assert "five year warranty" in prompt and "How long is the blender warranty?" in prompt
     citations = (completion.model_extra or {})["citations"]
@@ -165,10 +181,11 @@ def test_openai_file_parts_with_a_kb_model_use_both(
         ({"type": "file", "file": {"file_data": "aGk="}}, "file.filename"),
     ],
 )
-def test_bad_file_parts_are_422_with_the_reason(
+def test_bad_file_parts_are_400_with_the_reason(
     oai: openai.OpenAI, part: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(openai.UnprocessableEntityError, match=message):
+    # the OpenAI API answers invalid requests with 400, as OpenAI does
+    with pytest.raises(openai.BadRequestError, match=message):
         oai.chat.completions.create(
             model="qwen2.5-0.5b",
             messages=[{"role": "user", "content": [part, {"type": "text", "text": "what is it?"}]}],  # type: ignore[list-item]
