@@ -27,8 +27,8 @@ from kbchat.serialize import summary_json
 from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
 from kbchat.server.errors import documented, error_body, internal_error_body
-from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
 from kbchat.server.schemas import KBNameInPath
+from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
 from kbchat.server.state import ServerState, current_principal, get_state
 
 router = APIRouter(tags=["summaries"])
