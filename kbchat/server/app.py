@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,6 +25,7 @@ from kbchat import __version__
 from kbchat.app import Services, build
 from kbchat.config import Settings
 from kbchat.conversations import ConversationStore
+from kbchat.errors import BadInput
 from kbchat.ingest.discover import FoundFile
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.jobs import JobManager, JobWork
@@ -102,6 +103,7 @@ def create_app(
         title="kbchat",
         version=__version__,
         lifespan=lifespan,
+        dependencies=[Depends(single_query_values)],
         description="Ask questions about your own documents: knowledge bases, "
         "search, chat with citations, and an OpenAI-compatible API.",
     )
@@ -132,6 +134,14 @@ def create_app(
     )
     _mount_ui(app)
     return app
+
+
+def single_query_values(request: Request) -> None:
+    """Refuse a query parameter given twice: every one takes a single value, and silently
+    using the last would ignore what the caller asked for (``?kb=a&kb=b``)."""
+    keys = [key for key, _ in request.query_params.multi_items()]
+    if repeated := sorted({key for key in keys if keys.count(key) > 1}):
+        raise BadInput(f"query parameter {', '.join(repeated)} given more than once")
 
 
 def _system_router() -> APIRouter:

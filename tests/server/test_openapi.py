@@ -137,3 +137,9 @@ def test_no_hit_message_comes_with_its_text(client: TestClient, docs_kb: str) ->
     rule = client.get("/openapi.json").json()["components"]["schemas"]["ChatRequest"]
     assert rule["if"]["properties"]["no_hit"] == {"const": "message"}
     assert rule["then"]["required"] == ["no_hit_message"]
+
+
+def test_a_query_parameter_given_twice_is_refused(client: TestClient) -> None:
+    response = client.get("/api/jobs?kb=a..b&kb=docs")
+    assert response.status_code == 422 and "kb given more than once" in response.text
+    assert client.get("/api/jobs?kb=docs").status_code == 200
