@@ -33,6 +33,9 @@ _TECH = re.compile(
     r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b|(?<![\w-])--[a-z][a-z0-9-]+|(?<![\w/.~])(?:~?/)?(?:[\w.-]+/)*[\w-]+\.(?:ya?ml|toml|json|ini|"
     r"cfg|conf|env|txt|md|csv|py|sh|js|html|pdf|docx|xlsx|pptx)\b"
 )
+# A document name in an answer is usually an example ("kbchat kb add /path/to/file1.txt");
+# a configuration file the files never mention is an invention (~/.kbchat/config.yaml).
+_EXAMPLE_FILE = re.compile(r"\.(?:txt|md|csv|pdf|docx|xlsx|pptx|html|py|sh|js)$")
 # Quoted titles and names: 《书名》, “名称”, "name".
 _QUOTED = re.compile(r"《([^》]{1,40})》|“([^”]{2,40})”|\"([^\"]{2,40})\"")
 # Capitalised English names of one or more words ("Lucy Saunders", "San Juan").
@@ -53,7 +56,11 @@ _STOP_TOKENS = frozenset(
     "个 这 那 它 他 她 们 吗 呢 吧 啊 什么 哪 哪些 哪个 多少 几 怎么 怎样 如何 为什么 "
     "资料 根据 问题 回答 答案 提供 信息 提到 显示 表明 可知 所述 文中 "
     "according based provided information mentioned mention states stated context text "
-    "passage passages given".split()
+    "passage passages given "
+    # the wording of instructions, which an answer adds to any command it quotes
+    "use using used following follow command commands run running see example step steps "
+    "find out can need make sure also then first next below above type enter "
+    "使用 可以 运行 命令 如下 以下 例如 步骤 需要 然后 首先 输入 执行".split()
 )
 
 
@@ -157,7 +164,9 @@ def check_claims(answer: str, question: str, passages: Sequence[str]) -> ClaimCh
     same = [p for p in passages if detect_language(p[:300]) == language]
     haystack = normalise("\n".join([*passages, question]))
     unsupported = tuple(
-        item for item in items(answer, names=bool(same)) if not occurs(item, haystack)
+        item
+        for item in items(answer, names=bool(same))
+        if not occurs(item, haystack) and not _EXAMPLE_FILE.search(item)
     )
     asked = set(content_words(question))
     new = [w for w in content_words(answer) if w not in asked]

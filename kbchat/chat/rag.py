@@ -45,12 +45,13 @@ class ChatOptions:
     max_question_tokens: int = 1024
     rewrite: bool = True
     verify: bool = True
-    min_support: float = 0.5
+    min_support: float = 0.35
     min_score: float = 0.0
     min_score_cross: float = 0.0
     min_coverage: float = 0.0
     context_tokens: int = 900
     source_ratio: float = 0.0
+    second_try_score: float = 0.7
     stop: tuple[str, ...] = ()
     instructions: str = ""  # the caller's own system prompt, added after kbchat's
 
@@ -97,9 +98,9 @@ def stream_answer(
     notices += retrieved.notices
     pending = sum(kb.stats().get("pending", 0) for kb in kbs)
     timings = {"retrieval_s": time.perf_counter() - started}
-    decline = Decline(language, standalone, retrieved.hits, pending)
+    decline = Decline(language, standalone, retrieved.hits, pending, notices)
     if not retrieved.hits:
-        yield from _declined(model, question, history, options, decline, timings, notices, cancel)
+        yield from _declined(model, question, history, options, decline, timings, started, cancel)
         return
     # A rewritten follow-up stands alone: earlier turns would only distract a small model
     # (it took the sibling product's value from them in the follow-up case).
@@ -112,14 +113,21 @@ def stream_answer(
                 f"the best passage scores {retrieved.hits[0].score:.2f}, below chat.min_score"
             )
     if decline.missing or decline.reason:
-        yield from _declined(model, question, history, options, decline, timings, notices, cancel)
+        yield from _declined(model, question, history, options, decline, timings, started, cancel)
         return
     answer = Answer(text="", model=model.name, question=standalone, notices=notices)
     check = _head_check(standalone, used, options) if options.verify else None
     yield from generate(model, messages, options, answer, timings, started, cancel, check=check)
+    if answer.text == MODEL_REFUSED and retrieved.hits[0].score >= options.second_try_score:
+        # The 0.5B model often refuses a question its best passage answers plainly ("如何
+        # 创建知识库？" over "运行 kbchat kb create manuals 创建…"); asked again without the
+        # way out, its answer still has to pass the same checks.
+        messages[0] = Message("system", _system(template("rag_system_answer", language), options))
+        answer = Answer(text="", model=model.name, question=standalone, notices=notices)
+        yield from generate(model, messages, options, answer, timings, started, cancel, check=check)
     if answer.outcome == "refused":
         decline.reason = answer.text
-        yield from _declined(model, question, history, options, decline, timings, notices, cancel)
+        yield from _declined(model, question, history, options, decline, timings, started, cancel)
         return
     extra = _attribute(answer, used)
     if extra:
@@ -197,11 +205,16 @@ def _source_label(hit: Hit) -> str:
     return f"({hit.file}{where})"
 
 
-HeadCheck = Callable[[str], str | None]
-"""Judges the held-back start of an answer: None to release it, or why it is declined."""
-HEAD_CHARS = 160
-"""The answer's start held back for ``HeadCheck``: up to its first full sentence, at most
-this many characters (a short answer is checked whole)."""
+MODEL_REFUSED = "the model found no answer in the sources"
+HeadCheck = Callable[[str, bool], str | None]
+"""Judges the held-back start of an answer (and whether it is the whole answer): None to
+release it, or why it is declined."""
+HEAD_CHARS = 200
+HEAD_MIN_CHARS = 100
+MIN_HEAD_WORDS = 6
+"""The answer's start held back for ``HeadCheck``: up to the first sentence end after
+``HEAD_MIN_CHARS`` characters, at most ``HEAD_CHARS`` (a short answer is checked whole).
+An opening like "To create a knowledge base, use this command:" says nothing to check."""
 _HEAD_END = re.compile(r"[。！？!?\n]|\.(\s|$)")
 
 
@@ -242,7 +255,7 @@ def generate(
                 if not _head_complete(text):
                     continue
                 held = False
-                if (reason := check(text)) is not None:  # type: ignore[misc]
+                if (reason := check(text, False)) is not None:  # type: ignore[misc]
                     answer.outcome, answer.text = "refused", reason
                     return
                 delta_text = text
@@ -256,7 +269,7 @@ def generate(
         if close is not None:
             close()
     if held and parts and check is not None:
-        if (reason := check("".join(parts))) is not None:
+        if (reason := check("".join(parts), True)) is not None:
             answer.outcome, answer.text = "refused", reason
             return
         timings["ttft_s"] = time.perf_counter() - started
@@ -279,22 +292,26 @@ def _weak(best: Hit, language: Language, options: ChatOptions) -> bool:
 def _head_complete(text: str) -> bool:
     stripped = text.strip()
     return len(stripped) >= HEAD_CHARS or (
-        len(stripped) >= 8 and _HEAD_END.search(stripped, 6) is not None
+        len(stripped) >= HEAD_MIN_CHARS
+        and _HEAD_END.search(stripped, HEAD_MIN_CHARS - 1) is not None
     )
 
 
 def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> HeadCheck:
     """The check of an answer's start against the passages it was given."""
-    passages = [hit.text for hit in used]
+    # The source labels ("[1] (settings.xlsx)") are in the prompt: naming them is no invention.
+    passages = [f"{hit.file}\n{hit.text}" for hit in used]
 
-    def check(head: str) -> str | None:
+    def check(head: str, whole: bool) -> str | None:
         if any(refusal in head for refusal in _REFUSALS):
-            return "the model found no answer in the sources"
+            return MODEL_REFUSED
         claims = check_claims(head, question, passages)
         if claims.unsupported:
             named = ", ".join(claims.unsupported)
             return f"the answer states {named}, which the sources do not contain"
-        if claims.words and claims.support < options.min_support:
+        # An opening ("To create one, use this command:") has too few words to judge.
+        enough = claims.words >= (1 if whole else MIN_HEAD_WORDS)
+        if enough and claims.support < options.min_support:
             return (
                 f"only {claims.support:.0%} of the answer's new words are in the sources "
                 f"(chat.min_support {options.min_support:.0%})"
@@ -371,6 +388,7 @@ class Decline:
         question: the standalone question searched for.
         hits: the passages found (maybe none); the best are shown as ``closest``.
         pending: files of the knowledge bases still waiting to be indexed.
+        notices: what the caller should know so far (a truncated question...).
         missing: items the question names that no passage holds.
         reason: why the question was declined, for the notices (a weak best passage, or
             what ``HeadCheck`` found in the answer's start).
@@ -380,6 +398,7 @@ class Decline:
     question: str
     hits: list[Hit]
     pending: int = 0
+    notices: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     reason: str = ""
 
@@ -387,6 +406,8 @@ class Decline:
         """The refusal shown to the user."""
         if options.no_hit_message:
             return options.no_hit_message
+        if not self.hits and self.pending:
+            return render("still_indexing", self.language, count=str(self.pending))
         lines = [template("no_answer" if not self.hits else "not_supported", self.language)]
         if self.missing:
             quoted = ", ".join(f"“{item}”" for item in self.missing)
@@ -407,12 +428,13 @@ def _declined(
     options: ChatOptions,
     decline: Decline,
     timings: dict[str, float],
-    notices: list[str],
+    started: float,
     cancel: threading.Event | None,
 ) -> Iterator[ChatEvent]:
     """The no-hit policy: a refusal (or fixed message), or the model's own answer labelled
-    as such; either way with the closest passages found."""
-    started = time.perf_counter() - timings["retrieval_s"]
+    as such; either way with the closest passages found. ``started``: when the question
+    came (``time.perf_counter``), so timings cover any answer tried and declined."""
+    notices = decline.notices
     language = decline.language
     answer = Answer(text="", model=model.name, question=decline.question, grounded=False)
     answer.notices = notices

@@ -263,7 +263,7 @@ def _kb_generation(
             cancel=cancel,
         ):
             if isinstance(event, Answer):
-                yield _answer_finished(event)
+                yield from _answer_end(event)
             else:
                 yield event
 
@@ -297,16 +297,22 @@ def _file_generation(
     def run(cancel: threading.Event) -> Iterator[Piece]:
         for event in events(cancel):
             if isinstance(event, Answer):
-                yield _answer_finished(event)
+                yield from _answer_end(event)
             else:
                 yield event
 
     return run
 
 
-def _answer_finished(answer: Answer) -> Finished:
-    """The end of a kb or file answer: its sources and what it rests on."""
-    return Finished(
+def _answer_end(answer: Answer) -> Iterator[Piece]:
+    """The end of a kb or file answer: for a refusal, the closest passages as text (plain
+    OpenAI clients show only the message), then its sources and what it rests on."""
+    if answer.outcome == "refused" and answer.closest:
+        yield "\n" + "\n".join(
+            f"- {c.file}{f' p.{c.page}' if c.page else ''} ({c.score:.2f}): {c.quote}"
+            for c in answer.closest
+        )
+    yield Finished(
         answer.finish_reason,
         answer.usage,
         [asdict(c) for c in answer.citations],

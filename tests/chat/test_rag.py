@@ -330,3 +330,39 @@ def test_rewrite_labels_echoed_by_the_model_are_dropped(kb: KnowledgeBase) -> No
     history = [Message("user", "Tell me about the K3 kettle"), Message("assistant", "A kettle.")]
     _, answer = run(list(stream_answer(model, [kb], "How long is its warranty?", history=history)))
     assert answer.question == "How long is the K3 kettle warranty?"
+
+
+def test_a_model_refusal_over_a_strong_passage_gets_a_second_try(fans: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["资料中没有找到答案。", "XR-7700B的噪声不高于65分贝[1]。"])
+    options = ChatOptions(search=LOW, second_try_score=0.0)
+    _, answer = run(list(stream_answer(model, [fans], "XR-7700B的噪声是多少？", options=options)))
+    assert answer.outcome == "answered" and "65" in answer.text and len(model.received) == 2
+    assert "资料中没有答案" not in model.received[1][0].content  # no way out the second time
+    # ... and the second answer still has to pass the checks.
+    model = ScriptedChatModel(["资料中没有找到答案。", "XR-7700B的噪声不高于70分贝。"])
+    _, answer = run(list(stream_answer(model, [fans], "XR-7700B的噪声是多少？", options=options)))
+    assert answer.refused and "70" not in answer.text
+
+
+def test_a_how_to_answer_is_judged_on_more_than_its_opening(kb: KnowledgeBase) -> None:
+    reply = (
+        "To find out, you can use the following command:\n\n"
+        "The K3 kettle has a two year warranty, see kettle.txt [1]. "
+        "Example: kbchat kb add /path/to/file1.txt"
+    )
+    model = ScriptedChatModel([reply])
+    _, answer = run(
+        list(stream_answer(model, [kb], "K3 kettle warranty?", options=ChatOptions(search=LOW)))
+    )
+    assert answer.outcome == "answered", answer.notices
+
+
+def test_a_declined_answer_keeps_the_time_it_took(fans: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["XR-7700B的噪声不高于70分贝。"])
+    _, answer = run(
+        list(
+            stream_answer(model, [fans], "XR-7700B的噪声是多少？", options=ChatOptions(search=LOW))
+        )
+    )
+    assert answer.refused
+    assert answer.timings["total_s"] >= answer.timings["retrieval_s"] > 0
