@@ -141,14 +141,23 @@ def _alnum_edge(edge: str, neighbour: str) -> bool:
 
 
 def missing_items(question: str, passages: Sequence[str]) -> list[str]:
-    """The items the question names (``items``) that occur in none of the passages.
+    """The items the question names (``items``) that the passages do not hold.
 
-    Names and titles are looked for only when some passage is in the question's language
-    (an English question's names are not in a Chinese file's words).
+    Codes, numbers, options, file names and quoted titles must each occur in some passage:
+    they name one thing (a part, a version, a year). Capitalised names are looked for only
+    when some passage is in the question's language, and count as missing only when none
+    of them occurs: a multi-hop question describes its subject with names ("Kurt Fuller
+    ... American Detective Comedy Drama") that the answering passages need not repeat.
     """
     haystack = normalise("\n".join(passages))
-    names = any(detect_language(p[:300]) == detect_language(question) for p in passages)
-    return [item for item in items(question, names=names) if not occurs(item, haystack)]
+    strict = items(question, names=False)
+    same = any(detect_language(p[:300]) == detect_language(question) for p in passages)
+    quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(question)] if same else []
+    missing = [item for item in [*quoted, *strict] if not occurs(item, haystack)]
+    names = [n for n in items(question) if n not in strict and n not in quoted] if same else []
+    if names and not any(occurs(name, haystack) for name in names):
+        missing += names
+    return list(dict.fromkeys(missing))
 
 
 def check_claims(answer: str, question: str, passages: Sequence[str]) -> ClaimCheck:
