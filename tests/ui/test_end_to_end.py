@@ -17,12 +17,20 @@ from tests.server.support import NO_ANSWER_BAR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPLY = "The K3 kettle has a two year warranty [1]. Descale it every month [1]."
+# Long enough that the page shows it streaming after kbchat has checked its start.
+REPLY = (
+    "The K3 kettle has a two year warranty [1]. Descale it every month [1]. "
+    "Use filtered water to keep the heating plate free of scale [1]. "
+    "Never fill it above the max line [1]. Unplug it before cleaning the base [1]. "
+    "Wipe the outside with a damp cloth [1]."
+)
 FILES = [
     {
         "name": "kettle.txt",
         "mimeType": "text/plain",
-        "buffer": b"The K3 kettle has a two year warranty. Descale it every month.",
+        "buffer": b"The K3 kettle has a two year warranty. Descale it every month. "
+        b"Use filtered water to keep the heating plate free of scale. Never fill it above "
+        b"the max line. Unplug it before cleaning the base. Wipe the outside with a damp cloth.",
     },
     {
         "name": "tea.md",
@@ -200,13 +208,13 @@ def test_an_unsupported_answer_is_declined_and_stays_declined_after_a_reload(pag
         expect(answer).not_to_have_class("msg assistant streaming", timeout=20_000)
         expect(answer.locator(".answer-body")).not_to_contain_text("8080")
         expect(answer.locator(".note.info").last).to_contain_text("Declined")
-        expect(answer.locator(".closest .source-file").first).to_have_text("kettle.txt")
+        expect(answer.locator(".closest-sources .source-file").first).to_have_text("kettle.txt")
 
         page.reload()
         page.locator("#conv-list li a").first.click()
         answer = page.locator(".msg.assistant").last
         expect(answer.locator(".answer-body")).not_to_contain_text("8080")
         expect(answer.locator(".note.info").last).to_contain_text("Declined")
-        expect(answer.locator(".closest .source-file").first).to_have_text("kettle.txt")
+        expect(answer.locator(".closest-sources .source-file").first).to_have_text("kettle.txt")
         screenshot(page, "e2e-declined")
     services.close()

@@ -53,7 +53,7 @@ export function assistantMessage(container) {
   const id = ++counter;
   const body = h("div", { class: "answer-body" });
   const sources = h("div", { class: "sources", hidden: true });
-  const closest = h("div", { class: "sources closest", hidden: true });
+  const closest = h("div", { class: "closest-sources", hidden: true });
   const notes = h("div", { class: "notes" });
   const meta = h("div", { class: "meta" });
   const el = h(
