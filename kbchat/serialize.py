@@ -63,11 +63,8 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         },
         "timings": answer.timings,
         "finish_reason": answer.finish_reason,
-        "grounded": answer.grounded,
         "question": answer.question,
-        "notices": answer.notices,
-        "outcome": answer.outcome,
-        "closest": [asdict(c) for c in answer.closest],
+        **answer_meta(answer),
     }
 
 
