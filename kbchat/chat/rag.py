@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
-from kbchat.chat.grounding import check_claims, missing_items, question_coverage
+from kbchat.chat.grounding import check_claims, missing_items, question_coverage, sentences
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.errors import BadInput
 from kbchat.kb import KnowledgeBase
@@ -29,7 +29,6 @@ _MARKER = re.compile(r"\[(\d{1,2})\]")
 _REFUSALS = ("资料中没有找到答案", "do not contain the answer", "does not contain the answer")
 MIN_OVERLAP = 0.2
 """Share of the answer's words a passage must hold to be cited when the model cited nothing."""
-_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +315,8 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
                 f"only {claims.support:.0%} of the answer's new words are in the sources "
                 f"(chat.min_support {options.min_support:.0%})"
             )
+        if options.min_coverage <= 0:
+            return None  # off by default: skip tokenising every passage sentence
         coverage = question_coverage(head, question, passages)
         if coverage < options.min_coverage:
             return (
@@ -364,8 +365,8 @@ def _overlap(answer_tokens: set[str], passage: str) -> float:
 
 
 def _citation(marker: int, hit: Hit, answer_tokens: set[str]) -> Citation:
-    sentences = [s.strip() for s in _SENTENCE.findall(hit.text) if s.strip()] or [hit.text]
-    quote = max(sentences, key=lambda s: len(answer_tokens & set(tokenize(s))))
+    candidates = sentences(hit.text) or [hit.text]
+    quote = max(candidates, key=lambda s: len(answer_tokens & set(tokenize(s))))
     return Citation(
         marker=marker,
         kb=hit.kb,
