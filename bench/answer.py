@@ -21,7 +21,7 @@ Systems, asked the same questions in turn (so shared-machine load hits both alik
 Per set and system: accuracy and false refusals on the answerable questions, the share of
 unanswerable ones declined, and median time to first token (seconds, from the question to the
 first streamed character; retrieval included). A decline is read as ``kbchat eval answers``
-reads it (``kbchat.evaluate_answers``): the ``refused`` flag, else a refusal phrase in the text.
+reads it (``kbchat.eval.answers``): the ``refused`` flag, else a refusal phrase in the text.
 KBs are cached in ``bench/.cache`` under a digest of their passages, so a re-run only answers.
 """
 
@@ -43,13 +43,13 @@ from unanswerable import SETS, Half, QuestionSet, load_sets
 from kbchat.app import Services
 from kbchat.chat.rag import ChatOptions, stream_answer
 from kbchat.config import load_settings
-from kbchat.evaluate import EvalQuery, parse_query
-from kbchat.evaluate_answers import AnswerReport, AnswerResult, score_answer
-from kbchat.kb import KnowledgeBase
+from kbchat.eval.answers import AnswerReport, AnswerResult, score_answer
+from kbchat.eval.retrieval import EvalQuery, parse_query
+from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.llm.base import ChatModel, complete
 from kbchat.options import answer_search_options, chat_options
-from kbchat.prompts import Language, detect_language
-from kbchat.retrieve import SearchOptions, search
+from kbchat.retrieve.search import SearchOptions, search
+from kbchat.text import Language, detect_language
 from kbchat.types import Answer, Message
 
 SYSTEMS = ("kbchat", "naive")

@@ -28,7 +28,7 @@ from kbchat.app import build
 from kbchat.chat.files import answer_sources
 from kbchat.chat.rag import stream_answer
 from kbchat.config import load_settings
-from kbchat.evaluate_answers import answer_is_correct
+from kbchat.eval.answers import answer_is_correct
 from kbchat.options import answer_search_options, chat_options
 from kbchat.types import Answer
 

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kbchat.catalog import chunks as chunk_table
 from kbchat.config import load_settings
 from kbchat.embed.base import embed_texts
-from kbchat.kb import IngestListener
-from kbchat.library import Library
+from kbchat.kb.knowledge_base import IngestListener
+from kbchat.kb.library import Library
+from kbchat.store.catalog import chunks as chunk_table
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev"
 

@@ -6,7 +6,7 @@ knowledge base. They live in ``bench/.cache/`` under names keyed by data set, va
 embedder and chunking, so a re-run only hashes the files; chunk vectors already in any cached
 KB of the same embedder are reused. Systems (top_k=10, hits deduplicated to passages):
 
-- ``kbchat``: ``kbchat.retrieve.search`` with default ``SearchOptions`` on a KB built with the
+- ``kbchat``: ``retrieve.search.search`` with default ``SearchOptions`` on a KB built with the
   default settings (embedder, chunk size and overlap); ``kbchat-t0``: the same with
   ``threshold=0`` (shows what the score threshold drops); ``kbchat-e5``: the same search on a
   KB built with e5 alone (the default before the composite e5+use embedder).
@@ -64,17 +64,17 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from kbchat.catalog import NewChunk
-from kbchat.catalog import chunks as chunk_table
-from kbchat.catalog import kbs as kb_table
 from kbchat.config import load_settings
 from kbchat.embed.base import Embedder, Vectors
 from kbchat.embed.composite import CompositeEmbedder
-from kbchat.evaluate import EvalQuery, evaluate_retrieval, load_queries
+from kbchat.eval.retrieval import EvalQuery, evaluate_retrieval, load_queries
 from kbchat.ingest.splitter import split_documents
-from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase, chunk_id
-from kbchat.lexical import tokenize
-from kbchat.library import Library
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener, KnowledgeBase, chunk_id
+from kbchat.kb.library import Library
+from kbchat.store.bm25 import tokenize
+from kbchat.store.catalog import NewChunk
+from kbchat.store.catalog import chunks as chunk_table
+from kbchat.store.catalog import kbs as kb_table
 from kbchat.types import Chunk, Document, Hit
 
 BENCH = Path(__file__).resolve().parent
@@ -320,7 +320,7 @@ def searcher(
     kbs: Sequence[KnowledgeBase], overrides: dict[str, Any], top_k: int
 ) -> Callable[[str], list[Hit]]:
     """``search`` with default SearchOptions but for ``top_k`` and the system's overrides."""
-    from kbchat.retrieve import SearchOptions, search
+    from kbchat.retrieve.search import SearchOptions, search
 
     known = {f.name for f in dataclasses.fields(SearchOptions)}
     options = SearchOptions(top_k=top_k, **{k: v for k, v in overrides.items() if k in known})
@@ -423,7 +423,7 @@ def build_latency_kb(library: BenchLibrary, target: int) -> KnowledgeBase:
 
 def run_latency(args: argparse.Namespace, library: BenchLibrary) -> list[dict[str, Any]]:
     """p50/p95 of default search (and of query embedding alone) on each big KB."""
-    from kbchat.retrieve import SearchOptions, search
+    from kbchat.retrieve.search import SearchOptions, search
 
     half = args.latency_queries // 2
     questions = [

@@ -27,7 +27,7 @@ from kbchat.app import build
 from kbchat.chat.summaries import SummaryStore, summarize_file
 from kbchat.chat.summarize import STRATEGIES, Summary
 from kbchat.config import load_settings
-from kbchat.evaluate_answers import answer_is_correct
+from kbchat.eval.answers import answer_is_correct
 from kbchat.options import summary_options
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev"

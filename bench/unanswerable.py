@@ -49,7 +49,7 @@ from typing import Any
 
 from retrieval import EVAL_DIR, NEIGHBOURS, read_jsonl
 
-from kbchat.evaluate_answers import answer_is_correct
+from kbchat.eval.answers import answer_is_correct
 
 SETS = {"cmrc2018_zh": "zh", "hotpotqa_en": "en", "rgb_zh": "zh"}
 """The sets with both halves, and the language of their questions."""

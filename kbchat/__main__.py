@@ -1,5 +1,5 @@
 """`python -m kbchat` runs the command line."""
 
-from kbchat.cli import main
+from kbchat.cli.main import main
 
 main()

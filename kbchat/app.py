@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from kbchat.chat.files import FileChats
 from kbchat.config import Settings
 from kbchat.errors import NotFound
-from kbchat.library import Library
+from kbchat.kb.library import Library
 from kbchat.llm import build_chat_model
 from kbchat.llm.base import ChatModel
 from kbchat.registry import rerankers
-from kbchat.retrieve import Reranker
+from kbchat.retrieve.search import Reranker
 
 
 class ModelPool:

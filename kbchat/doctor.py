@@ -80,7 +80,7 @@ def _embedder(settings: Settings) -> Check:
 
 
 def _catalog(settings: Settings) -> Check:
-    from kbchat.catalog import Catalog
+    from kbchat.store.catalog import Catalog
 
     try:
         catalog = Catalog(settings.catalog_url)

@@ -7,7 +7,7 @@ from typing import Any
 from kbchat.chat.rag import ChatOptions
 from kbchat.chat.summarize import SUMMARY_TOKENS, SummaryOptions
 from kbchat.config import Settings
-from kbchat.retrieve import SearchOptions
+from kbchat.retrieve.search import SearchOptions
 
 
 def search_options(settings: Settings, **given: Any) -> SearchOptions:

@@ -71,13 +71,13 @@ def create_embedder(backend: str, **kwargs: Any) -> Any:
 embedders.register("use", "kbchat.embed.local:USEEmbedder")
 embedders.register("e5", "kbchat.embed.local:E5Embedder")
 embedders.register("openai", "kbchat.embed.remote:OpenAIEmbedder")
-embedders.register("hash", "kbchat.testing:HashEmbedder")
+embedders.register("hash", "kbchat.testing.fakes:HashEmbedder")
 
 chat_models: Registry[Any] = Registry("chat model backend")
 chat_models.register("llamacpp", "kbchat.llm.llamacpp:LlamaCppChatModel")
 chat_models.register("openai", "kbchat.llm.openai:OpenAIChatModel")
 
 rerankers: Registry[Any] = Registry("reranker backend")
-rerankers.register("onnx", "kbchat.rerank:OnnxCrossEncoder")
-rerankers.register("remote", "kbchat.rerank:RemoteReranker")
-chat_models.register("scripted", "kbchat.testing:ScriptedChatModel")
+rerankers.register("onnx", "kbchat.retrieve.rerank:OnnxCrossEncoder")
+rerankers.register("remote", "kbchat.retrieve.rerank:RemoteReranker")
+chat_models.register("scripted", "kbchat.testing.fakes:ScriptedChatModel")

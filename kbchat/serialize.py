@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from kbchat.catalog_schema import FileRecord, KBRecord
 from kbchat.chat.summarize import Summary
+from kbchat.store.catalog_schema import FileRecord, KBRecord
 from kbchat.types import Answer, Hit
 
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 from sqlalchemy import Column, Float, MetaData, String, Table, delete, insert, select, update
 
-from kbchat.catalog import FileRecord
 from kbchat.chat.rag import ChatOptions
 from kbchat.errors import Conflict, NotFound
-from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase
-from kbchat.library import TEMPORARY_PREFIX, Library
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener, KnowledgeBase
+from kbchat.kb.library import TEMPORARY_PREFIX, Library
 from kbchat.llm.base import ChatModel
-from kbchat.retrieve import SearchOptions
+from kbchat.retrieve.search import SearchOptions
+from kbchat.store.catalog import FileRecord
 
 metadata = MetaData()
 

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from kbchat.chat.grounding import content_words, items, normalise, occurs
 from kbchat.chat.memory import fit_history
 from kbchat.llm.base import ChatModel, complete
-from kbchat.prompts import Language, render
+from kbchat.prompts import render
+from kbchat.text import Language
 from kbchat.types import Message
 
 # A question that leans on what came before: pronouns, "the above", a bare "…呢？".

@@ -18,8 +18,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kbchat.lexical import tokenize
-from kbchat.prompts import detect_language
+from kbchat.store.bm25 import tokenize
+from kbchat.text import detect_language
 
 # A code: letters and digits together (XR-7700B, ISO9001, v2.3, GB/T-7714, 3C), or a
 # number of two or more digits (years, prices, stock codes, part numbers).

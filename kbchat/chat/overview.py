@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from kbchat.chat.rag import ChatEvent
 from kbchat.chat.summaries import SummaryStore, summarize_file
 from kbchat.chat.summarize import Summary, SummaryOptions
-from kbchat.kb import KnowledgeBase
-from kbchat.library import is_temporary
+from kbchat.kb.knowledge_base import KnowledgeBase
+from kbchat.kb.library import is_temporary
 from kbchat.llm.base import ChatModel
 from kbchat.types import Answer, Citation, Usage
 

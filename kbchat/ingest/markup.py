@@ -13,13 +13,12 @@ from xml.etree import ElementTree
 from kbchat.errors import BadInput
 from kbchat.ingest.structure import SectionBuilder
 from kbchat.ingest.text import check_text, check_text_bytes, decode_bytes, read_text
+from kbchat.text import WIDE
 from kbchat.types import Document
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 # CommonMark wants a space after the #s; Chinese writers often omit it before Han text.
-_ATX = re.compile(
-    r"^ {0,3}(#{1,6})(?:[ \t]+|(?=[\u3000-\u9fff\uff00-\uffef]))(.*?)(?:[ \t]+#+)?[ \t]*$"
-)
+_ATX = re.compile(rf"^ {{0,3}}(#{{1,6}})(?:[ \t]+|(?=[{WIDE}]))(.*?)(?:[ \t]+#+)?[ \t]*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _NOT_PARAGRAPH = re.compile(r"^\s*([-*+>|]|\d+[.)]\s|#)")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)|!\[([^\]]*)\]\[[^\]]*\]")

@@ -11,6 +11,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from kbchat.errors import BackendError, BadInput, MissingDependency
+from kbchat.text import is_wide
 from kbchat.types import Document
 
 _PACKAGE = "rapidocr-onnxruntime"
@@ -134,13 +135,9 @@ def _same_line(a: tuple[float, float, float, str], b: tuple[float, float, float,
 def _line_text(line: list[tuple[float, float, float, str]]) -> str:
     text = line[0][3]
     for box in line[1:]:
-        glue = "" if _is_cjk(text[-1]) and _is_cjk(box[3][0]) else " "
+        glue = "" if is_wide(text[-1]) and is_wide(box[3][0]) else " "
         text += glue + box[3]
     return text
-
-
-def _is_cjk(ch: str) -> bool:
-    return "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef"
 
 
 def load_image(path: Path, source: str, *, ocr: bool = True) -> list[Document]:

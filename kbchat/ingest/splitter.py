@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from kbchat.text import HAN_RE
 from kbchat.types import Chunk, Document
 
 HARD, SPACE, LINE, CLAUSE, SENTENCE, PARAGRAPH, HEADING, ROW = range(8)
@@ -40,7 +41,6 @@ _ASCII_SENTENCE = re.compile(f"[!?;]+[{_CLOSERS}]*(?=\\s|$|[^\\x00-\\x7f])")
 _PERIOD = re.compile(f"\\.[{_CLOSERS}]*(?=\\s|$)")
 _CLAUSE = re.compile(r"[，、：﹐﹑]|——|[,:|](?=\s)")
 _WHITESPACE = re.compile(r"\s+")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _JIEBA_CONTEXT = 8
 """Characters before the overlap window given to jieba, to segment its first word in context."""
 _HEADING_LINE = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
@@ -358,7 +358,7 @@ def _space_start(bounds: _Boundaries, earliest: int, end: int) -> int | None:
 def _cjk_word_start(bounds: _Boundaries, earliest: int, end: int) -> int | None:
     """The first jieba word boundary in ``[earliest, end)`` that is not inside an ASCII word."""
     text = bounds.text
-    if not _CJK.search(text, earliest, end):
+    if not HAN_RE.search(text, earliest, end):
         return None
     import rjieba
 

@@ -23,6 +23,7 @@ from pathlib import Path, PurePath
 
 from kbchat.errors import BadInput
 from kbchat.ingest.structure import clean_cell, table_lines
+from kbchat.text import is_han_or_punctuation
 from kbchat.types import Document
 
 _BOMS = (
@@ -221,14 +222,7 @@ def _encodes(ch: str, encoding: str) -> bool:
 
 
 def _is_chinese_char(ch: str) -> bool:
-    code = ord(ch)
-    return (
-        0x4E00 <= code <= 0x9FFF
-        or 0x3400 <= code <= 0x4DBF
-        or 0x3000 <= code <= 0x303F
-        or 0xFF00 <= code <= 0xFFEF
-        or ch in "“”‘’…—–·•、"
-    )
+    return is_han_or_punctuation(ch) or ch in "“”‘’…—–·•、"
 
 
 def read_text(path: Path, name: str) -> str:

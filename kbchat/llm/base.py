@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from kbchat.errors import BadInput, Unsupported
+from kbchat.text import DENSE_RE
 from kbchat.types import Delta, Message, ToolCall, ToolSpec, Usage
 
 FINISH_STOP = "stop"
@@ -127,7 +128,7 @@ def estimate_tokens(text: str) -> int:
     Whitespace counts towards the "other" characters. Good to within ~30% for Qwen- and
     GPT-style BPE vocabularies on Chinese and English prose; use only for budgets.
     """
-    cjk = sum(1 for ch in text if _is_cjk(ch))
+    cjk = len(DENSE_RE.findall(text))
     return cjk + math.ceil((len(text) - cjk) / 4)
 
 
@@ -236,14 +237,3 @@ def check_params(temperature: float, max_tokens: int, stop: Sequence[str]) -> No
         raise BadInput(f"stop must be a sequence of strings, got the string {stop!r}")
     if any(not s for s in stop):
         raise BadInput(f"stop sequences must not be empty, got {list(stop)!r}")
-
-
-def _is_cjk(ch: str) -> bool:
-    code = ord(ch)
-    return (
-        0x3000 <= code <= 0x9FFF  # CJK punctuation, kana, unified ideographs (+ ext. A)
-        or 0xAC00 <= code <= 0xD7AF  # Hangul syllables
-        or 0xF900 <= code <= 0xFAFF  # compatibility ideographs
-        or 0xFF00 <= code <= 0xFFEF  # full-width forms
-        or 0x20000 <= code <= 0x2FA1F  # ideograph extensions B+
-    )

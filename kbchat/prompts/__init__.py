@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import Literal
 
-Language = Literal["zh", "en"]
-
-
-def detect_language(text: str) -> Language:
-    """'zh' when CJK characters make up a fair share of the letters, else 'en'."""
-    cjk = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff")
-    letters = sum(1 for ch in text if ch.isalpha())
-    return "zh" if letters and cjk / letters >= 0.2 else "en"
+from kbchat.text import Language
 
 
 @cache

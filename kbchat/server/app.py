@@ -24,12 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kbchat import __version__
 from kbchat.app import Services, build
 from kbchat.config import Settings
-from kbchat.conversations import ConversationStore
 from kbchat.errors import BadInput
 from kbchat.ingest.discover import FoundFile
 from kbchat.ingest.loaders import supported_extensions
-from kbchat.jobs import JobManager, JobWork
-from kbchat.kb import FileOutcome, IngestListener
+from kbchat.kb.jobs import JobManager, JobWork
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 from kbchat.server import chat_api, files_api, kb_api, openai_api, summary_api
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import (
@@ -42,6 +41,7 @@ from kbchat.server.errors import (
     route_methods,
 )
 from kbchat.server.state import GenerationLimiter, ServerState, current_principal, get_state
+from kbchat.store.conversations import ConversationStore
 
 SAMPLE_KB = "kbchat-docs"
 INTERRUPTED = "queued again: a server stop interrupted its ingest"

@@ -27,7 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from kbchat.config import ApiKeySettings, Settings
 from kbchat.errors import BadInput, ConfigError, NotFound
-from kbchat.library import is_temporary
+from kbchat.kb.library import is_temporary
 from kbchat.server.errors import Forbidden, Unauthorized
 
 Role = Literal["read", "write", "admin"]

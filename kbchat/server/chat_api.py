@@ -32,10 +32,9 @@ from kbchat.chat.files import answer_sources
 from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
-from kbchat.conversations import StoredMessage, new_conversation_id
 from kbchat.errors import KbchatError
-from kbchat.kb import KnowledgeBase
-from kbchat.library import is_temporary
+from kbchat.kb.knowledge_base import KnowledgeBase
+from kbchat.kb.library import is_temporary
 from kbchat.llm.base import ChatModel
 from kbchat.options import answer_search_options, chat_options, summary_options
 from kbchat.serialize import answer_json, answer_meta
@@ -45,6 +44,7 @@ from kbchat.server.files_api import delete_conversation_files
 from kbchat.server.schemas import KBName
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
 from kbchat.server.state import ServerState, current_principal, find_kb, get_state
+from kbchat.store.conversations import StoredMessage, new_conversation_id
 from kbchat.types import Answer, Message
 
 router = APIRouter(tags=["chat"])

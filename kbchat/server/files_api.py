@@ -23,15 +23,15 @@ from fastapi import APIRouter, Depends, File, Response, UploadFile
 from kbchat.chat.files import answer_sources
 from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
-from kbchat.conversations import ConversationStore
 from kbchat.errors import BadInput, NotFound
-from kbchat.kb import FileOutcome, IngestListener
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 from kbchat.options import summary_options
 from kbchat.serialize import file_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import PayloadTooLarge, documented
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.server.uploads import accept_upload
+from kbchat.store.conversations import ConversationStore
 from kbchat.types import Message
 
 router = APIRouter(tags=["conversations"])

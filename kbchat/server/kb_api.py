@@ -15,10 +15,10 @@ from pydantic import BaseModel, Field, StrictFloat, StrictInt
 from kbchat.chat.summaries import SummaryStore
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
 from kbchat.ingest.discover import FoundFile
-from kbchat.jobs import Job
-from kbchat.kb import FileOutcome, IngestListener
+from kbchat.kb.jobs import Job
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 from kbchat.options import search_options
-from kbchat.retrieve import retrieve
+from kbchat.retrieve.search import retrieve
 from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import Forbidden, PayloadTooLarge, documented, error_body

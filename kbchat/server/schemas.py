@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Path, Query
 from pydantic import Field
 
-from kbchat.library import KB_NAME_MAX, KB_NAME_PATTERN, KB_NAME_RULE
+from kbchat.kb.library import KB_NAME_MAX, KB_NAME_PATTERN, KB_NAME_RULE
 
 _RULE = f"A knowledge base name: {KB_NAME_RULE}."
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from kbchat.app import Services
-from kbchat.catalog_schema import KBRecord
 from kbchat.config import Settings
-from kbchat.conversations import ConversationStore
 from kbchat.errors import NotFound
-from kbchat.jobs import JobManager
+from kbchat.kb.jobs import JobManager
 from kbchat.server.auth import Authenticator, Principal, Role, kb_not_found
 from kbchat.server.errors import Busy, Unavailable
+from kbchat.store.catalog_schema import KBRecord
+from kbchat.store.conversations import ConversationStore
 
 
 @dataclass(slots=True)

@@ -26,12 +26,12 @@ from typing import BinaryIO, Literal
 
 from fastapi import UploadFile
 
-from kbchat.catalog_schema import FileRecord
 from kbchat.config import Settings
 from kbchat.errors import BadInput, Conflict
 from kbchat.ingest.loaders import is_supported
-from kbchat.kb import FileOutcome, file_sha256
+from kbchat.kb.knowledge_base import FileOutcome, file_sha256
 from kbchat.server.errors import PayloadTooLarge
+from kbchat.store.catalog_schema import FileRecord
 
 MAX_NAME_BYTES = 180
 MAX_DEPTH = 16

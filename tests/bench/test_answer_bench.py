@@ -12,7 +12,7 @@ import pytest
 from kbchat.app import Services
 from kbchat.config import load_settings
 from kbchat.options import answer_search_options, chat_options
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kbchat.evaluate import load_queries
+from kbchat.eval.retrieval import load_queries
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

@@ -10,11 +10,11 @@ from kbchat.chat.files import FileChats, answer_sources, temporary_kb_name
 from kbchat.chat.rag import ChatOptions, stream_answer
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
-from kbchat.kb import FileOutcome, IngestListener
-from kbchat.library import Library
-from kbchat.retrieve import SearchOptions
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener
+from kbchat.kb.library import Library
+from kbchat.retrieve.search import SearchOptions
 from kbchat.server.auth import Principal
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Answer
 
 

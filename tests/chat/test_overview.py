@@ -9,8 +9,8 @@ import pytest
 from kbchat.chat.files import FileChats
 from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.config import load_settings
-from kbchat.library import Library
-from kbchat.testing import ScriptedChatModel
+from kbchat.kb.library import Library
+from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Answer
 
 

@@ -13,13 +13,13 @@ from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatOptions, build_messages, stream_answer
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
-from kbchat.kb import KnowledgeBase
-from kbchat.library import Library
+from kbchat.kb.knowledge_base import KnowledgeBase
+from kbchat.kb.library import Library
 from kbchat.llm.base import estimate_tokens
 from kbchat.options import answer_search_options, chat_options
-from kbchat.prompts import detect_language
-from kbchat.retrieve import SearchOptions
-from kbchat.testing import ScriptedChatModel
+from kbchat.retrieve.search import SearchOptions
+from kbchat.testing.fakes import ScriptedChatModel
+from kbchat.text import detect_language
 from kbchat.types import Answer, Message
 
 

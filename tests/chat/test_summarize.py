@@ -22,10 +22,10 @@ from kbchat.chat.summarize import (
 )
 from kbchat.config import load_settings
 from kbchat.errors import BadInput, NotFound
-from kbchat.kb import KnowledgeBase
-from kbchat.library import Library
+from kbchat.kb.knowledge_base import KnowledgeBase
+from kbchat.kb.library import Library
 from kbchat.llm.base import estimate_tokens
-from kbchat.testing import HashEmbedder, ScriptedChatModel
+from kbchat.testing.fakes import HashEmbedder, ScriptedChatModel
 
 LONG = [
     f"Section {n}. The plant in town {n} made {n * 100} kettles in {1990 + n}. "

@@ -12,10 +12,10 @@ from kbchat.config import load_settings
 from kbchat.embed.base import normalise
 from kbchat.embed.composite import CompositeEmbedder
 from kbchat.errors import ConfigError
-from kbchat.library import Library
+from kbchat.kb.library import Library
 from kbchat.registry import create_embedder, embedders
-from kbchat.retrieve import SearchOptions, search
-from kbchat.testing import HashEmbedder
+from kbchat.retrieve.search import SearchOptions, search
+from kbchat.testing.fakes import HashEmbedder
 
 CONCEPTS = {
     "kettle": 0, "水壶": 0, "warranty": 1, "保修": 1, "two": 2, "两": 2,

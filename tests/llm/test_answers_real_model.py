@@ -9,8 +9,8 @@ import pytest
 
 from kbchat.chat.rag import ChatOptions, stream_answer
 from kbchat.config import load_settings
-from kbchat.library import Library
-from kbchat.retrieve import SearchOptions
+from kbchat.kb.library import Library
+from kbchat.retrieve.search import SearchOptions
 from kbchat.sample import sample_dir
 from kbchat.types import Answer, Message
 

@@ -14,7 +14,7 @@ from kbchat.errors import BadInput, ConfigError
 from kbchat.llm import build_chat_model, complete
 from kbchat.llm.base import ChatModel, estimate_tokens
 from kbchat.llm.openai import OpenAIChatModel
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Delta, Message, Usage
 
 USER = [Message("user", "hello")]

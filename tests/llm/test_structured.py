@@ -7,7 +7,7 @@ import pytest
 from kbchat.errors import BadInput, Unsupported
 from kbchat.llm.base import ForcedTool, ResponseFormat, check_structured, complete_message
 from kbchat.llm.structured import StructuredOutputError, complete_json, parse_json_object
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Message, ToolCall, ToolSpec
 
 SCHEMA = {

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from kbchat.app import Services
 from kbchat.config import Settings
 from kbchat.server import create_app
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from tests.server.support import DOCS, make_services, make_settings, upload
 
 

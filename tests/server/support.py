@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from kbchat.app import Services, build
 from kbchat.config import Settings, load_settings
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Delta, Message
 
 DOCS = {

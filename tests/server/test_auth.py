@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from kbchat.cli import main
+from kbchat.cli.main import main
 from kbchat.config import Settings
 from kbchat.errors import BadInput, ConfigError, NotFound
 from kbchat.server import create_app

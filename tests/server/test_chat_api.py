@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from kbchat.errors import BackendError
 from kbchat.server import create_app
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Delta, Message
 from tests.server.support import (
     DOCS,

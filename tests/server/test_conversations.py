@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine
 
-from kbchat.conversations import ConversationStore, StoredMessage, title_from
 from kbchat.errors import NotFound
+from kbchat.store.conversations import ConversationStore, StoredMessage, title_from
 from kbchat.types import Message
 
 

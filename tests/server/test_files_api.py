@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from kbchat.app import Services
 from kbchat.server import create_app
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from tests.server.support import make_services, make_settings
 
 MANUAL = b"The Z9 blender has a five year warranty. Clean the blades after each use."

@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from kbchat.server import create_app
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from tests.server.support import DOCS, live_server, make_services, make_settings
 
 schemathesis = pytest.importorskip("schemathesis")

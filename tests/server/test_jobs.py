@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from kbchat.errors import BadInput, KbchatError, NotFound
-from kbchat.jobs import JobManager
-from kbchat.kb import FileOutcome, IngestListener
+from kbchat.kb.jobs import JobManager
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 
 
 def outcome(name: str, status: str = "indexed") -> FileOutcome:

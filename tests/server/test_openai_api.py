@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kbchat.config import Settings
-from kbchat.testing import HashEmbedder, ScriptedChatModel
+from kbchat.testing.fakes import HashEmbedder, ScriptedChatModel
 from kbchat.types import Message
 
 

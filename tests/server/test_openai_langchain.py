@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from kbchat.config import Settings
 from kbchat.server.app import create_app
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import ToolCall
 from tests.server.support import make_services, make_settings
 

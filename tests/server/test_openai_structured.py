@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from kbchat.config import Settings
 from kbchat.llm.base import ForcedTool, ResponseFormat
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Message, ToolCall, ToolSpec
 
 WEATHER = {

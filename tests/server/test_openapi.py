@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from kbchat.library import KB_NAME_PATTERN
+from kbchat.kb.library import KB_NAME_PATTERN
 
 CHAT_ROUTES = {("post", "/api/chat"), ("post", "/v1/chat/completions")}
 OPEN_ROUTES = {("get", "/api/health")}  # probes need no key

@@ -6,7 +6,7 @@ import pytest
 from kbchat.errors import BackendError
 from kbchat.store.base import VectorStore
 from kbchat.store.faiss import FaissStore
-from kbchat.testing import VectorStoreContract
+from kbchat.testing.contracts import VectorStoreContract
 
 
 class TestFaissContract(VectorStoreContract):

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from kbchat.app import build
 from kbchat.config import load_settings
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kbchat.evaluate import EvalQuery
+from kbchat.eval.retrieval import EvalQuery
 from kbchat.prompts import template
 from kbchat.types import Answer
 

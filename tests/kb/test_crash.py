@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 
 from kbchat.config import load_settings
-from kbchat.library import Library
-from tests.test_kb import assert_consistent
+from kbchat.kb.library import Library
+from tests.kb.test_knowledge_base import assert_consistent
 
 WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
     from kbchat.config import load_settings
-    from kbchat.library import Library
+    from kbchat.kb.library import Library
     from kbchat.registry import embedders
-    from kbchat.testing import HashEmbedder
+    from kbchat.testing.fakes import HashEmbedder
 
     class SlowHash(HashEmbedder):
         def embed_batch(self, texts, *, is_query=False):
@@ -49,7 +49,7 @@ def make_files(folder: Path, count: int, word: str) -> None:
 
 
 def start_writer(kb: str, folder: Path, delay: float) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     return subprocess.Popen(
         [sys.executable, "-c", WRITER, kb, str(folder), str(delay)],
         env=env,

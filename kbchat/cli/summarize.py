@@ -13,10 +13,10 @@ import typer
 from kbchat.app import Services, build
 from kbchat.chat.summaries import SummaryStore, summarize_file
 from kbchat.chat.summarize import STRATEGIES, Progress, Summary, SummaryEvent, summarize
-from kbchat.cli_base import JsonOpt, err, print_json
+from kbchat.cli.base import JsonOpt, err, print_json
 from kbchat.config import load_settings
 from kbchat.errors import BadInput, KbchatError
-from kbchat.kb import KnowledgeBase
+from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.options import summary_options
 from kbchat.serialize import summary_json
 
@@ -24,45 +24,41 @@ SLOW_S = 120.0
 """Summaries expected to take longer than this are announced as a warning."""
 
 
-def register(app: typer.Typer) -> None:
-    """Add `summarize` to the main CLI app."""
+def summarize_command(
+    kb: Annotated[str, typer.Argument(help="Knowledge base.")],
+    files: Annotated[
+        list[str] | None, typer.Argument(help="Files as `kb files` names them (default: all).")
+    ] = None,
+    strategy: Annotated[
+        str, typer.Option(help="auto, map-reduce, refine or extract (fast on CPU).")
+    ] = "auto",
+    model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Summarise again even if a summary is kept.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Summarise files of a knowledge base (streamed; kept until the file changes).
 
-    @app.command("summarize")
-    def summarize_command(
-        kb: Annotated[str, typer.Argument(help="Knowledge base.")],
-        files: Annotated[
-            list[str] | None, typer.Argument(help="Files as `kb files` names them (default: all).")
-        ] = None,
-        strategy: Annotated[
-            str, typer.Option(help="auto, map-reduce, refine or extract (fast on CPU).")
-        ] = "auto",
-        model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
-        refresh: Annotated[
-            bool, typer.Option("--refresh", help="Summarise again even if a summary is kept.")
-        ] = False,
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Summarise files of a knowledge base (streamed; kept until the file changes).
-
-        Without FILE, every indexed file is summarised, then the knowledge base as a whole.
-        Ctrl-C stops.
-        """
-        if strategy not in STRATEGIES:
-            raise BadInput(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        settings = load_settings()
-        services = build(settings)
-        try:
-            base = services.library.get(kb)
-            names = files or [r.name for r in base.files() if r.status == "indexed"]
-            if not names:
-                raise BadInput(f"knowledge base {kb!r} has no indexed file to summarise")
-            results = _summarize_all(
-                services, base, names, strategy, model, refresh, as_json, overview=not files
-            )
-        finally:
-            services.close()
-        if as_json:
-            print_json(results)
+    Without FILE, every indexed file is summarised, then the knowledge base as a whole.
+    Ctrl-C stops.
+    """
+    if strategy not in STRATEGIES:
+        raise BadInput(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    settings = load_settings()
+    services = build(settings)
+    try:
+        base = services.library.get(kb)
+        names = files or [r.name for r in base.files() if r.status == "indexed"]
+        if not names:
+            raise BadInput(f"knowledge base {kb!r} has no indexed file to summarise")
+        results = _summarize_all(
+            services, base, names, strategy, model, refresh, as_json, overview=not files
+        )
+    finally:
+        services.close()
+    if as_json:
+        print_json(results)
 
 
 def _summarize_all(

@@ -17,7 +17,8 @@ import numpy as np
 from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from kbchat.catalog_schema import (
+from kbchat.errors import Conflict, NotFound
+from kbchat.store.catalog_schema import (
     FileRecord,
     FileStatus,
     KBRecord,
@@ -32,7 +33,6 @@ from kbchat.catalog_schema import (
     metadata,
     new_chunk_row,
 )
-from kbchat.errors import Conflict, NotFound
 
 __all__ = [
     "Catalog",

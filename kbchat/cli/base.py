@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
-from kbchat.library import Library
+from kbchat.kb.library import Library
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)

@@ -12,13 +12,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kbchat import chat_cli, summarize_cli
-from kbchat.cli_base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
+from kbchat.cli import chat, summarize
+from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
+from kbchat.cli.kb import kb_app, print_hits, run_write
 from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
-from kbchat.kb_cli import kb_app, print_hits, run_write
 from kbchat.options import search_options
-from kbchat.retrieve import retrieve
+from kbchat.retrieve.search import retrieve
 
 app = typer.Typer(
     help="Ask questions about your own documents, with models you run yourself.",
@@ -97,8 +97,8 @@ def eval_retrieval(
     as_json: JsonOpt = False,
 ) -> None:
     """Recall@1/5/10, MRR@10, nDCG@10 and latency of search over a question set."""
-    from kbchat.evaluate import evaluate_retrieval, load_queries
-    from kbchat.retrieve import search
+    from kbchat.eval.retrieval import evaluate_retrieval, load_queries
+    from kbchat.retrieve.search import search
 
     if mode is not None and mode not in _EVAL_MODES:
         raise BadInput(f"--mode must be one of {', '.join(_EVAL_MODES)}, got {mode!r}")
@@ -144,8 +144,10 @@ def eval_retrieval(
     out.print(table)
 
 
-chat_cli.register(app, eval_app, split_names, print_json)
-summarize_cli.register(app)
+eval_app.command("answers", epilog=chat.QUESTION_FORMAT)(chat.eval_answers)
+app.command("ask")(chat.ask)
+app.command("chat")(chat.chat)
+app.command("summarize")(summarize.summarize_command)
 
 
 # -- kbchat serve and its API keys -------------------------------------------------------

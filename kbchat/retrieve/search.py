@@ -19,13 +19,13 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from kbchat.catalog import StoredChunk
 from kbchat.embed.base import Embedder
 from kbchat.embed.composite import CompositeEmbedder
 from kbchat.errors import BadInput
-from kbchat.kb import KnowledgeBase
-from kbchat.lexical import tokenize
-from kbchat.prompts import detect_language
+from kbchat.kb.knowledge_base import KnowledgeBase
+from kbchat.store.bm25 import tokenize
+from kbchat.store.catalog import StoredChunk
+from kbchat.text import detect_language
 from kbchat.types import Hit
 
 Mode = Literal["hybrid", "dense", "bm25"]

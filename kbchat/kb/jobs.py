@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from kbchat.errors import KbchatError, NotFound, ServiceUnavailable
-from kbchat.kb import FileOutcome, IngestListener
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 
 JobStatus = Literal["queued", "running", "done", "failed"]
 JobWork = Callable[[IngestListener], list[FileOutcome]]

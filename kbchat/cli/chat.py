@@ -1,4 +1,4 @@
-"""`kbchat ask` (one shot) and `kbchat chat` (interactive), registered on the main CLI app."""
+"""`kbchat ask` (one shot), `kbchat chat` (interactive) and `kbchat eval answers`."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ from kbchat.chat.files import answer_sources
 from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
-from kbchat.cli_base import progress_bar
+from kbchat.cli.base import print_json, progress_bar, split_names
+from kbchat.cli.kb import EXIT_FILES_FAILED, RichListener
 from kbchat.config import Settings, load_settings
-from kbchat.conversations import new_conversation_id
 from kbchat.errors import BadInput, KbchatError
-from kbchat.evaluate import load_queries
-from kbchat.evaluate_answers import AnswerReport, AnswerResult, evaluate_answers
-from kbchat.kb import FileOutcome, KnowledgeBase
-from kbchat.kb_cli import EXIT_FILES_FAILED, RichListener
+from kbchat.eval.answers import AnswerReport, AnswerResult, evaluate_answers
+from kbchat.eval.retrieval import load_queries
+from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
 from kbchat.options import answer_search_options, chat_options, summary_options
 from kbchat.serialize import answer_json
+from kbchat.store.conversations import new_conversation_id
 from kbchat.types import Answer, Message
 
 err = Console(stderr=True)
@@ -164,137 +164,129 @@ def _report_line(report: AnswerReport) -> str:
     )
 
 
-def register(app: typer.Typer, eval_app: typer.Typer, split_names: Any, print_json: Any) -> None:
-    """Add `ask`, `chat` and `eval answers` (helpers passed in to keep one definition of each)."""
+def eval_answers(
+    kb: Annotated[str, typer.Argument(metavar="KB[,KB...]", help="Knowledge base(s).")],
+    queries: Annotated[
+        Path, typer.Argument(help="Question set, JSONL (format below).", show_default=False)
+    ],
+    split: Annotated[str | None, typer.Option(help="Only questions of this split.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many questions.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", "-k", help="Sources (default: chat.top_k).")
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Most tokens per answer.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Answer accuracy, unanswerable questions declined, false refusals and median time to
+    first token over a question set, answered as `kbchat ask` would.
+    """
+    questions = load_queries(queries, split=split, limit=limit)
+    settings = load_settings()
+    services = build(settings)
+    try:
+        names = split_names(kb)
+        options = chat_options(
+            settings, answer_search_options(settings, top_k=top_k), max_tokens=max_tokens
+        )
 
-    @eval_app.command("answers", epilog=QUESTION_FORMAT)
-    def eval_answers(
-        kb: Annotated[str, typer.Argument(metavar="KB[,KB...]", help="Knowledge base(s).")],
-        queries: Annotated[
-            Path, typer.Argument(help="Question set, JSONL (format below).", show_default=False)
-        ],
-        split: Annotated[str | None, typer.Option(help="Only questions of this split.")] = None,
-        limit: Annotated[int | None, typer.Option(help="At most this many questions.")] = None,
-        model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
-        top_k: Annotated[
-            int | None, typer.Option("--top-k", "-k", help="Sources (default: chat.top_k).")
-        ] = None,
-        max_tokens: Annotated[int | None, typer.Option(help="Most tokens per answer.")] = None,
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print machine-readable JSON.")
-        ] = False,
-    ) -> None:
-        """Answer accuracy, unanswerable questions declined, false refusals and median time to
-        first token over a question set, answered as `kbchat ask` would.
-        """
-        questions = load_queries(queries, split=split, limit=limit)
-        settings = load_settings()
-        services = build(settings)
-        try:
-            names = split_names(kb)
-            options = chat_options(
-                settings, answer_search_options(settings, top_k=top_k), max_tokens=max_tokens
-            )
+        def answer(question: str) -> Answer:
+            events = _events(services, names, question, model, [], options)
+            return next(e for e in events if isinstance(e, Answer))
 
-            def answer(question: str) -> Answer:
-                events = _events(services, names, question, model, [], options)
-                return next(e for e in events if isinstance(e, Answer))
+        report = evaluate_answers(answer, questions, on_question=_progress)
+    finally:
+        services.close()
+    if as_json:
+        print_json(report.to_json())
+        return
+    err.print(_report_line(report), markup=False)
 
-            report = evaluate_answers(answer, questions, on_question=_progress)
-        finally:
-            services.close()
+
+def ask(
+    kb: Annotated[
+        str | None, typer.Argument(metavar="KB[,KB...]", help="Knowledge base(s).")
+    ] = None,
+    question: Annotated[str | None, typer.Argument(help="Your question.")] = None,
+    no_kb: Annotated[bool, typer.Option("--no-kb", help="Ask the model alone.")] = False,
+    files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file", "-f", help="Answer from this file (repeatable); no knowledge base needed."
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", "-k", help="Sources (default: chat.top_k).")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(help="Minimum relevance.")] = None,
+    no_hit: Annotated[str | None, typer.Option(help="refuse, fallback or message.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Most tokens in the answer.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Ask one question; the answer streams, then its sources.
+
+    With --file, the files are loaded into a temporary knowledge base (deleted after
+    the answer) and the question is answered from them, and from KB if one is named.
+    """
+    if (no_kb or files) and question is None:
+        kb, question = None, kb
+    if question is None or (kb is None and not no_kb and not files):
+        raise BadInput(
+            "usage: kbchat ask KB QUESTION, kbchat ask --file FILE QUESTION, "
+            "or kbchat ask --no-kb QUESTION"
+        )
+    settings = load_settings()
+    services = build(settings)
+    conversation = new_conversation_id()
+    try:
+        names = [] if no_kb or kb is None else split_names(kb)
+        search = answer_search_options(settings, top_k=top_k, threshold=threshold)
+        options = chat_options(settings, search, no_hit=no_hit, max_tokens=max_tokens)
+        files_kb = _attach(services, conversation, files or [], required=True)
+        events = _events(services, names, question, model, [], options, files_kb=files_kb)
         if as_json:
-            print_json(report.to_json())
-            return
-        err.print(_report_line(report), markup=False)
+            answer = next(e for e in events if isinstance(e, Answer))
+            print_json(answer_json(answer))
+        else:
+            _print_stream(events)
+    finally:
+        if files:
+            services.file_chats().delete(conversation, None)
+        services.close()
 
-    @app.command("ask")
-    def ask(
-        kb: Annotated[
-            str | None, typer.Argument(metavar="KB[,KB...]", help="Knowledge base(s).")
-        ] = None,
-        question: Annotated[str | None, typer.Argument(help="Your question.")] = None,
-        no_kb: Annotated[bool, typer.Option("--no-kb", help="Ask the model alone.")] = False,
-        files: Annotated[
-            list[Path] | None,
-            typer.Option(
-                "--file", "-f", help="Answer from this file (repeatable); no knowledge base needed."
-            ),
-        ] = None,
-        model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
-        top_k: Annotated[
-            int | None, typer.Option("--top-k", "-k", help="Sources (default: chat.top_k).")
-        ] = None,
-        threshold: Annotated[float | None, typer.Option(help="Minimum relevance.")] = None,
-        no_hit: Annotated[str | None, typer.Option(help="refuse, fallback or message.")] = None,
-        max_tokens: Annotated[int | None, typer.Option(help="Most tokens in the answer.")] = None,
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print machine-readable JSON.")
-        ] = False,
-    ) -> None:
-        """Ask one question; the answer streams, then its sources.
 
-        With --file, the files are loaded into a temporary knowledge base (deleted after
-        the answer) and the question is answered from them, and from KB if one is named.
-        """
-        if (no_kb or files) and question is None:
-            kb, question = None, kb
-        if question is None or (kb is None and not no_kb and not files):
-            raise BadInput(
-                "usage: kbchat ask KB QUESTION, kbchat ask --file FILE QUESTION, "
-                "or kbchat ask --no-kb QUESTION"
-            )
-        settings = load_settings()
-        services = build(settings)
-        conversation = new_conversation_id()
-        try:
-            names = [] if no_kb or kb is None else split_names(kb)
-            search = answer_search_options(settings, top_k=top_k, threshold=threshold)
-            options = chat_options(settings, search, no_hit=no_hit, max_tokens=max_tokens)
-            files_kb = _attach(services, conversation, files or [], required=True)
-            events = _events(services, names, question, model, [], options, files_kb=files_kb)
-            if as_json:
-                answer = next(e for e in events if isinstance(e, Answer))
-                print_json(answer_json(answer))
-            else:
-                _print_stream(events)
-        finally:
-            if files:
-                services.file_chats().delete(conversation, None)
-            services.close()
+def chat(
+    kb: Annotated[str | None, typer.Option(help="Knowledge base(s) to answer from.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name.")] = None,
+) -> None:
+    """Interactive chat with history: /kb NAME|off, /file PATH, /model NAME, /reset, /exit.
 
-    @app.command("chat")
-    def chat(
-        kb: Annotated[str | None, typer.Option(help="Knowledge base(s) to answer from.")] = None,
-        model: Annotated[str | None, typer.Option(help="Model name.")] = None,
-    ) -> None:
-        """Interactive chat with history: /kb NAME|off, /file PATH, /model NAME, /reset, /exit.
-
-        Ctrl-C stops the answer being written, not the session. Attached files are
-        deleted when the session ends.
-        """
-        settings = load_settings()
-        services = build(settings)
-        state: dict[str, Any] = {
-            "kbs": split_names(kb) if kb else [],
-            "model": model,
-            "conversation": new_conversation_id(),
-            "files": None,
-        }
-        history: list[Message] = []
-        err.print("kbchat chat — /help for commands, Ctrl-D to leave", markup=False)
-        try:
-            while (line := _read(state)) is not None:
-                if line.startswith("/"):
-                    if _command(line, state, history, services, split_names):
-                        break
-                    continue
-                if line.strip():
-                    _turn(services, state, line, history, settings)
-        finally:
-            if state["files"] is not None:
-                services.file_chats().delete(state["conversation"], None)
-            services.close()
+    Ctrl-C stops the answer being written, not the session. Attached files are
+    deleted when the session ends.
+    """
+    settings = load_settings()
+    services = build(settings)
+    state: dict[str, Any] = {
+        "kbs": split_names(kb) if kb else [],
+        "model": model,
+        "conversation": new_conversation_id(),
+        "files": None,
+    }
+    history: list[Message] = []
+    err.print("kbchat chat — /help for commands, Ctrl-D to leave", markup=False)
+    try:
+        while (line := _read(state)) is not None:
+            if line.startswith("/"):
+                if _command(line, state, history, services):
+                    break
+                continue
+            if line.strip():
+                _turn(services, state, line, history, settings)
+    finally:
+        if state["files"] is not None:
+            services.file_chats().delete(state["conversation"], None)
+        services.close()
 
 
 def _read(state: dict[str, Any]) -> str | None:
@@ -308,9 +300,7 @@ def _read(state: dict[str, Any]) -> str | None:
         return ""
 
 
-def _command(
-    line: str, state: dict[str, Any], history: list[Message], services: Services, split_names: Any
-) -> bool:
+def _command(line: str, state: dict[str, Any], history: list[Message], services: Services) -> bool:
     """Handle a /command; True means leave."""
     word, _, arg = line[1:].partition(" ")
     arg = arg.strip()

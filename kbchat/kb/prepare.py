@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from kbchat.catalog import FileRecord
 from kbchat.errors import BadInput, KbchatError
 from kbchat.ingest.discover import FoundFile, file_kind_problem, readable
 from kbchat.ingest.loaders import LoadLimits, is_supported, load_file
 from kbchat.ingest.splitter import iter_chunks
+from kbchat.store.catalog import FileRecord
 from kbchat.types import Chunk, Document
 
 OutcomeStatus = Literal["indexed", "failed", "skipped", "unchanged", "removed", "pending"]

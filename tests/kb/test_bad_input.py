@@ -10,9 +10,9 @@ import pytest
 
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
-from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase
-from kbchat.library import Library
-from kbchat.prepare import file_sha256
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener, KnowledgeBase
+from kbchat.kb.library import Library
+from kbchat.kb.prepare import file_sha256
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 
 from kbchat.config import load_settings
 from kbchat.errors import BadInput, Conflict, NotFound
-from kbchat.kb import KnowledgeBase
-from kbchat.lexical import tokenize
-from kbchat.library import Library
+from kbchat.kb.knowledge_base import KnowledgeBase
+from kbchat.kb.library import Library
+from kbchat.store.bm25 import tokenize
 
 
 @pytest.fixture
@@ -204,7 +204,7 @@ def test_kb_refuses_a_different_embedder(library: Library) -> None:
     library.catalog.engine.dispose()
     from sqlalchemy import update
 
-    from kbchat.catalog import kbs
+    from kbchat.store.catalog import kbs
 
     with library.catalog.engine.begin() as conn:
         conn.execute(update(kbs).where(kbs.c.id == record.id).values(embedder="other-model"))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kbchat.cli import main
+from kbchat.cli.main import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from kbchat.catalog import Catalog
 from kbchat.errors import BackendError
-from kbchat.lexical import LexicalIndex
 from kbchat.store.base import Ids, VectorStore
+from kbchat.store.bm25 import LexicalIndex
+from kbchat.store.catalog import Catalog
 from kbchat.store.faiss import FaissStore
 
 logger = logging.getLogger(__name__)

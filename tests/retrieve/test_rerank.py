@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kbchat.errors import BackendError, ConfigError
-from kbchat.rerank import OnnxCrossEncoder, RemoteReranker
+from kbchat.retrieve.rerank import OnnxCrossEncoder, RemoteReranker
 
 onnx = pytest.importorskip("onnx")
 tokenizers = pytest.importorskip("tokenizers")

@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 
 from kbchat.chat.rag import stream_answer
-from kbchat.cli import main
+from kbchat.cli.main import main
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
-from kbchat.evaluate import EvalQuery, load_queries
-from kbchat.evaluate_answers import (
+from kbchat.eval.answers import (
     answer_is_correct,
     declines_in_text,
     evaluate_answers,
     is_declined,
 )
-from kbchat.library import Library
+from kbchat.eval.retrieval import EvalQuery, load_queries
+from kbchat.kb.library import Library
 from kbchat.prompts import template
-from kbchat.testing import ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Answer, Citation
 
 
@@ -254,7 +254,7 @@ def test_interactive_chat_session(tmp_path: Path, kbchat_home: Path) -> None:
 
     env = {
         **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         "KBCHAT_EMBEDDER__BACKEND": "hash",
         "KBCHAT_MODELS": json.dumps({"fake": {"backend": "scripted"}}),
         "KBCHAT_DEFAULT_MODEL": "fake",

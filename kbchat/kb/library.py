@@ -8,13 +8,13 @@ import re
 import threading
 from typing import Any
 
-from kbchat.catalog import Catalog, KBRecord
 from kbchat.config import Settings
 from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, Conflict
 from kbchat.ingest.loaders import LoadLimits
-from kbchat.kb import KnowledgeBase, remove_kb_directory
+from kbchat.kb.knowledge_base import KnowledgeBase, remove_kb_directory
 from kbchat.registry import create_embedder
+from kbchat.store.catalog import Catalog, KBRecord
 
 KB_NAME_PATTERN = r"^\w[\w-]*(?:\.[\w-]+)*\.?$"
 KB_NAME_MAX = 64

@@ -13,12 +13,12 @@ from rich.table import Table
 
 from kbchat.app import build
 from kbchat.chat.summaries import SummaryStore
-from kbchat.cli_base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
+from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
-from kbchat.kb import FileOutcome, IngestListener, KnowledgeBase
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener, KnowledgeBase
 from kbchat.options import search_options
-from kbchat.retrieve import retrieve
+from kbchat.retrieve.search import retrieve
 from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.types import Hit
 

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from kbchat.cli import main
+from kbchat.cli.main import main
 from kbchat.errors import BadInput
-from kbchat.evaluate import (
+from kbchat.eval.retrieval import (
     EvalQuery,
     evaluate_retrieval,
     load_queries,
     rank_passages,
     score_ranking,
 )
-from kbchat.kb import KnowledgeBase
+from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.types import Hit
 
 
@@ -222,13 +222,13 @@ def _stand_in_search(
 
 @pytest.fixture
 def retriever(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until kbchat.retrieve lands, a dense stand-in with its API takes its place."""
+    """Until kbchat.retrieve.search lands, a dense stand-in with its API takes its place."""
     monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
-    if importlib.util.find_spec("kbchat.retrieve") is None:
-        module = types.ModuleType("kbchat.retrieve")
+    if importlib.util.find_spec("kbchat.retrieve.search") is None:
+        module = types.ModuleType("kbchat.retrieve.search")
         module.SearchOptions = _StandInOptions  # type: ignore[attr-defined]
         module.search = _stand_in_search  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "kbchat.retrieve", module)
+        monkeypatch.setitem(sys.modules, "kbchat.retrieve.search", module)
 
 
 PASSAGES = {

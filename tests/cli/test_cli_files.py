@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kbchat.catalog import Catalog
 from kbchat.config import load_settings
-from tests.test_cli import run
+from kbchat.store.catalog import Catalog
+from tests.cli.test_cli import run
 
 
 @pytest.fixture(autouse=True)

@@ -18,14 +18,12 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from kbchat.catalog import Catalog, FileRecord, KBRecord, NewChunk, StoredChunk
 from kbchat.embed.base import Embedder, embed_texts
 from kbchat.errors import BadInput
-from kbchat.index import KBIndex
 from kbchat.ingest.discover import FoundFile, discover, known_file, readable
 from kbchat.ingest.loaders import LoadLimits, is_supported
-from kbchat.lexical import tokenize
-from kbchat.prepare import (
+from kbchat.kb.index import KBIndex
+from kbchat.kb.prepare import (
     FileOutcome,
     FilePreparer,
     OutcomeStatus,
@@ -34,6 +32,8 @@ from kbchat.prepare import (
     prefetch,
     small_files_first,
 )
+from kbchat.store.bm25 import tokenize
+from kbchat.store.catalog import Catalog, FileRecord, KBRecord, NewChunk, StoredChunk
 from kbchat.types import Chunk, Hit
 
 __all__ = [

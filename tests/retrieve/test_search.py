@@ -10,9 +10,9 @@ import pytest
 
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
-from kbchat.kb import KnowledgeBase
-from kbchat.library import Library
-from kbchat.retrieve import SearchOptions, relevance, retrieve, search
+from kbchat.kb.knowledge_base import KnowledgeBase
+from kbchat.kb.library import Library
+from kbchat.retrieve.search import SearchOptions, relevance, retrieve, search
 
 DOCS = {
     "kettle.txt": "The K3 kettle has a two year warranty. Descale it monthly with citric acid.",
@@ -154,7 +154,7 @@ def test_relevance_is_measured_from_the_querys_chit_chat_level() -> None:
 
 
 def test_other_language_passages_get_the_bm25_of_same_language_peers() -> None:
-    from kbchat.retrieve import _lexical_stand_in
+    from kbchat.retrieve.search import _lexical_stand_in
 
     lexical = np.array([0.1, 0.0, 0.3, 0.0])
     dense = np.array([0.62, 0.53, 0.60, 0.95])

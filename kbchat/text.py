@@ -1,0 +1,58 @@
+"""Character classes of Chinese, Japanese and Korean text, and the language of a text (one copy).
+
+Ranges are Unicode blocks (The Unicode Standard, "Blocks.txt"):
+- Han ideographs: CJK Unified Ideographs Extension A (U+3400–4DBF), CJK Unified Ideographs
+  (U+4E00–9FFF) and CJK Compatibility Ideographs (U+F900–FAFF);
+- wide characters written without spaces between words: everything from CJK Symbols and
+  Punctuation (U+3000) to the end of the unified ideographs (U+9FFF, so kana and bopomofo
+  too), the compatibility ideographs and Halfwidth and Fullwidth Forms (U+FF00–FFEF).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Language = Literal["zh", "en"]
+
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+"""Han ideographs, as the body of a regex character class."""
+WIDE = "\u3000-\u9fff\uf900-\ufaff\uff00-\uffef"
+"""Wide East Asian characters (ideographs, kana, CJK punctuation, full-width forms), ditto."""
+CJK_PUNCTUATION = "\u3000-\u303f\uff00-\uffef"
+"""CJK symbols and punctuation plus full-width forms, ditto."""
+
+DENSE = WIDE + "\uac00-\ud7af\U00020000-\U0002fa1f"
+"""``WIDE`` plus Hangul syllables and the ideograph extensions B and later: scripts that BPE
+vocabularies spend about one token per character on."""
+
+HAN_RE = re.compile(f"[{HAN}]")
+_HAN_OR_PUNCTUATION = re.compile(f"[{HAN}{CJK_PUNCTUATION}]")
+_WIDE = re.compile(f"[{WIDE}]")
+DENSE_RE = re.compile(f"[{DENSE}]")
+
+ZH_SHARE = 0.2
+"""Share of Han characters among letters from which a text counts as Chinese (tuned on the
+bilingual sample KB: mixed Chinese prose with English product names stays 'zh')."""
+
+
+def is_han(ch: str) -> bool:
+    """True for one Han ideograph."""
+    return HAN_RE.fullmatch(ch) is not None
+
+
+def is_wide(ch: str) -> bool:
+    """True for one wide East Asian character (see ``WIDE``)."""
+    return _WIDE.fullmatch(ch) is not None
+
+
+def is_han_or_punctuation(ch: str) -> bool:
+    """True for one Han ideograph, CJK punctuation mark or full-width form."""
+    return _HAN_OR_PUNCTUATION.fullmatch(ch) is not None
+
+
+def detect_language(text: str) -> Language:
+    """'zh' when Han characters make up at least ``ZH_SHARE`` of the letters, else 'en'."""
+    han = len(HAN_RE.findall(text))
+    letters = sum(1 for ch in text if ch.isalpha())
+    return "zh" if letters and han / letters >= ZH_SHARE else "en"
