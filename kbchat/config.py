@@ -186,6 +186,29 @@ class ChatSettings(BaseModel):
     )
 
 
+class AgentSettings(BaseModel):
+    """Agent chat: which tools, how the tool is chosen, and the bounds of one run."""
+
+    model_config = {"extra": "forbid"}
+
+    tools: list[str] = Field(
+        default_factory=lambda: ["kb_search", "calculator", "current_time", "sheet_sql"],
+        description="Tools the built-in agent may use, by registry name.",
+    )
+    user_tools: dict[str, str] = Field(
+        default_factory=dict,
+        description='Your own tools: name = "module:attr" (an object with spec, examples, run).',
+    )
+    router: Literal["auto", "model", "examples"] = Field(
+        "auto",
+        description="How a tool is chosen: the model (OpenAI tools protocol), or example "
+        "questions matched by the embedder (small embedded models); auto picks examples for "
+        "llamacpp models and the model for remote ones.",
+    )
+    max_steps: int = Field(3, ge=1, le=10, description="Tool calls per answer at most.")
+    max_seconds: float = Field(120.0, gt=0, description="Wall time of the tool steps at most.")
+
+
 class FileChatSettings(BaseModel):
     """Files attached to a conversation (a temporary knowledge base per conversation)."""
 
@@ -296,6 +319,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     files: FileChatSettings = Field(default_factory=FileChatSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
     rerank: RerankSettings = Field(default_factory=RerankSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: dict[str, ModelSettings] = Field(

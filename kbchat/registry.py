@@ -81,3 +81,10 @@ rerankers: Registry[Any] = Registry("reranker backend")
 rerankers.register("onnx", "kbchat.retrieve.rerank:OnnxCrossEncoder")
 rerankers.register("remote", "kbchat.retrieve.rerank:RemoteReranker")
 chat_models.register("scripted", "kbchat.testing.fakes:ScriptedChatModel")
+
+tools: Registry[Any] = Registry("tool")
+"""Agent tools by name (see kbchat.chat.tools); user tools are registered from settings."""
+tools.register("kb_search", "kbchat.chat.tools.kb_search:KbSearch")
+tools.register("calculator", "kbchat.chat.tools.calculator:Calculator")
+tools.register("current_time", "kbchat.chat.tools.clock:Clock")
+tools.register("sheet_sql", "kbchat.chat.tools.sheets_sql:SheetsSql")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -12,10 +13,11 @@ import typer
 from rich.console import Console
 
 from kbchat.app import Services, build
+from kbchat.chat.agent import AgentEvent, ToolStep, stream_agent
 from kbchat.chat.files import answer_sources
 from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.plain import stream_chat
-from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
+from kbchat.chat.rag import ChatOptions, stream_answer
 from kbchat.cli.base import print_json, progress_bar, split_names
 from kbchat.cli.kb import EXIT_FILES_FAILED, RichListener
 from kbchat.config import Settings, load_settings
@@ -40,7 +42,13 @@ def _events(
     options: ChatOptions,
     cancel: threading.Event | None = None,
     files_kb: KnowledgeBase | None = None,
-) -> Iterator[ChatEvent]:
+    agent: bool = False,
+) -> Iterator[AgentEvent]:
+    if agent:
+        names = [*kb_names, *([files_kb.name] if files_kb is not None else [])]
+        return stream_agent(
+            services, question, model_name=model_name, kbs=names, history=history, cancel=cancel
+        )
     model = services.models.get(model_name)
     kbs, options = answer_sources(
         [services.library.get(name) for name in kb_names],
@@ -93,11 +101,13 @@ def _report_files(outcomes: Sequence[FileOutcome]) -> None:
             err.print(f"attached {outcome.name} ({outcome.chunks} chunks)", markup=False)
 
 
-def _print_stream(events: Iterator[ChatEvent]) -> Answer:
+def _print_stream(events: Iterator[AgentEvent]) -> Answer:
     answer: Answer | None = None
     for event in events:
         if isinstance(event, Answer):
             answer = event
+        elif isinstance(event, ToolStep):
+            _print_step(event)
         else:
             sys.stdout.write(event)
             sys.stdout.flush()
@@ -126,6 +136,21 @@ def _print_stream(events: Iterator[ChatEvent]) -> Answer:
     for notice in answer.notices:
         err.print(f"note: {notice}", markup=False, style="yellow")
     return answer
+
+
+def _print_step(step: ToolStep) -> None:
+    """A tool call on stderr: the call when it starts, its result (or error) and time after."""
+    if not step.done:
+        arguments = json.dumps(step.arguments, ensure_ascii=False)
+        err.print(f"→ {step.tool} {arguments}", markup=False, highlight=False, style="cyan")
+        return
+    took = f" ({step.ms:.0f} ms)" if step.ms is not None else ""
+    if step.error is not None:
+        err.print(f"← {step.tool} failed{took}: {step.error}", markup=False, style="red")
+        return
+    result = (step.result or "").replace("\n", " ")
+    shown = result if len(result) <= 200 else result[:200] + "…"
+    err.print(f"← {step.tool}{took}: {shown}", markup=False, highlight=False, style="dim")
 
 
 QUESTION_FORMAT = "\n\n".join(
@@ -209,6 +234,12 @@ def ask(
     ] = None,
     question: Annotated[str | None, typer.Argument(help="Your question.")] = None,
     no_kb: Annotated[bool, typer.Option("--no-kb", help="Ask the model alone.")] = False,
+    agent: Annotated[
+        bool,
+        typer.Option(
+            "--agent", help="Let the model use tools: KB search, calculator, clock, sheet SQL."
+        ),
+    ] = False,
     files: Annotated[
         list[Path] | None,
         typer.Option(
@@ -229,12 +260,12 @@ def ask(
     With --file, the files are loaded into a temporary knowledge base (deleted after
     the answer) and the question is answered from them, and from KB if one is named.
     """
-    if (no_kb or files) and question is None:
+    if (no_kb or files or agent) and question is None:
         kb, question = None, kb
-    if question is None or (kb is None and not no_kb and not files):
+    if question is None or (kb is None and not no_kb and not files and not agent):
         raise BadInput(
             "usage: kbchat ask KB QUESTION, kbchat ask --file FILE QUESTION, "
-            "or kbchat ask --no-kb QUESTION"
+            "kbchat ask --agent [KB] QUESTION or kbchat ask --no-kb QUESTION"
         )
     settings = load_settings()
     services = build(settings)
@@ -244,7 +275,9 @@ def ask(
         search = answer_search_options(settings, top_k=top_k, threshold=threshold)
         options = chat_options(settings, search, no_hit=no_hit, max_tokens=max_tokens)
         files_kb = _attach(services, conversation, files or [], required=True)
-        events = _events(services, names, question, model, [], options, files_kb=files_kb)
+        events = _events(
+            services, names, question, model, [], options, files_kb=files_kb, agent=agent
+        )
         if as_json:
             answer = next(e for e in events if isinstance(e, Answer))
             print_json(answer_json(answer))
@@ -260,7 +293,7 @@ def chat(
     kb: Annotated[str | None, typer.Option(help="Knowledge base(s) to answer from.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name.")] = None,
 ) -> None:
-    """Interactive chat with history: /kb NAME|off, /file PATH, /model NAME, /reset, /exit.
+    """Interactive chat with history: /kb NAME|off, /file PATH, /agent [off], /model NAME, /reset.
 
     Ctrl-C stops the answer being written, not the session. Attached files are
     deleted when the session ends.
@@ -272,6 +305,7 @@ def chat(
         "model": model,
         "conversation": new_conversation_id(),
         "files": None,
+        "agent": False,
     }
     history: list[Message] = []
     err.print("kbchat chat — /help for commands, Ctrl-D to leave", markup=False)
@@ -291,6 +325,8 @@ def chat(
 
 def _read(state: dict[str, Any]) -> str | None:
     target = ",".join([*state["kbs"], *(["files"] if state["files"] else [])]) or "model"
+    if state["agent"]:
+        target += "+agent"
     try:
         return input(f"[{target}] > ")
     except EOFError:
@@ -328,13 +364,17 @@ def _command(line: str, state: dict[str, Any], history: list[Message], services:
                 + (", ".join(f"{f.name} ({f.status})" for f in attached) or "no file yet"),
                 markup=False,
             )
+        elif word == "agent":
+            state["agent"] = arg != "off"
+            err.print(f"agent mode {'on' if state['agent'] else 'off'}", markup=False)
         elif word == "model":
             services.models.get(arg or None)
             state["model"] = arg or None
             err.print(f"model: {arg or services.settings.default_model}", markup=False)
         else:
             err.print(
-                "/kb NAME[,NAME]|off   /file PATH   /model NAME   /reset   /exit", markup=False
+                "/kb NAME[,NAME]|off   /file PATH   /agent [off]   /model NAME   /reset   /exit",
+                markup=False,
             )
     except KbchatError as exc:
         err.print(f"error: {exc}", markup=False, style="red")
@@ -350,7 +390,7 @@ def _turn(
 ) -> None:
     cancel = threading.Event()
     options = chat_options(settings, answer_search_options(settings))
-    events: Iterator[ChatEvent] | None = None
+    events: Iterator[AgentEvent] | None = None
     try:
         events = _events(
             services,
@@ -361,6 +401,7 @@ def _turn(
             options,
             cancel,
             files_kb=state["files"],
+            agent=state["agent"],
         )
         answer = _print_stream(events)
     except KeyboardInterrupt:

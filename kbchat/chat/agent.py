@@ -1,0 +1,426 @@
+"""Agent chat: the model may call tools (search, calculator, clock, SQL over sheets...) before
+it answers; every step is streamed as an event.
+
+Two ways to choose a tool:
+- ``router="model"``: the OpenAI tools protocol with ``tool_choice="auto"`` in a loop of at
+  most ``max_steps`` calls, for models that choose tools well (remote, larger ones).
+- ``router="examples"`` (default for the embedded small models): the question is matched
+  against each tool's example questions and against questions that need no tool, by the
+  embedder's cosine similarity; the model then only fills in the chosen tool's arguments,
+  under that tool's JSON schema (constrained decoding on llama.cpp), so a format error
+  cannot happen. Qwen2.5-0.5B under ``auto`` calls a tool for nearly every question
+  (kbchat.llm.tool_calls), so it is not asked to choose.
+
+Either way the answer is written last, streamed, from the tool results; sources that tools
+marked [n] become the answer's citations. Bounded: ``max_steps`` tool calls, ``max_seconds``
+in all; a repeated identical call is not run again; unknown tools, bad arguments and tool
+exceptions are shown to the model and the user, never swallowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from kbchat.chat.memory import fit_history
+from kbchat.chat.tools import Tool, ToolContext, ToolError
+from kbchat.embed.base import Embedder
+from kbchat.errors import BadInput, ConfigError, KbchatError
+from kbchat.llm.base import ChatModel, ForcedTool, complete_message
+from kbchat.prompts import template
+from kbchat.text import detect_language
+from kbchat.types import Answer, Message, ToolCall, ToolSpec, Usage
+
+if TYPE_CHECKING:
+    from kbchat.app import Services
+    from kbchat.config import Settings
+
+Router = Literal["model", "examples"]
+
+NO_TOOL_EXAMPLES = (
+    "Hello, how are you?",
+    "Write a short poem about autumn.",
+    "Translate 'good morning' into French.",
+    "What is the capital of France?",
+    "Explain what recursion is.",
+    "Thanks, that helps!",
+    "Tell me a joke.",
+    "Write a Python function that reverses a string.",
+    "你好",
+    "写一首关于春天的诗",
+    "把“早上好”翻译成英文",
+    "解释一下什么是递归",
+    "谢谢你的帮助",
+    "讲个笑话",
+    "中国的首都是哪里？",
+    "用 Python 写一个冒泡排序",
+)
+"""Questions that need no tool, matched against like the tools' own examples."""
+
+_ARITHMETIC = re.compile(r"\d\s*[-+*/×÷^]\s*[\d(]|[\d)]\s*[-+*/×÷^]\s*\d")
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """Bounds and choices of one agent run.
+
+    Attributes:
+        max_steps: tool calls at most (a call the model repeats counts once).
+        max_seconds: wall time for all steps before the answer is written from what is there.
+        router: how the tool is chosen (module docstring).
+        max_tokens / temperature: for the written answer; tool arguments use 256 / 0.
+        history_tokens: budget for earlier turns.
+    """
+
+    max_steps: int = 3
+    max_seconds: float = 120.0
+    router: Router = "examples"
+    max_tokens: int = 512
+    temperature: float = 0.1
+    history_tokens: int = 1024
+
+
+@dataclass(frozen=True)
+class ToolStep:
+    """A tool call, sent when it starts (``done`` False) and when it ends (``result`` or
+    ``error``, and ``ms``)."""
+
+    step: int
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    done: bool = False
+    result: str | None = None
+    error: str | None = None
+    ms: float | None = None
+
+
+AgentEvent = str | ToolStep | Answer
+"""Events of a run: tool steps, then answer text deltas, then the finished Answer."""
+
+
+@dataclass
+class ExampleRouter:
+    """Chooses a tool (or none) by cosine similarity between the question and examples.
+
+    ``margin``: the best tool must beat the best no-tool example by this much; a question
+    holding an arithmetic expression goes to the calculator when there is one.
+    """
+
+    embedder: Embedder
+    margin: float = 0.0
+    _cache: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
+
+    def choose(self, question: str, tools: Sequence[Tool]) -> str | None:
+        names = [tool.spec.name for tool in tools]
+        if "calculator" in names and _ARITHMETIC.search(question):
+            return "calculator"
+        labels: list[str | None] = []
+        texts: list[str] = []
+        for tool in tools:
+            labels += [tool.spec.name] * len(tool.examples)
+            texts += list(tool.examples)
+        labels += [None] * len(NO_TOOL_EXAMPLES)
+        texts += list(NO_TOOL_EXAMPLES)
+        key = tuple(texts)
+        if key not in self._cache:
+            self._cache[key] = self.embedder.embed_batch(texts, is_query=True)
+        query = self.embedder.embed_batch([question], is_query=True)[0]
+        scores = self._cache[key] @ query
+        best: dict[str | None, float] = {}
+        for label, score in zip(labels, scores, strict=True):
+            best[label] = max(best.get(label, -1.0), float(score))
+        tool_scores = {k: v for k, v in best.items() if k is not None}
+        if not tool_scores:
+            return None
+        chosen = max(tool_scores, key=lambda k: tool_scores[k])
+        return chosen if tool_scores[chosen] > best.get(None, -1.0) + self.margin else None
+
+
+def run_agent(
+    model: ChatModel,
+    question: str,
+    tools: Sequence[Tool],
+    context: ToolContext,
+    *,
+    history: Sequence[Message] = (),
+    options: AgentOptions | None = None,
+    router: ExampleRouter | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[AgentEvent]:
+    """Answer ``question`` with ``tools``: yields ToolSteps, answer text deltas, then the Answer.
+
+    Raises:
+        BadInput: empty question, no tools, or ``router="examples"`` without a router.
+        LLMError / BackendError: the model failed (tool failures do not raise: they are
+            shown to the model and in the ToolStep).
+    """
+    options = options or AgentOptions()
+    if not question.strip():
+        raise BadInput("the question is empty")
+    if not tools:
+        raise BadInput("the agent has no tools")
+    if options.router == "examples" and router is None:
+        raise BadInput("router='examples' needs an ExampleRouter")
+    started = time.perf_counter()
+    language = detect_language(question)
+    by_name = {tool.spec.name: tool for tool in tools}
+    specs = [_spec(tool, context) for tool in tools]
+    budget = max(0, min(options.history_tokens, model.context_window // 4))
+    messages = [
+        Message("system", template("agent_system", language)),
+        *fit_history(history, budget, model.count_tokens),
+        Message("user", question),
+    ]
+    usage = Usage()
+    notices: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    steps = 0
+    reply_text = ""
+    forced = (
+        router.choose(question, tools)
+        if router is not None and options.router == "examples"
+        else None
+    )
+    timings: dict[str, float] = {"route": time.perf_counter() - started}
+    while steps < options.max_steps:
+        if options.router == "examples" and (steps > 0 or forced is None):
+            break
+        if time.perf_counter() - started > options.max_seconds:
+            notices.append(
+                f"the agent stopped after {options.max_seconds:.0f} s; answering with what it has"
+            )
+            break
+        choice = ForcedTool(forced) if options.router == "examples" and forced else "auto"
+        call_specs = (
+            [s for s in specs if s.name == forced] if isinstance(choice, ForcedTool) else specs
+        )
+        done = complete_message(
+            model,
+            messages,
+            tools=call_specs,
+            tool_choice=choice,
+            parallel_tool_calls=False,
+            temperature=0.0,
+            max_tokens=256,
+            cancel=cancel,
+        )
+        usage = _add(usage, done.usage)
+        if not done.tool_calls:
+            reply_text = done.text
+            break
+        messages.append(Message("assistant", done.text, tool_calls=tuple(done.tool_calls)))
+        repeated = False
+        for call in done.tool_calls:
+            steps += 1
+            key = (call.name, _canonical(call.arguments))
+            if key in seen:
+                repeated = True
+                content = "This exact call was already made; its result is above. Answer now."
+                messages.append(Message("tool", content, tool_call_id=call.id))
+                continue
+            seen.add(key)
+            step_events, content = _run_call(call, by_name, context, steps, cancel)
+            yield from step_events
+            messages.append(Message("tool", content, tool_call_id=call.id))
+        if repeated:
+            notices.append("the model repeated a tool call; it was not run again")
+            break
+    else:
+        if options.router == "model":
+            notices.append(f"the agent reached its limit of {options.max_steps} tool calls")
+    timings["tools"] = time.perf_counter() - started - timings["route"]
+    answer = Answer(text="", model=model.name, question=question, grounded=False, notices=notices)
+    if reply_text:
+        # the model chose to answer (router "model"): that reply is the answer
+        answer.text = reply_text
+        yield reply_text
+    else:
+        yield from _write_answer(model, messages, language, options, answer, usage, cancel)
+        usage = answer.usage
+    answer.usage = usage
+    answer.citations = [c for c in context.sources if f"[{c.marker}]" in answer.text]
+    answer.grounded = bool(answer.citations)
+    timings["total"] = time.perf_counter() - started
+    answer.timings = {k: round(v, 4) for k, v in timings.items()}
+    answer.timings["steps"] = steps
+    yield answer
+
+
+def _run_call(
+    call: ToolCall,
+    tools: dict[str, Tool],
+    context: ToolContext,
+    step: int,
+    cancel: threading.Event | None,
+) -> tuple[list[ToolStep], str]:
+    """Run one call: its start and end events, and what the model reads back."""
+    try:
+        arguments = json.loads(call.arguments or "{}")
+        if not isinstance(arguments, dict):
+            raise ValueError("arguments are not a JSON object")
+    except ValueError as exc:
+        arguments = {}
+        bad = f"the arguments of {call.name} are not a JSON object: {exc}"
+        return [ToolStep(step, call.id, call.name, arguments, done=True, error=bad, ms=0.0)], bad
+    begin = ToolStep(step, call.id, call.name, arguments)
+    tool = tools.get(call.name)
+    started = time.perf_counter()
+    try:
+        if tool is None:
+            raise ToolError(f"there is no tool {call.name!r}; tools: {', '.join(sorted(tools))}")
+        _check_arguments(tool.spec, arguments)
+        result: str | None = tool.run(arguments, context).text
+        error: str | None = None
+    except KbchatError as exc:
+        result, error = None, str(exc)
+    except Exception as exc:  # a tool's own bug is shown, not swallowed, and the run goes on
+        result, error = None, f"{call.name} failed: {type(exc).__name__}: {exc}"
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    end = ToolStep(
+        step, call.id, call.name, arguments, done=True, result=result, error=error, ms=ms
+    )
+    return [begin, end], result if result is not None else f"Error: {error}"
+
+
+def _write_answer(
+    model: ChatModel,
+    messages: list[Message],
+    language: Literal["zh", "en"],
+    options: AgentOptions,
+    answer: Answer,
+    usage: Usage,
+    cancel: threading.Event | None,
+) -> Iterator[str]:
+    """Stream the answer from the tool results (as plain text, no tool protocol)."""
+    question = next(m.content for m in reversed(messages) if m.role == "user")
+    results = [m.content for m in messages if m.role == "tool"]
+    history = [m for m in messages[1:] if m.role in ("user", "assistant") and not m.tool_calls]
+    prompt = [Message("system", template("agent_answer", language)), *history[:-1]]
+    if results:
+        body = "\n\n".join(results)
+        prompt.append(Message("user", f"Tool results:\n{body}\n\nQuestion: {question}"))
+    else:
+        prompt.append(Message("user", question))
+    parts: list[str] = []
+    for delta in model.stream(
+        prompt,
+        temperature=options.temperature,
+        max_tokens=options.max_tokens,
+        cancel=cancel,
+    ):
+        if delta.text:
+            parts.append(delta.text)
+            yield delta.text
+        if delta.finish_reason is not None:
+            answer.finish_reason = delta.finish_reason
+        if delta.usage is not None:
+            usage = _add(usage, delta.usage)
+    answer.text = "".join(parts)
+    answer.usage = usage
+
+
+def _spec(tool: Tool, context: ToolContext) -> ToolSpec:
+    describe = getattr(tool, "spec_for", None)
+    return describe(context) if callable(describe) else tool.spec
+
+
+def _check_arguments(spec: ToolSpec, arguments: dict[str, Any]) -> None:
+    import jsonschema_rs
+
+    problems = [
+        e.message for e in jsonschema_rs.validator_for(spec.parameters).iter_errors(arguments)
+    ]
+    if problems:
+        raise ToolError(f"bad arguments for {spec.name}: {'; '.join(problems[:3])}")
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments or "{}"), sort_keys=True, ensure_ascii=False)
+    except ValueError:
+        return arguments
+
+
+def _add(a: Usage, b: Usage | None) -> Usage:
+    if b is None:
+        return a
+    return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens)
+
+
+def build_tools(settings: Settings, names: Sequence[str] | None = None) -> list[Tool]:
+    """The tools named (default: ``agent.tools`` plus ``agent.user_tools``), built once per call.
+
+    Raises:
+        ConfigError: an unknown tool name (the message lists the known ones), or a user
+            tool that is not importable.
+    """
+    from kbchat.registry import tools as registry
+
+    for name, path in settings.agent.user_tools.items():
+        registry.register(name, path)
+    chosen = list(names) if names else [*settings.agent.tools, *settings.agent.user_tools]
+    built: list[Tool] = []
+    for name in dict.fromkeys(chosen):
+        try:
+            tool = registry.create(name)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"agent tool {name!r} cannot be loaded: {exc}") from None
+        if not isinstance(tool, Tool):
+            raise ConfigError(f"agent tool {name!r} lacks spec, examples or run()")
+        built.append(tool)
+    return built
+
+
+def stream_agent(
+    services: Services,
+    question: str,
+    *,
+    model_name: str | None = None,
+    kbs: Sequence[str] = (),
+    history: Sequence[Message] = (),
+    can_read: Callable[[str], bool] | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[AgentEvent]:
+    """``run_agent`` as configured in ``services.settings.agent``, for the CLI and the server."""
+    settings = services.settings
+    model = services.models.get(model_name)
+    configured = settings.agent
+    router_name: Router
+    if configured.router == "auto":
+        backend = settings.models[model_name or settings.default_model].backend
+        router_name = "examples" if backend == "llamacpp" else "model"
+    else:
+        router_name = configured.router
+    router = None
+    if router_name == "examples":
+        library = services.library
+        router = ExampleRouter(library.embedder(library.default_embedder_spec()))
+    options = AgentOptions(
+        max_steps=configured.max_steps,
+        max_seconds=configured.max_seconds,
+        router=router_name,
+        max_tokens=settings.chat.max_tokens,
+        temperature=settings.chat.temperature,
+        history_tokens=settings.chat.history_tokens,
+    )
+    context = ToolContext(
+        services=services, can_read=can_read or (lambda _: True), kbs=tuple(kbs), cancel=cancel
+    )
+    yield from run_agent(
+        model,
+        question,
+        build_tools(settings),
+        context,
+        history=history,
+        options=options,
+        router=router,
+        cancel=cancel,
+    )
