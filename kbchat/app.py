@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from kbchat.chat.files import FileChats
+from kbchat.chat.search import WebSearch
 from kbchat.config import Settings
 from kbchat.errors import NotFound
 from kbchat.kb.library import Library
@@ -57,6 +58,7 @@ class Services:
     models: ModelPool = field(init=False)
     _reranker: Reranker | None = field(init=False, default=None)
     _file_chats: FileChats | None = field(init=False, default=None)
+    _web_search: WebSearch | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.models = ModelPool(self.settings)
@@ -70,6 +72,18 @@ class Services:
             self._file_chats = FileChats(self.library, ttl_s=self.settings.files.ttl_hours * 3600.0)
             self._file_chats.expire()
         return self._file_chats
+
+    def web_search(self) -> WebSearch:
+        """The configured web search, built once (its result cache lives as long).
+
+        Raises:
+            ConfigError: no provider configured, or one lacks its url or key.
+        """
+        if self._web_search is None:
+            from kbchat.chat.search import build_web_search
+
+            self._web_search = build_web_search(self.settings.web_search)
+        return self._web_search
 
     def reranker(self) -> Reranker | None:
         """The configured reranker, built once; None when reranking is off."""

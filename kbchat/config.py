@@ -186,6 +186,53 @@ class ChatSettings(BaseModel):
     )
 
 
+class SearchProviderSettings(BaseModel):
+    """One web search provider."""
+
+    model_config = {"extra": "forbid"}
+
+    kind: Literal["searxng", "duckduckgo", "tavily", "bing", "brave"] = Field(
+        description="The search engine."
+    )
+    url: str | None = Field(
+        None, description="Its API address (required for searxng; others have a default)."
+    )
+    api_key: str | None = Field(None, description="Key (tavily, bing, brave).")
+
+
+class WebSearchSettings(BaseModel):
+    """Web search for the agent's web_search tool and `ask --web`."""
+
+    model_config = {"extra": "forbid"}
+
+    providers: list[SearchProviderSettings] = Field(
+        default_factory=list, description="Tried in order; the first that answers wins."
+    )
+    timeout_s: float = Field(10.0, gt=0, description="Seconds one provider may take.")
+    cache_s: float = Field(300.0, ge=0, description="Seconds a query's results are reused.")
+    proxy: str | None = Field(None, description="HTTP(S) proxy URL for searches and fetches.")
+    max_results: int = Field(8, ge=1, le=50, description="Results asked of a provider.")
+    top_k: int = Field(4, ge=1, le=20, description="Best results (by relevance) kept.")
+    fetch_pages: bool = Field(
+        False, description="Fetch each kept result's page text (slower, fuller answers)."
+    )
+
+
+class FetchSettings(BaseModel):
+    """The agent's fetch_url tool (reading a web page)."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = Field(False, description="Let the agent read URLs (off by default).")
+    allow_private: bool = Field(
+        False,
+        description="Allow loopback, private and link-local addresses (refused by default: "
+        "a URL in a question must not reach services behind your firewall).",
+    )
+    max_bytes: int = Field(2_000_000, gt=0, description="Largest page read.")
+    max_chars: int = Field(4000, gt=0, description="Characters of page text given the model.")
+
+
 class AgentSettings(BaseModel):
     """Agent chat: which tools, how the tool is chosen, and the bounds of one run."""
 
@@ -320,6 +367,8 @@ class Settings(BaseSettings):
     chat: ChatSettings = Field(default_factory=ChatSettings)
     files: FileChatSettings = Field(default_factory=FileChatSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
     rerank: RerankSettings = Field(default_factory=RerankSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: dict[str, ModelSettings] = Field(
