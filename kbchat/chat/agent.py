@@ -64,7 +64,26 @@ NO_TOOL_EXAMPLES = (
 )
 """Questions that need no tool, matched against like the tools' own examples."""
 
-_ARITHMETIC = re.compile(r"\d\s*[-+*/×÷^]\s*[\d(]|[\d)]\s*[-+*/×÷^]\s*\d")
+_ARITHMETIC = re.compile(
+    r"\d\s*[-+*/×÷^]\s*[\d(]|[\d)]\s*[-+*/×÷^]\s*\d"
+    r"|\d\s*(加上?|减去?|乘以?|除以?)\s*\d|\d\s*的\s*(平方根?|立方|\d+\s*次方)"
+    r"|\d\s*(plus|minus|times|divided by|multiplied by)\s*\d|square root of \d",
+    re.IGNORECASE,
+)
+"""An arithmetic expression, in symbols or words (zh, en), between numbers."""
+_CALCULATION = re.compile(
+    r"\b(total|in all|altogether|together|combined|sum|difference|how much more|how much less|"
+    r"times|twice|percent|average)\b|%|一共|总共|合计|总计|加起来|一起|相差|多多少|少多少|贵多少|"
+    r"便宜多少|百分之|倍|平均|[两二三四五六七八九十]\s*[台个件瓶只套]",
+    re.IGNORECASE,
+)
+"""Words asking for a calculation over numbers that must first be found (in documents)."""
+_WEB_REQUEST = re.compile(
+    r"\b(search|look|find)\b[^.?!]{0,20}\b(web|online|internet)\b|\b(google|search online)\b|"
+    r"上网|网上|在线搜|联网|搜一下|搜索一下|百度一下",
+    re.IGNORECASE,
+)
+"""An explicit request to search the web."""
 
 
 @dataclass(frozen=True)
@@ -106,22 +125,68 @@ AgentEvent = str | ToolStep | Answer
 """Events of a run: tool steps, then answer text deltas, then the finished Answer."""
 
 
+@dataclass(frozen=True)
+class KbEvidence:
+    """What a search of the conversation's knowledge bases found for the question: the best
+    hit's relevance, its file, whether that file is a spreadsheet, and whether the score
+    clears the answer bar (``chat.min_score``, or ``min_score_cross`` across languages)."""
+
+    score: float
+    file: str
+    sheet: bool
+    strong: bool
+
+
 @dataclass
 class ExampleRouter:
-    """Chooses a tool (or none) by cosine similarity between the question and examples.
+    """Chooses the tools for a question without asking the model (see the module docstring).
 
-    ``margin``: the best tool must beat the best no-tool example by this much; a question
-    holding an arithmetic expression goes to the calculator when there is one.
+    In order: an explicit request to search the web goes to web_search; an arithmetic
+    expression to the calculator; a question the knowledge bases answer well (``KbEvidence``
+    strong) to kb_search, or sheet_sql when the best hit is a spreadsheet; otherwise the
+    nearest example questions decide (a tool, or none), except that a document tool chosen
+    without evidence gives way to web_search when there is one. ``margin``: the best tool
+    must beat the best no-tool example by this much.
     """
 
     embedder: Embedder
     margin: float = 0.0
     _cache: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
 
-    def choose(self, question: str, tools: Sequence[Tool]) -> str | None:
+    def plan(
+        self, question: str, tools: Sequence[Tool], evidence: KbEvidence | None = None
+    ) -> list[str]:
+        """The tools to call in order: the chosen one, then the calculator when the question
+        asks to calculate with what a search finds ("two K3 kettles cost in total?")."""
+        first = self.choose(question, tools, evidence)
+        if first is None:
+            return []
+        names = {tool.spec.name for tool in tools}
+        searches = first in ("kb_search", "web_search")
+        if searches and "calculator" in names and _CALCULATION.search(question):
+            return [first, "calculator"]
+        return [first]
+
+    def choose(
+        self, question: str, tools: Sequence[Tool], evidence: KbEvidence | None = None
+    ) -> str | None:
         names = [tool.spec.name for tool in tools]
+        if "web_search" in names and _WEB_REQUEST.search(question):
+            return "web_search"
         if "calculator" in names and _ARITHMETIC.search(question):
             return "calculator"
+        if evidence is not None and evidence.strong:
+            if evidence.sheet and "sheet_sql" in names:
+                return "sheet_sql"
+            if "kb_search" in names:
+                return "kb_search"
+        chosen = self._nearest(question, tools)
+        documents = chosen in ("kb_search", "sheet_sql")
+        if documents and evidence is not None and not evidence.strong and "web_search" in names:
+            return "web_search"
+        return chosen
+
+    def _nearest(self, question: str, tools: Sequence[Tool]) -> str | None:
         labels: list[str | None] = []
         texts: list[str] = []
         for tool in tools:
@@ -153,9 +218,12 @@ def run_agent(
     history: Sequence[Message] = (),
     options: AgentOptions | None = None,
     router: ExampleRouter | None = None,
+    evidence: KbEvidence | None = None,
     cancel: threading.Event | None = None,
 ) -> Iterator[AgentEvent]:
     """Answer ``question`` with ``tools``: yields ToolSteps, answer text deltas, then the Answer.
+
+    ``evidence`` (what the knowledge bases hold for the question) informs the example router.
 
     Raises:
         BadInput: empty question, no tools, or ``router="examples"`` without a router.
@@ -184,21 +252,20 @@ def run_agent(
     seen: set[tuple[str, str]] = set()
     steps = 0
     reply_text = ""
-    forced = (
-        router.choose(question, tools)
-        if router is not None and options.router == "examples"
-        else None
-    )
+    plan = []
+    if router is not None and options.router == "examples":
+        plan = router.plan(question, tools, evidence)
     timings: dict[str, float] = {"route": time.perf_counter() - started}
     while steps < options.max_steps:
-        if options.router == "examples" and (steps > 0 or forced is None):
+        forced = plan[steps] if steps < len(plan) else None
+        if options.router == "examples" and forced is None:
             break
         if time.perf_counter() - started > options.max_seconds:
             notices.append(
                 f"the agent stopped after {options.max_seconds:.0f} s; answering with what it has"
             )
             break
-        choice = ForcedTool(forced) if options.router == "examples" and forced else "auto"
+        choice = ForcedTool(forced) if forced else "auto"
         call_specs = (
             [s for s in specs if s.name == forced] if isinstance(choice, ForcedTool) else specs
         )
@@ -229,6 +296,10 @@ def run_agent(
             seen.add(key)
             step_events, content = _run_call(call, by_name, context, steps, cancel)
             yield from step_events
+            last = step_events[-1]
+            direct = getattr(by_name.get(call.name), "answers_directly", False)
+            if plan == [call.name] and direct and last.error is None and last.result:
+                reply_text = last.result
             messages.append(Message("tool", content, tool_call_id=call.id))
         if repeated:
             notices.append("the model repeated a tool call; it was not run again")
@@ -239,7 +310,8 @@ def run_agent(
     timings["tools"] = time.perf_counter() - started - timings["route"]
     answer = Answer(text="", model=model.name, question=question, grounded=False, notices=notices)
     if reply_text:
-        # the model chose to answer (router "model"): that reply is the answer
+        # the model chose to answer (router "model"), or the one routed tool's result is the
+        # answer (the calculator: a small model miscopies long numbers when restating them)
         answer.text = reply_text
         yield reply_text
     else:
@@ -366,7 +438,14 @@ def build_tools(settings: Settings, names: Sequence[str] | None = None) -> list[
 
     for name, path in settings.agent.user_tools.items():
         registry.register(name, path)
-    chosen = list(names) if names else [*settings.agent.tools, *settings.agent.user_tools]
+    if names:
+        chosen = list(names)
+    else:
+        chosen = [*settings.agent.tools, *settings.agent.user_tools]
+        if settings.web_search.providers:
+            chosen.append("web_search")
+        if settings.fetch.enabled:
+            chosen.append("fetch_url")
     built: list[Tool] = []
     for name in dict.fromkeys(chosen):
         try:
@@ -414,13 +493,42 @@ def stream_agent(
     context = ToolContext(
         services=services, can_read=can_read or (lambda _: True), kbs=tuple(kbs), cancel=cancel
     )
+    tools = build_tools(settings)
+    evidence = None
+    if router is not None and {"kb_search", "sheet_sql"} & {t.spec.name for t in tools}:
+        evidence = kb_evidence(context, question)
     yield from run_agent(
         model,
         question,
-        build_tools(settings),
+        tools,
         context,
         history=history,
         options=options,
         router=router,
+        evidence=evidence,
         cancel=cancel,
     )
+
+
+def kb_evidence(context: ToolContext, question: str) -> KbEvidence | None:
+    """The best passage the caller's knowledge bases hold for ``question`` (no threshold), and
+    whether it clears the bar an answer needs (``chat.min_score``; ``chat.min_score_cross``
+    when the passage is in another language); None when there is nothing to search."""
+    from kbchat.options import answer_search_options
+    from kbchat.retrieve.search import retrieve
+
+    names = context.readable()
+    if not names or not question.strip():
+        return None
+    services = context.services
+    settings = services.settings
+    kbs = [services.library.get(name) for name in names]
+    options = answer_search_options(settings, top_k=1, threshold=0.0)
+    hits = retrieve(kbs, question, options).hits
+    if not hits:
+        return None
+    best = hits[0]
+    same = detect_language(best.text[:300]) == detect_language(question)
+    bar = settings.chat.min_score if same else settings.chat.min_score_cross
+    sheet = best.sheet is not None or best.file.lower().endswith((".csv", ".xlsx", ".xlsm"))
+    return KbEvidence(best.score, best.file, sheet, best.score >= bar)

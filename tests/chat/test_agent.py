@@ -14,6 +14,7 @@ from kbchat.app import Services, build
 from kbchat.chat.agent import (
     AgentOptions,
     ExampleRouter,
+    KbEvidence,
     ToolStep,
     build_tools,
     run_agent,
@@ -24,6 +25,7 @@ from kbchat.chat.tools.calculator import Calculator, evaluate
 from kbchat.chat.tools.clock import Clock
 from kbchat.chat.tools.kb_search import KbSearch
 from kbchat.chat.tools.sheets_sql import SheetsSql
+from kbchat.chat.tools.web import WebSearchTool
 from kbchat.config import load_settings
 from kbchat.errors import BadInput, ConfigError
 from kbchat.llm.base import ForcedTool
@@ -174,9 +176,43 @@ def test_routed_question_fills_arguments_under_the_forced_tool(services: Service
     assert [s.name for s in model.params[0]["tools"]] == ["calculator"]  # type: ignore[attr-defined]
     assert [(s.tool, s.done) for s in steps] == [("calculator", False), ("calculator", True)]
     assert steps[1].result == "1234 * 5678 = 7006652" and steps[1].ms is not None
-    assert model.params[1]["tools"] == []  # the answer is written without tools
-    assert "7006652" in model.received[1][-1].content and text == answer.text
+    # the calculator's result is the answer: no second model call to miscopy it
+    assert len(model.received) == 1 and text == answer.text == "1234 * 5678 = 7006652"
     assert answer.timings["steps"] == 1
+
+
+def test_routed_tool_result_is_written_up_by_the_model(services: Services) -> None:
+    model = ScriptedChatModel([[call("current_time")], "Today is Monday, 30 November 2026."])
+    router = ExampleRouter(HashEmbedder(dim=256))
+    steps, text, _ = events(
+        model,
+        "What day of the week is it today?",
+        [Calculator(), Clock()],
+        context(services),
+        router=router,
+    )
+    assert [s.tool for s in steps if s.done] == ["current_time"]
+    assert model.params[1]["tools"] == []  # the answer is written without tools
+    assert "2026-11-30" in model.received[1][-1].content and text.startswith("Today is Monday")
+
+
+def test_router_follows_the_knowledge_base_evidence() -> None:
+    router = ExampleRouter(HashEmbedder(dim=256))
+    tools = [KbSearch(), SheetsSql(), Calculator(), Clock(), WebSearchTool()]
+    strong = KbEvidence(0.9, "prices.md", sheet=False, strong=True)
+    sheet = KbEvidence(0.8, "sales.csv", sheet=True, strong=True)
+    weak = KbEvidence(0.1, "prices.md", sheet=False, strong=False)
+    question = "How much do two K3 kettles cost in total?"
+    assert router.plan(question, tools, strong) == ["kb_search", "calculator"]
+    assert router.plan("What is the K3 price?", tools, strong) == ["kb_search"]
+    assert router.plan("What was the revenue in the East?", tools, sheet) == ["sheet_sql"]
+    assert router.plan("What does the manual say about the warranty?", tools, weak) == [
+        "web_search"
+    ]
+    assert router.plan("Search the web for the K3 price", tools, strong) == ["web_search"]
+    assert router.plan("上网查一下明天的天气", tools, strong) == ["web_search"]
+    assert router.plan("12345 减去 6789 是多少？", tools, sheet) == ["calculator"]
+    assert router.plan("what is 3 times 4", tools, strong) == ["calculator"]
 
 
 def test_no_tool_question_is_answered_in_one_call(services: Services) -> None:

@@ -46,6 +46,9 @@ class Calculator:
             "additionalProperties": False,
         },
     )
+    answers_directly = True
+    """When the calculator is the only tool a question needs, ``expression = value`` is the
+    answer (Qwen2.5-0.5B restating 777777 wrote 188878 in bench/agent.py)."""
     examples = (
         "What is 15% of 2,340?",
         "How much is 1234 * 5678?",
