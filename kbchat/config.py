@@ -233,6 +233,27 @@ class FetchSettings(BaseModel):
     max_chars: int = Field(4000, gt=0, description="Characters of page text given the model.")
 
 
+class McpServerSettings(BaseModel):
+    """One MCP server whose tools the agent may use: a command (stdio) or a URL (HTTP)."""
+
+    model_config = {"extra": "forbid"}
+
+    command: list[str] | None = Field(None, description="Program and arguments (stdio).")
+    url: str | None = Field(None, description="Streamable HTTP endpoint, e.g. http://host/mcp.")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment for the command.")
+    timeout_s: float = Field(30.0, gt=0, description="Seconds one listing or call may take.")
+
+
+class McpSettings(BaseModel):
+    """MCP: servers whose tools the agent uses."""
+
+    model_config = {"extra": "forbid"}
+
+    servers: dict[str, McpServerSettings] = Field(
+        default_factory=dict, description="Tool servers by name."
+    )
+
+
 class AgentSettings(BaseModel):
     """Agent chat: which tools, how the tool is chosen, and the bounds of one run."""
 
@@ -369,6 +390,7 @@ class Settings(BaseSettings):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
     rerank: RerankSettings = Field(default_factory=RerankSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: dict[str, ModelSettings] = Field(

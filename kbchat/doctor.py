@@ -145,4 +145,22 @@ def run_checks(settings: Settings) -> list[Check]:
     steps: list[Callable[[Settings], Check]] = [_home, _config, _catalog, _embedder]
     checks.extend(step(settings) for step in steps)
     checks.extend(_models(settings))
+    checks.extend(_mcp_servers(settings))
+    return checks
+
+
+def _mcp_servers(settings: Settings) -> list[Check]:
+    """One line per configured MCP tool server: its tools, or why it cannot be reached."""
+    from kbchat.chat.tools.mcp import list_tools
+    from kbchat.errors import KbchatError
+
+    checks = []
+    for name, server in settings.mcp.servers.items():
+        try:
+            tools = list_tools(name, server)
+        except KbchatError as exc:
+            checks.append(Check(f"MCP server {name}", False, str(exc), optional=True))
+            continue
+        listed = ", ".join(t.spec.name for t in tools) or "no tools"
+        checks.append(Check(f"MCP server {name}", True, f"{len(tools)} tools: {listed}"))
     return checks

@@ -20,6 +20,7 @@ exceptions are shown to the model and the user, never swallowed.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -32,11 +33,14 @@ import numpy as np
 from kbchat.chat.memory import fit_history
 from kbchat.chat.tools import Tool, ToolContext, ToolError
 from kbchat.embed.base import Embedder
-from kbchat.errors import BadInput, ConfigError, KbchatError
-from kbchat.llm.base import ChatModel, ForcedTool, complete_message
+from kbchat.errors import BackendError, BadInput, ConfigError, KbchatError
+from kbchat.llm.base import ChatModel, Completion, ForcedTool, complete_message
+from kbchat.llm.tool_calls import new_call_id
 from kbchat.prompts import template
 from kbchat.text import detect_language
 from kbchat.types import Answer, Message, ToolCall, ToolSpec, Usage
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from kbchat.app import Services
@@ -64,6 +68,8 @@ NO_TOOL_EXAMPLES = (
 )
 """Questions that need no tool, matched against like the tools' own examples."""
 
+ARGUMENT_TOKENS = 256
+"""Most tokens a tool call may take (arguments are short; a cut-off call is a failed step)."""
 _ARITHMETIC = re.compile(
     r"\d\s*[-+*/×÷^]\s*[\d(]|[\d)]\s*[-+*/×÷^]\s*\d"
     r"|\d\s*(加上?|减去?|乘以?|除以?)\s*\d|\d\s*的\s*(平方根?|立方|\d+\s*次方)"
@@ -265,21 +271,34 @@ def run_agent(
                 f"the agent stopped after {options.max_seconds:.0f} s; answering with what it has"
             )
             break
-        choice = ForcedTool(forced) if forced else "auto"
-        call_specs = (
-            [s for s in specs if s.name == forced] if isinstance(choice, ForcedTool) else specs
-        )
-        done = complete_message(
-            model,
-            messages,
-            tools=call_specs,
-            tool_choice=choice,
-            parallel_tool_calls=False,
-            temperature=0.0,
-            max_tokens=256,
-            cancel=cancel,
-        )
-        usage = _add(usage, done.usage)
+        given = _given_arguments(by_name.get(forced), question) if forced and steps == 0 else None
+        if forced and given is not None:
+            # the arguments are plain in the question ("what is 1234 * 5678"): no model call
+            call = ToolCall(new_call_id(), forced, given)
+            done = Completion(text="", usage=Usage(), finish_reason="tool_calls", tool_calls=[call])
+        else:
+            choice = ForcedTool(forced) if forced else "auto"
+            call_specs = [s for s in specs if s.name == forced] if forced else specs
+            try:
+                done = complete_message(
+                    model,
+                    messages,
+                    tools=call_specs,
+                    tool_choice=choice,
+                    parallel_tool_calls=False,
+                    temperature=0.0,
+                    max_tokens=ARGUMENT_TOKENS,
+                    cancel=cancel,
+                )
+            except (BadInput, BackendError) as exc:
+                # a call the model could not write (cut off, or unreadable from a remote
+                # model): shown as a failed step, and the answer is written from what is there
+                steps += 1
+                failed = f"the model could not write the call: {exc}"
+                yield ToolStep(steps, new_call_id(), forced or "?", {}, True, None, failed, 0.0)
+                notices.append(failed)
+                break
+            usage = _add(usage, done.usage)
         if not done.tool_calls:
             reply_text = done.text
             break
@@ -298,7 +317,7 @@ def run_agent(
             yield from step_events
             last = step_events[-1]
             direct = getattr(by_name.get(call.name), "answers_directly", False)
-            if plan == [call.name] and direct and last.error is None and last.result:
+            if plan and plan[-1] == call.name and direct and last.error is None and last.result:
                 reply_text = last.result
             messages.append(Message("tool", content, tool_call_id=call.id))
         if repeated:
@@ -310,7 +329,7 @@ def run_agent(
     timings["tools"] = time.perf_counter() - started - timings["route"]
     answer = Answer(text="", model=model.name, question=question, grounded=False, notices=notices)
     if reply_text:
-        # the model chose to answer (router "model"), or the one routed tool's result is the
+        # the model chose to answer (router "model"), or the last routed tool's result is the
         # answer (the calculator: a small model miscopies long numbers when restating them)
         answer.text = reply_text
         yield reply_text
@@ -324,6 +343,15 @@ def run_agent(
     answer.timings = {k: round(v, 4) for k, v in timings.items()}
     answer.timings["steps"] = steps
     yield answer
+
+
+def _given_arguments(tool: Tool | None, question: str) -> str | None:
+    """Arguments a tool reads straight from the question (``arguments_from``), as JSON."""
+    read = getattr(tool, "arguments_from", None)
+    if not callable(read):
+        return None
+    arguments = read(question)
+    return None if arguments is None else json.dumps(arguments, ensure_ascii=False)
 
 
 def _run_call(
@@ -455,7 +483,23 @@ def build_tools(settings: Settings, names: Sequence[str] | None = None) -> list[
         if not isinstance(tool, Tool):
             raise ConfigError(f"agent tool {name!r} lacks spec, examples or run()")
         built.append(tool)
+    if not names:
+        built += mcp_tools(settings)
     return built
+
+
+def mcp_tools(settings: Settings) -> list[Tool]:
+    """The tools of every configured MCP server; a server that cannot be reached is logged
+    and left out, so one broken server does not stop the agent."""
+    from kbchat.chat.tools.mcp import list_tools
+
+    found: list[Tool] = []
+    for name, server in settings.mcp.servers.items():
+        try:
+            found += list_tools(name, server)
+        except KbchatError as exc:
+            log.warning("%s; its tools are left out", exc)
+    return found
 
 
 def stream_agent(

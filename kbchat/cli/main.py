@@ -156,6 +156,23 @@ keys_app = typer.Typer(help="API keys of `kbchat serve` (stored hashed).", no_ar
 app.add_typer(keys_app, name="keys")
 
 
+@app.command("mcp")
+def mcp() -> None:
+    """Serve your knowledge bases to MCP clients (editors, desktop assistants) over stdio.
+
+    Tools: list_knowledge_bases, search, ask. Configure the client to run `kbchat mcp`.
+    Over HTTP, `kbchat serve` offers the same at /mcp, with API keys.
+    """
+    from kbchat.app import build
+    from kbchat.server.mcp import run_stdio
+
+    services = build(load_settings())
+    try:
+        run_stdio(services)
+    finally:
+        services.close()
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind [server.host].")] = None,

@@ -40,6 +40,7 @@ from kbchat.server.errors import (
     openai_error_body,
     route_methods,
 )
+from kbchat.server.mcp import build_mcp, mount_mcp
 from kbchat.server.state import GenerationLimiter, ServerState, current_principal, get_state
 from kbchat.store.conversations import ConversationStore
 
@@ -71,6 +72,7 @@ def create_app(
         ConfigError: API keys are required (non-loopback bind) but none is configured.
     """
     auth = Authenticator(settings)
+    mcp = build_mcp(lambda: app.state.kbchat.services, auth.authenticate)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,7 +95,8 @@ def create_app(
         if seed_sample:
             _seed_sample(state)
         try:
-            yield
+            async with mcp.session_manager.run():
+                yield
         finally:
             await run_in_threadpool(state.jobs.close)
             if own:
@@ -132,6 +135,7 @@ def create_app(
         json_bytes=settings.server.max_body_kb * 1024,
         upload_bytes=int(settings.server.max_request_mb * 2**20),
     )
+    mount_mcp(app, mcp, settings, auth)
     _mount_ui(app)
     return app
 

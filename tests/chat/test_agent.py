@@ -166,19 +166,30 @@ def test_example_router_picks_by_similarity_and_arithmetic() -> None:
 
 def test_routed_question_fills_arguments_under_the_forced_tool(services: Services) -> None:
     model = ScriptedChatModel(
-        [[call("calculator", expression="1234 * 5678")], "1234 × 5678 = 7006652."]
+        [[call("current_time", timezone="Asia/Tokyo")], "It is Monday evening in Tokyo."]
     )
     router = ExampleRouter(HashEmbedder(dim=256))
     steps, text, answer = events(
+        model,
+        "What day of the week is it today?",
+        [Calculator(), Clock()],
+        context(services),
+        router=router,
+    )
+    assert model.params[0]["tool_choice"] == ForcedTool("current_time")
+    assert [s.name for s in model.params[0]["tools"]] == ["current_time"]  # type: ignore[attr-defined]
+    assert [(s.tool, s.done) for s in steps] == [("current_time", False), ("current_time", True)]
+    assert steps[1].result is not None and "+09:00" in steps[1].result and steps[1].ms is not None
+    assert answer.timings["steps"] == 1 and text == "It is Monday evening in Tokyo."
+
+
+def test_pure_arithmetic_needs_no_model_at_all(services: Services) -> None:
+    model = ScriptedChatModel(["unused"])
+    router = ExampleRouter(HashEmbedder(dim=256))
+    _, text, _ = events(
         model, "what is 1234 * 5678", [Calculator(), Clock()], context(services), router=router
     )
-    assert model.params[0]["tool_choice"] == ForcedTool("calculator")
-    assert [s.name for s in model.params[0]["tools"]] == ["calculator"]  # type: ignore[attr-defined]
-    assert [(s.tool, s.done) for s in steps] == [("calculator", False), ("calculator", True)]
-    assert steps[1].result == "1234 * 5678 = 7006652" and steps[1].ms is not None
-    # the calculator's result is the answer: no second model call to miscopy it
-    assert len(model.received) == 1 and text == answer.text == "1234 * 5678 = 7006652"
-    assert answer.timings["steps"] == 1
+    assert model.received == [] and text == "1234 * 5678 = 7006652"
 
 
 def test_routed_tool_result_is_written_up_by_the_model(services: Services) -> None:
@@ -330,3 +341,65 @@ def test_stream_agent_uses_the_configured_model(services: Services) -> None:
         if isinstance(e, Answer)
     )
     assert answer.citations[0].file == "sales.xlsx"
+
+
+@pytest.mark.parametrize(
+    ("question", "expression"),
+    [
+        ("What is 4,821 times 37?", "4821 * 37"),
+        ("Divide 98,765 by 5", "98765 / 5"),
+        ("What is 18% of 3,450?", "18% * 3450"),
+        ("2 to the power of 10?", "2 ** 10"),
+        ("7896 乘以 45 等于多少？", "7896 * 45"),
+        ("144 的平方根是多少？", "sqrt(144)"),
+        ("987 加 1234 再乘以 3 等于多少？", "(987 + 1234) * 3"),
+        ("How much do two K3 kettles cost?", None),
+        ("What happened in 2026?", None),
+        ("Is 3 + 4 more than 2 + 9?", None),  # two expressions: the model decides
+    ],
+)
+def test_calculator_reads_expressions_spelled_out_in_the_question(
+    question: str, expression: str | None
+) -> None:
+    from kbchat.chat.tools.calculator import expression_in
+
+    assert expression_in(question) == expression
+
+
+def test_routed_arguments_come_from_the_question_when_a_tool_can_read_them(
+    services: Services,
+) -> None:
+    model = ScriptedChatModel([[call("calculator", expression="399 * 2")], "unused"])
+    router = ExampleRouter(HashEmbedder(dim=256))
+    evidence = KbEvidence(0.9, "kettle.txt", sheet=False, strong=True)
+    steps, text, _ = events(
+        model,
+        "How much do two K3 kettles cost in total?",
+        [KbSearch(), Calculator()],
+        context(services),
+        router=router,
+        evidence=evidence,
+    )
+    calls = [(s.tool, s.arguments) for s in steps if s.done]
+    assert calls == [
+        ("kb_search", {"query": "How much do two K3 kettles cost in total?"}),
+        ("calculator", {"expression": "399 * 2"}),
+    ]
+    assert len(model.received) == 1  # only the expression needed the model
+    assert text == "399 * 2 = 798"
+
+
+def test_a_call_the_model_cannot_finish_is_a_failed_step(services: Services) -> None:
+    class Rambling(ScriptedChatModel):
+        def stream(self, messages: Any, **params: Any) -> Any:
+            if params.get("tools"):
+                raise BadInput("max_tokens=256 ran out before the tool call was complete")
+            return super().stream(messages, **params)
+
+    model = Rambling(["I could not compute it."])
+    router = ExampleRouter(HashEmbedder(dim=256))
+    steps, text, answer = events(
+        model, "What day of the week is it today?", [Clock()], context(services), router=router
+    )
+    assert steps[0].error is not None and "could not write the call" in steps[0].error
+    assert text == "I could not compute it." and answer.notices

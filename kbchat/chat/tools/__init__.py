@@ -85,7 +85,14 @@ class ToolResult:
 class Tool(Protocol):
     """One callable tool (see the module docstring)."""
 
-    spec: ToolSpec
-    examples: Sequence[str]
+    @property
+    def spec(self) -> ToolSpec:
+        """Name, description and JSON schema of the arguments (OpenAI's tools shape)."""
+        ...
+
+    @property
+    def examples(self) -> Sequence[str]:
+        """Questions this tool answers (zh and en), for the example router."""
+        ...
 
     def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult: ...

@@ -32,14 +32,15 @@ class Calculator:
 
     spec = ToolSpec(
         name="calculator",
-        description="Evaluate an arithmetic expression exactly, e.g. (1200 - 950) / 950 * 100. "
-        "Use it for any calculation instead of doing it in your head.",
+        description="Evaluate an arithmetic expression exactly. Use it for any calculation "
+        "instead of doing it in your head.",
         parameters={
             "type": "object",
             "properties": {
                 "expression": {
                     "type": "string",
                     "description": "Numbers, + - * / ** % and parentheses; sqrt(), round().",
+                    "maxLength": 200,
                 }
             },
             "required": ["expression"],
@@ -63,6 +64,55 @@ class Calculator:
     def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         expression = str(arguments.get("expression", "")).strip()
         return ToolResult(f"{expression} = {_format(evaluate(expression))}")
+
+    def arguments_from(self, question: str) -> dict[str, Any] | None:
+        """The expression a question spells out ("What is 4,821 times 37?", "144 的平方根"),
+        when there is exactly one computable one; None lets the model write it."""
+        expression = expression_in(question)
+        return None if expression is None else {"expression": expression}
+
+
+_WORD_OPERATORS = [
+    (r"\s*(?:multiplied by|times|乘以|乘上|乘)\s*", " * "),
+    (r"\s*(?:divided by|除以)\s*", " / "),
+    (r"\s*(?:plus|加上|加)\s*", " + "),
+    (r"\s*(?:minus|减去|减)\s*", " - "),
+    (r"\s*(?:to the power of|的\s*(?=\d+\s*次方))\s*", " ** "),
+]
+_NUMBER = r"\d[\d,]*(?:\.\d+)?"
+_PHRASES = [
+    (rf"\bdivide\s+({_NUMBER})\s+by\s+({_NUMBER})", r"\1 / \2"),
+    (rf"\bmultiply\s+({_NUMBER})\s+by\s+({_NUMBER})", r"\1 * \2"),
+    (rf"\b(?:add|sum of)\s+({_NUMBER})\s+and\s+({_NUMBER})", r"\1 + \2"),
+    (rf"\bsubtract\s+({_NUMBER})\s+from\s+({_NUMBER})", r"\2 - \1"),
+]
+_CANDIDATE = re.compile(r"(?:sqrt\()?[\d(][\d\s+\-*/().,%^]*[\d)%]")
+
+
+def expression_in(question: str) -> str | None:
+    """An arithmetic expression written out in ``question`` (symbols or zh/en operator
+    words), rewritten in symbols; None when there is none or it does not compute."""
+    text = _ascii(question)
+    for pattern, replacement in _PHRASES:
+        text = re.sub(pattern, replacement, text, flags=re.IGNORECASE)
+    text = re.sub(rf"square root of\s*({_NUMBER})", r"sqrt(\1)", text, flags=re.IGNORECASE)
+    text = re.sub(rf"({_NUMBER})\s*的\s*平方根", r"sqrt(\1)", text)
+    text = re.sub(rf"({_NUMBER})\s*的\s*({_NUMBER})\s*%", r"\2% * \1", text)
+    text = re.sub(r"%\s*of\s*", "% * ", text, flags=re.IGNORECASE)
+    text = re.sub(r"次方", "", text)
+    for pattern, symbol in _WORD_OPERATORS:
+        text = re.sub(pattern, symbol, text, flags=re.IGNORECASE)
+    # "a + b 再乘以 c" / "a + b, then times c": the first part is computed first
+    text = re.sub(r"^(.*?\d)\s*(?:再|然后|, then|then)\s*([-+*/])", r"(\1) \2", text)
+    spans = [m.group(0).strip() for m in _CANDIDATE.finditer(text)]
+    spans = [s for s in spans if re.search(r"[\d)%]\s*[-+*/^]", s) or s.startswith("sqrt(")]
+    if len(spans) != 1:
+        return None
+    try:
+        evaluate(spans[0])
+    except ToolError:
+        return None
+    return spans[0]
 
 
 def evaluate(expression: str) -> float | int:
@@ -94,12 +144,16 @@ def evaluate(expression: str) -> float | int:
 
 
 def _normalise(expression: str) -> str:
+    # a percent sign after a number is a percentage, not a modulo
+    return re.sub(r"(\d+(?:\.\d+)?)\s*%(?!\s*[\d(])", r"(\1/100)", _ascii(expression))
+
+
+def _ascii(expression: str) -> str:
+    """Full-width digits and operators as ASCII, ^ as **, thousands separators dropped."""
     table = str.maketrans("０１２３４５６７８９（）＋－＊／．％×÷，", "0123456789()+-*/.%*/,")
     text = expression.translate(table).replace("^", "**")
     # thousands separators ("2,340") are not argument separators between digits
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-    # a percent sign after a number is a percentage, not a modulo
-    return re.sub(r"(\d+(?:\.\d+)?)\s*%(?!\s*[\d(])", r"(\1/100)", text)
+    return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
 
 
 def _format(value: float | int) -> str:

@@ -43,6 +43,11 @@ class KbSearch:
     def __init__(self, top_k: int = 4) -> None:
         self.top_k = top_k
 
+    def arguments_from(self, question: str) -> dict[str, Any] | None:
+        """The question is the query (as in a plain knowledge-base answer): a small model
+        asked to write one adds words and invents knowledge-base names."""
+        return {"query": question}
+
     def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         from kbchat.options import answer_search_options
         from kbchat.retrieve.search import retrieve

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import socket
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -15,6 +16,12 @@ from kbchat.chat.tools import ToolContext, ToolError, ToolResult
 from kbchat.types import Citation, ToolSpec
 
 SNIPPET_CHARS = 600
+_SEARCH_REQUEST = re.compile(
+    r"^\s*(?:please\s+)?(?:search|look up|find)(?: on| in)?(?: the)?(?: web| online| internet)?\b"
+    r"|\b(?:on|in) the (?:web|internet)\b|\bonline\b"
+    r"|帮我|上网|在网上|网上说|查一下|查查|搜一下|搜索一下",
+    re.IGNORECASE,
+)
 MAX_REDIRECTS = 5
 
 
@@ -42,6 +49,11 @@ class WebSearchTool:
         "最近一届世界杯冠军是谁？",
         "明天北京的天气怎么样？",
     )
+
+    def arguments_from(self, question: str) -> dict[str, Any] | None:
+        """The question, without a leading "search the web:" request, is the query."""
+        query = _SEARCH_REQUEST.sub("", question).strip(" :,，：。.?？") or question
+        return {"query": query}
 
     def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         from kbchat.chat.search import rank
