@@ -6,18 +6,18 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kbchat.chat.summaries import SummaryStore
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
 from kbchat.ingest.discover import FoundFile
 from kbchat.kb.jobs import Job
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
-from kbchat.options import search_options
+from kbchat.options import SearchMode, Threshold, TopK, search_options
 from kbchat.retrieve.search import retrieve
 from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.server.auth import Principal
@@ -60,11 +60,13 @@ class SyncRequest(BaseModel):
 class SearchRequest(BaseModel):
     """A search over one or more knowledge bases; unset options take the configured defaults."""
 
+    model_config = ConfigDict(strict=True)
+
     kbs: list[KBName] = Field(..., min_length=1, max_length=20)
     query: str = Field(..., min_length=1, max_length=20_000)
-    top_k: StrictInt | None = Field(None, ge=1, le=100)
-    mode: Literal["hybrid", "dense", "bm25"] | None = None
-    threshold: StrictFloat | None = Field(None, ge=0, le=1)
+    top_k: TopK | None = None
+    mode: SearchMode | None = None
+    threshold: Threshold | None = None
     files: list[str] | None = Field(None, max_length=100, description="File name globs.")
     file_types: list[str] | None = Field(None, max_length=50, description="Extensions.")
     pages: tuple[Annotated[StrictInt, Field(ge=1)], Annotated[StrictInt, Field(ge=1)]] | None = None
