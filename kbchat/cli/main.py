@@ -241,5 +241,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=list(argv) if argv is not None else None, prog_name="kbchat")
     except KbchatError as exc:
-        err.print(f"error: {exc}", style="red", markup=False, highlight=False)
+        err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
