@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,9 +142,10 @@ def test_cli_flag_range_is_the_options_range(case: Case) -> None:
 
 
 def library_options(case: Case, value: object) -> SearchOptions | ChatOptions:
+    given: dict[str, Any] = {case.key: value}  # values of any type, on purpose
     if case.setting.startswith("retrieval."):
-        return dataclasses.replace(SearchOptions(), **{case.key: value})
-    return dataclasses.replace(ChatOptions(), **{case.key: value})
+        return dataclasses.replace(SearchOptions(), **given)
+    return dataclasses.replace(ChatOptions(), **given)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
