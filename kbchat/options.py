@@ -40,10 +40,13 @@ SearchModeName = Literal["hybrid", "dense", "bm25"]
 FusionName = Literal["weighted", "rrf"]
 NoHitName = Literal["refuse", "fallback", "message"]
 
+TOP_K_MAX = 100
 TopK = Annotated[
     int,
     Field(
-        ge=1, le=100, description="Most passages: the hits of a search, the sources of an answer."
+        ge=1,
+        le=TOP_K_MAX,
+        description="Most passages: the hits of a search, the sources of an answer.",
     ),
 ]
 SearchMode = Annotated[

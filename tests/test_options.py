@@ -18,6 +18,7 @@ from kbchat.cli.main import main
 from kbchat.config import ChatSettings, load_settings
 from kbchat.errors import BadInput, ConfigError
 from kbchat.options import (
+    TOP_K_MAX,
     AnswerOptions,
     MaxTokens,
     NoHit,
@@ -244,3 +245,9 @@ def test_rules_across_fields_are_kept() -> None:
     assert SearchOptions(top_k=80, candidates=50).candidates == 80
     with pytest.raises(OptionError, match="files: "):
         SearchOptions(files=["*.md"])  # type: ignore[arg-type]
+
+
+def test_a_file_put_whole_in_the_prompt_fits_top_k() -> None:
+    from kbchat.chat.files import MAX_WHOLE_CHUNKS
+
+    assert MAX_WHOLE_CHUNKS <= TOP_K_MAX  # file_search_options sets top_k to its chunks
