@@ -116,22 +116,13 @@ def _number(bound: object) -> float:
     return bound  # an int stays an int: a CLI range of whole numbers
 
 
-_ADAPTERS: dict[type, list[tuple[str, TypeAdapter[Any]]]] = {}
-
-
-def check_fields(options: Any) -> None:
+def check_fields(options: object) -> None:
     """Check every field of an options dataclass against its declared type.
 
     Raises:
         OptionError: the first field out of bounds or not an allowed value, named with it.
     """
-    cls = type(options)
-    if cls not in _ADAPTERS:
-        hints = typing.get_type_hints(cls, include_extras=True)
-        _ADAPTERS[cls] = [
-            (f.name, TypeAdapter(hints[f.name])) for f in dataclasses.fields(cls) if f.init
-        ]
-    for name, adapter in _ADAPTERS[cls]:
+    for name, adapter in _field_adapters(type(options)):
         value = getattr(options, name)
         try:
             adapter.validate_python(value, strict=True)
@@ -140,6 +131,18 @@ def check_fields(options: Any) -> None:
             raise OptionError(
                 f"{name}: {problem[:1].lower()}{problem[1:]}, got {value!r}"
             ) from None
+
+
+_ADAPTERS: dict[type, list[tuple[str, TypeAdapter[Any]]]] = {}
+"""A validator per field of each options class, built on first use."""
+
+
+def _field_adapters(cls: type) -> list[tuple[str, TypeAdapter[Any]]]:
+    if cls not in _ADAPTERS:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        fields = [f for f in dataclasses.fields(cls) if f.init]
+        _ADAPTERS[cls] = [(f.name, TypeAdapter(hints[f.name])) for f in fields]
+    return _ADAPTERS[cls]
 
 
 # -- the [retrieval] and [chat] sections: defaults for every request ----------------------
