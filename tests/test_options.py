@@ -187,13 +187,16 @@ CHAT = {
 }
 
 
-def test_every_setting_reaches_the_options() -> None:
+def test_every_setting_reaches_the_options(tmp_path: Path) -> None:
     assert set(RETRIEVAL) == {f.name for f in dataclasses.fields(RetrievalOptions)}
     assert set(CHAT) == {f.name for f in dataclasses.fields(AnswerOptions)}
     defaults = {**dataclasses.asdict(RetrievalOptions()), **dataclasses.asdict(AnswerOptions())}
     assert all(defaults[name] != value for name, value in {**RETRIEVAL, **CHAT}.items())
     settings = load_settings(
-        environ={}, retrieval=RETRIEVAL, chat={**CHAT, "top_k": 3}, rerank={"threshold": 0.4}
+        environ={"KBCHAT_HOME": str(tmp_path)},
+        retrieval=RETRIEVAL,
+        chat={**CHAT, "top_k": 3},
+        rerank={"threshold": 0.4},
     )
     search = search_options(settings)
     assert {name: getattr(search, name) for name in RETRIEVAL} == RETRIEVAL
@@ -203,8 +206,10 @@ def test_every_setting_reaches_the_options() -> None:
     assert answer.search.top_k == 3 and answer.search.mode == "dense"
 
 
-def test_values_given_override_the_settings() -> None:
-    settings = load_settings(environ={}, retrieval={"mode": "dense", "threshold": 0.3})
+def test_values_given_override_the_settings(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={"KBCHAT_HOME": str(tmp_path)}, retrieval={"mode": "dense", "threshold": 0.3}
+    )
     search = search_options(
         settings, top_k=9, mode="bm25", files=["k*"], file_types=["md"], pages=(2, 3)
     )
