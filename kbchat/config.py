@@ -26,7 +26,14 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from kbchat.errors import ConfigError
-from kbchat.options import AnswerOptions, RerankThreshold, RetrievalOptions, TopK
+from kbchat.options import (
+    AnswerOptions,
+    ChunkOverlap,
+    ChunkSize,
+    RerankThreshold,
+    RetrievalOptions,
+    TopK,
+)
 
 DEFAULT_HOME = Path("~/.kbchat")
 
@@ -60,8 +67,8 @@ class IngestSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    chunk_size: int = Field(400, gt=20, description="Target chunk length in characters.")
-    chunk_overlap: int = Field(60, ge=0, description="Characters repeated between neighbours.")
+    chunk_size: ChunkSize = 400
+    chunk_overlap: ChunkOverlap = 60
     max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are refused.")
     max_unpacked_mb: float = Field(
         500.0, gt=0, description="Refuse archives (docx/xlsx/pptx/epub) that unpack beyond this."

@@ -1,4 +1,4 @@
-"""One typed definition per retrieval and chat option, and a request's options from settings.
+"""One typed definition per option, and a request's options from the settings.
 
 An option is an ``Annotated`` type: its value type, bounds (or allowed values) and help
 text, in one place. Every layer uses that type, so the bounds cannot disagree:
@@ -71,6 +71,21 @@ NoHitMessage = Annotated[
 ]
 Temperature = Annotated[float, Field(ge=0, le=2, description="Sampling temperature.")]
 MaxTokens = Annotated[int, Field(ge=1, le=32_768, description="Most tokens in one answer.")]
+ChunkSize = Annotated[
+    int, Field(ge=21, le=100_000, description="Target chunk length in characters.")
+]
+ChunkOverlap = Annotated[
+    int,
+    Field(ge=0, le=100_000, description="Characters repeated between neighbours (< chunk_size)."),
+]
+SummaryStrategyName = Literal["auto", "map-reduce", "refine", "extract"]
+SummaryStrategy = Annotated[
+    SummaryStrategyName,
+    Field(
+        description="auto (the fastest good one for the model), map-reduce, refine or "
+        "extract (key sentences; fast on a CPU)."
+    ),
+]
 Share = Annotated[float, Field(ge=0, le=1)]
 """A share or a relevance, in [0, 1] (the options below add their own help)."""
 RerankThreshold = Annotated[Share, Field(description="Drop reranked hits scoring below this.")]
@@ -123,14 +138,24 @@ def check_fields(options: object) -> None:
         OptionError: the first field out of bounds or not an allowed value, named with it.
     """
     for name, adapter in _field_adapters(type(options)):
-        value = getattr(options, name)
-        try:
-            adapter.validate_python(value, strict=True)
-        except ValidationError as exc:
-            problem = exc.errors()[0]["msg"]
-            raise OptionError(
-                f"{name}: {problem[:1].lower()}{problem[1:]}, got {value!r}"
-            ) from None
+        _check(adapter, name, getattr(options, name))
+
+
+def check_value(option: Any, name: str, value: object) -> None:
+    """Check one value against an option type such as ``ChunkSize``.
+
+    Raises:
+        OptionError: the value is out of bounds or not an allowed value, named ``name``.
+    """
+    _check(TypeAdapter(option), name, value)
+
+
+def _check(adapter: TypeAdapter[Any], name: str, value: object) -> None:
+    try:
+        adapter.validate_python(value, strict=True)
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"]
+        raise OptionError(f"{name}: {problem[:1].lower()}{problem[1:]}, got {value!r}") from None
 
 
 _ADAPTERS: dict[type, list[tuple[str, TypeAdapter[Any]]]] = {}
@@ -342,7 +367,7 @@ def chat_options(
 
 
 def summary_options(
-    settings: Settings, *, strategy: str = "auto", model: str | None = None
+    settings: Settings, *, strategy: SummaryStrategyName = "auto", model: str | None = None
 ) -> SummaryOptions:
     """SummaryOptions for ``model``: map steps run 4 at a time on a remote model."""
     from kbchat.chat.summarize import SUMMARY_TOKENS, SummaryOptions
@@ -350,7 +375,7 @@ def summary_options(
     configured = settings.models.get(model or settings.default_model)
     remote = configured is not None and configured.backend != "llamacpp"
     return SummaryOptions(
-        strategy=strategy,  # type: ignore[arg-type]  # validated by SummaryOptions
+        strategy=strategy,
         parallel=4 if remote else 1,
         max_tokens=min(settings.chat.max_tokens, SUMMARY_TOKENS),
     )

@@ -13,13 +13,17 @@ from typing import Any
 import pytest
 
 from kbchat.chat.rag import ChatOptions
+from kbchat.chat.summarize import SummaryOptions
 from kbchat.cli.flags import flag
 from kbchat.cli.main import main
 from kbchat.config import ChatSettings, load_settings
 from kbchat.errors import BadInput, ConfigError
+from kbchat.kb.library import Library
 from kbchat.options import (
     TOP_K_MAX,
     AnswerOptions,
+    ChunkOverlap,
+    ChunkSize,
     MaxTokens,
     NoHit,
     OptionError,
@@ -61,6 +65,7 @@ class Case:
 
 
 SEARCH = ("kb", "search", "docs", "kettle")
+CREATE = ("kb", "create", "more")
 ASK = ("ask", "docs", "kettle?", "--model", "nosuch")
 CASES = [
     Case(TopK, "retrieval.top_k", 101, 100, "less than or equal to 100", SEARCH),
@@ -70,6 +75,8 @@ CASES = [
     Case(NoHit, "chat.no_hit", "shrug", "fallback", "'refuse', 'fallback'", ASK),
     Case(MaxTokens, "chat.max_tokens", 32_769, 32_768, "less than or equal to 32768", ASK),
     Case(Temperature, "chat.temperature", 2.01, 2.0, "less than or equal to 2"),
+    Case(ChunkSize, "ingest.chunk_size", 100_001, 100_000, "less than or equal to 100000", CREATE),
+    Case(ChunkOverlap, "ingest.chunk_overlap", -1, 0, "greater than or equal to 0", CREATE),
 ]
 IDS = [case.setting for case in CASES]
 
@@ -126,10 +133,10 @@ def test_cli_flag_holds_the_bounds(
     code, err = run(*case.cli, case.flag, str(case.outside), capsys=capsys)
     assert code == 2 and f"Invalid value for '{case.flag}'" in err and case.refusal in err, err
     code, err = run(*case.cli, case.flag, str(case.edge), capsys=capsys)
-    if case.cli == SEARCH:
-        assert code == 0, err
-    else:  # the options were built; the answer stops at the unknown model
+    if case.cli == ASK:  # the options were built; the answer stops at the unknown model
         assert code == 1 and "nosuch" in err, err
+    else:
+        assert code == 0, err
 
 
 @pytest.mark.parametrize(
@@ -149,7 +156,10 @@ def library_options(case: Case, value: object) -> SearchOptions | ChatOptions:
     return dataclasses.replace(ChatOptions(), **given)
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+LIBRARY = [c for c in CASES if not c.setting.startswith("ingest.")]
+
+
+@pytest.mark.parametrize("case", LIBRARY, ids=[c.setting for c in LIBRARY])
 def test_library_options_hold_the_bounds(case: Case) -> None:
     if case.setting == "chat.top_k":  # an answer's top_k is its search's
         case = dataclasses.replace(case, setting="retrieval.top_k")
@@ -238,6 +248,28 @@ def test_library_defaults_are_the_settings_defaults() -> None:
     assert ChatOptions().min_score == 0.45  # it was 0 here while the setting said 0.45
     searching = dataclasses.asdict(SearchOptions())
     assert {name: searching[name] for name in RETRIEVAL} == dataclasses.asdict(RetrievalOptions())
+
+
+def test_a_knowledge_base_holds_the_chunk_bounds() -> None:
+    library = Library(load_settings(embedder={"backend": "hash"}))
+    try:
+        with pytest.raises(OptionError, match="^chunk_size: .*greater than or equal to 21, got 20"):
+            library.create("small", chunk_size=20, chunk_overlap=0)
+        with pytest.raises(OptionError, match="^chunk_overlap: .*equal to 0, got -1"):
+            library.create("negative", chunk_overlap=-1)
+        with pytest.raises(BadInput, match="chunk_overlap must be smaller than chunk_size"):
+            library.create("overlapping", chunk_size=100, chunk_overlap=100)
+        assert library.create("least", chunk_size=21, chunk_overlap=0).chunk_size == 21
+    finally:
+        library.close()
+
+
+def test_the_summary_strategy_flag_is_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run("summarize", "docs", "--strategy", "best", capsys=capsys)
+    assert code == 2 and "'best' is not one of 'auto', 'map-reduce', 'refine', 'extract'" in err
+    assert SummaryOptions(strategy="extract").strategy == "extract"
+    with pytest.raises(BadInput, match="strategy must be one of auto, map-reduce"):
+        SummaryOptions(strategy="best")  # type: ignore[arg-type]
 
 
 def test_rules_across_fields_are_kept() -> None:

@@ -18,7 +18,15 @@ from kbchat.cli.flags import flag
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener, KnowledgeBase
-from kbchat.options import SearchMode, SearchModeName, Threshold, TopK, search_options
+from kbchat.options import (
+    ChunkOverlap,
+    ChunkSize,
+    SearchMode,
+    SearchModeName,
+    Threshold,
+    TopK,
+    search_options,
+)
 from kbchat.retrieve.search import retrieve
 from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.types import Hit
@@ -96,8 +104,8 @@ def kb_create(
     embedder: Annotated[
         str | None, typer.Option(help="Embedder backend: e5+use (default), e5, use, openai.")
     ] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Chunk length in characters.")] = None,
-    chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in characters.")] = None,
+    chunk_size: Annotated[int | None, flag(ChunkSize, default="ingest.chunk_size")] = None,
+    chunk_overlap: Annotated[int | None, flag(ChunkOverlap, default="ingest.chunk_overlap")] = None,
     description: Annotated[str, typer.Option(help="What this knowledge base holds.")] = "",
     as_json: JsonOpt = False,
 ) -> None:

@@ -17,7 +17,14 @@ from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
 from kbchat.ingest.discover import FoundFile
 from kbchat.kb.jobs import Job
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
-from kbchat.options import SearchMode, Threshold, TopK, search_options
+from kbchat.options import (
+    ChunkOverlap,
+    ChunkSize,
+    SearchMode,
+    Threshold,
+    TopK,
+    search_options,
+)
 from kbchat.retrieve.search import retrieve
 from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.server.auth import Principal
@@ -44,10 +51,12 @@ _KEEP_ALIVE_S = 15.0
 class CreateKB(BaseModel):
     """A new knowledge base; unset options take the configured defaults."""
 
+    model_config = ConfigDict(strict=True)
+
     name: KBName
     embedder: str | None = Field(None, max_length=64, description="Embedder backend name.")
-    chunk_size: StrictInt | None = Field(None, gt=20, le=100_000)
-    chunk_overlap: StrictInt | None = Field(None, ge=0, le=100_000)
+    chunk_size: ChunkSize | None = None
+    chunk_overlap: ChunkOverlap | None = None
     description: str = Field("", max_length=2000)
 
 

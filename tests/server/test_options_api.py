@@ -19,6 +19,8 @@ REST = {
     "chat.top_k": ("/api/chat", "top_k"),
     "chat.no_hit": ("/api/chat", "no_hit"),
     "chat.max_tokens": ("/api/chat", "max_tokens"),
+    "ingest.chunk_size": ("/api/kbs", "chunk_size"),
+    "ingest.chunk_overlap": ("/api/kbs", "chunk_overlap"),
 }
 OPENAI = {
     "retrieval.top_k": "top_k",
@@ -29,6 +31,8 @@ OPENAI = {
 
 
 def rest_body(endpoint: str, field: str, value: object) -> dict[str, Any]:
+    if endpoint == "/api/kbs":
+        return {"name": field.replace("_", "-"), field: value}
     if endpoint == "/api/search":
         return {"kbs": ["docs"], "query": "kettle warranty", field: value}
     # max_tokens at its bound leaves no room for sources: the model alone answers then
@@ -48,7 +52,7 @@ def test_rest_holds_the_bounds(case: Case, client: TestClient, docs_kb: str) -> 
     assert refused.json()["error"]["message"].startswith(f"invalid request: {field}: ")
     assert case.refusal in refused.json()["error"]["message"]
     accepted = client.post(endpoint, json=rest_body(endpoint, field, case.edge))
-    assert accepted.status_code == 200, accepted.text
+    assert accepted.status_code in (200, 201), accepted.text
 
 
 @pytest.mark.parametrize("case", by_setting(OPENAI), ids=lambda case: case.setting)
@@ -65,6 +69,12 @@ def test_openai_holds_the_bounds(
     assert case.refusal in error["message"]
     accepted = client.post("/v1/chat/completions", json={**body, field: case.edge})
     assert accepted.status_code == 200, accepted.text
+
+
+def test_rest_holds_the_summary_strategies(client: TestClient, docs_kb: str) -> None:
+    response = client.post(f"/api/kbs/{docs_kb}/summary", json={"strategy": "best"})
+    assert response.status_code == 422, response.text
+    assert "'auto', 'map-reduce', 'refine' or 'extract'" in response.json()["error"]["message"]
 
 
 def test_rest_options_stay_strict(client: TestClient, docs_kb: str) -> None:
