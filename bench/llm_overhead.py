@@ -79,7 +79,9 @@ def flush(model: LlamaCppChatModel, run: int) -> None:
 
 
 def ask(recording: Recording, kb: Any, question: str) -> dict[str, float]:
-    options = ChatOptions(max_tokens=MAX_TOKENS, temperature=0.0)
+    options = ChatOptions(
+        max_tokens=MAX_TOKENS, temperature=0.0, min_score=0.0, min_score_cross=0.0
+    )
     started = time.perf_counter()
     final = list(stream_answer(recording, [kb], question, options=options))[-1]  # type: ignore[arg-type]
     wall = time.perf_counter() - started

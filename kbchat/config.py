@@ -6,19 +6,34 @@ nothing else in kbchat reads configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
+from pydantic_settings.sources.utils import parse_env_vars
 
 from kbchat.errors import ConfigError
+from kbchat.options import (
+    AnswerOptions,
+    ChunkOverlap,
+    ChunkSize,
+    RerankThreshold,
+    RetrievalOptions,
+    TopK,
+)
 
 DEFAULT_HOME = Path("~/.kbchat")
 
@@ -52,8 +67,8 @@ class IngestSettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    chunk_size: int = Field(400, gt=20, description="Target chunk length in characters.")
-    chunk_overlap: int = Field(60, ge=0, description="Characters repeated between neighbours.")
+    chunk_size: ChunkSize = 400
+    chunk_overlap: ChunkOverlap = 60
     max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are refused.")
     max_unpacked_mb: float = Field(
         500.0, gt=0, description="Refuse archives (docx/xlsx/pptx/epub) that unpack beyond this."
@@ -82,38 +97,6 @@ class IngestSettings(BaseModel):
         return self
 
 
-class RetrievalSettings(BaseModel):
-    """Defaults for searches; every one can be overridden per request."""
-
-    model_config = {"extra": "forbid"}
-
-    mode: str = Field("hybrid", description="hybrid, dense or bm25.")
-    threshold: float = Field(0.1, ge=0, le=1, description="Minimum relevance in [0, 1].")
-    fusion: str = Field("weighted", description="weighted (normalised scores) or rrf.")
-    dense_weight: float = Field(0.6, ge=0, le=1, description="Weight of dense vs BM25 scores.")
-    second_weight: float = Field(
-        0.2,
-        ge=0,
-        le=1,
-        description="Composite embedders (e5+use): weight of the second model, same language.",
-    )
-    second_weight_cross: float = Field(
-        0.5,
-        ge=0,
-        le=1,
-        description="Composite embedders: weight of the second model for a passage in another "
-        "language than the question.",
-    )
-    language_margin: float = Field(
-        0.1,
-        ge=0,
-        le=1,
-        description="A passage in another language than the question ranks below a "
-        "same-language one whose dense relevance is at most this much lower (0: off).",
-    )
-    candidates: int = Field(50, gt=0, description="Candidates taken from each retriever.")
-
-
 class RerankSettings(BaseModel):
     """The optional cross-encoder reranker (off: no reranker weights ship offline)."""
 
@@ -126,64 +109,14 @@ class RerankSettings(BaseModel):
     )
     model: str | None = Field(None, description="remote: the reranker's model name.")
     api_key: SecretStr | None = Field(None, description="remote: API key.")
-    threshold: float = Field(0.0, ge=0, le=1, description="Drop reranked hits scoring below this.")
+    threshold: RerankThreshold = 0.0
 
 
-class ChatSettings(BaseModel):
-    """How answers are produced."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatSettings(AnswerOptions):
+    """How answers are produced: every answer's options start from these."""
 
-    model_config = {"extra": "forbid"}
-
-    top_k: int = Field(
-        5, ge=1, le=50, description="Most sources for one answer (context_tokens permitting)."
-    )
-    no_hit: str = Field("refuse", description="refuse, fallback (labelled) or message.")
-    no_hit_message: str | None = Field(None, description="The fixed reply for no_hit=message.")
-    temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature.")
-    max_tokens: int = Field(512, gt=0, description="Most tokens in one answer.")
-    history_tokens: int = Field(1024, ge=0, description="Token budget for remembered turns.")
-    rewrite: bool = Field(True, description="Rewrite follow-up questions before retrieval.")
-    verify: bool = Field(
-        True,
-        description="Decline answers the sources do not support: a named item no source "
-        "holds, or an answer whose claims are not in the sources (see README, Trust).",
-    )
-    min_support: float = Field(
-        0.35,
-        ge=0,
-        le=1,
-        description="Share of an answer's new words (not in the question) the sources must "
-        "contain: invented answers scored 0 on the dev sets, paraphrased how-to answers 0.43+.",
-    )
-    min_score: float = Field(
-        0.45,
-        ge=0,
-        le=1,
-        description="Answer only when the best passage (in the question's language) is at "
-        "least this relevant: a higher bar than retrieval.threshold, which filters hits.",
-    )
-    min_score_cross: float = Field(
-        0.25,
-        ge=0,
-        le=1,
-        description="The same bar when the best passage is in another language than the "
-        "question (cross-lingual relevance runs lower).",
-    )
-    min_coverage: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="Share of the question's words the passage supporting the answer must hold.",
-    )
-    context_tokens: int = Field(
-        900, ge=64, description="Most tokens of sources in one prompt (the top_k best fit)."
-    )
-    source_ratio: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="Skip sources scoring below this share of the best one (0: keep top_k).",
-    )
+    top_k: TopK = 5
 
 
 class SearchProviderSettings(BaseModel):
@@ -384,7 +317,7 @@ class Settings(BaseSettings):
     home: Path = Field(DEFAULT_HOME, description="Data directory (KBCHAT_HOME).")
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
-    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    retrieval: RetrievalOptions = Field(default_factory=RetrievalOptions)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     files: FileChatSettings = Field(default_factory=FileChatSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
@@ -427,38 +360,162 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = _config_file()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
-        return tuple(sources)
+        """Only the values given: ``load_settings`` reads the file and the environment."""
+        return (init_settings,)
 
 
-def _config_file() -> Path | None:
-    explicit = os.environ.get("KBCHAT_CONFIG")
+class _EnvironSource(EnvSettingsSource):
+    """``KBCHAT_*`` variables of a given environment, parsed as pydantic-settings parses
+    ``os.environ`` (nested with ``__``, JSON for lists and tables). pydantic-settings reads
+    ``os.environ`` only (its issue #653), hence the one overridden method.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def load_settings(*, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from defaults < kbchat.toml < ``KBCHAT_*`` environment < ``overrides``.
+
+    Args:
+        environ: the environment to read (``KBCHAT_HOME``, ``KBCHAT_CONFIG``, ``KBCHAT_*``);
+            default ``os.environ``. Tests and applications embedding kbchat pass their own.
+        overrides: setting sections or values, e.g. ``chat={"top_k": 3}``.
+
+    Raises:
+        ConfigError: a value is invalid or unknown; the message names it as the user wrote
+            it (the key in the config file, or the environment variable), with the allowed
+            values or bounds.
+    """
+    environ = os.environ if environ is None else environ
+    config_file = _config_file(environ)
+    layers = [
+        _Layer("given", overrides),
+        _Layer("environment", _EnvironSource(environ)()),
+        _Layer(str(config_file), _read_toml(config_file) if config_file else {}),
+    ]
+    values: dict[str, Any] = {}
+    for layer in reversed(layers):
+        values = _merged(values, layer.values)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = [_problem(error, layers, environ) for error in exc.errors()]
+        raise ConfigError(f"invalid settings: {'; '.join(problems)}") from None
+
+
+def _config_file(environ: Mapping[str, str]) -> Path | None:
+    explicit = environ.get("KBCHAT_CONFIG")
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise ConfigError(f"KBCHAT_CONFIG points at {path}, which is not a file")
         return path
-    home = Path(os.environ.get("KBCHAT_HOME") or DEFAULT_HOME).expanduser()
+    home = Path(environ.get("KBCHAT_HOME") or DEFAULT_HOME).expanduser()
     candidate = home / "kbchat.toml"
     return candidate if candidate.is_file() else None
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build Settings from defaults, kbchat.toml, KBCHAT_* env and ``overrides``.
-
-    Raises:
-        ConfigError: a value is invalid; the message names the setting and the source file.
-    """
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        where = _config_file()
-        source = f" (config file {where} or KBCHAT_* environment)" if where else ""
-        source = source or " (KBCHAT_* environment)"
-        raise ConfigError(f"invalid settings{source}: {problems}") from None
+        with path.open("rb") as stream:
+            return tomllib.load(stream)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _merged(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer:
+    """One source of setting values: ``given`` (code, CLI flags), the environment, a file."""
+
+    name: str
+    values: Mapping[str, Any]
+
+    def holds(self, loc: tuple[str | int, ...]) -> bool:
+        node: Any = self.values
+        for part in loc:
+            in_table = isinstance(node, Mapping) and part in node
+            in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+            if not (in_table or in_list):
+                return False
+            node = node[part]
+        return True
+
+
+def _problem(error: Any, layers: list[_Layer], environ: Mapping[str, str]) -> str:
+    """One invalid value, named as the user wrote it, with what is allowed instead."""
+    loc: tuple[str | int, ...] = tuple(error["loc"])
+    key = ".".join(str(part) for part in loc)
+    if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        what = f"unknown setting {key}"
+        allowed = f"known: {', '.join(_known_keys(loc[:-1]))}"
+    elif error["type"] == "value_error":  # a rule across fields, e.g. no_hit = "message"
+        return f"{key}: {error['msg'].removeprefix('Value error, ')}"
+    else:
+        what = f"{key} = {error['input']!r}"
+        message = error["msg"]
+        allowed = message[:1].lower() + message[1:]
+    layer = next((layer for layer in layers if layer.holds(loc)), None)
+    if layer is None or layer.name == "given":
+        return f"{what}: {allowed}"
+    if layer.name == "environment":
+        return f"{_env_name(loc, environ)} ({what}): {allowed}"
+    return f"{what} in {layer.name}: {allowed}"
+
+
+def _env_name(loc: tuple[str | int, ...], environ: Mapping[str, str]) -> str:
+    """The variable that set ``loc``: KBCHAT_RETRIEVAL__MODE, or KBCHAT_RETRIEVAL (JSON)."""
+    upper = {name.upper(): name for name in environ}
+    for end in range(len(loc), 0, -1):
+        name = "KBCHAT_" + "__".join(str(part) for part in loc[:end]).upper()
+        if name in upper:
+            return upper[name]
+    return "KBCHAT_" + "__".join(str(part) for part in loc).upper()
+
+
+def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
+    """The setting names allowed at ``loc`` (a section of Settings)."""
+    section: Any = Settings
+    for part in loc:
+        section = _field_type(section, part)
+    if isinstance(section, type) and issubclass(section, BaseModel):
+        return list(section.model_fields)
+    if dataclasses.is_dataclass(section):
+        return [f.name for f in dataclasses.fields(section)]
+    return []
+
+
+def _field_type(section: Any, part: str | int) -> Any:
+    if isinstance(section, type) and issubclass(section, BaseModel):
+        field = section.model_fields.get(str(part))
+        return _strip_optional(field.annotation) if field else None
+    if dataclasses.is_dataclass(section):
+        hints = typing.get_type_hints(section)
+        return _strip_optional(hints.get(str(part)))
+    args = typing.get_args(section)
+    return _strip_optional(args[-1]) if args else None  # dict[str, X] or list[X]
+
+
+def _strip_optional(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation

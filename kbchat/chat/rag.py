@@ -9,7 +9,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated
+
+from pydantic import Field
 
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
 from kbchat.chat.grounding import check_claims, missing_items, question_coverage, sentences
@@ -17,13 +19,13 @@ from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.llm.base import ChatModel
+from kbchat.options import AnswerOptions, OptionError, Share
 from kbchat.prompts import render, template
 from kbchat.retrieve.search import Reranker, SearchOptions, retrieve
 from kbchat.store.bm25 import tokenize
 from kbchat.text import Language, detect_language
 from kbchat.types import Answer, Citation, Delta, Hit, Message, Usage
 
-NoHitPolicy = Literal["refuse", "fallback", "message"]
 ChatEvent = str | Answer  # text deltas, then one Answer
 
 _MARKER = re.compile(r"\[(\d{1,2})\]")
@@ -32,42 +34,31 @@ MIN_OVERLAP = 0.2
 """Share of the answer's words a passage must hold to be cited when the model cited nothing."""
 
 
-@dataclass(frozen=True, slots=True)
-class ChatOptions:
-    """How to answer. Validated on construction."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatOptions(AnswerOptions):
+    """How to answer: the ``[chat]`` settings plus what only a request sets.
+
+    Validated on construction against the option types (``kbchat.options``).
+    """
 
     search: SearchOptions = field(default_factory=SearchOptions)
-    no_hit: NoHitPolicy = "refuse"
-    no_hit_message: str | None = None
-    temperature: float = 0.1
-    max_tokens: int = 512
-    history_tokens: int = 1024
-    max_question_tokens: int = 1024
-    rewrite: bool = True
-    verify: bool = True
-    min_support: float = 0.35
-    min_score: float = 0.0
-    min_score_cross: float = 0.0
-    min_coverage: float = 0.0
-    context_tokens: int = 900
-    source_ratio: float = 0.0
-    second_try_score: float = 0.7
+    max_question_tokens: Annotated[
+        int, Field(ge=1, description="Longer questions are truncated to this many tokens.")
+    ] = 1024
+    second_try_score: Annotated[
+        Share,
+        Field(
+            description="Ask once more, without the way out, when the model refused over a "
+            "passage at least this relevant."
+        ),
+    ] = 0.7
     stop: tuple[str, ...] = ()
     instructions: str = ""  # the caller's own system prompt, added after kbchat's
 
     def __post_init__(self) -> None:
-        if self.no_hit not in ("refuse", "fallback", "message"):
-            raise BadInput(f"no_hit must be refuse, fallback or message, got {self.no_hit!r}")
-        if self.no_hit == "message" and not self.no_hit_message:
-            raise BadInput("no_hit 'message' needs no_hit_message")
-        if self.max_tokens <= 0:
-            raise BadInput(f"max_tokens must be > 0, got {self.max_tokens}")
-        for name in ("min_support", "min_score", "min_score_cross", "min_coverage"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise BadInput(f"{name} must be between 0 and 1, got {value}")
+        AnswerOptions.__post_init__(self)
         if any(not s for s in self.stop):
-            raise BadInput(f"stop sequences must not be empty, got {list(self.stop)!r}")
+            raise OptionError(f"stop sequences must not be empty, got {list(self.stop)!r}")
 
 
 def stream_answer(

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 import threading
 import time
+import typing
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
@@ -21,12 +21,13 @@ from kbchat.chat.memory import truncate_to_tokens
 from kbchat.embed.base import Embedder, embed_texts
 from kbchat.errors import BadInput
 from kbchat.llm.base import ChatModel, complete
+from kbchat.options import SummaryStrategyName
 from kbchat.prompts import render, template
 from kbchat.text import Language, detect_language
 from kbchat.types import Message, Usage
 
-Strategy = Literal["auto", "map-reduce", "refine", "extract"]
-STRATEGIES: tuple[Strategy, ...] = ("auto", "map-reduce", "refine", "extract")
+Strategy = SummaryStrategyName
+STRATEGIES: tuple[Strategy, ...] = typing.get_args(SummaryStrategyName)
 _SENTENCE = re.compile(r"[^。！？!?；;\n.]+(?:[。！？!?；;]|\.(?=\s|$))?")
 _MARGIN = 64
 SUMMARY_TOKENS = 250

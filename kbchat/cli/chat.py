@@ -19,13 +19,23 @@ from kbchat.chat.overview import is_overview_question, overview_answer, overview
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatOptions, stream_answer
 from kbchat.cli.base import print_json, progress_bar, split_names
+from kbchat.cli.flags import flag
 from kbchat.cli.kb import EXIT_FILES_FAILED, RichListener
 from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
 from kbchat.eval.answers import AnswerReport, AnswerResult, evaluate_answers
 from kbchat.eval.retrieval import load_queries
 from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
-from kbchat.options import answer_search_options, chat_options, summary_options
+from kbchat.options import (
+    MaxTokens,
+    NoHit,
+    NoHitName,
+    Threshold,
+    TopK,
+    answer_search_options,
+    chat_options,
+    summary_options,
+)
 from kbchat.serialize import answer_json
 from kbchat.store.conversations import new_conversation_id
 from kbchat.types import Answer, Message
@@ -197,10 +207,8 @@ def eval_answers(
     split: Annotated[str | None, typer.Option(help="Only questions of this split.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many questions.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
-    top_k: Annotated[
-        int | None, typer.Option("--top-k", "-k", help="Sources (default: chat.top_k).")
-    ] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Most tokens per answer.")] = None,
+    top_k: Annotated[int | None, flag(TopK, "--top-k", "-k", default="chat.top_k")] = None,
+    max_tokens: Annotated[int | None, flag(MaxTokens, default="chat.max_tokens")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Answer accuracy, unanswerable questions declined, false refusals and median time to
@@ -247,12 +255,10 @@ def ask(
         ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
-    top_k: Annotated[
-        int | None, typer.Option("--top-k", "-k", help="Sources (default: chat.top_k).")
-    ] = None,
-    threshold: Annotated[float | None, typer.Option(help="Minimum relevance.")] = None,
-    no_hit: Annotated[str | None, typer.Option(help="refuse, fallback or message.")] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Most tokens in the answer.")] = None,
+    top_k: Annotated[int | None, flag(TopK, "--top-k", "-k", default="chat.top_k")] = None,
+    threshold: Annotated[float | None, flag(Threshold, default="retrieval.threshold")] = None,
+    no_hit: Annotated[NoHitName | None, flag(NoHit, default="chat.no_hit")] = None,
+    max_tokens: Annotated[int | None, flag(MaxTokens, default="chat.max_tokens")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Ask one question; the answer streams, then its sources.

@@ -14,10 +14,19 @@ from rich.table import Table
 from kbchat.app import build
 from kbchat.chat.summaries import SummaryStore
 from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
+from kbchat.cli.flags import flag
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener, KnowledgeBase
-from kbchat.options import search_options
+from kbchat.options import (
+    ChunkOverlap,
+    ChunkSize,
+    SearchMode,
+    SearchModeName,
+    Threshold,
+    TopK,
+    search_options,
+)
 from kbchat.retrieve.search import retrieve
 from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.types import Hit
@@ -95,8 +104,8 @@ def kb_create(
     embedder: Annotated[
         str | None, typer.Option(help="Embedder backend: e5+use (default), e5, use, openai.")
     ] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Chunk length in characters.")] = None,
-    chunk_overlap: Annotated[int | None, typer.Option(help="Overlap in characters.")] = None,
+    chunk_size: Annotated[int | None, flag(ChunkSize, default="ingest.chunk_size")] = None,
+    chunk_overlap: Annotated[int | None, flag(ChunkOverlap, default="ingest.chunk_overlap")] = None,
     description: Annotated[str, typer.Option(help="What this knowledge base holds.")] = "",
     as_json: JsonOpt = False,
 ) -> None:
@@ -247,13 +256,9 @@ def kb_rebuild(name: str, as_json: JsonOpt = False) -> None:
 def kb_search(
     names: Annotated[str, typer.Argument(metavar="NAME[,NAME...]", help="Knowledge base(s).")],
     query: str,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Number of hits.")] = 5,
-    mode: Annotated[
-        str | None, typer.Option(help="hybrid, dense or bm25 (default: configured).")
-    ] = None,
-    threshold: Annotated[
-        float | None, typer.Option(help="Minimum relevance in [0, 1] (default: configured).")
-    ] = None,
+    top_k: Annotated[int | None, flag(TopK, "--top-k", "-k", default="retrieval.top_k")] = None,
+    mode: Annotated[SearchModeName | None, flag(SearchMode, default="retrieval.mode")] = None,
+    threshold: Annotated[float | None, flag(Threshold, default="retrieval.threshold")] = None,
     files: Annotated[
         list[str] | None, typer.Option("--file", help="Only files matching glob.")
     ] = None,

@@ -14,10 +14,11 @@ from rich.table import Table
 
 from kbchat.cli import chat, summarize
 from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
+from kbchat.cli.flags import flag
 from kbchat.cli.kb import kb_app, print_hits, run_write
 from kbchat.config import Settings, load_settings
-from kbchat.errors import BadInput, KbchatError
-from kbchat.options import search_options
+from kbchat.errors import KbchatError
+from kbchat.options import SearchMode, SearchModeName, TopK, search_options
 from kbchat.retrieve.search import retrieve
 
 app = typer.Typer(
@@ -67,7 +68,6 @@ def demo(
 eval_app = typer.Typer(help="Measure retrieval quality on a question set.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
-_EVAL_MODES = ("hybrid", "dense", "bm25")
 _EVAL_COLUMNS = {
     "recall@1": "R@1",
     "recall@5": "R@5",
@@ -86,10 +86,8 @@ def eval_retrieval(
             help="Question set: JSONL with id, question, gold_doc_ids (file stems), split."
         ),
     ],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Passages scored per question.")] = 10,
-    mode: Annotated[
-        str | None, typer.Option(help="hybrid, dense or bm25 (default: the retriever's default).")
-    ] = None,
+    top_k: Annotated[int, flag(TopK, "--top-k", "-k")] = 10,
+    mode: Annotated[SearchModeName | None, flag(SearchMode, default="retrieval.mode")] = None,
     split: Annotated[
         str | None, typer.Option(help="Only questions of this split (dev, test).")
     ] = None,
@@ -100,10 +98,6 @@ def eval_retrieval(
     from kbchat.eval.retrieval import evaluate_retrieval, load_queries
     from kbchat.retrieve.search import search
 
-    if mode is not None and mode not in _EVAL_MODES:
-        raise BadInput(f"--mode must be one of {', '.join(_EVAL_MODES)}, got {mode!r}")
-    if top_k <= 0:
-        raise BadInput(f"--top-k must be > 0, got {top_k}")
     questions = load_queries(queries, split=split, limit=limit)
     with open_library() as library:
         options = search_options(library.settings, top_k=top_k, mode=mode)
@@ -202,7 +196,7 @@ def serve(
     }
     if insecure_no_auth:
         given["insecure_no_auth"] = True
-    settings = load_settings(**({"server": given} if given else {}))
+    settings = load_settings(server=given)
     application = create_app(settings, seed_sample=sample)
     bind = settings.server.host
     url = f"http://{f'[{bind}]' if ':' in bind else bind}:{settings.server.port}"
@@ -264,5 +258,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=list(argv) if argv is not None else None, prog_name="kbchat")
     except KbchatError as exc:
-        err.print(f"error: {exc}", style="red", markup=False, highlight=False)
+        err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)

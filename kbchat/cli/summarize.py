@@ -12,12 +12,13 @@ import typer
 
 from kbchat.app import Services, build
 from kbchat.chat.summaries import SummaryStore, summarize_file
-from kbchat.chat.summarize import STRATEGIES, Progress, Summary, SummaryEvent, summarize
+from kbchat.chat.summarize import Progress, Summary, SummaryEvent, summarize
 from kbchat.cli.base import JsonOpt, err, print_json
+from kbchat.cli.flags import flag
 from kbchat.config import load_settings
 from kbchat.errors import BadInput, KbchatError
 from kbchat.kb.knowledge_base import KnowledgeBase
-from kbchat.options import summary_options
+from kbchat.options import SummaryStrategy, SummaryStrategyName, summary_options
 from kbchat.serialize import summary_json
 
 SLOW_S = 120.0
@@ -29,9 +30,7 @@ def summarize_command(
     files: Annotated[
         list[str] | None, typer.Argument(help="Files as `kb files` names them (default: all).")
     ] = None,
-    strategy: Annotated[
-        str, typer.Option(help="auto, map-reduce, refine or extract (fast on CPU).")
-    ] = "auto",
+    strategy: Annotated[SummaryStrategyName, flag(SummaryStrategy)] = "auto",
     model: Annotated[str | None, typer.Option(help="Model name (see settings).")] = None,
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Summarise again even if a summary is kept.")
@@ -43,8 +42,6 @@ def summarize_command(
     Without FILE, every indexed file is summarised, then the knowledge base as a whole.
     Ctrl-C stops.
     """
-    if strategy not in STRATEGIES:
-        raise BadInput(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     settings = load_settings()
     services = build(settings)
     try:
@@ -65,7 +62,7 @@ def _summarize_all(
     services: Services,
     kb: KnowledgeBase,
     names: list[str],
-    strategy: str,
+    strategy: SummaryStrategyName,
     model_name: str | None,
     refresh: bool,
     as_json: bool,

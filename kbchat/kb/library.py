@@ -13,6 +13,7 @@ from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, Conflict
 from kbchat.ingest.loaders import LoadLimits
 from kbchat.kb.knowledge_base import KnowledgeBase, remove_kb_directory
+from kbchat.options import ChunkOverlap, ChunkSize, check_value
 from kbchat.registry import create_embedder
 from kbchat.store.catalog import Catalog, KBRecord
 
@@ -100,10 +101,10 @@ class Library:
         ingest = self.settings.ingest
         size = chunk_size if chunk_size is not None else ingest.chunk_size
         overlap = chunk_overlap if chunk_overlap is not None else ingest.chunk_overlap
-        if size <= 20:
-            raise BadInput(f"chunk_size must be > 20, got {size}")
-        if not 0 <= overlap < size:
-            raise BadInput(f"chunk_overlap must be >= 0 and < chunk_size ({size}), got {overlap}")
+        check_value(ChunkSize, "chunk_size", size)
+        check_value(ChunkOverlap, "chunk_overlap", overlap)
+        if overlap >= size:
+            raise BadInput(f"chunk_overlap must be smaller than chunk_size ({size}), got {overlap}")
         spec = self.default_embedder_spec(embedder)
         model = self.embedder(spec)
         return self.catalog.create_kb(

@@ -14,7 +14,7 @@ import fnmatch
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
 import numpy as np
@@ -23,13 +23,12 @@ from kbchat.embed.base import Embedder
 from kbchat.embed.composite import CompositeEmbedder
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
+from kbchat.options import OptionError, RerankThreshold, RetrievalOptions, check_fields
 from kbchat.store.bm25 import tokenize
 from kbchat.store.catalog import StoredChunk
 from kbchat.text import detect_language
 from kbchat.types import Hit
 
-Mode = Literal["hybrid", "dense", "bm25"]
-Fusion = Literal["weighted", "rrf"]
 MAX_QUERY_CHARS = 2000
 RRF_K = 60
 
@@ -42,47 +41,26 @@ class Reranker(Protocol):
     def rerank(self, query: str, passages: Sequence[str]) -> list[float]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class SearchOptions:
-    """How to search. Validated on construction; errors name the bad value."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchOptions(RetrievalOptions):
+    """How to search: the ``[retrieval]`` settings plus what only a request sets.
 
-    top_k: int = 5
-    mode: Mode = "hybrid"
-    threshold: float = 0.1
-    fusion: Fusion = "weighted"
-    dense_weight: float = 0.6
-    second_weight: float = 0.2
-    second_weight_cross: float = 0.5
-    language_margin: float = 0.1
-    candidates: int = 50
+    Validated on construction against the option types (``kbchat.options``); errors
+    name the bad value.
+    """
+
     files: tuple[str, ...] = ()
     file_types: tuple[str, ...] = ()
     pages: tuple[int, int] | None = None
     dedupe: bool = True
-    rerank_threshold: float = 0.0
+    rerank_threshold: RerankThreshold = 0.0
 
     def __post_init__(self) -> None:
-        if self.top_k <= 0 or self.top_k > 1000:
-            raise BadInput(f"top_k must be between 1 and 1000, got {self.top_k}")
-        if self.mode not in ("hybrid", "dense", "bm25"):
-            raise BadInput(f"mode must be hybrid, dense or bm25, got {self.mode!r}")
-        if self.fusion not in ("weighted", "rrf"):
-            raise BadInput(f"fusion must be weighted or rrf, got {self.fusion!r}")
-        for name in (
-            "threshold",
-            "dense_weight",
-            "second_weight",
-            "second_weight_cross",
-            "language_margin",
-            "rerank_threshold",
-        ):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise BadInput(f"{name} must be between 0 and 1, got {value}")
+        check_fields(self)
         if self.candidates < self.top_k:
             object.__setattr__(self, "candidates", self.top_k)
         if self.pages is not None and (self.pages[0] > self.pages[1] or self.pages[0] < 1):
-            raise BadInput(
+            raise OptionError(
                 f"page range must be FIRST-LAST with 1 <= FIRST <= LAST, got {self.pages}"
             )
 

@@ -205,8 +205,8 @@ def public_settings(settings: Settings, auth_required: bool) -> dict[str, Any]:
         "version": __version__,
         "embedder": settings.embedder.model_dump(mode="json", exclude={"api_key", "base_url"}),
         "ingest": settings.ingest.model_dump(mode="json"),
-        "retrieval": settings.retrieval.model_dump(mode="json"),
-        "chat": settings.chat.model_dump(mode="json"),
+        "retrieval": asdict(settings.retrieval),
+        "chat": asdict(settings.chat),
         "rerank": {"backend": settings.rerank.backend, "threshold": settings.rerank.threshold},
         "models": {
             name: m.model_dump(mode="json", include={"backend", "model", "n_ctx"})

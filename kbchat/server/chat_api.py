@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -23,8 +23,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictFloat,
-    StrictInt,
     model_validator,
 )
 
@@ -36,7 +34,16 @@ from kbchat.errors import KbchatError
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.kb.library import is_temporary
 from kbchat.llm.base import ChatModel
-from kbchat.options import answer_search_options, chat_options, summary_options
+from kbchat.options import (
+    MaxTokens,
+    NoHit,
+    NoHitMessage,
+    Threshold,
+    TopK,
+    answer_search_options,
+    chat_options,
+    summary_options,
+)
 from kbchat.serialize import answer_json, answer_meta
 from kbchat.server.auth import Principal
 from kbchat.server.errors import documented, error_body, internal_error_body
@@ -62,28 +69,22 @@ class ChatRequest(BaseModel):
     kbs: list[KBName] = Field(default_factory=list, max_length=20)
     model: str | None = Field(None, max_length=128)
     conversation_id: str | None = Field(None, min_length=1, max_length=64)
-    top_k: StrictInt | None = Field(None, ge=1, le=50)
-    threshold: StrictFloat | None = Field(None, ge=0, le=1)
-    no_hit: Literal["refuse", "fallback", "message"] | None = Field(
-        None,
-        description="When no passage supports an answer: refuse (say the files do not say), "
-        "fallback (the model's own knowledge, labelled as such) or message (reply "
-        "no_hit_message, required then). Default: the setting chat.no_hit.",
-    )
-    no_hit_message: str | None = Field(
-        None, min_length=1, max_length=2000, description="The fixed reply of no_hit=message."
-    )
-    max_tokens: StrictInt | None = Field(None, ge=1, le=8192)
+    top_k: TopK | None = None
+    threshold: Threshold | None = None
+    no_hit: NoHit | None = None
+    no_hit_message: NoHitMessage | None = None
+    max_tokens: MaxTokens | None = None
     stream: StrictBool = True
 
     model_config = ConfigDict(
+        strict=True,
         json_schema_extra={
             "if": {"properties": {"no_hit": {"const": "message"}}, "required": ["no_hit"]},
             "then": {
                 "properties": {"no_hit_message": {"type": "string"}},
                 "required": ["no_hit_message"],
             },
-        }
+        },
     )
 
     @model_validator(mode="after")

@@ -6,18 +6,25 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kbchat.chat.summaries import SummaryStore
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
 from kbchat.ingest.discover import FoundFile
 from kbchat.kb.jobs import Job
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
-from kbchat.options import search_options
+from kbchat.options import (
+    ChunkOverlap,
+    ChunkSize,
+    SearchMode,
+    Threshold,
+    TopK,
+    search_options,
+)
 from kbchat.retrieve.search import retrieve
 from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.server.auth import Principal
@@ -44,10 +51,12 @@ _KEEP_ALIVE_S = 15.0
 class CreateKB(BaseModel):
     """A new knowledge base; unset options take the configured defaults."""
 
+    model_config = ConfigDict(strict=True)
+
     name: KBName
     embedder: str | None = Field(None, max_length=64, description="Embedder backend name.")
-    chunk_size: StrictInt | None = Field(None, gt=20, le=100_000)
-    chunk_overlap: StrictInt | None = Field(None, ge=0, le=100_000)
+    chunk_size: ChunkSize | None = None
+    chunk_overlap: ChunkOverlap | None = None
     description: str = Field("", max_length=2000)
 
 
@@ -60,11 +69,13 @@ class SyncRequest(BaseModel):
 class SearchRequest(BaseModel):
     """A search over one or more knowledge bases; unset options take the configured defaults."""
 
+    model_config = ConfigDict(strict=True)
+
     kbs: list[KBName] = Field(..., min_length=1, max_length=20)
     query: str = Field(..., min_length=1, max_length=20_000)
-    top_k: StrictInt | None = Field(None, ge=1, le=100)
-    mode: Literal["hybrid", "dense", "bm25"] | None = None
-    threshold: StrictFloat | None = Field(None, ge=0, le=1)
+    top_k: TopK | None = None
+    mode: SearchMode | None = None
+    threshold: Threshold | None = None
     files: list[str] | None = Field(None, max_length=100, description="File name globs.")
     file_types: list[str] | None = Field(None, max_length=50, description="Extensions.")
     pages: tuple[Annotated[StrictInt, Field(ge=1)], Annotated[StrictInt, Field(ge=1)]] | None = None

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kbchat.errors import BadInput, Unsupported
 from kbchat.llm.base import ForcedTool, ResponseFormat, ToolChoice
+from kbchat.options import MaxTokens, Temperature, Threshold, TopK
 from kbchat.types import Message, Role, ToolCall, ToolSpec
 
 _FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
@@ -125,9 +126,9 @@ class ChatCompletionRequest(_Strict):
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=500)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, le=32_768)
-    max_completion_tokens: int | None = Field(None, ge=1, le=32_768)
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
     stop: str | list[str] | None = None
     response_format: ResponseFormatField | None = None
     tools: list[ToolItem] | None = Field(None, max_length=128)
@@ -141,8 +142,8 @@ class ChatCompletionRequest(_Strict):
     user: str | None = Field(None, description="An end-user id; recorded nowhere.")
     safety_identifier: str | None = Field(None, description="Like user; recorded nowhere.")
     prompt_cache_key: str | None = Field(None, description="Accepted; prompts are cached anyway.")
-    top_k: int | None = Field(None, ge=1, le=50, description="kb models: passages retrieved.")
-    threshold: float | None = Field(None, ge=0, le=1, description="kb models: min relevance.")
+    top_k: TopK | None = None
+    threshold: Threshold | None = None
     n: int | None = Field(None, ge=1, description="Only 1 is supported.")
     top_p: float | None = None
     presence_penalty: float | None = None

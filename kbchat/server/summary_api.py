@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import AsyncIterator, Generator, Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from kbchat.chat.summaries import SummaryStore, file_record, summarize_file
 from kbchat.chat.summarize import Progress, Summary, SummaryEvent, summarize
 from kbchat.errors import BadInput, KbchatError
-from kbchat.options import summary_options
+from kbchat.options import SummaryStrategy, summary_options
 from kbchat.serialize import summary_json
 from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
@@ -45,7 +45,7 @@ class SummaryRequest(BaseModel):
     files: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
         None, max_length=1000, description="File names (default: every indexed file)."
     )
-    strategy: Literal["auto", "map-reduce", "refine", "extract"] = "auto"
+    strategy: SummaryStrategy = "auto"
     refresh: bool = Field(False, description="Summarise again even if a summary is kept.")
     model: str | None = Field(None, max_length=128)
 

@@ -85,7 +85,7 @@ def test_answer_from_files_alone_puts_a_small_file_whole_in_the_prompt(
     chats.attach("c1", None, [manual])
     kb = chats.find("c1", None)
     model = ScriptedChatModel(["Two years [1]."])
-    options = ChatOptions(search=SearchOptions(top_k=1))
+    options = ChatOptions(search=SearchOptions(top_k=1), min_score=0.0, min_score_cross=0.0)
     kbs, whole = answer_sources([], kb, model, options, whole_tokens=1000)
     assert kbs == [kb] and whole.search.top_k >= 4 and whole.search.threshold == 0.0
     *_, answer = stream_answer(model, kbs, "How long is the warranty?", options=whole)
@@ -99,7 +99,7 @@ def test_a_file_over_the_budget_is_searched(chats: FileChats, manual: Path) -> N
     chats.attach("c1", None, [manual])
     kb = chats.find("c1", None)
     model = ScriptedChatModel(["Two years [1]."])
-    options = ChatOptions(search=SearchOptions(top_k=1))
+    options = ChatOptions(search=SearchOptions(top_k=1), min_score=0.0, min_score_cross=0.0)
     for budget in (0, 5):
         kbs, searched = answer_sources([], kb, model, options, whole_tokens=budget)
         assert searched == options

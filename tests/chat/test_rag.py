@@ -199,15 +199,15 @@ def fans(tmp_path: Path) -> KnowledgeBase:
 
 
 LOW = SearchOptions(threshold=0.0)
+"""No threshold: the hash embedder's relevance is not calibrated."""
 
 
 def follow_up(
     model: ScriptedChatModel, kb: KnowledgeBase, question: str, history: list[Message]
 ) -> Answer:
-    """The answer to a follow-up, searched with no threshold."""
-    return run(
-        list(stream_answer(model, [kb], question, history=history, options=ChatOptions(search=LOW)))
-    )[1]
+    """The answer to a follow-up, searched with no threshold and no answer bar."""
+    options = ChatOptions(search=LOW, min_score=0.0, min_score_cross=0.0)
+    return run(list(stream_answer(model, [kb], question, history=history, options=options)))[1]
 
 
 def test_an_item_no_passage_holds_is_declined_before_the_model_runs(fans: KnowledgeBase) -> None:

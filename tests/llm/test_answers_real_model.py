@@ -31,7 +31,13 @@ An unopened kettle can be returned for a full refund within 30 days of delivery.
 A kettle that arrived damaged is replaced free of charge: report the damage within 7 days
 and keep the packaging.
 """
-OPTIONS = ChatOptions(search=SearchOptions(top_k=3), temperature=0.0, max_tokens=96)
+OPTIONS = ChatOptions(
+    search=SearchOptions(top_k=3),
+    temperature=0.0,
+    max_tokens=96,
+    min_score=0.0,  # as before ChatOptions took the settings' bars: the model decides
+    min_score_cross=0.0,
+)
 
 
 def answer(model: Any, library: Library, kb: str, question: str, history: list[Message]) -> Answer:
