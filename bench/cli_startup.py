@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("numpy", "faiss", "fastapi", "sqlalchemy", "pydantic_settings")
 COMMANDS: dict[str, list[str]] = {
     "import typer": ["-c", "import typer"],
-    "kbchat --help": ["-m", "kbchat.cli.main", "--help"],
-    "kbchat kb list": ["-m", "kbchat.cli.main", "kb", "list"],
+    "kbchat --help": ["-m", "kbchat", "--help"],
+    "kbchat kb list": ["-m", "kbchat", "kb", "list"],
 }
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kbchat.config import load_settings
 from kbchat.errors import BadInput
-from kbchat.kb.library import Library
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from kbchat.kb.library import Library
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -24,6 +26,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 @contextmanager
 def open_library() -> Iterator[Library]:
     """The library of the configured KBCHAT_HOME, closed on leaving."""
+    from kbchat.config import load_settings
+    from kbchat.kb.library import Library
+
     library = Library(load_settings())
     try:
         yield library
@@ -37,6 +42,8 @@ def print_json(value: Any) -> None:
 
 def progress_bar(label: str = "{task.description}") -> Progress:
     """A progress bar on stderr that disappears when done (stdout stays clean for --json)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn(label),
         BarColumn(),

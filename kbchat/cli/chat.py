@@ -6,27 +6,22 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from kbchat.app import Services, build
-from kbchat.chat.files import answer_sources
-from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
-from kbchat.chat.plain import stream_chat
-from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.cli.base import print_json, progress_bar, split_names
-from kbchat.cli.kb import EXIT_FILES_FAILED, RichListener
-from kbchat.config import Settings, load_settings
+from kbchat.cli.kb import EXIT_FILES_FAILED
 from kbchat.errors import BadInput, KbchatError
-from kbchat.eval.answers import AnswerReport, AnswerResult, evaluate_answers
-from kbchat.eval.retrieval import load_queries
-from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
-from kbchat.options import answer_search_options, chat_options, summary_options
-from kbchat.serialize import answer_json
-from kbchat.store.conversations import new_conversation_id
 from kbchat.types import Answer, Message
+
+if TYPE_CHECKING:
+    from kbchat.app import Services
+    from kbchat.chat.rag import ChatEvent, ChatOptions
+    from kbchat.config import Settings
+    from kbchat.eval.answers import AnswerReport, AnswerResult
+    from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
 
 err = Console(stderr=True)
 
@@ -41,6 +36,12 @@ def _events(
     cancel: threading.Event | None = None,
     files_kb: KnowledgeBase | None = None,
 ) -> Iterator[ChatEvent]:
+    from kbchat.chat.files import answer_sources
+    from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
+    from kbchat.chat.plain import stream_chat
+    from kbchat.chat.rag import stream_answer
+    from kbchat.options import summary_options
+
     model = services.models.get(model_name)
     kbs, options = answer_sources(
         [services.library.get(name) for name in kb_names],
@@ -73,6 +74,8 @@ def _attach(
     Each file that fails says why (as in ``kb add``). Returns the knowledge base, or None
     when no file was given. Raises typer.Exit(3) when ``required`` and nothing loaded.
     """
+    from kbchat.cli.listener import RichListener
+
     if not paths:
         return None
     chats = services.file_chats()
@@ -181,6 +184,12 @@ def eval_answers(
     """Answer accuracy, unanswerable questions declined, false refusals and median time to
     first token over a question set, answered as `kbchat ask` would.
     """
+    from kbchat.app import build
+    from kbchat.config import load_settings
+    from kbchat.eval.answers import evaluate_answers
+    from kbchat.eval.retrieval import load_queries
+    from kbchat.options import answer_search_options, chat_options
+
     questions = load_queries(queries, split=split, limit=limit)
     settings = load_settings()
     services = build(settings)
@@ -236,6 +245,12 @@ def ask(
             "usage: kbchat ask KB QUESTION, kbchat ask --file FILE QUESTION, "
             "or kbchat ask --no-kb QUESTION"
         )
+    from kbchat.app import build
+    from kbchat.config import load_settings
+    from kbchat.options import answer_search_options, chat_options
+    from kbchat.serialize import answer_json
+    from kbchat.store.conversations import new_conversation_id
+
     settings = load_settings()
     services = build(settings)
     conversation = new_conversation_id()
@@ -265,6 +280,10 @@ def chat(
     Ctrl-C stops the answer being written, not the session. Attached files are
     deleted when the session ends.
     """
+    from kbchat.app import build
+    from kbchat.config import load_settings
+    from kbchat.store.conversations import new_conversation_id
+
     settings = load_settings()
     services = build(settings)
     state: dict[str, Any] = {
@@ -348,6 +367,8 @@ def _turn(
     history: list[Message],
     settings: Settings,
 ) -> None:
+    from kbchat.options import answer_search_options, chat_options
+
     cancel = threading.Event()
     options = chat_options(settings, answer_search_options(settings))
     events: Iterator[ChatEvent] | None = None

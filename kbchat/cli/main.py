@@ -10,15 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from kbchat.cli import chat, summarize
 from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
 from kbchat.cli.kb import kb_app, print_hits, run_write
-from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
-from kbchat.options import search_options
-from kbchat.retrieve.search import retrieve
 
 app = typer.Typer(
     help="Ask questions about your own documents, with models you run yourself.",
@@ -31,6 +27,7 @@ app.add_typer(kb_app, name="kb")
 @app.command("doctor")
 def doctor(as_json: JsonOpt = False) -> None:
     """Check what is installed and usable: packages, models, data directory, config."""
+    from kbchat.config import load_settings
     from kbchat.doctor import run_checks
 
     settings = load_settings()
@@ -50,9 +47,12 @@ def demo(
     query: Annotated[list[str] | None, typer.Option(help="Questions to search for.")] = None,
 ) -> None:
     """Build the sample knowledge base (kbchat's own docs) and search it."""
+    from kbchat.config import load_settings
+    from kbchat.options import search_options
+    from kbchat.retrieve.search import retrieve
     from kbchat.sample import sample_dir
 
-    settings: Settings = load_settings()
+    settings = load_settings()
     with open_library() as library:
         kb = library.ensure("kbchat-docs", description="kbchat's own documentation")
         err.print(f"knowledge base 'kbchat-docs' in {settings.home}")
@@ -97,7 +97,10 @@ def eval_retrieval(
     as_json: JsonOpt = False,
 ) -> None:
     """Recall@1/5/10, MRR@10, nDCG@10 and latency of search over a question set."""
+    from rich.table import Table
+
     from kbchat.eval.retrieval import evaluate_retrieval, load_queries
+    from kbchat.options import search_options
     from kbchat.retrieve.search import search
 
     if mode is not None and mode not in _EVAL_MODES:
@@ -178,6 +181,7 @@ def serve(
     """
     import uvicorn
 
+    from kbchat.config import load_settings
     from kbchat.server import create_app
 
     given: dict[str, object] = {
@@ -211,6 +215,7 @@ def keys_add(
     role: Annotated[str, typer.Option(help="read, write or admin.")] = "read",
 ) -> None:
     """Create an API key and print it (only this once: store it now)."""
+    from kbchat.config import load_settings
     from kbchat.server.auth import add_key, keys_path
 
     path = keys_path(load_settings())
@@ -222,6 +227,7 @@ def keys_add(
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False) -> None:
     """List API keys by name with their permissions (keys themselves are never stored)."""
+    from kbchat.config import load_settings
     from kbchat.server.auth import describe_keys, keys_path
 
     rows = describe_keys(keys_path(load_settings()))
@@ -236,6 +242,7 @@ def keys_list(as_json: JsonOpt = False) -> None:
 @keys_app.command("rm")
 def keys_rm(name: str) -> None:
     """Delete an API key; a running server stops accepting it at once."""
+    from kbchat.config import load_settings
     from kbchat.server.auth import keys_path, remove_key
 
     remove_key(keys_path(load_settings()), name)

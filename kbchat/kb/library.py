@@ -6,15 +6,18 @@ import contextlib
 import json
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kbchat.config import Settings
-from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, Conflict
-from kbchat.ingest.loaders import LoadLimits
-from kbchat.kb.knowledge_base import KnowledgeBase, remove_kb_directory
-from kbchat.registry import create_embedder
 from kbchat.store.catalog import Catalog, KBRecord
+
+if TYPE_CHECKING:
+    from kbchat.config import Settings
+    from kbchat.embed.base import Embedder
+    from kbchat.kb.knowledge_base import KnowledgeBase
+
+# Opening a knowledge base imports the ingest and index stack (numpy, faiss, bm25s); `kbchat kb
+# list` and the other catalog-only paths do without it, so those imports are in the methods.
 
 KB_NAME_PATTERN = r"^\w[\w-]*(?:\.[\w-]+)*\.?$"
 KB_NAME_MAX = 64
@@ -64,6 +67,8 @@ class Library:
 
     def embedder(self, spec: dict[str, Any]) -> Embedder:
         """Build (once) the embedder a spec describes; the API key comes from settings."""
+        from kbchat.registry import create_embedder
+
         key = json.dumps(spec, sort_keys=True)
         with self._lock:
             if key not in self._embedders:
@@ -131,6 +136,9 @@ class Library:
             NotFound: no such knowledge base (the message lists the known ones).
             Conflict: the embedder available now is not the one that built it.
         """
+        from kbchat.ingest.loaders import LoadLimits
+        from kbchat.kb.knowledge_base import KnowledgeBase
+
         record = self.catalog.get_kb(name)
         with self._lock:
             cached = self._open.get(name)
@@ -164,6 +172,8 @@ class Library:
         return kb
 
     def drop(self, name: str) -> None:
+        from kbchat.kb.knowledge_base import remove_kb_directory
+
         record = self.catalog.get_kb(name)
         self.catalog.drop_kb(record.id)
         with self._lock:
