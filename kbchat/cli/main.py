@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -16,12 +16,37 @@ from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progres
 from kbchat.cli.kb import kb_app, print_hits, run_write
 from kbchat.errors import BadInput, KbchatError
 
+if TYPE_CHECKING:
+    from kbchat.config import Settings
+
 app = typer.Typer(
     help="Ask questions about your own documents, with models you run yourself.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 app.add_typer(kb_app, name="kb")
+
+
+@app.callback()
+def configure(
+    ctx: typer.Context,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KBCHAT_LOG_LEVEL",
+            help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO for serve, else WARNING).",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str,
+        typer.Option(envvar="KBCHAT_LOG_FORMAT", help="text, or json (one object a line)."),
+    ] = "text",
+) -> None:
+    """Logging is configured here, once, for every command."""
+    from kbchat.logging import configure_logging
+
+    serving = ctx.invoked_subcommand == "serve"
+    configure_logging(log_level or ("INFO" if serving else "WARNING"), log_format)
 
 
 @app.command("doctor")
@@ -182,6 +207,7 @@ def serve(
     import uvicorn
 
     from kbchat.config import load_settings
+    from kbchat.logging import redact_also
     from kbchat.server import create_app
 
     given: dict[str, object] = {
@@ -190,6 +216,7 @@ def serve(
     if insecure_no_auth:
         given["insecure_no_auth"] = True
     settings = load_settings(**({"server": given} if given else {}))
+    redact_also(_secrets(settings))
     application = create_app(settings, seed_sample=sample)
     bind = settings.server.host
     url = f"http://{f'[{bind}]' if ':' in bind else bind}:{settings.server.port}"
@@ -203,9 +230,17 @@ def serve(
         application,
         host=bind,
         port=settings.server.port,
-        log_level="info",
+        log_config=None,  # uvicorn's lines go through kbchat's handler (text or json)
+        access_log=False,  # kbchat.server.access_log writes one line per request
         timeout_graceful_shutdown=10,
     )
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """The API keys in ``settings`` (chat models, embedder, reranker, server keys)."""
+    sections: list[Any] = [*settings.models.values(), settings.embedder, settings.rerank]
+    keys = [getattr(section, "api_key", None) for section in sections]
+    return [key.get_secret_value() for key in keys if key is not None]
 
 
 @keys_app.command("add")

@@ -30,6 +30,7 @@ from kbchat.ingest.loaders import supported_extensions
 from kbchat.kb.jobs import JobManager, JobWork
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 from kbchat.server import chat_api, files_api, kb_api, openai_api, summary_api
+from kbchat.server.access_log import AccessLog
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import (
     PayloadTooLarge,
@@ -132,6 +133,7 @@ def create_app(
         json_bytes=settings.server.max_body_kb * 1024,
         upload_bytes=int(settings.server.max_request_mb * 2**20),
     )
+    app.add_middleware(AccessLog)  # added last: outermost, so it sees every response
     _mount_ui(app)
     return app
 
