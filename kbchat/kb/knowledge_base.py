@@ -32,7 +32,7 @@ from kbchat.kb.prepare import (
     prefetch,
     small_files_first,
 )
-from kbchat.store.bm25 import tokenize
+from kbchat.store.bm25 import LEGACY_PICKLE, LEXICAL_DIR, tokenize
 from kbchat.store.catalog import Catalog, FileRecord, KBRecord, NewChunk, StoredChunk
 from kbchat.types import Chunk, Hit
 
@@ -230,8 +230,9 @@ class KnowledgeBase:
         types) stay skipped and are not opened.
         """
         with self._writing(listener):
-            for stale in ("vectors.faiss", "bm25.pkl", "state.json"):
+            for stale in ("vectors.faiss", LEGACY_PICKLE, "state.json"):
                 (self.directory / stale).unlink(missing_ok=True)
+            shutil.rmtree(self.directory / LEXICAL_DIR, ignore_errors=True)
             self.index = KBIndex(self.catalog, self.record.id, self.directory, self.record.dim)
             records = self.files()
             listener.started(len(records))
