@@ -23,7 +23,7 @@ from kbchat.store.base import Ids
 LEXICAL_DIR = "bm25"
 """The folder a knowledge base's BM25 index is saved in."""
 LEGACY_PICKLE = "bm25.pkl"
-"""Where kbchat before 0.2 pickled the index; never unpickled (a pickle runs code), only
+"""Where earlier kbchat versions pickled the index; never unpickled (a pickle runs code), only
 replaced by an index rebuilt from the catalog (``KBIndex``)."""
 _IDS = "ids.npy"
 _DOC_FREQ = "doc_freq.json"

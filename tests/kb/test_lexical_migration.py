@@ -1,4 +1,4 @@
-"""A BM25 index pickled by kbchat < 0.2 is replaced, unread, when its knowledge base opens."""
+"""A BM25 index pickled by earlier kbchat versions is replaced, unread, when its knowledge base opens."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ class _RunsCode:
         return (open, (str(self.marker), "w"))
 
 
-def _write_as_before_0_2(index: LexicalIndex, path: Path, marker: Path) -> None:
-    """What LexicalIndex.save wrote until kbchat 0.2: one pickle of the bm25s model and maps."""
+def _write_as_earlier_versions(index: LexicalIndex, path: Path, marker: Path) -> None:
+    """What LexicalIndex.save wrote in earlier kbchat versions: one pickle of the bm25s model and maps."""
     state = {
         "model": index._model,
         "ids": index._ids,
@@ -60,7 +60,7 @@ def _write_as_before_0_2(index: LexicalIndex, path: Path, marker: Path) -> None:
 
 def test_the_tripwire_fires_when_unpickled(tmp_path: Path) -> None:
     marker = tmp_path / "unpickled"
-    _write_as_before_0_2(LexicalIndex.build(ENTRIES), tmp_path / "bm25.pkl", marker)
+    _write_as_earlier_versions(LexicalIndex.build(ENTRIES), tmp_path / "bm25.pkl", marker)
     with (tmp_path / "bm25.pkl").open("rb") as handle:
         pickle.load(handle)
     assert marker.exists()
@@ -77,7 +77,7 @@ def test_a_pickled_index_is_migrated_on_first_open_unread(
     old = LexicalIndex.build(library.catalog.iter_tokens(kb.record.id))
     shutil.rmtree(kb.directory / "bm25")
     marker = tmp_path / "unpickled"
-    _write_as_before_0_2(old, kb.directory / "bm25.pkl", marker)
+    _write_as_earlier_versions(old, kb.directory / "bm25.pkl", marker)
 
     reopened = Library(library.settings).get("m")
 
