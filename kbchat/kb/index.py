@@ -106,7 +106,7 @@ class KBIndex:
     # -- internals ---------------------------------------------------------------------
 
     def _migrate_pickled_lexical(self) -> None:
-        """Replace a BM25 index pickled by earlier kbchat versions with one rebuilt from the catalog.
+        """Replace a BM25 index pickled by an earlier kbchat with one rebuilt from the catalog.
 
         The pickle is deleted unread: loading it would run whatever code it holds.
         """
