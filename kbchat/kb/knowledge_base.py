@@ -19,6 +19,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from kbchat.embed.base import Embedder, embed_texts
+from kbchat.embed.chit_chat import ChitChat
 from kbchat.errors import BadInput
 from kbchat.ingest.discover import FoundFile, discover, known_file, readable
 from kbchat.ingest.loaders import LoadLimits, is_supported
@@ -82,10 +83,13 @@ class KnowledgeBase:
         limits: LoadLimits,
         max_chunks_per_file: int,
         batch_size: int = 32,
+        chit_chat: ChitChat | None = None,
     ) -> None:
         self.record = record
         self.catalog = catalog
         self.embedder = embedder
+        self.chit_chat = chit_chat if chit_chat is not None else ChitChat()
+        """The embedded chit-chat search measures relevance from (shared by a library's KBs)."""
         self.directory = directory
         self.limits = limits
         self.prepare = FilePreparer(

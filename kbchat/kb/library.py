@@ -14,6 +14,7 @@ from kbchat.store.catalog import Catalog, KBRecord
 if TYPE_CHECKING:
     from kbchat.config import Settings
     from kbchat.embed.base import Embedder
+    from kbchat.embed.chit_chat import ChitChat
     from kbchat.kb.knowledge_base import KnowledgeBase
 
 # Opening a knowledge base imports the ingest and index stack (numpy, faiss, bm25s); `kbchat kb
@@ -50,6 +51,7 @@ class Library:
         self.catalog = catalog or Catalog(settings.catalog_url)
         self._embedders: dict[str, Embedder] = {}
         self._open: dict[str, KnowledgeBase] = {}
+        self._chit_chat: ChitChat | None = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -166,10 +168,19 @@ class Library:
             limits=limits,
             max_chunks_per_file=ingest.max_chunks_per_file,
             batch_size=self.settings.embedder.batch_size,
+            chit_chat=self._shared_chit_chat(),
         )
         with self._lock:
             self._open[name] = kb
         return kb
+
+    def _shared_chit_chat(self) -> ChitChat:
+        from kbchat.embed.chit_chat import ChitChat
+
+        with self._lock:
+            if self._chit_chat is None:
+                self._chit_chat = ChitChat()
+            return self._chit_chat
 
     def drop(self, name: str) -> None:
         from kbchat.kb.knowledge_base import remove_kb_directory
