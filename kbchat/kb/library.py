@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from kbchat.config import Settings
     from kbchat.embed.base import Embedder
     from kbchat.embed.chit_chat import ChitChat
+    from kbchat.ingest.ocr import OcrReader
     from kbchat.kb.knowledge_base import KnowledgeBase
 
 # Opening a knowledge base imports the ingest and index stack (numpy, faiss, bm25s); `kbchat kb
@@ -52,6 +53,7 @@ class Library:
         self._embedders: dict[str, Embedder] = {}
         self._open: dict[str, KnowledgeBase] = {}
         self._chit_chat: ChitChat | None = None
+        self._ocr: OcrReader | None = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -158,7 +160,7 @@ class Library:
         limits = LoadLimits(
             max_file_bytes=int(ingest.max_file_mb * 2**20),
             max_unpacked_bytes=int(ingest.max_unpacked_mb * 2**20),
-            ocr=ingest.ocr,
+            ocr=self._shared_ocr() if ingest.ocr else None,
         )
         kb = KnowledgeBase(
             record,
@@ -181,6 +183,14 @@ class Library:
             if self._chit_chat is None:
                 self._chit_chat = ChitChat()
             return self._chit_chat
+
+    def _shared_ocr(self) -> OcrReader:
+        from kbchat.ingest.ocr import OcrReader
+
+        with self._lock:
+            if self._ocr is None:
+                self._ocr = OcrReader()
+            return self._ocr
 
     def drop(self, name: str) -> None:
         from kbchat.kb.knowledge_base import remove_kb_directory
