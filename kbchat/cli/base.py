@@ -15,6 +15,8 @@ from kbchat.errors import BadInput
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from kbchat.app import Services
+    from kbchat.config import Settings
     from kbchat.kb.library import Library
 
 out = Console(soft_wrap=True)
@@ -24,16 +26,36 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 @contextmanager
-def open_library() -> Iterator[Library]:
-    """The library of the configured KBCHAT_HOME, closed on leaving."""
+def open_library(*, indexes: bool = True) -> Iterator[Library]:
+    """The library of the configured KBCHAT_HOME, closed on leaving.
+
+    With ``indexes`` (knowledge bases will be opened) the process is configured for
+    searching first (``kbchat.runtime``); listing needs only the catalog.
+    """
     from kbchat.config import load_settings
     from kbchat.kb.library import Library
 
+    if indexes:
+        configure_process()
     library = Library(load_settings())
     try:
         yield library
     finally:
         library.close()
+
+
+def build_services(settings: Settings) -> Services:
+    """The services for ``settings``, after configuring the process (``kbchat.runtime``)."""
+    from kbchat.app import build
+
+    configure_process()
+    return build(settings)
+
+
+def configure_process() -> None:
+    from kbchat.runtime import configure_process as configure
+
+    configure()
 
 
 def print_json(value: Any) -> None:

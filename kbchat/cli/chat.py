@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from kbchat.cli.base import print_json, progress_bar, split_names
+from kbchat.cli.base import build_services, print_json, progress_bar, split_names
 from kbchat.cli.kb import EXIT_FILES_FAILED
 from kbchat.errors import BadInput, KbchatError
 from kbchat.types import Answer, Message
@@ -184,7 +184,6 @@ def eval_answers(
     """Answer accuracy, unanswerable questions declined, false refusals and median time to
     first token over a question set, answered as `kbchat ask` would.
     """
-    from kbchat.app import build
     from kbchat.config import load_settings
     from kbchat.eval.answers import evaluate_answers
     from kbchat.eval.retrieval import load_queries
@@ -192,7 +191,7 @@ def eval_answers(
 
     questions = load_queries(queries, split=split, limit=limit)
     settings = load_settings()
-    services = build(settings)
+    services = build_services(settings)
     try:
         names = split_names(kb)
         options = chat_options(
@@ -245,14 +244,13 @@ def ask(
             "usage: kbchat ask KB QUESTION, kbchat ask --file FILE QUESTION, "
             "or kbchat ask --no-kb QUESTION"
         )
-    from kbchat.app import build
     from kbchat.config import load_settings
     from kbchat.options import answer_search_options, chat_options
     from kbchat.serialize import answer_json
     from kbchat.store.conversations import new_conversation_id
 
     settings = load_settings()
-    services = build(settings)
+    services = build_services(settings)
     conversation = new_conversation_id()
     try:
         names = [] if no_kb or kb is None else split_names(kb)
@@ -280,12 +278,11 @@ def chat(
     Ctrl-C stops the answer being written, not the session. Attached files are
     deleted when the session ends.
     """
-    from kbchat.app import build
     from kbchat.config import load_settings
     from kbchat.store.conversations import new_conversation_id
 
     settings = load_settings()
-    services = build(settings)
+    services = build_services(settings)
     state: dict[str, Any] = {
         "kbs": split_names(kb) if kb else [],
         "model": model,

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
+from kbchat.cli.base import (
+    JsonOpt,
+    build_services,
+    err,
+    open_library,
+    out,
+    print_json,
+    progress_bar,
+    split_names,
+)
 from kbchat.errors import BadInput
 
 if TYPE_CHECKING:
@@ -80,7 +89,7 @@ def kb_create(
     """Create an empty knowledge base."""
     from kbchat.serialize import kb_json
 
-    with open_library() as library:
+    with open_library(indexes=False) as library:
         record = library.create(
             name,
             embedder=embedder,
@@ -101,7 +110,7 @@ def kb_list(as_json: JsonOpt = False) -> None:
 
     from kbchat.serialize import kb_json
 
-    with open_library() as library:
+    with open_library(indexes=False) as library:
         rows = [kb_json(r, library.catalog.kb_stats(r.id)) for r in library.records()]
     if as_json:
         print_json(rows)
@@ -119,7 +128,7 @@ def kb_info(name: str, as_json: JsonOpt = False) -> None:
     """Show a knowledge base's settings and file counts."""
     from kbchat.serialize import kb_json
 
-    with open_library() as library:
+    with open_library(indexes=False) as library:
         record = library.catalog.get_kb(name)
         info = kb_json(record, library.catalog.kb_stats(record.id))
     if as_json:
@@ -134,7 +143,7 @@ def kb_drop(
     name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False
 ) -> None:
     """Delete a knowledge base and its indexes (your source files are not touched)."""
-    with open_library() as library:
+    with open_library(indexes=False) as library:
         library.catalog.get_kb(name)
         if not yes and not typer.confirm(f"Drop knowledge base {name!r}?"):
             raise typer.Exit(1)
@@ -254,12 +263,11 @@ def kb_search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search knowledge bases (hybrid dense + BM25) and print the best passages."""
-    from kbchat.app import build
     from kbchat.config import load_settings
     from kbchat.options import search_options
     from kbchat.retrieve.search import retrieve
 
-    services = build(load_settings())
+    services = build_services(load_settings())
     try:
         kbs = [services.library.get(name) for name in split_names(names)]
         options = search_options(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kbchat.cli.base import JsonOpt, err, print_json
+from kbchat.cli.base import JsonOpt, build_services, err, print_json
 from kbchat.errors import BadInput, KbchatError
 
 if TYPE_CHECKING:
@@ -41,14 +41,13 @@ def summarize_command(
     Without FILE, every indexed file is summarised, then the knowledge base as a whole.
     Ctrl-C stops.
     """
-    from kbchat.app import build
     from kbchat.chat.summarize import STRATEGIES
     from kbchat.config import load_settings
 
     if strategy not in STRATEGIES:
         raise BadInput(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     settings = load_settings()
-    services = build(settings)
+    services = build_services(settings)
     try:
         base = services.library.get(kb)
         names = files or [r.name for r in base.files() if r.status == "indexed"]
