@@ -36,3 +36,23 @@ def test_listing_knowledge_bases_loads_no_heavy_module(tmp_path: Path) -> None:
 
 def test_the_probe_sees_a_heavy_import(tmp_path: Path) -> None:
     assert _loaded_after("import kbchat.store.base", tmp_path) == ["numpy"]
+
+
+def _kbchat(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "KBCHAT_HOME": str(home), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "kbchat", *args], env=environ, capture_output=True, text=True
+    )
+
+
+def test_a_bad_log_level_names_the_flag_and_the_variable(tmp_path: Path) -> None:
+    by_flag = _kbchat("--log-level", "LOUD", "kb", "list", home=tmp_path)
+    by_env = _kbchat("kb", "list", home=tmp_path, KBCHAT_LOG_LEVEL="LOUD")
+    for done in (by_flag, by_env):
+        assert done.returncode == 1
+        assert "--log-level, KBCHAT_LOG_LEVEL" in done.stderr and "'LOUD'" in done.stderr
+
+
+def test_a_bad_log_format_is_refused(tmp_path: Path) -> None:
+    done = _kbchat("kb", "list", home=tmp_path, KBCHAT_LOG_FORMAT="xml")
+    assert done.returncode == 1 and "KBCHAT_LOG_FORMAT" in done.stderr
