@@ -3,8 +3,9 @@
 Usage: python bench/cli_startup.py [--runs 5] [--label after] [--out bench/results/cli_startup.json]
 
 Each command runs ``--runs`` times in a fresh interpreter (``sys.executable``, this checkout first
-on PYTHONPATH, KBCHAT_HOME in a temporary folder); the JSON gives the median wall time in seconds,
-the ratio to the bare import, the heaviest top-level packages by ``python -X importtime`` self time
+on PYTHONPATH, KBCHAT_HOME in a temporary folder); the JSON gives the median wall time and the
+median CPU time (user + system: less disturbed by other load on the machine) in seconds, their
+ratios to the bare import, the heaviest top-level packages by ``python -X importtime`` self time
 (milliseconds) and which of numpy, faiss, fastapi, sqlalchemy, pydantic_settings were imported.
 Results of several labels ("before", "after") accumulate in one file.
 """
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,27 +35,40 @@ COMMANDS: dict[str, list[str]] = {
 }
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, root: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["KBCHAT_HOME"] = str(home)
     return env
 
 
-def wall_times(args: list[str], env: dict[str, str], runs: int) -> list[float]:
-    """Seconds per run of ``python *args`` (output discarded; a failing command raises)."""
-    times = []
+def run_times(args: list[str], env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds per run of ``python *args`` (output discarded; failing raises)."""
+    walls, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run([sys.executable, *args], env=env, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return times
+        subprocess.run(
+            [sys.executable, *args],
+            env=env,
+            cwd=env["KBCHAT_HOME"],
+            check=True,
+            capture_output=True,
+        )
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return walls, cpus
 
 
 def import_profile(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Self import time (ms) per top-level package, and which heavy packages were imported."""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", *args], env=env, check=True, capture_output=True
+        [sys.executable, "-X", "importtime", *args],
+        env=env,
+        cwd=env["KBCHAT_HOME"],  # not the checkout: `python -m` puts the working directory first
+        check=True,
+        capture_output=True,
     )
     per_package: Counter[str] = Counter()
     for line in done.stderr.decode().splitlines():
@@ -68,26 +83,29 @@ def import_profile(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def run(runs: int) -> dict[str, Any]:
+def run(runs: int, root: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as home:
-        env = _env(Path(home))
+        env = _env(Path(home), root)
         for label, args in COMMANDS.items():
-            times = wall_times(args, env, runs)
+            walls, cpus = run_times(args, env, runs)
             results[label] = {
-                "median_s": round(statistics.median(times), 3),
-                "runs_s": [round(t, 3) for t in times],
+                "median_s": round(statistics.median(walls), 3),
+                "median_cpu_s": round(statistics.median(cpus), 3),
+                "runs_s": [round(t, 3) for t in walls],
                 **import_profile(args, env),
             }
-    bare = results["import typer"]["median_s"]
+    bare = results["import typer"]
     for entry in results.values():
-        entry["ratio_to_bare_typer"] = round(entry["median_s"] / bare, 2)
+        entry["ratio_to_bare_typer"] = round(entry["median_s"] / bare["median_s"], 2)
+        entry["cpu_ratio_to_bare_typer"] = round(entry["median_cpu_s"] / bare["median_cpu_s"], 2)
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--root", type=Path, default=ROOT, help="Checkout to measure.")
     parser.add_argument("--label", default="current")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cli_startup.json")
     args = parser.parse_args()
@@ -96,12 +114,16 @@ def main() -> None:
         "python": platform.python_version(),
         "load_average": list(os.getloadavg()),
         "runs": args.runs,
-        "commands": run(args.runs),
+        "root": str(args.root),
+        "commands": run(args.runs, args.root),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     for label, entry in report[args.label]["commands"].items():
-        print(f"{label:16} {entry['median_s']:.3f} s  ({entry['ratio_to_bare_typer']}x)")
+        print(
+            f"{label:16} wall {entry['median_s']:.3f} s ({entry['ratio_to_bare_typer']}x)  "
+            f"cpu {entry['median_cpu_s']:.3f} s ({entry['cpu_ratio_to_bare_typer']}x)"
+        )
 
 
 if __name__ == "__main__":
