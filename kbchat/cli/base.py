@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from kbchat.errors import BadInput
+from kbchat.runtime import configure_process
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -50,12 +51,6 @@ def build_services(settings: Settings) -> Services:
 
     configure_process()
     return build(settings)
-
-
-def configure_process() -> None:
-    from kbchat.runtime import configure_process as configure
-
-    configure()
 
 
 def print_json(value: Any) -> None:
