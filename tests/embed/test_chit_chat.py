@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from kbchat.config import load_settings
+from kbchat.embed.base import Vectors
 from kbchat.embed.chit_chat import ChitChat
 from kbchat.kb.library import Library
 
@@ -13,11 +16,12 @@ class Counting:
     """Every text embeds to the same unit vector; counts calls."""
 
     dim = 2
+    name = "counting"
 
     def __init__(self) -> None:
         self.calls = 0
 
-    def embed_batch(self, texts: list[str], *, is_query: bool = False) -> np.ndarray:
+    def embed_batch(self, texts: Sequence[str], *, is_query: bool = False) -> Vectors:
         self.calls += 1
         return np.tile(np.array([[0.6, 0.8]], dtype=np.float32), (len(texts), 1))
 
@@ -29,9 +33,9 @@ def test_lines_are_embedded_once_per_embedder() -> None:
     assert chit_chat.similarity(first, query) == {
         "zh": 0.6000000238418579,
         "en": 0.6000000238418579,
-    }  # type: ignore[arg-type]
-    chit_chat.similarity(first, query)  # type: ignore[arg-type]
-    chit_chat.similarity(second, query)  # type: ignore[arg-type]
+    }
+    chit_chat.similarity(first, query)
+    chit_chat.similarity(second, query)
     assert (first.calls, second.calls) == (2, 2)  # one batch per language, then kept
 
 
