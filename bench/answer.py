@@ -49,6 +49,7 @@ from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.llm.base import ChatModel, complete
 from kbchat.options import answer_search_options, chat_options
 from kbchat.retrieve.search import SearchOptions, search
+from kbchat.runtime import configure_process
 from kbchat.text import Language, detect_language
 from kbchat.types import Answer, Message
 
@@ -222,6 +223,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    configure_process()  # what the CLI and server set: OpenMP policy, FAISS threads
     args = parse_args()
     settings = load_settings(home=CACHE / "home")
     services = Services(settings=settings, library=BenchLibrary(settings))

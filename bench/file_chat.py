@@ -30,6 +30,7 @@ from kbchat.chat.rag import stream_answer
 from kbchat.config import load_settings
 from kbchat.eval.answers import answer_is_correct
 from kbchat.options import answer_search_options, chat_options
+from kbchat.runtime import configure_process
 from kbchat.types import Answer
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev"
@@ -119,6 +120,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> None:
+    configure_process()  # what the CLI and server set: OpenMP policy, FAISS threads
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--per-set", type=int, default=10)
     parser.add_argument("--file-tokens", type=int, default=1200)

@@ -24,6 +24,7 @@ from kbchat.config import load_settings
 from kbchat.embed.base import embed_texts
 from kbchat.kb.knowledge_base import IngestListener
 from kbchat.kb.library import Library
+from kbchat.runtime import configure_process
 from kbchat.store.catalog import chunks as chunk_table
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev"
@@ -91,6 +92,7 @@ def run_set(library: Library, name: str, folder: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    configure_process()  # what the CLI and server set: OpenMP policy, FAISS threads
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--articles", type=int, default=2000)
     parser.add_argument("--embedder", default=None, help="embedder backend (default: configured)")

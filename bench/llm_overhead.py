@@ -43,6 +43,7 @@ from kbchat.chat.rag import ChatOptions, stream_answer
 from kbchat.config import load_settings
 from kbchat.llm import complete, llamacpp
 from kbchat.llm.llamacpp import LlamaCppChatModel
+from kbchat.runtime import configure_process
 from kbchat.sample import sample_dir
 from kbchat.types import Answer, Delta, Message
 
@@ -144,6 +145,7 @@ def measure_cancel(model: LlamaCppChatModel) -> dict[str, float | bool]:
 
 
 def main() -> None:
+    configure_process()  # what the CLI and server set: OpenMP policy, FAISS threads
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="passes over the questions")
     args = parser.parse_args()

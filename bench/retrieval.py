@@ -71,6 +71,7 @@ from kbchat.eval.retrieval import EvalQuery, evaluate_retrieval, load_queries
 from kbchat.ingest.splitter import split_documents
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener, KnowledgeBase, chunk_id
 from kbchat.kb.library import Library
+from kbchat.runtime import configure_process
 from kbchat.store.bm25 import tokenize
 from kbchat.store.catalog import NewChunk
 from kbchat.store.catalog import chunks as chunk_table
@@ -561,6 +562,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    configure_process()  # what the CLI and server set: OpenMP policy, FAISS threads
     args = parse_args()
     settings = load_settings(home=CACHE / "home")
     library = BenchLibrary(settings)

@@ -29,6 +29,7 @@ from kbchat.chat.summarize import STRATEGIES, Summary
 from kbchat.config import load_settings
 from kbchat.eval.answers import answer_is_correct
 from kbchat.options import summary_options
+from kbchat.runtime import configure_process
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev"
 PAGE_WORDS = 500
@@ -83,6 +84,7 @@ def run_summary(
 
 
 def main() -> None:
+    configure_process()  # what the CLI and server set: OpenMP policy, FAISS threads
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--docs", type=int, default=10)
     parser.add_argument("--articles", type=int, default=6)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kbchat.chat.summarize import Summary
-from kbchat.store.catalog_schema import FileRecord, KBRecord
-from kbchat.types import Answer, Hit
+if TYPE_CHECKING:
+    from kbchat.chat.summarize import Summary
+    from kbchat.store.catalog_schema import FileRecord, KBRecord
+    from kbchat.types import Answer, Hit
 
 
 def kb_json(record: KBRecord, stats: dict[str, int] | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from kbchat.chat.answer_log import AnswerTrace, logged
 from kbchat.chat.rag import ChatEvent
 from kbchat.chat.summaries import SummaryStore, summarize_file
 from kbchat.chat.summarize import Summary, SummaryOptions
@@ -55,9 +56,22 @@ def overview_answer(
     cancel: threading.Event | None = None,
 ) -> Iterator[ChatEvent]:
     """Answer from the summaries of ``kb``'s files: text deltas, then the Answer."""
+    trace = AnswerTrace(kbs=[kb.name], mode="overview")
+    return logged(_answer(model, kb, question, options, cancel, trace), trace)
+
+
+def _answer(
+    model: ChatModel,
+    kb: KnowledgeBase,
+    question: str,
+    options: SummaryOptions | None,
+    cancel: threading.Event | None,
+    trace: AnswerTrace,
+) -> Iterator[ChatEvent]:
     started = time.perf_counter()
     store = SummaryStore(kb.catalog.engine)
     files = [r.name for r in kb.files() if r.status == "indexed"][:MAX_FILES]
+    trace.hits = len(files)
     answer = Answer(text="", model=model.name, question=question, usage=Usage())
     first: float | None = None
     citations = []

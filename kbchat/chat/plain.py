@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from kbchat.chat.answer_log import AnswerTrace, logged
 from kbchat.chat.memory import fit_history
 from kbchat.chat.rag import ChatEvent, ChatOptions, checked_question, generate
 from kbchat.llm.base import ChatModel
@@ -24,6 +25,16 @@ def stream_chat(
 ) -> Iterator[ChatEvent]:
     """Answer from the model alone: yields text deltas, then the finished Answer."""
     options = options or ChatOptions()
+    return logged(_answer(model, question, history, options, cancel), AnswerTrace())
+
+
+def _answer(
+    model: ChatModel,
+    question: str,
+    history: Sequence[Message],
+    options: ChatOptions,
+    cancel: threading.Event | None,
+) -> Iterator[ChatEvent]:
     started = time.perf_counter()
     question, notices = checked_question(model, question, options)
     system = template("chat_system", detect_language(question))

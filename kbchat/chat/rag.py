@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from kbchat.chat.answer_log import AnswerTrace, logged
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
 from kbchat.chat.grounding import check_claims, missing_items, question_coverage, sentences
 from kbchat.chat.memory import fit_history, truncate_to_tokens
@@ -79,6 +80,21 @@ def stream_answer(
     question gets the no-hit policy (``options.no_hit``) and the closest passages.
     """
     options = options or ChatOptions()
+    trace = AnswerTrace(kbs=[kb.name for kb in kbs], mode=options.search.mode)
+    events = _answer(model, kbs, question, history, options, reranker, cancel, trace)
+    return logged(events, trace)
+
+
+def _answer(
+    model: ChatModel,
+    kbs: Sequence[KnowledgeBase],
+    question: str,
+    history: Sequence[Message],
+    options: ChatOptions,
+    reranker: Reranker | None,
+    cancel: threading.Event | None,
+    trace: AnswerTrace,
+) -> Iterator[ChatEvent]:
     started = time.perf_counter()
     question, notices = checked_question(model, question, options)
     language = detect_language(question)
@@ -86,6 +102,7 @@ def stream_answer(
     if options.rewrite and history and FOLLOW_UP.search(question):
         standalone, query = standalone_question(model, question, history, language)
     retrieved = retrieve(kbs, query, options.search, reranker=reranker)
+    trace.hits = len(retrieved.hits)
     notices += retrieved.notices
     pending = sum(kb.stats().get("pending", 0) for kb in kbs)
     timings = {"retrieval_s": time.perf_counter() - started}

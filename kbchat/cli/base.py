@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kbchat.config import load_settings
 from kbchat.errors import BadInput
-from kbchat.kb.library import Library
+from kbchat.runtime import configure_process
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from kbchat.app import Services
+    from kbchat.config import Settings
+    from kbchat.kb.library import Library
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -22,13 +27,30 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 
 @contextmanager
-def open_library() -> Iterator[Library]:
-    """The library of the configured KBCHAT_HOME, closed on leaving."""
+def open_library(*, indexes: bool = True) -> Iterator[Library]:
+    """The library of the configured KBCHAT_HOME, closed on leaving.
+
+    With ``indexes`` (knowledge bases will be opened) the process is configured for
+    searching first (``kbchat.runtime``); listing needs only the catalog.
+    """
+    from kbchat.config import load_settings
+    from kbchat.kb.library import Library
+
+    if indexes:
+        configure_process()
     library = Library(load_settings())
     try:
         yield library
     finally:
         library.close()
+
+
+def build_services(settings: Settings) -> Services:
+    """The services for ``settings``, after configuring the process (``kbchat.runtime``)."""
+    from kbchat.app import build
+
+    configure_process()
+    return build(settings)
 
 
 def print_json(value: Any) -> None:
@@ -37,6 +59,8 @@ def print_json(value: Any) -> None:
 
 def progress_bar(label: str = "{task.description}") -> Progress:
     """A progress bar on stderr that disappears when done (stdout stays clean for --json)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn(label),
         BarColumn(),

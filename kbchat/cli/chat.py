@@ -7,38 +7,25 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from kbchat.app import Services, build
-from kbchat.chat.agent import AgentEvent, ToolStep, stream_agent
-from kbchat.chat.files import answer_sources
-from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
-from kbchat.chat.plain import stream_chat
-from kbchat.chat.rag import ChatOptions, stream_answer
-from kbchat.cli.base import print_json, progress_bar, split_names
+from kbchat.cli.base import build_services, print_json, progress_bar, split_names
 from kbchat.cli.flags import flag
-from kbchat.cli.kb import EXIT_FILES_FAILED, RichListener
-from kbchat.config import Settings, load_settings
+from kbchat.cli.kb import EXIT_FILES_FAILED
 from kbchat.errors import BadInput, KbchatError
-from kbchat.eval.answers import AnswerReport, AnswerResult, evaluate_answers
-from kbchat.eval.retrieval import load_queries
-from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
-from kbchat.options import (
-    MaxTokens,
-    NoHit,
-    NoHitName,
-    Threshold,
-    TopK,
-    answer_search_options,
-    chat_options,
-    summary_options,
-)
-from kbchat.serialize import answer_json
-from kbchat.store.conversations import new_conversation_id
+from kbchat.options import MaxTokens, NoHit, NoHitName, Threshold, TopK
 from kbchat.types import Answer, Message
+
+if TYPE_CHECKING:
+    from kbchat.app import Services
+    from kbchat.chat.agent import AgentEvent, ToolStep
+    from kbchat.chat.rag import ChatOptions
+    from kbchat.config import Settings
+    from kbchat.eval.answers import AnswerReport, AnswerResult
+    from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
 
 err = Console(stderr=True)
 
@@ -56,9 +43,17 @@ def _events(
 ) -> Iterator[AgentEvent]:
     if agent:
         names = [*kb_names, *([files_kb.name] if files_kb is not None else [])]
+        from kbchat.chat.agent import stream_agent
+
         return stream_agent(
             services, question, model_name=model_name, kbs=names, history=history, cancel=cancel
         )
+    from kbchat.chat.files import answer_sources
+    from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
+    from kbchat.chat.plain import stream_chat
+    from kbchat.chat.rag import stream_answer
+    from kbchat.options import summary_options
+
     model = services.models.get(model_name)
     kbs, options = answer_sources(
         [services.library.get(name) for name in kb_names],
@@ -91,6 +86,8 @@ def _attach(
     Each file that fails says why (as in ``kb add``). Returns the knowledge base, or None
     when no file was given. Raises typer.Exit(3) when ``required`` and nothing loaded.
     """
+    from kbchat.cli.listener import RichListener
+
     if not paths:
         return None
     chats = services.file_chats()
@@ -112,6 +109,8 @@ def _report_files(outcomes: Sequence[FileOutcome]) -> None:
 
 
 def _print_stream(events: Iterator[AgentEvent]) -> Answer:
+    from kbchat.chat.agent import ToolStep
+
     answer: Answer | None = None
     for event in events:
         if isinstance(event, Answer):
@@ -214,9 +213,14 @@ def eval_answers(
     """Answer accuracy, unanswerable questions declined, false refusals and median time to
     first token over a question set, answered as `kbchat ask` would.
     """
+    from kbchat.config import load_settings
+    from kbchat.eval.answers import evaluate_answers
+    from kbchat.eval.retrieval import load_queries
+    from kbchat.options import answer_search_options, chat_options
+
     questions = load_queries(queries, split=split, limit=limit)
     settings = load_settings()
-    services = build(settings)
+    services = build_services(settings)
     try:
         names = split_names(kb)
         options = chat_options(
@@ -273,8 +277,13 @@ def ask(
             "usage: kbchat ask KB QUESTION, kbchat ask --file FILE QUESTION, "
             "kbchat ask --agent [KB] QUESTION or kbchat ask --no-kb QUESTION"
         )
+    from kbchat.config import load_settings
+    from kbchat.options import answer_search_options, chat_options
+    from kbchat.serialize import answer_json
+    from kbchat.store.conversations import new_conversation_id
+
     settings = load_settings()
-    services = build(settings)
+    services = build_services(settings)
     conversation = new_conversation_id()
     try:
         names = [] if no_kb or kb is None else split_names(kb)
@@ -304,8 +313,11 @@ def chat(
     Ctrl-C stops the answer being written, not the session. Attached files are
     deleted when the session ends.
     """
+    from kbchat.config import load_settings
+    from kbchat.store.conversations import new_conversation_id
+
     settings = load_settings()
-    services = build(settings)
+    services = build_services(settings)
     state: dict[str, Any] = {
         "kbs": split_names(kb) if kb else [],
         "model": model,
@@ -394,6 +406,8 @@ def _turn(
     history: list[Message],
     settings: Settings,
 ) -> None:
+    from kbchat.options import answer_search_options, chat_options
+
     cancel = threading.Event()
     options = chat_options(settings, answer_search_options(settings))
     events: Iterator[AgentEvent] | None = None

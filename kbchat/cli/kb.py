@@ -5,31 +5,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import Progress
-from rich.table import Table
 
-from kbchat.app import build
-from kbchat.chat.summaries import SummaryStore
-from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
-from kbchat.cli.flags import flag
-from kbchat.config import load_settings
-from kbchat.errors import BadInput
-from kbchat.kb.knowledge_base import FileOutcome, IngestListener, KnowledgeBase
-from kbchat.options import (
-    ChunkOverlap,
-    ChunkSize,
-    SearchMode,
-    SearchModeName,
-    Threshold,
-    TopK,
-    search_options,
+from kbchat.cli.base import (
+    JsonOpt,
+    build_services,
+    err,
+    open_library,
+    out,
+    print_json,
+    progress_bar,
+    split_names,
 )
-from kbchat.retrieve.search import retrieve
-from kbchat.serialize import file_json, hit_json, kb_json
-from kbchat.types import Hit
+from kbchat.cli.flags import flag
+from kbchat.errors import BadInput
+from kbchat.options import ChunkOverlap, ChunkSize, SearchMode, SearchModeName, Threshold, TopK
+
+if TYPE_CHECKING:
+    from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
+    from kbchat.types import Hit
 
 kb_app = typer.Typer(help="Create and manage knowledge bases.", no_args_is_help=True)
 
@@ -52,27 +48,10 @@ FollowSymlinksOpt = Annotated[
 ]
 
 
-class RichListener(IngestListener):
-    """Shows a progress bar on stderr and collects outcomes."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task = progress.add_task("files", total=None)
-
-    def started(self, total: int) -> None:
-        self.progress.update(self.task, total=total)
-
-    def file_done(self, outcome: FileOutcome) -> None:
-        self.progress.update(self.task, advance=1, description=outcome.name[-40:])
-        if outcome.status == "failed":
-            self.progress.console.print(f"failed: {outcome.error}", style="red", markup=False)
-
-    def waiting(self, message: str) -> None:
-        self.progress.console.print(message, style="yellow", markup=False)
-
-
 def run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> None:
     """Run a write (add, remove, sync, rebuild) with a progress bar; exit 3 if a file failed."""
+    from kbchat.cli.listener import RichListener
+
     progress = progress_bar()
     with progress:
         listener = RichListener(progress)
@@ -110,7 +89,9 @@ def kb_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an empty knowledge base."""
-    with open_library() as library:
+    from kbchat.serialize import kb_json
+
+    with open_library(indexes=False) as library:
         record = library.create(
             name,
             embedder=embedder,
@@ -127,7 +108,11 @@ def kb_create(
 @kb_app.command("list")
 def kb_list(as_json: JsonOpt = False) -> None:
     """List knowledge bases."""
-    with open_library() as library:
+    from rich.table import Table
+
+    from kbchat.serialize import kb_json
+
+    with open_library(indexes=False) as library:
         rows = [kb_json(r, library.catalog.kb_stats(r.id)) for r in library.records()]
     if as_json:
         print_json(rows)
@@ -143,7 +128,9 @@ def kb_list(as_json: JsonOpt = False) -> None:
 @kb_app.command("info")
 def kb_info(name: str, as_json: JsonOpt = False) -> None:
     """Show a knowledge base's settings and file counts."""
-    with open_library() as library:
+    from kbchat.serialize import kb_json
+
+    with open_library(indexes=False) as library:
         record = library.catalog.get_kb(name)
         info = kb_json(record, library.catalog.kb_stats(record.id))
     if as_json:
@@ -158,7 +145,7 @@ def kb_drop(
     name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False
 ) -> None:
     """Delete a knowledge base and its indexes (your source files are not touched)."""
-    with open_library() as library:
+    with open_library(indexes=False) as library:
         library.catalog.get_kb(name)
         if not yes and not typer.confirm(f"Drop knowledge base {name!r}?"):
             raise typer.Exit(1)
@@ -195,6 +182,11 @@ def kb_add(
 @kb_app.command("files")
 def kb_files(name: str, as_json: JsonOpt = False) -> None:
     """List a knowledge base's files with their status."""
+    from rich.table import Table
+
+    from kbchat.chat.summaries import SummaryStore
+    from kbchat.serialize import file_json
+
     with open_library() as library:
         kb = library.get(name)
         records = kb.files()
@@ -269,7 +261,11 @@ def kb_search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search knowledge bases (hybrid dense + BM25) and print the best passages."""
-    services = build(load_settings())
+    from kbchat.config import load_settings
+    from kbchat.options import search_options
+    from kbchat.retrieve.search import retrieve
+
+    services = build_services(load_settings())
     try:
         kbs = [services.library.get(name) for name in split_names(names)]
         options = search_options(
@@ -301,6 +297,8 @@ def _page_range(pages: str | None) -> tuple[int, int] | None:
 
 def print_hits(hits: Sequence[Hit], as_json: bool) -> None:
     """Print search hits as JSON or as a numbered list of passages."""
+    from kbchat.serialize import hit_json
+
     if as_json:
         print_json([hit_json(h) for h in hits])
         return

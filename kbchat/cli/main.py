@@ -6,20 +6,20 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from kbchat.cli import chat, summarize
 from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
 from kbchat.cli.flags import flag
 from kbchat.cli.kb import kb_app, print_hits, run_write
-from kbchat.config import Settings, load_settings
 from kbchat.errors import KbchatError
-from kbchat.options import SearchMode, SearchModeName, TopK, search_options
-from kbchat.retrieve.search import retrieve
+from kbchat.options import SearchMode, SearchModeName, TopK
+
+if TYPE_CHECKING:
+    from kbchat.config import Settings
 
 app = typer.Typer(
     help="Ask questions about your own documents, with models you run yourself.",
@@ -29,9 +29,32 @@ app = typer.Typer(
 app.add_typer(kb_app, name="kb")
 
 
+@app.callback()
+def configure(
+    ctx: typer.Context,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KBCHAT_LOG_LEVEL",
+            help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO for serve, else WARNING).",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str,
+        typer.Option(envvar="KBCHAT_LOG_FORMAT", help="text, or json (one object a line)."),
+    ] = "text",
+) -> None:
+    """Logging is configured here, once, for every command."""
+    from kbchat.logging import configure_logging
+
+    serving = ctx.invoked_subcommand == "serve"
+    configure_logging(log_level or ("INFO" if serving else "WARNING"), log_format)
+
+
 @app.command("doctor")
 def doctor(as_json: JsonOpt = False) -> None:
     """Check what is installed and usable: packages, models, data directory, config."""
+    from kbchat.config import load_settings
     from kbchat.doctor import run_checks
 
     settings = load_settings()
@@ -51,9 +74,12 @@ def demo(
     query: Annotated[list[str] | None, typer.Option(help="Questions to search for.")] = None,
 ) -> None:
     """Build the sample knowledge base (kbchat's own docs) and search it."""
+    from kbchat.config import load_settings
+    from kbchat.options import search_options
+    from kbchat.retrieve.search import retrieve
     from kbchat.sample import sample_dir
 
-    settings: Settings = load_settings()
+    settings = load_settings()
     with open_library() as library:
         kb = library.ensure("kbchat-docs", description="kbchat's own documentation")
         err.print(f"knowledge base 'kbchat-docs' in {settings.home}")
@@ -95,7 +121,10 @@ def eval_retrieval(
     as_json: JsonOpt = False,
 ) -> None:
     """Recall@1/5/10, MRR@10, nDCG@10 and latency of search over a question set."""
+    from rich.table import Table
+
     from kbchat.eval.retrieval import evaluate_retrieval, load_queries
+    from kbchat.options import search_options
     from kbchat.retrieve.search import search
 
     questions = load_queries(queries, split=split, limit=limit)
@@ -158,8 +187,11 @@ def mcp() -> None:
     Over HTTP, `kbchat serve` offers the same at /mcp, with API keys.
     """
     from kbchat.app import build
+    from kbchat.config import load_settings
+    from kbchat.runtime import configure_process
     from kbchat.server.mcp import run_stdio
 
+    configure_process()
     services = build(load_settings())
     try:
         run_stdio(services)
@@ -189,6 +221,8 @@ def serve(
     """
     import uvicorn
 
+    from kbchat.config import load_settings
+    from kbchat.logging import redact_also
     from kbchat.server import create_app
 
     given: dict[str, object] = {
@@ -196,7 +230,8 @@ def serve(
     }
     if insecure_no_auth:
         given["insecure_no_auth"] = True
-    settings = load_settings(server=given)
+    settings = load_settings(server=given) if given else load_settings()
+    redact_also(_secrets(settings))
     application = create_app(settings, seed_sample=sample)
     bind = settings.server.host
     url = f"http://{f'[{bind}]' if ':' in bind else bind}:{settings.server.port}"
@@ -210,9 +245,17 @@ def serve(
         application,
         host=bind,
         port=settings.server.port,
-        log_level="info",
+        log_config=None,  # uvicorn's lines go through kbchat's handler (text or json)
+        access_log=False,  # kbchat.server.access_log writes one line per request
         timeout_graceful_shutdown=10,
     )
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """The API keys in ``settings`` (chat models, embedder, reranker, server keys)."""
+    sections: list[Any] = [*settings.models.values(), settings.embedder, settings.rerank]
+    keys = [getattr(section, "api_key", None) for section in sections]
+    return [key.get_secret_value() for key in keys if key is not None]
 
 
 @keys_app.command("add")
@@ -222,6 +265,7 @@ def keys_add(
     role: Annotated[str, typer.Option(help="read, write or admin.")] = "read",
 ) -> None:
     """Create an API key and print it (only this once: store it now)."""
+    from kbchat.config import load_settings
     from kbchat.server.auth import add_key, keys_path
 
     path = keys_path(load_settings())
@@ -233,6 +277,7 @@ def keys_add(
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False) -> None:
     """List API keys by name with their permissions (keys themselves are never stored)."""
+    from kbchat.config import load_settings
     from kbchat.server.auth import describe_keys, keys_path
 
     rows = describe_keys(keys_path(load_settings()))
@@ -247,6 +292,7 @@ def keys_list(as_json: JsonOpt = False) -> None:
 @keys_app.command("rm")
 def keys_rm(name: str) -> None:
     """Delete an API key; a running server stops accepting it at once."""
+    from kbchat.config import load_settings
     from kbchat.server.auth import keys_path, remove_key
 
     remove_key(keys_path(load_settings()), name)

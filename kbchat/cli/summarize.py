@@ -6,20 +6,19 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kbchat.app import Services, build
-from kbchat.chat.summaries import SummaryStore, summarize_file
-from kbchat.chat.summarize import Progress, Summary, SummaryEvent, summarize
-from kbchat.cli.base import JsonOpt, err, print_json
+from kbchat.cli.base import JsonOpt, build_services, err, print_json
 from kbchat.cli.flags import flag
-from kbchat.config import load_settings
 from kbchat.errors import BadInput, KbchatError
-from kbchat.kb.knowledge_base import KnowledgeBase
-from kbchat.options import SummaryStrategy, SummaryStrategyName, summary_options
-from kbchat.serialize import summary_json
+from kbchat.options import SummaryStrategy, SummaryStrategyName
+
+if TYPE_CHECKING:
+    from kbchat.app import Services
+    from kbchat.chat.summarize import Progress, Summary, SummaryEvent
+    from kbchat.kb.knowledge_base import KnowledgeBase
 
 SLOW_S = 120.0
 """Summaries expected to take longer than this are announced as a warning."""
@@ -42,8 +41,13 @@ def summarize_command(
     Without FILE, every indexed file is summarised, then the knowledge base as a whole.
     Ctrl-C stops.
     """
+    from kbchat.chat.summarize import STRATEGIES
+    from kbchat.config import load_settings
+
+    if strategy not in STRATEGIES:
+        raise BadInput(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     settings = load_settings()
-    services = build(settings)
+    services = build_services(settings)
     try:
         base = services.library.get(kb)
         names = files or [r.name for r in base.files() if r.status == "indexed"]
@@ -69,6 +73,11 @@ def _summarize_all(
     *,
     overview: bool,
 ) -> dict[str, Any]:
+    from kbchat.chat.summaries import SummaryStore, summarize_file
+    from kbchat.chat.summarize import summarize
+    from kbchat.options import summary_options
+    from kbchat.serialize import summary_json
+
     model = services.models.get(model_name)
     options = summary_options(services.settings, strategy=strategy, model=model_name)
     store = SummaryStore(services.library.catalog.engine)
@@ -95,6 +104,8 @@ def _run(make: Callable[..., Iterator[SummaryEvent]], as_json: bool) -> Summary:
 
     ``make(cancel=event)`` starts the summary.
     """
+    from kbchat.chat.summarize import Progress, Summary
+
     cancel = threading.Event()
     events: Iterator[SummaryEvent] = make(cancel=cancel)
     summary: Summary | None = None

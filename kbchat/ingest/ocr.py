@@ -1,6 +1,7 @@
 """Optical character recognition with RapidOCR (onnxruntime; models ship inside the wheel).
 
-The engine is built once per process on first use; nothing is downloaded.
+An ``OcrReader`` builds its engine on first use and keeps it; a library makes one reader
+and its knowledge bases share it (nothing is kept by the module). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from kbchat.types import Document
 _PACKAGE = "rapidocr-onnxruntime"
 _MIN_SIDE_PX = 8
 _TILE_RATIO = 2.0  # tall images are OCR'd in tiles this many widths high
-_lock = threading.Lock()
-_engine: Any = None
 
 
 def ocr_available() -> bool:
@@ -30,16 +29,52 @@ def ocr_available() -> bool:
     return True
 
 
-def _get_engine() -> Any:
-    global _engine
-    if _engine is None:
-        try:
-            from rapidocr_onnxruntime import RapidOCR
-        except ImportError:
-            raise MissingDependency(_PACKAGE, "ocr", "Reading text from images") from None
-        # One thread: ingestion runs OCR beside the embedder, and two cores are common.
-        _engine = RapidOCR(intra_op_num_threads=1)
-    return _engine
+def _rapidocr() -> Any:
+    try:
+        from rapidocr_onnxruntime import RapidOCR
+    except ImportError:
+        raise MissingDependency(_PACKAGE, "ocr", "Reading text from images") from None
+    # One thread: ingestion runs OCR beside the embedder, and two cores are common.
+    return RapidOCR(intra_op_num_threads=1)
+
+
+class OcrReader:
+    """Reads the text in images; the engine is built on first use (about a second) and kept.
+
+    Args:
+        engine: A RapidOCR-like callable, ``engine(rgb_image) -> (boxes, elapsed)``, where
+            each box is ``(corners, text, score)`` (tests pass a scripted one); default:
+            RapidOCR, built when first needed.
+    """
+
+    def __init__(self, engine: Any = None) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+
+    def read(self, image: Any) -> str:
+        """Recognise the text in a Pillow image, lines joined in reading order.
+
+        Raises:
+            MissingDependency: rapidocr-onnxruntime is not installed.
+            BackendError: the OCR engine failed.
+        """
+        width, height = image.size
+        if min(width, height) < _MIN_SIDE_PX:
+            return ""
+        image = to_rgb(image)
+        tile = max(int(width * _TILE_RATIO), 1000)
+        parts: list[str] = []
+        for top in range(0, height, tile):
+            crop = image if height <= tile else image.crop((0, top, width, min(top + tile, height)))
+            with self._lock:  # the engine is not thread-safe
+                if self._engine is None:
+                    self._engine = _rapidocr()
+                try:
+                    result, _ = self._engine(crop)
+                except Exception as exc:  # onnxruntime and cv2 raise many unrelated types
+                    raise BackendError(f"OCR engine failed: {exc}") from exc
+            parts.append(_join_lines(result or []))
+        return "\n".join(part for part in parts if part)
 
 
 def open_image(data: bytes, name: str) -> Any:
@@ -81,32 +116,6 @@ def to_rgb(image: Any) -> Any:
     return image.convert("RGB")
 
 
-def ocr_image(image: Any) -> str:
-    """Recognise the text in a Pillow image, lines joined in reading order.
-
-    Raises:
-        MissingDependency: rapidocr-onnxruntime is not installed.
-        BackendError: the OCR engine failed.
-    """
-    width, height = image.size
-    if min(width, height) < _MIN_SIDE_PX:
-        return ""
-    image = to_rgb(image)
-    with _lock:
-        engine = _get_engine()
-    tile = max(int(width * _TILE_RATIO), 1000)
-    parts: list[str] = []
-    for top in range(0, height, tile):
-        crop = image if height <= tile else image.crop((0, top, width, min(top + tile, height)))
-        with _lock:
-            try:
-                result, _ = engine(crop)
-            except Exception as exc:  # onnxruntime and cv2 raise many unrelated types
-                raise BackendError(f"OCR engine failed: {exc}") from exc
-        parts.append(_join_lines(result or []))
-    return "\n".join(part for part in parts if part)
-
-
 def _join_lines(result: list[Any]) -> str:
     """Group recognised boxes into lines (overlapping vertically), left to right."""
     boxes = []
@@ -140,15 +149,15 @@ def _line_text(line: list[tuple[float, float, float, str]]) -> str:
     return text
 
 
-def load_image(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_image(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """An image file as one Document of OCR'd text.
 
     Raises:
         BadInput: OCR is switched off, or the image is unreadable.
         MissingDependency: rapidocr-onnxruntime is not installed.
     """
-    if not ocr:
+    if ocr is None:
         raise BadInput(f"{source}: is an image and OCR is switched off (ingest.ocr = false)")
     image = open_image(path.read_bytes(), source)
-    text = ocr_image(image)
+    text = ocr.read(image)
     return [Document(text=text, source=source, title=PurePath(source).stem)]

@@ -12,11 +12,14 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbchat.errors import BadInput, MissingDependency
 from kbchat.ingest.structure import SectionBuilder, table_lines
 from kbchat.types import Document
+
+if TYPE_CHECKING:
+    from kbchat.ingest.ocr import OcrReader
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +62,15 @@ def parse_errors() -> tuple[type[Exception], ...]:
 class _ImageText:
     """OCR for pictures embedded in a document; remembers if the OCR engine is missing."""
 
-    def __init__(self, enabled: bool, source: str) -> None:
-        self.enabled = enabled
+    def __init__(self, reader: OcrReader | None, source: str) -> None:
+        self.reader = reader
         self.source = source
         self.missing: MissingDependency | None = None
 
     def __call__(self, blob: bytes) -> str:
-        if not self.enabled or self.missing is not None:
+        if self.reader is None or self.missing is not None:
             return ""
-        from kbchat.ingest.ocr import ocr_image, open_image
+        from kbchat.ingest.ocr import open_image
 
         try:
             image = open_image(blob, self.source)
@@ -75,7 +78,7 @@ class _ImageText:
             log.warning("skipped an embedded image: %s", exc)
             return ""
         try:
-            return ocr_image(image)
+            return self.reader.read(image)
         except MissingDependency as exc:
             self.missing = exc
             return ""
@@ -87,7 +90,7 @@ class _ImageText:
         return documents
 
 
-def load_docx(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_docx(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """Body paragraphs and tables in order; heading styles start sections.
 
     Raises:
@@ -174,7 +177,7 @@ def _pptx_rows(table: Any) -> list[list[str]]:
     return grid
 
 
-def load_pptx(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_pptx(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """One Document per slide (``slide`` = 1-based): title, text, tables, pictures, notes.
 
     Raises:

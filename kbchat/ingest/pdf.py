@@ -7,13 +7,16 @@ import re
 import struct
 import zlib
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
 
 from kbchat.errors import BadInput, MissingDependency
 from kbchat.types import Document
+
+if TYPE_CHECKING:
+    from kbchat.ingest.ocr import OcrReader
 
 log = logging.getLogger(__name__)
 # What damaged pdf structures make pypdf raise besides its own PyPdfError.
@@ -34,7 +37,7 @@ _PDF_ERRORS: tuple[type[Exception], ...] = (
 _SPACE_RUNS = re.compile(r"[ \t\u00a0]{2,}")
 
 
-def load_pdf(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_pdf(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """One Document per page with ``page`` = 1-based page number.
 
     Pages without a text layer are OCR'd from their embedded images when ``ocr`` is on.
@@ -60,16 +63,16 @@ def load_pdf(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
         text = _page_text(page, source, number)
         if not text.strip():
             without_text += 1
-            if ocr and missing is None:
+            if ocr is not None and missing is None:
                 try:
-                    text = _ocr_page(page, source, number)
+                    text = _ocr_page(ocr, page, source, number)
                 except MissingDependency as exc:
                     missing = exc
         documents.append(Document(text=text, source=source, page=number, title=title))
     if not any(doc.text.strip() for doc in documents):
         if missing is not None:
             raise missing
-        how = "OCR found no text in their images" if ocr else "OCR is switched off"
+        how = "OCR found no text in their images" if ocr is not None else "OCR is switched off"
         raise BadInput(
             f"{source}: no text found: {without_text} page(s) without a text layer; {how}"
         )
@@ -104,9 +107,7 @@ def _page_text(page: Any, source: str, number: int) -> str:
     return _SPACE_RUNS.sub(" ", text)
 
 
-def _ocr_page(page: Any, source: str, number: int) -> str:
-    from kbchat.ingest.ocr import ocr_image
-
+def _ocr_page(reader: OcrReader, page: Any, source: str, number: int) -> str:
     texts = []
     try:
         images = list(page.images)
@@ -121,5 +122,5 @@ def _ocr_page(page: Any, source: str, number: int) -> str:
             continue
         if image is None:
             continue
-        texts.append(ocr_image(image))
+        texts.append(reader.read(image))
     return "\n".join(text for text in texts if text)

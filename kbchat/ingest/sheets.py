@@ -12,10 +12,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbchat.ingest.structure import table_lines
 from kbchat.types import Document
+
+if TYPE_CHECKING:
+    from kbchat.ingest.ocr import OcrReader
 
 _MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _MAX_MERGED_CELLS = 1_000_000
@@ -25,7 +28,7 @@ Box = tuple[int, int, int, int]
 """A merged range: (first row, first column, last row, last column), 1-based, inclusive."""
 
 
-def load_xlsx(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_xlsx(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """One table Document per non-empty worksheet; the first non-empty row is the header.
 
     Raises:

@@ -20,11 +20,15 @@ import json
 import re
 import unicodedata
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 from kbchat.errors import BadInput
 from kbchat.ingest.structure import clean_cell, table_lines
 from kbchat.text import is_han_or_punctuation
 from kbchat.types import Document
+
+if TYPE_CHECKING:
+    from kbchat.ingest.ocr import OcrReader
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -230,13 +234,13 @@ def read_text(path: Path, name: str) -> str:
     return decode_bytes(path.read_bytes(), name)
 
 
-def load_txt(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_txt(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """A plain text file as one Document."""
     text = read_text(path, source)
     return [Document(text=text, source=source, title=PurePath(source).stem)]
 
 
-def load_csv(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_csv(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """A csv/tsv file as one table Document, one ``header: value | ...`` row per line."""
     text = read_text(path, source)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(text)
@@ -258,7 +262,7 @@ def _sniff_delimiter(text: str) -> str:
         return ","
 
 
-def load_json(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_json(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """A json file as its pretty-printed text."""
     text = read_text(path, source)
     try:
@@ -271,7 +275,7 @@ def load_json(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
     return [Document(text=pretty, source=source, title=PurePath(source).stem)]
 
 
-def load_jsonl(path: Path, source: str, *, ocr: bool = True) -> list[Document]:
+def load_jsonl(path: Path, source: str, *, ocr: OcrReader | None = None) -> list[Document]:
     """A jsonl file as one table Document, one ``key: value | ...`` record per line."""
     lines: list[str] = []
     for number, raw in enumerate(read_text(path, source).split("\n"), 1):

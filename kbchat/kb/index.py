@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from kbchat.errors import BackendError
 from kbchat.store.base import Ids, VectorStore
-from kbchat.store.bm25 import LexicalIndex
+from kbchat.store.bm25 import LEGACY_PICKLE, LEXICAL_DIR, LexicalIndex
 from kbchat.store.catalog import Catalog
 from kbchat.store.faiss import FaissStore
 
@@ -47,8 +47,11 @@ class KBIndex:
             self._vector_generation = -1
             self.vectors = FaissStore(vector_path, dim)
         self._lexical: LexicalIndex | None = None
-        lexical_ok = (directory / "bm25.pkl").exists()
+        self._lexical_path = directory / LEXICAL_DIR
+        lexical_ok = self._lexical_path.exists()
         self._lexical_generation = int(state.get("lexical", -1)) if lexical_ok else -1
+        if (directory / LEGACY_PICKLE).exists():
+            self._migrate_pickled_lexical()
 
     # -- writes from this process --------------------------------------------------------
 
@@ -69,7 +72,7 @@ class KBIndex:
             self.fresh_vectors()
             self.vectors.persist()
             lexical = self.fresh_lexical()
-            lexical.save(self.directory / "bm25.pkl")
+            lexical.save(self._lexical_path)
             self._write_state()
 
     # -- reads -------------------------------------------------------------------------
@@ -89,7 +92,7 @@ class KBIndex:
             generation = self.catalog.generation(self.kb_id)
             if self._lexical is not None and self._lexical_generation == generation:
                 return self._lexical
-            path = self.directory / "bm25.pkl"
+            path = self._lexical_path
             if self._lexical is None and self._lexical_generation == generation and path.exists():
                 try:
                     self._lexical = LexicalIndex.load(path)
@@ -101,6 +104,21 @@ class KBIndex:
             return self._lexical
 
     # -- internals ---------------------------------------------------------------------
+
+    def _migrate_pickled_lexical(self) -> None:
+        """Replace a BM25 index pickled by an earlier kbchat with one rebuilt from the catalog.
+
+        The pickle is deleted unread: loading it would run whatever code it holds.
+        """
+        legacy = self.directory / LEGACY_PICKLE
+        with self._lock:
+            self._lexical = None
+            self._lexical_generation = -1
+            lexical = self.fresh_lexical()
+            lexical.save(self._lexical_path)
+            self._write_state()
+            legacy.unlink(missing_ok=True)
+        logger.info("%s: BM25 index rebuilt in %s (the pickle is removed)", legacy, LEXICAL_DIR)
 
     def _reconcile_vectors(self) -> None:
         truth = self.catalog.chunk_ids(self.kb_id)

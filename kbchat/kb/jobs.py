@@ -9,6 +9,7 @@ exists only while its KB has jobs. Jobs live in memory: a restarted server forge
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import secrets
@@ -111,6 +112,7 @@ class JobManager:
         self._workers: dict[str, threading.Thread] = {}
         self._closed = False
         self._counter = itertools.count(1)
+        self._observers: list[Callable[[], None]] = []
 
     def submit(
         self, kb: str, kind: str, work: JobWork, *, outcomes: Sequence[FileOutcome] = ()
@@ -188,6 +190,22 @@ class JobManager:
                 self._changed.wait(remaining)
         return job
 
+    def observe(self, observer: Callable[[], None]) -> Callable[[], None]:
+        """Call ``observer()`` after every change to any job (from the thread that made it,
+        holding the manager's lock: it must only hand the news on, e.g. set an event).
+
+        Returns:
+            A function that stops the calls.
+        """
+        with self._lock:
+            self._observers.append(observer)
+
+        def stop() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._observers.remove(observer)
+
+        return stop
+
     def close(self, timeout: float = 30.0) -> None:
         """Stop accepting jobs, drop queued ones, and wait for running ones to finish."""
         with self._lock:
@@ -215,7 +233,7 @@ class JobManager:
                 pending.job.status = "running"
                 pending.job.started_at = time.time()
                 pending.job.version += 1
-                self._changed.notify_all()
+                self._notify()
             self._run(pending)
             with self._lock:
                 queue.popleft()
@@ -240,7 +258,7 @@ class JobManager:
         with self._lock:
             job.total = total
             job.version += 1
-            self._changed.notify_all()
+            self._notify()
 
     def _record(self, job: Job, outcome: FileOutcome) -> None:
         with self._lock:
@@ -248,7 +266,7 @@ class JobManager:
             job.done += 1
             job.total = max(job.total, job.done)
             job.version += 1
-            self._changed.notify_all()
+            self._notify()
 
     def _finish(self, job: Job, status: JobStatus, error: str | None) -> None:
         """Mark ``job`` finished; the caller holds the lock."""
@@ -256,7 +274,13 @@ class JobManager:
         job.error = error
         job.finished_at = time.time()
         job.version += 1
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake waiters and observers; the caller holds the lock."""
         self._changed.notify_all()
+        for observer in self._observers:
+            observer()
 
     def _forget_old(self) -> None:
         finished = [j for j in self._jobs.values() if j.finished]

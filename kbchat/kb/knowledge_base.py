@@ -19,6 +19,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from kbchat.embed.base import Embedder, embed_texts
+from kbchat.embed.chit_chat import ChitChat
 from kbchat.errors import BadInput
 from kbchat.ingest.discover import FoundFile, discover, known_file, readable
 from kbchat.ingest.loaders import LoadLimits, is_supported
@@ -32,7 +33,7 @@ from kbchat.kb.prepare import (
     prefetch,
     small_files_first,
 )
-from kbchat.store.bm25 import tokenize
+from kbchat.store.bm25 import LEGACY_PICKLE, LEXICAL_DIR, tokenize
 from kbchat.store.catalog import Catalog, FileRecord, KBRecord, NewChunk, StoredChunk
 from kbchat.types import Chunk, Hit
 
@@ -82,10 +83,13 @@ class KnowledgeBase:
         limits: LoadLimits,
         max_chunks_per_file: int,
         batch_size: int = 32,
+        chit_chat: ChitChat | None = None,
     ) -> None:
         self.record = record
         self.catalog = catalog
         self.embedder = embedder
+        self.chit_chat = chit_chat if chit_chat is not None else ChitChat()
+        """The embedded chit-chat search measures relevance from (shared by a library's KBs)."""
         self.directory = directory
         self.limits = limits
         self.prepare = FilePreparer(
@@ -230,8 +234,9 @@ class KnowledgeBase:
         types) stay skipped and are not opened.
         """
         with self._writing(listener):
-            for stale in ("vectors.faiss", "bm25.pkl", "state.json"):
+            for stale in ("vectors.faiss", LEGACY_PICKLE, "state.json"):
                 (self.directory / stale).unlink(missing_ok=True)
+            shutil.rmtree(self.directory / LEXICAL_DIR, ignore_errors=True)
             self.index = KBIndex(self.catalog, self.record.id, self.directory, self.record.dim)
             records = self.files()
             listener.started(len(records))

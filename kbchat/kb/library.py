@@ -6,16 +6,21 @@ import contextlib
 import json
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kbchat.config import Settings
-from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, Conflict
-from kbchat.ingest.loaders import LoadLimits
-from kbchat.kb.knowledge_base import KnowledgeBase, remove_kb_directory
 from kbchat.options import ChunkOverlap, ChunkSize, check_value
-from kbchat.registry import create_embedder
 from kbchat.store.catalog import Catalog, KBRecord
+
+if TYPE_CHECKING:
+    from kbchat.config import Settings
+    from kbchat.embed.base import Embedder
+    from kbchat.embed.chit_chat import ChitChat
+    from kbchat.ingest.ocr import OcrReader
+    from kbchat.kb.knowledge_base import KnowledgeBase
+
+# Opening a knowledge base imports the ingest and index stack (numpy, faiss, bm25s); `kbchat kb
+# list` and the other catalog-only paths do without it, so those imports are in the methods.
 
 KB_NAME_PATTERN = r"^\w[\w-]*(?:\.[\w-]+)*\.?$"
 KB_NAME_MAX = 64
@@ -48,6 +53,8 @@ class Library:
         self.catalog = catalog or Catalog(settings.catalog_url)
         self._embedders: dict[str, Embedder] = {}
         self._open: dict[str, KnowledgeBase] = {}
+        self._chit_chat: ChitChat | None = None
+        self._ocr: OcrReader | None = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -65,6 +72,8 @@ class Library:
 
     def embedder(self, spec: dict[str, Any]) -> Embedder:
         """Build (once) the embedder a spec describes; the API key comes from settings."""
+        from kbchat.registry import create_embedder
+
         key = json.dumps(spec, sort_keys=True)
         with self._lock:
             if key not in self._embedders:
@@ -132,6 +141,9 @@ class Library:
             NotFound: no such knowledge base (the message lists the known ones).
             Conflict: the embedder available now is not the one that built it.
         """
+        from kbchat.ingest.loaders import LoadLimits
+        from kbchat.kb.knowledge_base import KnowledgeBase
+
         record = self.catalog.get_kb(name)
         with self._lock:
             cached = self._open.get(name)
@@ -149,7 +161,7 @@ class Library:
         limits = LoadLimits(
             max_file_bytes=int(ingest.max_file_mb * 2**20),
             max_unpacked_bytes=int(ingest.max_unpacked_mb * 2**20),
-            ocr=ingest.ocr,
+            ocr=self._shared_ocr() if ingest.ocr else None,
         )
         kb = KnowledgeBase(
             record,
@@ -159,12 +171,31 @@ class Library:
             limits=limits,
             max_chunks_per_file=ingest.max_chunks_per_file,
             batch_size=self.settings.embedder.batch_size,
+            chit_chat=self._shared_chit_chat(),
         )
         with self._lock:
             self._open[name] = kb
         return kb
 
+    def _shared_chit_chat(self) -> ChitChat:
+        from kbchat.embed.chit_chat import ChitChat
+
+        with self._lock:
+            if self._chit_chat is None:
+                self._chit_chat = ChitChat()
+            return self._chit_chat
+
+    def _shared_ocr(self) -> OcrReader:
+        from kbchat.ingest.ocr import OcrReader
+
+        with self._lock:
+            if self._ocr is None:
+                self._ocr = OcrReader()
+            return self._ocr
+
     def drop(self, name: str) -> None:
+        from kbchat.kb.knowledge_base import remove_kb_directory
+
         record = self.catalog.get_kb(name)
         self.catalog.drop_kb(record.id)
         with self._lock:

@@ -5,9 +5,9 @@ server-sent events. ``response_format``, ``tools``, ``tool_choice`` and
 ``parallel_tool_calls`` are passed through (the server decides; a grammar is refused).
 A request the server refuses (400, 422) becomes ``BadInput`` quoting it, one too long for
 its context ``ContextLengthExceeded``; other failures become ``BackendError`` naming the
-URL and quoting the server. Connection failures, 429 and 5xx are retried with backoff,
-but only before the first token, so an answer is never repeated. The API key is sent,
-never logged.
+URL and quoting the server. Connection failures, 429 and 5xx are retried per
+``kbchat.remote.RetryPolicy`` (backoff or the server's Retry-After), but only before the
+first token, so an answer is never repeated. The API key is sent, never logged.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -43,13 +42,20 @@ from kbchat.llm.wire import (
     tool_choice_value,
     tool_dict,
 )
+from kbchat.remote import (
+    RETRY_STATUS,
+    RetryPolicy,
+    bearer,
+    describe,
+    error_code,
+    retry_after,
+    server_message,
+)
 from kbchat.types import Delta, Message, ToolSpec, Usage
 
 log = logging.getLogger(__name__)
 
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_CONNECT_TIMEOUT_S = 10.0
-_MAX_RETRY_AFTER_S = 30.0
 _ERROR_EXCERPT = 500
 
 
@@ -97,16 +103,11 @@ class OpenAIChatModel:
         for label, value, low in (("timeout_s", timeout_s, 0), ("n_ctx", n_ctx, 0)):
             if value <= low:
                 raise ValueError(f"{label} must be > {low}, got {value}")
-        if max_retries < 0 or backoff_s < 0:
-            raise ValueError(
-                f"max_retries and backoff_s must be >= 0, got {max_retries}, {backoff_s}"
-            )
+        self.retry = RetryPolicy(max_retries, backoff_s)
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.name = name or model
         self.context_window = n_ctx
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
         self._api_key = SecretStr(api_key) if isinstance(api_key, str) else api_key
         self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, _MAX_CONNECT_TIMEOUT_S))
         self._owns_client = client is None
@@ -177,13 +178,13 @@ class OpenAIChatModel:
                 yield from self._attempt(body, reader, cancel)
                 break
             except _Retryable as retry:
-                if attempt >= self.max_retries:
+                if attempt >= self.retry.max_retries:
                     raise retry.error from retry.__cause__
-                delay = retry.retry_after_s or self.backoff_s * 2**attempt
-                attempt += 1
+                delay = self.retry.delay(attempt, retry.retry_after_s)
                 log.warning("retrying %s in %.1f s (%s)", self.url, delay, retry.error)
-                if _wait(delay, cancel):
+                if self.retry.wait(attempt, retry.retry_after_s, cancel):
                     break
+                attempt += 1
         if cancel is not None and cancel.is_set():
             yield Delta(finish_reason=FINISH_CANCELLED, usage=reader.usage_so_far())
             return
@@ -243,28 +244,25 @@ class OpenAIChatModel:
             raise BackendError(f"chat model server {self.url} ended the stream mid-answer")
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "text/event-stream"}
-        if self._api_key is not None:
-            headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
-        return headers
+        return {"Accept": "text/event-stream", **bearer(self._api_key)}
 
     def _http_error(self, response: httpx.Response) -> Exception:
         status = response.status_code
         raw = response.read()
-        said = f"chat model server {self.url} refused the request: {_error_message(raw)}"
-        if _error_code(raw) == "context_length_exceeded":
+        said = f"chat model server {self.url} refused the request: {server_message(raw)}"
+        if error_code(raw) == "context_length_exceeded":
             return ContextLengthExceeded(said)
         if status in (400, 422):
             return BadInput(said)
         error = BackendError(
-            f"chat model server {self.url} returned HTTP {status}: {_error_message(raw)}"
+            f"chat model server {self.url} returned HTTP {status}: {server_message(raw)}"
         )
-        if status in _RETRY_STATUS:
-            return _Retryable(error, _retry_after(response))
+        if status in RETRY_STATUS:
+            return _Retryable(error, retry_after(response))
         return error
 
     def _server_error(self, error: object) -> Exception:
-        return BackendError(f"chat model server {self.url} reported: {_describe(error)}")
+        return BackendError(f"chat model server {self.url} reported: {describe(error)}")
 
 
 class _Retryable(Exception):
@@ -274,22 +272,6 @@ class _Retryable(Exception):
         super().__init__(str(error))
         self.error = error
         self.retry_after_s = retry_after_s
-
-
-def _wait(delay: float, cancel: threading.Event | None) -> bool:
-    """Sleep ``delay`` seconds; True if ``cancel`` was set meanwhile."""
-    if cancel is None:
-        time.sleep(delay)
-        return False
-    return cancel.wait(delay)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        seconds = float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
 
 def _json(raw: bytes, url: str) -> dict[str, Any]:
@@ -302,35 +284,3 @@ def _json(raw: bytes, url: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BackendError(f"chat model server {url} sent {type(value).__name__}, not an object")
     return value
-
-
-def _error_message(raw: bytes) -> str:
-    """The server's own words from an error body, whatever shape it has."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", "replace").strip()[:_ERROR_EXCERPT] or "(empty body)"
-    if isinstance(body, dict):
-        for key in ("error", "detail", "message"):
-            if body.get(key):
-                return _describe(body[key])
-    return json.dumps(body, ensure_ascii=False)[:_ERROR_EXCERPT]
-
-
-def _error_code(raw: bytes) -> str | None:
-    """OpenAI's ``error.code`` in an error body, if it has one."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    error = body.get("error") if isinstance(body, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    return code if isinstance(code, str) else None
-
-
-def _describe(error: object) -> str:
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])[:_ERROR_EXCERPT]
-    if isinstance(error, str):
-        return error[:_ERROR_EXCERPT]
-    return json.dumps(error, ensure_ascii=False)[:_ERROR_EXCERPT]

@@ -4,7 +4,8 @@ No reranker weights ship offline, so reranking is off by default. Two backends:
 - ``OnnxCrossEncoder``: a local folder with ``model.onnx`` and ``tokenizer.json`` (any
   BERT-style cross-encoder exported to ONNX, e.g. bge-reranker), run by onnxruntime;
 - ``RemoteReranker``: a ``/v1/rerank`` endpoint (Xinference, Jina, vLLM, TEI's
-  Cohere-compatible route) that returns ``results[].relevance_score``.
+  Cohere-compatible route) that returns ``results[].relevance_score``; requests are
+  retried like chat and embedding requests (``kbchat.remote``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from kbchat.errors import BackendError, ConfigError, MissingDependency
+from kbchat.remote import RetryPolicy, bearer, post_json
 
 
 def _sigmoid(values: np.ndarray) -> np.ndarray:
@@ -85,7 +87,20 @@ class OnnxCrossEncoder:
 
 
 class RemoteReranker:
-    """A ``POST {base_url}/rerank`` endpoint in the Jina/Cohere shape."""
+    """A ``POST {base_url}/rerank`` endpoint in the Jina/Cohere shape.
+
+    Args:
+        base_url: The API root, e.g. ``http://127.0.0.1:9997/v1``.
+        model: The reranker's model name on the server.
+        api_key: Sent as a bearer token when given.
+        timeout_s: Per-request timeout in seconds.
+        client: An httpx client to send requests with (default: one of our own).
+        max_retries: Retries after connection errors, 429 and 5xx.
+        backoff_s: First retry delay; it doubles on each retry (a Retry-After wins).
+
+    Raises:
+        ConfigError: ``base_url`` is missing.
+    """
 
     def __init__(
         self,
@@ -95,6 +110,8 @@ class RemoteReranker:
         api_key: SecretStr | str | None = None,
         timeout_s: float = 30.0,
         client: httpx.Client | None = None,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
         **_: object,
     ) -> None:
         if not base_url:
@@ -102,10 +119,10 @@ class RemoteReranker:
         self.url = base_url.rstrip("/") + "/rerank"
         self.model = model
         self.name = f"remote:{model}@{base_url}"
-        key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._api_key = SecretStr(api_key) if isinstance(api_key, str) else api_key
+        self._timeout_s = timeout_s
         self._client = client or httpx.Client(timeout=timeout_s)
-        self._headers = headers
+        self._retry = RetryPolicy(max_retries, backoff_s)
 
     def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
         body = {
@@ -115,15 +132,16 @@ class RemoteReranker:
             "top_n": len(passages),
             "return_documents": False,
         }
-        try:
-            response = self._client.post(self.url, json=body, headers=self._headers)
-        except httpx.HTTPError as exc:
-            raise BackendError(f"reranker at {self.url} is unreachable: {exc}") from exc
-        if response.status_code >= 400:
-            raise BackendError(
-                f"reranker at {self.url} answered {response.status_code}: {response.text[:300]}"
-            )
-        return _scores_from(response.json(), len(passages), self.url)
+        payload = post_json(
+            self._client,
+            self.url,
+            body,
+            server="reranker",
+            policy=self._retry,
+            headers=bearer(self._api_key),
+            timeout_s=self._timeout_s,
+        )
+        return _scores_from(payload, len(passages), self.url)
 
 
 def _scores_from(payload: Any, count: int, url: str) -> list[float]:

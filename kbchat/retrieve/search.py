@@ -14,12 +14,12 @@ import fnmatch
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
-from weakref import WeakKeyDictionary
+from typing import Protocol
 
 import numpy as np
 
 from kbchat.embed.base import Embedder
+from kbchat.embed.chit_chat import ChitChat
 from kbchat.embed.composite import CompositeEmbedder
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
@@ -136,59 +136,9 @@ def _query_vectors(kbs: Sequence[KnowledgeBase], query: str) -> dict[str, np.nda
     return vectors
 
 
-# Chit-chat in both languages: how similar a query is to these is its "nothing to find" level.
-BACKGROUND = (
-    "你好",
-    "您好",
-    "谢谢",
-    "再见",
-    "早上好",
-    "你是谁？",
-    "今天天气怎么样？",
-    "讲个笑话",
-    "帮我写一首诗",
-    "你能做什么？",
-    "在吗",
-    "哈哈",
-    "好的",
-    "没问题",
-    "我想问一个问题",
-    "hello",
-    "hi there",
-    "thanks",
-    "goodbye",
-    "good morning",
-    "who are you?",
-    "how are you?",
-    "what's the weather like today?",
-    "tell me a joke",
-    "write me a poem",
-    "what can you do?",
-    "ok",
-    "yes",
-    "I have a question",
-    "help",
-)
 DEFAULT_SCORE_WIDTH = 0.2
 CHIT_CHAT_LEVEL = 0.3
 """Relevance of a passage exactly as similar to the question as chit-chat is."""
-_background: WeakKeyDictionary[Any, dict[str, np.ndarray]] = WeakKeyDictionary()
-
-
-def background_similarity(embedder: Embedder, query_vector: np.ndarray) -> dict[str, float]:
-    """The query's highest similarity to chit-chat in each language ('zh', 'en').
-
-    It is what an irrelevant passage in that language scores: cross-lingual similarities
-    run lower than monolingual ones, so each passage is measured against its own language.
-    """
-    if embedder not in _background:
-        by_language: dict[str, list[str]] = {"zh": [], "en": []}
-        for line in BACKGROUND:
-            by_language[detect_language(line)].append(line)
-        _background[embedder] = {
-            lang: embedder.embed_batch(lines, is_query=True) for lang, lines in by_language.items()
-        }
-    return {lang: float(np.max(m @ query_vector)) for lang, m in _background[embedder].items()}
 
 
 def relevance(
@@ -196,6 +146,8 @@ def relevance(
     query_vector: np.ndarray,
     cosine: np.ndarray,
     languages: Sequence[str] | None = None,
+    *,
+    chit_chat: ChitChat,
 ) -> np.ndarray:
     """Raw cosine similarities as relevance: ~0 for chit-chat-like, ~1 for typical answers.
 
@@ -203,9 +155,10 @@ def relevance(
     a fixed cut-off means nothing. Each similarity is measured from the query's similarity
     to chit-chat in the passage's language, in units of the embedder's ``score_width``, and
     shifted so that chit-chat level is ``CHIT_CHAT_LEVEL``. Not clipped: the ranking keeps
-    every difference; callers clip to [0, 1] for the score they show.
+    every difference; callers clip to [0, 1] for the score they show. ``chit_chat`` keeps
+    the chit-chat lines' vectors (the knowledge base's, shared through its library).
     """
-    floors = background_similarity(embedder, query_vector)
+    floors = chit_chat.similarity(embedder, query_vector)
     width = float(getattr(embedder, "score_width", DEFAULT_SCORE_WIDTH))
     # Another language's floor may sit lower, but by no more than half a width.
     highest = max(floors.values())
@@ -345,10 +298,10 @@ def _dense_relevance(
         matrix[[position[i] for i in ids.tolist()]] = vectors
     embedder = kb.embedder
     if not isinstance(embedder, CompositeEmbedder):
-        return relevance(embedder, vector, matrix @ vector, languages)
+        return relevance(embedder, vector, matrix @ vector, languages, chit_chat=kb.chit_chat)
     queries = embedder.split(vector)
     parts = [
-        relevance(part, part_query, cosines, languages)
+        relevance(part, part_query, cosines, languages, chit_chat=kb.chit_chat)
         for part, part_query, cosines in zip(
             embedder.parts, queries, embedder.part_cosines(matrix, vector), strict=True
         )

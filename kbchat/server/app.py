@@ -29,7 +29,9 @@ from kbchat.ingest.discover import FoundFile
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.kb.jobs import JobManager, JobWork
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
+from kbchat.runtime import configure_process
 from kbchat.server import chat_api, files_api, kb_api, openai_api, summary_api
+from kbchat.server.access_log import AccessLog
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import (
     PayloadTooLarge,
@@ -77,6 +79,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = services is None
+        if own:  # an application passing its services has set up its process itself
+            configure_process()
         running = services if services is not None else build(settings)
         server = settings.server
         state = ServerState(
@@ -136,6 +140,7 @@ def create_app(
         upload_bytes=int(settings.server.max_request_mb * 2**20),
     )
     mount_mcp(app, mcp, settings, auth)
+    app.add_middleware(AccessLog)  # added last: outermost, so it sees every response
     _mount_ui(app)
     return app
 

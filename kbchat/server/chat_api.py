@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -49,7 +50,7 @@ from kbchat.server.auth import Principal
 from kbchat.server.errors import documented, error_body, internal_error_body
 from kbchat.server.files_api import delete_conversation_files
 from kbchat.server.schemas import KBName
-from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
+from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event, until_disconnected
 from kbchat.server.state import ServerState, current_principal, find_kb, get_state
 from kbchat.store.conversations import StoredMessage, new_conversation_id
 from kbchat.types import Answer, Message
@@ -207,7 +208,7 @@ async def start_generation(
     except BaseException:
         slot.release()
         raise
-    first = await stream.next(gone=request.is_disconnected)
+    first = await stream.next(partial(until_disconnected, request))
     return stream, first
 
 
@@ -233,7 +234,7 @@ async def chat(
     if not body.stream:
         answer = first
         while not isinstance(answer, Answer) and answer is not None:
-            answer = await stream.next(gone=request.is_disconnected)
+            answer = await stream.next(partial(until_disconnected, request))
         if answer is None:
             raise KbchatError("the answer ended without a result")
         return {**answer_json(answer), "conversation_id": plan.conversation_id}

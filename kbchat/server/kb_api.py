@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,7 +44,6 @@ router = APIRouter(tags=["knowledge bases"])
 
 StateDep = Annotated[ServerState, Depends(get_state)]
 CallerDep = Annotated[Principal, Depends(current_principal)]
-_JOB_POLL_S = 0.2
 _KEEP_ALIVE_S = 15.0
 
 
@@ -316,24 +315,36 @@ def _readable_job(state: ServerState, caller: Principal, job_id: str) -> Job:
 
 
 async def _job_stream(state: ServerState, job_id: str) -> AsyncIterator[str]:
+    """``progress`` on each change of the job, woken by the job manager (no polling)."""
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody listens
+            loop.call_soon_threadsafe(changed.set)
+
+    stop = state.jobs.observe(wake)
     last_version = -1
-    last_sent = time.monotonic()
-    while True:
-        try:
-            body, version, finished = state.jobs.snapshot(job_id)
-        except KbchatError as exc:
-            yield sse_event("error", error_body(exc))
-            return
-        if finished:
-            yield sse_event("done", body)
-            return
-        if version != last_version:
-            yield sse_event("progress", body)
-            last_version, last_sent = version, time.monotonic()
-        elif time.monotonic() - last_sent > _KEEP_ALIVE_S:
-            yield KEEP_ALIVE
-            last_sent = time.monotonic()
-        await asyncio.sleep(_JOB_POLL_S)
+    try:
+        while True:
+            changed.clear()
+            try:
+                body, version, finished = state.jobs.snapshot(job_id)
+            except KbchatError as exc:
+                yield sse_event("error", error_body(exc))
+                return
+            if finished:
+                yield sse_event("done", body)
+                return
+            if version != last_version:
+                yield sse_event("progress", body)
+                last_version = version
+            try:
+                await asyncio.wait_for(changed.wait(), _KEEP_ALIVE_S)
+            except TimeoutError:
+                yield KEEP_ALIVE
+    finally:
+        stop()
 
 
 # -- search --------------------------------------------------------------------------

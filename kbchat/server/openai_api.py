@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -37,7 +38,7 @@ from kbchat.server.chat_api import start_generation
 from kbchat.server.errors import documented, openai_error, openai_error_body
 from kbchat.server.files_api import FilePart, file_answer, take_file_parts
 from kbchat.server.openai_schemas import ChatCompletionRequest, EmbeddingRequest
-from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_data
+from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_data, until_disconnected
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.types import Answer, Delta, Message, ToolCall, Usage
 
@@ -138,7 +139,7 @@ async def chat_completions(
     piece = first
     while piece is not None and not isinstance(piece, Finished):
         parts.append(piece)
-        piece = await stream.next(gone=request.is_disconnected)
+        piece = await stream.next(partial(until_disconnected, request))
     finished = piece or Finished(FINISH_STOP, Usage())
     text = "".join(parts)
     message: dict[str, Any] = {"role": "assistant", "content": text}

@@ -4,6 +4,8 @@
 to async code. When the consumer stops early (the client went away) the cancel event is
 set, so the model stops generating and frees its slot; the generator still runs to its
 end on its thread (a cancelled answer ends quickly), so its clean-up always happens.
+Waiting is event-driven: the next item and the client's disconnect are awaited together,
+nothing polls.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
+
+from starlette.requests import Request
 
 from kbchat.server.errors import Unavailable
 
@@ -32,6 +36,37 @@ def sse_data(data: Any) -> str:
     """One unnamed SSE message (the OpenAI streaming format)."""
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
     return f"data: {text}\n\n"
+
+
+async def until_disconnected(request: Request) -> None:
+    """Return once the client has gone (its ``http.disconnect`` message).
+
+    Only for a request whose body has been read, and while no response streams (a
+    ``StreamingResponse`` listens for the disconnect itself).
+    """
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(
+    awaitable: Awaitable[T], disconnected: Callable[[], Awaitable[object]]
+) -> T:
+    """The result of ``awaitable``, unless ``disconnected()`` completes first.
+
+    Raises:
+        Unavailable: the client went away first (``awaitable`` is cancelled).
+    """
+    wanted = asyncio.ensure_future(awaitable)
+    gone = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({wanted, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not wanted.done():
+            wanted.cancel()
+    if wanted.done() and not wanted.cancelled():
+        return wanted.result()
+    raise Unavailable("the client went away")
 
 
 class ThreadedStream(Generic[T]):
@@ -58,28 +93,25 @@ class ThreadedStream(Generic[T]):
         self._thread = threading.Thread(target=self._produce, name="kbchat-answer")
         self._thread.start()
 
-    async def next(self, gone: Callable[[], Awaitable[bool]] | None = None) -> T | None:
+    async def next(self, disconnected: Callable[[], Awaitable[object]] | None = None) -> T | None:
         """The next item, or None at the end; re-raises the producer's exception.
 
         Args:
-            gone: Polled while waiting; True means the client went away.
+            disconnected: Completes when the client has gone (``until_disconnected``).
 
         Raises:
             Unavailable: the client went away while waiting (the producer is cancelled).
         """
         try:
-            while True:
-                try:
-                    kind, value = await asyncio.wait_for(self._queue.get(), 0.5)
-                except TimeoutError:
-                    if gone is not None and await gone():
-                        raise Unavailable("the client went away") from None
-                    continue
-                if kind == _ITEM:
-                    return value  # type: ignore[no-any-return]
-                if kind == _ERROR:
-                    raise value
-                return None
+            if disconnected is None:
+                kind, value = await self._queue.get()
+            else:
+                kind, value = await unless_disconnected(self._queue.get(), disconnected)
+            if kind == _ITEM:
+                return value  # type: ignore[no-any-return]
+            if kind == _ERROR:
+                raise value
+            return None
         except BaseException:
             self._cancel.set()
             raise

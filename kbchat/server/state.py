@@ -16,6 +16,7 @@ from kbchat.app import Services
 from kbchat.config import Settings
 from kbchat.errors import NotFound
 from kbchat.kb.jobs import JobManager
+from kbchat.server.access_log import CALLER_KEY
 from kbchat.server.auth import Authenticator, Principal, Role, kb_not_found
 from kbchat.server.errors import Busy, Unavailable
 from kbchat.store.catalog_schema import KBRecord
@@ -41,8 +42,13 @@ def get_state(request: Request) -> ServerState:
 
 
 async def current_principal(request: Request) -> Principal:
-    """FastAPI dependency: the caller, from the Authorization header (401 if keys are needed)."""
-    return get_state(request).auth.authenticate(request.headers.get("authorization"))
+    """FastAPI dependency: the caller, from the Authorization header (401 if keys are needed).
+
+    The caller's name is left in the request state for the access log.
+    """
+    principal = get_state(request).auth.authenticate(request.headers.get("authorization"))
+    setattr(request.state, CALLER_KEY, principal.name)
+    return principal
 
 
 def find_kb(state: ServerState, caller: Principal, name: str, role: Role) -> KBRecord:

@@ -1,5 +1,4 @@
-"""Vector stores: id -> vector, searched by cosine similarity in [0, 1]."""
+"""What is kept: vector stores (``store.base.VectorStore``), BM25, the catalog, conversations.
 
-from kbchat.store.base import VectorStore
-
-__all__ = ["VectorStore"]
+Nothing is imported here, so the catalog can be opened without numpy or FAISS.
+"""

@@ -1,11 +1,16 @@
-"""BM25 over jieba tokens (Chinese) and words (English), persisted beside the vectors."""
+"""BM25 over jieba tokens (Chinese) and words (English), persisted beside the vectors.
+
+On disk an index is a folder: bm25s's own files (``BM25.save``: numpy arrays and JSON, read
+back without pickle) plus ``ids.npy`` (row -> chunk id) and ``doc_freq.json``.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import pickle
 import re
+import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -14,6 +19,15 @@ from typing import Any
 import numpy as np
 
 from kbchat.store.base import Ids
+
+LEXICAL_DIR = "bm25"
+"""The folder a knowledge base's BM25 index is saved in."""
+LEGACY_PICKLE = "bm25.pkl"
+"""Where earlier kbchat versions pickled the index; never unpickled (a pickle runs code), only
+replaced by an index rebuilt from the catalog (``KBIndex``)."""
+_IDS = "ids.npy"
+_DOC_FREQ = "doc_freq.json"
+_MODEL_PARAMS = "params.index.json"
 
 _WORDLIKE = re.compile(r"[0-9a-z\u00c0-\u024f\u0400-\u04ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 _STOPWORDS = frozenset(
@@ -135,21 +149,41 @@ class LexicalIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(self._ids[row]), float(scores[row])) for row in top if scores[row] > 0]
 
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        with tmp.open("wb") as handle:
-            state = {"model": self._model, "ids": self._ids, "doc_freq": self._doc_freq}
-            pickle.dump(state, handle, protocol=5)
-        os.replace(tmp, path)
+    def save(self, directory: Path) -> None:
+        """Write the index into ``directory``, replacing what was there as one step.
+
+        It is written beside it first; readers of the old folder meanwhile see it whole or,
+        for the instant of the swap, missing (then they rebuild from the catalog).
+        """
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = directory.with_name(f"{directory.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        if self._model is not None:
+            self._model.save(tmp, show_progress=False)
+        np.save(tmp / _IDS, self._ids, allow_pickle=False)
+        (tmp / _DOC_FREQ).write_text(json.dumps(self._doc_freq, ensure_ascii=False), "utf-8")
+        old = directory.with_name(f"{directory.name}.old{os.getpid()}")
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
-    def load(cls, path: Path) -> LexicalIndex:
-        with path.open("rb") as handle:
-            state = pickle.load(handle)
+    def load(cls, directory: Path) -> LexicalIndex:
+        """Read an index :meth:`save` wrote (no pickle is read).
+
+        Raises:
+            OSError, ValueError: a file is missing or damaged.
+        """
+        import bm25s
+
         index = cls()
-        index._model = state["model"]
-        index._ids = state["ids"]
-        index._doc_freq = state["doc_freq"]
+        index._ids = np.load(directory / _IDS, allow_pickle=False).astype(np.int64, copy=False)
+        index._doc_freq = json.loads((directory / _DOC_FREQ).read_text("utf-8"))
+        if (directory / _MODEL_PARAMS).exists():
+            index._model = bm25s.BM25.load(directory, allow_pickle=False)
+            if index._model.scores["num_docs"] != len(index._ids):
+                raise ValueError(f"{directory}: the BM25 model and ids.npy disagree")
         index._row_of = {int(chunk_id): row for row, chunk_id in enumerate(index._ids)}
         return index

@@ -11,9 +11,8 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
@@ -33,6 +32,9 @@ from kbchat.store.catalog_schema import (
     metadata,
     new_chunk_row,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "Catalog",
@@ -271,6 +273,8 @@ class Catalog:
     # -- chunks ----------------------------------------------------------------------
 
     def chunk_ids(self, kb_id: int) -> np.ndarray:
+        import numpy as np
+
         with self.engine.connect() as conn:
             ids = conn.execute(select(chunks.c.id).where(chunks.c.kb_id == kb_id)).scalars().all()
         return np.asarray(ids, dtype=np.int64)
@@ -316,6 +320,8 @@ class Catalog:
     def chunk_ids_for_files(
         self, kb_id: int, names: Sequence[str], *, pages: tuple[int, int] | None = None
     ) -> np.ndarray:
+        import numpy as np
+
         query = (
             select(chunks.c.id)
             .join(files, files.c.id == chunks.c.file_id)
@@ -364,6 +370,8 @@ class Catalog:
 
 
 def _vector_blocks(result: Any, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    import numpy as np
+
     while rows := result.fetchmany(batch):
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         vectors = np.vstack([np.frombuffer(row[1], dtype=np.float32) for row in rows])

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from sqlalchemy import (
     Column,
     Float,
@@ -22,6 +21,9 @@ from sqlalchemy import (
 )
 
 from kbchat.types import Chunk
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FileStatus = Literal["indexed", "failed", "skipped", "pending"]
 
@@ -134,6 +136,8 @@ class NewChunk:
 
 def new_chunk_row(kb_id: int, file_id: int, new: NewChunk) -> dict[str, Any]:
     """The `chunks` row of a new chunk: headings JSON, tokens space-joined, float32 vector bytes."""
+    import numpy as np
+
     chunk = new.chunk
     return {
         "id": new.id,

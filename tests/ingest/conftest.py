@@ -32,13 +32,13 @@ class FakeOCR:
 
 @pytest.fixture
 def fake_ocr(monkeypatch: pytest.MonkeyPatch) -> FakeOCR:
+    """Readers built without an engine get this scripted one instead of RapidOCR."""
     engine = FakeOCR(["recognised text", "识别出的文字"])
-    monkeypatch.setattr(ocr, "_engine", engine)
+    monkeypatch.setattr(ocr, "_rapidocr", lambda: engine)
     return engine
 
 
 @pytest.fixture
 def no_ocr(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend rapidocr-onnxruntime is not installed."""
-    monkeypatch.setattr(ocr, "_engine", None)
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)

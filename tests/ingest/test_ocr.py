@@ -58,7 +58,7 @@ def test_image_with_ocr_switched_off(tmp_path: Path) -> None:
     path = tmp_path / "photo.webp"
     Image.new("RGB", (64, 64), "white").save(path)
     with pytest.raises(BadInput, match=r"photo\.webp: is an image and OCR is switched off"):
-        load_file(path, limits=LoadLimits(ocr=False))
+        load_file(path, limits=LoadLimits(ocr=None))
 
 
 def test_corrupt_image(tmp_path: Path, fake_ocr: Any) -> None:
@@ -98,3 +98,40 @@ def test_image_over_pixel_limit_is_refused(
     with pytest.raises(BadInput, match=r"huge\.png: image is 400x300 pixels, over the limit"):
         load_file(path)
     assert fake_ocr.images == []
+
+
+def test_a_reader_uses_the_engine_it_is_given_and_builds_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kbchat.ingest import ocr
+    from tests.ingest.conftest import FakeOCR
+
+    def no_default() -> None:
+        raise AssertionError("a default engine was built")
+
+    monkeypatch.setattr(ocr, "_rapidocr", no_default)
+    engine = FakeOCR(["given engine"])
+    reader = ocr.OcrReader(engine=engine)
+    path = tmp_path / "scan.png"
+    Image.new("RGB", (64, 32), "white").save(path)
+    for _ in range(2):
+        [doc] = load_file(path, limits=LoadLimits(ocr=reader))
+        assert doc.text == "given engine"
+    assert len(engine.images) == 2
+
+
+def test_a_library_shares_one_reader_and_none_when_ocr_is_off() -> None:
+    from kbchat.config import load_settings
+    from kbchat.kb.library import Library
+
+    library = Library(load_settings(embedder={"backend": "hash"}))
+    off = Library(load_settings(embedder={"backend": "hash"}, ingest={"ocr": False}))
+    try:
+        library.create("a")
+        library.create("b")
+        reader = library.get("a").limits.ocr
+        assert reader is not None and library.get("b").limits.ocr is reader
+        assert off.get("a").limits.ocr is None
+    finally:
+        library.close()
+        off.close()

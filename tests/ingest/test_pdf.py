@@ -41,7 +41,7 @@ def make_pdf(path: Path, pages: list[str | None]) -> Path:
 
 def test_one_document_per_page_with_page_numbers(tmp_path: Path) -> None:
     path = make_pdf(tmp_path / "manual.pdf", ["Install kbchat   with pip.", "", "Configure it."])
-    docs = load_file(path, limits=LoadLimits(ocr=False))
+    docs = load_file(path, limits=LoadLimits(ocr=None))
     assert [(doc.page, doc.text) for doc in docs] == [
         (1, "Install kbchat with pip."),
         (3, "Configure it."),
@@ -90,7 +90,7 @@ def test_missing_ocr_is_reported_when_no_page_has_text(tmp_path: Path, no_ocr: N
 def test_scanned_pdf_with_ocr_off(tmp_path: Path) -> None:
     path = make_pdf(tmp_path / "scan.pdf", [None])
     with pytest.raises(BadInput, match=r"scan\.pdf: no text found.*OCR is switched off"):
-        load_file(path, limits=LoadLimits(ocr=False))
+        load_file(path, limits=LoadLimits(ocr=None))
 
 
 def test_zero_page_pdf(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def test_sample_folder_is_small_and_complete() -> None:
 
 @pytest.mark.parametrize("name", [p.name for p in sample_files() if p.suffix != ".png"])
 def test_every_sample_file_loads(name: str) -> None:
-    docs = load_file(sample_dir() / name, limits=LoadLimits(ocr=False))
+    docs = load_file(sample_dir() / name, limits=LoadLimits(ocr=None))
     assert docs and all(doc.text.strip() for doc in docs)
     assert "kbchat" in " ".join(doc.text for doc in docs)
 
@@ -37,7 +37,7 @@ def test_sample_is_bilingual() -> None:
         doc.text
         for path in sample_files()
         if path.suffix != ".png"
-        for doc in load_file(path, limits=LoadLimits(ocr=False))
+        for doc in load_file(path, limits=LoadLimits(ocr=None))
     ]
     assert any("知识库" in text for text in texts)
     assert any("knowledge base" in text for text in texts)

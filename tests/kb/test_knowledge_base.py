@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +218,7 @@ def test_index_is_reconciled_after_it_falls_behind(library: Library, docs: Path)
     kb = library.get("m")
     kb.add([docs])
     (kb.directory / "vectors.faiss").unlink()
-    (kb.directory / "bm25.pkl").unlink()
+    shutil.rmtree(kb.directory / "bm25")
     fresh = Library(library.settings).get("m")
     assert fresh.search("warranty kettle", top_k=1)[0].file == "warranty.txt"
     assert_consistent(fresh)
@@ -252,7 +253,7 @@ def test_damaged_index_files_are_rebuilt_not_fatal(library: Library, docs: Path)
     kb = library.get("m")
     kb.add([docs])
     (kb.directory / "vectors.faiss").write_bytes(b"garbage")
-    (kb.directory / "bm25.pkl").write_bytes(b"garbage")
+    (kb.directory / "bm25" / "ids.npy").write_bytes(b"garbage")
     fresh = Library(library.settings).get("m")
     assert fresh.search("warranty kettle", top_k=1)[0].file == "warranty.txt"
     assert_consistent(fresh)

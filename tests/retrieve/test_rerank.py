@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kbchat.errors import BackendError, ConfigError
@@ -119,13 +120,50 @@ def rerank_server() -> Iterator[str]:
 
 
 def test_remote_reranker_over_http(rerank_server: str) -> None:
-    reranker = RemoteReranker(base_url=rerank_server, model="bge-reranker")
+    reranker = RemoteReranker(base_url=rerank_server, model="bge-reranker", backoff_s=0)
     assert reranker.rerank("q", ["tea", "warranty info"]) == [0.2, 0.9]
-    with pytest.raises(BackendError, match="answered 500.*model crashed"):
+    with pytest.raises(BackendError, match="answered HTTP 500: model crashed"):
         reranker.rerank("boom", ["x"])
 
 
 def test_remote_reranker_down_is_a_clear_error() -> None:
-    reranker = RemoteReranker(base_url="http://127.0.0.1:9/v1", model="m", timeout_s=2)
-    with pytest.raises(BackendError, match="unreachable"):
+    reranker = RemoteReranker(base_url="http://127.0.0.1:9/v1", model="m", timeout_s=2, backoff_s=0)
+    with pytest.raises(
+        BackendError, match=r"cannot connect to reranker .*/rerank after 3 attempts"
+    ):
         reranker.rerank("q", ["x"])
+
+
+def test_remote_reranker_retries_a_busy_server_after_its_retry_after() -> None:
+    answers = [
+        httpx.Response(503, headers={"retry-after": "0"}, json={"error": "loading"}),
+        httpx.Response(429, headers={"retry-after": "0"}, json={"error": "slow down"}),
+        httpx.Response(200, json={"results": [{"index": 0, "relevance_score": 0.7}]}),
+    ]
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers[len(seen) - 1]
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    reranker = RemoteReranker(base_url="http://r.test/v1", model="m", api_key="sk-k", client=client)
+    assert reranker.rerank("q", ["x"]) == [0.7]
+    assert len(seen) == 3 and seen[-1].headers["authorization"] == "Bearer sk-k"
+
+
+def test_remote_reranker_gives_up_after_its_retries() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(502, text="bad gateway")
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    reranker = RemoteReranker(
+        base_url="http://r.test/v1", model="m", client=client, max_retries=1, backoff_s=0
+    )
+    with pytest.raises(BackendError, match="reranker at http://r.test/v1/rerank answered HTTP 502"):
+        reranker.rerank("q", ["x"])
+    assert calls == 2

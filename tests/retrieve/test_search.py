@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kbchat.config import load_settings
+from kbchat.embed.chit_chat import ChitChat
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.kb.library import Library
@@ -149,7 +150,8 @@ def test_relevance_is_measured_from_the_querys_chit_chat_level() -> None:
 
     embedder = Compressed()
     query = np.array([1.0, 0.0], dtype=np.float32)  # similarity 0.8 to every chit-chat line
-    scores = relevance(embedder, query, np.array([0.75, 0.80, 0.87]))  # type: ignore[arg-type]
+    cosines = np.array([0.75, 0.80, 0.87])
+    scores = relevance(embedder, query, cosines, chit_chat=ChitChat())  # type: ignore[arg-type]
     assert scores.tolist() == pytest.approx([-0.2, 0.3, 1.0], abs=1e-5)  # unclipped, for ranking
 
 

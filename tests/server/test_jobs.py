@@ -126,3 +126,19 @@ def test_close_drops_queued_jobs_and_refuses_new_ones() -> None:
     assert queued.status == "failed" and "shut down" in (queued.error or "")
     with pytest.raises(KbchatError, match="shutting down"):
         jobs.submit("kb", "add", lambda listener: [])
+
+
+def test_observers_hear_every_change_until_stopped(jobs: JobManager) -> None:
+    heard: list[str] = []
+    stop = jobs.observe(lambda: heard.append("change"))
+
+    def work(listener: IngestListener) -> list[FileOutcome]:
+        listener.started(1)
+        listener.file_done(outcome("a.txt"))
+        return []
+
+    jobs.wait(jobs.submit("kb", "add", work).id, timeout=5)
+    assert len(heard) == 4  # running, total, one file, finished
+    stop()
+    jobs.wait(jobs.submit("kb", "add", work).id, timeout=5)
+    assert len(heard) == 4

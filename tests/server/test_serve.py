@@ -46,6 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "KBCHAT_HOME": str(home),
         "KBCHAT_MODEL_CACHE": cache,
         "PYTHONPATH": str(REPO),
+        "KBCHAT_LOG_FORMAT": "json",
     }
     env.pop("KBCHAT_CONFIG", None)
     env.pop("KBCHAT_EMBEDDER__BACKEND", None)
@@ -74,6 +75,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         output = (home / "serve.log").read_text(errors="replace")
         assert code in (0, -signal.SIGTERM), output[-3000:]  # uvicorn re-raises the signal
         assert "Application shutdown complete" in output
+        lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        requests = [line for line in lines if line["message"] == "request"]
+        assert any(r["path"] == "/api/health" and r["status"] == 200 for r in requests), output[
+            -3000:
+        ]
+        assert any(line["message"] == "answer" for line in lines), output[-3000:]
 
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
