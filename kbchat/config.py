@@ -174,6 +174,9 @@ class McpServerSettings(BaseModel):
     command: list[str] | None = Field(None, description="Program and arguments (stdio).")
     url: str | None = Field(None, description="Streamable HTTP endpoint, e.g. http://host/mcp.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment for the command.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description='HTTP headers, e.g. Authorization = "Bearer <key>".'
+    )
     timeout_s: float = Field(30.0, gt=0, description="Seconds one listing or call may take.")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from kbchat.chat.agent import (
     run_agent,
     stream_agent,
 )
-from kbchat.chat.tools import ToolContext, ToolError, ToolResult
+from kbchat.chat.tools import Tool, ToolContext, ToolError, ToolResult
 from kbchat.chat.tools.calculator import Calculator, evaluate
 from kbchat.chat.tools.clock import Clock
 from kbchat.chat.tools.kb_search import KbSearch
@@ -36,7 +37,7 @@ FIXED_NOW = dt.datetime(2026, 11, 30, 9, 15, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Services:
+def services(tmp_path: Path) -> Iterator[Services]:
     settings = load_settings(embedder={"backend": "hash"}, ingest={"chunk_size": 200})
     services = build(settings)
     docs = tmp_path / "docs"
@@ -155,7 +156,7 @@ def test_sheet_sql_aggregates_and_is_read_only(services: Services) -> None:
 
 def test_example_router_picks_by_similarity_and_arithmetic() -> None:
     router = ExampleRouter(HashEmbedder(dim=256))
-    tools = [Calculator(), Clock(), KbSearch()]
+    tools: list[Tool] = [Calculator(), Clock(), KbSearch()]
     assert router.choose("what is 1234 * 5678", tools) == "calculator"
     assert router.choose("What day of the week is it today?", tools) == "current_time"
     assert router.choose("Write a short poem about autumn.", tools) is None
@@ -209,7 +210,7 @@ def test_routed_tool_result_is_written_up_by_the_model(services: Services) -> No
 
 def test_router_follows_the_knowledge_base_evidence() -> None:
     router = ExampleRouter(HashEmbedder(dim=256))
-    tools = [KbSearch(), SheetsSql(), Calculator(), Clock(), WebSearchTool()]
+    tools: list[Tool] = [KbSearch(), SheetsSql(), Calculator(), Clock(), WebSearchTool()]
     strong = KbEvidence(0.9, "prices.md", sheet=False, strong=True)
     sheet = KbEvidence(0.8, "sales.csv", sheet=True, strong=True)
     weak = KbEvidence(0.1, "prices.md", sheet=False, strong=False)

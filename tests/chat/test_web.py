@@ -36,7 +36,7 @@ class Handler(BaseHTTPRequestHandler):
         Handler.hits.append(parts.path)
         if parts.path == "/search":
             query = parse_qs(parts.query)["q"][0]
-            base = f"http://127.0.0.1:{self.server.server_address[1]}"
+            base = f"http://{self.headers['Host']}"
             body = {
                 "query": query,
                 "results": [

@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx
+import httpx2
 import pytest
 from mcp import Client
+from mcp.types import CallToolResult, TextContent
 
 from kbchat.app import Services
 from kbchat.chat.tools import ToolContext, ToolError
@@ -35,6 +37,12 @@ def with_client(target: Any, action: Callable[[Client], Awaitable[T]], **kwargs:
             return await action(client)
 
     return anyio.run(run)
+
+
+def text_of(result: CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
 
 
 def shop(services: Services, tmp_path: Path) -> None:
@@ -65,9 +73,9 @@ def test_kbchat_mcp_tools_in_process(tmp_path: Path) -> None:
         return {
             "tools": sorted(t.name for t in listed.tools),
             "kbs": kbs.structured_content["result"],
-            "hit": json.loads(hits.content[0].text),
+            "hit": json.loads(text_of(hits)),
             "answer": answer.structured_content,
-            "missing": (missing.is_error, missing.content[0].text),
+            "missing": (missing.is_error, text_of(missing)),
         }
 
     got = with_client(server, session)
@@ -95,10 +103,10 @@ def test_kbchat_mcp_over_http_checks_keys_and_permissions(tmp_path: Path) -> Non
             return (
                 [k["name"] for k in kbs.structured_content["result"]],
                 secret.is_error,
-                secret.content[0].text,
+                text_of(secret),
             )
 
-        transport_client = httpx.AsyncClient(headers=headers)
+        transport_client = httpx2.AsyncClient(headers=headers)
         from mcp.client.streamable_http import streamable_http_client
 
         names, refused, message = with_client(
@@ -168,3 +176,21 @@ def test_doctor_lists_mcp_servers() -> None:
     checks = {c.name: c for c in run_checks(settings)}
     assert checks["MCP server calc"].ok and "calc__add" in checks["MCP server calc"].detail
     assert not checks["MCP server gone"].ok and "127.0.0.1:9" in checks["MCP server gone"].detail
+
+
+def test_the_agent_can_use_kbchat_itself_over_http_with_a_key(tmp_path: Path) -> None:
+    settings = make_settings(auth="on")
+    key = add_key(keys_path(settings), "agent", {"*": "read"})
+    services = make_services(settings)
+    shop(services, tmp_path)
+    with live_server(create_app(settings, services=services)) as url:
+        remote = McpServerSettings(url=f"{url}/mcp", headers={"Authorization": f"Bearer {key}"})
+        tools = {t.spec.name: t for t in list_tools("kbchat", remote)}
+        context = ToolContext(services=services)
+        found = tools["kbchat__search"].run({"kb": "shop", "query": "kettle"}, context).text
+        without_key = McpServerSettings(url=f"{url}/mcp")
+        with pytest.raises(KbchatError, match="MCP server 'kbchat'"):
+            list_tools("kbchat", without_key)
+    assert sorted(tools) == ["kbchat__ask", "kbchat__list_knowledge_bases", "kbchat__search"]
+    assert "two years" in found
+    services.close()

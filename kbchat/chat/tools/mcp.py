@@ -87,6 +87,12 @@ def _with_client(
             command=settings.command[0], args=settings.command[1:], env=settings.env or None
         )
         where = " ".join(settings.command)
+    elif settings.url and settings.headers:
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
+        client = httpx2.AsyncClient(headers=settings.headers, timeout=settings.timeout_s)
+        target, where = streamable_http_client(settings.url, http_client=client), settings.url
     elif settings.url:
         target, where = settings.url, settings.url
     else:
