@@ -22,7 +22,7 @@ from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.llm.base import ChatModel
 from kbchat.options import AnswerOptions, OptionError, Share
 from kbchat.prompts import render, template
-from kbchat.retrieve.search import Reranker, SearchOptions, retrieve
+from kbchat.retrieve.search import Reranker, Retrieval, SearchOptions, retrieve
 from kbchat.store.bm25 import tokenize
 from kbchat.text import Language, detect_language
 from kbchat.types import Answer, Citation, Delta, Hit, Message, Usage
@@ -80,18 +80,57 @@ def stream_answer(
     question gets the no-hit policy (``options.no_hit``) and the closest passages.
     """
     options = options or ChatOptions()
-    trace = AnswerTrace(kbs=[kb.name for kb in kbs], mode=options.search.mode)
-    events = _answer(model, kbs, question, history, options, reranker, cancel, trace)
+    search = options.search
+
+    def find(query: str) -> Retrieval:
+        return retrieve(kbs, query, search, reranker=reranker)
+
+    def pending() -> int:
+        return sum(kb.stats().get("pending", 0) for kb in kbs)
+
+    return stream_answer_from(
+        model,
+        find,
+        question,
+        sources=[kb.name for kb in kbs],
+        pending=pending,
+        history=history,
+        options=options,
+        cancel=cancel,
+    )
+
+
+def stream_answer_from(
+    model: ChatModel,
+    find: Callable[[str], Retrieval],
+    question: str,
+    *,
+    sources: Sequence[str],
+    pending: Callable[[], int] = lambda: 0,
+    history: Sequence[Message] = (),
+    options: ChatOptions | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[ChatEvent]:
+    """``stream_answer`` over any search: ``find(query)`` gives the passages (a knowledge
+    base, web results ranked by kbchat's embedder, ...), with the same checks and citations.
+
+    Args:
+        sources: names for the answer log (knowledge bases, "web").
+        pending: files still being indexed, for the decline message.
+    """
+    options = options or ChatOptions()
+    trace = AnswerTrace(kbs=list(sources), mode=options.search.mode)
+    events = _answer(model, find, pending, question, history, options, cancel, trace)
     return logged(events, trace)
 
 
 def _answer(
     model: ChatModel,
-    kbs: Sequence[KnowledgeBase],
+    find: Callable[[str], Retrieval],
+    pending_files: Callable[[], int],
     question: str,
     history: Sequence[Message],
     options: ChatOptions,
-    reranker: Reranker | None,
     cancel: threading.Event | None,
     trace: AnswerTrace,
 ) -> Iterator[ChatEvent]:
@@ -101,10 +140,10 @@ def _answer(
     standalone = query = question
     if options.rewrite and history and FOLLOW_UP.search(question):
         standalone, query = standalone_question(model, question, history, language)
-    retrieved = retrieve(kbs, query, options.search, reranker=reranker)
+    retrieved = find(query)
     trace.hits = len(retrieved.hits)
     notices += retrieved.notices
-    pending = sum(kb.stats().get("pending", 0) for kb in kbs)
+    pending = pending_files()
     timings = {"retrieval_s": time.perf_counter() - started}
     decline = Decline(language, standalone, retrieved.hits, pending, notices)
     if not retrieved.hits:

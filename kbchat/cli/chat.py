@@ -40,6 +40,7 @@ def _events(
     cancel: threading.Event | None = None,
     files_kb: KnowledgeBase | None = None,
     agent: bool = False,
+    web: bool = False,
 ) -> Iterator[AgentEvent]:
     if agent:
         names = [*kb_names, *([files_kb.name] if files_kb is not None else [])]
@@ -47,6 +48,17 @@ def _events(
 
         return stream_agent(
             services, question, model_name=model_name, kbs=names, history=history, cancel=cancel
+        )
+    if web:
+        from kbchat.chat.web_chat import stream_web_answer, web_options
+
+        return stream_web_answer(
+            services,
+            question,
+            model_name=model_name,
+            history=history,
+            options=web_options(options),
+            cancel=cancel,
         )
     from kbchat.chat.files import answer_sources
     from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
@@ -252,6 +264,9 @@ def ask(
             "--agent", help="Let the model use tools: KB search, calculator, clock, sheet SQL."
         ),
     ] = False,
+    web: Annotated[
+        bool, typer.Option("--web", help="Answer from a web search (see web_search settings).")
+    ] = False,
     files: Annotated[
         list[Path] | None,
         typer.Option(
@@ -270,12 +285,13 @@ def ask(
     With --file, the files are loaded into a temporary knowledge base (deleted after
     the answer) and the question is answered from them, and from KB if one is named.
     """
-    if (no_kb or files or agent) and question is None:
+    if (no_kb or files or agent or web) and question is None:
         kb, question = None, kb
-    if question is None or (kb is None and not no_kb and not files and not agent):
+    if question is None or (kb is None and not (no_kb or files or agent or web)):
         raise BadInput(
             "usage: kbchat ask KB QUESTION, kbchat ask --file FILE QUESTION, "
-            "kbchat ask --agent [KB] QUESTION or kbchat ask --no-kb QUESTION"
+            "kbchat ask --agent [KB] QUESTION, kbchat ask --web QUESTION "
+            "or kbchat ask --no-kb QUESTION"
         )
     from kbchat.config import load_settings
     from kbchat.options import answer_search_options, chat_options
@@ -291,7 +307,7 @@ def ask(
         options = chat_options(settings, search, no_hit=no_hit, max_tokens=max_tokens)
         files_kb = _attach(services, conversation, files or [], required=True)
         events = _events(
-            services, names, question, model, [], options, files_kb=files_kb, agent=agent
+            services, names, question, model, [], options, files_kb=files_kb, agent=agent, web=web
         )
         if as_json:
             answer = next(e for e in events if isinstance(e, Answer))

@@ -177,3 +177,47 @@ def test_agent_answers_from_the_web_with_url_citations(server: str) -> None:
     answer = events[-1]
     assert isinstance(answer, Answer) and answer.citations[0].file.endswith("/article.html")
     assert any(isinstance(e, ToolStep) and e.done and e.error is None for e in events)
+
+
+def test_web_answer_cites_pages_by_url(server: str) -> None:
+    from kbchat.chat.rag import ChatOptions
+    from kbchat.chat.web_chat import stream_web_answer, web_options
+
+    services = services_for(server)
+    model = ScriptedChatModel(["The Ares rover landed in Jezero crater [1]."])
+    services.models.add(services.settings.default_model, model)
+    events = list(
+        stream_web_answer(
+            services, "Where did the Ares rover land on Mars?", options=web_options(ChatOptions())
+        )
+    )
+    answer = events[-1]
+    assert isinstance(answer, Answer) and answer.outcome == "answered"
+    assert answer.citations[0].kb == "web" and answer.citations[0].file.endswith("/article.html")
+    prompt = model.received[0][-1].content
+    assert "Jezero crater" in prompt  # the ranked snippets are the sources
+
+
+def test_ask_web_on_the_command_line(
+    server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kbchat.app import ModelPool
+    from kbchat.llm.base import ChatModel
+    from tests.cli.test_cli import run
+
+    monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
+    monkeypatch.setenv(
+        "KBCHAT_WEB_SEARCH__PROVIDERS", json.dumps([{"kind": "searxng", "url": server}])
+    )
+    scripted = ScriptedChatModel(["The Ares rover landed in Jezero crater [1]."])
+
+    def get(self: ModelPool, name: str | None = None) -> ChatModel:
+        return scripted
+
+    monkeypatch.setattr(ModelPool, "get", get)
+    code, out, err = run("ask", "--web", "Where did the Ares rover land?", capsys=capsys)
+    assert code == 0, err
+    assert "Jezero crater [1]" in out and "/article.html" in err
+    monkeypatch.setenv("KBCHAT_WEB_SEARCH__PROVIDERS", "[]")
+    code, _, err = run("ask", "--web", "Where did the Ares rover land?", capsys=capsys)
+    assert code != 0 and "web search has no provider" in err
