@@ -28,6 +28,10 @@ FORMATS: tuple[LogFormat, ...] = ("text", "json")
 QUIET_LIBRARIES = ("httpx", "httpcore", "urllib3", "filelock", "multipart", "jieba")
 """Third-party loggers held at WARNING: their INFO lines repeat ours or name full URLs."""
 
+FILE_LIBRARIES = ("pypdf", "PIL", "openpyxl", "docx", "pptx", "bm25s", "rapidocr_onnxruntime")
+"""Parsers and indexers whose complaints about one file belong in that file's error (kbchat
+reports them there), not on stderr: below ERROR they are shown only at --log-level DEBUG."""
+
 _MASK = "***"
 _TOKEN_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
@@ -143,6 +147,10 @@ def configure_logging(
             f"got {fmt!r}"
         )
     handler = _KbchatHandler(stream if stream is not None else sys.stderr)
+    # libraries that set their own logger's level on import (bm25s: DEBUG) still pass here
+    handler.setLevel(name)
+    if name != "DEBUG":
+        handler.addFilter(_quiet_file_libraries)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
@@ -153,6 +161,11 @@ def configure_logging(
     quiet = max(logging.WARNING, logging.getLevelNamesMapping()[name])
     for library in QUIET_LIBRARIES:
         logging.getLogger(library).setLevel(quiet)
+
+
+def _quiet_file_libraries(record: logging.LogRecord) -> bool:
+    library = record.name.split(".", 1)[0]
+    return record.levelno >= logging.ERROR or library not in FILE_LIBRARIES
 
 
 def redact_also(secrets: Iterable[str]) -> None:

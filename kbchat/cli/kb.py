@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Collection, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from kbchat.cli.base import (
     JsonOpt,
@@ -56,19 +58,23 @@ def run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> N
     with progress:
         listener = RichListener(progress)
         outcomes: list[FileOutcome] = getattr(kb, action)(listener=listener, **kwargs)
-    _report_outcomes(outcomes, as_json)
+    _report_outcomes(outcomes, as_json, shown=listener.shown)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(EXIT_FILES_FAILED)
 
 
-def _report_outcomes(outcomes: Sequence[FileOutcome], as_json: bool) -> None:
+def _report_outcomes(
+    outcomes: Sequence[FileOutcome], as_json: bool, shown: Collection[str] = frozenset()
+) -> None:
+    """Skips, notes and the summary line; failures already shown as they happened
+    (``shown``, by file name) are not repeated."""
     if as_json:
         print_json([asdict(o) for o in outcomes])
         return
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        if outcome.status in ("failed", "skipped"):
+        if outcome.status in ("failed", "skipped") and outcome.name not in shown:
             err.print(f"{outcome.status}: {outcome.error}", markup=False, highlight=False)
         for note in outcome.notes:
             err.print(f"note: {note}", markup=False, highlight=False)
@@ -137,7 +143,21 @@ def kb_info(name: str, as_json: JsonOpt = False) -> None:
         print_json(info)
         return
     for key, value in info.items():
-        out.print(f"[bold]{key}[/bold]: {value}")
+        out.print(f"[bold]{key}[/bold]: {_readable(key, value)}", highlight=False)
+
+
+def _readable(key: str, value: Any) -> str:
+    """A ``kb info`` value for people: times in local ISO form, mappings inline."""
+    import datetime as dt
+    import json
+
+    if key.endswith("_at") and isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value).astimezone().isoformat(timespec="seconds")
+    if key == "status" and isinstance(value, dict):
+        return ", ".join(f"{n} {status}" for status, n in sorted(value.items())) or "no files"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return escape(str(value)) if value != "" else "-"
 
 
 @kb_app.command("drop")
@@ -147,6 +167,11 @@ def kb_drop(
     """Delete a knowledge base and its indexes (your source files are not touched)."""
     with open_library(indexes=False) as library:
         library.catalog.get_kb(name)
+        if not yes and not sys.stdin.isatty():
+            raise BadInput(
+                f"kb drop asks before deleting {name!r}, and there is no terminal to ask on: "
+                f"add --yes (kbchat kb drop {name} --yes)"
+            )
         if not yes and not typer.confirm(f"Drop knowledge base {name!r}?"):
             raise typer.Exit(1)
         library.drop(name)
@@ -209,9 +234,20 @@ def kb_rm(
     files: Annotated[list[str], typer.Argument(help="File names as `kb files` shows them.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove files (and all their chunks) from a knowledge base."""
+    """Remove files (and all their chunks) from a knowledge base.
+
+    A name the knowledge base does not hold is an error (exit 1) and nothing is removed.
+    """
     with open_library() as library:
-        run_write(library.get(name), "remove", as_json, names=files)
+        kb = library.get(name)
+        held = {record.name for record in kb.files()}
+        unknown = [f for f in files if f not in held]
+        if unknown:
+            raise BadInput(
+                f"not in knowledge base {name!r}: {', '.join(unknown)} "
+                f"(`kbchat kb files {name}` lists its files); nothing was removed"
+            )
+        run_write(kb, "remove", as_json, names=files)
 
 
 @kb_app.command("sync")

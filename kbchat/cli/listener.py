@@ -13,6 +13,8 @@ class RichListener(IngestListener):
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.task = progress.add_task("files", total=None)
+        self.shown: set[str] = set()
+        """Files whose failure was printed as it happened."""
 
     def started(self, total: int) -> None:
         self.progress.update(self.task, total=total)
@@ -21,6 +23,7 @@ class RichListener(IngestListener):
         self.progress.update(self.task, advance=1, description=outcome.name[-40:])
         if outcome.status == "failed":
             self.progress.console.print(f"failed: {outcome.error}", style="red", markup=False)
+            self.shown.add(outcome.name)
 
     def waiting(self, message: str) -> None:
         self.progress.console.print(message, style="yellow", markup=False)
