@@ -18,6 +18,7 @@ from kbchat.cli.kb import kb_app, print_hits, run_write
 from kbchat.config import Settings, load_settings
 from kbchat.errors import BadInput, KbchatError
 from kbchat.options import search_options
+from kbchat.registry import load_plugins
 from kbchat.retrieve.search import retrieve
 
 app = typer.Typer(
@@ -26,6 +27,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(kb_app, name="kb")
+
+
+@app.callback()
+def plugins() -> None:
+    """Load the plugin modules of the ``plugins`` setting before any command runs."""
+    load_plugins(load_settings().plugins)
 
 
 @app.command("doctor")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import threading
@@ -12,8 +13,9 @@ from kbchat.config import Settings
 from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, Conflict
 from kbchat.ingest.loaders import LoadLimits
+from kbchat.kb.index import StoreOpener
 from kbchat.kb.knowledge_base import KnowledgeBase, remove_kb_directory
-from kbchat.registry import create_embedder
+from kbchat.registry import create_embedder, open_vector_store, vector_stores
 from kbchat.store.catalog import Catalog, KBRecord
 
 KB_NAME_PATTERN = r"^\w[\w-]*(?:\.[\w-]+)*\.?$"
@@ -89,8 +91,17 @@ class Library:
         chunk_overlap: int | None = None,
         description: str = "",
         temporary: bool = False,
+        store: str | None = None,
     ) -> KBRecord:
-        """Create a knowledge base; ``temporary`` ones are named with TEMPORARY_PREFIX."""
+        """Create a knowledge base; ``temporary`` ones are named with TEMPORARY_PREFIX.
+
+        ``store`` names the vector store backend (default: setting ``store.backend``).
+
+        Raises:
+            BadInput: a bad name, chunk size or overlap.
+            ConfigError: an unknown embedder or store backend (the message lists the known ones).
+            Conflict: a knowledge base of that name exists.
+        """
         if temporary != is_temporary(name):
             raise BadInput(
                 f"{name!r}: temporary knowledge bases (only those) start with {TEMPORARY_PREFIX!r}"
@@ -104,6 +115,8 @@ class Library:
             raise BadInput(f"chunk_size must be > 20, got {size}")
         if not 0 <= overlap < size:
             raise BadInput(f"chunk_overlap must be >= 0 and < chunk_size ({size}), got {overlap}")
+        backend = store or self.settings.store.backend
+        vector_stores.factory(backend)  # an unknown backend fails here, listing the known ones
         spec = self.default_embedder_spec(embedder)
         model = self.embedder(spec)
         return self.catalog.create_kb(
@@ -111,6 +124,7 @@ class Library:
             embedder=model.name,
             embedder_spec=spec,
             dim=model.dim,
+            store=backend,
             chunk_size=size,
             chunk_overlap=overlap,
             description=description,
@@ -155,6 +169,7 @@ class Library:
             self.catalog,
             model,
             self.settings.kb_root / str(record.id),
+            open_store=self._store_opener(record),
             limits=limits,
             max_chunks_per_file=ingest.max_chunks_per_file,
             batch_size=self.settings.embedder.batch_size,
@@ -164,11 +179,30 @@ class Library:
         return kb
 
     def drop(self, name: str) -> None:
+        """Delete a knowledge base: its vector store, its catalog rows, its folder.
+
+        The store goes first: should that fail, the knowledge base is still whole.
+        """
         record = self.catalog.get_kb(name)
-        self.catalog.drop_kb(record.id)
         with self._lock:
-            self._open.pop(name, None)
+            cached = self._open.pop(name, None)
+        if cached is not None and cached.record.id == record.id:
+            cached.index.drop_vectors()
+        else:
+            self._store_opener(record)().drop()
+        self.catalog.drop_kb(record.id)
         remove_kb_directory(self.settings.kb_root / str(record.id))
+
+    def _store_opener(self, record: KBRecord) -> StoreOpener:
+        url = self.settings.store.url
+        return functools.partial(
+            open_vector_store,
+            record.store,
+            directory=self.settings.kb_root / str(record.id),
+            collection=f"kb_{record.id}",
+            dim=record.dim,
+            url=None if url is None else url.get_secret_value(),
+        )
 
     def ensure(self, name: str, **options: Any) -> KnowledgeBase:
         """Open ``name``, creating it with ``options`` if it does not exist."""

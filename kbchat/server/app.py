@@ -29,6 +29,7 @@ from kbchat.ingest.discover import FoundFile
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.kb.jobs import JobManager, JobWork
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
+from kbchat.registry import load_plugins
 from kbchat.server import chat_api, files_api, kb_api, openai_api, summary_api
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import (
@@ -70,6 +71,7 @@ def create_app(
     Raises:
         ConfigError: API keys are required (non-loopback bind) but none is configured.
     """
+    load_plugins(settings.plugins)
     auth = Authenticator(settings)
 
     @asynccontextmanager

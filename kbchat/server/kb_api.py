@@ -49,6 +49,7 @@ class CreateKB(BaseModel):
     chunk_size: StrictInt | None = Field(None, gt=20, le=100_000)
     chunk_overlap: StrictInt | None = Field(None, ge=0, le=100_000)
     description: str = Field("", max_length=2000)
+    store: str | None = Field(None, max_length=64, description="Vector store backend name.")
 
 
 class SyncRequest(BaseModel):
@@ -97,6 +98,7 @@ def create_kb(body: CreateKB, state: StateDep, caller: CallerDep) -> dict[str, A
             chunk_size=body.chunk_size,
             chunk_overlap=body.chunk_overlap,
             description=body.description,
+            store=body.store,
         )
     except (TypeError, ValueError) as exc:  # an embedder backend refusing its settings
         raise BadInput(

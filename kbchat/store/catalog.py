@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from kbchat.errors import Conflict, NotFound
@@ -69,6 +69,7 @@ class Catalog:
                 event.listen(engine, "connect", _sqlite_pragmas)
         self.engine = engine
         metadata.create_all(engine)
+        _add_missing_columns(engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -82,6 +83,7 @@ class Catalog:
         embedder: str,
         embedder_spec: dict[str, Any],
         dim: int,
+        store: str,
         chunk_size: int,
         chunk_overlap: int,
         description: str = "",
@@ -97,6 +99,7 @@ class Catalog:
                     embedder=embedder,
                     embedder_spec=json.dumps(embedder_spec, sort_keys=True),
                     dim=dim,
+                    store=store,
                     chunk_size=chunk_size,
                     chunk_overlap=chunk_overlap,
                     generation=0,
@@ -361,6 +364,21 @@ class Catalog:
             .values(generation=kbs.c.generation + 1, updated_at=time.time())
         )
         return int(conn.execute(select(kbs.c.generation).where(kbs.c.id == kb_id)).scalar_one())
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added since a catalog was made (``kbs.store``), with their server defaults."""
+    present = {c["name"] for c in inspect(engine).get_columns(kbs.name)}
+    with engine.begin() as conn:
+        for column in kbs.columns:
+            if column.name in present:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            default = column.server_default
+            clause = ""
+            if default is not None:
+                clause = f" NOT NULL DEFAULT '{default.arg}'"  # type: ignore[attr-defined]
+            conn.execute(text(f"ALTER TABLE {kbs.name} ADD COLUMN {column.name} {kind}{clause}"))
 
 
 def _vector_blocks(result: Any, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
