@@ -108,6 +108,8 @@ class RemoteReranker:
         self._headers = headers
 
     def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
+        if not passages:
+            return []
         body = {
             "model": self.model,
             "query": query,

@@ -12,6 +12,8 @@ import pytest
 
 from kbchat.errors import BackendError, ConfigError
 from kbchat.retrieve.rerank import OnnxCrossEncoder, RemoteReranker
+from kbchat.retrieve.search import Reranker
+from kbchat.testing.contracts import RerankerContract
 
 onnx = pytest.importorskip("onnx")
 tokenizers = pytest.importorskip("tokenizers")
@@ -86,7 +88,7 @@ def test_onnx_cross_encoder_missing_files_name_the_fix(tmp_path: Path) -> None:
         OnnxCrossEncoder(path=tmp_path)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def rerank_server() -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -129,3 +131,17 @@ def test_remote_reranker_down_is_a_clear_error() -> None:
     reranker = RemoteReranker(base_url="http://127.0.0.1:9/v1", model="m", timeout_s=2)
     with pytest.raises(BackendError, match="unreachable"):
         reranker.rerank("q", ["x"])
+
+
+class TestOnnxCrossEncoderContract(RerankerContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def reranker(cls, tmp_path_factory: pytest.TempPathFactory) -> Reranker:
+        return OnnxCrossEncoder(path=make_cross_encoder(tmp_path_factory.mktemp("ce") / "ce"))
+
+
+class TestRemoteRerankerContract(RerankerContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def reranker(cls, rerank_server: str) -> Reranker:
+        return RemoteReranker(base_url=rerank_server, model="bge-reranker")
