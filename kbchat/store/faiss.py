@@ -106,12 +106,25 @@ class FaissStore:
         ]
 
     def get(self, ids: Ids) -> tuple[Ids, NDArray[np.float32]]:
-        wanted = np.asarray(ids, dtype=np.int64)
-        found = wanted[np.isin(wanted, self.ids())] if self._index.ntotal else wanted[:0]
-        if len(found) == 0:
-            return found, np.zeros((0, self.dim), dtype=np.float32)
-        vectors: NDArray[np.float32] = self._index.reconstruct_batch(found)
-        return found, vectors
+        wanted = np.ascontiguousarray(ids, dtype=np.int64)
+        if len(wanted) == 0 or self._index.ntotal == 0:
+            return wanted[:0], np.zeros((0, self.dim), dtype=np.float32)
+        try:  # all known: one call (~15 us per 100 ids, whatever the store's size)
+            vectors: NDArray[np.float32] = self._index.reconstruct_batch(wanted)
+            return wanted, vectors
+        except RuntimeError:  # some unknown: id by id, skipping those
+            pass
+        found: list[int] = []
+        rows: list[NDArray[np.float32]] = []
+        for chunk_id in wanted.tolist():
+            try:
+                rows.append(self._index.reconstruct(chunk_id))
+            except RuntimeError:
+                continue
+            found.append(chunk_id)
+        if not found:
+            return wanted[:0], np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(found, dtype=np.int64), np.vstack(rows).astype(np.float32)
 
     def ids(self) -> Ids:
         id_map = self._index.id_map  # type: ignore[attr-defined]  # IndexIDMap2 has it
