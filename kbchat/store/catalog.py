@@ -1,8 +1,10 @@
 """The catalog: knowledge bases, their files and chunks, in one SQL database.
 
 The catalog is the source of truth. Chunk vectors and BM25 tokens are stored here too,
-so the FAISS and BM25 indexes beside it are caches that can always be rebuilt from it,
-and a file's chunks change in one transaction: all of them or none.
+so a knowledge base's vector store (any backend) and BM25 index are caches that can always
+be refilled from it (after a crash, another process's writes, a lost file, a rebuild), and
+a file's chunks change in one transaction: all of them or none. Searches read vectors from
+the store, never from here.
 """
 
 from __future__ import annotations

@@ -297,5 +297,8 @@ class TestRemoteEmbedderContract(EmbedderContract):
     def embedder(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedder]:
         with in_process_server(tmp_path_factory.mktemp("embed-server")) as client:
             yield OpenAIEmbedder(
-                base_url="http://testserver/v1", model="hash", client=client, backoff_s=0.0
+                base_url="http://testserver/v1",
+                model="hash",
+                client=client,  # type: ignore[arg-type]  # TestClient (httpx2) speaks httpx's API
+                backoff_s=0.0,
             )

@@ -150,16 +150,3 @@ def test_catalogs_from_before_pluggable_stores_keep_their_kbs_on_faiss(
     assert hits[0].file == "kettle.txt"
     assert again.create("new").store == "faiss"
     again.close()
-
-
-def test_an_emptied_store_is_refilled_from_the_catalog(library: Library, docs: Path) -> None:
-    library.create("kb")
-    kb = library.get("kb")
-    kb.add([docs])
-    (kb.directory / "vectors.faiss").unlink()
-    library.close()
-    again = Library(load_settings(embedder={"backend": "hash"}))
-    reopened = again.get("kb")
-    assert reopened.index.fresh_vectors().count() == 2
-    assert search([reopened], "kettle warranty")[0].file == "kettle.txt"
-    again.close()

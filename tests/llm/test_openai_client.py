@@ -319,5 +319,7 @@ class TestOpenAIChatModelContract(ChatModelContract):
         scripted = ScriptedChatModel([cls.REPLY])
         with in_process_server(tmp_path_factory.mktemp("chat-server"), scripted) as client:
             yield OpenAIChatModel(
-                base_url="http://testserver/v1", model="qwen2.5-0.5b", client=client
+                base_url="http://testserver/v1",
+                model="qwen2.5-0.5b",
+                client=client,  # type: ignore[arg-type]  # TestClient (httpx2) speaks httpx's API
             )
