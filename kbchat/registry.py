@@ -33,6 +33,10 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} name must not be empty")
         self._factories[name] = factory
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (if registered)."""
+        self._factories.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._factories)
 

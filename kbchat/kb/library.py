@@ -11,7 +11,7 @@ from typing import Any
 
 from kbchat.config import Settings
 from kbchat.embed.base import Embedder
-from kbchat.errors import BadInput, Conflict
+from kbchat.errors import BadInput, ConfigError, Conflict
 from kbchat.ingest.loaders import LoadLimits
 from kbchat.kb.index import StoreOpener
 from kbchat.kb.knowledge_base import KnowledgeBase, remove_kb_directory
@@ -144,6 +144,7 @@ class Library:
         Raises:
             NotFound: no such knowledge base (the message lists the known ones).
             Conflict: the embedder available now is not the one that built it.
+            ConfigError: its vector store backend is not registered (a plugin not loaded).
         """
         record = self.catalog.get_kb(name)
         with self._lock:
@@ -194,6 +195,13 @@ class Library:
         remove_kb_directory(self.settings.kb_root / str(record.id))
 
     def _store_opener(self, record: KBRecord) -> StoreOpener:
+        try:
+            vector_stores.factory(record.store)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"knowledge base {record.name!r} keeps its vectors in {record.store!r}: {exc} "
+                "(is the plugin that provides it named in the plugins setting?)"
+            ) from exc
         url = self.settings.store.url
         return functools.partial(
             open_vector_store,

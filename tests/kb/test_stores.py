@@ -46,7 +46,7 @@ def recording() -> Iterator[type[RecordingStore]]:
     RecordingStore.calls.clear()
     vector_stores.register("recording", RecordingStore)
     yield RecordingStore
-    vector_stores._factories.pop("recording")
+    vector_stores.unregister("recording")
 
 
 @pytest.fixture
@@ -150,3 +150,16 @@ def test_catalogs_from_before_pluggable_stores_keep_their_kbs_on_faiss(
     assert hits[0].file == "kettle.txt"
     assert again.create("new").store == "faiss"
     again.close()
+
+
+def test_a_kb_whose_backend_is_gone_names_it(
+    library: Library, recording: type[RecordingStore]
+) -> None:
+    library.create("kb", store="recording")
+    vector_stores.unregister("recording")
+    fresh = Library(library.settings)
+    with pytest.raises(ConfigError, match="knowledge base 'kb' keeps its vectors in 'recording'"):
+        fresh.get("kb")
+    vector_stores.register("recording", RecordingStore)
+    assert fresh.get("kb").record.store == "recording"
+    fresh.close()
