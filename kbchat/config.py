@@ -14,12 +14,13 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -46,7 +47,7 @@ class EmbedderSettings(BaseModel):
     backend: str = Field(
         "e5+use",
         description=(
-            "Registered embedder name (use, e5, openai, hash), or several joined by '+': the "
+            "Registered embedder name (use, e5, openai), or several joined by '+': the "
             "first ranks passages in the question's language, all rank the others."
         ),
     )
@@ -60,6 +61,21 @@ class EmbedderSettings(BaseModel):
     query_prefix: str = Field("", description="Remote: query prefix (e5 via vLLM: 'query: ').")
     passage_prefix: str = Field("", description="Remote: prefix for passages ('passage: ').")
     send_input_type: bool = Field(False, description="Remote: send input_type query/passage.")
+
+
+class StoreSettings(BaseModel):
+    """Where new knowledge bases keep their vectors (each KB remembers its own backend)."""
+
+    model_config = {"extra": "forbid"}
+
+    backend: str = Field(
+        "faiss",
+        description="Registered vector store backend for new knowledge bases (faiss: files in "
+        "the data directory).",
+    )
+    url: SecretStr | None = Field(
+        None, description="Connection URL of a server store (it may hold a password)."
+    )
 
 
 class IngestSettings(BaseModel):
@@ -319,6 +335,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(DEFAULT_HOME, description="Data directory (KBCHAT_HOME).")
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalOptions = Field(default_factory=RetrievalOptions)
     chat: ChatSettings = Field(default_factory=ChatSettings)
@@ -336,6 +353,18 @@ class Settings(BaseSettings):
     model_cache: Path | None = Field(
         None, description="Where the embedded GGUF is assembled (default: <home>/models)."
     )
+    plugins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Python modules whose register() adds backends to the registries "
+        "(KBCHAT_PLUGINS: comma-separated).",
+    )
+
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _split_plugins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @model_validator(mode="after")
     def _expand_home(self) -> Settings:

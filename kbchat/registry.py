@@ -1,16 +1,21 @@
-"""Name -> backend factory registries for embedders, stores, chat models and rerankers.
+"""Name -> backend factory registries for embedders, vector stores, chat models and rerankers.
 
 Built-in backends register by import path so that heavy dependencies load only when a
-backend is actually built; third parties call ``register`` the same way.
+backend is actually built; third parties call ``register`` the same way, from a plugin
+module named in the ``plugins`` setting (see ``load_plugins``).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kbchat.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kbchat.store.base import VectorStore
 
 T = TypeVar("T")
 
@@ -27,6 +32,10 @@ class Registry(Generic[T]):
         if not name:
             raise ValueError(f"{self.kind} name must not be empty")
         self._factories[name] = factory
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (if registered)."""
+        self._factories.pop(name, None)
 
     def names(self) -> list[str]:
         return sorted(self._factories)
@@ -68,10 +77,50 @@ def create_embedder(backend: str, **kwargs: Any) -> Any:
     return CompositeEmbedder([embedders.create(name, **kwargs) for name in names])
 
 
+def open_vector_store(
+    backend: str, *, directory: Path, collection: str, dim: int, url: str | None = None
+) -> VectorStore:
+    """Open one knowledge base's vector store with the backend class registered as ``backend``.
+
+    A vector store backend is registered as its class; the class's ``open`` builds it
+    (see ``kbchat.store.base.VectorStore.open`` for the arguments).
+
+    Raises:
+        ConfigError: no backend of that name (the message lists the known ones).
+        BackendError: the store cannot be reached or read.
+    """
+    store_class = vector_stores.factory(backend)
+    store: VectorStore = store_class.open(  # type: ignore[attr-defined]
+        directory=directory, collection=collection, dim=dim, url=url
+    )
+    return store
+
+
+def load_plugins(modules: Sequence[str]) -> None:
+    """Import each plugin module and call its ``register()``, which registers its backends.
+
+    Called once at the edge (the CLI, the server factory) with the ``plugins`` setting.
+
+    Raises:
+        ConfigError: a module cannot be imported or has no ``register()``; names the setting.
+    """
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"setting plugins: cannot import module {name!r}: {exc}") from exc
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise ConfigError(f"setting plugins: module {name!r} has no register() function")
+        register()
+
+
 embedders.register("use", "kbchat.embed.local:USEEmbedder")
 embedders.register("e5", "kbchat.embed.local:E5Embedder")
 embedders.register("openai", "kbchat.embed.remote:OpenAIEmbedder")
-embedders.register("hash", "kbchat.testing.fakes:HashEmbedder")
+
+vector_stores: Registry[Any] = Registry("vector store backend")
+vector_stores.register("faiss", "kbchat.store.faiss:FaissStore")
 
 chat_models: Registry[Any] = Registry("chat model backend")
 chat_models.register("llamacpp", "kbchat.llm.llamacpp:LlamaCppChatModel")
@@ -80,8 +129,6 @@ chat_models.register("openai", "kbchat.llm.openai:OpenAIChatModel")
 rerankers: Registry[Any] = Registry("reranker backend")
 rerankers.register("onnx", "kbchat.retrieve.rerank:OnnxCrossEncoder")
 rerankers.register("remote", "kbchat.retrieve.rerank:RemoteReranker")
-chat_models.register("scripted", "kbchat.testing.fakes:ScriptedChatModel")
-
 tools: Registry[Any] = Registry("tool")
 """Agent tools by name (see kbchat.chat.tools); user tools are registered from settings."""
 tools.register("kb_search", "kbchat.chat.tools.kb_search:KbSearch")

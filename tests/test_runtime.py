@@ -26,6 +26,8 @@ _LIBRARY_WORK = """
 from pathlib import Path
 from kbchat.config import load_settings
 from kbchat.kb.library import Library
+from kbchat.testing.plugin import register
+register()
 docs = Path(sys.argv[1])
 (docs / "a.txt").write_text("The kettle warranty is two years.")
 library = Library(load_settings(embedder={"backend": "hash"}))

@@ -92,6 +92,10 @@ def kb_create(
     chunk_size: Annotated[int | None, flag(ChunkSize, default="ingest.chunk_size")] = None,
     chunk_overlap: Annotated[int | None, flag(ChunkOverlap, default="ingest.chunk_overlap")] = None,
     description: Annotated[str, typer.Option(help="What this knowledge base holds.")] = "",
+    store: Annotated[
+        str | None,
+        typer.Option(help="Vector store backend (default: setting store.backend, faiss)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an empty knowledge base."""
@@ -104,11 +108,15 @@ def kb_create(
             chunk_size=chunk_size,
             chunk_overlap=chunk_overlap,
             description=description,
+            store=store,
         )
         if as_json:
             print_json(kb_json(record))
         else:
-            out.print(f"created knowledge base {record.name!r} (embedder {record.embedder})")
+            out.print(
+                f"created knowledge base {record.name!r} "
+                f"(embedder {record.embedder}, store {record.store})"
+            )
 
 
 @kb_app.command("list")

@@ -44,11 +44,15 @@ def configure(
         typer.Option(envvar="KBCHAT_LOG_FORMAT", help="text, or json (one object a line)."),
     ] = "text",
 ) -> None:
-    """Logging is configured here, once, for every command."""
+    """Logging is configured here, once, for every command; then the plugin modules of the
+    ``plugins`` setting are loaded (they may register backends any command uses)."""
+    from kbchat.config import load_settings
     from kbchat.logging import configure_logging
+    from kbchat.registry import load_plugins
 
     serving = ctx.invoked_subcommand == "serve"
     configure_logging(log_level or ("INFO" if serving else "WARNING"), log_format)
+    load_plugins(load_settings().plugins)
 
 
 @app.command("doctor")

@@ -20,7 +20,11 @@ class Embedder(Protocol):
     """
 
     name: str
-    dim: int
+
+    @property
+    def dim(self) -> int:
+        """Length of every vector (a remote embedder may ask its server on first use)."""
+        ...
 
     def embed_batch(self, texts: Sequence[str], *, is_query: bool = False) -> Vectors:
         """Embed one batch; ``is_query`` selects query-side encoding where the model has one."""

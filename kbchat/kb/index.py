@@ -11,41 +11,39 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from kbchat.errors import BackendError
 from kbchat.store.base import Ids, VectorStore
 from kbchat.store.bm25 import LEGACY_PICKLE, LEXICAL_DIR, LexicalIndex
 from kbchat.store.catalog import Catalog
-from kbchat.store.faiss import FaissStore
 
 logger = logging.getLogger(__name__)
+
+StoreOpener = Callable[[], VectorStore]
+"""Opens the knowledge base's vector store (its backend, folder, collection and dimension)."""
 
 
 class KBIndex:
     """Vector store and BM25 index of one knowledge base, reconciled lazily."""
 
-    def __init__(self, catalog: Catalog, kb_id: int, directory: Path, dim: int) -> None:
+    def __init__(
+        self, catalog: Catalog, kb_id: int, directory: Path, open_store: StoreOpener
+    ) -> None:
         self.catalog = catalog
         self.kb_id = kb_id
         self.directory = directory
         self._lock = threading.RLock()
         self._state_path = directory / "state.json"
         state = self._read_state()
-        vector_path = directory / "vectors.faiss"
-        # A missing index file means nothing is reflected, whatever the state file says.
-        self._vector_generation = int(state.get("vectors", -1)) if vector_path.exists() else -1
-        try:
-            self.vectors: VectorStore = FaissStore(vector_path, dim)
-        except BackendError as exc:
-            # The file is only a cache of the catalog: rebuild it rather than fail.
-            logger.warning("%s; rebuilding it from the catalog", exc)
-            vector_path.unlink(missing_ok=True)
-            self._vector_generation = -1
-            self.vectors = FaissStore(vector_path, dim)
+        self.vectors: VectorStore = open_store()
+        # An empty store reflects nothing, whatever the state file says (a lost or damaged
+        # file, a dropped collection): the first read refills it from the catalog.
+        vectors_ok = self.vectors.count() > 0
+        self._vector_generation = int(state.get("vectors", -1)) if vectors_ok else -1
         self._lexical: LexicalIndex | None = None
         self._lexical_path = directory / LEXICAL_DIR
         lexical_ok = self._lexical_path.exists()
@@ -102,6 +100,12 @@ class KBIndex:
             self._lexical = LexicalIndex.build(self.catalog.iter_tokens(self.kb_id))
             self._lexical_generation = generation
             return self._lexical
+
+    def drop_vectors(self) -> None:
+        """Remove the vector store's content (files or collection); the next read refills it."""
+        with self._lock:
+            self.vectors.drop()
+            self._vector_generation = -1
 
     # -- internals ---------------------------------------------------------------------
 

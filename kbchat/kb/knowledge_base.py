@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 from filelock import FileLock, Timeout
+from numpy.typing import NDArray
 
 from kbchat.embed.base import Embedder, embed_texts
 from kbchat.embed.chit_chat import ChitChat
 from kbchat.errors import BadInput
 from kbchat.ingest.discover import FoundFile, discover, known_file, readable
 from kbchat.ingest.loaders import LoadLimits, is_supported
-from kbchat.kb.index import KBIndex
+from kbchat.kb.index import KBIndex, StoreOpener
 from kbchat.kb.prepare import (
     FileOutcome,
     FilePreparer,
@@ -33,7 +34,8 @@ from kbchat.kb.prepare import (
     prefetch,
     small_files_first,
 )
-from kbchat.store.bm25 import LEGACY_PICKLE, LEXICAL_DIR, tokenize
+from kbchat.store.base import Ids
+from kbchat.store.bm25 import LEGACY_PICKLE, LEXICAL_DIR, LexicalIndex, tokenize
 from kbchat.store.catalog import Catalog, FileRecord, KBRecord, NewChunk, StoredChunk
 from kbchat.types import Chunk, Hit
 
@@ -71,7 +73,11 @@ def chunk_id(kb: str, file: str, position: int, text: str) -> int:
 
 
 class KnowledgeBase:
-    """One knowledge base: its catalog rows, its indexes and its embedder."""
+    """One knowledge base: its catalog rows, its indexes and its embedder.
+
+    Retrieval reads it through the methods under "reading" (see
+    ``kbchat.retrieve.source.SearchableKB``), never through the catalog or indexes.
+    """
 
     def __init__(
         self,
@@ -80,6 +86,7 @@ class KnowledgeBase:
         embedder: Embedder,
         directory: Path,
         *,
+        open_store: StoreOpener,
         limits: LoadLimits,
         max_chunks_per_file: int,
         batch_size: int = 32,
@@ -100,7 +107,8 @@ class KnowledgeBase:
         )
         self.batch_size = batch_size
         directory.mkdir(parents=True, exist_ok=True)
-        self.index = KBIndex(catalog, record.id, directory, record.dim)
+        self._open_store = open_store
+        self.index = KBIndex(catalog, record.id, directory, open_store)
         self._write_lock = FileLock(str(directory / "write.lock"))
 
     @property
@@ -122,8 +130,31 @@ class KnowledgeBase:
         if top_k <= 0:
             raise BadInput(f"top_k must be > 0, got {top_k}")
         vector = self.embedder.embed_batch([query], is_query=True)[0]
-        scored = self.index.fresh_vectors().search(vector, top_k)
-        return self.hits(scored)
+        return self.hits(self.nearest(vector, top_k))
+
+    def nearest(
+        self, vector: NDArray[np.float32], k: int, allowed: Ids | None = None
+    ) -> list[tuple[int, float]]:
+        """The ``k`` chunk ids nearest to a ``(dim,)`` store query, with cosine scores."""
+        return self.index.fresh_vectors().search(vector, k, allowed)
+
+    def stored_vectors(self, ids: Sequence[int]) -> tuple[Ids, NDArray[np.float32]]:
+        """The vectors the store holds for ``ids``: (found ids, (len(found), dim) float32)."""
+        return self.index.fresh_vectors().get(np.asarray(ids, dtype=np.int64))
+
+    def lexical(self) -> LexicalIndex:
+        """The BM25 index, in step with the catalog."""
+        return self.index.fresh_lexical()
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+        """The stored chunks of those ``ids`` that exist, by id."""
+        return self.catalog.get_chunks(ids)
+
+    def chunk_ids_for_files(
+        self, names: Sequence[str], *, pages: tuple[int, int] | None = None
+    ) -> Ids:
+        """The ids of the chunks of files ``names``, optionally on pages FIRST..LAST."""
+        return self.catalog.chunk_ids_for_files(self.record.id, names, pages=pages)
 
     def hits(self, scored: Sequence[tuple[int, float]]) -> list[Hit]:
         """Turn (chunk id, score) pairs into Hits, in the given order."""
@@ -234,10 +265,11 @@ class KnowledgeBase:
         types) stay skipped and are not opened.
         """
         with self._writing(listener):
-            for stale in ("vectors.faiss", LEGACY_PICKLE, "state.json"):
+            self.index.drop_vectors()
+            for stale in (LEGACY_PICKLE, "state.json"):
                 (self.directory / stale).unlink(missing_ok=True)
             shutil.rmtree(self.directory / LEXICAL_DIR, ignore_errors=True)
-            self.index = KBIndex(self.catalog, self.record.id, self.directory, self.record.dim)
+            self.index = KBIndex(self.catalog, self.record.id, self.directory, self._open_store)
             records = self.files()
             listener.started(len(records))
             present: list[FoundFile] = []

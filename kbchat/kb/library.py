@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import threading
 from typing import TYPE_CHECKING, Any
 
-from kbchat.errors import BadInput, Conflict
+from kbchat.errors import BadInput, ConfigError, Conflict
 from kbchat.options import ChunkOverlap, ChunkSize, check_value
+from kbchat.registry import create_embedder, open_vector_store, vector_stores
 from kbchat.store.catalog import Catalog, KBRecord
 
 if TYPE_CHECKING:
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from kbchat.embed.base import Embedder
     from kbchat.embed.chit_chat import ChitChat
     from kbchat.ingest.ocr import OcrReader
+    from kbchat.kb.index import StoreOpener
     from kbchat.kb.knowledge_base import KnowledgeBase
 
 # Opening a knowledge base imports the ingest and index stack (numpy, faiss, bm25s); `kbchat kb
@@ -72,7 +75,6 @@ class Library:
 
     def embedder(self, spec: dict[str, Any]) -> Embedder:
         """Build (once) the embedder a spec describes; the API key comes from settings."""
-        from kbchat.registry import create_embedder
 
         key = json.dumps(spec, sort_keys=True)
         with self._lock:
@@ -99,8 +101,17 @@ class Library:
         chunk_overlap: int | None = None,
         description: str = "",
         temporary: bool = False,
+        store: str | None = None,
     ) -> KBRecord:
-        """Create a knowledge base; ``temporary`` ones are named with TEMPORARY_PREFIX."""
+        """Create a knowledge base; ``temporary`` ones are named with TEMPORARY_PREFIX.
+
+        ``store`` names the vector store backend (default: setting ``store.backend``).
+
+        Raises:
+            BadInput: a bad name, chunk size or overlap.
+            ConfigError: an unknown embedder or store backend (the message lists the known ones).
+            Conflict: a knowledge base of that name exists.
+        """
         if temporary != is_temporary(name):
             raise BadInput(
                 f"{name!r}: temporary knowledge bases (only those) start with {TEMPORARY_PREFIX!r}"
@@ -114,6 +125,8 @@ class Library:
         check_value(ChunkOverlap, "chunk_overlap", overlap)
         if overlap >= size:
             raise BadInput(f"chunk_overlap must be smaller than chunk_size ({size}), got {overlap}")
+        backend = store or self.settings.store.backend
+        vector_stores.factory(backend)  # an unknown backend fails here, listing the known ones
         spec = self.default_embedder_spec(embedder)
         model = self.embedder(spec)
         return self.catalog.create_kb(
@@ -121,6 +134,7 @@ class Library:
             embedder=model.name,
             embedder_spec=spec,
             dim=model.dim,
+            store=backend,
             chunk_size=size,
             chunk_overlap=overlap,
             description=description,
@@ -140,6 +154,7 @@ class Library:
         Raises:
             NotFound: no such knowledge base (the message lists the known ones).
             Conflict: the embedder available now is not the one that built it.
+            ConfigError: its vector store backend is not registered (a plugin not loaded).
         """
         from kbchat.ingest.loaders import LoadLimits
         from kbchat.kb.knowledge_base import KnowledgeBase
@@ -168,6 +183,7 @@ class Library:
             self.catalog,
             model,
             self.settings.kb_root / str(record.id),
+            open_store=self._store_opener(record),
             limits=limits,
             max_chunks_per_file=ingest.max_chunks_per_file,
             batch_size=self.settings.embedder.batch_size,
@@ -194,13 +210,39 @@ class Library:
             return self._ocr
 
     def drop(self, name: str) -> None:
+        """Delete a knowledge base: its vector store, its catalog rows, its folder.
+
+        The store goes first: should that fail, the knowledge base is still whole.
+        """
         from kbchat.kb.knowledge_base import remove_kb_directory
 
         record = self.catalog.get_kb(name)
-        self.catalog.drop_kb(record.id)
         with self._lock:
-            self._open.pop(name, None)
+            cached = self._open.pop(name, None)
+        if cached is not None and cached.record.id == record.id:
+            cached.index.drop_vectors()
+        else:
+            self._store_opener(record)().drop()
+        self.catalog.drop_kb(record.id)
         remove_kb_directory(self.settings.kb_root / str(record.id))
+
+    def _store_opener(self, record: KBRecord) -> StoreOpener:
+        try:
+            vector_stores.factory(record.store)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"knowledge base {record.name!r} keeps its vectors in {record.store!r}: {exc} "
+                "(is the plugin that provides it named in the plugins setting?)"
+            ) from exc
+        url = self.settings.store.url
+        return functools.partial(
+            open_vector_store,
+            record.store,
+            directory=self.settings.kb_root / str(record.id),
+            collection=f"kb_{record.id}",
+            dim=record.dim,
+            url=None if url is None else url.get_secret_value(),
+        )
 
     def ensure(self, name: str, **options: Any) -> KnowledgeBase:
         """Open ``name``, creating it with ``options`` if it does not exist."""

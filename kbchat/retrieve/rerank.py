@@ -125,6 +125,8 @@ class RemoteReranker:
         self._retry = RetryPolicy(max_retries, backoff_s)
 
     def rerank(self, query: str, passages: Sequence[str]) -> list[float]:
+        if not passages:
+            return []
         body = {
             "model": self.model,
             "query": query,

@@ -22,9 +22,9 @@ from kbchat.embed.base import Embedder
 from kbchat.embed.chit_chat import ChitChat
 from kbchat.embed.composite import CompositeEmbedder
 from kbchat.errors import BadInput
-from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.options import OptionError, RerankThreshold, RetrievalOptions, check_fields
-from kbchat.store.bm25 import tokenize
+from kbchat.retrieve.source import SearchableKB
+from kbchat.store.bm25 import LexicalIndex, tokenize
 from kbchat.store.catalog import StoredChunk
 from kbchat.text import detect_language
 from kbchat.types import Hit
@@ -75,7 +75,7 @@ class Retrieval:
 
 
 def search(
-    kbs: Sequence[KnowledgeBase],
+    kbs: Sequence[SearchableKB],
     query: str,
     options: SearchOptions | None = None,
     *,
@@ -86,7 +86,7 @@ def search(
 
 
 def retrieve(
-    kbs: Sequence[KnowledgeBase],
+    kbs: Sequence[SearchableKB],
     query: str,
     options: SearchOptions | None = None,
     *,
@@ -128,7 +128,7 @@ def retrieve(
     return result
 
 
-def _query_vectors(kbs: Sequence[KnowledgeBase], query: str) -> dict[str, np.ndarray]:
+def _query_vectors(kbs: Sequence[SearchableKB], query: str) -> dict[str, np.ndarray]:
     vectors: dict[str, np.ndarray] = {}
     for kb in kbs:
         if kb.embedder.name not in vectors:
@@ -170,7 +170,7 @@ def relevance(
 
 
 def _search_kb(
-    kb: KnowledgeBase,
+    kb: SearchableKB,
     query: str,
     vector: np.ndarray | None,
     tokens: list[str],
@@ -181,10 +181,9 @@ def _search_kb(
         return []
     found: list[int] = []  # dense candidates
     if vector is not None:
-        store = kb.index.fresh_vectors()
         query_vector = _store_query(kb.embedder, vector)
-        found = [i for i, _ in store.search(query_vector, options.candidates, allowed)]
-    lexical_index = kb.index.fresh_lexical() if tokens else None
+        found = [i for i, _ in kb.nearest(query_vector, options.candidates, allowed)]
+    lexical_index = kb.lexical() if tokens else None
     lexical_scores = lexical_index.normalised_scores(tokens) if lexical_index else None
     lexical: dict[int, float] = {}
     if lexical_index is not None and lexical_scores is not None:
@@ -195,11 +194,12 @@ def _search_kb(
         candidates = list(lexical)
     else:
         candidates = list(dict.fromkeys([*found, *lexical]))
-    stored = kb.catalog.get_chunks(candidates)
+    stored = kb.chunks(candidates)
     candidates = [i for i in candidates if i in stored]
     if not candidates:
         return []
-    rank, dense = _rank(kb, query, vector, candidates, stored, lexical, lexical_scores, options)
+    scored = _Lexical(lexical_index, lexical_scores, lexical)
+    rank, dense = _rank(kb, query, vector, candidates, stored, scored, options)
     if options.fusion == "weighted" or options.mode != "hybrid" or dense is None:
         keys = rank
     else:
@@ -222,14 +222,22 @@ def _store_query(embedder: Embedder, vector: np.ndarray) -> np.ndarray:
     return vector
 
 
+@dataclass(frozen=True, slots=True)
+class _Lexical:
+    """BM25 for one search: the index, its normalised score of every chunk, the top ones."""
+
+    index: LexicalIndex | None
+    scores: np.ndarray | None
+    top: dict[int, float]
+
+
 def _rank(
-    kb: KnowledgeBase,
+    kb: SearchableKB,
     query: str,
     vector: np.ndarray | None,
     candidates: list[int],
     stored: dict[int, StoredChunk],
-    lexical: dict[int, float],
-    lexical_scores: np.ndarray | None,
+    lexical: _Lexical,
     options: SearchOptions,
 ) -> tuple[list[float], np.ndarray | None]:
     """The unclipped ranking value of every candidate in the chosen mode, and its dense
@@ -240,15 +248,15 @@ def _rank(
     never a zero for "not in the other list".
     """
     if options.mode == "bm25" or vector is None:
-        return [lexical.get(i, 0.0) for i in candidates], None
+        return [lexical.top.get(i, 0.0) for i in candidates], None
     languages = [detect_language(stored[i].chunk.text[:300]) for i in candidates]
     query_language = detect_language(query)
     same = np.array([lang == query_language for lang in languages])
     dense_part = _dense_relevance(kb, vector, candidates, languages, same, options)
-    if options.mode == "dense" or lexical_scores is None:
+    if options.mode == "dense" or lexical.index is None or lexical.scores is None:
         # In hybrid mode with no query word in the corpus, BM25 has nothing to say.
         return [float(v) for v in dense_part], dense_part
-    lexical_part = np.array(kb.index.fresh_lexical().scores_for(lexical_scores, candidates))
+    lexical_part = np.array(lexical.index.scores_for(lexical.scores, candidates))
     lexical_part = _lexical_stand_in(lexical_part, dense_part, same, options.language_margin)
     weight = np.where(same | ~np.isnan(lexical_part), options.dense_weight, 1.0)
     fused = weight * dense_part + (1.0 - weight) * np.nan_to_num(lexical_part)
@@ -279,14 +287,14 @@ def _lexical_stand_in(
 
 
 def _dense_relevance(
-    kb: KnowledgeBase,
+    kb: SearchableKB,
     vector: np.ndarray,
     candidates: list[int],
     languages: Sequence[str],
     same: np.ndarray,
     options: SearchOptions,
 ) -> np.ndarray:
-    """Dense relevance of each candidate, from its stored vector.
+    """Dense relevance of each candidate, from its vector in the store.
 
     With a composite embedder (e5+use) the first model leads and the others (their mean)
     weigh ``second_weight`` for a passage in the question's language and
@@ -294,8 +302,8 @@ def _dense_relevance(
     """
     position = {chunk_id: n for n, chunk_id in enumerate(candidates)}
     matrix = np.zeros((len(candidates), kb.embedder.dim), dtype=np.float32)
-    for ids, vectors in kb.catalog.iter_vectors(kb.record.id, candidates):
-        matrix[[position[i] for i in ids.tolist()]] = vectors
+    ids, vectors = kb.stored_vectors(candidates)
+    matrix[[position[i] for i in ids.tolist()]] = vectors
     embedder = kb.embedder
     if not isinstance(embedder, CompositeEmbedder):
         return relevance(embedder, vector, matrix @ vector, languages, chit_chat=kb.chit_chat)
@@ -329,7 +337,7 @@ def _rrf(rankings: Sequence[Sequence[int]]) -> dict[int, float]:
     return fused
 
 
-def _allowed_ids(kb: KnowledgeBase, options: SearchOptions) -> np.ndarray | None:
+def _allowed_ids(kb: SearchableKB, options: SearchOptions) -> np.ndarray | None:
     if not options.files and not options.file_types and options.pages is None:
         return None
     names = [f.name for f in kb.files() if f.status == "indexed"]
@@ -338,7 +346,7 @@ def _allowed_ids(kb: KnowledgeBase, options: SearchOptions) -> np.ndarray | None
     if options.file_types:
         types = {t.lower().lstrip(".") for t in options.file_types}
         names = [n for n in names if n.rsplit(".", 1)[-1].lower() in types]
-    return kb.catalog.chunk_ids_for_files(kb.record.id, names, pages=options.pages)
+    return kb.chunk_ids_for_files(names, pages=options.pages)
 
 
 def _dedupe(hits: list[Hit], limit: int) -> list[Hit]:

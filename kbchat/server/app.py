@@ -29,6 +29,7 @@ from kbchat.ingest.discover import FoundFile
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.kb.jobs import JobManager, JobWork
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
+from kbchat.registry import load_plugins
 from kbchat.runtime import configure_process
 from kbchat.server import chat_api, files_api, kb_api, openai_api, summary_api
 from kbchat.server.access_log import AccessLog
@@ -73,6 +74,7 @@ def create_app(
     Raises:
         ConfigError: API keys are required (non-loopback bind) but none is configured.
     """
+    load_plugins(settings.plugins)
     auth = Authenticator(settings)
     mcp = build_mcp(lambda: app.state.kbchat.services, auth.authenticate)
 

@@ -57,6 +57,7 @@ class CreateKB(BaseModel):
     chunk_size: ChunkSize | None = None
     chunk_overlap: ChunkOverlap | None = None
     description: str = Field("", max_length=2000)
+    store: str | None = Field(None, max_length=64, description="Vector store backend name.")
 
 
 class SyncRequest(BaseModel):
@@ -107,6 +108,7 @@ def create_kb(body: CreateKB, state: StateDep, caller: CallerDep) -> dict[str, A
             chunk_size=body.chunk_size,
             chunk_overlap=body.chunk_overlap,
             description=body.description,
+            store=body.store,
         )
     except (TypeError, ValueError) as exc:  # an embedder backend refusing its settings
         raise BadInput(

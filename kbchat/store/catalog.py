@@ -1,8 +1,10 @@
 """The catalog: knowledge bases, their files and chunks, in one SQL database.
 
 The catalog is the source of truth. Chunk vectors and BM25 tokens are stored here too,
-so the FAISS and BM25 indexes beside it are caches that can always be rebuilt from it,
-and a file's chunks change in one transaction: all of them or none.
+so a knowledge base's vector store (any backend) and BM25 index are caches that can always
+be refilled from it (after a crash, another process's writes, a lost file, a rebuild), and
+a file's chunks change in one transaction: all of them or none. Searches read vectors from
+the store, never from here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from kbchat.errors import Conflict, NotFound
@@ -71,6 +73,7 @@ class Catalog:
                 event.listen(engine, "connect", _sqlite_pragmas)
         self.engine = engine
         metadata.create_all(engine)
+        _add_missing_columns(engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -84,6 +87,7 @@ class Catalog:
         embedder: str,
         embedder_spec: dict[str, Any],
         dim: int,
+        store: str,
         chunk_size: int,
         chunk_overlap: int,
         description: str = "",
@@ -99,6 +103,7 @@ class Catalog:
                     embedder=embedder,
                     embedder_spec=json.dumps(embedder_spec, sort_keys=True),
                     dim=dim,
+                    store=store,
                     chunk_size=chunk_size,
                     chunk_overlap=chunk_overlap,
                     generation=0,
@@ -367,6 +372,21 @@ class Catalog:
             .values(generation=kbs.c.generation + 1, updated_at=time.time())
         )
         return int(conn.execute(select(kbs.c.generation).where(kbs.c.id == kb_id)).scalar_one())
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Columns added since a catalog was made (``kbs.store``), with their server defaults."""
+    present = {c["name"] for c in inspect(engine).get_columns(kbs.name)}
+    with engine.begin() as conn:
+        for column in kbs.columns:
+            if column.name in present:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            default = column.server_default
+            clause = ""
+            if default is not None:
+                clause = f" NOT NULL DEFAULT '{default.arg}'"  # type: ignore[attr-defined]
+            conn.execute(text(f"ALTER TABLE {kbs.name} ADD COLUMN {column.name} {kind}{clause}"))
 
 
 def _vector_blocks(result: Any, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -38,6 +38,8 @@ kbs = Table(
     Column("embedder", Text, nullable=False),
     Column("embedder_spec", Text, nullable=False),
     Column("dim", Integer, nullable=False),
+    # Vector store backend; catalogs made before stores were pluggable get "faiss".
+    Column("store", String(64), nullable=False, server_default="faiss"),
     Column("chunk_size", Integer, nullable=False),
     Column("chunk_overlap", Integer, nullable=False),
     Column("generation", Integer, nullable=False, default=0),
@@ -92,6 +94,7 @@ class KBRecord:
     embedder: str
     embedder_spec: dict[str, Any]
     dim: int
+    store: str
     chunk_size: int
     chunk_overlap: int
     generation: int

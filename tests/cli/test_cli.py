@@ -153,3 +153,13 @@ def test_readding_reports_only_new_chunks(folder: Path, capsys: pytest.CaptureFi
     assert out.strip().endswith("; 1 new chunks")
     _, out, _ = run("kb", "add", "r", str(folder / "kettle.txt"), "--force", capsys=capsys)
     assert out.strip() == "1 indexed; 0 new chunks"
+
+
+def test_create_records_the_store_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run("kb", "create", "a", "--store", "faiss", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["store"] == "faiss"
+    code, out, err = run("kb", "create", "b", "--store", "milvux", capsys=capsys)
+    assert code == 1
+    assert "unknown vector store backend 'milvux'; known: faiss" in err
+    code, out, _ = run("kb", "info", "a", "--json", capsys=capsys)
+    assert json.loads(out)["store"] == "faiss"

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from kbchat.config import load_settings
-from kbchat.embed.base import normalise
+from kbchat.embed.base import Embedder, normalise
 from kbchat.embed.composite import CompositeEmbedder
 from kbchat.errors import ConfigError
 from kbchat.kb.library import Library
 from kbchat.registry import create_embedder, embedders
 from kbchat.retrieve.search import SearchOptions, search
+from kbchat.testing.contracts import EmbedderContract
 from kbchat.testing.fakes import HashEmbedder
 
 CONCEPTS = {
@@ -108,3 +109,8 @@ def test_composite_knowledge_base_finds_passages_across_languages(
     first_only = search([kb], "brew tea", SearchOptions(top_k=1, second_weight=0.0))
     both = search([kb], "brew tea", SearchOptions(top_k=1, second_weight=0.5))
     assert first_only[0].extra["rank_key"] != pytest.approx(both[0].extra["rank_key"])
+
+
+class TestCompositeEmbedderContract(EmbedderContract):
+    def make_embedder(self) -> Embedder:
+        return CompositeEmbedder([HashEmbedder(dim=64), HashEmbedder(dim=32)])

@@ -12,6 +12,7 @@ from kbchat.embed.base import Embedder, embed_texts
 from kbchat.embed.local import E5Embedder, USEEmbedder
 from kbchat.errors import MissingDependency
 from kbchat.registry import embedders
+from kbchat.testing.contracts import EmbedderContract
 
 PASSAGES = [
     "The warranty of this product lasts two years from the date of purchase.",
@@ -137,3 +138,17 @@ def test_long_inputs_are_not_truncated(request: pytest.FixtureRequest, fixture: 
     head = "The warranty of this product lasts two years. " * 55  # ~610 e5 tokens
     a, b = embedder.embed_batch([head + "Bananas are yellow. " * 12, head + "Cars are fast. " * 12])
     assert float(a @ b) < 0.999  # truncation at 512 tokens would make them identical
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+class TestUSEContract(EmbedderContract):
+    def make_embedder(self) -> Embedder:
+        return USEEmbedder(threads=2)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+class TestE5Contract(EmbedderContract):
+    def make_embedder(self) -> Embedder:
+        return E5Embedder()

@@ -20,6 +20,8 @@ from kbchat.embed.base import Embedder, embed_texts
 from kbchat.embed.remote import OpenAIEmbedder
 from kbchat.errors import BackendError
 from kbchat.registry import embedders
+from kbchat.testing.contracts import EmbedderContract
+from tests.server.support import in_process_server
 
 BASE = "http://embed.test/v1"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -284,3 +286,19 @@ def test_a_down_server_fails_quickly_and_clearly() -> None:
     ):
         embedder.embed_batch(["x"])
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
+class TestRemoteEmbedderContract(EmbedderContract):
+    """Against kbchat's own /v1/embeddings (in this process), serving the hash embedder."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def embedder(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedder]:
+        with in_process_server(tmp_path_factory.mktemp("embed-server")) as client:
+            yield OpenAIEmbedder(
+                base_url="http://testserver/v1",
+                model="hash",
+                client=client,  # type: ignore[arg-type]  # TestClient (httpx2) speaks httpx's API
+                backoff_s=0.0,
+            )

@@ -12,7 +12,9 @@ import pytest
 from kbchat.errors import BadInput, ConfigError
 from kbchat.llm import complete
 from kbchat.llm.assemble import DEFAULT_MODEL, KNOWN_MODELS
+from kbchat.llm.base import ChatModel
 from kbchat.llm.llamacpp import LlamaCppChatModel
+from kbchat.testing.contracts import ChatModelContract
 from kbchat.types import Message
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -164,3 +166,10 @@ def test_corrupt_model_file_is_a_config_error(default_model_path: Path, tmp_path
         LlamaCppChatModel(path=truncated)
     assert str(truncated) in str(info.value) and "corrupt" in str(info.value)
     assert hashlib.sha256(truncated.read_bytes()).hexdigest()  # the file is left as it was
+
+
+class TestLlamaCppContract(ChatModelContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model(cls, llamacpp_model: LlamaCppChatModel) -> ChatModel:
+        return llamacpp_model

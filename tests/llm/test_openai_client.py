@@ -14,9 +14,12 @@ import pytest
 
 from kbchat.errors import BackendError, BadInput, ConfigError, ContextLengthExceeded, Unsupported
 from kbchat.llm import complete
-from kbchat.llm.base import ForcedTool, ResponseFormat, complete_message
+from kbchat.llm.base import ChatModel, ForcedTool, ResponseFormat, complete_message
 from kbchat.llm.openai import OpenAIChatModel
+from kbchat.testing.contracts import ChatModelContract
+from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Message, ToolCall, ToolSpec, Usage
+from tests.server.support import in_process_server
 
 URL = "http://llm.test/v1"
 KEY = "sk-very-secret-key"
@@ -305,3 +308,18 @@ def test_refused_requests_are_bad_input_and_overflow_has_its_own_error() -> None
     )
     with pytest.raises(ContextLengthExceeded, match="too long"):
         complete(make_model(Recorder(overflow)), USER)
+
+
+class TestOpenAIChatModelContract(ChatModelContract):
+    """Against kbchat's own /v1/chat/completions (in this process) over a scripted model."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatModel]:
+        scripted = ScriptedChatModel([cls.REPLY])
+        with in_process_server(tmp_path_factory.mktemp("chat-server"), scripted) as client:
+            yield OpenAIChatModel(
+                base_url="http://testserver/v1",
+                model="qwen2.5-0.5b",
+                client=client,  # type: ignore[arg-type]  # TestClient (httpx2) speaks httpx's API
+            )

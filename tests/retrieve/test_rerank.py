@@ -13,6 +13,8 @@ import pytest
 
 from kbchat.errors import BackendError, ConfigError
 from kbchat.retrieve.rerank import OnnxCrossEncoder, RemoteReranker
+from kbchat.retrieve.search import Reranker
+from kbchat.testing.contracts import RerankerContract
 
 onnx = pytest.importorskip("onnx")
 tokenizers = pytest.importorskip("tokenizers")
@@ -87,7 +89,7 @@ def test_onnx_cross_encoder_missing_files_name_the_fix(tmp_path: Path) -> None:
         OnnxCrossEncoder(path=tmp_path)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def rerank_server() -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -167,3 +169,17 @@ def test_remote_reranker_gives_up_after_its_retries() -> None:
     with pytest.raises(BackendError, match="reranker at http://r.test/v1/rerank answered HTTP 502"):
         reranker.rerank("q", ["x"])
     assert calls == 2
+
+
+class TestOnnxCrossEncoderContract(RerankerContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def reranker(cls, tmp_path_factory: pytest.TempPathFactory) -> Reranker:
+        return OnnxCrossEncoder(path=make_cross_encoder(tmp_path_factory.mktemp("ce") / "ce"))
+
+
+class TestRemoteRerankerContract(RerankerContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def reranker(cls, rerank_server: str) -> Reranker:
+        return RemoteReranker(base_url=rerank_server, model="bge-reranker")

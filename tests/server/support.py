@@ -7,12 +7,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from kbchat.app import Services, build
 from kbchat.config import Settings, load_settings
+from kbchat.server import create_app
 from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Delta, Message
 
@@ -162,3 +164,16 @@ def live_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+@contextmanager
+def in_process_server(home: Path, model: Any = None) -> Iterator[TestClient]:
+    """kbchat's app over the hash embedder and ``model`` (scripted "OK" by default), in
+    this process; the client's base URL is ``http://testserver``."""
+    settings = load_settings(home=home, embedder={"backend": "hash"}, chat=NO_ANSWER_BAR)
+    services = make_services(settings, model)
+    try:
+        with TestClient(create_app(settings, services=services)) as client:
+            yield client
+    finally:
+        services.close()

@@ -147,6 +147,7 @@ def test_kbchat_mcp_command_serves_stdio(tmp_path: Path, monkeypatch: pytest.Mon
     env = {
         "KBCHAT_HOME": str(home),
         "KBCHAT_EMBEDDER__BACKEND": "hash",
+        "KBCHAT_PLUGINS": "kbchat.testing.plugin",
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         "PATH": "/usr/bin:/bin",
     }

@@ -6,7 +6,7 @@ import { t } from "./i18n.js";
 import { renderKbDetail } from "./kbfiles.js";
 import { toast } from "./toast.js";
 
-const EMBEDDERS = ["e5", "use", "openai", "hash"];
+const EMBEDDERS = ["e5+use", "e5", "use", "openai"];
 
 function numberField(id, label, placeholder) {
   return h("label", { class: "field" }, h("span", {}, label),
