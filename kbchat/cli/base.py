@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -32,6 +33,12 @@ def open_library() -> Iterator[Library]:
 
 
 def print_json(value: Any) -> None:
+    """Print ``value`` as JSON; a shape (``kbchat.shapes``) or a list of them as the API
+    sends them."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list) and all(isinstance(item, BaseModel) for item in value):
+        value = [item.model_dump(mode="json") for item in value]
     out.print_json(json.dumps(value, ensure_ascii=False, default=str))
 
 

@@ -24,7 +24,7 @@ from kbchat.eval.answers import AnswerReport, AnswerResult, evaluate_answers
 from kbchat.eval.retrieval import load_queries
 from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
 from kbchat.options import answer_search_options, chat_options, summary_options
-from kbchat.serialize import answer_json
+from kbchat.shapes.chat import answer_info
 from kbchat.store.conversations import new_conversation_id
 from kbchat.types import Answer, Message
 
@@ -247,7 +247,7 @@ def ask(
         events = _events(services, names, question, model, [], options, files_kb=files_kb)
         if as_json:
             answer = next(e for e in events if isinstance(e, Answer))
-            print_json(answer_json(answer))
+            print_json(answer_info(answer))
         else:
             _print_stream(events)
     finally:

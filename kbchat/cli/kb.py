@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +18,7 @@ from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener, KnowledgeBase
 from kbchat.options import search_options
 from kbchat.retrieve.search import retrieve
-from kbchat.serialize import file_json, hit_json, kb_json
+from kbchat.shapes.kb import file_listing, hit_info, kb_listing, kb_settings, outcome_info
 from kbchat.types import Hit
 
 kb_app = typer.Typer(help="Create and manage knowledge bases.", no_args_is_help=True)
@@ -75,7 +74,7 @@ def run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> N
 
 def _report_outcomes(outcomes: Sequence[FileOutcome], as_json: bool) -> None:
     if as_json:
-        print_json([asdict(o) for o in outcomes])
+        print_json([outcome_info(o) for o in outcomes])
         return
     counts: dict[str, int] = {}
     for outcome in outcomes:
@@ -110,7 +109,7 @@ def kb_create(
             description=description,
         )
         if as_json:
-            print_json(kb_json(record))
+            print_json(kb_settings(record))
         else:
             out.print(f"created knowledge base {record.name!r} (embedder {record.embedder})")
 
@@ -119,15 +118,13 @@ def kb_create(
 def kb_list(as_json: JsonOpt = False) -> None:
     """List knowledge bases."""
     with open_library() as library:
-        rows = [kb_json(r, library.catalog.kb_stats(r.id)) for r in library.records()]
+        rows = [kb_listing(r, library.catalog.kb_stats(r.id)) for r in library.records()]
     if as_json:
         print_json(rows)
         return
     table = Table("name", "files", "chunks", "embedder", "description")
     for row in rows:
-        table.add_row(
-            row["name"], str(row["files"]), str(row["chunks"]), row["embedder"], row["description"]
-        )
+        table.add_row(row.name, str(row.files), str(row.chunks), row.embedder, row.description)
     out.print(table)
 
 
@@ -136,11 +133,11 @@ def kb_info(name: str, as_json: JsonOpt = False) -> None:
     """Show a knowledge base's settings and file counts."""
     with open_library() as library:
         record = library.catalog.get_kb(name)
-        info = kb_json(record, library.catalog.kb_stats(record.id))
+        info = kb_listing(record, library.catalog.kb_stats(record.id))
     if as_json:
         print_json(info)
         return
-    for key, value in info.items():
+    for key, value in info.model_dump().items():
         out.print(f"[bold]{key}[/bold]: {value}")
 
 
@@ -192,7 +189,7 @@ def kb_files(name: str, as_json: JsonOpt = False) -> None:
         kept = SummaryStore(library.catalog.engine).for_files(kb.record.id, records)
     summaries = {file: summary.text for file, summary in kept.items()}
     if as_json:
-        print_json([{**file_json(r), "summary": summaries.get(r.name)} for r in records])
+        print_json([file_listing(r, summaries.get(r.name)) for r in records])
         return
     table = Table("name", "status", "chunks", "error", "summary")
     for r in records:
@@ -297,7 +294,7 @@ def _page_range(pages: str | None) -> tuple[int, int] | None:
 def print_hits(hits: Sequence[Hit], as_json: bool) -> None:
     """Print search hits as JSON or as a numbered list of passages."""
     if as_json:
-        print_json([hit_json(h) for h in hits])
+        print_json([hit_info(h) for h in hits])
         return
     if not hits:
         out.print("no matching passages")
