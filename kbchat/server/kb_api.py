@@ -293,7 +293,14 @@ def get_job(job_id: str, state: StateDep, caller: CallerDep) -> JobInfo:
     return JobInfo.model_validate(state.jobs.snapshot(job_id)[0])
 
 
-@router.get("/api/jobs/{job_id}/events", tags=["jobs"], responses=documented(401, 404))
+@router.get(
+    "/api/jobs/{job_id}/events",
+    tags=["jobs"],
+    responses={
+        200: {"description": "SSE events progress, done (or error)"},
+        **documented(401, 404),
+    },
+)
 async def job_events(job_id: str, state: StateDep, caller: CallerDep) -> StreamingResponse:
     """Server-sent events: ``progress`` (the job) on every change, then one ``done``."""
     _readable_job(state, caller, job_id)

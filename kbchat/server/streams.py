@@ -119,7 +119,8 @@ def stream_schema(events: Mapping[str, EventPayload]) -> tuple[dict[str, Any], d
 
 
 def document_streams(app: FastAPI) -> None:
-    """Give every SSE route of ``app`` its events' schema in the OpenAPI document."""
+    """Give every SSE route of ``app`` its events' schema in the OpenAPI document (a route
+    answering JSON too, such as ``/api/chat`` with ``stream: false``, keeps that schema)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -135,6 +136,8 @@ def document_streams(app: FastAPI) -> None:
             for name, component in components.items():
                 schemas.setdefault(name, component)
             content = operation["responses"]["200"].setdefault("content", {})
+            if content.get("application/json", {}).get("schema") == {}:
+                del content["application/json"]  # FastAPI's placeholder: this route has no JSON
             content["text/event-stream"] = {"schema": schema}
         return document
 
