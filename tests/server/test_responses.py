@@ -46,8 +46,9 @@ def is_shaped(document: dict[str, Any], schema: dict[str, Any]) -> bool:
     schema = resolve(document, schema)
     if "items" in schema:
         return is_shaped(document, schema["items"])
-    if "oneOf" in schema or "anyOf" in schema:
-        return all(is_shaped(document, s) for s in schema.get("oneOf", schema.get("anyOf")))
+    choices: list[dict[str, Any]] = schema.get("oneOf") or schema.get("anyOf") or []
+    if choices:
+        return all(is_shaped(document, choice) for choice in choices)
     return bool(schema.get("properties")) or "const" in schema
 
 
