@@ -1,10 +1,12 @@
 """The events of every server-sent-event route, and their place in the OpenAPI document.
 
 OpenAPI 3.1 has no way to describe a stream item by item, so each SSE route's 200
-``text/event-stream`` response gets one schema: an ``{"event": name, "data": payload}``
-object per event the route sends (``oneOf``), with the payloads' models as components.
-On the wire each is ``event: <name>`` and ``data: <payload as JSON>``; the OpenAI
-stream sends unnamed events (``message``) ending with ``data: [DONE]``.
+``text/event-stream`` response gets the schema of one event, as OpenAPI 3.2 describes
+them: an object with the event's name (``event``) and its ``data``, a string whose
+``contentSchema`` is the payload's JSON schema, one choice per event the route sends
+(``oneOf``), with the payloads' models as components. On the wire each is ``event:
+<name>`` and ``data: <payload as JSON>``; the OpenAI stream sends unnamed events
+(``message``) ending with ``data: [DONE]``.
 """
 
 from __future__ import annotations
@@ -107,12 +109,14 @@ def stream_schema(events: Mapping[str, EventPayload]) -> tuple[dict[str, Any], d
         if "$ref" not in schema and isinstance(payload, type) and issubclass(payload, BaseModel):
             components[payload.__name__] = schema
             schema = {"$ref": f"#/components/schemas/{payload.__name__}"}
+        data = {"type": "string", "contentMediaType": "application/json", "contentSchema": schema}
         choices.append(
             {
                 "type": "object",
                 "title": f"{name} event",
-                "properties": {"event": {"const": name}, "data": schema},
-                "required": ["event", "data"],
+                "properties": {"event": {"const": name}, "data": data},
+                # An unnamed event is a "message" (the SSE standard).
+                "required": ["data"] if name == "message" else ["event", "data"],
             }
         )
     return {"oneOf": choices}, components

@@ -80,12 +80,23 @@ class OpenAPIContract:
         return [f"{method} {path} {status} {p}" for p in self.problems(schema, body)]
 
     def check_events(self, method: str, path: str, events: list[Event]) -> list[str]:
-        """What is wrong with the (event name, parsed data) pairs of an SSE response."""
+        """What is wrong with the (event name, data parsed as JSON) pairs of an SSE response.
+
+        An event's documented ``data`` is a string whose ``contentSchema`` is the schema
+        of the JSON it holds (JSON Schema does not validate that by itself).
+        """
         schema = self.schema(method, path, 200, "text/event-stream")
+        choices = {c["properties"]["event"]["const"]: c for c in schema["oneOf"]}
         found = []
         for name, data in events:
-            for problem in self.problems(schema, {"event": name, "data": data}):
-                found.append(f"{method} {path} event {name}: {problem}")
+            choice = choices.get(name)
+            if choice is None:
+                found.append(f"{method} {path}: event {name!r} is not documented")
+                continue
+            documented = choice["properties"]["data"]
+            content = documented.get("contentSchema")
+            problems = self.problems(content if content is not None else documented, data)
+            found += [f"{method} {path} event {name}: {problem}" for problem in problems]
         return found
 
 

@@ -49,6 +49,8 @@ def is_shaped(document: dict[str, Any], schema: dict[str, Any]) -> bool:
     choices: list[dict[str, Any]] = schema.get("oneOf") or schema.get("anyOf") or []
     if choices:
         return all(is_shaped(document, choice) for choice in choices)
+    if "contentSchema" in schema:
+        return is_shaped(document, schema["contentSchema"])
     return bool(schema.get("properties")) or "const" in schema
 
 
@@ -70,6 +72,8 @@ def test_every_route_documents_the_shape_of_its_success(document: dict[str, Any]
                 events = successes["200"]["content"]["text/event-stream"]["schema"]["oneOf"]
                 names = {e["properties"]["event"]["const"] for e in events}
                 assert names == set(STREAMS[(method, path)]), where
+                for event in events:
+                    assert is_shaped(document, event["properties"]["data"]), (where, event)
 
 
 def api_routes(routes: list[Any]) -> list[APIRoute]:
