@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from pydantic import BaseModel, Field
 
 from kbchat.chat.summarize import Strategy, Summary
@@ -28,7 +26,7 @@ class CitationInfo(Shape):
 
 
 def citation_info(citation: Citation) -> CitationInfo:
-    return CitationInfo.model_validate(asdict(citation))
+    return CitationInfo.model_validate(citation, from_attributes=True)
 
 
 class UsageInfo(Shape):

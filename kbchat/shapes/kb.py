@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, Literal
 
 from pydantic import Field
@@ -48,17 +47,7 @@ class KBDetail(KBListing):
 
 
 def kb_settings(record: KBRecord) -> KBInfo:
-    return KBInfo(
-        name=record.name,
-        description=record.description,
-        embedder=record.embedder,
-        embedder_spec=record.embedder_spec,
-        dim=record.dim,
-        chunk_size=record.chunk_size,
-        chunk_overlap=record.chunk_overlap,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-    )
+    return KBInfo.model_validate(record, from_attributes=True)
 
 
 def kb_listing(record: KBRecord, stats: dict[str, int]) -> KBListing:
@@ -92,16 +81,7 @@ class FileListing(FileInfo):
 
 
 def file_info(record: FileRecord) -> FileInfo:
-    return FileInfo(
-        name=record.name,
-        path=record.path,
-        status=record.status,
-        error=record.error,
-        chunks=record.chunks,
-        size=record.size,
-        sha256=record.sha256,
-        updated_at=record.updated_at,
-    )
+    return FileInfo.model_validate(record, from_attributes=True)
 
 
 def file_listing(record: FileRecord, summary: str | None) -> FileListing:
@@ -121,7 +101,7 @@ class FileOutcomeInfo(Shape):
 
 
 def outcome_info(outcome: FileOutcome) -> FileOutcomeInfo:
-    return FileOutcomeInfo.model_validate(asdict(outcome))
+    return FileOutcomeInfo.model_validate(outcome, from_attributes=True)
 
 
 class JobInfo(Shape):
