@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
 from kbchat.errors import BadInput
@@ -54,6 +55,12 @@ def build_services(settings: Settings) -> Services:
 
 
 def print_json(value: Any) -> None:
+    """Print ``value`` as JSON; a shape (``kbchat.shapes``) or a list of them as the API
+    sends them."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list) and all(isinstance(item, BaseModel) for item in value):
+        value = [item.model_dump(mode="json") for item in value]
     out.print_json(json.dumps(value, ensure_ascii=False, default=str))
 
 

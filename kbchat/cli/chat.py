@@ -295,7 +295,7 @@ def ask(
         )
     from kbchat.config import load_settings
     from kbchat.options import answer_search_options, chat_options
-    from kbchat.serialize import answer_json
+    from kbchat.shapes.chat import answer_info
     from kbchat.store.conversations import new_conversation_id
 
     settings = load_settings()
@@ -311,7 +311,7 @@ def ask(
         )
         if as_json:
             answer = next(e for e in events if isinstance(e, Answer))
-            print_json(answer_json(answer))
+            print_json(answer_info(answer))
         else:
             _print_stream(events)
     finally:

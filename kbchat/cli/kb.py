@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Collection, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -69,7 +68,9 @@ def _report_outcomes(
     """Skips, notes and the summary line; failures already shown as they happened
     (``shown``, by file name) are not repeated."""
     if as_json:
-        print_json([asdict(o) for o in outcomes])
+        from kbchat.shapes.kb import outcome_info
+
+        print_json([outcome_info(o) for o in outcomes])
         return
     counts: dict[str, int] = {}
     for outcome in outcomes:
@@ -99,7 +100,7 @@ def kb_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an empty knowledge base."""
-    from kbchat.serialize import kb_json
+    from kbchat.shapes.kb import kb_settings
 
     with open_library(indexes=False) as library:
         record = library.create(
@@ -111,7 +112,7 @@ def kb_create(
             store=store,
         )
         if as_json:
-            print_json(kb_json(record))
+            print_json(kb_settings(record))
         else:
             out.print(
                 f"created knowledge base {record.name!r} "
@@ -124,33 +125,31 @@ def kb_list(as_json: JsonOpt = False) -> None:
     """List knowledge bases."""
     from rich.table import Table
 
-    from kbchat.serialize import kb_json
+    from kbchat.shapes.kb import kb_listing
 
     with open_library(indexes=False) as library:
-        rows = [kb_json(r, library.catalog.kb_stats(r.id)) for r in library.records()]
+        rows = [kb_listing(r, library.catalog.kb_stats(r.id)) for r in library.records()]
     if as_json:
         print_json(rows)
         return
     table = Table("name", "files", "chunks", "embedder", "description")
     for row in rows:
-        table.add_row(
-            row["name"], str(row["files"]), str(row["chunks"]), row["embedder"], row["description"]
-        )
+        table.add_row(row.name, str(row.files), str(row.chunks), row.embedder, row.description)
     out.print(table)
 
 
 @kb_app.command("info")
 def kb_info(name: str, as_json: JsonOpt = False) -> None:
     """Show a knowledge base's settings and file counts."""
-    from kbchat.serialize import kb_json
+    from kbchat.shapes.kb import kb_listing
 
     with open_library(indexes=False) as library:
         record = library.catalog.get_kb(name)
-        info = kb_json(record, library.catalog.kb_stats(record.id))
+        info = kb_listing(record, library.catalog.kb_stats(record.id))
     if as_json:
         print_json(info)
         return
-    for key, value in info.items():
+    for key, value in info.model_dump().items():
         out.print(f"[bold]{key}[/bold]: {_readable(key, value)}", highlight=False)
 
 
@@ -218,7 +217,7 @@ def kb_files(name: str, as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     from kbchat.chat.summaries import SummaryStore
-    from kbchat.serialize import file_json
+    from kbchat.shapes.kb import file_listing
 
     with open_library() as library:
         kb = library.get(name)
@@ -226,7 +225,7 @@ def kb_files(name: str, as_json: JsonOpt = False) -> None:
         kept = SummaryStore(library.catalog.engine).for_files(kb.record.id, records)
     summaries = {file: summary.text for file, summary in kept.items()}
     if as_json:
-        print_json([{**file_json(r), "summary": summaries.get(r.name)} for r in records])
+        print_json([file_listing(r, summaries.get(r.name)) for r in records])
         return
     table = Table("name", "status", "chunks", "error", "summary")
     for r in records:
@@ -341,10 +340,10 @@ def _page_range(pages: str | None) -> tuple[int, int] | None:
 
 def print_hits(hits: Sequence[Hit], as_json: bool) -> None:
     """Print search hits as JSON or as a numbered list of passages."""
-    from kbchat.serialize import hit_json
+    from kbchat.shapes.kb import hit_info
 
     if as_json:
-        print_json([hit_json(h) for h in hits])
+        print_json([hit_info(h) for h in hits])
         return
     if not hits:
         out.print("no matching passages")

@@ -6,7 +6,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from kbchat.app import Services
     from kbchat.chat.summarize import Progress, Summary, SummaryEvent
     from kbchat.kb.knowledge_base import KnowledgeBase
+    from kbchat.shapes.chat import KBSummaries
 
 SLOW_S = 120.0
 """Summaries expected to take longer than this are announced as a warning."""
@@ -59,7 +60,7 @@ def summarize_command(
     finally:
         services.close()
     if as_json:
-        print_json(results)
+        print_json(results.model_dump(mode="json", exclude_unset=True))
 
 
 def _summarize_all(
@@ -72,16 +73,16 @@ def _summarize_all(
     as_json: bool,
     *,
     overview: bool,
-) -> dict[str, Any]:
+) -> KBSummaries:
     from kbchat.chat.summaries import SummaryStore, summarize_file
     from kbchat.chat.summarize import summarize
     from kbchat.options import summary_options
-    from kbchat.serialize import summary_json
+    from kbchat.shapes.chat import KBSummaries, file_summary, summary_info
 
     model = services.models.get(model_name)
     options = summary_options(services.settings, strategy=strategy, model=model_name)
     store = SummaryStore(services.library.catalog.engine)
-    results: dict[str, Any] = {"kb": kb.name, "files": []}
+    results = KBSummaries(kb=kb.name, files=[])
     for name in names:
         if not as_json:
             err.print(f"== {name}", markup=False, style="bold")
@@ -89,13 +90,13 @@ def _summarize_all(
             partial(summarize_file, kb, name, model, store, options=options, refresh=refresh),
             as_json,
         )
-        results["files"].append({"file": name, **summary_json(summary)})
+        results.files.append(file_summary(name, summary))
     if overview and len(names) > 1:
         if not as_json:
             err.print(f"== {kb.name} (overview)", markup=False, style="bold")
-        texts = [f"{row['file']}: {row['summary']}" for row in results["files"]]
+        texts = [f"{row.file}: {row.summary}" for row in results.files]
         whole = _run(partial(summarize, model, texts, options=options), as_json)
-        results["overview"] = summary_json(whole)
+        results.overview = summary_info(whole)
     return results
 
 

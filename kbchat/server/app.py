@@ -45,6 +45,8 @@ from kbchat.server.errors import (
 )
 from kbchat.server.mcp import build_mcp, mount_mcp
 from kbchat.server.state import GenerationLimiter, ServerState, current_principal, get_state
+from kbchat.server.streams import document_streams
+from kbchat.shapes.system import DoctorCheck, GenerationLoad, Health, ModelInfo, PublicSettings
 from kbchat.store.conversations import ConversationStore
 
 SAMPLE_KB = "kbchat-docs"
@@ -118,6 +120,7 @@ def create_app(
     )
     install_error_handlers(app)
     honest_openapi(app)
+    document_streams(app)
     routers = [
         _system_router(),
         kb_api.router,
@@ -159,70 +162,70 @@ def _system_router() -> APIRouter:
     router = APIRouter(tags=["system"])
 
     @router.get("/api/health")
-    def health(state: StateDep) -> dict[str, Any]:
+    def health(state: StateDep) -> Health:
         """Liveness and load: generation slots in use and waiting, jobs queued or running."""
         limiter = state.limiter
-        return {
-            "status": "ok",
-            "version": __version__,
-            "generations": {
-                "running": limiter.running,
-                "waiting": limiter.waiting,
-                "slots": limiter.slots,
-                "queue_size": limiter.queue_size,
-            },
-            "jobs": sum(1 for job in state.jobs.list_jobs() if not job.finished),
-        }
+        return Health(
+            status="ok",
+            version=__version__,
+            generations=GenerationLoad(
+                running=limiter.running,
+                waiting=limiter.waiting,
+                slots=limiter.slots,
+                queue_size=limiter.queue_size,
+            ),
+            jobs=sum(1 for job in state.jobs.list_jobs() if not job.finished),
+        )
 
     @router.get("/api/models", responses=documented(401))
-    def models(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
+    def models(state: StateDep, caller: CallerDep) -> list[ModelInfo]:
         """The configured chat models."""
         settings = state.settings
         return [
-            {
-                "name": name,
-                "backend": settings.models[name].backend,
-                "default": name == settings.default_model,
-            }
+            ModelInfo(
+                name=name,
+                backend=settings.models[name].backend,
+                default=name == settings.default_model,
+            )
             for name in sorted(settings.models)
         ]
 
     @router.get("/api/settings", responses=documented(401))
-    def safe_settings(state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    def safe_settings(state: StateDep, caller: CallerDep) -> PublicSettings:
         """The settings a client may see: defaults and limits, never keys or secrets."""
         return public_settings(state.settings, state.auth.required)
 
     @router.get("/api/doctor", responses=documented(401, 403))
-    def doctor(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
+    def doctor(state: StateDep, caller: CallerDep) -> list[DoctorCheck]:
         """What is installed and usable (packages, models, data directory, config)."""
         from kbchat.doctor import run_checks
 
         caller.require(ALL_KBS, "admin")
-        return [asdict(check) for check in run_checks(state.settings)]
+        return [DoctorCheck.model_validate(asdict(check)) for check in run_checks(state.settings)]
 
     return router
 
 
-def public_settings(settings: Settings, auth_required: bool) -> dict[str, Any]:
-    """The safe subset of ``settings``: no API keys, hashes, URLs, paths or secrets."""
-    server = settings.server.model_dump(
-        mode="json", exclude={"api_keys", "keys_file", "sync_folders"}
+def public_settings(settings: Settings, auth_required: bool) -> PublicSettings:
+    """The safe subset of ``settings``: no API keys, hashes, URLs, paths or secrets (the
+    public shapes exclude those fields)."""
+    return PublicSettings.model_validate(
+        {
+            "version": __version__,
+            "embedder": settings.embedder.model_dump(),
+            "ingest": settings.ingest,
+            "retrieval": settings.retrieval,
+            "chat": settings.chat,
+            "rerank": settings.rerank.model_dump(include={"backend", "threshold"}),
+            "models": {
+                name: m.model_dump(include={"backend", "model", "n_ctx"})
+                for name, m in settings.models.items()
+            },
+            "default_model": settings.default_model,
+            "server": {**settings.server.model_dump(), "auth_required": auth_required},
+            "file_types": sorted(ext.lstrip(".") for ext in supported_extensions()),
+        }
     )
-    return {
-        "version": __version__,
-        "embedder": settings.embedder.model_dump(mode="json", exclude={"api_key", "base_url"}),
-        "ingest": settings.ingest.model_dump(mode="json"),
-        "retrieval": asdict(settings.retrieval),
-        "chat": asdict(settings.chat),
-        "rerank": {"backend": settings.rerank.backend, "threshold": settings.rerank.threshold},
-        "models": {
-            name: m.model_dump(mode="json", include={"backend", "model", "n_ctx"})
-            for name, m in settings.models.items()
-        },
-        "default_model": settings.default_model,
-        "server": {**server, "auth_required": auth_required},
-        "file_types": sorted(ext.lstrip(".") for ext in supported_extensions()),
-    }
 
 
 def _seed_sample(state: ServerState) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -45,13 +45,23 @@ from kbchat.options import (
     chat_options,
     summary_options,
 )
-from kbchat.serialize import answer_json, answer_meta
 from kbchat.server.auth import Principal
 from kbchat.server.errors import documented, error_body, internal_error_body
 from kbchat.server.files_api import delete_conversation_files
 from kbchat.server.schemas import KBName
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event, until_disconnected
 from kbchat.server.state import ServerState, current_principal, find_kb, get_state
+from kbchat.server.streams import CitationsEvent, TextDelta
+from kbchat.shapes.chat import (
+    ChatAnswer,
+    ConversationDetail,
+    ConversationInfo,
+    answer_meta,
+    chat_answer,
+    citation_info,
+    conversation_detail,
+    conversation_info,
+)
 from kbchat.store.conversations import StoredMessage, new_conversation_id
 from kbchat.types import Answer, Message
 
@@ -178,7 +188,13 @@ def answer_events(
             citations = [asdict(c) for c in event.citations]
             turns = [
                 StoredMessage("user", plan.question, asked),
-                StoredMessage("assistant", event.text, time.time(), citations, answer_meta(event)),
+                StoredMessage(
+                    "assistant",
+                    event.text,
+                    time.time(),
+                    citations,
+                    answer_meta(event).model_dump(mode="json"),
+                ),
             ]
             state.conversations.append(
                 plan.conversation_id,
@@ -214,7 +230,7 @@ async def start_generation(
 
 @router.post(
     "/api/chat",
-    response_model=None,
+    response_model=ChatAnswer,
     responses={
         200: {
             "description": "SSE events delta, citations, done (or error); JSON if stream=false",
@@ -225,7 +241,7 @@ async def start_generation(
 )
 async def chat(
     body: ChatRequest, request: Request, state: StateDep, caller: CallerDep
-) -> StreamingResponse | dict[str, Any]:
+) -> StreamingResponse | ChatAnswer:
     """Answer a question: SSE ``delta`` events, then ``citations`` and ``done`` (the answer)."""
     plan = await run_in_threadpool(plan_chat, state, body, caller)
     stream, first = await start_generation(
@@ -237,7 +253,7 @@ async def chat(
             answer = await stream.next(partial(until_disconnected, request))
         if answer is None:
             raise KbchatError("the answer ended without a result")
-        return {**answer_json(answer), "conversation_id": plan.conversation_id}
+        return chat_answer(answer, plan.conversation_id)
     return StreamingResponse(
         _chat_stream(stream, first, plan.conversation_id),
         media_type="text/event-stream",
@@ -252,10 +268,11 @@ async def _chat_stream(
     try:
         while event is not None:
             if isinstance(event, Answer):
-                yield sse_event("citations", {"citations": [asdict(c) for c in event.citations]})
-                yield sse_event("done", {**answer_json(event), "conversation_id": conversation_id})
+                citations = [citation_info(c) for c in event.citations]
+                yield sse_event("citations", CitationsEvent(citations=citations))
+                yield sse_event("done", chat_answer(event, conversation_id))
                 return
-            yield sse_event("delta", {"text": event})
+            yield sse_event("delta", TextDelta(text=event))
             event = await stream.next()
         yield sse_event("error", error_body(KbchatError("the answer ended without a result")))
     except KbchatError as exc:
@@ -271,17 +288,22 @@ async def _chat_stream(
 
 
 @router.get("/api/conversations", tags=["conversations"], responses=documented(401))
-def list_conversations(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
+def list_conversations(state: StateDep, caller: CallerDep) -> list[ConversationInfo]:
     """The caller's conversations, most recent first."""
-    return [c.to_json() for c in state.conversations.list_conversations(caller.name)]
+    return [conversation_info(c) for c in state.conversations.list_conversations(caller.name)]
 
 
 @router.get(
-    "/api/conversations/{conversation_id}", tags=["conversations"], responses=documented(401, 404)
+    "/api/conversations/{conversation_id}",
+    tags=["conversations"],
+    responses=documented(401, 404),
+    response_model_exclude_unset=True,
 )
-def get_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+def get_conversation(
+    conversation_id: str, state: StateDep, caller: CallerDep
+) -> ConversationDetail:
     """A conversation with its messages (and each answer's citations)."""
-    return state.conversations.get(conversation_id, caller.name).to_json(with_messages=True)
+    return conversation_detail(state.conversations.get(conversation_id, caller.name))
 
 
 @router.delete(

@@ -26,11 +26,11 @@ from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.errors import BadInput, NotFound
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 from kbchat.options import summary_options
-from kbchat.serialize import file_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import PayloadTooLarge, documented
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.server.uploads import accept_upload
+from kbchat.shapes.kb import AttachAccepted, AttachedFiles, JobInfo, file_info, job_info
 from kbchat.store.conversations import ConversationStore
 from kbchat.types import Message
 
@@ -51,7 +51,7 @@ def attach_files(
     files: Annotated[list[UploadFile], File(description="Files to attach.")],
     state: StateDep,
     caller: CallerDep,
-) -> dict[str, Any]:
+) -> AttachAccepted:
     """Attach files to a conversation; they are ingested in a background job (202).
 
     Follow the job's progress (per file) with ``GET /api/conversations/{id}/files``.
@@ -66,21 +66,21 @@ def attach_files(
     max_bytes = int(limits.max_upload_mb * 2**20)
     uploads = [(upload.filename or "upload", upload.file) for upload in files]
     job = _ingest(state, conversation_id, caller.name, uploads, max_bytes)
-    return {"conversation_id": conversation_id, "job": job}
+    return AttachAccepted(conversation_id=conversation_id, job=job)
 
 
 @router.get("/api/conversations/{conversation_id}/files", responses=documented(401, 404))
-def list_attached(conversation_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+def list_attached(conversation_id: str, state: StateDep, caller: CallerDep) -> AttachedFiles:
     """The conversation's files (status, error, chunks) and its attach jobs, newest first."""
     chats = state.services.file_chats()
     kb = chats.find(conversation_id, caller.name)
     if kb is None:
-        return {"conversation_id": conversation_id, "files": [], "jobs": []}
-    return {
-        "conversation_id": conversation_id,
-        "files": [file_json(record) for record in kb.files()],
-        "jobs": [job.to_json() for job in state.jobs.list_jobs(kb.name)],
-    }
+        return AttachedFiles(conversation_id=conversation_id, files=[], jobs=[])
+    return AttachedFiles(
+        conversation_id=conversation_id,
+        files=[file_info(record) for record in kb.files()],
+        jobs=[job_info(job) for job in state.jobs.list_jobs(kb.name)],
+    )
 
 
 @router.delete(
@@ -127,8 +127,8 @@ def _ingest(
     owner: str | None,
     uploads: list[tuple[str, Any]],
     max_bytes: int,
-) -> dict[str, Any]:
-    """Save ``uploads`` (name, stream) and queue their ingestion; returns the job's JSON."""
+) -> JobInfo:
+    """Save ``uploads`` (name, stream) and queue their ingestion; returns the job."""
     chats = state.services.file_chats()
     chats.expire()
     kb = chats.open(conversation_id, owner)
@@ -147,7 +147,7 @@ def _ingest(
     def work(listener: IngestListener) -> list[FileOutcome]:
         return chats.attach(conversation_id, owner, paths, listener=listener) if paths else []
 
-    return state.jobs.submit(kb.name, "attach", work, outcomes=refused).to_json()
+    return job_info(state.jobs.submit(kb.name, "attach", work, outcomes=refused))
 
 
 def _start_conversation(

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
@@ -26,7 +26,6 @@ from kbchat.options import (
     search_options,
 )
 from kbchat.retrieve.search import retrieve
-from kbchat.serialize import file_json, hit_json, kb_json
 from kbchat.server.auth import Principal
 from kbchat.server.errors import Forbidden, PayloadTooLarge, documented, error_body
 from kbchat.server.schemas import KBName, KBNameInPath, KBNameInQuery
@@ -38,6 +37,18 @@ from kbchat.server.uploads import (
     remove_uploads,
     stage_uploads,
     uploads_dir,
+)
+from kbchat.shapes.kb import (
+    FileListing,
+    JobAccepted,
+    JobInfo,
+    KBDetail,
+    KBListing,
+    SearchResult,
+    file_listing,
+    hit_info,
+    job_info,
+    kb_listing,
 )
 
 router = APIRouter(tags=["knowledge bases"])
@@ -85,18 +96,18 @@ class SearchRequest(BaseModel):
 
 
 @router.get("/api/kbs", responses=documented(401))
-def list_kbs(state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
+def list_kbs(state: StateDep, caller: CallerDep) -> list[KBListing]:
     """Every knowledge base the caller may read, with file and chunk counts."""
     catalog = state.services.library.catalog
     return [
-        kb_json(record, catalog.kb_stats(record.id))
+        kb_listing(record, catalog.kb_stats(record.id))
         for record in catalog.list_kbs()
         if caller.can(record.name, "read")
     ]
 
 
 @router.post("/api/kbs", status_code=201, responses=documented(400, 401, 403, 409, 413, 422))
-def create_kb(body: CreateKB, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+def create_kb(body: CreateKB, state: StateDep, caller: CallerDep) -> KBListing:
     """Create an empty knowledge base (409 if the name is taken)."""
     if not caller.can(body.name, "admin"):
         raise caller.forbidden(body.name, "admin")
@@ -114,16 +125,15 @@ def create_kb(body: CreateKB, state: StateDep, caller: CallerDep) -> dict[str, A
         raise BadInput(
             f"cannot create {body.name!r} with embedder {body.embedder!r}: {exc}"
         ) from exc
-    return kb_json(record, library.catalog.kb_stats(record.id))
+    return kb_listing(record, library.catalog.kb_stats(record.id))
 
 
 @router.get("/api/kbs/{name}", responses=documented(401, 404, 422))
-def get_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+def get_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> KBDetail:
     record = find_kb(state, caller, name, "read")
     catalog = state.services.library.catalog
-    value = kb_json(record, catalog.kb_stats(record.id))
-    value["jobs"] = [job.id for job in state.jobs.active(name)]
-    return value
+    listing = kb_listing(record, catalog.kb_stats(record.id))
+    return KBDetail(**listing.model_dump(), jobs=[job.id for job in state.jobs.active(name)])
 
 
 @router.delete("/api/kbs/{name}", status_code=204, responses=documented(401, 403, 404, 409, 422))
@@ -145,14 +155,12 @@ def delete_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> Respons
 
 
 @router.get("/api/kbs/{name}/files", responses=documented(401, 404, 422))
-def list_files(name: KBNameInPath, state: StateDep, caller: CallerDep) -> list[dict[str, Any]]:
+def list_files(name: KBNameInPath, state: StateDep, caller: CallerDep) -> list[FileListing]:
     record = find_kb(state, caller, name, "read")
     catalog = state.services.library.catalog
     records = catalog.list_files(record.id)
     kept = SummaryStore(catalog.engine).for_files(record.id, records)
-    return [
-        {**file_json(r), "summary": s.text if (s := kept.get(r.name)) else None} for r in records
-    ]
+    return [file_listing(r, s.text if (s := kept.get(r.name)) else None) for r in records]
 
 
 @router.post(
@@ -179,7 +187,7 @@ def upload_files(
             "such an upload is refused with 409 and nothing is saved."
         ),
     ] = False,
-) -> dict[str, Any]:
+) -> JobAccepted:
     """Save uploaded files and ingest them in a background job (202 with the job)."""
     record = find_kb(state, caller, name, "write")
     limits = state.settings.server
@@ -209,7 +217,7 @@ def upload_files(
         kb = state.services.library.get(name)
         return kb.add_found(found, listener=listener) if found else []
 
-    return {"job": state.jobs.submit(name, "add", work, outcomes=refused).to_json()}
+    return JobAccepted(job=job_info(state.jobs.submit(name, "add", work, outcomes=refused)))
 
 
 @router.delete(
@@ -217,9 +225,7 @@ def upload_files(
     status_code=202,
     responses=documented(401, 403, 404, 422, 503),
 )
-def delete_file(
-    name: KBNameInPath, file: str, state: StateDep, caller: CallerDep
-) -> dict[str, Any]:
+def delete_file(name: KBNameInPath, file: str, state: StateDep, caller: CallerDep) -> JobAccepted:
     """Remove a file and its chunks in a background job (its uploaded copy goes too)."""
     record = find_kb(state, caller, name, "write")
     catalog = state.services.library.catalog
@@ -233,7 +239,7 @@ def delete_file(
         remove_upload(folder, Path(stored.path))
         return outcomes
 
-    return {"job": state.jobs.submit(name, "remove", work).to_json()}
+    return JobAccepted(job=job_info(state.jobs.submit(name, "remove", work)))
 
 
 @router.post(
@@ -241,7 +247,7 @@ def delete_file(
 )
 def sync_kb(
     name: KBNameInPath, state: StateDep, caller: CallerDep, body: SyncRequest | None = None
-) -> dict[str, Any]:
+) -> JobAccepted:
     """Make the KB match its uploads folder (or an allowed server folder), in a job."""
     record = find_kb(state, caller, name, "write")
     if body is not None and body.folder:
@@ -255,7 +261,7 @@ def sync_kb(
         kb = state.services.library.get(name)
         return kb.sync(folder, exclude=exclude, listener=listener, follow_symlinks=False)
 
-    return {"job": state.jobs.submit(name, "sync", work).to_json()}
+    return JobAccepted(job=job_info(state.jobs.submit(name, "sync", work)))
 
 
 def _allowed_folder(state: ServerState, given: str) -> Path:
@@ -274,32 +280,39 @@ def _allowed_folder(state: ServerState, given: str) -> Path:
 @router.post(
     "/api/kbs/{name}/rebuild", status_code=202, responses=documented(401, 403, 404, 422, 503)
 )
-def rebuild_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+def rebuild_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> JobAccepted:
     """Rebuild the indexes and re-read every file, in a background job."""
     find_kb(state, caller, name, "write")
 
     def work(listener: IngestListener) -> list[FileOutcome]:
         return state.services.library.get(name).rebuild(listener=listener)
 
-    return {"job": state.jobs.submit(name, "rebuild", work).to_json()}
+    return JobAccepted(job=job_info(state.jobs.submit(name, "rebuild", work)))
 
 
 # -- jobs ----------------------------------------------------------------------------
 
 
 @router.get("/api/jobs", tags=["jobs"], responses=documented(401, 422))
-def list_jobs(state: StateDep, caller: CallerDep, kb: KBNameInQuery = None) -> list[dict[str, Any]]:
+def list_jobs(state: StateDep, caller: CallerDep, kb: KBNameInQuery = None) -> list[JobInfo]:
     """Recent jobs (newest first), optionally of one knowledge base."""
-    return [job.to_json() for job in state.jobs.list_jobs(kb) if caller.can(job.kb, "read")]
+    return [job_info(job) for job in state.jobs.list_jobs(kb) if caller.can(job.kb, "read")]
 
 
 @router.get("/api/jobs/{job_id}", tags=["jobs"], responses=documented(401, 404))
-def get_job(job_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+def get_job(job_id: str, state: StateDep, caller: CallerDep) -> JobInfo:
     _readable_job(state, caller, job_id)
-    return state.jobs.snapshot(job_id)[0]
+    return JobInfo.model_validate(state.jobs.snapshot(job_id)[0])
 
 
-@router.get("/api/jobs/{job_id}/events", tags=["jobs"], responses=documented(401, 404))
+@router.get(
+    "/api/jobs/{job_id}/events",
+    tags=["jobs"],
+    responses={
+        200: {"description": "SSE events progress, done (or error)"},
+        **documented(401, 404),
+    },
+)
 async def job_events(job_id: str, state: StateDep, caller: CallerDep) -> StreamingResponse:
     """Server-sent events: ``progress`` (the job) on every change, then one ``done``."""
     _readable_job(state, caller, job_id)
@@ -353,7 +366,7 @@ async def _job_stream(state: ServerState, job_id: str) -> AsyncIterator[str]:
 
 
 @router.post("/api/search", tags=["search"], responses=documented(401, 404, 413, 422, 502))
-def search(body: SearchRequest, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+def search(body: SearchRequest, state: StateDep, caller: CallerDep) -> SearchResult:
     """Hybrid search over knowledge bases: hits best first, scores in [0, 1]."""
     names = list(dict.fromkeys(body.kbs))
     for name in names:
@@ -370,8 +383,8 @@ def search(body: SearchRequest, state: StateDep, caller: CallerDep) -> dict[str,
         pages=body.pages,
     )
     result = retrieve(kbs, body.query, options, reranker=services.reranker())
-    return {
-        "hits": [hit_json(h) for h in result.hits],
-        "notices": result.notices,
-        "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
-    }
+    return SearchResult(
+        hits=[hit_info(h) for h in result.hits],
+        notices=result.notices,
+        timings_ms={k: round(v, 2) for k, v in result.timings_ms.items()},
+    )

@@ -122,7 +122,7 @@ def build_mcp(
         files do not say, ``outcome`` is "refused" and ``closest`` lists the nearest passages."""
         from kbchat.chat.rag import stream_answer
         from kbchat.options import answer_search_options, chat_options
-        from kbchat.serialize import answer_json
+        from kbchat.shapes.chat import answer_info
         from kbchat.types import Answer
 
         services = get_services()
@@ -134,7 +134,7 @@ def build_mcp(
             services.models.get(), kbs, question, options=options, reranker=services.reranker()
         )
         answer = next(e for e in events if isinstance(e, Answer))
-        return answer_json(answer)
+        return answer_info(answer).model_dump(mode="json")
 
     return server
 

@@ -17,9 +17,9 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -37,9 +37,29 @@ from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
 from kbchat.server.errors import documented, openai_error, openai_error_body
 from kbchat.server.files_api import FilePart, file_answer, take_file_parts
+from kbchat.server.openai_responses import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChunkChoice,
+    ChunkDelta,
+    CompletionChoice,
+    CompletionUsage,
+    EmbeddingItem,
+    EmbeddingList,
+    EmbeddingUsage,
+    FinishReason,
+    FunctionCallOut,
+    Grounding,
+    ModelEntry,
+    ModelList,
+    ToolCallDelta,
+    ToolCallOut,
+)
 from kbchat.server.openai_schemas import ChatCompletionRequest, EmbeddingRequest
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_data, until_disconnected
 from kbchat.server.state import ServerState, current_principal, get_state
+from kbchat.shapes.chat import citation_info
 from kbchat.types import Answer, Delta, Message, ToolCall, Usage
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -56,9 +76,9 @@ class Finished:
 
     finish_reason: str | None
     usage: Usage
-    citations: list[dict[str, Any]] = field(default_factory=list)
-    grounding: dict[str, Any] = field(default_factory=dict)
-    """kb models: ``outcome`` (answered, refused, fallback), ``grounded``, ``closest``."""
+    grounding: Grounding = field(default_factory=lambda: Grounding(citations=[]))
+    """``citations``; kb models: ``outcome`` (answered, refused, fallback), ``grounded``,
+    ``closest``."""
     tool_calls: list[ToolCall] = field(default_factory=list)
 
 
@@ -66,7 +86,7 @@ Piece = str | Finished
 
 
 @router.get("/models", responses=documented(401, openai=True))
-def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
+def list_models(state: StateDep, caller: CallerDep) -> ModelList:
     """Every chat model, ``kb:<name>`` for each readable knowledge base, and ``default``.
 
     Each entry says its ``owned_by`` (kbchat, or the host of a remote server), ``kind``
@@ -76,39 +96,37 @@ def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """
     settings = state.settings
     data = [
-        _model_entry(
-            name,
-            "chat",
-            _owner(model.base_url),
-            model.n_ctx,
-            backend=model.backend,
-        )
+        _model_entry(name, "chat", _owner(model.base_url), model.n_ctx, model.backend)
         for name, model in sorted(settings.models.items())
     ]
     default = settings.models.get(settings.default_model)
     kb_context = default.n_ctx if default is not None else None
     for record in state.services.library.catalog.list_kbs():
         if caller.can(record.name, "read"):
-            entry = _model_entry(KB_PREFIX + record.name, "kb", "kbchat", kb_context)
-            entry.update(created=int(record.created_at), backend="knowledge-base")
-            data.append(entry)
+            ident, created = KB_PREFIX + record.name, int(record.created_at)
+            data.append(_model_entry(ident, "kb", "kbchat", kb_context, "knowledge-base", created))
     embedder = state.services.library.default_embedder_spec()["backend"]
-    data.append(_model_entry("default", "embedding", "kbchat", None, backend=embedder))
-    return {"object": "list", "data": data}
+    data.append(_model_entry("default", "embedding", "kbchat", None, embedder))
+    return ModelList(object="list", data=data)
 
 
 def _model_entry(
-    ident: str, kind: str, owner: str, context_length: int | None, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "id": ident,
-        "object": "model",
-        "created": 0,
-        "owned_by": owner,
-        "kind": kind,
-        "context_length": context_length,
-        **extra,
-    }
+    ident: str,
+    kind: Literal["chat", "kb", "embedding"],
+    owner: str,
+    context_length: int | None,
+    backend: str,
+    created: int = 0,
+) -> ModelEntry:
+    return ModelEntry(
+        id=ident,
+        object="model",
+        created=created,
+        owned_by=owner,
+        kind=kind,
+        context_length=context_length,
+        backend=backend,
+    )
 
 
 def _owner(base_url: str | None) -> str:
@@ -118,12 +136,13 @@ def _owner(base_url: str | None) -> str:
 
 @router.post(
     "/chat/completions",
-    response_model=None,
+    response_model=ChatCompletion,
+    response_model_exclude_unset=True,
     responses=documented(400, 401, 404, 413, 422, 429, 502, 503, openai=True),
 )
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, state: StateDep, caller: CallerDep
-) -> StreamingResponse | dict[str, Any]:
+) -> StreamingResponse | ChatCompletion:
     """Chat completion; ``kb:<name>`` models answer from a knowledge base with citations."""
     make = await run_in_threadpool(_plan, state, body, caller)
     stream, first = await start_generation(request, state, make)
@@ -142,27 +161,25 @@ async def chat_completions(
         piece = await stream.next(partial(until_disconnected, request))
     finished = piece or Finished(FINISH_STOP, Usage())
     text = "".join(parts)
-    message: dict[str, Any] = {"role": "assistant", "content": text}
+    message = AssistantMessage(role="assistant", content=text)
     if finished.tool_calls:
-        message["content"] = text or None
-        message["tool_calls"] = [_call(c) for c in finished.tool_calls]
-    return {
-        "id": ident,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": _finish(finished.finish_reason),
-                "logprobs": None,
-            }
-        ],
-        "usage": _usage(finished.usage),
-        "citations": finished.citations,
-        **finished.grounding,
-    }
+        message = AssistantMessage(
+            role="assistant",
+            content=text or None,
+            tool_calls=[_call(c) for c in finished.tool_calls],
+        )
+    choice = CompletionChoice(
+        index=0, message=message, finish_reason=_finish(finished.finish_reason), logprobs=None
+    )
+    return ChatCompletion(
+        id=ident,
+        object="chat.completion",
+        created=int(time.time()),
+        model=body.model,
+        choices=[choice],
+        usage=_usage(finished.usage),
+        **finished.grounding.model_dump(exclude_unset=True),
+    )
 
 
 def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) -> Any:
@@ -316,12 +333,12 @@ def _answer_end(answer: Answer) -> Iterator[Piece]:
     yield Finished(
         answer.finish_reason,
         answer.usage,
-        [asdict(c) for c in answer.citations],
-        {
-            "outcome": answer.outcome,
-            "grounded": answer.grounded,
-            "closest": [asdict(c) for c in answer.closest],
-        },
+        Grounding(
+            citations=[citation_info(c) for c in answer.citations],
+            outcome=answer.outcome,
+            grounded=answer.grounded,
+            closest=[citation_info(c) for c in answer.closest],
+        ),
     )
 
 
@@ -334,46 +351,44 @@ async def _chunks(
 ) -> AsyncIterator[str]:
     created = int(time.time())
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return sse_data(
-            {
-                "id": ident,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [choice],
-                **extra,
-            }
+    def chunk(
+        delta: ChunkDelta, finish: FinishReason | None = None, **extra: Any
+    ) -> ChatCompletionChunk:
+        choice = ChunkChoice(index=0, delta=delta, finish_reason=finish, logprobs=None)
+        return ChatCompletionChunk(
+            id=ident,
+            object="chat.completion.chunk",
+            created=created,
+            model=model,
+            choices=[choice],
+            **extra,
         )
 
     piece = first
     try:
-        yield chunk({"role": "assistant", "content": ""})
+        yield sse_data(chunk(ChunkDelta(role="assistant", content="")))
         while isinstance(piece, str):
-            yield chunk({"content": piece})
+            yield sse_data(chunk(ChunkDelta(content=piece)))
             piece = await stream.next()
         finished = piece or Finished(FINISH_STOP, Usage())
         if finished.tool_calls:
-            calls = [{"index": i, **_call(c)} for i, c in enumerate(finished.tool_calls)]
-            yield chunk({"tool_calls": calls})
-        yield chunk(
-            {},
-            _finish(finished.finish_reason),
-            citations=finished.citations,
-            **finished.grounding,
-        )
+            calls = [
+                ToolCallDelta(index=i, **_call(c).model_dump())
+                for i, c in enumerate(finished.tool_calls)
+            ]
+            yield sse_data(chunk(ChunkDelta(tool_calls=calls)))
+        grounding = finished.grounding.model_dump(exclude_unset=True)
+        yield sse_data(chunk(ChunkDelta(), _finish(finished.finish_reason), **grounding))
         if include_usage:
-            yield sse_data(
-                {
-                    "id": ident,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": _usage(finished.usage),
-                }
+            usage = ChatCompletionChunk(
+                id=ident,
+                object="chat.completion.chunk",
+                created=created,
+                model=model,
+                choices=[],
+                usage=_usage(finished.usage),
             )
+            yield sse_data(usage)
         yield sse_data("[DONE]")
     except KbchatError as exc:
         yield sse_data(openai_error(exc)[1])
@@ -384,28 +399,29 @@ async def _chunks(
         stream.close()
 
 
-def _call(call: ToolCall) -> dict[str, Any]:
-    return {
-        "id": call.id,
-        "type": "function",
-        "function": {"name": call.name, "arguments": call.arguments},
-    }
+def _call(call: ToolCall) -> ToolCallOut:
+    return ToolCallOut(
+        id=call.id,
+        type="function",
+        function=FunctionCallOut(name=call.name, arguments=call.arguments),
+    )
 
 
-def _finish(reason: str | None) -> str:
-    return reason if reason in ("stop", "length", "tool_calls") else "stop"
+def _finish(reason: str | None) -> FinishReason:
+    known: dict[str | None, FinishReason] = {"length": "length", "tool_calls": "tool_calls"}
+    return known.get(reason, "stop")
 
 
-def _usage(usage: Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
+def _usage(usage: Usage) -> CompletionUsage:
+    return CompletionUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
 
 
 @router.post("/embeddings", responses=documented(400, 401, 404, 413, 422, 502, openai=True))
-def embeddings(body: EmbeddingRequest, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+def embeddings(body: EmbeddingRequest, state: StateDep, caller: CallerDep) -> EmbeddingList:
     """Embed texts with the default embedder, a knowledge base's, or a named backend."""
     texts = _texts(body.input)
     embedder = _embedder(state, body.model, caller)
@@ -420,15 +436,15 @@ def embeddings(body: EmbeddingRequest, state: StateDep, caller: CallerDep) -> di
     )
     tokens = sum(estimate_tokens(t) for t in texts)
     data = [
-        {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+        EmbeddingItem(object="embedding", index=i, embedding=_encode(v, body.encoding_format))
         for i, v in enumerate(vectors)
     ]
-    return {
-        "object": "list",
-        "data": data,
-        "model": embedder.name,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    return EmbeddingList(
+        object="list",
+        data=data,
+        model=embedder.name,
+        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
 
 
 def _texts(given: str | list[str] | list[int] | list[list[int]]) -> list[str]:

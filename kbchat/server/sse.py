@@ -16,6 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel
 from starlette.requests import Request
 
 from kbchat.server.errors import Unavailable
@@ -28,14 +29,21 @@ _ITEM, _ERROR, _END = "item", "error", "end"
 
 
 def sse_event(event: str, data: Any) -> str:
-    """One SSE message: ``event: <event>`` and its JSON data."""
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+    """One SSE message: ``event: <event>`` and its JSON data (a dict or a model)."""
+    text = data.model_dump_json() if isinstance(data, BaseModel) else _json(data)
+    return f"event: {event}\ndata: {text}\n\n"
 
 
 def sse_data(data: Any) -> str:
-    """One unnamed SSE message (the OpenAI streaming format)."""
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-    return f"data: {text}\n\n"
+    """One unnamed SSE message (the OpenAI streaming format); a model gives the fields that
+    are set (``server.openai_responses``)."""
+    if isinstance(data, BaseModel):
+        return f"data: {data.model_dump_json(exclude_unset=True)}\n\n"
+    return f"data: {data if isinstance(data, str) else _json(data)}\n\n"
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False)
 
 
 async def until_disconnected(request: Request) -> None:

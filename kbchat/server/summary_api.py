@@ -23,20 +23,21 @@ from kbchat.chat.summaries import SummaryStore, file_record, summarize_file
 from kbchat.chat.summarize import Progress, Summary, SummaryEvent, summarize
 from kbchat.errors import BadInput, KbchatError
 from kbchat.options import SummaryStrategy, summary_options
-from kbchat.serialize import summary_json
 from kbchat.server.auth import Principal
 from kbchat.server.chat_api import start_generation
 from kbchat.server.errors import documented, error_body, internal_error_body
 from kbchat.server.schemas import KBNameInPath
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
 from kbchat.server.state import ServerState, current_principal, get_state
+from kbchat.server.streams import SummariesDone, SummaryDelta, SummaryFile, SummaryProgress
+from kbchat.shapes.chat import file_summary, summary_info
 
 router = APIRouter(tags=["summaries"])
 
 StateDep = Annotated[ServerState, Depends(get_state)]
 CallerDep = Annotated[Principal, Depends(current_principal)]
 log = logging.getLogger(__name__)
-Event = tuple[str, dict[str, Any]]
+Event = tuple[str, BaseModel]
 
 
 class SummaryRequest(BaseModel):
@@ -88,19 +89,19 @@ def _plan(state: ServerState, name: str, body: SummaryRequest) -> Any:
     def run(cancel: threading.Event) -> Iterator[Event]:
         texts = []
         for file in names:
-            yield "file", {"file": file}
+            yield "file", SummaryFile(file=file)
             events = summarize_file(
                 kb, file, model, store, options=options, refresh=body.refresh, cancel=cancel
             )
             summary = yield from _translate(events, file)
             texts.append(f"{file}: {summary.text}")
-            yield "summary", {"file": file, **summary_json(summary)}
+            yield "summary", file_summary(file, summary)
         if body.files is None and len(names) > 1:
             whole = yield from _translate(
                 summarize(model, texts, options=options, cancel=cancel), None
             )
-            yield "overview", summary_json(whole)
-        yield "done", {"files": len(names)}
+            yield "overview", summary_info(whole)
+        yield "done", SummariesDone(files=len(names))
 
     return run
 
@@ -113,17 +114,17 @@ def _translate(events: Iterator[SummaryEvent], file: str | None) -> Generator[Ev
         if isinstance(event, Progress):
             yield (
                 "progress",
-                {
-                    "file": file,
-                    "stage": event.stage,
-                    "done": event.done,
-                    "total": event.total,
-                    "message": event.message,
-                    "estimated_s": round(event.estimated_s, 1),
-                },
+                SummaryProgress(
+                    file=file,
+                    stage=event.stage,
+                    done=event.done,
+                    total=event.total,
+                    message=event.message,
+                    estimated_s=round(event.estimated_s, 1),
+                ),
             )
         else:
-            yield "delta", {"file": file, "text": event}
+            yield "delta", SummaryDelta(file=file, text=event)
     raise KbchatError("the summary ended without a result")
 
 

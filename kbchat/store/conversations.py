@@ -76,7 +76,7 @@ messages = Table(
 class StoredMessage:
     """One turn as stored; ``citations`` are the answer's sources (assistant turns) and
     ``meta`` what the page shows again after a reload: the answer's ``outcome``,
-    ``grounded``, ``notices`` and ``closest`` passages (``serialize.answer_meta``)."""
+    ``grounded``, ``notices`` and ``closest`` passages (``shapes.chat.AnswerMeta``)."""
 
     role: Role
     content: str

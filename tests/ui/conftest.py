@@ -63,11 +63,20 @@ def fake_state() -> Any:
 
 @pytest.fixture
 def fake_server(fake_state: Any) -> Iterator[LiveServer]:
-    """The web page and the fake REST API, on a free loopback port."""
+    """The web page and the fake REST API, on a free loopback port.
+
+    Every response of the fake is checked against the real API's OpenAPI document; the
+    test fails if one does not match (see contract.py).
+    """
+    from contract import ContractCheck
     from fake_api import build_fake_app
 
-    with LiveServer(build_fake_app(fake_state)) as server:
+    problems: list[str] = []
+    with LiveServer(ContractCheck(build_fake_app(fake_state), problems)) as server:
         yield server
+    assert problems == [], "the fake API answered what the real one would not:\n" + "\n".join(
+        dict.fromkeys(problems)
+    )
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """An in-memory stand-in for kbchat's REST API, for fast browser tests of the web page.
 
-It follows the server's contract (JSON bodies, ``{"error": {"type", "message"}}`` errors with
-real status codes, SSE for jobs and chat) and records what the page sent, so tests can check
-both what the user sees and what reached the server.
+It answers in the server's shapes (``kbchat.shapes``: JSON bodies, ``{"error": {"type",
+"message", "status"}}`` errors with real status codes, SSE for jobs and chat), and the
+``fake_server`` fixture checks every response against the real API's OpenAPI document
+(contract.py). It records what the page sent, so tests can check both what the user sees
+and what reached the server.
 """
 
 from __future__ import annotations
@@ -19,20 +21,25 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
+from kbchat import __version__
+from kbchat.config import load_settings
+from kbchat.server.app import public_settings
 from kbchat.server.ui import mount_ui
+from kbchat.shapes.chat import ChatAnswer, CitationInfo, UsageInfo
+from kbchat.shapes.kb import (
+    FileInfo,
+    FileListing,
+    HitInfo,
+    KBDetail,
+    KBListing,
+    SearchResult,
+)
+from kbchat.shapes.system import GenerationLoad, Health
 
 MODELS = [
     {"name": "qwen2.5-0.5b", "backend": "llamacpp", "default": True},
     {"name": "remote-large", "backend": "openai", "default": False},
 ]
-SETTINGS = {
-    "version": "0.1.0",
-    "embedder": {"backend": "e5", "model": None, "base_url": None, "batch_size": 32},
-    "ingest": {"chunk_size": 400, "chunk_overlap": 60, "max_file_mb": 100.0, "ocr": True},
-    "retrieval": {"mode": "hybrid", "threshold": 0.25, "fusion": "weighted"},
-    "chat": {"no_hit": "refuse", "no_hit_message": None, "temperature": 0.1, "max_tokens": 512},
-    "default_model": "qwen2.5-0.5b",
-}
 DOCTOR = [
     {"name": "package faiss-cpu", "ok": True, "detail": "1.9.0 (vector index)", "optional": False},
     {
@@ -53,6 +60,8 @@ CITATIONS = [
         "score": 0.82,
         "text": "Warranty. Every device is covered for two years from the date of purchase.",
         "quote": "covered for two years from the date of purchase",
+        "sheet": None,
+        "slide": None,
     },
     {
         "marker": 2,
@@ -62,12 +71,29 @@ CITATIONS = [
         "score": 0.61,
         "text": "Batteries are consumables; they are covered for six months.",
         "quote": "",
+        "sheet": None,
+        "slide": None,
     },
 ]
 
 
 def error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+    return JSONResponse(
+        {"error": {"type": kind, "message": message, "status": status}}, status_code=status
+    )
+
+
+def settings_json() -> dict[str, Any]:
+    """What the real server shows of its settings, for the models above."""
+    settings = load_settings(
+        embedder={"backend": "e5"},
+        models={
+            "qwen2.5-0.5b": {},
+            "remote-large": {"backend": "openai", "base_url": "http://llm.example/v1"},
+        },
+        default_model="qwen2.5-0.5b",
+    )
+    return public_settings(settings, auth_required=False).model_dump(mode="json")
 
 
 def sse(event: str, data: Any) -> str:
@@ -93,13 +119,18 @@ class FakeState:
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def add_kb(self, name: str, description: str = "", files: dict[str, int] | None = None) -> None:
+        now = time.time()
         self.kbs[name] = {
             "name": name,
             "description": description,
             "embedder": "e5-small-v1",
+            "embedder_spec": {"backend": "e5"},
+            "store": "faiss",
+            "dim": 384,
             "chunk_size": 400,
             "chunk_overlap": 60,
-            "created_at": time.time(),
+            "created_at": now,
+            "updated_at": now,
         }
         self.files[name] = {}
         for file, chunks in (files or {}).items():
@@ -110,45 +141,58 @@ class FakeState:
         status: dict[str, int] = {}
         for f in files:
             status[f["status"]] = status.get(f["status"], 0) + 1
-        return {
+        listing = KBListing(
             **self.kbs[name],
-            "files": len(files),
-            "chunks": sum(f["chunks"] for f in files),
-            "status": status,
-        }
+            files=len(files),
+            chunks=sum(f["chunks"] for f in files),
+            status=status,
+        )
+        return listing.model_dump(mode="json")
+
+    def kb_detail(self, name: str) -> dict[str, Any]:
+        active = [
+            job["id"]
+            for job in self.jobs.values()
+            if job["kb"] == name and job["status"] in ("queued", "running")
+        ]
+        return KBDetail(**self.kb_json(name), jobs=active).model_dump(mode="json")
 
 
 def file_json(
     name: str, status: str, *, chunks: int = 0, size: int = 0, error: str | None = None
 ) -> dict[str, Any]:
-    return {
-        "name": name,
-        "path": f"/uploads/{name}",
-        "status": status,
-        "error": error,
-        "chunks": chunks,
-        "size": size,
-        "sha256": "0" * 64,
-        "updated_at": time.time(),
-    }
+    record = FileInfo(
+        name=name,
+        path=f"/uploads/{name}",
+        status=status,
+        error=error,
+        chunks=chunks,
+        size=size,
+        sha256="0" * 64,
+        updated_at=time.time(),
+    )
+    return record.model_dump(mode="json")
 
 
-def _outcome(name: str, size: int) -> dict[str, Any]:
-    if name.endswith(".exe.pdf") or name.endswith(".bad"):
-        return {
-            "name": name,
-            "path": name,
-            "status": "failed",
-            "chunks": 0,
-            "error": f"{name}: not a supported document (looks like an executable)",
-        }
+def outcome(name: str, status: str, *, chunks: int = 0, error: str | None = None) -> dict[str, Any]:
+    """What a job reports for one file (``FileOutcomeInfo``)."""
+    new_chunks = chunks if status == "indexed" else 0
     return {
         "name": name,
         "path": name,
-        "status": "indexed",
-        "chunks": max(1, size // 50),
-        "error": None,
+        "status": status,
+        "error": error,
+        "chunks": chunks,
+        "new_chunks": new_chunks,
+        "notes": [],
     }
+
+
+def _uploaded(name: str, size: int) -> dict[str, Any]:
+    if name.endswith(".exe.pdf") or name.endswith(".bad"):
+        why = f"{name}: not a supported document (looks like an executable)"
+        return outcome(name, "failed", error=why)
+    return outcome(name, "indexed", chunks=max(1, size // 50))
 
 
 def build_fake_app(state: FakeState) -> FastAPI:
@@ -162,6 +206,7 @@ def build_fake_app(state: FakeState) -> FastAPI:
         if (
             state.api_key
             and request.url.path.startswith("/api/")
+            and request.url.path != "/api/health"  # probes need no key
             and request.headers.get("authorization") != wanted
         ):
             return error(401, "Unauthorized", "a valid API key is required")
@@ -176,9 +221,12 @@ def build_fake_app(state: FakeState) -> FastAPI:
 
 
 def _system_routes(app: FastAPI) -> None:
-    app.get("/api/health")(lambda: {"status": "ok"})
+    load = GenerationLoad(running=0, waiting=0, slots=1, queue_size=16)
+    health = Health(status="ok", version=__version__, generations=load, jobs=0)
+    settings = settings_json()
+    app.get("/api/health")(lambda: health.model_dump(mode="json"))
     app.get("/api/models")(lambda: MODELS)
-    app.get("/api/settings")(lambda: SETTINGS)
+    app.get("/api/settings")(lambda: settings)
     app.get("/api/doctor")(lambda: DOCTOR)
 
 
@@ -203,7 +251,7 @@ def _kb_routes(app: FastAPI, state: FakeState) -> None:
 
     @app.get("/api/kbs/{name}")
     def get_kb(name: str) -> Response:
-        return JSONResponse(state.kb_json(name)) if name in state.kbs else missing(name)
+        return JSONResponse(state.kb_detail(name)) if name in state.kbs else missing(name)
 
     @app.delete("/api/kbs/{name}")
     def delete_kb(name: str) -> Response:
@@ -216,14 +264,17 @@ def _kb_routes(app: FastAPI, state: FakeState) -> None:
     def list_files(name: str) -> Response:
         if name not in state.kbs:
             return missing(name)
-        return JSONResponse(sorted(state.files[name].values(), key=lambda f: f["name"]))
+        files = sorted(state.files[name].values(), key=lambda f: f["name"])
+        return JSONResponse([FileListing(**f, summary=None).model_dump(mode="json") for f in files])
 
     @app.delete("/api/kbs/{name}/files/{file:path}")
-    def delete_file(name: str, file: str) -> Response:
+    async def delete_file(name: str, file: str) -> Response:
         if file not in state.files.get(name, {}):
             return error(404, "NotFound", f"no file {file!r} in {name!r}")
-        del state.files[name][file]
-        return Response(status_code=204)
+        removed = state.files[name].pop(file)  # at once, so the page's next listing is settled
+        return _start_job(
+            state, name, "remove", [outcome(file, "removed", chunks=removed["chunks"])]
+        )
 
     @app.post("/api/kbs/{name}/files", status_code=202)
     async def upload(name: str, request: Request) -> Response:
@@ -232,7 +283,7 @@ def _kb_routes(app: FastAPI, state: FakeState) -> None:
         form = await request.form()
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         state.uploads.append([f.filename or "" for f in uploads])
-        outcomes = [_outcome(f.filename or "unnamed", len(await f.read())) for f in uploads]
+        outcomes = [_uploaded(f.filename or "unnamed", len(await f.read())) for f in uploads]
         return _start_job(state, name, "add", outcomes)
 
     @app.post("/api/kbs/{name}/{action}", status_code=202)
@@ -242,32 +293,43 @@ def _kb_routes(app: FastAPI, state: FakeState) -> None:
         if action not in ("sync", "rebuild"):
             return error(404, "NotFound", f"no action {action!r}")
         status = "unchanged" if action == "sync" else "indexed"
-        outcomes = [{**f, "status": status} for f in state.files[name].values()]
+        outcomes = [
+            outcome(f["name"], status, chunks=f["chunks"]) for f in state.files[name].values()
+        ]
         return _start_job(state, name, action, outcomes)
 
     @app.post("/api/search")
     async def search(request: Request) -> Response:
         body = await request.json()
         state.search_requests.append(body)
+        timings = {"embed": 3.0, "total": 5.0}
         if "nothing" in body["query"]:
-            return JSONResponse({"hits": [], "notices": ["no passage scored above 0.25"]})
+            empty = SearchResult(
+                hits=[], notices=["no passage scored above 0.25"], timings_ms=timings
+            )
+            return JSONResponse(empty.model_dump(mode="json"))
         hits = [
-            {
-                "kb": c["kb"],
-                "file": c["file"],
-                "page": c["page"],
-                "text": c["text"],
-                "score": c["score"],
-                "headings": [],
-            }
-            for c in CITATIONS
+            HitInfo(
+                kb=c["kb"],
+                file=c["file"],
+                text=c["text"],
+                score=c["score"],
+                chunk_id=number,
+                page=c["page"],
+                sheet=None,
+                slide=None,
+                headings=[],
+                extra={},
+            )
+            for number, c in enumerate(CITATIONS, 1)
         ]
-        return JSONResponse({"hits": hits[: body.get("top_k", 5)], "notices": []})
+        found = SearchResult(hits=hits[: body.get("top_k", 5)], notices=[], timings_ms=timings)
+        return JSONResponse(found.model_dump(mode="json"))
 
 
 def _start_job(state: FakeState, kb: str, kind: str, outcomes: list[dict[str, Any]]) -> Response:
     job_id = f"job-{next(state.ids)}"
-    job = {
+    job: dict[str, Any] = {
         "id": job_id,
         "kind": kind,
         "kb": kb,
@@ -276,25 +338,29 @@ def _start_job(state: FakeState, kb: str, kind: str, outcomes: list[dict[str, An
         "done": 0,
         "files": [],
         "error": None,
+        "created_at": time.time(),
+        "started_at": None,
+        "finished_at": None,
         "pending": outcomes,
     }
     state.jobs[job_id] = job
 
     async def work() -> None:
-        job["status"] = "running"
-        for outcome in outcomes:
+        job["status"], job["started_at"] = "running", time.time()
+        for result in outcomes:
             await asyncio.sleep(state.file_delay_s)
-            job["files"].append(outcome)
+            job["files"].append(result)
             job["done"] += 1
-            size = outcome.get("size") or outcome["chunks"] * 50
-            state.files[kb][outcome["name"]] = file_json(
-                outcome["name"],
-                outcome["status"] if outcome["status"] != "unchanged" else "indexed",
-                chunks=outcome["chunks"],
-                size=size,
-                error=outcome["error"],
+            if result["status"] == "removed":
+                continue
+            state.files[kb][result["name"]] = file_json(
+                result["name"],
+                result["status"] if result["status"] != "unchanged" else "indexed",
+                chunks=result["chunks"],
+                size=result["chunks"] * 50,
+                error=result["error"],
             )
-        job["status"] = "done"
+        job["status"], job["finished_at"] = "done", time.time()
 
     job["task"] = asyncio.get_running_loop().create_task(work())
     return JSONResponse({"job": _job_json(job)}, status_code=202)
@@ -352,6 +418,10 @@ def _chat_routes(app: FastAPI, state: FakeState) -> None:
             return error(404, "NotFound", f"no conversation {conversation_id!r}")
         return JSONResponse(state.conversations[conversation_id])
 
+    @app.get("/api/conversations/{conversation_id}/files")
+    def attached(conversation_id: str) -> dict[str, Any]:
+        return {"conversation_id": conversation_id, "files": [], "jobs": []}
+
     @app.delete("/api/conversations/{conversation_id}")
     def delete_conversation(conversation_id: str) -> Response:
         if state.conversations.pop(conversation_id, None) is None:
@@ -376,43 +446,54 @@ async def _answer_events(
             await asyncio.sleep(state.delta_delay_s * (5 if "slow" in question else 1))
             yield sse("delta", {"text": word + " "})
             if "boom" in question:
-                yield sse(
-                    "error",
-                    {"error": {"type": "BackendError", "message": "the model server crashed"}},
-                )
+                crashed = {"type": "BackendError", "message": "the model server crashed"}
+                yield sse("error", {"error": {**crashed, "status": 502}})
                 finished = True
                 return
         citations = CITATIONS if grounded else []
         yield sse("citations", {"citations": citations})
+        model = body.get("model") or MODELS[0]["name"]
+        now = time.time()
         conversation = state.conversations.setdefault(
             conversation_id,
             {
                 "id": conversation_id,
                 "title": question[:40],
                 "kbs": body.get("kbs", []),
-                "model": body.get("model"),
-                "created_at": time.time(),
+                "model": model,
+                "created_at": now,
                 "messages": [],
             },
         )
-        conversation["updated_at"] = time.time()
+        conversation["updated_at"] = now
         conversation["messages"] += [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": text.strip(), "citations": citations},
-        ]
-        yield sse(
-            "done",
+            {"role": "user", "content": question, "created_at": now},
             {
-                "answer": text.strip(),
+                "role": "assistant",
+                "content": text.strip(),
+                "created_at": now,
                 "citations": citations,
-                "model": body.get("model"),
-                "usage": {"prompt_tokens": 120, "completion_tokens": 17},
-                "timings": {"ttft_s": 0.12, "total_s": 0.9},
+                "outcome": "answered",
                 "grounded": grounded,
                 "notices": [],
-                "conversation_id": conversation_id,
+                "closest": [],
             },
+        ]
+        answer = ChatAnswer(
+            answer=text.strip(),
+            citations=[CitationInfo(**c) for c in citations],
+            model=model,
+            usage=UsageInfo(prompt_tokens=120, completion_tokens=17, total_tokens=137),
+            timings={"ttft_s": 0.12, "total_s": 0.9},
+            finish_reason="stop",
+            question=question,
+            outcome="answered",
+            grounded=grounded,
+            notices=[],
+            closest=[],
+            conversation_id=conversation_id,
         )
+        yield sse("done", answer.model_dump(mode="json"))
         finished = True
     finally:
         if not finished:

@@ -136,6 +136,8 @@ def test_history_opens_and_deletes_conversations(
         "score": 0.7,
         "text": "Returns are accepted within 30 days.",
         "quote": "within 30 days",
+        "sheet": None,
+        "slide": None,
     }
     for number, (title, kbs) in enumerate([("Returns policy", ["faq"]), ("Old chat", [])]):
         fake_state.conversations[f"conv{number}"] = {
@@ -146,10 +148,11 @@ def test_history_opens_and_deletes_conversations(
             "created_at": 1.0,
             "updated_at": 100.0 - number,
             "messages": [
-                {"role": "user", "content": f"question {number}"},
+                {"role": "user", "content": f"question {number}", "created_at": 1.0},
                 {
                     "role": "assistant",
                     "content": f"answer {number} [1]",
+                    "created_at": 2.0,
                     "citations": [citation] if kbs else [],
                 },
             ],

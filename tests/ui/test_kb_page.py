@@ -108,7 +108,7 @@ def test_delete_a_file_sync_and_rebuild(page: Any, fake_server: Any, fake_state:
     expect(rebuild.locator(".job-label")).to_have_text(
         "Done: 1 indexed, 0 failed, 0 skipped, 0 removed"
     )
-    assert [job["kind"] for job in fake_state.jobs.values()] == ["sync", "rebuild"]
+    assert [job["kind"] for job in fake_state.jobs.values()] == ["remove", "sync", "rebuild"]
 
 
 def test_retrieval_test_shows_hits_with_scores(

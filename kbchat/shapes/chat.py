@@ -1,0 +1,183 @@
+"""Shapes of the read path's answers: citations, answers, conversations, summaries."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from kbchat.chat.summarize import Strategy, Summary
+from kbchat.shapes import Shape
+from kbchat.store.conversations import Conversation
+from kbchat.text import Language
+from kbchat.types import Answer, AnswerOutcome, Citation, Role
+
+
+class CitationInfo(Shape):
+    """A source of an answer: ``marker`` is the [n] in the answer's text."""
+
+    marker: int
+    kb: str
+    file: str
+    text: str = Field(description="The passage.")
+    score: float = Field(description="Relevance in [0, 1].")
+    quote: str = Field("", description="The words of the passage the answer rests on.")
+    page: int | None = None
+    sheet: str | None = None
+    slide: int | None = None
+
+
+def citation_info(citation: Citation) -> CitationInfo:
+    return CitationInfo.model_validate(citation, from_attributes=True)
+
+
+class UsageInfo(Shape):
+    """Tokens of one generation."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AnswerMeta(Shape):
+    """What an answer rests on; stored with it, so it shows the same after a reload."""
+
+    outcome: AnswerOutcome = Field(
+        description="answered (from the sources, see grounded), refused (the sources do not "
+        "say; the answer is the refusal) or fallback (the model's own knowledge, labelled)."
+    )
+    grounded: bool = Field(description="Every claim of the answer is backed by a citation.")
+    notices: list[str] = Field(description="What the reader should know about the answer.")
+    closest: list[CitationInfo] = Field(
+        description="The best passages found when the answer is refused or falls back."
+    )
+
+
+class AnswerInfo(AnswerMeta):
+    """A finished answer with its sources, usage and timings."""
+
+    answer: str
+    citations: list[CitationInfo]
+    model: str
+    usage: UsageInfo
+    timings: dict[str, float] = Field(description="Seconds per step (ttft_s, total_s...).")
+    finish_reason: str | None = Field(description="stop, length, cancelled...")
+    question: str
+
+
+class ChatAnswer(AnswerInfo):
+    """An answer in a conversation."""
+
+    conversation_id: str = Field(description="Pass it back to continue the conversation.")
+
+
+def answer_meta(answer: Answer) -> AnswerMeta:
+    return AnswerMeta(
+        outcome=answer.outcome,
+        grounded=answer.grounded,
+        notices=answer.notices,
+        closest=[citation_info(c) for c in answer.closest],
+    )
+
+
+def answer_info(answer: Answer) -> AnswerInfo:
+    usage = answer.usage
+    return AnswerInfo(
+        answer=answer.text,
+        citations=[citation_info(c) for c in answer.citations],
+        model=answer.model,
+        usage=UsageInfo(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+        ),
+        timings=answer.timings,
+        finish_reason=answer.finish_reason,
+        question=answer.question,
+        **answer_meta(answer).model_dump(),
+    )
+
+
+def chat_answer(answer: Answer, conversation_id: str) -> ChatAnswer:
+    return ChatAnswer(**answer_info(answer).model_dump(), conversation_id=conversation_id)
+
+
+class MessageInfo(BaseModel):
+    """One turn of a stored conversation. An assistant turn has its ``citations`` and what
+    it rested on (``outcome``...); fields a turn does not have are absent."""
+
+    role: Role
+    content: str
+    created_at: float = Field(description="Unix time in seconds.")
+    citations: list[CitationInfo] | None = None
+    outcome: AnswerOutcome | None = None
+    grounded: bool | None = None
+    notices: list[str] | None = None
+    closest: list[CitationInfo] | None = None
+
+
+class ConversationInfo(Shape):
+    """A conversation's header."""
+
+    id: str
+    title: str
+    kbs: list[str] = Field(description="The knowledge bases its answers came from.")
+    model: str
+    created_at: float = Field(description="Unix time in seconds.")
+    updated_at: float = Field(description="Unix time in seconds.")
+
+
+class ConversationDetail(ConversationInfo):
+    """A conversation and its messages, in order."""
+
+    messages: list[MessageInfo]
+
+
+def conversation_info(conversation: Conversation) -> ConversationInfo:
+    return ConversationInfo.model_validate(conversation.to_json())
+
+
+def conversation_detail(conversation: Conversation) -> ConversationDetail:
+    """The conversation with its messages; serialise with ``exclude_unset`` so the fields a
+    message does not have stay absent."""
+    return ConversationDetail.model_validate(conversation.to_json(with_messages=True))
+
+
+class SummaryInfo(Shape):
+    """A summary and what it took."""
+
+    summary: str
+    strategy: Strategy
+    language: Language
+    cached: bool = Field(description="Kept from before: the file has not changed since.")
+    steps: int = Field(description="Model calls made.")
+    estimated_s: float = Field(description="Seconds expected before starting.")
+    seconds: float = Field(description="Seconds taken.")
+
+
+class FileSummary(SummaryInfo):
+    """The summary of one file."""
+
+    file: str
+
+
+class KBSummaries(BaseModel):
+    """Summaries of a knowledge base's files and, for several, of the whole."""
+
+    kb: str
+    files: list[FileSummary]
+    overview: SummaryInfo | None = Field(None, description="Absent for a single file.")
+
+
+def summary_info(summary: Summary) -> SummaryInfo:
+    return SummaryInfo(
+        summary=summary.text,
+        strategy=summary.strategy,
+        language=summary.language,
+        cached=summary.cached,
+        steps=summary.steps,
+        estimated_s=summary.estimated_s,
+        seconds=summary.seconds,
+    )
+
+
+def file_summary(file: str, summary: Summary) -> FileSummary:
+    return FileSummary(**summary_info(summary).model_dump(), file=file)
