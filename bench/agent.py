@@ -48,12 +48,12 @@ from urllib.parse import parse_qs, urlsplit
 from retrieval import code_version
 
 from kbchat.app import Services, build
-from kbchat.chat.agent import ExampleRouter, ToolStep, build_tools, kb_evidence, stream_agent
+from kbchat.chat.agent import ExampleRouter, build_tools, kb_evidence, stream_agent
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.tools import ToolContext
 from kbchat.config import load_settings
 from kbchat.errors import KbchatError
-from kbchat.types import Answer
+from kbchat.types import Answer, ToolStep
 
 BENCH = Path(__file__).resolve().parent
 DATA = BENCH / "data" / "agent"

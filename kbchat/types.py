@@ -134,6 +134,21 @@ class Citation:
     slide: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ToolStep:
+    """A tool call, sent when it starts (``done`` False) and when it ends (``result`` or
+    ``error``, and ``ms``)."""
+
+    step: int
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    done: bool = False
+    result: str | None = None
+    error: str | None = None
+    ms: float | None = None
+
+
 AnswerOutcome = Literal["answered", "refused", "fallback"]
 """What an answer is based on: ``answered`` from the sources (see ``grounded``), ``refused``
 because the sources do not say (the text is the refusal), ``fallback`` the model's own
@@ -159,6 +174,8 @@ class Answer:
     notices: list[str] = field(default_factory=list)
     outcome: AnswerOutcome = "answered"
     closest: list[Citation] = field(default_factory=list)
+    tool_steps: list[ToolStep] = field(default_factory=list)
+    """The finished tool calls an agent made before answering (empty otherwise)."""
 
     @property
     def refused(self) -> bool:

@@ -38,7 +38,7 @@ from kbchat.llm.base import ChatModel, Completion, ForcedTool, complete_message
 from kbchat.llm.tool_calls import new_call_id
 from kbchat.prompts import template
 from kbchat.text import detect_language
-from kbchat.types import Answer, Message, ToolCall, ToolSpec, Usage
+from kbchat.types import Answer, Message, ToolCall, ToolSpec, ToolStep, Usage
 
 log = logging.getLogger(__name__)
 
@@ -110,21 +110,6 @@ class AgentOptions:
     max_tokens: int = 512
     temperature: float = 0.1
     history_tokens: int = 1024
-
-
-@dataclass(frozen=True)
-class ToolStep:
-    """A tool call, sent when it starts (``done`` False) and when it ends (``result`` or
-    ``error``, and ``ms``)."""
-
-    step: int
-    call_id: str
-    tool: str
-    arguments: dict[str, Any]
-    done: bool = False
-    result: str | None = None
-    error: str | None = None
-    ms: float | None = None
 
 
 AgentEvent = str | ToolStep | Answer
@@ -256,6 +241,7 @@ def run_agent(
     usage = Usage()
     notices: list[str] = []
     seen: set[tuple[str, str]] = set()
+    finished: list[ToolStep] = []
     steps = 0
     reply_text = ""
     plan = []
@@ -295,7 +281,11 @@ def run_agent(
                 # model): shown as a failed step, and the answer is written from what is there
                 steps += 1
                 failed = f"the model could not write the call: {exc}"
-                yield ToolStep(steps, new_call_id(), forced or "?", {}, True, None, failed, 0.0)
+                failed_step = ToolStep(
+                    steps, new_call_id(), forced or "?", {}, True, None, failed, 0.0
+                )
+                finished.append(failed_step)
+                yield failed_step
                 notices.append(failed)
                 break
             usage = _add(usage, done.usage)
@@ -315,6 +305,7 @@ def run_agent(
             seen.add(key)
             step_events, content = _run_call(call, by_name, context, steps, cancel)
             yield from step_events
+            finished.append(step_events[-1])
             last = step_events[-1]
             direct = getattr(by_name.get(call.name), "answers_directly", False)
             if plan and plan[-1] == call.name and direct and last.error is None and last.result:
@@ -327,7 +318,14 @@ def run_agent(
         if options.router == "model":
             notices.append(f"the agent reached its limit of {options.max_steps} tool calls")
     timings["tools"] = time.perf_counter() - started - timings["route"]
-    answer = Answer(text="", model=model.name, question=question, grounded=False, notices=notices)
+    answer = Answer(
+        text="",
+        model=model.name,
+        question=question,
+        grounded=False,
+        notices=notices,
+        tool_steps=finished,
+    )
     if reply_text:
         # the model chose to answer (router "model"), or the last routed tool's result is the
         # answer (the calculator: a small model miscopies long numbers when restating them)

@@ -21,11 +21,12 @@ from kbchat.types import Answer, Message
 
 if TYPE_CHECKING:
     from kbchat.app import Services
-    from kbchat.chat.agent import AgentEvent, ToolStep
+    from kbchat.chat.agent import AgentEvent
     from kbchat.chat.rag import ChatOptions
     from kbchat.config import Settings
     from kbchat.eval.answers import AnswerReport, AnswerResult
     from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
+    from kbchat.types import ToolStep
 
 err = Console(stderr=True)
 
@@ -121,7 +122,7 @@ def _report_files(outcomes: Sequence[FileOutcome]) -> None:
 
 
 def _print_stream(events: Iterator[AgentEvent]) -> Answer:
-    from kbchat.chat.agent import ToolStep
+    from kbchat.types import ToolStep
 
     answer: Answer | None = None
     for event in events:

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -30,7 +30,7 @@ from pydantic import (
 from kbchat.chat.files import answer_sources
 from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.plain import stream_chat
-from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
+from kbchat.chat.rag import ChatOptions, stream_answer
 from kbchat.errors import KbchatError
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.kb.library import is_temporary
@@ -61,9 +61,13 @@ from kbchat.shapes.chat import (
     citation_info,
     conversation_detail,
     conversation_info,
+    tool_step_info,
 )
 from kbchat.store.conversations import StoredMessage, new_conversation_id
-from kbchat.types import Answer, Message
+from kbchat.types import Answer, Message, ToolStep
+
+AgentEvent = str | ToolStep | Answer
+"""Events of any answer: text deltas, tool steps (agent mode), then the Answer."""
 
 router = APIRouter(tags=["chat"])
 
@@ -85,6 +89,11 @@ class ChatRequest(BaseModel):
     no_hit: NoHit | None = None
     no_hit_message: NoHitMessage | None = None
     max_tokens: MaxTokens | None = None
+    mode: Literal["auto", "agent", "web"] = Field(
+        "auto",
+        description="auto: from kbs (or the model alone); agent: the model may use tools "
+        "(kbs are what its search covers); web: answer from a web search.",
+    )
     stream: StrictBool = True
 
     model_config = ConfigDict(
@@ -116,6 +125,9 @@ class ChatPlan:
     options: ChatOptions
     conversation_id: str
     owner: str | None
+    mode: Literal["auto", "agent", "web"] = "auto"
+    model_name: str | None = None
+    can_read: Callable[[str], bool] = lambda _: True
 
 
 def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatPlan:
@@ -155,16 +167,43 @@ def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatP
         options=options,
         conversation_id=conversation_id,
         owner=caller.name,
+        mode=body.mode,
+        model_name=body.model,
+        can_read=lambda kb: caller.can(kb, "read"),
     )
 
 
 def answer_events(
     state: ServerState, plan: ChatPlan, cancel: threading.Event
-) -> Iterator[ChatEvent]:
+) -> Iterator[AgentEvent]:
     """The answer's events; the turn is stored before the finished Answer is yielded."""
     asked = time.time()
     files_only = overview_target(plan.kbs)
-    if files_only is not None and is_overview_question(plan.question):
+    events: Iterator[AgentEvent]
+    if plan.mode == "agent":
+        from kbchat.chat.agent import stream_agent
+
+        events = stream_agent(
+            state.services,
+            plan.question,
+            model_name=plan.model_name,
+            kbs=[kb.name for kb in plan.kbs],
+            history=plan.history,
+            can_read=plan.can_read,
+            cancel=cancel,
+        )
+    elif plan.mode == "web":
+        from kbchat.chat.web_chat import stream_web_answer, web_options
+
+        events = stream_web_answer(
+            state.services,
+            plan.question,
+            model_name=plan.model_name,
+            history=plan.history,
+            options=web_options(plan.options),
+            cancel=cancel,
+        )
+    elif files_only is not None and is_overview_question(plan.question):
         summary = summary_options(state.settings)
         events = overview_answer(
             plan.model, files_only, plan.question, options=summary, cancel=cancel
@@ -262,7 +301,7 @@ async def chat(
 
 
 async def _chat_stream(
-    stream: ThreadedStream[ChatEvent], first: ChatEvent | None, conversation_id: str
+    stream: ThreadedStream[AgentEvent], first: AgentEvent | None, conversation_id: str
 ) -> AsyncIterator[str]:
     event = first
     try:
@@ -272,7 +311,10 @@ async def _chat_stream(
                 yield sse_event("citations", CitationsEvent(citations=citations))
                 yield sse_event("done", chat_answer(event, conversation_id))
                 return
-            yield sse_event("delta", TextDelta(text=event))
+            if isinstance(event, ToolStep):
+                yield sse_event("tool", tool_step_info(event))
+            else:
+                yield sse_event("delta", TextDelta(text=event))
             event = await stream.next()
         yield sse_event("error", error_body(KbchatError("the answer ended without a result")))
     except KbchatError as exc:

@@ -59,14 +59,18 @@ from kbchat.server.openai_responses import (
 from kbchat.server.openai_schemas import ChatCompletionRequest, EmbeddingRequest
 from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_data, until_disconnected
 from kbchat.server.state import ServerState, current_principal, get_state
-from kbchat.shapes.chat import citation_info
-from kbchat.types import Answer, Delta, Message, ToolCall, Usage
+from kbchat.shapes.chat import citation_info, tool_step_info
+from kbchat.types import Answer, Delta, Message, ToolCall, ToolStep, Usage
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 StateDep = Annotated[ServerState, Depends(get_state)]
 CallerDep = Annotated[Principal, Depends(current_principal)]
 KB_PREFIX = "kb:"
+AGENT_PREFIX = "agent:"
+"""``agent:default`` (the built-in agent on the default model) or ``agent:<model>``."""
+WEB_PREFIX = "web:"
+"""``web:default`` (web search answered by the default model) or ``web:<model>``."""
 log = logging.getLogger(__name__)
 
 
@@ -87,7 +91,8 @@ Piece = str | Finished
 
 @router.get("/models", responses=documented(401, openai=True))
 def list_models(state: StateDep, caller: CallerDep) -> ModelList:
-    """Every chat model, ``kb:<name>`` for each readable knowledge base, and ``default``.
+    """Every chat model, ``kb:<name>`` for each readable knowledge base, ``agent:default``
+    (``web:default`` when a web search is configured), and ``default``.
 
     Each entry says its ``owned_by`` (kbchat, or the host of a remote server), ``kind``
     (chat, kb or embedding) and ``context_length`` in tokens (kb models: the default chat
@@ -105,6 +110,10 @@ def list_models(state: StateDep, caller: CallerDep) -> ModelList:
         if caller.can(record.name, "read"):
             ident, created = KB_PREFIX + record.name, int(record.created_at)
             data.append(_model_entry(ident, "kb", "kbchat", kb_context, "knowledge-base", created))
+    default_context = default.n_ctx if default is not None else None
+    data.append(_model_entry("agent:default", "agent", "kbchat", default_context, "agent"))
+    if settings.web_search.providers:
+        data.append(_model_entry("web:default", "web", "kbchat", default_context, "web-search"))
     embedder = state.services.library.default_embedder_spec()["backend"]
     data.append(_model_entry("default", "embedding", "kbchat", None, embedder))
     return ModelList(object="list", data=data)
@@ -112,7 +121,7 @@ def list_models(state: StateDep, caller: CallerDep) -> ModelList:
 
 def _model_entry(
     ident: str,
-    kind: Literal["chat", "kb", "embedding"],
+    kind: Literal["chat", "kb", "agent", "web", "embedding"],
     owner: str,
     context_length: int | None,
     backend: str,
@@ -199,6 +208,8 @@ def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) ->
         return _file_generation(state, body, caller, messages, max_tokens, files)
     if body.model.startswith(KB_PREFIX):
         return _kb_generation(state, body, caller, messages, max_tokens)
+    if body.model.startswith((AGENT_PREFIX, WEB_PREFIX)):
+        return _agent_generation(state, body, caller, messages, max_tokens)
     model = state.services.models.get(body.model)
     structured: dict[str, Any] = {
         "response_format": body.to_response_format(),
@@ -288,6 +299,76 @@ def _kb_generation(
     return run
 
 
+def _agent_generation(
+    state: ServerState,
+    body: ChatCompletionRequest,
+    caller: Principal,
+    messages: list[Message],
+    max_tokens: int | None,
+) -> Any:
+    """``agent:`` models: the agent with its tools over every knowledge base the caller may
+    read; ``web:`` models: an answer from web search. Tool steps come back in the
+    completion's ``tool_steps`` (kbchat's extension field); the answer's sources as
+    ``citations``."""
+    agent = body.model.startswith(AGENT_PREFIX)
+    prefix = AGENT_PREFIX if agent else WEB_PREFIX
+    name = body.model.removeprefix(prefix)
+    model_name = None if name == "default" else name
+    if model_name is not None and model_name not in state.settings.models:
+        known = ", ".join(f"{prefix}{m}" for m in ["default", *state.settings.models])
+        raise NotFound(f"no model named {body.model!r}; known: {known}")
+    for given, wanted in {
+        "response_format": body.to_response_format() is not None,
+        "tools": bool(body.tools),
+        "grammar": body.grammar is not None,
+    }.items():
+        if wanted:
+            raise Unsupported(
+                f"{given} is not supported for {body.model}: it answers in text with its own "
+                "tools and citations; use a chat model for your own tools",
+                param=given,
+            )
+    if messages[-1].role != "user":
+        raise BadInput("the last message must be the user's question", param="messages")
+    history = [m for m in messages[:-1] if m.role in ("user", "assistant") and m.content]
+    services = state.services
+    question = messages[-1].content
+
+    def run(cancel: threading.Event) -> Iterator[Piece]:
+        events: Iterator[str | ToolStep | Answer]
+        if agent:
+            from kbchat.chat.agent import stream_agent
+
+            events = stream_agent(
+                services,
+                question,
+                model_name=model_name,
+                history=history,
+                can_read=lambda kb: caller.can(kb, "read"),
+                cancel=cancel,
+            )
+        else:
+            from kbchat.chat.web_chat import stream_web_answer, web_options
+
+            search = answer_search_options(state.settings)
+            options = chat_options(state.settings, search, max_tokens=max_tokens)
+            events = stream_web_answer(
+                services,
+                question,
+                model_name=model_name,
+                history=history,
+                options=web_options(options),
+                cancel=cancel,
+            )
+        for event in events:
+            if isinstance(event, Answer):
+                yield from _answer_end(event)
+            elif isinstance(event, str):
+                yield event
+
+    return run
+
+
 def _file_generation(
     state: ServerState,
     body: ChatCompletionRequest,
@@ -338,6 +419,7 @@ def _answer_end(answer: Answer) -> Iterator[Piece]:
             outcome=answer.outcome,
             grounded=answer.grounded,
             closest=[citation_info(c) for c in answer.closest],
+            tool_steps=[tool_step_info(s) for s in answer.tool_steps] or None,
         ),
     )
 

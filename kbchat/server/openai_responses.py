@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from kbchat.shapes.chat import CitationInfo
+from kbchat.shapes.chat import CitationInfo, ToolStepInfo
 from kbchat.types import AnswerOutcome
 
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -26,7 +26,7 @@ class ModelEntry(BaseModel):
     object: Literal["model"]
     created: int = Field(description="Unix time in seconds (0 for configured models).")
     owned_by: str = Field(description="kbchat, or the host of the model's remote server.")
-    kind: Literal["chat", "kb", "embedding"]
+    kind: Literal["chat", "kb", "agent", "web", "embedding"]
     context_length: int | None = Field(description="Tokens; null for the embedder.")
     backend: str
 
@@ -82,6 +82,9 @@ class Grounding(BaseModel):
     grounded: bool | None = Field(None, description="kb models and files only.")
     closest: list[CitationInfo] | None = Field(
         None, description="The best passages when the answer is refused (kb models and files)."
+    )
+    tool_steps: list[ToolStepInfo] | None = Field(
+        None, description="The tool calls of an agent: model, finished (agent: models only)."
     )
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from kbchat.server.errors import ErrorBody, OpenAIErrorBody
 from kbchat.server.openai_responses import ChatCompletionChunk
-from kbchat.shapes.chat import ChatAnswer, CitationInfo, FileSummary, SummaryInfo
+from kbchat.shapes.chat import ChatAnswer, CitationInfo, FileSummary, SummaryInfo, ToolStepInfo
 from kbchat.shapes.kb import JobInfo
 
 EventPayload = type[BaseModel] | Any
@@ -69,6 +69,7 @@ class SummariesDone(BaseModel):
 
 
 CHAT_EVENTS: Mapping[str, EventPayload] = {
+    "tool": ToolStepInfo,
     "delta": TextDelta,
     "citations": CitationsEvent,
     "done": ChatAnswer,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from kbchat.chat.summarize import Strategy, Summary
 from kbchat.shapes import Shape
 from kbchat.store.conversations import Conversation
 from kbchat.text import Language
-from kbchat.types import Answer, AnswerOutcome, Citation, Role
+from kbchat.types import Answer, AnswerOutcome, Citation, Role, ToolStep
 
 
 class CitationInfo(Shape):
@@ -37,6 +39,23 @@ class UsageInfo(Shape):
     total_tokens: int
 
 
+class ToolStepInfo(Shape):
+    """One tool call of an agent: sent when it starts (``done`` false) and when it ends."""
+
+    step: int = Field(description="1 for the first tool call of the answer, then 2...")
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    done: bool
+    result: str | None = Field(description="What the tool returned (what the model read).")
+    error: str | None = Field(description="Why the call failed (shown to the model too).")
+    ms: float | None = Field(description="Milliseconds the call took.")
+
+
+def tool_step_info(step: ToolStep) -> ToolStepInfo:
+    return ToolStepInfo.model_validate(step, from_attributes=True)
+
+
 class AnswerMeta(Shape):
     """What an answer rests on; stored with it, so it shows the same after a reload."""
 
@@ -48,6 +67,9 @@ class AnswerMeta(Shape):
     notices: list[str] = Field(description="What the reader should know about the answer.")
     closest: list[CitationInfo] = Field(
         description="The best passages found when the answer is refused or falls back."
+    )
+    tool_steps: list[ToolStepInfo] = Field(
+        default_factory=list, description="The tool calls an agent made before answering."
     )
 
 
@@ -75,6 +97,7 @@ def answer_meta(answer: Answer) -> AnswerMeta:
         grounded=answer.grounded,
         notices=answer.notices,
         closest=[citation_info(c) for c in answer.closest],
+        tool_steps=[tool_step_info(s) for s in answer.tool_steps],
     )
 
 
@@ -112,6 +135,7 @@ class MessageInfo(BaseModel):
     grounded: bool | None = None
     notices: list[str] | None = None
     closest: list[CitationInfo] | None = None
+    tool_steps: list[ToolStepInfo] | None = None
 
 
 class ConversationInfo(Shape):

@@ -16,7 +16,6 @@ from kbchat.chat.agent import (
     AgentOptions,
     ExampleRouter,
     KbEvidence,
-    ToolStep,
     build_tools,
     run_agent,
     stream_agent,
@@ -31,7 +30,7 @@ from kbchat.config import load_settings
 from kbchat.errors import BadInput, ConfigError
 from kbchat.llm.base import ForcedTool
 from kbchat.testing.fakes import HashEmbedder, ScriptedChatModel
-from kbchat.types import Answer, ToolCall, ToolSpec
+from kbchat.types import Answer, ToolCall, ToolSpec, ToolStep
 
 FIXED_NOW = dt.datetime(2026, 11, 30, 9, 15, tzinfo=dt.UTC)
 

@@ -12,14 +12,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from kbchat.app import Services, build
-from kbchat.chat.agent import AgentOptions, ToolStep, run_agent
+from kbchat.chat.agent import AgentOptions, run_agent
 from kbchat.chat.search import WebResult, WebSearch, WebSearchError, build_web_search
 from kbchat.chat.tools import ToolContext, ToolError
 from kbchat.chat.tools.web import FetchUrl, WebSearchTool, check_address
 from kbchat.config import load_settings
 from kbchat.errors import ConfigError, KbchatError
 from kbchat.testing.fakes import ScriptedChatModel
-from kbchat.types import Answer, ToolCall
+from kbchat.types import Answer, ToolCall, ToolStep
 
 PAGES = {
     "/article.html": "<html><head><title>Mars</title></head><body><h1>Mars mission</h1>"

@@ -76,6 +76,7 @@ def test_temporary_knowledge_bases_stay_out_of_kb_endpoints(client: TestClient) 
     models = client.get("/v1/models").json()["data"]
     assert [(m["id"], m["kind"]) for m in models] == [
         ("qwen2.5-0.5b", "chat"),
+        ("agent:default", "agent"),
         ("default", "embedding"),
     ]
     name = client.get("/api/conversations/c1/files").json()["jobs"][0]["kb"]

@@ -23,7 +23,7 @@ def test_models_lists_chat_models_and_knowledge_bases(
     oai: openai.OpenAI, docs_kb: str, settings: Settings
 ) -> None:
     models = {m.id: m.model_extra or {} for m in oai.models.list()}
-    assert list(models) == [settings.default_model, f"kb:{docs_kb}", "default"]
+    assert list(models) == [settings.default_model, f"kb:{docs_kb}", "agent:default", "default"]
     chat = models[settings.default_model]
     assert (chat["kind"], chat["context_length"], chat["backend"]) == ("chat", 4096, "llamacpp")
     assert models[f"kb:{docs_kb}"]["kind"] == "kb"
