@@ -218,3 +218,33 @@ def test_an_unsupported_answer_is_declined_and_stays_declined_after_a_reload(pag
         expect(answer.locator(".closest-sources .source-file").first).to_have_text("kettle.txt")
         screenshot(page, "e2e-declined")
     services.close()
+
+
+def test_agent_mode_shows_tool_steps_live_and_after_reload(page: Any) -> None:
+    import json as jsonlib
+
+    from kbchat.server.app import create_app
+    from kbchat.types import ToolCall
+
+    settings = load_settings(
+        embedder={"backend": "hash"}, chat=NO_ANSWER_BAR, agent={"router": "model"}
+    )
+    services = build(settings)
+    call = ToolCall("c1", "calculator", jsonlib.dumps({"expression": "399 * 2"}))
+    services.models.add(
+        settings.default_model, SlowScriptedModel([[call], "Two kettles cost 798 yuan."])
+    )
+    with LiveServer(create_app(settings, services=services)) as server:
+        page.goto(server.url)
+        page.select_option("#mode-select", "agent")
+        expect(page.locator("#mode-hint")).to_contain_text("calculator")
+        page.fill("#question", "How much are two kettles at 399 each?")
+        page.click("#send")
+        step = page.locator(".msg.assistant .tool-step").first
+        expect(step).to_contain_text("calculator")
+        expect(step).to_contain_text("399 * 2 = 798")
+        expect(page.locator(".msg.assistant .answer-body")).to_contain_text("798 yuan")
+        page.reload()
+        expect(page.locator(".msg.assistant .tool-step").first).to_contain_text("399 * 2 = 798")
+        expect(page.locator("#mode-select")).to_have_value("agent")  # the choice is remembered
+    services.close()

@@ -55,12 +55,16 @@ export function assistantMessage(container) {
   const sources = h("div", { class: "sources", hidden: true });
   const closest = h("div", { class: "closest-sources", hidden: true });
   const notes = h("div", { class: "notes" });
+  const steps = h("details", { class: "tool-steps", hidden: true, open: true });
+  const stepList = h("ol", {});
+  steps.append(h("summary", {}, t("tool.steps")), stepList);
+  const stepItems = new Map();
   const meta = h("div", { class: "meta" });
   const el = h(
     "article",
     { class: "msg assistant streaming", "aria-busy": "true" },
     h("div", { class: "avatar", "aria-hidden": "true" }, "kb"),
-    h("div", { class: "msg-content" }, body, notes, sources, closest, meta),
+    h("div", { class: "msg-content" }, steps, body, notes, sources, closest, meta),
   );
   container.append(el);
   let text = "";
@@ -124,6 +128,29 @@ export function assistantMessage(container) {
     closest.hidden = list.length === 0;
   };
 
+  // One line per tool call: the call when it starts, then its result (or error) and time.
+  const toolStep = (step) => {
+    const call = `${step.tool}(${JSON.stringify(step.arguments || {})})`;
+    const outcome = !step.done ? h("span", { class: "muted" }, t("tool.running"))
+      : step.error ? h("span", { class: "tool-error" }, t("tool.failed", { error: step.error }))
+      : h("span", { class: "tool-result" }, step.result || "");
+    const item = h("li", { class: "tool-step", dataset: { tool: step.tool } },
+      h("code", {}, call), " ", outcome,
+      step.ms !== null && step.ms !== undefined && step.done ? h("small", { class: "muted" }, ` ${t("tool.ms", { ms: Math.round(step.ms) })}`) : null);
+    const key = step.call_id || `${step.step}`;
+    const old = stepItems.get(key);
+    if (old) old.replaceWith(item);
+    else stepList.append(item);
+    stepItems.set(key, item);
+    steps.hidden = false;
+  };
+  const showSteps = (list) => {
+    if (!Array.isArray(list) || !list.length) return;
+    stepItems.clear();
+    stepList.replaceChildren();
+    list.forEach(toolStep);
+  };
+
   draw();
   return {
     element: el,
@@ -135,8 +162,10 @@ export function assistantMessage(container) {
       schedule();
     },
     setCitations,
+    toolStep,
     finish(done) {
       if (typeof done.answer === "string") text = done.answer;
+      showSteps(done.tool_steps);
       if (Array.isArray(done.citations)) setCitations(done.citations);
       showGrounding(done);
       const timings = done.timings || {};
@@ -161,6 +190,7 @@ export function assistantMessage(container) {
     load(content, list, stored) {
       text = content || "";
       setCitations(list || []);
+      if (stored) showSteps(stored.tool_steps);
       if (stored && stored.outcome) showGrounding(stored);
       settle();
     },

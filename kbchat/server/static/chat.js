@@ -11,9 +11,9 @@ const PREFS_KEY = "kbchat.chatPrefs";
 
 function loadPrefs() {
   try {
-    return { kbs: [], model: "", topK: "", threshold: "", ...JSON.parse(localStorage.getItem(PREFS_KEY) || "{}") };
+    return { kbs: [], model: "", topK: "", threshold: "", mode: "auto", ...JSON.parse(localStorage.getItem(PREFS_KEY) || "{}") };
   } catch {
-    return { kbs: [], model: "", topK: "", threshold: "" };
+    return { kbs: [], model: "", topK: "", threshold: "", mode: "auto" };
   }
 }
 
@@ -39,6 +39,11 @@ export function renderChat(root, conversationId, navigate) {
   const pickerMenu = h("div", { class: "picker-menu", role: "group" });
   const picker = h("details", { class: "picker", id: "kb-picker" }, pickerSummary, pickerMenu);
   const modelSelect = h("select", { id: "model-select" });
+  const modeSelect = h("select", { id: "mode-select" },
+    h("option", { value: "auto" }, t("chat.modeAuto")),
+    h("option", { value: "agent" }, t("chat.modeAgent")),
+    h("option", { value: "web" }, t("chat.modeWeb")));
+  modeSelect.value = ["auto", "agent", "web"].includes(prefs.mode) ? prefs.mode : "auto";
   const topK = h("input", {
     type: "number", id: "top-k", min: "1", max: "50", step: "1", value: String(prefs.topK), placeholder: t("chat.default"),
   });
@@ -53,6 +58,7 @@ export function renderChat(root, conversationId, navigate) {
     "div",
     { class: "chat-toolbar" },
     historyToggle,
+    field(t("chat.mode"), modeSelect, true),
     field(t("chat.kbs"), picker, true),
     field(t("chat.model"), modelSelect, true),
     h("span", { class: "retrieval-opts" }, field(t("chat.topk"), topK), field(t("chat.threshold"), threshold)),
@@ -81,7 +87,9 @@ export function renderChat(root, conversationId, navigate) {
     pickerSummary.textContent = chosen.length ? chosen.join(", ") : t("chat.noKb");
     const files = attached.files().filter((f) => f.status === "indexed" || f.status === "pending").map((f) => f.name);
     const sources = [...chosen, ...files];
-    const mode = files.length ? t("files.mode", { sources: sources.join(", ") })
+    const mode = modeSelect.value === "agent" ? t("chat.modeAgentHint", { kbs: sources.join(", ") || t("chat.modeAgentAll") })
+      : modeSelect.value === "web" ? t("chat.modeWebHint")
+      : files.length ? t("files.mode", { sources: sources.join(", ") })
       : chosen.length ? t("chat.modeKb", { kbs: chosen.join(", ") }) : t("chat.modePlain");
     replace(modeHint, h("span", {}, mode), h("span", { class: "keys" }, t("chat.keys")));
     topK.disabled = threshold.disabled = chosen.length === 0;
@@ -207,6 +215,7 @@ export function renderChat(root, conversationId, navigate) {
 
   function requestBody(question, kbs) {
     const body = { question, kbs, stream: true };
+    if (modeSelect.value !== "auto") body.mode = modeSelect.value;
     if (modelSelect.value) body.model = modelSelect.value;
     if (state.current) body.conversation_id = state.current;
     if (kbs.length) {
@@ -218,6 +227,7 @@ export function renderChat(root, conversationId, navigate) {
 
   function onEvent(answer, name, data) {
     if (name === "delta") answer.append(data.text ?? "");
+    else if (name === "tool") answer.toolStep(data);
     else if (name === "citations") answer.setCitations(data.citations);
     else if (name === "done") {
       answer.finish(data);
@@ -283,6 +293,7 @@ export function renderChat(root, conversationId, navigate) {
     input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
   });
   modelSelect.addEventListener("change", () => { prefs.model = modelSelect.value; savePrefs(); });
+  modeSelect.addEventListener("change", () => { prefs.mode = modeSelect.value; savePrefs(); updateMode(); });
   topK.addEventListener("change", () => { prefs.topK = topK.value; savePrefs(); });
   threshold.addEventListener("change", () => { prefs.threshold = threshold.value; savePrefs(); });
   const closePicker = (event) => { if (!picker.contains(event.target)) picker.open = false; };
