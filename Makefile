@@ -25,7 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check kbchat tests bench
 	$(BIN)/ruff format --check kbchat tests bench
-	$(BIN)/mypy kbchat
+	$(BIN)/mypy kbchat tests
 
 clean:
 	rm -rf $(VENV)

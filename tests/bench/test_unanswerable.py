@@ -27,7 +27,7 @@ def builder() -> Iterator[ModuleType]:
         sys.path.remove(str(BENCH))
 
 
-def _q(qid: str, question: str, answers: list[str], gold: list[str], **more: Any) -> dict:
+def _q(qid: str, question: str, answers: list[str], gold: list[str], **more: Any) -> dict[str, Any]:
     return {
         "id": qid,
         "question": question,

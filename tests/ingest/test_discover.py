@@ -13,7 +13,7 @@ from kbchat.ingest.discover import discover, known_file, readable, source_path
 
 
 def _found(root: Path, **options: bool) -> dict[str, str | None]:
-    return {f.name: f.problem for f in discover([root], **options)}
+    return {f.name: f.problem for f in discover([root], **options)}  # type: ignore[arg-type]
 
 
 @pytest.fixture

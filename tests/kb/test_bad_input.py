@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from kbchat.kb.prepare import file_sha256
 
 
 @pytest.fixture
-def library() -> Library:
+def library() -> Iterator[Library]:
     lib = Library(load_settings(embedder={"backend": "hash"}))
     yield lib
     lib.close()

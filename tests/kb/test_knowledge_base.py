@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from kbchat.store.bm25 import tokenize
 
 
 @pytest.fixture
-def library() -> Library:
+def library() -> Iterator[Library]:
     lib = Library(load_settings(embedder={"backend": "hash"}))
     yield lib
     lib.close()

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +27,7 @@ KEY = "sk-very-secret-key"
 USER = [Message("system", "Be brief."), Message("user", "保修期多长？")]
 
 
-def chunk(content: str | None = None, finish: str | None = None, **extra: object) -> dict:
+def chunk(content: str | None = None, finish: str | None = None, **extra: object) -> dict[str, Any]:
     delta = {} if content is None else {"content": content}
     return {
         "object": "chat.completion.chunk",
@@ -35,7 +36,7 @@ def chunk(content: str | None = None, finish: str | None = None, **extra: object
     }
 
 
-def sse(*events: dict | str) -> bytes:
+def sse(*events: dict[str, Any] | str) -> bytes:
     lines = [f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events]
     return (": keep-alive\n\n" + "".join(lines)).encode()
 
@@ -280,7 +281,7 @@ def test_structured_and_tool_parameters_are_passed_through() -> None:
 
 
 def test_tool_call_fragments_are_joined_into_whole_calls() -> None:
-    def call(index: int, **fields: object) -> dict:
+    def call(index: int, **fields: object) -> dict[str, Any]:
         return {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": index, **fields}]}}]}
 
     body = sse(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import jsonschema_rs
 import pytest
@@ -19,7 +20,7 @@ TOOLS = [ToolSpec("get_weather", "Weather in a city", WEATHER), ToolSpec("now", 
 CALL = {"name": "get_weather", "arguments": {"city": "Paris"}}
 
 
-def valid(schema: dict, value: object) -> bool:
+def valid(schema: dict[str, Any], value: object) -> bool:
     return bool(jsonschema_rs.validator_for(schema).is_valid(value))
 
 

@@ -6,7 +6,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -167,7 +166,7 @@ def test_full_queue_is_refused_at_once_with_retry_after() -> None:
     model = GatedChatModel(gate=gate)
     services = make_services(settings, model)
     with TestClient(create_app(settings, services=services)) as client:
-        results: list[httpx.Response] = []
+        results: list[Any] = []
         first = threading.Thread(
             target=lambda: results.append(client.post("/api/chat", json={"question": "first"}))
         )

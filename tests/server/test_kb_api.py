@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -291,7 +292,7 @@ def test_json_body_limit_counts_streamed_bytes_too(tmp_path: Path) -> None:
         declared = client.post("/api/search", json={"kbs": ["x"], "query": "q" * 5000})
         assert declared.status_code == 413
 
-        def chunks() -> object:
+        def chunks() -> Iterator[bytes]:
             yield b'{"kbs": ["x"], "query": "'
             yield b"q" * 4000
             yield b'"}'

@@ -41,11 +41,11 @@ def chat(client: TestClient, model: str, **options: object) -> ChatOpenAI:
     return ChatOpenAI(
         model=model,
         base_url="http://testserver/v1",
-        api_key="unused",  # type: ignore[arg-type]
+        api_key="unused",
         http_client=client,
         max_retries=0,
         temperature=0,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 
@@ -60,10 +60,11 @@ def test_bind_tools_gives_langchain_tool_calls(
 ) -> None:
     llm = chat(client, settings.default_model).bind_tools([GetWeather])
     reply = llm.invoke("What is the weather in Paris?")
-    assert reply.tool_calls == [  # type: ignore[attr-defined]
+    assert reply.tool_calls == [
         {"name": "GetWeather", "args": {"city": "Paris"}, "id": "call_1", "type": "tool_call"}
     ]
-    assert model.params[-1]["tools"][0].name == "GetWeather"  # type: ignore[index]
+    tools = model.params[-1]["tools"]
+    assert isinstance(tools, list) and tools[0].name == "GetWeather"
     structured = chat(client, settings.default_model).with_structured_output(Person)
     assert structured.invoke("Who is Ada?") == Person(name="Ada", age=36)
     assert model.params[-1]["response_format"] is not None
@@ -99,8 +100,6 @@ def test_embedded_model_drives_langchain_tools_and_structured_output(
     reply = llm.bind_tools([GetWeather], tool_choice="GetWeather").invoke(
         "What is the weather in Paris?"
     )
-    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [  # type: ignore[attr-defined]
-        ("GetWeather", {"city": "Paris"})
-    ]
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("GetWeather", {"city": "Paris"})]
     person = llm.with_structured_output(Person).invoke("Invent a person named Ada.")
     assert isinstance(person, Person) and person.name

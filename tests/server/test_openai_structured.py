@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import openai
 import pytest
@@ -14,20 +15,26 @@ from kbchat.llm.base import ForcedTool, ResponseFormat
 from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Message, ToolCall, ToolSpec
 
+WEATHER_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+}
 WEATHER = {
     "type": "function",
     "function": {
         "name": "get_weather",
         "description": "Weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
+        "parameters": WEATHER_PARAMETERS,
     },
 }
 CALL = ToolCall("call_abc", "get_weather", '{"city": "Paris"}')
 ASK = [{"role": "user", "content": "Weather in Paris?"}]
+
+
+def untyped(client: openai.OpenAI) -> Any:
+    """The client without its request types: these tests send plain dicts, some invalid."""
+    return client
 
 
 class Person(BaseModel):
@@ -50,10 +57,10 @@ def oai(client: TestClient) -> openai.OpenAI:
 def test_tool_call_round_trip(
     oai: openai.OpenAI, settings: Settings, model: ScriptedChatModel
 ) -> None:
-    first = oai.chat.completions.create(
+    first = untyped(oai).chat.completions.create(
         model=settings.default_model,
-        messages=ASK,  # type: ignore[arg-type]
-        tools=[WEATHER],  # type: ignore[list-item]
+        messages=ASK,
+        tools=[WEATHER],
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
         parallel_tool_calls=False,
     )
@@ -66,19 +73,17 @@ def test_tool_call_round_trip(
         '{"city": "Paris"}',
     )
     params = model.params[-1]
-    assert params["tools"] == [
-        ToolSpec("get_weather", "Weather in a city", WEATHER["function"]["parameters"])  # type: ignore[index]
-    ]
+    assert params["tools"] == [ToolSpec("get_weather", "Weather in a city", WEATHER_PARAMETERS)]
     assert params["tool_choice"] == ForcedTool("get_weather")
     assert params["parallel_tool_calls"] is False
-    answer = oai.chat.completions.create(
+    answer = untyped(oai).chat.completions.create(
         model=settings.default_model,
         messages=[
             *ASK,
             choice.message.model_dump(exclude_none=True),
             {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 22 C"},
-        ],  # type: ignore[list-item]
-        tools=[WEATHER],  # type: ignore[list-item]
+        ],
+        tools=[WEATHER],
     )
     assert answer.choices[0].message.content == "It is sunny in Paris."
     assert answer.choices[0].finish_reason == "stop"
@@ -90,20 +95,18 @@ def test_tool_call_round_trip(
 
 def test_streamed_tool_calls(oai: openai.OpenAI, settings: Settings) -> None:
     chunks = list(
-        oai.chat.completions.create(
+        untyped(oai).chat.completions.create(
             model=settings.default_model,
-            messages=ASK,  # type: ignore[arg-type]
-            tools=[WEATHER],  # type: ignore[list-item]
+            messages=ASK,
+            tools=[WEATHER],
             stream=True,
         )
     )
     calls = [
         c for chunk in chunks if chunk.choices for c in chunk.choices[0].delta.tool_calls or ()
     ]
-    assert [(c.index, c.id, c.function.name) for c in calls] == [  # type: ignore[union-attr]
-        (0, "call_abc", "get_weather")
-    ]
-    assert json.loads(calls[0].function.arguments) == {"city": "Paris"}  # type: ignore[union-attr, arg-type]
+    assert [(c.index, c.id, c.function.name) for c in calls] == [(0, "call_abc", "get_weather")]
+    assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finishes[-1] == "tool_calls"
 
@@ -121,7 +124,7 @@ def test_json_schema_through_the_sdk_parse_helper(
     sent = model.params[-1]["response_format"]
     assert isinstance(sent, ResponseFormat) and sent.type == "json_schema" and sent.strict
     assert sent.schema is not None and sent.schema["required"] == ["name", "age"]
-    oai.chat.completions.create(
+    untyped(oai).chat.completions.create(
         model=settings.default_model,
         messages=[{"role": "user", "content": "Ada?"}],
         response_format={"type": "json_object"},
@@ -134,17 +137,17 @@ def test_backend_that_cannot_is_refused_naming_the_field(
 ) -> None:
     model.capabilities = frozenset()
     with pytest.raises(openai.BadRequestError, match="does not support response_format") as info:
-        oai.chat.completions.create(
+        untyped(oai).chat.completions.create(
             model=settings.default_model,
-            messages=ASK,  # type: ignore[arg-type]
+            messages=ASK,
             response_format={"type": "json_object"},
         )
     assert info.value.param == "response_format" and info.value.code == "unsupported_parameter"
     with pytest.raises(openai.BadRequestError, match="does not support tools"):
-        oai.chat.completions.create(
+        untyped(oai).chat.completions.create(
             model=settings.default_model,
-            messages=ASK,  # type: ignore[arg-type]
-            tools=[WEATHER],  # type: ignore[list-item]
+            messages=ASK,
+            tools=[WEATHER],
         )
     assert model.received == []  # refused before any generation
 
@@ -177,9 +180,9 @@ def test_neutral_values_of_unsupported_fields_are_accepted(
     oai: openai.OpenAI, settings: Settings, model: ScriptedChatModel
 ) -> None:
     model.replies = ["fine"]
-    done = oai.chat.completions.create(
+    done = untyped(oai).chat.completions.create(
         model=settings.default_model,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         n=1,
         top_p=1,
         presence_penalty=0,
@@ -194,7 +197,7 @@ def test_prompt_longer_than_the_context_is_context_length_exceeded(
 ) -> None:
     model.context_window = 300
     with pytest.raises(openai.BadRequestError) as info:
-        oai.chat.completions.create(
+        untyped(oai).chat.completions.create(
             model=settings.default_model,
             messages=[{"role": "user", "content": "很长的背景材料。" * 200}],
         )
@@ -214,7 +217,7 @@ def test_kb_model_honours_stop_and_system_and_refuses_tools(
     oai: openai.OpenAI, docs_kb: str, model: ScriptedChatModel
 ) -> None:
     model.replies = ["The K3 kettle warranty is two years [1]."]
-    done = oai.chat.completions.create(
+    done = untyped(oai).chat.completions.create(
         model=f"kb:{docs_kb}",
         stop=["two"],
         messages=[
@@ -229,9 +232,9 @@ def test_kb_model_honours_stop_and_system_and_refuses_tools(
     system = model.received[-1][0]
     assert system.role == "system" and system.content.endswith("Answer like a pirate.")
     with pytest.raises(openai.BadRequestError, match="tools is not supported for kb:") as info:
-        oai.chat.completions.create(
+        untyped(oai).chat.completions.create(
             model=f"kb:{docs_kb}",
-            messages=ASK,  # type: ignore[arg-type]
-            tools=[WEATHER],  # type: ignore[list-item]
+            messages=ASK,
+            tools=[WEATHER],
         )
     assert info.value.param == "tools"

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -61,8 +62,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: httpx.get(f"{url}/api/health").status_code == 200, 120, "the server")
-        jobs = lambda: httpx.get(f"{url}/api/jobs", params={"kb": "kbchat-docs"}).json()  # noqa: E731
-        wait_for(lambda: jobs() and jobs()[0]["status"] == "done", 600, "the sample KB")
+
+        def jobs() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = httpx.get(
+                f"{url}/api/jobs", params={"kb": "kbchat-docs"}
+            ).json()
+            return found
+
+        wait_for(lambda: bool(jobs()) and jobs()[0]["status"] == "done", 600, "the sample KB")
         yield url
     finally:
         process.send_signal(signal.SIGTERM)
@@ -118,7 +125,7 @@ def test_openai_client_against_the_real_model(server: str) -> None:
             messages=[{"role": "user", "content": "Say hello in three words."}],
         )
     )
-    pieces = [c.choices[0].delta.content for c in chunks if c.choices]
+    pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
     pieces = [piece for piece in pieces if piece]
     assert len(pieces) >= 2 and "".join(pieces).strip()
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 from kbchat.testing.fakes import ScriptedChatModel
 from tests.server.support import sse_events
 
 
-def summarise(client: TestClient, kb: str, **body: object) -> list[tuple[str, object]]:
+def summarise(client: TestClient, kb: str, **body: object) -> list[tuple[str, Any]]:
     response = client.post(f"/api/kbs/{kb}/summary", json=body)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -21,13 +23,13 @@ def test_every_file_then_an_overview_streams_and_is_kept(
     events = summarise(client, docs_kb)
     names = [name for name, _ in events]
     assert names[0] == "file" and names[-1] == "done" and "overview" in names
-    summaries = {data["file"]: data for name, data in events if name == "summary"}  # type: ignore[index]
+    summaries = {data["file"]: data for name, data in events if name == "summary"}
     assert set(summaries) == {"kettle.txt", "tea.md"}
     assert all(not s["cached"] for s in summaries.values())
-    deltas = "".join(d["text"] for n, d in events if n == "delta" and d["file"] == "tea.md")  # type: ignore[index]
+    deltas = "".join(d["text"] for n, d in events if n == "delta" and d["file"] == "tea.md")
     assert deltas == summaries["tea.md"]["summary"]
     plan = next(d for n, d in events if n == "progress")
-    assert plan["stage"] == "plan" and plan["estimated_s"] > 0  # type: ignore[index]
+    assert plan["stage"] == "plan" and plan["estimated_s"] > 0
     listed = client.get(f"/api/kbs/{docs_kb}/files").json()
     assert {f["name"]: f["summary"] for f in listed} == {
         name: s["summary"] for name, s in summaries.items()
@@ -35,7 +37,7 @@ def test_every_file_then_an_overview_streams_and_is_kept(
     calls = len(model.received)
     again = summarise(client, docs_kb, files=["tea.md"])
     kept = next(d for n, d in again if n == "summary")
-    assert kept["cached"] and len(model.received) == calls  # type: ignore[index]
+    assert kept["cached"] and len(model.received) == calls
     assert "overview" not in [n for n, _ in again]
 
 

@@ -43,7 +43,7 @@ FILES = [
 class SlowScriptedModel(ScriptedChatModel):
     """The scripted model, one word every 80 ms, so the page can be seen streaming."""
 
-    def stream(self, messages: Any, **params: Any) -> Iterator[Any]:  # type: ignore[override]
+    def stream(self, messages: Any, **params: Any) -> Iterator[Any]:
         for delta in super().stream(messages, **params):
             time.sleep(0.08)
             yield delta
@@ -195,7 +195,9 @@ def test_an_unsupported_answer_is_declined_and_stays_declined_after_a_reload(pag
     kb = services.library.ensure("manuals")
     folder = services.settings.home / "docs"
     folder.mkdir(parents=True)
-    (folder / "kettle.txt").write_bytes(FILES[0]["buffer"])
+    buffer = FILES[0]["buffer"]
+    assert isinstance(buffer, bytes)
+    (folder / "kettle.txt").write_bytes(buffer)
     kb.add([folder])
     with LiveServer(create_app(settings, services=services)) as server:
         page.goto(server.url)
