@@ -36,6 +36,12 @@ _TECH = re.compile(
 # A document name in an answer is usually an example ("kbchat kb add /path/to/file1.txt");
 # a configuration file the files never mention is an invention (~/.kbchat/config.yaml).
 _EXAMPLE_FILE = re.compile(r"\.(?:txt|md|csv|pdf|docx|xlsx|pptx|html|py|sh|js)$")
+# What the reader would type: inline code (`PORT`, `kbchat serve --port 8080`) and
+# environment-variable names (KBCHAT_SERVER__PORT). Identifiers are case-sensitive: the
+# files saying "port" do not make `PORT` a real variable.
+_INLINE_CODE = re.compile(r"`([^`\n]{1,80})`")
+_ENV_NAME = re.compile(r"(?<![\w$])[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
+_PLACEHOLDER = re.compile(r"[<\[{].*[>\]}]|\.\.\.|/path/|example|your[-_]", re.IGNORECASE)
 # Quoted titles and names: 《书名》, “名称”, "name".
 _QUOTED = re.compile(r"《([^》]{1,40})》|“([^”]{2,40})”|\"([^\"]{2,40})\"")
 # Capitalised English names of one or more words ("Lucy Saunders", "San Juan").
@@ -118,6 +124,34 @@ def items(text: str, *, names: bool = True) -> list[str]:
     return list(dict.fromkeys(f for f in found if len(f) >= 2))
 
 
+def literals(text: str) -> list[str]:
+    """What ``text`` gives the reader to type, to be found verbatim (case kept): each inline
+    code span of one word, the command and ``--options`` of a longer one (its arguments are
+    the reader's own values), and environment-variable names. Spans with placeholders
+    (``<name>``, ``...``, ``/path/``) are examples, not claims."""
+    found: list[str] = []
+    for match in _INLINE_CODE.finditer(text):
+        span = match.group(1).strip()
+        if not span or _PLACEHOLDER.search(span):
+            continue
+        words = span.split()
+        if len(words) == 1:
+            found.append(words[0])
+        else:
+            found.append(words[0])
+            found.extend(w for w in words[1:] if w.startswith("--"))
+    found.extend(m.group(0) for m in _ENV_NAME.finditer(_INLINE_CODE.sub(" ", text)))
+    return list(dict.fromkeys(found))
+
+
+def occurs_verbatim(item: str, haystack: str) -> bool:
+    """``occurs`` with case kept (NFKC, runs of whitespace as one space): for identifiers."""
+    needle = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", item)).strip()
+    if not needle:
+        return True
+    return re.search(rf"(?<![\w-]){re.escape(needle)}(?![\w])", haystack) is not None
+
+
 def occurs(item: str, haystack: str) -> bool:
     """True when ``item`` occurs in the normalised ``haystack`` as a whole item: a code is
     not found inside a longer code ("XR-770" is not in "XR-7700A")."""
@@ -164,18 +198,30 @@ def check_claims(answer: str, question: str, passages: Sequence[str]) -> ClaimCh
     """Which of the answer's claims the passages (or the question) do not contain.
 
     Every number, code, option and file name the answer states must occur in some passage
-    or the question. Its names and its new words (those not in the question) are judged
-    only against passages in the answer's language: an answer may translate a passage in
-    another language.
+    or the question, and what it gives the reader to type (``literals``) verbatim. Its
+    names and its new words (those not in the question) are judged only against passages
+    in the answer's language: an answer may translate a passage in another language.
     """
     answer = _MARKERS.sub(" ", answer)
     language = detect_language(answer)
     same = [p for p in passages if detect_language(p[:300]) == language]
     haystack = normalise("\n".join([*passages, question]))
+    verbatim = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", "\n".join([*passages, question])))
     unsupported = tuple(
-        item
-        for item in items(answer, names=bool(same))
-        if not occurs(item, haystack) and not _EXAMPLE_FILE.search(item)
+        dict.fromkeys(
+            [
+                *(
+                    item
+                    for item in items(answer, names=bool(same))
+                    if not occurs(item, haystack) and not _EXAMPLE_FILE.search(item)
+                ),
+                *(
+                    literal
+                    for literal in literals(answer)
+                    if not occurs_verbatim(literal, verbatim) and not _EXAMPLE_FILE.search(literal)
+                ),
+            ]
+        )
     )
     asked = set(content_words(question))
     new = [w for w in content_words(answer) if w not in asked]

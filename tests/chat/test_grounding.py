@@ -84,3 +84,24 @@ def test_names_decline_only_when_none_of_them_is_in_the_passages() -> None:
     assert missing_items(absent, passages) == ["Beer Hunter", "Lucy Saunders"]
     # Codes stay strict: one missing code is enough.
     assert missing_items("Kurt Fuller in XR-9?", passages) == ["XR-9"]
+
+
+def test_what_the_reader_would_type_must_be_in_the_files_verbatim() -> None:
+    from kbchat.chat.grounding import literals
+
+    passages = [
+        "Set environment variables such as KBCHAT_HOME on the command line. "
+        "The server listens on port 7860; kbchat serve starts it."
+    ]
+    question = "How do I change the port of the web server?"
+    invented = "Change the port by setting the `PORT` environment variable on the command line."
+    assert check_claims(invented, question, passages).unsupported == ("PORT",)
+    invented_env = "Set KBCHAT_PORT=8080 before starting."
+    assert "KBCHAT_PORT" in check_claims(invented_env, question, passages).unsupported
+    real = "Run `kbchat serve`; set KBCHAT_HOME to move its data."
+    assert check_claims(real, question, passages).unsupported == ()
+    # a command's arguments are the reader's own; placeholders are examples
+    assert literals("Run `kbchat serve --port 8080` then `kbchat kb add <name> ...`") == [
+        "kbchat",
+        "--port",
+    ]
