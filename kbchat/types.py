@@ -149,6 +149,9 @@ class ToolStep:
     ms: float | None = None
 
 
+OutcomeStatus = Literal["indexed", "failed", "skipped", "unchanged", "removed", "pending"]
+"""What happened to one file in a knowledge-base write."""
+
 AnswerOutcome = Literal["answered", "refused", "fallback"]
 """What an answer is based on: ``answered`` from the sources (see ``grounded``), ``refused``
 because the sources do not say (the text is the refusal), ``fallback`` the model's own

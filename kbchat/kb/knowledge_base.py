@@ -28,7 +28,6 @@ from kbchat.kb.index import KBIndex, StoreOpener
 from kbchat.kb.prepare import (
     FileOutcome,
     FilePreparer,
-    OutcomeStatus,
     PreparedFile,
     file_sha256,
     prefetch,
@@ -37,7 +36,7 @@ from kbchat.kb.prepare import (
 from kbchat.store.base import Ids
 from kbchat.store.bm25 import LEGACY_PICKLE, LEXICAL_DIR, LexicalIndex, tokenize
 from kbchat.store.catalog import Catalog, FileRecord, KBRecord, NewChunk, StoredChunk
-from kbchat.types import Chunk, Hit
+from kbchat.types import Chunk, Hit, OutcomeStatus
 
 __all__ = [
     "FileOutcome",

@@ -14,16 +14,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 from kbchat.errors import BadInput, KbchatError
 from kbchat.ingest.discover import FoundFile, file_kind_problem, readable
 from kbchat.ingest.loaders import LoadLimits, is_supported, load_file
 from kbchat.ingest.splitter import iter_chunks
 from kbchat.store.catalog import FileRecord
-from kbchat.types import Chunk, Document
-
-OutcomeStatus = Literal["indexed", "failed", "skipped", "unchanged", "removed", "pending"]
+from kbchat.types import Chunk, Document, OutcomeStatus
 
 
 @dataclass(frozen=True, slots=True)

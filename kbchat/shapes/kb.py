@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from kbchat.kb.prepare import OutcomeStatus
 from kbchat.shapes import Shape
 from kbchat.store.catalog_schema import FileStatus
+from kbchat.types import OutcomeStatus
 
 if TYPE_CHECKING:  # the CLI imports these shapes; the write path (numpy, faiss) stays unloaded
     from kbchat.kb.jobs import Job
