@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -110,7 +111,9 @@ def create_app(
             if own:
                 running.close()
 
-    app = FastAPI(
+    # /docs and /redoc with their assets served from the fastapi-offline package, not a CDN
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="kbchat",
         version=__version__,
         lifespan=lifespan,
