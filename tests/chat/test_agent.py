@@ -131,9 +131,16 @@ def test_kb_search_marks_sources_for_citation(services: Services) -> None:
 def test_kb_search_only_reads_what_the_caller_may(services: Services) -> None:
     services.library.create("secret")
     ctx = context(services, can_read=lambda name: name != "secret")
-    with pytest.raises(ToolError, match="no knowledge base named 'secret'"):
-        KbSearch().run({"query": "x", "kb": "secret"}, ctx)
+    # a knowledge base the caller may not read is treated as one that does not exist: the
+    # search goes to what the caller may read, and the model is told so
+    for name in ("secret", "sales"):
+        text = KbSearch().run({"query": "kettle warranty", "kb": name}, ctx).text
+        assert text.startswith(f"There is no knowledge base named '{name}'; used shop.")
+    assert all(source.kb == "shop" for source in ctx.sources)
     assert ctx.readable() == ["shop"]
+    nothing = context(services, can_read=lambda name: False)
+    with pytest.raises(ToolError, match="no knowledge base named 'secret'"):
+        KbSearch().run({"query": "x", "kb": "secret"}, nothing)
 
 
 def test_sheet_sql_aggregates_and_is_read_only(services: Services) -> None:

@@ -55,6 +55,30 @@ class ToolContext:
         self.sources.append(replace(source, marker=marker))
         return marker
 
+    def resolve(self, names: Sequence[str] | None) -> tuple[list[str], str | None]:
+        """The knowledge bases a call may use, and a note for the model when a name it gave
+        is not one of them (small models invent names: "kb": "sales"): the call then goes
+        to the conversation's own knowledge bases instead of failing. A name that exists but
+        may not be read gets the same note as an unknown one.
+
+        Raises:
+            ToolError: nothing readable is left.
+        """
+        if names:
+            known = set(self.services.library.names())
+            good = [n for n in names if n in known and self.can_read(n)]
+            bad = [n for n in names if n not in good]
+            if not bad:
+                return good, None
+            fallback = good or self.readable()
+            if not fallback:
+                raise ToolError(f"no knowledge base named {bad[0]!r}")
+            note = f"There is no knowledge base named {', '.join(map(repr, bad))}; used " + (
+                ", ".join(fallback) + "."
+            )
+            return fallback, note
+        return self.readable(), None
+
     def readable(self, names: Sequence[str] | None = None) -> list[str]:
         """``names`` (default: the conversation's, else every KB) the caller may read.
 

@@ -56,15 +56,16 @@ class KbSearch:
         if not query:
             raise ToolError("the query is empty")
         kb = arguments.get("kb")
-        names = context.readable([str(kb)] if kb else None)
+        names, note = context.resolve([str(kb)] if kb else None)
         if not names:
             raise ToolError("there is no knowledge base to search")
         services = context.services
         kbs = [services.library.get(name) for name in names]
         options = answer_search_options(services.settings, top_k=self.top_k)
         hits = retrieve(kbs, query, options, reranker=services.reranker()).hits
+        head = f"{note}\n" if note else ""
         if not hits:
-            return ToolResult(f"No passage in {', '.join(names)} matches {query!r}.")
+            return ToolResult(f"{head}No passage in {', '.join(names)} matches {query!r}.")
         lines = []
         for hit in hits:
             marker = context.cite(
@@ -81,4 +82,4 @@ class KbSearch:
             )
             where = hit.file + (f", page {hit.page}" if hit.page else "")
             lines.append(f"[{marker}] ({where}) {hit.text[:PASSAGE_CHARS]}")
-        return ToolResult("\n".join(lines))
+        return ToolResult(head + "\n".join(lines))

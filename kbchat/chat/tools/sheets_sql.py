@@ -91,7 +91,8 @@ class SheetsSql:
         if not sql:
             raise ToolError("the SQL is empty")
         kb = arguments.get("kb")
-        db, tables = load(context, [str(kb)] if kb else None)
+        names, note = context.resolve([str(kb)] if kb else None)
+        db, tables = load(context, names)
         if not tables:
             raise ToolError("there is no spreadsheet (xlsx, xlsm or csv) in the knowledge bases")
         try:
@@ -130,7 +131,7 @@ class SheetsSql:
             lines.append(f"(more rows; the first {MAX_ROWS_SHOWN} are shown)")
         if not shown:
             lines.append("(no rows)")
-        return ToolResult("\n".join(lines))
+        return ToolResult((f"{note}\n" if note else "") + "\n".join(lines))
 
 
 def list_tables(context: ToolContext, names: Sequence[str] | None) -> list[Table]:
