@@ -42,3 +42,10 @@ class VectorStore(Protocol):
     def persist(self) -> None:
         """Make the current content durable (atomic replace where the backend is a file)."""
         ...
+
+
+def unique_last(ids: Ids, vectors: NDArray[np.float32]) -> tuple[Ids, NDArray[np.float32]]:
+    """Drop repeated ids, keeping each one's last vector (as adding them in order would)."""
+    _, first_from_end = np.unique(ids[::-1], return_index=True)
+    keep = np.sort(len(ids) - 1 - first_from_end)
+    return ids[keep], vectors[keep]
