@@ -150,7 +150,7 @@ class MilvusStore:
                 field_name="vector",
                 index_type="HNSW",
                 metric_type="COSINE",
-                params={"M": 16, "efConstruction": 128},
+                params={"M": 16, "efConstruction": 64},  # as pgvector's defaults
             )
             try:
                 client.create_collection(

@@ -1,9 +1,13 @@
 """PostgreSQL + pgvector: one table of (id, vector) per knowledge base, HNSW-indexed by cosine.
 
-Every call is its own committed transaction, so ``persist`` has nothing to do and several
-processes can share a table. Connections come from a pool that checks each connection
-before lending it, so a restarted server costs no failed query; a query that still meets a
-dropped connection is retried once on a fresh one (every operation here is idempotent).
+Every call is its own committed transaction, so several processes can share a table.
+``persist`` builds the HNSW index once the table is large enough for it to pay (below that,
+an exact scan is fast); building it once over loaded rows is much faster than growing it row
+by row, and afterwards new rows join it as they are added.
+
+Connections come from a pool that checks each connection before lending it, so a restarted
+server costs no failed query; a query that still meets a dropped connection is retried once
+on a fresh one (every operation here is idempotent).
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ class PgvectorStore:
             ``k`` when smaller); see bench/results/stores.json for its recall.
         exact_allowed_max: allow-lists up to this many ids are searched exactly among those ids;
             longer ones go through the index with pgvector's iterative scan.
+        index_min_rows: ``persist`` builds the HNSW index once the table has this many rows;
+            smaller tables are searched exactly (see bench/results/stores.json).
+        index_memory: PostgreSQL ``maintenance_work_mem`` for building the index; a graph that
+            does not fit is built much more slowly.
         pool_size: the most connections this store holds open at once.
         connect_timeout: seconds to wait for the server when connecting.
 
@@ -77,6 +85,8 @@ class PgvectorStore:
         *,
         ef_search: int = 100,
         exact_allowed_max: int = 10_000,
+        index_min_rows: int = 20_000,
+        index_memory: str = "1GB",
         pool_size: int = 4,
         connect_timeout: float = 5.0,
     ) -> None:
@@ -98,6 +108,8 @@ class PgvectorStore:
         self.url = url
         self.ef_search = ef_search
         self.exact_allowed_max = exact_allowed_max
+        self.index_min_rows = index_min_rows
+        self.index_memory = index_memory
         self._where = describe_url(url)
         self._connect_timeout = int(max(1, connect_timeout))
         self._pool_size = max(1, pool_size)
@@ -160,7 +172,7 @@ class PgvectorStore:
         )
 
     def _create(self) -> None:
-        """Create the extension, table and index if missing; check the dimension."""
+        """Create the extension and table if missing; check the dimension."""
         psycopg = self._psycopg
         from psycopg import sql
 
@@ -192,11 +204,6 @@ class PgvectorStore:
                     f"pgvector table {self.table} at {self._where} has dimension {row[0]}, "
                     f"expected {self.dim}"
                 )
-            if self.dim <= HNSW_MAX_DIM:
-                index = sql.SQL(
-                    "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding vector_cosine_ops)"
-                )
-                conn.execute(index.format(sql.Identifier(f"{self.table}_hnsw"), table))
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """``work`` on a pooled connection, retried once if the connection was lost.
@@ -355,7 +362,33 @@ class PgvectorStore:
         return int(row[0]) if row else 0
 
     def persist(self) -> None:
-        """Nothing to do: every call has committed its own transaction."""
+        """Build the HNSW index if the table has reached ``index_min_rows`` and has none yet.
+
+        The data itself is already durable: every call has committed its own transaction.
+        Building takes a lock that lets searches through but holds writes until it is done.
+        """
+        if self.dim > HNSW_MAX_DIM or self.has_index() or self.count() < self.index_min_rows:
+            return
+        from psycopg import sql
+
+        index = sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding vector_cosine_ops)"
+        ).format(sql.Identifier(f"{self.table}_hnsw"), sql.Identifier(self.table))
+
+        def build(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute(
+                    "SELECT set_config('maintenance_work_mem', %s, true)", (self.index_memory,)
+                )
+                conn.execute(index)
+
+        self._run(build)
+
+    def has_index(self) -> bool:
+        """True once the table has its HNSW index."""
+        name = f'"{self.table}_hnsw"'  # quoted: the table name is letters, digits and _ only
+        row = self._run(lambda conn: conn.execute("SELECT to_regclass(%s)", (name,)).fetchone())
+        return row is not None and row[0] is not None
 
     def drop(self) -> None:
         """Remove the table (and its index) from the database and close the connections."""

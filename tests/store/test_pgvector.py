@@ -49,19 +49,35 @@ def store(postgres: TestPostgres) -> Iterator[PgvectorStore]:
     opened.close()
 
 
-def test_long_allow_list_goes_through_the_index_and_stays_correct(
+def test_persist_builds_the_index_once_the_table_is_large_enough(
     postgres: TestPostgres,
 ) -> None:
     vectors = unit(400, 8, seed=1)
-    store = PgvectorStore(postgres.url, f"t_{uuid.uuid4().hex[:12]}", 8, exact_allowed_max=10)
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    store = PgvectorStore(postgres.url, table, 8, index_min_rows=300, exact_allowed_max=10)
     try:
-        store.add(np.arange(400, dtype=np.int64), vectors)
+        store.add(np.arange(200, dtype=np.int64), vectors[:200])
+        store.persist()
+        assert not store.has_index()
+        store.add(np.arange(200, 400, dtype=np.int64), vectors[200:])
+        store.persist()
+        assert store.has_index()
+        assert store.search(vectors[123], 1)[0][0] == 123
+        store.add(np.array([1000], dtype=np.int64), -vectors[5:6])  # joins the built index
+        assert store.search(-vectors[5], 1)[0][0] == 1000
+        # a long allow-list goes through the index (iterative scan) and stays exact here
         allowed = np.arange(0, 400, 2, dtype=np.int64)
         hits = store.search(vectors[1], 5, allowed=allowed)
         exact = allowed[np.argsort(-(vectors[allowed] @ vectors[1]))][:5]
         assert [i for i, _ in hits] == exact.tolist()
     finally:
         store.close()
+    again = PgvectorStore(postgres.url, table, 8)
+    try:
+        assert again.has_index()
+        again.drop()
+    finally:
+        again.close()
 
 
 def test_dimension_mismatch_on_reopen(store: PgvectorStore, postgres: TestPostgres) -> None:
