@@ -104,14 +104,26 @@ class MilvusStore:
                 raise MissingDependency(
                     "milvus-lite", "scale", "a local Milvus Lite store"
                 ) from None
-            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendError(
+                    f"cannot create the folder of Milvus Lite database {uri}: {exc.strerror}"
+                ) from None
             connect["uri"] = str(Path(uri).resolve())
         else:
             parts = urlsplit(uri)
             if parts.username:
                 connect["token"] = f"{parts.username}:{parts.password or ''}"
                 connect["uri"] = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-        self._client = self._call(lambda: MilvusClient(**connect))
+        # Milvus Lite logs a traceback when it cannot open its data; the error raised here says it.
+        lite_log = logging.getLogger("milvus_lite.server_manager")
+        level = lite_log.level
+        lite_log.setLevel(logging.CRITICAL)
+        try:
+            self._client = self._call(lambda: MilvusClient(**connect))
+        finally:
+            lite_log.setLevel(level)
         if self._local:
             with self._local_lock:
                 self._local_users[connect["uri"]] = self._local_users.get(connect["uri"], 0) + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,3 +78,35 @@ def test_uri_kinds() -> None:
     assert not is_local("http://milvus:19530")
     assert describe_uri("https://u:p@milvus.example:443") == "https://u@milvus.example:443"
     assert describe_uri("http://milvus:19530") == "http://milvus:19530"
+
+
+def test_lite_database_held_by_another_process_is_one_clear_line(tmp_path: Path) -> None:
+    path = tmp_path / "held.db"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from kbchat.store.milvus import MilvusStore; "
+            f"s = MilvusStore({str(path)!r}, 'kb', 8); print('ready', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(BackendError) as caught:
+            MilvusStore(str(path), "kb", 8)
+        message = str(caught.value)
+        assert "\n" not in message
+        assert str(path) in message
+        assert "no other process has it open" in message
+    finally:
+        holder.communicate(input="", timeout=60)
+
+
+def test_lite_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(BackendError, match="cannot create the folder of Milvus Lite database"):
+        MilvusStore(str(tmp_path / "file" / "m.db"), "kb", 8)
