@@ -1,12 +1,13 @@
 """Vector stores at scale: build time, query latency and recall@10 against exact search.
 
-For each size, one synthetic set of 384-d unit vectors is built like sentence embeddings
-(``--clusters`` Gaussian clusters around random unit centres, offsets of norm ``--noise``
-per unit of centre norm, then L2-normalised; queries are fresh draws from the same
-clusters, never stored).
-The exact top 10 per query comes from a numpy matrix product. Every store is then filled
-through kbchat's own ``add`` in batches and queried one query at a time through ``search``,
-as the read path does:
+For each size, one synthetic set of 384-d unit vectors is built like sentence embeddings:
+Gaussian clusters of ``--per-cluster`` vectors (10) around random unit centres, offsets of
+norm ``--noise`` (1.0) per unit of centre norm, then L2-normalised, so that a query's ten
+nearest neighbours span several clusters (HNSW recall@10 0.95-0.98 at 20k, near what text
+embeddings give); queries are fresh draws from the same clusters, never stored. The exact
+top 10 per query comes from a numpy matrix product. Every store is then filled through
+kbchat's own ``add`` in batches and queried one query at a time through ``search``, as the
+read path does:
 
 - ``faiss-flat``: kbchat's ``FaissStore`` (exact, one thread);
 - ``faiss-hnsw``: a faiss ``IndexHNSWFlat`` (M=16, efConstruction=64, one thread) behind an id
@@ -38,6 +39,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -62,6 +64,11 @@ Search = Callable[[NDArray[np.float32], int], list[tuple[int, float]]]
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def uptime() -> str:
+    """The ``uptime`` line (load averages over 1, 5 and 15 minutes)."""
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def synthetic(
@@ -222,7 +229,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--clusters", type=int, default=1_000)
+    parser.add_argument("--per-cluster", type=int, default=10, help="vectors per cluster")
     parser.add_argument("--noise", type=float, default=1.0, help="offset norm per centre norm")
     parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES))
     parser.add_argument("--seed", type=int, default=0)
@@ -236,7 +243,7 @@ def main() -> None:
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "data": {
                 "dim": DIM,
-                "clusters": args.clusters,
+                "vectors_per_cluster": args.per_cluster,
                 "noise": args.noise,
                 "queries": args.queries,
                 "k": K,
@@ -245,9 +252,12 @@ def main() -> None:
             },
         }
     )
+    report["uptime_start"] = uptime()
     runs = report.setdefault("runs", {})
     for size in args.sizes:
-        vectors, queries = synthetic(size, args.queries, args.clusters, args.noise, args.seed)
+        vectors, queries = synthetic(
+            size, args.queries, max(1, size // args.per_cluster), args.noise, args.seed
+        )
         truth = exact_top_k(vectors, queries)
         for name in args.stores:
             before = load_average()
@@ -257,6 +267,7 @@ def main() -> None:
             result["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             runs.setdefault(str(size), {})[name] = result
             print(json.dumps(result), flush=True)
+            report["uptime_end"] = uptime()
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
