@@ -168,12 +168,14 @@ def bench_faiss_hnsw(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray
     return result
 
 
-def bench_pgvector(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+def bench_pgvector(
+    vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, index_memory: str = "1GB"
+) -> dict[str, Any]:
     from kbchat.store.pgvector import PgvectorStore
     from kbchat.testing.postgres import running_postgres
 
     with running_postgres() as server:
-        store = PgvectorStore(server.url, "bench", DIM, index_min_rows=1)
+        store = PgvectorStore(server.url, "bench", DIM, index_min_rows=1, index_memory=index_memory)
         try:
             start = time.perf_counter()
             ids = np.arange(len(vectors), dtype=np.int64)
@@ -188,6 +190,7 @@ def bench_pgvector(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) 
                 "add_s": round(added - start, 2),
                 "index_s": round(built - indexing, 2),
                 "build_s": round(added - start + built - indexing, 2),
+                "index_memory": index_memory,
                 "exact_query_before_index": exact,
             }
             queried = {}
@@ -234,6 +237,9 @@ def main() -> None:
     parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--pg-index-memory", default="1GB", help="maintenance_work_mem for the pgvector index"
+    )
     args = parser.parse_args()
 
     report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -262,7 +268,10 @@ def main() -> None:
         for name in args.stores:
             before = load_average()
             print(f"{size} {name} (load {before}) ...", flush=True)
-            result = RUNNERS[name](vectors, queries, truth)
+            if name == "pgvector-hnsw":
+                result = bench_pgvector(vectors, queries, truth, args.pg_index_memory)
+            else:
+                result = RUNNERS[name](vectors, queries, truth)
             result["load_before"], result["load_after"] = before, load_average()
             result["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             runs.setdefault(str(size), {})[name] = result
