@@ -121,6 +121,8 @@ embedders.register("openai", "kbchat.embed.remote:OpenAIEmbedder")
 
 vector_stores: Registry[Any] = Registry("vector store backend")
 vector_stores.register("faiss", "kbchat.store.faiss:FaissStore")
+vector_stores.register("pgvector", "kbchat.store.pgvector:PgvectorStore")
+vector_stores.register("milvus", "kbchat.store.milvus:MilvusStore")
 
 chat_models: Registry[Any] = Registry("chat model backend")
 chat_models.register("llamacpp", "kbchat.llm.llamacpp:LlamaCppChatModel")

@@ -7,11 +7,13 @@ processes the tests start register them too.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kbchat.testing import plugin
+from kbchat.testing.postgres import TestPostgres, running_postgres
 
 plugin.register()
 
@@ -24,3 +26,10 @@ def kbchat_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in ("KBCHAT_CONFIG", "KBCHAT_EMBEDDER__BACKEND"):
         monkeypatch.delenv(var, raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[TestPostgres]:
+    """One real PostgreSQL 18 + pgvector for the session (tests use their own tables)."""
+    with running_postgres() as server:
+        yield server

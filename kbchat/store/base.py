@@ -76,3 +76,10 @@ class VectorStore(Protocol):
         persisted, or twice, is not an error.
         """
         ...
+
+
+def unique_last(ids: Ids, vectors: NDArray[np.float32]) -> tuple[Ids, NDArray[np.float32]]:
+    """Drop repeated ids, keeping each one's last vector (as adding them in order would)."""
+    _, first_from_end = np.unique(ids[::-1], return_index=True)
+    keep = np.sort(len(ids) - 1 - first_from_end)
+    return ids[keep], vectors[keep]
