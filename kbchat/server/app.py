@@ -40,7 +40,8 @@ from kbchat.server.errors import (
     openai_error_body,
     route_methods,
 )
-from kbchat.server.state import GenerationLimiter, ServerState, current_principal, get_state
+from kbchat.server.generation_queue import GenerationQueues
+from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.store.conversations import ConversationStore
 
 SAMPLE_KB = "kbchat-docs"
@@ -76,15 +77,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = services is None
         running = services if services is not None else build(settings)
-        server = settings.server
         state = ServerState(
             settings=settings,
             services=running,
             jobs=JobManager(),
             conversations=ConversationStore(running.library.catalog.engine),
-            limiter=GenerationLimiter(
-                server.max_generations, server.queue_size, server.queue_timeout_s
-            ),
+            queues=GenerationQueues(settings),
             auth=auth,
         )
         app.state.kbchat = state
@@ -150,15 +148,15 @@ def _system_router() -> APIRouter:
     @router.get("/api/health")
     def health(state: StateDep) -> dict[str, Any]:
         """Liveness and load: generation slots in use and waiting, jobs queued or running."""
-        limiter = state.limiter
+        queues = state.queues.all()
         return {
             "status": "ok",
             "version": __version__,
             "generations": {
-                "running": limiter.running,
-                "waiting": limiter.waiting,
-                "slots": limiter.slots,
-                "queue_size": limiter.queue_size,
+                "running": sum(q.running for q in queues),
+                "waiting": sum(q.waiting for q in queues),
+                "slots": sum(q.slots for q in queues),
+                "queue_size": state.settings.server.queue_size,
             },
             "jobs": sum(1 for job in state.jobs.list_jobs() if not job.finished),
         }

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -33,11 +33,11 @@ from kbchat.llm.base import FINISH_STOP, capabilities, check_structured, estimat
 from kbchat.options import answer_search_options, chat_options
 from kbchat.registry import embedders
 from kbchat.server.auth import Principal
-from kbchat.server.chat_api import start_generation
 from kbchat.server.errors import documented, openai_error, openai_error_body
 from kbchat.server.files_api import FilePart, file_answer, take_file_parts
+from kbchat.server.generation import start_generation, stream_generation
 from kbchat.server.openai_schemas import ChatCompletionRequest, EmbeddingRequest
-from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_data
+from kbchat.server.sse import ThreadedStream, sse_data
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.types import Answer, Delta, Message, ToolCall, Usage
 
@@ -121,19 +121,34 @@ def _owner(base_url: str | None) -> str:
     responses=documented(400, 401, 404, 413, 422, 429, 502, 503, openai=True),
 )
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, state: StateDep, caller: CallerDep
+    body: ChatCompletionRequest,
+    request: Request,
+    response: Response,
+    state: StateDep,
+    caller: CallerDep,
 ) -> StreamingResponse | dict[str, Any]:
-    """Chat completion; ``kb:<name>`` models answer from a knowledge base with citations."""
+    """Chat completion; ``kb:<name>`` models answer from a knowledge base with citations.
+
+    While it waits for the model, a stream sends ``: queued position=<n> eta_s=<seconds>``
+    comment lines; see ``kbchat.server.generation``.
+    """
     make = await run_in_threadpool(_plan, state, body, caller)
-    stream, first = await start_generation(request, state, make)
     ident = f"chatcmpl-{secrets.token_hex(12)}"
+    model = None if body.model.startswith(KB_PREFIX) else body.model
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(
-            _chunks(stream, first, ident, body.model, include_usage),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
+        return await stream_generation(
+            request,
+            state,
+            make,
+            model=model,
+            caller=caller,
+            render=lambda stream, first: _chunks(stream, first, ident, body.model, include_usage),
+            render_error=_error_chunk,
         )
+    stream, first = await start_generation(
+        request, state, make, model=model, caller=caller, response=response
+    )
     parts: list[str] = []
     piece = first
     while piece is not None and not isinstance(piece, Finished):
@@ -374,13 +389,18 @@ async def _chunks(
                 }
             )
         yield sse_data("[DONE]")
-    except KbchatError as exc:
-        yield sse_data(openai_error(exc)[1])
-    except Exception as exc:  # a bug mid-stream: say so in the stream, details in the log
-        log.exception("completion stream failed")
-        yield sse_data(openai_error_body(500, f"internal error: {type(exc).__name__}"))
+    except Exception as exc:
+        yield _error_chunk(exc)
     finally:
         stream.close()
+
+
+def _error_chunk(exc: Exception) -> str:
+    """The error chunk of a failed stream; a bug's details go to the log only."""
+    if isinstance(exc, KbchatError):
+        return sse_data(openai_error(exc)[1])
+    log.error("completion stream failed", exc_info=exc)
+    return sse_data(openai_error_body(500, f"internal error: {type(exc).__name__}"))
 
 
 def _call(call: ToolCall) -> dict[str, Any]:

@@ -28,6 +28,11 @@ def sse_event(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+def sse_comment(text: str) -> str:
+    """One SSE comment line (``: text``): clients that do not read it ignore it."""
+    return f": {text}\n\n"
+
+
 def sse_data(data: Any) -> str:
     """One unnamed SSE message (the OpenAI streaming format)."""
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
