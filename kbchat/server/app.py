@@ -203,7 +203,7 @@ def public_settings(settings: Settings, auth_required: bool) -> dict[str, Any]:
         "chat": settings.chat.model_dump(mode="json"),
         "rerank": {"backend": settings.rerank.backend, "threshold": settings.rerank.threshold},
         "models": {
-            name: m.model_dump(mode="json", include={"backend", "model", "n_ctx"})
+            name: m.model_dump(mode="json", include={"backend", "model", "n_ctx", "parallel"})
             for name, m in settings.models.items()
         },
         "default_model": settings.default_model,
