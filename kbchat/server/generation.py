@@ -8,7 +8,8 @@ HTTP 429 with Retry-After before anything else happens. Then:
   gets a real error status.
 - Streaming and waiting: the response starts at once and, while the request waits, sends
   SSE comment lines ``: queued position=<n> eta_s=<seconds>`` (ignored by SSE clients
-  that do not look for them); a failure after the wait becomes the stream's error event.
+  that do not look for them), and ``position=0`` when its turn has come; a failure after
+  the wait becomes the stream's error event.
 - Not streaming and waiting: the response comes when the answer is done.
 
 Every response carries ``X-Queue-Position`` (0: served at once) and ``X-Queue-ETA`` (the
@@ -130,6 +131,7 @@ async def _wait_then(
     async with aclosing(ticket.updates()) as updates:  # leaving early gives up the place
         async for position, eta_s in updates:
             yield sse_comment(f"queued position={position} eta_s={eta_s:.0f}")
+    yield sse_comment("queued position=0 eta_s=0")  # its turn: the generation starts
     try:
         stream, first = await _begin(request, ticket, make)
     except Exception as exc:  # the endpoint renders it (KbchatError) or logs it (a bug)

@@ -218,6 +218,7 @@ export function renderChat(root, conversationId, navigate) {
 
   function onEvent(answer, name, data) {
     if (name === "delta") answer.append(data.text ?? "");
+    else if (name === "queued") answer.queued(data.position, data.eta_s);
     else if (name === "citations") answer.setCitations(data.citations);
     else if (name === "done") {
       answer.finish(data);
