@@ -102,8 +102,8 @@ class Ticket:
         until the slot is granted; leaving early gives up the place."""
         try:
             while not self.granted:
+                self._moved.clear()  # before reporting: a move while reporting is seen next
                 yield self.position(), self.eta_s()
-                self._moved.clear()
                 moved: asyncio.Future[object] = asyncio.ensure_future(self._moved.wait())
                 either: set[asyncio.Future[Any]] = {moved, self._granted}
                 try:
