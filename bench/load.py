@@ -100,7 +100,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(home: Path, port: int, embedder: str | None) -> subprocess.Popen[bytes]:
     cache = os.environ.get("KBCHAT_MODEL_CACHE") or str(REPO / ".cache" / "models")
     env = {
         **os.environ,
@@ -109,6 +109,8 @@ def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
         "PYTHONPATH": str(REPO),
     }
     env.pop("KBCHAT_CONFIG", None)
+    if embedder:
+        env["KBCHAT_EMBEDDER__BACKEND"] = embedder
     log = (home / "serve.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "kbchat", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -304,6 +306,9 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="Per request, seconds.")
     parser.add_argument(
+        "--embedder", default=None, help="Embedder backend of the server (default: its own)."
+    )
+    parser.add_argument(
         "--budget",
         type=float,
         default=1200.0,
@@ -317,11 +322,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.clients = [int(n) for n in args.clients.split(",") if n.strip()]
-    load_before = os.getloadavg()
+    load_before, uptime_before = os.getloadavg(), uptime()
     with tempfile.TemporaryDirectory(prefix="kbchat-load-") as tmp:
         home = Path(tmp)
         port = free_port()
-        process = start_server(home, port)
+        process = start_server(home, port, args.embedder)
         try:
             measured = asyncio.run(run(args, f"http://127.0.0.1:{port}"))
         finally:
@@ -333,7 +338,7 @@ def main() -> None:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "load_avg_at_start": load_before,
-            "uptime_at_start": uptime(),
+            "uptime_at_start": uptime_before,
         },
         "request": {
             "endpoint": "POST /api/chat (stream)",
