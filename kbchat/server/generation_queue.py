@@ -5,15 +5,17 @@ allowed towards a remote server). Requests beyond that wait in line: first in, f
 for one caller, round-robin across callers, so one client sending 50 questions does not
 push everyone else's first question behind them.
 
-Admission is decided at once, from an estimate: a waiter at position ``p`` (1-based) is
-expected to wait ``p x service_s / slots`` seconds, where ``service_s`` is the measured
-time a generation holds its slot (moving average). A request is admitted only if its
-estimated wait fits ``timeout_s`` and fewer than ``queue_size`` wait; otherwise it is
-refused with Busy (HTTP 429) and a Retry-After after which the queue is expected to have
-drained enough to admit it. An admitted request is never failed for waiting: it waits
-until it is served or its client goes away. A caller's first waiting request keeps its
-place; their later ones may be passed by other callers' first ones (that is the
-round-robin), so their wait can grow past the estimate they were given.
+Admission is decided at once, from an estimate: ``service_s`` is the measured time a
+generation holds its slot (moving average); each running generation is expected to end
+``service_s`` after it started, and each waiter to take the first free slot for as long
+(``eta_s``; about ``p x service_s / slots`` for the waiter at place ``p`` in a steady
+stream). A request is admitted only if its estimated wait fits ``timeout_s`` and fewer
+than ``queue_size`` wait; otherwise it is refused with Busy (HTTP 429) and a Retry-After
+after which, by the same estimate, it would be admitted. An admitted request is never
+failed for waiting: it waits until it is served or its client goes away. A caller's
+first waiting request keeps its place; their later ones may be passed by other callers'
+first ones (that is the round-robin), so their wait can grow past the estimate they
+were given.
 
 All bookkeeping runs on the event loop; a slot may be released from any thread.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import math
 import threading
 import time
@@ -32,8 +35,9 @@ from typing import Any
 from kbchat.config import Settings
 from kbchat.server.errors import Busy, Unavailable
 
-# The slot holding time assumed before any generation has been measured: a 512-token
-# answer of the embedded 0.5B model takes ~20-35 s on 2 cores (bench/results/load.json).
+# The slot holding time assumed before any generation has been measured (a first guess:
+# a 512-token answer of the embedded 0.5B model on 2 quiet cores); the moving average of
+# measured times replaces it within a few answers.
 FIRST_SERVICE_S = 30.0
 _SMOOTHING = 0.2  # weight of the newest measurement in the moving average
 
@@ -162,17 +166,38 @@ class GenerationQueue:
         self.timeout_s = timeout_s
         self.service_s = service_s
         self.clock = clock
-        self.running = 0
+        self._holding: set[Ticket] = set()  # granted, not yet released
         self._lines: dict[str, deque[Ticket]] = {}  # caller -> their waiters, in turn order
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def running(self) -> int:
+        return len(self._holding)
 
     @property
     def waiting(self) -> int:
         return sum(len(line) for line in self._lines.values())
 
     def eta_s(self, position: int) -> float:
-        """Estimated seconds until a slot is free for the waiter at ``position`` (1-based)."""
-        return position * self.service_s / self.slots
+        """Estimated seconds until a slot is free for the waiter at ``position`` (1-based).
+
+        Each running generation is expected to end ``service_s`` after it started (one
+        running longer than that: soon, in a tenth of it); each waiter then holds the
+        first free slot for ``service_s``. So answers that started together end together,
+        and the waiters behind them wait a whole round, not ``service_s / slots``.
+        """
+        if position <= 0:
+            return 0.0
+        now = self.clock()
+        free_at = [
+            max(self.service_s - (now - (t.granted_at or now)), self.service_s / 10)
+            for t in self._holding
+        ]
+        free_at += [0.0] * (self.slots - len(free_at))
+        heapq.heapify(free_at)
+        for _ in range(position - 1):
+            heapq.heappush(free_at, heapq.heappop(free_at) + self.service_s)
+        return free_at[0]
 
     def enqueue(self, caller: str) -> Ticket:
         """A slot at once, or a place in line if the estimated wait fits ``timeout_s``.
@@ -189,7 +214,7 @@ class GenerationQueue:
         self._loop = loop
         ticket = Ticket(self, caller, loop)
         if self.running < self.slots and not self._lines:
-            self.running += 1
+            self._holding.add(ticket)
             ticket.grant()
             return ticket
         order = self._order(extra=ticket)
@@ -213,11 +238,11 @@ class GenerationQueue:
 
     def _retry_after(self, place: int, queued: int) -> float:
         """Seconds until a request refused at ``place``, with ``queued`` waiting (itself
-        included), would likely be admitted, if nobody new arrived ahead of it."""
-        per_slot = self.service_s / self.slots
-        too_far = place - math.floor(self.timeout_s / per_slot)
-        too_many = queued - self.queue_size
-        return float(max(1, math.ceil(max(too_far, too_many, 1) * per_slot)))
+        included), would likely be admitted, if nobody new arrived ahead of it: when its
+        wait would fit ``timeout_s``, and enough waiters have had their slots."""
+        too_far = self.eta_s(place) - self.timeout_s
+        too_many = self.eta_s(queued - self.queue_size)
+        return float(max(1, math.ceil(max(too_far, too_many))))
 
     def position(self, ticket: Ticket) -> int:
         """1-based place of ``ticket`` in the order of service; 0 if it is not waiting."""
@@ -246,18 +271,18 @@ class GenerationQueue:
         if loop is None:
             return
         with contextlib.suppress(RuntimeError):  # a closed loop: the server has stopped
-            loop.call_soon_threadsafe(self._slot_freed, held)
+            loop.call_soon_threadsafe(self._slot_freed, ticket, held)
 
-    def _slot_freed(self, held_s: float) -> None:
+    def _slot_freed(self, done: Ticket, held_s: float) -> None:
         self.service_s += _SMOOTHING * (held_s - self.service_s)
-        self.running -= 1
+        self._holding.discard(done)
         while self.running < self.slots and self._lines:
             caller = next(iter(self._lines))
             line = self._lines.pop(caller)
             ticket = line.popleft()
             if line:
                 self._lines[caller] = line  # this caller's next request goes to the back
-            self.running += 1
+            self._holding.add(ticket)
             ticket.grant()
         self._notify()
 

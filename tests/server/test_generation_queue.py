@@ -92,28 +92,43 @@ def test_slots_are_freed_from_other_threads_exactly_once() -> None:
     run(scenario)
 
 
+def test_answers_that_started_together_end_together_and_the_wait_counts_rounds() -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        queue = GenerationQueue(slots=2, queue_size=100, timeout_s=30, service_s=10, clock=clock)
+        queue.enqueue("a"), queue.enqueue("a")
+        waiting = [queue.enqueue("a") for _ in range(5)]
+        assert [t.admitted_eta_s for t in waiting] == [10, 10, 20, 20, 30]
+        clock.now += 4  # the running answers are 4 s in: 6 s to go
+        assert [t.eta_s() for t in waiting] == [6, 6, 16, 16, 26]
+
+    run(scenario)
+
+
 def test_a_wait_estimated_beyond_the_timeout_is_refused_with_an_honest_retry_after() -> None:
     async def scenario() -> None:
-        # Two slots, 10 s per answer: a slot frees every 5 s; 30 s admit six waiters.
-        queue = GenerationQueue(slots=2, queue_size=100, timeout_s=30, service_s=10)
+        clock = FakeClock()
+        queue = GenerationQueue(slots=2, queue_size=100, timeout_s=30, service_s=10, clock=clock)
         running = [queue.enqueue("a"), queue.enqueue("a")]
-        waiting = [queue.enqueue("a") for _ in range(6)]
-        assert [t.admitted_eta_s for t in waiting] == [5, 10, 15, 20, 25, 30]
+        waiting = [queue.enqueue("a") for _ in range(6)]  # rounds at 10, 20 and 30 s
         with pytest.raises(Busy) as refused:
-            queue.enqueue("a")
-        assert refused.value.retry_after == 5  # one slot interval: then one place is free
-        assert "30 s" in str(refused.value)
+            queue.enqueue("a")  # its slot would come at 40 s
+        assert refused.value.retry_after == 10
+        assert "would exceed 30 s" in str(refused.value)
+        clock.now += 10  # Retry-After later: the first round ends as estimated
         waiters = Waiters(waiting)
-        running[0].release()
-        await waiters.next_served()
-        assert queue.enqueue("a").admitted_position == 6  # ... as promised
+        for ticket in running:
+            ticket.release()
+            await waiters.next_served()
+        assert queue.enqueue("a").admitted_eta_s == 30  # ... and the retry is admitted
 
     run(scenario)
 
 
 def test_another_callers_first_request_is_admitted_ahead_of_a_long_line() -> None:
     async def scenario() -> None:
-        queue = GenerationQueue(slots=1, queue_size=100, timeout_s=30, service_s=10)
+        clock = FakeClock()
+        queue = GenerationQueue(slots=1, queue_size=100, timeout_s=30, service_s=10, clock=clock)
         queue.enqueue("heavy")
         line = [queue.enqueue("heavy") for _ in range(3)]
         with pytest.raises(Busy):
@@ -125,20 +140,22 @@ def test_another_callers_first_request_is_admitted_ahead_of_a_long_line() -> Non
     run(scenario)
 
 
-def test_a_full_queue_refuses_and_retry_after_counts_the_places_to_free() -> None:
+def test_a_full_queue_refuses_until_enough_waiters_have_had_their_slots() -> None:
     async def scenario() -> None:
-        queue = GenerationQueue(slots=1, queue_size=2, timeout_s=1000, service_s=8)
+        clock = FakeClock()
+        queue = GenerationQueue(slots=1, queue_size=2, timeout_s=1000, service_s=8, clock=clock)
         queue.enqueue("a")
         queue.enqueue("b")
         queue.enqueue("c")
         with pytest.raises(Busy) as refused:
             queue.enqueue("d")
-        assert refused.value.retry_after == 8
-        no_queue = GenerationQueue(slots=1, queue_size=0, timeout_s=1000, service_s=8)
+        assert refused.value.retry_after == 8  # when "b" gets the slot, a place is free
+        no_queue = GenerationQueue(slots=1, queue_size=0, timeout_s=1000, service_s=8, clock=clock)
         no_queue.enqueue("a")
+        clock.now += 3
         with pytest.raises(Busy) as refused:
             no_queue.enqueue("b")
-        assert refused.value.retry_after == 8
+        assert refused.value.retry_after == 5  # when the running answer is expected to end
 
     run(scenario)
 
@@ -153,7 +170,7 @@ def test_service_time_is_measured_from_finished_generations() -> None:
         await settled()
         assert queue.service_s == pytest.approx(10 + 0.2 * (60 - 10))
         queue.enqueue("a")
-        assert queue.enqueue("a").admitted_eta_s == pytest.approx(20)
+        assert queue.enqueue("a").admitted_eta_s == pytest.approx(20)  # just started: a round
 
     run(scenario)
 
@@ -187,7 +204,8 @@ def test_leaving_the_queue_frees_the_place() -> None:
 
 def test_updates_report_each_new_position_until_served() -> None:
     async def scenario() -> None:
-        queue = GenerationQueue(slots=1, queue_size=4, timeout_s=1000, service_s=6)
+        clock = FakeClock()
+        queue = GenerationQueue(slots=1, queue_size=4, timeout_s=1000, service_s=6, clock=clock)
         running = queue.enqueue("a")
         ahead = queue.enqueue("a")
         watched = queue.enqueue("a")
