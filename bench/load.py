@@ -2,18 +2,22 @@
 
 Starts `kbchat serve` on a free loopback port with a fresh data directory (the sample KB
 is built on first start) and the embedded 0.5B model, warms the model up, then for each
-N sends N streaming ``/api/chat`` requests at once and records, per level: answers
-completed, errors, requests refused with 429/503 (and their Retry-After), and the p50 /
-p95 time to the first streamed token (TTFT) of the completed ones. Every request has a
-timeout and the whole run a time budget, so the benchmark always ends; the server is
-stopped at the end.
+N sends N streaming ``/api/chat`` requests at once. A client refused with 429 waits the
+``Retry-After`` it was given and tries again (at most ``--retries`` times), as a real
+client would; so the level also shows whether Retry-After was honest. Recorded per
+level: answers completed, errors, refusals (and whether the retry after Retry-After was
+admitted), the places the queue gave (``X-Queue-Position``, ``: queued`` comments),
+aggregate generation tokens/s (completion tokens of all answers / the level's wall time)
+and the p50 / p95 time to the first streamed token (TTFT, from the first attempt, so it
+includes queueing and retries). Every request has a timeout and the whole run a time
+budget, so the benchmark always ends; the server is stopped at the end.
 
 Usage::
 
-    .venv/bin/python bench/load.py --clients 1,4,16,64 --max-tokens 48
+    .venv/bin/python bench/load.py --clients 1,4,16,64 --max-tokens 32
 
-Writes bench/results/load.json. The machine is shared: the load average at start is
-recorded with the numbers.
+Writes bench/results/load.json. The machine is shared: the load average (as `uptime`
+shows it) before and after each level is recorded with the numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +80,17 @@ WARM_UP = "What is kbchat?"
 
 @dataclass(slots=True)
 class Outcome:
-    """One request: how it ended and when its first token arrived."""
+    """One client's question: how it ended, its first token, its queue places, refusals."""
 
     status: str  # completed, refused, error
     http_status: int | None = None
     ttft_s: float | None = None
     total_s: float = 0.0
-    retry_after: str | None = None
+    tokens: int = 0
+    positions: list[int] = field(default_factory=list)  # X-Queue-Position of each admission
+    comments: int = 0  # ": queued" comment lines received
+    retry_after: list[float] = field(default_factory=list)  # of each 429
+    admitted_after_retry: bool | None = None
     detail: str = ""
 
 
@@ -92,7 +100,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(home: Path, port: int, embedder: str | None) -> subprocess.Popen[bytes]:
     cache = os.environ.get("KBCHAT_MODEL_CACHE") or str(REPO / ".cache" / "models")
     env = {
         **os.environ,
@@ -101,6 +109,8 @@ def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
         "PYTHONPATH": str(REPO),
     }
     env.pop("KBCHAT_CONFIG", None)
+    if embedder:
+        env["KBCHAT_EMBEDDER__BACKEND"] = embedder
     log = (home / "serve.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "kbchat", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -136,52 +146,62 @@ async def wait_ready(client: httpx.AsyncClient, timeout: float) -> float:
     raise TimeoutError(f"server not ready after {timeout:.0f} s")
 
 
-async def ask(client: httpx.AsyncClient, question: str, max_tokens: int, timeout: float) -> Outcome:
-    started = time.perf_counter()
-    body = {"question": question, "kbs": [KB], "max_tokens": max_tokens}
-    try:
-        async with (
-            asyncio.timeout(timeout),
-            client.stream("POST", "/api/chat", json=body) as response,
-        ):
-            if response.status_code in (429, 503):
-                await response.aread()
-                return Outcome(
-                    "refused",
-                    response.status_code,
-                    total_s=time.perf_counter() - started,
-                    retry_after=response.headers.get("retry-after"),
-                )
-            if response.status_code != 200:
-                text = (await response.aread()).decode(errors="replace")
-                return Outcome(
-                    "error",
-                    response.status_code,
-                    detail=text[:200],
-                    total_s=time.perf_counter() - started,
-                )
-            return await _read_events(response, started)
-    except (TimeoutError, httpx.HTTPError) as exc:
-        return Outcome(
-            "error",
-            detail=f"{type(exc).__name__}: {exc}"[:200],
-            total_s=time.perf_counter() - started,
-        )
+async def ask(
+    client: httpx.AsyncClient, question: str, args: argparse.Namespace, started: float
+) -> Outcome:
+    """Ask until answered, an error, or ``args.retries`` refusals (waiting Retry-After)."""
+    outcome = Outcome("refused")
+    body = {"question": question, "kbs": [KB], "max_tokens": args.max_tokens, "top_k": args.top_k}
+    for attempt in range(args.retries + 1):
+        try:
+            async with (
+                asyncio.timeout(args.timeout),
+                client.stream("POST", "/api/chat", json=body) as response,
+            ):
+                outcome.http_status = response.status_code
+                if response.status_code == 429:
+                    await response.aread()
+                    wait = float(response.headers.get("retry-after", "1"))
+                    outcome.retry_after.append(wait)
+                    if attempt == args.retries:
+                        break
+                    await asyncio.sleep(wait)
+                    continue
+                if response.status_code != 200:
+                    text = (await response.aread()).decode(errors="replace")
+                    outcome.status, outcome.detail = "error", text[:200]
+                    break
+                if attempt > 0:
+                    outcome.admitted_after_retry = True
+                outcome.positions.append(int(response.headers.get("x-queue-position", "-1")))
+                await _read_events(response, started, outcome)
+                break
+        except (TimeoutError, httpx.HTTPError) as exc:
+            outcome.status, outcome.detail = "error", f"{type(exc).__name__}: {exc}"[:200]
+            break
+    if outcome.retry_after and outcome.admitted_after_retry is None:
+        outcome.admitted_after_retry = False
+    outcome.total_s = time.perf_counter() - started
+    return outcome
 
 
-async def _read_events(response: httpx.Response, started: float) -> Outcome:
-    ttft: float | None = None
+async def _read_events(response: httpx.Response, started: float, outcome: Outcome) -> None:
     event = ""
     async for line in response.aiter_lines():
-        if line.startswith("event: "):
+        if line.startswith(": queued"):
+            outcome.comments += 1
+        elif line.startswith("event: "):
             event = line[7:]
-            if event == "delta" and ttft is None:
-                ttft = time.perf_counter() - started
-            if event == "done":
-                return Outcome("completed", 200, ttft, time.perf_counter() - started)
+            if event == "delta" and outcome.ttft_s is None:
+                outcome.ttft_s = time.perf_counter() - started
+        elif line.startswith("data: ") and event == "done":
+            outcome.status = "completed"
+            outcome.tokens = json.loads(line[6:])["usage"]["completion_tokens"]
+            return
         elif line.startswith("data: ") and event == "error":
-            return Outcome("error", 200, ttft, time.perf_counter() - started, detail=line[6:200])
-    return Outcome("error", 200, ttft, time.perf_counter() - started, detail="stream cut short")
+            outcome.status, outcome.detail = "error", line[6:200]
+            return
+    outcome.status, outcome.detail = "error", "stream cut short"
 
 
 async def wait_idle(client: httpx.AsyncClient, timeout: float = 300) -> None:
@@ -203,23 +223,32 @@ def percentile(values: list[float], q: float) -> float | None:
 def summarise(n: int, outcomes: list[Outcome], wall_s: float) -> dict[str, Any]:
     done = [o for o in outcomes if o.status == "completed"]
     ttfts = [o.ttft_s for o in done if o.ttft_s is not None]
-    refused = [o for o in outcomes if o.status == "refused"]
+    refused = [o for o in outcomes if o.retry_after]
+    tokens = sum(o.tokens for o in done)
     return {
         "clients": n,
         "completed": len(done),
         "errors": sum(o.status == "error" for o in outcomes),
-        "refused": len(refused),
-        "refused_429": sum(o.http_status == 429 for o in refused),
-        "refused_503": sum(o.http_status == 503 for o in refused),
-        "refused_p95_s": percentile([o.total_s for o in refused], 0.95),
-        "retry_after_s": sorted({o.retry_after for o in refused if o.retry_after}),
+        "gave_up_after_retries": sum(o.status == "refused" for o in outcomes),
+        "completion_tokens": tokens,
+        "aggregate_tokens_per_s": round(tokens / wall_s, 2) if wall_s else None,
         "ttft_p50_s": percentile(ttfts, 0.5),
         "ttft_p95_s": percentile(ttfts, 0.95),
         "total_p50_s": percentile([o.total_s for o in done], 0.5),
+        "total_p95_s": percentile([o.total_s for o in done], 0.95),
         "wall_s": round(wall_s, 2),
-        "answers_per_min": round(60 * len(done) / wall_s, 2) if wall_s else None,
+        "queued_at_admission": sum(1 for o in done if o.positions and o.positions[-1] > 0),
+        "max_queue_position": max((p for o in done for p in o.positions), default=0),
+        "streams_with_queue_comments": sum(1 for o in done if o.comments),
+        "refused_429": len(refused),
+        "retry_after_s": percentile([w for o in refused for w in o.retry_after], 0.5),
+        "admitted_on_retry": sum(1 for o in refused if o.admitted_after_retry),
         "error_samples": [o.detail for o in outcomes if o.status == "error"][:3],
     }
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
@@ -228,7 +257,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=url, timeout=args.timeout, limits=limits) as client:
         build_s = await wait_ready(client, args.ready_timeout)
         configured = (await client.get("/api/settings")).json()
-        warm = await ask(client, WARM_UP, args.max_tokens, args.timeout)
+        warm = await ask(client, WARM_UP, args, time.perf_counter())
         print(
             f"sample KB built in {build_s:.0f} s; warm-up answer: {warm.status}, "
             f"{warm.total_s:.1f} s",
@@ -241,20 +270,22 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 levels.append({"clients": n, "skipped": "time budget spent"})
                 continue
             await wait_idle(client)
+            load_before = uptime()
             started = time.perf_counter()
             questions = [QUESTIONS[(asked + i) % len(QUESTIONS)] for i in range(n)]
             asked += n
-            outcomes = await asyncio.gather(
-                *(ask(client, q, args.max_tokens, args.timeout) for q in questions)
-            )
+            outcomes = await asyncio.gather(*(ask(client, q, args, started) for q in questions))
             level = summarise(n, outcomes, time.perf_counter() - started)
+            level.update(uptime_before=load_before, uptime_after=uptime())
             levels.append(level)
             print(json.dumps(level, ensure_ascii=False), flush=True)
-    server = {
-        key: configured["server"][key]
-        for key in ("max_generations", "queue_size", "queue_timeout_s")
-    }
-    server.update(model=configured["default_model"], embedder=configured["embedder"]["backend"])
+    model = configured["default_model"]
+    server = {key: configured["server"][key] for key in ("queue_size", "queue_timeout_s")}
+    server.update(
+        model=model,
+        parallel=configured["models"][model].get("parallel"),
+        embedder=configured["embedder"]["backend"],
+    )
     return {
         "server": server,
         "sample_kb_build_s": round(build_s, 1),
@@ -268,8 +299,15 @@ def main() -> None:
     parser.add_argument(
         "--clients", default="1,4,16,64", help="Comma-separated numbers of concurrent clients."
     )
-    parser.add_argument("--max-tokens", type=int, default=48, help="Tokens per answer.")
+    parser.add_argument("--max-tokens", type=int, default=32, help="Tokens per answer.")
+    parser.add_argument("--top-k", type=int, default=3, help="Passages per answer.")
+    parser.add_argument(
+        "--retries", type=int, default=3, help="Retries of a refused request (after Retry-After)."
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="Per request, seconds.")
+    parser.add_argument(
+        "--embedder", default=None, help="Embedder backend of the server (default: its own)."
+    )
     parser.add_argument(
         "--budget",
         type=float,
@@ -284,11 +322,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.clients = [int(n) for n in args.clients.split(",") if n.strip()]
-    load_before = os.getloadavg()
+    load_before, uptime_before = os.getloadavg(), uptime()
     with tempfile.TemporaryDirectory(prefix="kbchat-load-") as tmp:
         home = Path(tmp)
         port = free_port()
-        process = start_server(home, port)
+        process = start_server(home, port, args.embedder)
         try:
             measured = asyncio.run(run(args, f"http://127.0.0.1:{port}"))
         finally:
@@ -300,18 +338,23 @@ def main() -> None:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "load_avg_at_start": load_before,
+            "uptime_at_start": uptime_before,
         },
         "request": {
             "endpoint": "POST /api/chat (stream)",
             "kb": KB,
-            "top_k": 4,
+            "top_k": args.top_k,
             "max_tokens": args.max_tokens,
+            "retries_after_429": args.retries,
             "timeout_s": args.timeout,
         },
         **measured,
-        "notes": "Each level sends all N requests at once. Defaults: one generation at a "
-        "time and 16 waiting; a request beyond that is refused at once (429) and "
-        "one that waits more than 120 s gets 503. TTFT includes queueing.",
+        "notes": "Each level sends all N requests at once. The model generates "
+        "models.<name>.parallel answers at once (llama.cpp parallel slots); the rest wait "
+        "in a fair queue, admitted only if the estimated wait fits server.queue_timeout_s; "
+        "a refused client waits its Retry-After and tries again. TTFT counts from the "
+        "first attempt (queueing and retries included). The machine's 2 cores are shared "
+        "with other jobs: see the uptime load averages per level.",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

@@ -296,9 +296,15 @@ class ServerSettings(BaseModel):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; empty: CORS off."
     )
-    max_generations: int = Field(1, gt=0, description="Answers generated at the same time.")
-    queue_size: int = Field(16, ge=0, description="Answers waiting for a slot; beyond: 429.")
-    queue_timeout_s: float = Field(120.0, gt=0, description="Longest wait in the queue (503).")
+    queue_size: int = Field(
+        64, ge=0, description="Most answers waiting for a model's slots; beyond: 429."
+    )
+    queue_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest estimated wait a request is admitted with; beyond: 429 and "
+        "Retry-After. An admitted request is never failed for waiting.",
+    )
     sync_folders: list[Path] = Field(
         default_factory=list, description="Server-side folders a sync request may name."
     )
@@ -320,6 +326,14 @@ class ModelSettings(BaseModel):
     threads: int | None = Field(None, gt=0, description="CPU threads (llamacpp).")
     timeout_s: float = Field(120.0, gt=0, description="Remote request timeout in seconds.")
     max_retries: int = Field(2, ge=0, description="Retries on connection errors and 5xx/429.")
+    parallel: int = Field(
+        4,
+        gt=0,
+        le=64,
+        description="Answers generated at once: llama.cpp parallel slots (continuous batching; "
+        "each slot keeps n_ctx tokens) or concurrent requests to the remote server. More "
+        "wait in the server's queue.",
+    )
 
 
 def _default_models() -> dict[str, ModelSettings]:

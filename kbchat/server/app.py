@@ -44,8 +44,9 @@ from kbchat.server.errors import (
     openai_error_body,
     route_methods,
 )
+from kbchat.server.generation_queue import GenerationQueues
 from kbchat.server.mcp import build_mcp, mount_mcp
-from kbchat.server.state import GenerationLimiter, ServerState, current_principal, get_state
+from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.server.streams import document_streams
 from kbchat.shapes.system import DoctorCheck, GenerationLoad, Health, ModelInfo, PublicSettings
 from kbchat.store.conversations import ConversationStore
@@ -87,15 +88,12 @@ def create_app(
         if own:  # an application passing its services has set up its process itself
             configure_process()
         running = services if services is not None else build(settings)
-        server = settings.server
         state = ServerState(
             settings=settings,
             services=running,
             jobs=JobManager(),
             conversations=ConversationStore(running.library.catalog.engine),
-            limiter=GenerationLimiter(
-                server.max_generations, server.queue_size, server.queue_timeout_s
-            ),
+            queues=GenerationQueues(settings),
             auth=auth,
         )
         app.state.kbchat = state
@@ -167,15 +165,15 @@ def _system_router() -> APIRouter:
     @router.get("/api/health")
     def health(state: StateDep) -> Health:
         """Liveness and load: generation slots in use and waiting, jobs queued or running."""
-        limiter = state.limiter
+        queues = state.queues.all()
         return Health(
             status="ok",
             version=__version__,
             generations=GenerationLoad(
-                running=limiter.running,
-                waiting=limiter.waiting,
-                slots=limiter.slots,
-                queue_size=limiter.queue_size,
+                running=sum(q.running for q in queues),
+                waiting=sum(q.waiting for q in queues),
+                slots=sum(q.slots for q in queues),
+                queue_size=state.settings.server.queue_size,
             ),
             jobs=sum(1 for job in state.jobs.list_jobs() if not job.finished),
         )
@@ -221,7 +219,7 @@ def public_settings(settings: Settings, auth_required: bool) -> PublicSettings:
             "chat": settings.chat,
             "rerank": settings.rerank.model_dump(include={"backend", "threshold"}),
             "models": {
-                name: m.model_dump(include={"backend", "model", "n_ctx"})
+                name: m.model_dump(include={"backend", "model", "n_ctx", "parallel"})
                 for name, m in settings.models.items()
             },
             "default_model": settings.default_model,

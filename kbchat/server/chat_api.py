@@ -1,9 +1,10 @@
 """Chat endpoints: answers streamed as server-sent events, and stored conversations.
 
-An answer runs on its own thread under a generation slot (``GenerationLimiter``). The
-first event is awaited before the response starts, so a request that fails early
-(unknown KB, prompt too long, model server down) gets a real error status; later
-failures become an ``error`` event. A client that goes away cancels the generation.
+An answer runs on its own thread under a slot of its model's queue
+(``kbchat.server.generation``). A request that fails before its first event (unknown KB,
+prompt too long, model server down) gets a real error status unless it had to wait in
+the queue; later failures become an ``error`` event. A client that goes away cancels
+the generation.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -48,8 +49,9 @@ from kbchat.options import (
 from kbchat.server.auth import Principal
 from kbchat.server.errors import documented, error_body, internal_error_body
 from kbchat.server.files_api import delete_conversation_files
+from kbchat.server.generation import start_generation, stream_generation
 from kbchat.server.schemas import KBName
-from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event, until_disconnected
+from kbchat.server.sse import ThreadedStream, sse_event, until_disconnected
 from kbchat.server.state import ServerState, current_principal, find_kb, get_state
 from kbchat.server.streams import CitationsEvent, TextDelta
 from kbchat.shapes.chat import (
@@ -73,7 +75,6 @@ router = APIRouter(tags=["chat"])
 
 StateDep = Annotated[ServerState, Depends(get_state)]
 CallerDep = Annotated[Principal, Depends(current_principal)]
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -245,28 +246,6 @@ def answer_events(
         yield event
 
 
-async def start_generation(
-    request: Request, state: ServerState, make: Callable[[threading.Event], Iterator[T]]
-) -> tuple[ThreadedStream[T], T | None]:
-    """Take a generation slot, start ``make`` on a thread and wait for its first item.
-
-    The slot is released when the generation ends, even if the client left earlier.
-
-    Raises:
-        Busy, Unavailable: no slot (429 at once, or 503 after the queue timeout).
-        KbchatError: the generation failed before its first item.
-    """
-    slot = await state.limiter.acquire(gone=request.is_disconnected)
-    cancel = threading.Event()
-    try:
-        stream = ThreadedStream(lambda: make(cancel), cancel, on_end=slot.release)
-    except BaseException:
-        slot.release()
-        raise
-    first = await stream.next(partial(until_disconnected, request))
-    return stream, first
-
-
 @router.post(
     "/api/chat",
     response_model=ChatAnswer,
@@ -279,25 +258,37 @@ async def start_generation(
     },
 )
 async def chat(
-    body: ChatRequest, request: Request, state: StateDep, caller: CallerDep
+    body: ChatRequest, request: Request, response: Response, state: StateDep, caller: CallerDep
 ) -> StreamingResponse | ChatAnswer:
-    """Answer a question: SSE ``delta`` events, then ``citations`` and ``done`` (the answer)."""
+    """Answer a question: SSE ``delta`` events, then ``citations`` and ``done`` (the answer).
+
+    While it waits for the model, a streamed answer sends ``: queued position=<n>
+    eta_s=<seconds>`` comment lines; see ``kbchat.server.generation``.
+    """
     plan = await run_in_threadpool(plan_chat, state, body, caller)
+
+    def make(cancel: threading.Event) -> Iterator[AgentEvent]:
+        return answer_events(state, plan, cancel)
+
+    if body.stream:
+        return await stream_generation(
+            request,
+            state,
+            make,
+            model=body.model,
+            caller=caller,
+            render=lambda stream, first: _chat_stream(stream, first, plan.conversation_id),
+            render_error=error_event,
+        )
     stream, first = await start_generation(
-        request, state, lambda cancel: answer_events(state, plan, cancel)
+        request, state, make, model=body.model, caller=caller, response=response
     )
-    if not body.stream:
-        answer = first
-        while not isinstance(answer, Answer) and answer is not None:
-            answer = await stream.next(partial(until_disconnected, request))
-        if answer is None:
-            raise KbchatError("the answer ended without a result")
-        return chat_answer(answer, plan.conversation_id)
-    return StreamingResponse(
-        _chat_stream(stream, first, plan.conversation_id),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
+    answer = first
+    while not isinstance(answer, Answer) and answer is not None:
+        answer = await stream.next(partial(until_disconnected, request))
+    if answer is None:
+        raise KbchatError("the answer ended without a result")
+    return chat_answer(answer, plan.conversation_id)
 
 
 async def _chat_stream(
@@ -317,13 +308,18 @@ async def _chat_stream(
                 yield sse_event("delta", TextDelta(text=event))
             event = await stream.next()
         yield sse_event("error", error_body(KbchatError("the answer ended without a result")))
-    except KbchatError as exc:
-        yield sse_event("error", error_body(exc))
-    except Exception as exc:  # a bug mid-stream: say so in the stream, keep the details in the log
-        log.exception("answer stream failed")
-        yield sse_event("error", internal_error_body(exc))
+    except Exception as exc:
+        yield error_event(exc)
     finally:
         stream.close()
+
+
+def error_event(exc: Exception) -> str:
+    """The ``error`` event of a failed stream; a bug's details go to the log only."""
+    if isinstance(exc, KbchatError):
+        return sse_event("error", error_body(exc))
+    log.error("answer stream failed", exc_info=exc)
+    return sse_event("error", internal_error_body(exc))
 
 
 # -- conversations -------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -34,9 +34,9 @@ from kbchat.llm.base import FINISH_STOP, capabilities, check_structured, estimat
 from kbchat.options import answer_search_options, chat_options
 from kbchat.registry import embedders
 from kbchat.server.auth import Principal
-from kbchat.server.chat_api import start_generation
 from kbchat.server.errors import documented, openai_error, openai_error_body
 from kbchat.server.files_api import FilePart, file_answer, take_file_parts
+from kbchat.server.generation import start_generation, stream_generation
 from kbchat.server.openai_responses import (
     AssistantMessage,
     ChatCompletion,
@@ -57,7 +57,7 @@ from kbchat.server.openai_responses import (
     ToolCallOut,
 )
 from kbchat.server.openai_schemas import ChatCompletionRequest, EmbeddingRequest
-from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_data, until_disconnected
+from kbchat.server.sse import ThreadedStream, sse_data, until_disconnected
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.shapes.chat import citation_info, tool_step_info
 from kbchat.types import Answer, Delta, Message, ToolCall, ToolStep, Usage
@@ -150,19 +150,38 @@ def _owner(base_url: str | None) -> str:
     responses=documented(400, 401, 404, 413, 422, 429, 502, 503, openai=True),
 )
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, state: StateDep, caller: CallerDep
+    body: ChatCompletionRequest,
+    request: Request,
+    response: Response,
+    state: StateDep,
+    caller: CallerDep,
 ) -> StreamingResponse | ChatCompletion:
-    """Chat completion; ``kb:<name>`` models answer from a knowledge base with citations."""
+    """Chat completion; ``kb:<name>`` models answer from a knowledge base with citations.
+
+    While it waits for the model, a stream sends ``: queued position=<n> eta_s=<seconds>``
+    comment lines; see ``kbchat.server.generation``.
+    """
     make = await run_in_threadpool(_plan, state, body, caller)
-    stream, first = await start_generation(request, state, make)
     ident = f"chatcmpl-{secrets.token_hex(12)}"
+    model: str | None = body.model  # the queue: the model that answers
+    if body.model.startswith((KB_PREFIX, AGENT_PREFIX, WEB_PREFIX)):
+        rest = body.model.split(":", 1)[1]
+        kb_model = body.model.startswith(KB_PREFIX)
+        model = None if kb_model or rest not in state.settings.models else rest
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(
-            _chunks(stream, first, ident, body.model, include_usage),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
+        return await stream_generation(
+            request,
+            state,
+            make,
+            model=model,
+            caller=caller,
+            render=lambda stream, first: _chunks(stream, first, ident, body.model, include_usage),
+            render_error=_error_chunk,
         )
+    stream, first = await start_generation(
+        request, state, make, model=model, caller=caller, response=response
+    )
     parts: list[str] = []
     piece = first
     while piece is not None and not isinstance(piece, Finished):
@@ -472,13 +491,18 @@ async def _chunks(
             )
             yield sse_data(usage)
         yield sse_data("[DONE]")
-    except KbchatError as exc:
-        yield sse_data(openai_error(exc)[1])
-    except Exception as exc:  # a bug mid-stream: say so in the stream, details in the log
-        log.exception("completion stream failed")
-        yield sse_data(openai_error_body(500, f"internal error: {type(exc).__name__}"))
+    except Exception as exc:
+        yield _error_chunk(exc)
     finally:
         stream.close()
+
+
+def _error_chunk(exc: Exception) -> str:
+    """The error chunk of a failed stream; a bug's details go to the log only."""
+    if isinstance(exc, KbchatError):
+        return sse_data(openai_error(exc)[1])
+    log.error("completion stream failed", exc_info=exc)
+    return sse_data(openai_error_body(500, f"internal error: {type(exc).__name__}"))
 
 
 def _call(call: ToolCall) -> ToolCallOut:

@@ -34,6 +34,11 @@ def sse_event(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {text}\n\n"
 
 
+def sse_comment(text: str) -> str:
+    """One SSE comment line (``: text``): clients that do not read it ignore it."""
+    return f": {text}\n\n"
+
+
 def sse_data(data: Any) -> str:
     """One unnamed SSE message (the OpenAI streaming format); a model gives the fields that
     are set (``server.openai_responses``)."""

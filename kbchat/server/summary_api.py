@@ -1,7 +1,7 @@
 """Summaries of a knowledge base's files, streamed as server-sent events.
 
 ``POST /api/kbs/{kb}/summary`` summarises the named files (default: every indexed file,
-then the knowledge base as a whole) under a generation slot. Kept summaries come back at
+then the knowledge base as a whole) under a slot of the model's queue. Kept summaries come back at
 once; new ones are stored. Events: ``file`` (a file starts), ``progress`` (the plan with
 its expected seconds, then steps), ``delta`` (text), ``summary`` (one file done),
 ``overview`` (the whole knowledge base), ``done``; or ``error``.
@@ -24,10 +24,11 @@ from kbchat.chat.summarize import Progress, Summary, SummaryEvent, summarize
 from kbchat.errors import BadInput, KbchatError
 from kbchat.options import SummaryStrategy, summary_options
 from kbchat.server.auth import Principal
-from kbchat.server.chat_api import start_generation
-from kbchat.server.errors import documented, error_body, internal_error_body
+from kbchat.server.chat_api import error_event
+from kbchat.server.errors import documented
+from kbchat.server.generation import stream_generation
 from kbchat.server.schemas import KBNameInPath
-from kbchat.server.sse import SSE_HEADERS, ThreadedStream, sse_event
+from kbchat.server.sse import ThreadedStream, sse_event
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.server.streams import SummariesDone, SummaryDelta, SummaryFile, SummaryProgress
 from kbchat.shapes.chat import file_summary, summary_info
@@ -68,9 +69,14 @@ async def summarize_kb(
     """Summaries of files (kept until a file changes) and of the knowledge base, streamed."""
     caller.require(name, "read")
     plan = await run_in_threadpool(_plan, state, name, body)
-    stream, first = await start_generation(request, state, plan)
-    return StreamingResponse(
-        _events(stream, first), media_type="text/event-stream", headers=SSE_HEADERS
+    return await stream_generation(
+        request,
+        state,
+        plan,
+        model=body.model,
+        caller=caller,
+        render=_events,
+        render_error=error_event,
     )
 
 
@@ -134,10 +140,7 @@ async def _events(stream: ThreadedStream[Event], first: Event | None) -> AsyncIt
         while item is not None:
             yield sse_event(*item)
             item = await stream.next()
-    except KbchatError as exc:
-        yield sse_event("error", error_body(exc))
-    except Exception as exc:  # a bug mid-stream: say so in the stream, details in the log
-        log.exception("summary stream failed")
-        yield sse_event("error", internal_error_body(exc))
+    except Exception as exc:
+        yield error_event(exc)
     finally:
         stream.close()

@@ -73,6 +73,7 @@ class PublicModelSettings(Shape):
     backend: str
     model: str | None
     n_ctx: int = Field(description="Context window in tokens.")
+    parallel: int = Field(description="Answers the model serves at once (llama.cpp slots).")
 
 
 class PublicServerSettings(ServerSettings):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kbchat.errors import BadInput, ConfigError
+from kbchat.errors import BadInput, ConfigError, ContextLengthExceeded
 from kbchat.llm import complete
 from kbchat.llm.assemble import DEFAULT_MODEL, KNOWN_MODELS
 from kbchat.llm.base import ChatModel
@@ -93,8 +93,8 @@ def test_cancel_during_a_long_prompt_is_prompt_and_frees_the_model(
     assert time.monotonic() - started < 2.0
     # The model is free once the runtime finishes its current 64-token prompt step (~0.6 s
     # here, several seconds on a busy machine); the whole prompt would take ~30 s to minutes.
-    assert llamacpp_model._lock.acquire(timeout=15.0)
-    llamacpp_model._lock.release()
+    assert llamacpp_model._slots.acquire(timeout=15.0)  # its one slot (parallel=1)
+    llamacpp_model._slots.release()
     text, _, finish = complete(llamacpp_model, ask("Say OK."), max_tokens=4)
     assert finish in {"stop", "length"} and text
 
@@ -174,3 +174,33 @@ class TestLlamaCppContract(ChatModelContract):
     @classmethod
     def model(cls, llamacpp_model: LlamaCppChatModel) -> ChatModel:
         return llamacpp_model
+
+
+def test_parallel_slots_answer_concurrent_requests_each_with_its_own_context(
+    default_model_path: Path,
+) -> None:
+    model = LlamaCppChatModel(path=default_model_path, n_ctx=1024, parallel=2, name="two-slots")
+    questions = {
+        "Paris": "What is the capital of France? Answer in one word.",
+        "Tokyo": "What is the capital of Japan? Answer in one word.",
+    }
+    answers: dict[str, str] = {}
+    finishes: dict[str, str | None] = {}
+
+    def answer(key: str) -> None:
+        text, _, finish = complete(model, ask(questions[key]), temperature=0, max_tokens=8)
+        answers[key], finishes[key] = text, finish
+
+    try:
+        threads = [threading.Thread(target=answer, args=(key,)) for key in questions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        assert all(key in answers[key] for key in questions), answers
+        assert set(finishes.values()) <= {"stop", "length"}
+        # The context is per slot (n_ctx), not shared out: a longer prompt is refused by name.
+        with pytest.raises(ContextLengthExceeded, match="1024-token context"):
+            complete(model, ask("word " * 1100), max_tokens=4)
+    finally:
+        model.close()

@@ -29,8 +29,12 @@ DOCS = {
 NO_ANSWER_BAR = {"min_score": 0.0, "min_score_cross": 0.0}
 
 
-def make_settings(**server: Any) -> Settings:
-    return load_settings(embedder={"backend": "hash"}, chat=NO_ANSWER_BAR, server=server)
+def make_settings(*, parallel: int | None = None, **server: Any) -> Settings:
+    """Test settings; ``parallel``: the default model's generation slots."""
+    settings = load_settings(embedder={"backend": "hash"}, chat=NO_ANSWER_BAR, server=server)
+    if parallel is not None:
+        settings.models[settings.default_model].parallel = parallel
+    return settings
 
 
 def make_services(settings: Settings, model: Any = None) -> Services:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from kbchat.errors import BackendError
 from kbchat.server import create_app
+from kbchat.server.generation_queue import FIRST_SERVICE_S
 from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Delta, Message
 from tests.server.support import (
@@ -144,7 +145,8 @@ def test_backend_failure_before_the_first_token_is_a_502() -> None:
         response = client.post("/api/chat", json={"question": "hello"})
         assert response.status_code == 502
         assert response.json()["error"]["type"] == "BackendError"
-        assert client.get("/api/health").json()["generations"]["running"] == 0
+        # The slot is freed by the generation's thread as it ends, just after the reply.
+        assert eventually(lambda: client.get("/api/health").json()["generations"]["running"] == 0)
     services.close()
 
 
@@ -161,7 +163,7 @@ def test_failure_mid_stream_is_an_error_event() -> None:
 
 
 def test_full_queue_is_refused_at_once_with_retry_after() -> None:
-    settings = make_settings(max_generations=1, queue_size=0)
+    settings = make_settings(parallel=1, queue_size=0)
     gate = threading.Event()
     model = GatedChatModel(gate=gate)
     services = make_services(settings, model)
@@ -174,17 +176,19 @@ def test_full_queue_is_refused_at_once_with_retry_after() -> None:
         assert model.started.wait(10)
         refused = client.post("/api/chat", json={"question": "second"})
         assert refused.status_code == 429
-        assert int(refused.headers["Retry-After"]) >= 1
+        # Nothing measured yet: one answer is assumed to hold its slot for 30 s.
+        assert refused.headers["Retry-After"] == f"{FIRST_SERVICE_S:.0f}"
         assert refused.json()["error"]["type"] == "Busy"
         gate.set()
         first.join(10)
         assert results[0].status_code == 200 and sse_events(results[0].text)[-1][0] == "done"
+        assert results[0].headers["X-Queue-Position"] == "0"
         assert client.post("/api/chat", json={"question": "third"}).status_code == 200
     services.close()
 
 
-def test_waiting_too_long_in_the_queue_is_a_503() -> None:
-    settings = make_settings(max_generations=1, queue_size=1, queue_timeout_s=0.3)
+def test_a_wait_estimated_beyond_the_timeout_is_refused_at_once() -> None:
+    settings = make_settings(parallel=1, queue_size=4, queue_timeout_s=10)
     gate = threading.Event()
     model = GatedChatModel(gate=gate)
     services = make_services(settings, model)
@@ -194,27 +198,32 @@ def test_waiting_too_long_in_the_queue_is_a_503() -> None:
         )
         holder.start()
         assert model.started.wait(10)
-        waited = client.post("/api/chat", json={"question": "second"})
-        assert waited.status_code == 503 and "Retry-After" in waited.headers
-        assert waited.json()["error"]["type"] == "Unavailable"
-        gate.set()
+        try:
+            refused = client.post("/api/chat", json={"question": "second", "stream": False})
+        finally:
+            gate.set()
         holder.join(10)
+        assert refused.status_code == 429
+        # The running answer should end 30 s after it started; then the wait would fit.
+        assert refused.headers["Retry-After"] == f"{FIRST_SERVICE_S - 10:.0f}"
+        assert "would exceed 10 s" in refused.json()["error"]["message"]
+        assert client.get("/api/health").json()["generations"]["waiting"] == 0
     services.close()
 
 
-def test_queued_requests_run_in_turn() -> None:
-    settings = make_settings(max_generations=1, queue_size=4)
+def test_queued_requests_run_in_turn_and_say_where_they_waited() -> None:
+    settings = make_settings(parallel=1, queue_size=4)
     gate = threading.Event()
     model = GatedChatModel(gate=gate)
     services = make_services(settings, model)
     with TestClient(create_app(settings, services=services)) as client:
-        results: list[int] = []
+        results: list[Any] = []
         lock = threading.Lock()
 
         def ask(i: int) -> None:
             response = client.post("/api/chat", json={"question": f"q{i}", "stream": False})
             with lock:
-                results.append(response.status_code)
+                results.append(response)
 
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
         for thread in threads:
@@ -223,7 +232,89 @@ def test_queued_requests_run_in_turn() -> None:
         gate.set()
         for thread in threads:
             thread.join(20)
-        assert results == [200, 200, 200] and model.finishes == ["stop"] * 3
+        assert [r.status_code for r in results] == [200, 200, 200]
+        assert model.finishes == ["stop"] * 3
+        places = sorted((r.headers["X-Queue-Position"], r.headers["X-Queue-ETA"]) for r in results)
+        assert places == [("0", "0"), ("1", "30"), ("2", "60")]
+        assert all(float(r.headers["X-Queue-Wait"]) >= 0 for r in results)
+    services.close()
+
+
+def wait_behind_a_held_slot(
+    client: TestClient, model: GatedChatModel, gate: threading.Event, path: str, body: Any
+) -> Any:
+    """POST ``body`` while another answer holds the only slot; returns its response."""
+    results: list[Any] = []
+    holder = threading.Thread(target=lambda: client.post("/api/chat", json={"question": "hi"}))
+    holder.start()
+    assert model.started.wait(10)
+    waiter = threading.Thread(target=lambda: results.append(client.post(path, json=body)))
+    waiter.start()
+    assert eventually(lambda: client.get("/api/health").json()["generations"]["waiting"] == 1)
+    gate.set()
+    holder.join(20)
+    waiter.join(20)
+    return results[0]
+
+
+def test_a_waiting_stream_reports_its_place_then_answers() -> None:
+    settings = make_settings(parallel=1)
+    gate = threading.Event()
+    model = GatedChatModel(gate=gate)
+    services = make_services(settings, model)
+    with TestClient(create_app(settings, services=services)) as client:
+        waited = wait_behind_a_held_slot(client, model, gate, "/api/chat", {"question": "second"})
+        assert waited.status_code == 200
+        assert waited.headers["X-Queue-Position"] == "1"
+        assert waited.headers["X-Queue-ETA"] == "30"
+        assert waited.text.startswith(": queued position=1 eta_s=30\n\n")
+        events = sse_events(waited.text)
+        assert [name for name, _ in events] == ["delta"] * 3 + ["citations", "done"]
+    services.close()
+
+
+def test_an_openai_stream_reports_its_place_as_comments() -> None:
+    settings = make_settings(parallel=1)
+    gate = threading.Event()
+    model = GatedChatModel(gate=gate)
+    services = make_services(settings, model)
+    body = {
+        "model": settings.default_model,
+        "messages": [{"role": "user", "content": "second"}],
+        "stream": True,
+    }
+    with TestClient(create_app(settings, services=services)) as client:
+        waited = wait_behind_a_held_slot(client, model, gate, "/v1/chat/completions", body)
+        assert waited.status_code == 200 and waited.headers["X-Queue-Position"] == "1"
+        assert waited.text.startswith(": queued position=1 eta_s=30\n\n")
+        chunks = [data for _, data in sse_events(waited.text)]
+        assert chunks[-1] == "[DONE]"
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1])
+        assert text == "one two three"
+    services.close()
+
+
+class GatedThenFailing(GatedChatModel):
+    """The first answer waits for the gate; every later one fails at once."""
+
+    def stream(self, messages: Sequence[Message], **kwargs: Any) -> Iterator[Delta]:
+        if self.started.is_set():
+            raise BackendError("the model server at http://127.0.0.1:9/v1 went away")
+        return super().stream(messages, **kwargs)
+
+
+def test_a_failure_after_waiting_is_the_streams_error_event() -> None:
+    settings = make_settings(parallel=1)
+    gate = threading.Event()
+    model = GatedThenFailing(gate=gate)
+    services = make_services(settings, model)
+    with TestClient(create_app(settings, services=services)) as client:
+        waited = wait_behind_a_held_slot(client, model, gate, "/api/chat", {"question": "second"})
+        assert waited.status_code == 200
+        events = sse_events(waited.text)
+        assert [name for name, _ in events] == ["error"]
+        assert events[0][1]["error"]["type"] == "BackendError"
+        assert eventually(lambda: client.get("/api/health").json()["generations"]["running"] == 0)
     services.close()
 
 

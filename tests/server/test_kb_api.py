@@ -475,7 +475,9 @@ def test_search_errors(
 
 def test_system_endpoints(client: TestClient, services: Services) -> None:
     health = client.get("/api/health").json()
-    assert health["status"] == "ok" and health["generations"]["slots"] == 1
+    assert health["status"] == "ok"
+    configured = services.settings.models[services.settings.default_model]
+    assert health["generations"]["slots"] == configured.parallel == 4
     models = client.get("/api/models").json()
     assert models == [{"name": "qwen2.5-0.5b", "backend": "llamacpp", "default": True}]
     settings = client.get("/api/settings").json()

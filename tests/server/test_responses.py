@@ -224,6 +224,8 @@ def test_public_settings_hide_keys_addresses_and_folders() -> None:
     text = json.dumps(shown)
     for secret in ("sk-embed", "embed.lan", "private-docs", "llm.lan", "sk-m"):
         assert secret not in text
-    assert shown["models"] == {"remote": {"backend": "openai", "model": None, "n_ctx": 4096}}
+    assert shown["models"] == {
+        "remote": {"backend": "openai", "model": None, "n_ctx": 4096, "parallel": 4}
+    }
     assert shown["server"]["auth_required"] is True and "max_body_kb" in shown["server"]
     assert shown["embedder"]["backend"] == "hash" and "batch_size" in shown["embedder"]

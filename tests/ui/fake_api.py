@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class FakeState:
     cancelled_chats: int = 0
     delta_delay_s: float = 0.03
     first_delta_delay_s: float = 0.0
+    queue_turn: threading.Event = field(default_factory=threading.Event)  # "queue" questions
     file_delay_s: float = 0.15
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -441,6 +443,10 @@ async def _answer_events(
         text = "<img src=x onerror=alert(1)> is shown as text; `code` too.\n\n- one\n- two"
     finished = False
     try:
+        if "queue" in question:  # waits in line, as the real server's comment lines say
+            yield ": queued position=2 eta_s=40\n\n"
+            await asyncio.to_thread(state.queue_turn.wait, 30)
+            yield ": queued position=0 eta_s=0\n\n"
         await asyncio.sleep(state.first_delta_delay_s)
         for word in text.split(" "):
             await asyncio.sleep(state.delta_delay_s * (5 if "slow" in question else 1))

@@ -93,6 +93,20 @@ def test_plain_chat_sends_no_knowledge_base(page: Any, fake_server: Any, fake_st
     assert sent["kbs"] == [] and "top_k" not in sent and sent["model"] == "qwen2.5-0.5b"
 
 
+def test_a_queued_answer_shows_its_place_in_line(
+    page: Any, fake_server: Any, fake_state: Any
+) -> None:
+    page.goto(fake_server.url)
+    ask(page, "Wait in the queue")
+    answer = page.locator(".msg.assistant").last
+    expect(answer.locator(".thinking")).to_have_text(
+        "Waiting for the model: number 2 in line, about 40 s…"
+    )
+    fake_state.queue_turn.set()
+    expect(answer.locator(".answer-body")).to_have_text("Hello! I am a plain chat model.")
+    expect(answer.locator(".thinking")).to_have_count(0)
+
+
 def test_stop_aborts_generation_and_the_server_sees_it(
     page: Any, fake_server: Any, fake_state: Any
 ) -> None:

@@ -46,7 +46,7 @@ function sourceItem(id, citation) {
 
 /**
  * Append an answer to `container` and return its controller:
- * append(text), setCitations(list), finish(doneData), fail(message), stop(),
+ * append(text), queued(position, etaS) (waiting for the model; 0: its turn), setCitations(list), finish(doneData), fail(message), stop(),
  * load(text, citations, storedMessage) (a stored turn shows its outcome, notices and closest passages again).
  */
 export function assistantMessage(container) {
@@ -70,6 +70,7 @@ export function assistantMessage(container) {
   let text = "";
   let citations = [];
   let scheduled = false;
+  let place = null; // {n, s} while waiting in the server's queue
 
   const openSource = (marker) => {
     const item = el.querySelector(`#src-${id}-${marker}`);
@@ -92,7 +93,7 @@ export function assistantMessage(container) {
     scheduled = false;
     replace(body, renderMarkdown(text, marker));
     if (el.classList.contains("streaming") && !text) {
-      body.append(h("p", { class: "thinking" }, t("chat.thinking")));
+      body.append(h("p", { class: "thinking" }, place ? t("chat.queued", place) : t("chat.thinking")));
     } else if (el.classList.contains("streaming")) {
       const target = body.lastElementChild || body;
       target.append(h("span", { class: "caret", "aria-hidden": "true" }));
@@ -159,6 +160,10 @@ export function assistantMessage(container) {
     },
     append(delta) {
       text += delta;
+      schedule();
+    },
+    queued(position, etaS) {
+      place = position > 0 ? { n: position, s: Math.max(1, Math.round(etaS)) } : null;
       schedule();
     },
     setCitations,

@@ -103,6 +103,8 @@ export async function api(path, options = {}) {
 /**
  * Read a text/event-stream response, calling onEvent(name, data) for every event.
  * `data` is parsed as JSON when it is JSON. Resolves when the stream ends.
+ * The comment lines `: queued position=N eta_s=S` of a request waiting for the model
+ * become onEvent("queued", {position, eta_s}); position 0: its turn has come.
  */
 export async function readEvents(response, onEvent) {
   const reader = response.body.getReader();
@@ -133,7 +135,10 @@ export async function readEvents(response, onEvent) {
       const line = buffer.slice(0, newline);
       buffer = buffer.slice(newline + (buffer.startsWith("\r\n", newline) ? 2 : 1));
       if (line === "") dispatch();
-      else if (line.startsWith(":")) continue;
+      else if (line.startsWith(":")) {
+        const queued = /^: ?queued position=(\d+) eta_s=(\d+)/.exec(line);
+        if (queued) onEvent("queued", { position: Number(queued[1]), eta_s: Number(queued[2]) });
+      }
       else {
         const colon = line.indexOf(":");
         const field = colon < 0 ? line : line.slice(0, colon);

@@ -228,6 +228,7 @@ export function renderChat(root, conversationId, navigate) {
   function onEvent(answer, name, data) {
     if (name === "delta") answer.append(data.text ?? "");
     else if (name === "tool") answer.toolStep(data);
+    else if (name === "queued") answer.queued(data.position, data.eta_s);
     else if (name === "citations") answer.setCitations(data.citations);
     else if (name === "done") {
       answer.finish(data);
