@@ -61,9 +61,12 @@ RESULTS = BENCH / "results"
 FORMAT_ERRORS = re.compile(r"not JSON|names no known tool|bad arguments|not a JSON object")
 
 
-def load_questions(split: str | None, limit: int | None) -> list[dict[str, Any]]:
+def load_questions(
+    split: str | None, limit: int | None, categories: list[str] | None = None
+) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in (DATA / "questions.jsonl").read_text().splitlines()]
     rows = [r for r in rows if split in (None, "all") or r["split"] == split]
+    rows = [r for r in rows if not categories or r["category"] in categories]
     return rows[:limit] if limit else rows
 
 
@@ -263,11 +266,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", default="dev", choices=["dev", "test", "all"])
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--category", action="append", help="Only these categories.")
     parser.add_argument("--routing-only", action="store_true", help="Tool choice only, no LLM.")
     parser.add_argument("--threads", type=int, help="llama.cpp threads (1 on a busy machine).")
     parser.add_argument("--home", type=Path, default=BENCH / ".cache" / "agent-home")
     args = parser.parse_args(argv)
-    rows = load_questions(args.split, args.limit)
+    rows = load_questions(args.split, args.limit, args.category)
     httpd, url = start_search_server()
     services = make_services(url, args.home, args.threads)
     try:
@@ -284,7 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         services.close()
         httpd.shutdown()
-    name = f"agent-{args.split}{'-routing' if args.routing_only else ''}.json"
+    part = "-" + "-".join(args.category) if args.category else ""
+    name = f"agent-{args.split}{part}{'-routing' if args.routing_only else ''}.json"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / name).write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n")
     summary = {k: v for k, v in report["routing"].items() if k != "rows"}

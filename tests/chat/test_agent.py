@@ -146,7 +146,8 @@ def test_kb_search_only_reads_what_the_caller_may(services: Services) -> None:
 def test_sheet_sql_aggregates_and_is_read_only(services: Services) -> None:
     ctx = context(services)
     tool = SheetsSql()
-    assert 'sales_q3("region", "month", "revenue")' in tool.spec_for(ctx).description
+    description = tool.spec_for(ctx).description
+    assert "table sales_q3 (from sales.xlsx) with columns region, month, revenue" in description
     text = tool.run({"sql": "SELECT region, SUM(revenue) FROM sales_q3 GROUP BY region"}, ctx).text
     assert "East | 2500" in text and "West | 2500" in text  # "2,500" became a number
     assert ctx.sources[0].file == "sales.xlsx" and ctx.sources[0].sheet == "Q3"
@@ -178,7 +179,7 @@ def test_routed_question_fills_arguments_under_the_forced_tool(services: Service
     router = ExampleRouter(HashEmbedder(dim=256))
     steps, text, answer = events(
         model,
-        "What day of the week is it today?",
+        "What time is it now in Tokyo?",
         [Calculator(), Clock()],
         context(services),
         router=router,
@@ -200,7 +201,7 @@ def test_pure_arithmetic_needs_no_model_at_all(services: Services) -> None:
 
 
 def test_routed_tool_result_is_written_up_by_the_model(services: Services) -> None:
-    model = ScriptedChatModel([[call("current_time")], "Today is Monday, 30 November 2026."])
+    model = ScriptedChatModel(["Today is Monday, 30 November 2026."])
     router = ExampleRouter(HashEmbedder(dim=256))
     steps, text, _ = events(
         model,
@@ -210,8 +211,8 @@ def test_routed_tool_result_is_written_up_by_the_model(services: Services) -> No
         router=router,
     )
     assert [s.tool for s in steps if s.done] == ["current_time"]
-    assert model.params[1]["tools"] == []  # the answer is written without tools
-    assert "2026-11-30" in model.received[1][-1].content and text.startswith("Today is Monday")
+    assert model.params[0]["tools"] == []  # no zone asked: only the answer needs the model
+    assert "2026-11-30" in model.received[0][-1].content and text.startswith("Today is Monday")
 
 
 def test_router_follows_the_knowledge_base_evidence() -> None:
@@ -406,7 +407,21 @@ def test_a_call_the_model_cannot_finish_is_a_failed_step(services: Services) -> 
     model = Rambling(["I could not compute it."])
     router = ExampleRouter(HashEmbedder(dim=256))
     steps, text, answer = events(
-        model, "What day of the week is it today?", [Clock()], context(services), router=router
+        model, "What time is it now in Tokyo?", [Clock()], context(services), router=router
     )
     assert steps[0].error is not None and "could not write the call" in steps[0].error
     assert text == "I could not compute it." and answer.notices
+
+
+@pytest.mark.parametrize(
+    ("question", "arguments"),
+    [
+        ("What's the date today?", {}),
+        ("今天是星期几？", {}),
+        ("What time is it in Tokyo?", None),
+        ("现在北京时间几点？", None),
+        ("What is the time in UTC?", None),
+    ],
+)
+def test_clock_needs_the_model_only_for_a_place(question: str, arguments: Any) -> None:
+    assert Clock().arguments_from(question) == arguments

@@ -77,7 +77,7 @@ class SheetsSql:
         if not tables:
             return self.spec
         listing = "; ".join(
-            f"{t.name}({', '.join(_quote(c) for c in t.columns)}) from {t.file}"
+            f"table {t.name} (from {t.file}) with columns {', '.join(t.columns)}"
             for t in tables[:12]
         )
         return ToolSpec(
