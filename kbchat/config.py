@@ -212,7 +212,13 @@ class AgentSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     tools: list[str] = Field(
-        default_factory=lambda: ["kb_search", "calculator", "current_time", "sheet_sql"],
+        default_factory=lambda: [
+            "kb_search",
+            "calculator",
+            "current_time",
+            "sheet_sql",
+            "summarize_file",
+        ],
         description="Tools the built-in agent may use, by registry name.",
     )
     user_tools: dict[str, str] = Field(

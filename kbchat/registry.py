@@ -139,6 +139,7 @@ tools.register("current_time", "kbchat.chat.tools.clock:Clock")
 tools.register("sheet_sql", "kbchat.chat.tools.sheets_sql:SheetsSql")
 tools.register("web_search", "kbchat.chat.tools.web:WebSearchTool")
 tools.register("fetch_url", "kbchat.chat.tools.web:FetchUrl")
+tools.register("summarize_file", "kbchat.chat.tools.summarize_file:SummarizeFile")
 
 search_providers: Registry[Any] = Registry("web search provider")
 search_providers.register("searxng", "kbchat.chat.search.providers:SearxngSearch")

@@ -52,6 +52,14 @@ class ToolStepInfo(Shape):
     ms: float | None = Field(description="Milliseconds the call took.")
 
 
+class ToolInfo(Shape):
+    """A tool the agent may use."""
+
+    name: str
+    description: str
+    source: str = Field(description="builtin, user (agent.user_tools) or mcp:<server>.")
+
+
 def tool_step_info(step: ToolStep) -> ToolStepInfo:
     return ToolStepInfo.model_validate(step, from_attributes=True)
 

@@ -425,3 +425,19 @@ def test_a_call_the_model_cannot_finish_is_a_failed_step(services: Services) -> 
 )
 def test_clock_needs_the_model_only_for_a_place(question: str, arguments: Any) -> None:
     assert Clock().arguments_from(question) == arguments
+
+
+def test_summarize_file_tool_keeps_and_reuses_the_summary(services: Services) -> None:
+    from kbchat.chat.tools.summarize_file import SummarizeFile
+
+    model = ScriptedChatModel(["A note on the K3 kettle: fast boiling, two-year warranty."])
+    services.models.add(services.settings.default_model, model)
+    ctx = context(services)
+    text = SummarizeFile().run({"file": "KETTLE.TXT"}, ctx).text
+    assert text.startswith("[1] Summary of kettle.txt: A note on the K3 kettle")
+    assert ctx.sources[0].file == "kettle.txt"
+    calls = len(model.received)
+    again = SummarizeFile().run({"file": "kettle.txt"}, context(services)).text
+    assert "two-year warranty" in again and len(model.received) == calls  # kept, not redone
+    with pytest.raises(ToolError, match="no indexed file named 'nope.pdf'"):
+        SummarizeFile().run({"file": "nope.pdf"}, ctx)

@@ -121,3 +121,12 @@ def test_web_mode_and_web_models_answer_from_search(search_server: str) -> None:
         assert completion["citations"][0]["file"].endswith("/article.html")
         assert any(m["id"] == "web:default" for m in client.get("/v1/models").json()["data"])
     services.close()
+
+
+def test_agent_tools_are_listed_with_their_source(
+    agent_client: tuple[TestClient, ScriptedChatModel],
+) -> None:
+    client, _ = agent_client
+    tools = {t["name"]: t for t in client.get("/api/agent/tools").json()}
+    assert {"kb_search", "calculator", "current_time", "sheet_sql", "summarize_file"} <= set(tools)
+    assert tools["calculator"]["source"] == "builtin" and tools["calculator"]["description"]

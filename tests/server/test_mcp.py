@@ -195,3 +195,19 @@ def test_the_agent_can_use_kbchat_itself_over_http_with_a_key(tmp_path: Path) ->
     assert sorted(tools) == ["kbchat__ask", "kbchat__list_knowledge_bases", "kbchat__search"]
     assert "two years" in found
     services.close()
+
+
+def test_mcp_tools_are_listed_for_the_page() -> None:
+    from fastapi.testclient import TestClient
+
+    from kbchat.config import load_settings
+
+    settings = load_settings(
+        embedder={"backend": "hash"},
+        mcp={"servers": {"calc": {"command": [sys.executable, str(CALC_SERVER)], "timeout_s": 60}}},
+    )
+    services = make_services(settings)
+    with TestClient(create_app(settings, services=services)) as client:
+        tools = {t["name"]: t["source"] for t in client.get("/api/agent/tools").json()}
+    assert tools["calc__add"] == "mcp:calc" and tools["calculator"] == "builtin"
+    services.close()

@@ -240,6 +240,7 @@ def test_agent_mode_shows_tool_steps_live_and_after_reload(page: Any) -> None:
         page.goto(server.url)
         page.select_option("#mode-select", "agent")
         expect(page.locator("#mode-hint")).to_contain_text("calculator")
+        expect(page.locator("#mode-hint")).to_contain_text("summarize_file")
         page.fill("#question", "How much are two kettles at 399 each?")
         page.click("#send")
         step = page.locator(".msg.assistant .tool-step").first

@@ -25,7 +25,18 @@ function field(label, control, compact = false) {
 export function renderChat(root, conversationId, navigate) {
   const prefs = loadPrefs();
   const savePrefs = () => localStorage.setItem(PREFS_KEY, JSON.stringify(prefs));
-  const state = { kbs: [], conversations: [], current: null, controller: null };
+  const state = { kbs: [], conversations: [], current: null, controller: null, tools: null };
+  const toolNames = () => (state.tools || []).map((tool) => tool.source.startsWith("mcp:") ? `${tool.name} (${tool.source})` : tool.name).join(", ") || "…";
+  async function loadTools() {
+    if (state.tools !== null) return;
+    state.tools = [];
+    try {
+      state.tools = (await api("/api/agent/tools")) || [];
+    } catch (exc) {
+      toast(exc.message, "error");
+    }
+    updateMode();
+  }
 
   const convList = h("ul", { class: "conv-list", id: "conv-list" });
   const panel = h(
@@ -87,7 +98,8 @@ export function renderChat(root, conversationId, navigate) {
     pickerSummary.textContent = chosen.length ? chosen.join(", ") : t("chat.noKb");
     const files = attached.files().filter((f) => f.status === "indexed" || f.status === "pending").map((f) => f.name);
     const sources = [...chosen, ...files];
-    const mode = modeSelect.value === "agent" ? t("chat.modeAgentHint", { kbs: sources.join(", ") || t("chat.modeAgentAll") })
+    const mode = modeSelect.value === "agent"
+      ? t("chat.modeAgentHint", { kbs: sources.join(", ") || t("chat.modeAgentAll"), tools: toolNames() })
       : modeSelect.value === "web" ? t("chat.modeWebHint")
       : files.length ? t("files.mode", { sources: sources.join(", ") })
       : chosen.length ? t("chat.modeKb", { kbs: chosen.join(", ") }) : t("chat.modePlain");
@@ -294,7 +306,13 @@ export function renderChat(root, conversationId, navigate) {
     input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
   });
   modelSelect.addEventListener("change", () => { prefs.model = modelSelect.value; savePrefs(); });
-  modeSelect.addEventListener("change", () => { prefs.mode = modeSelect.value; savePrefs(); updateMode(); });
+  modeSelect.addEventListener("change", () => {
+    prefs.mode = modeSelect.value;
+    savePrefs();
+    updateMode();
+    if (modeSelect.value === "agent") loadTools();
+  });
+  if (modeSelect.value === "agent") loadTools();
   topK.addEventListener("change", () => { prefs.topK = topK.value; savePrefs(); });
   threshold.addEventListener("change", () => { prefs.threshold = threshold.value; savePrefs(); });
   const closePicker = (event) => { if (!picker.contains(event.target)) picker.open = false; };
