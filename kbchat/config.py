@@ -235,6 +235,17 @@ class AgentSettings(BaseModel):
     max_seconds: float = Field(120.0, gt=0, description="Wall time of the tool steps at most.")
 
 
+class AgentProfile(BaseModel):
+    """A named agent (``agent:<name>`` in the OpenAI API): its model, tools and knowledge
+    bases; what it leaves out comes from ``[agent]``."""
+
+    model_config = {"extra": "forbid"}
+
+    model: str | None = Field(None, description="Model name (default: default_model).")
+    tools: list[str] | None = Field(None, description="Tools by name (default: agent.tools).")
+    kbs: list[str] = Field(default_factory=list, description="What its search covers.")
+
+
 class FileChatSettings(BaseModel):
     """Files attached to a conversation (a temporary knowledge base per conversation)."""
 
@@ -361,6 +372,10 @@ class Settings(BaseSettings):
     chat: ChatSettings = Field(default_factory=ChatSettings)
     files: FileChatSettings = Field(default_factory=FileChatSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    agents: dict[str, AgentProfile] = Field(
+        default_factory=dict,
+        description="Named agents: [agents.support] model = ..., tools = [...]",
+    )
     web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)

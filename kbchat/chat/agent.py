@@ -509,8 +509,12 @@ def stream_agent(
     history: Sequence[Message] = (),
     can_read: Callable[[str], bool] | None = None,
     cancel: threading.Event | None = None,
+    tool_names: Sequence[str] | None = None,
 ) -> Iterator[AgentEvent]:
-    """``run_agent`` as configured in ``services.settings.agent``, for the CLI and the server."""
+    """``run_agent`` as configured in ``services.settings.agent``, for the CLI and the server.
+
+    ``tool_names`` narrows the tools (a named agent's ``tools``); default: ``agent.tools``.
+    """
     settings = services.settings
     model = services.models.get(model_name)
     configured = settings.agent
@@ -535,7 +539,7 @@ def stream_agent(
     context = ToolContext(
         services=services, can_read=can_read or (lambda _: True), kbs=tuple(kbs), cancel=cancel
     )
-    tools = build_tools(settings)
+    tools = build_tools(settings, tool_names)
     evidence = None
     if router is not None and {"kb_search", "sheet_sql"} & {t.spec.name for t in tools}:
         evidence = kb_evidence(context, question)

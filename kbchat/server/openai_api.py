@@ -112,6 +112,10 @@ def list_models(state: StateDep, caller: CallerDep) -> ModelList:
             data.append(_model_entry(ident, "kb", "kbchat", kb_context, "knowledge-base", created))
     default_context = default.n_ctx if default is not None else None
     data.append(_model_entry("agent:default", "agent", "kbchat", default_context, "agent"))
+    for agent_name, profile in sorted(settings.agents.items()):
+        used = settings.models.get(profile.model or settings.default_model)
+        context = used.n_ctx if used is not None else None
+        data.append(_model_entry(f"agent:{agent_name}", "agent", "kbchat", context, "agent"))
     if settings.web_search.providers:
         data.append(_model_entry("web:default", "web", "kbchat", default_context, "web-search"))
     embedder = state.services.library.default_embedder_spec()["backend"]
@@ -332,9 +336,11 @@ def _agent_generation(
     agent = body.model.startswith(AGENT_PREFIX)
     prefix = AGENT_PREFIX if agent else WEB_PREFIX
     name = body.model.removeprefix(prefix)
-    model_name = None if name == "default" else name
-    if model_name is not None and model_name not in state.settings.models:
-        known = ", ".join(f"{prefix}{m}" for m in ["default", *state.settings.models])
+    profile = state.settings.agents.get(name) if agent else None
+    model_name = profile.model if profile else None if name == "default" else name
+    if profile is None and model_name is not None and model_name not in state.settings.models:
+        named = [*(state.settings.agents if agent else {}), *state.settings.models]
+        known = ", ".join(f"{prefix}{m}" for m in ["default", *named])
         raise NotFound(f"no model named {body.model!r}; known: {known}")
     for given, wanted in {
         "response_format": body.to_response_format() is not None,
@@ -362,9 +368,11 @@ def _agent_generation(
                 services,
                 question,
                 model_name=model_name,
+                kbs=profile.kbs if profile else (),
                 history=history,
                 can_read=lambda kb: caller.can(kb, "read"),
                 cancel=cancel,
+                tool_names=profile.tools if profile else None,
             )
         else:
             from kbchat.chat.web_chat import stream_web_answer, web_options

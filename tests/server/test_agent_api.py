@@ -130,3 +130,17 @@ def test_agent_tools_are_listed_with_their_source(
     tools = {t["name"]: t for t in client.get("/api/agent/tools").json()}
     assert {"kb_search", "calculator", "current_time", "sheet_sql", "summarize_file"} <= set(tools)
     assert tools["calculator"]["source"] == "builtin" and tools["calculator"]["description"]
+
+
+def test_named_agents_are_models_with_their_own_tools() -> None:
+    settings = agent_settings(agents={"maths": {"tools": ["calculator"]}})
+    model = ScriptedChatModel([calls(("calculator", {"expression": "6 * 7"})), "Forty-two."])
+    services = make_services(settings, model)
+    with TestClient(create_app(settings, services=services)) as client:
+        listed = [m["id"] for m in client.get("/v1/models").json()["data"]]
+        assert "agent:maths" in listed
+        request = {"model": "agent:maths", "messages": [{"role": "user", "content": "6*7?"}]}
+        completion = client.post("/v1/chat/completions", json=request).json()
+        assert completion["tool_steps"][0]["result"] == "6 * 7 = 42"
+        assert [t.name for t in model.params[0]["tools"]] == ["calculator"]  # type: ignore[attr-defined]
+    services.close()
