@@ -262,9 +262,14 @@ def ask(
     agent: Annotated[
         bool,
         typer.Option(
-            "--agent", help="Let the model use tools: KB search, calculator, clock, sheet SQL."
+            "--agent",
+            help="Let the model use tools: KB search, calculator, clock, sheet SQL, summaries.",
         ),
     ] = False,
+    kb_option: Annotated[
+        str | None,
+        typer.Option("--kb", metavar="KB[,KB...]", help="Knowledge base(s), as an option."),
+    ] = None,
     web: Annotated[
         bool, typer.Option("--web", help="Answer from a web search (see web_search settings).")
     ] = False,
@@ -286,12 +291,16 @@ def ask(
     With --file, the files are loaded into a temporary knowledge base (deleted after
     the answer) and the question is answered from them, and from KB if one is named.
     """
-    if (no_kb or files or agent or web) and question is None:
+    if kb_option is not None:
+        if question is not None:
+            raise BadInput("give the knowledge base once: as KB or as --kb, not both")
+        kb, question = kb_option, kb
+    elif (no_kb or files or agent or web) and question is None:
         kb, question = None, kb
     if question is None or (kb is None and not (no_kb or files or agent or web)):
         raise BadInput(
             "usage: kbchat ask KB QUESTION, kbchat ask --file FILE QUESTION, "
-            "kbchat ask --agent [KB] QUESTION, kbchat ask --web QUESTION "
+            "kbchat ask --agent [--kb KB] QUESTION, kbchat ask --web QUESTION "
             "or kbchat ask --no-kb QUESTION"
         )
     from kbchat.config import load_settings

@@ -49,6 +49,11 @@ def test_ask_agent_shows_steps_and_cites(
     model.received.clear()
     code, out, err = run("ask", "--agent", "How long is the kettle warranty?", capsys=capsys)
     assert code == 0 and "→ kb_search" in err
+    model.received.clear()
+    code, out, err = run(
+        "ask", "--agent", "--kb", "shop", "How long is the kettle warranty?", capsys=capsys
+    )
+    assert code == 0 and "[1] kettle.txt" in err
 
 
 def test_agent_command_in_chat(
