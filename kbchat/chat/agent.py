@@ -401,7 +401,11 @@ def _write_answer(
     question = next(m.content for m in reversed(messages) if m.role == "user")
     results = [m.content for m in messages if m.role == "tool"]
     history = [m for m in messages[1:] if m.role in ("user", "assistant") and not m.tool_calls]
-    prompt = [Message("system", template("agent_answer", language)), *history[:-1]]
+    # "cite it as [n]" only when some result has markers: a 0.5B model told to cite a bare
+    # SQL result answered "[1]" (bench/agent.py)
+    cited = any(re.search(r"\[\d+\]", result) for result in results)
+    name = "agent_answer" if cited else "agent_answer_plain"
+    prompt = [Message("system", template(name, language)), *history[:-1]]
     if results:
         body = "\n\n".join(results)
         prompt.append(Message("user", f"Tool results:\n{body}\n\nQuestion: {question}"))
