@@ -32,6 +32,11 @@ FILE_LIBRARIES = ("pypdf", "PIL", "openpyxl", "docx", "pptx", "bm25s", "rapidocr
 """Parsers and indexers whose complaints about one file belong in that file's error (kbchat
 reports them there), not on stderr: below ERROR they are shown only at --log-level DEBUG."""
 
+NOISY_LIBRARIES = ("grpc", "pymilvus", "milvus_lite", "faiss")
+"""Libraries whose own lines are noise to a kbchat user (Milvus Lite's embedded gRPC server logs
+"Method not implemented" tracebacks on a successful add; faiss reports which CPU build it
+loaded): shown only at --log-level DEBUG."""
+
 _MASK = "***"
 _TOKEN_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
@@ -165,6 +170,8 @@ def configure_logging(
 
 def _quiet_file_libraries(record: logging.LogRecord) -> bool:
     library = record.name.split(".", 1)[0]
+    if library in NOISY_LIBRARIES:
+        return False
     return record.levelno >= logging.ERROR or library not in FILE_LIBRARIES
 
 

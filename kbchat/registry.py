@@ -8,6 +8,7 @@ module named in the ``plugins`` setting (see ``load_plugins``).
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -54,7 +55,22 @@ class Registry(Generic[T]):
         return entry
 
     def create(self, name: str, **kwargs: Any) -> T:
-        return self.factory(name)(**kwargs)
+        """Build backend ``name``.
+
+        Raises:
+            ConfigError: unknown name, or settings it needs are missing (e.g. the ``openai``
+                embedder without ``base_url`` and ``model``).
+        """
+        factory = self.factory(name)
+        try:
+            return factory(**kwargs)
+        except TypeError as exc:
+            needed = re.findall(r"'(\w+)'", str(exc)) if "required" in str(exc) else []
+            if not needed:
+                raise
+            raise ConfigError(
+                f"{self.kind} {name!r} needs {' and '.join(needed)} in its settings"
+            ) from None
 
 
 embedders: Registry[Any] = Registry("embedder")

@@ -36,7 +36,7 @@ from kbchat.embed.base import Embedder
 from kbchat.errors import BackendError, BadInput, ConfigError, KbchatError
 from kbchat.llm.base import ChatModel, Completion, ForcedTool, complete_message
 from kbchat.llm.tool_calls import new_call_id
-from kbchat.prompts import template
+from kbchat.prompts import render, template
 from kbchat.text import detect_language
 from kbchat.types import Answer, Message, ToolCall, ToolSpec, ToolStep, Usage
 
@@ -241,6 +241,7 @@ def run_agent(
     usage = Usage()
     notices: list[str] = []
     seen: set[tuple[str, str]] = set()
+    retried: set[str] = set()
     finished: list[ToolStep] = []
     steps = 0
     reply_text = ""
@@ -311,6 +312,11 @@ def run_agent(
             if plan and plan[-1] == call.name and direct and last.error is None and last.result:
                 reply_text = last.result
             messages.append(Message("tool", content, tool_call_id=call.id))
+            if last.error and plan and call.name not in retried and steps < options.max_steps:
+                # the error names what was wrong ("no such table: sales.csv. Tables: sales(...)"):
+                # the routed tool gets one more try with it in view
+                retried.add(call.name)
+                plan.insert(steps, call.name)
         if repeated:
             notices.append("the model repeated a tool call; it was not run again")
             break
@@ -326,7 +332,14 @@ def run_agent(
         notices=notices,
         tool_steps=finished,
     )
-    if reply_text:
+    errors = [s for s in finished if s.error]
+    if finished and len(errors) == len(finished):
+        # every tool call failed: say so rather than let the model guess (it answered
+        # "10000" for a sum whose SQL failed)
+        answer.text = render("agent_failed", language, error=errors[-1].error or "")
+        answer.outcome = "refused"
+        yield answer.text
+    elif reply_text:
         # the model chose to answer (router "model"), or the last routed tool's result is the
         # answer (the calculator: a small model miscopies long numbers when restating them)
         answer.text = reply_text
@@ -335,8 +348,10 @@ def run_agent(
         yield from _write_answer(model, messages, language, options, answer, usage, cancel)
         usage = answer.usage
     answer.usage = usage
-    answer.citations = [c for c in context.sources if f"[{c.marker}]" in answer.text]
-    answer.grounded = bool(answer.citations)
+    cited = [c for c in context.sources if f"[{c.marker}]" in answer.text]
+    answer.grounded = bool(cited)
+    # an answer written from results without markers still shows what the tools consulted
+    answer.citations = cited or list(context.sources)
     timings["total"] = time.perf_counter() - started
     answer.timings = {k: round(v, 4) for k, v in timings.items()}
     answer.timings["steps"] = steps

@@ -291,6 +291,11 @@ def ask(
     With --file, the files are loaded into a temporary knowledge base (deleted after
     the answer) and the question is answered from them, and from KB if one is named.
     """
+    if agent and web:
+        raise BadInput(
+            "--agent and --web are two modes: use --agent (it searches the web when "
+            "web_search is set up) or --web"
+        )
     if kb_option is not None:
         if question is not None:
             raise BadInput("give the knowledge base once: as KB or as --kb, not both")

@@ -99,6 +99,7 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(
         strict=True,
+        extra="forbid",
         json_schema_extra={
             "if": {"properties": {"no_hit": {"const": "message"}}, "required": ["no_hit"]},
             "then": {

@@ -410,7 +410,9 @@ def test_a_call_the_model_cannot_finish_is_a_failed_step(services: Services) -> 
         model, "What time is it now in Tokyo?", [Clock()], context(services), router=router
     )
     assert steps[0].error is not None and "could not write the call" in steps[0].error
-    assert text == "I could not compute it." and answer.notices
+    # nothing the tools returned: the answer says so instead of letting the model guess
+    assert text.startswith("The tools could not answer this: the model could not write the call")
+    assert answer.notices and answer.outcome == "refused"
 
 
 @pytest.mark.parametrize(
@@ -441,3 +443,45 @@ def test_summarize_file_tool_keeps_and_reuses_the_summary(services: Services) ->
     assert "two-year warranty" in again and len(model.received) == calls  # kept, not redone
     with pytest.raises(ToolError, match="no indexed file named 'nope.pdf'"):
         SummarizeFile().run({"file": "nope.pdf"}, ctx)
+
+
+def test_a_failed_routed_call_is_retried_once_with_the_error_in_view(services: Services) -> None:
+    model = ScriptedChatModel(
+        [
+            [call("sheet_sql", sql="SELECT SUM(revenue) FROM sales.xlsx")],
+            [call("sheet_sql", sql="SELECT SUM(revenue) FROM sales_q3")],
+            "The total revenue is 5000.",
+        ]
+    )
+    router = ExampleRouter(HashEmbedder(dim=256))
+    evidence = KbEvidence(0.9, "sales.xlsx", sheet=True, strong=True)
+    steps, text, answer = events(
+        model,
+        "What is the total revenue in the sales sheet?",
+        [SheetsSql(), KbSearch()],
+        context(services),
+        router=router,
+        evidence=evidence,
+    )
+    done = [s for s in steps if s.done]
+    assert done[0].error is not None and "no such table" in done[0].error
+    assert done[1].result is not None and "5000" in done[1].result
+    assert "sales_q3" in model.received[1][-1].content  # the retry saw the error's table list
+    assert text == "The total revenue is 5000." and answer.citations[0].file == "sales.xlsx"
+
+
+def test_when_every_tool_call_fails_the_answer_says_so(services: Services) -> None:
+    bad = [call("sheet_sql", sql="SELECT nope FROM nowhere")]
+    model = ScriptedChatModel([bad, bad, "The total is 10000."])
+    router = ExampleRouter(HashEmbedder(dim=256))
+    evidence = KbEvidence(0.9, "sales.xlsx", sheet=True, strong=True)
+    _, text, answer = events(
+        model,
+        "What is the total revenue in the sales sheet?",
+        [SheetsSql()],
+        context(services),
+        router=router,
+        evidence=evidence,
+    )
+    assert "10000" not in text and text.startswith("The tools could not answer this")
+    assert answer.outcome == "refused"

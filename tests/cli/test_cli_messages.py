@@ -73,3 +73,28 @@ def test_library_debug_lines_stay_off_stderr() -> None:
     logging.getLogger("kbchat.test").warning("shown")
     assert stream.getvalue().strip().endswith("shown") and "EOF" not in stream.getvalue()
     assert "Building index" not in stream.getvalue()
+
+
+def test_an_embedder_without_its_settings_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "openai")
+    code, _, err = run("kb", "create", "remote", capsys=capsys)
+    assert code == 1 and "embedder 'openai' needs base_url and model" in err
+    assert "Traceback" not in err
+
+
+def test_agent_and_web_are_two_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run("ask", "--agent", "--web", "x", capsys=capsys)
+    assert code == 1 and "--agent and --web are two modes" in err
+
+
+def test_milvus_and_grpc_noise_stays_off_stderr() -> None:
+    from kbchat.logging import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("WARNING", stream=stream)
+    logging.getLogger("grpc._server").error(
+        "Exception calling application: Method not implemented!"
+    )
+    assert stream.getvalue() == ""
