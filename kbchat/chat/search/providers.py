@@ -22,19 +22,15 @@ class _Http:
         self.proxy = proxy
 
     def _get(self, url: str, **kwargs: Any) -> Any:
-        try:
-            with httpx.Client(timeout=self.timeout_s, proxy=self.proxy) as client:
-                response = client.get(url, **kwargs)
-        except httpx.TimeoutException:
-            raise KbchatError(f"{url} did not answer within {self.timeout_s:g} s") from None
-        except httpx.HTTPError as exc:
-            raise KbchatError(f"cannot reach {url}: {exc}") from None
-        return self._json(url, response)
+        return self._request("GET", url, **kwargs)
 
     def _post(self, url: str, **kwargs: Any) -> Any:
+        return self._request("POST", url, **kwargs)
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
         try:
             with httpx.Client(timeout=self.timeout_s, proxy=self.proxy) as client:
-                response = client.post(url, **kwargs)
+                response = client.request(method, url, **kwargs)
         except httpx.TimeoutException:
             raise KbchatError(f"{url} did not answer within {self.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
