@@ -78,6 +78,19 @@ class VectorStore(Protocol):
         ...
 
 
+def as_batch(ids: Ids, vectors: NDArray[np.float32], dim: int) -> tuple[Ids, NDArray[np.float32]]:
+    """``ids`` and ``vectors`` as contiguous int64 / float32 arrays for an ``add``.
+
+    Raises:
+        ValueError: ``vectors`` is not ``(len(ids), dim)``.
+    """
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    if matrix.shape != (len(ids), dim):
+        raise ValueError(f"vectors shape {matrix.shape} does not match {(len(ids), dim)}")
+    return ids, matrix
+
+
 def unique_last(ids: Ids, vectors: NDArray[np.float32]) -> tuple[Ids, NDArray[np.float32]]:
     """Drop repeated ids, keeping each one's last vector (as adding them in order would)."""
     _, first_from_end = np.unique(ids[::-1], return_index=True)

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kbchat.errors import BackendError
-from kbchat.store.base import Ids
+from kbchat.store.base import Ids, as_batch
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +70,7 @@ class FaissStore:
     def add(self, ids: Ids, vectors: NDArray[np.float32]) -> None:
         if len(ids) == 0:
             return
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
-        if matrix.shape != (len(ids), self.dim):
-            raise ValueError(f"vectors shape {matrix.shape} does not match {(len(ids), self.dim)}")
+        ids, matrix = as_batch(ids, vectors, self.dim)
         self.delete(ids)
         self._index.add_with_ids(matrix, ids)
 

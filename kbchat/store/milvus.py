@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kbchat.errors import BackendError, MissingDependency
-from kbchat.store.base import Ids, unique_last
+from kbchat.store.base import Ids, as_batch, unique_last
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -188,10 +188,7 @@ class MilvusStore:
     def add(self, ids: Ids, vectors: NDArray[np.float32]) -> None:
         if len(ids) == 0:
             return
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
-        if matrix.shape != (len(ids), self.dim):
-            raise ValueError(f"vectors shape {matrix.shape} does not match {(len(ids), self.dim)}")
+        ids, matrix = as_batch(ids, vectors, self.dim)
         ids, matrix = unique_last(ids, matrix)
         for start in range(0, len(ids), BATCH):
             end = start + BATCH

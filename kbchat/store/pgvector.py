@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kbchat.errors import BackendError, ConfigError, MissingDependency
-from kbchat.store.base import Ids, unique_last
+from kbchat.store.base import Ids, as_batch, unique_last
 
 if TYPE_CHECKING:
     import psycopg
@@ -254,10 +254,7 @@ class PgvectorStore:
     def add(self, ids: Ids, vectors: NDArray[np.float32]) -> None:
         if len(ids) == 0:
             return
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
-        if matrix.shape != (len(ids), self.dim):
-            raise ValueError(f"vectors shape {matrix.shape} does not match {(len(ids), self.dim)}")
+        ids, matrix = as_batch(ids, vectors, self.dim)
         ids, matrix = unique_last(ids, matrix)
         from psycopg import sql
 
