@@ -221,3 +221,39 @@ def test_ask_web_on_the_command_line(
     monkeypatch.setenv("KBCHAT_WEB_SEARCH__PROVIDERS", "[]")
     code, _, err = run("ask", "--web", "Where did the Ares rover land?", capsys=capsys)
     assert code != 0 and "web search has no provider" in err
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer"),
+    [
+        ("tavily", {"results": [{"title": "T", "url": "https://a", "content": "snippet"}]}),
+        (
+            "bing",
+            {"webPages": {"value": [{"name": "T", "url": "https://a", "snippet": "snippet"}]}},
+        ),
+        (
+            "brave",
+            {"web": {"results": [{"title": "T", "url": "https://a", "description": "snippet"}]}},
+        ),
+    ],
+)
+def test_keyed_providers_read_their_answers(
+    kind: str, answer: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kbchat.chat.search import providers
+
+    sent: list[tuple[str, str, dict[str, Any]]] = []
+
+    def request(self: Any, method: str, url: str, **kwargs: Any) -> Any:
+        sent.append((method, url, kwargs))
+        return {**answer, "extra": [{"no": "url"}]}
+
+    monkeypatch.setattr(providers._Http, "_request", request)
+    web = build_web_search(
+        load_settings(web_search={"providers": [{"kind": kind, "api_key": "k-123"}]}).web_search
+    )
+    results = web.search("q", 3)
+    assert [(r.title, r.url, r.text, r.provider) for r in results] == [
+        ("T", "https://a", "snippet", kind)
+    ]
+    assert "k-123" in json.dumps(sent[0][2]) and sent[0][1].startswith("https://")

@@ -49,6 +49,24 @@ class _Http:
             raise KbchatError(f"{url} did not answer with JSON") from None
 
 
+def _results(
+    items: Any,
+    provider: str,
+    limit: int,
+    *,
+    url: str = "url",
+    title: str = "title",
+    text: str = "content",
+) -> list[WebResult]:
+    """The first ``limit`` items of a provider's answer that have a URL, as WebResults
+    (``url``, ``title``, ``text``: the provider's names for those fields)."""
+    return [
+        WebResult(str(i.get(title, "")), str(i[url]), str(i.get(text, "")), provider)
+        for i in list(items or [])[:limit]
+        if isinstance(i, dict) and i.get(url)
+    ]
+
+
 class SearxngSearch(_Http):
     """A SearXNG instance's JSON API (``format=json`` must be enabled in its settings)."""
 
@@ -63,11 +81,7 @@ class SearxngSearch(_Http):
         items = data.get("results") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise KbchatError(f"{self.url} answered JSON without 'results'")
-        return [
-            WebResult(str(i.get("title", "")), str(i["url"]), str(i.get("content", "")), self.name)
-            for i in items[:limit]
-            if isinstance(i, dict) and i.get("url")
-        ]
+        return _results(items, self.name, limit)
 
 
 class DuckDuckGoSearch:
@@ -92,23 +106,24 @@ class DuckDuckGoSearch:
             )
         except Exception as exc:  # ddgs raises its own exception types
             raise KbchatError(f"DuckDuckGo search failed: {exc}") from None
-        return [
-            WebResult(str(i.get("title", "")), str(i["href"]), str(i.get("body", "")), self.name)
-            for i in items
-            if i.get("href")
-        ]
+        return _results(items, self.name, limit, url="href", text="body")
 
 
-class TavilySearch(_Http):
+class _KeyedSearch(_Http):
+    """A search API called with a key; ``DEFAULT_URL`` unless the settings give a url."""
+
+    DEFAULT_URL = ""
+
+    def __init__(self, api_key: str, url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.api_key, self.url = api_key, url or self.DEFAULT_URL
+
+
+class TavilySearch(_KeyedSearch):
     """Tavily's search API (``api_key`` required)."""
 
     name = "tavily"
-
-    def __init__(
-        self, api_key: str, url: str = "https://api.tavily.com/search", **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.api_key, self.url = api_key, url
+    DEFAULT_URL = "https://api.tavily.com/search"
 
     def search(self, query: str, limit: int) -> list[WebResult]:
         data = self._post(
@@ -116,26 +131,14 @@ class TavilySearch(_Http):
             json={"query": query, "max_results": limit},
             headers={"Authorization": f"Bearer {self.api_key}"},
         )
-        return [
-            WebResult(str(i.get("title", "")), str(i["url"]), str(i.get("content", "")), self.name)
-            for i in (data.get("results") or [])[:limit]
-            if i.get("url")
-        ]
+        return _results(data.get("results"), self.name, limit)
 
 
-class BingSearch(_Http):
+class BingSearch(_KeyedSearch):
     """Bing Web Search API v7 (``api_key`` required)."""
 
     name = "bing"
-
-    def __init__(
-        self,
-        api_key: str,
-        url: str = "https://api.bing.microsoft.com/v7.0/search",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.api_key, self.url = api_key, url
+    DEFAULT_URL = "https://api.bing.microsoft.com/v7.0/search"
 
     def search(self, query: str, limit: int) -> list[WebResult]:
         data = self._get(
@@ -143,27 +146,15 @@ class BingSearch(_Http):
             params={"q": query, "count": limit},
             headers={"Ocp-Apim-Subscription-Key": self.api_key},
         )
-        pages = (data.get("webPages") or {}).get("value") or []
-        return [
-            WebResult(str(i.get("name", "")), str(i["url"]), str(i.get("snippet", "")), self.name)
-            for i in pages[:limit]
-            if i.get("url")
-        ]
+        pages = (data.get("webPages") or {}).get("value")
+        return _results(pages, self.name, limit, title="name", text="snippet")
 
 
-class BraveSearch(_Http):
+class BraveSearch(_KeyedSearch):
     """Brave Search API (``api_key`` required)."""
 
     name = "brave"
-
-    def __init__(
-        self,
-        api_key: str,
-        url: str = "https://api.search.brave.com/res/v1/web/search",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.api_key, self.url = api_key, url
+    DEFAULT_URL = "https://api.search.brave.com/res/v1/web/search"
 
     def search(self, query: str, limit: int) -> list[WebResult]:
         data = self._get(
@@ -171,11 +162,5 @@ class BraveSearch(_Http):
             params={"q": query, "count": limit},
             headers={"X-Subscription-Token": self.api_key, "Accept": "application/json"},
         )
-        items = (data.get("web") or {}).get("results") or []
-        return [
-            WebResult(
-                str(i.get("title", "")), str(i["url"]), str(i.get("description", "")), self.name
-            )
-            for i in items[:limit]
-            if i.get("url")
-        ]
+        items = (data.get("web") or {}).get("results")
+        return _results(items, self.name, limit, text="description")
