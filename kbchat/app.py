@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kbchat.chat.files import FileChats
 from kbchat.chat.search import WebSearch
@@ -14,6 +15,9 @@ from kbchat.llm import build_chat_model
 from kbchat.llm.base import ChatModel
 from kbchat.registry import rerankers
 from kbchat.retrieve.search import Reranker
+
+if TYPE_CHECKING:
+    from kbchat.chat.tools import Tool
 
 
 class ModelPool:
@@ -59,6 +63,7 @@ class Services:
     _reranker: Reranker | None = field(init=False, default=None)
     _file_chats: FileChats | None = field(init=False, default=None)
     _web_search: WebSearch | None = field(init=False, default=None)
+    _mcp_tools: list[Tool] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.models = ModelPool(self.settings)
@@ -84,6 +89,21 @@ class Services:
 
             self._web_search = build_web_search(self.settings.web_search)
         return self._web_search
+
+    def mcp_tools(self) -> list[Tool]:
+        """The configured MCP servers' tools, listed once for these services (listing starts
+        every stdio server); a server that could not be reached is asked again next time."""
+        from kbchat.chat.agent import mcp_tools
+        from kbchat.chat.tools.mcp import McpTool
+
+        if self._mcp_tools is None:
+            found = mcp_tools(self.settings)
+            if {t.server for t in found if isinstance(t, McpTool)} != set(
+                self.settings.mcp.servers
+            ):
+                return found
+            self._mcp_tools = found
+        return self._mcp_tools
 
     def reranker(self) -> Reranker | None:
         """The configured reranker, built once; None when reranking is off."""

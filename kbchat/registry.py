@@ -147,6 +147,7 @@ chat_models.register("openai", "kbchat.llm.openai:OpenAIChatModel")
 rerankers: Registry[Any] = Registry("reranker backend")
 rerankers.register("onnx", "kbchat.retrieve.rerank:OnnxCrossEncoder")
 rerankers.register("remote", "kbchat.retrieve.rerank:RemoteReranker")
+
 tools: Registry[Any] = Registry("tool")
 """Agent tools by name (see kbchat.chat.tools); user tools are registered from settings."""
 tools.register("kb_search", "kbchat.chat.tools.kb_search:KbSearch")

@@ -472,8 +472,15 @@ def _add(a: Usage, b: Usage | None) -> Usage:
     return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens)
 
 
-def build_tools(settings: Settings, names: Sequence[str] | None = None) -> list[Tool]:
-    """The tools named (default: ``agent.tools`` plus ``agent.user_tools``), built once per call.
+def build_tools(
+    settings: Settings,
+    names: Sequence[str] | None = None,
+    *,
+    mcp: Callable[[], Sequence[Tool]] | None = None,
+) -> list[Tool]:
+    """The tools named (default: ``agent.tools`` plus ``agent.user_tools`` plus the MCP
+    servers' tools, from ``mcp``: ``Services.mcp_tools``, which lists each server once rather
+    than on every question; default: listed now).
 
     Raises:
         ConfigError: an unknown tool name (the message lists the known ones), or a user
@@ -501,7 +508,7 @@ def build_tools(settings: Settings, names: Sequence[str] | None = None) -> list[
             raise ConfigError(f"agent tool {name!r} lacks spec, examples or run()")
         built.append(tool)
     if not names:
-        built += mcp_tools(settings)
+        built += mcp() if mcp is not None else mcp_tools(settings)
     return built
 
 
@@ -558,7 +565,7 @@ def stream_agent(
     context = ToolContext(
         services=services, can_read=can_read or (lambda _: True), kbs=tuple(kbs), cancel=cancel
     )
-    tools = build_tools(settings, tool_names)
+    tools = build_tools(settings, tool_names, mcp=services.mcp_tools)
     evidence = None
     if router is not None and {"kb_search", "sheet_sql"} & {t.spec.name for t in tools}:
         evidence = kb_evidence(context, question)

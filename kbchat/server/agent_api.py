@@ -26,7 +26,7 @@ async def agent_tools(state: StateDep, caller: CallerDep) -> list[ToolInfo]:
     from kbchat.chat.tools.mcp import McpTool
 
     settings = state.settings
-    tools = await run_in_threadpool(build_tools, settings)
+    tools = await run_in_threadpool(lambda: build_tools(settings, mcp=state.services.mcp_tools))
     user = set(settings.agent.user_tools)
     return [
         ToolInfo(

@@ -211,3 +211,30 @@ def test_mcp_tools_are_listed_for_the_page() -> None:
         tools = {t["name"]: t["source"] for t in client.get("/api/agent/tools").json()}
     assert tools["calc__add"] == "mcp:calc" and tools["calculator"] == "builtin"
     services.close()
+
+
+def test_mcp_servers_are_listed_once_per_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kbchat.chat.tools import mcp as mcp_module
+    from kbchat.config import load_settings
+
+    listed: list[str] = []
+    real = mcp_module.list_tools
+
+    def counting(name: str, server: McpServerSettings) -> Any:
+        listed.append(name)
+        return real(name, server)
+
+    monkeypatch.setattr(mcp_module, "list_tools", counting)
+    calc = {"command": [sys.executable, str(CALC_SERVER)], "timeout_s": 60}
+    gone = {"url": "http://127.0.0.1:9/mcp", "timeout_s": 5}
+    services = make_services(load_settings(mcp={"servers": {"calc": calc}}))
+    first, second = services.mcp_tools(), services.mcp_tools()
+    assert [t.spec.name for t in first] == [t.spec.name for t in second] and listed == ["calc"]
+    # a server that could not be reached is asked again next time
+    flaky = make_services(load_settings(mcp={"servers": {"calc": calc, "gone": gone}}))
+    listed.clear()
+    flaky.mcp_tools()
+    flaky.mcp_tools()
+    assert listed == ["calc", "gone", "calc", "gone"]
+    services.close()
+    flaky.close()
