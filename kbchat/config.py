@@ -78,6 +78,26 @@ class StoreSettings(BaseModel):
     )
 
 
+class CatalogSettings(BaseModel):
+    """Where the catalog lives: knowledge bases, files, chunks, conversations, summaries, jobs."""
+
+    model_config = {"extra": "forbid"}
+
+    url: SecretStr | None = Field(
+        None,
+        description="Database URL of the catalog (it may hold a password): unset means SQLite "
+        "in <home>/catalog.db; postgresql://user:password@host:5432/db moves everything to "
+        "PostgreSQL, shared by every server and worker pointed at it (and the default "
+        "store.url).",
+    )
+    uploads_in_database: bool | None = Field(
+        None,
+        description="Keep uploaded files' bytes in the catalog so a worker on another machine "
+        "can ingest them and any server can serve them; unset: on when the catalog is not "
+        "SQLite.",
+    )
+
+
 class IngestSettings(BaseModel):
     """Defaults for new knowledge bases and limits on what ingestion accepts."""
 
@@ -325,6 +345,14 @@ class ServerSettings(BaseModel):
     sync_folders: list[Path] = Field(
         default_factory=list, description="Server-side folders a sync request may name."
     )
+    workers: int = Field(
+        2,
+        ge=0,
+        le=16,
+        description="Workers in the server process running write jobs (uploads, syncs, "
+        "rebuilds) from the catalog's job queue; 0: only queue them, for `kbchat worker` "
+        "processes to run. Two keep a file chat's attachment from waiting behind a big upload.",
+    )
 
 
 class ModelSettings(BaseModel):
@@ -367,6 +395,7 @@ class Settings(BaseSettings):
     home: Path = Field(DEFAULT_HOME, description="Data directory (KBCHAT_HOME).")
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalOptions = Field(default_factory=RetrievalOptions)
     chat: ChatSettings = Field(default_factory=ChatSettings)
@@ -412,7 +441,29 @@ class Settings(BaseSettings):
 
     @property
     def catalog_url(self) -> str:
-        return f"sqlite:///{self.home / 'catalog.db'}"
+        """The catalog's SQLAlchemy URL (``postgresql://`` is given the psycopg 3 driver)."""
+        if self.catalog.url is None:
+            return f"sqlite:///{self.home / 'catalog.db'}"
+        return sqlalchemy_url(self.catalog.url.get_secret_value())
+
+    @property
+    def shared_catalog(self) -> bool:
+        """Whether the catalog is a server other processes on other machines may share."""
+        return not self.catalog_url.startswith("sqlite")
+
+    @property
+    def uploads_in_database(self) -> bool:
+        configured = self.catalog.uploads_in_database
+        return self.shared_catalog if configured is None else configured
+
+    @property
+    def store_url(self) -> str | None:
+        """The server store's URL: ``store.url``, else a PostgreSQL catalog's own."""
+        if self.store.url is not None:
+            return self.store.url.get_secret_value()
+        if self.catalog.url is not None and self.shared_catalog:
+            return libpq_url(self.catalog.url.get_secret_value())
+        return None
 
     @property
     def kb_root(self) -> Path:
@@ -586,3 +637,19 @@ def _strip_optional(annotation: Any) -> Any:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
         return args[0]
     return annotation
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A database URL as SQLAlchemy takes it: PostgreSQL URLs get the psycopg 3 driver."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def libpq_url(url: str) -> str:
+    """A PostgreSQL URL as libpq (psycopg, pgvector store) takes it: no SQLAlchemy driver."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.startswith("postgresql+"):
+        return f"postgresql://{rest}"
+    return url

@@ -255,6 +255,63 @@ def serve(
     )
 
 
+@app.command("worker")
+def worker(
+    threads: Annotated[
+        int, typer.Option(min=1, max=16, help="Workers in this process (one task each).")
+    ] = 1,
+) -> None:
+    """Run write jobs (uploads, syncs, rebuilds) queued in the catalog by any server.
+
+    Point it at the servers' catalog (catalog.url): each worker claims a task, renews its
+    lease while it runs, and a task left by a worker that died is picked up by another after
+    the lease runs out (30 s). Ctrl-C finishes the task in hand, then stops. A server started
+    with server.workers = 0 only queues jobs, for workers like this one.
+    """
+    import signal
+    import threading
+
+    from kbchat.app import build
+    from kbchat.config import load_settings
+    from kbchat.kb.jobs import JobQueue
+    from kbchat.kb.worker import Worker
+    from kbchat.logging import redact_also
+    from kbchat.runtime import configure_process
+
+    settings = load_settings()
+    redact_also(_secrets(settings))
+    configure_process()
+    services = build(settings)
+    queue = JobQueue(services.library.catalog)
+    busy: set[str] = set()
+    workers = [Worker(services, queue, busy=busy) for _ in range(threads)]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for one in workers:
+        one.start()
+    err.print(
+        f"kbchat worker: {threads} worker(s) on catalog {_shown_url(settings)}; Ctrl-C stops",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        err.print("stopping after the task in hand...", markup=False, highlight=False)
+    finally:
+        for one in workers:
+            one.stop(timeout=120)
+        services.close()
+
+
+def _shown_url(settings: Settings) -> str:
+    from kbchat.store.catalog import make_url_safe
+
+    return make_url_safe(settings.catalog_url)
+
+
 def _secrets(settings: Settings) -> list[str]:
     """The API keys in ``settings`` (chat models, embedder, reranker, server keys)."""
     sections: list[Any] = [*settings.models.values(), settings.embedder, settings.rerank]

@@ -1,32 +1,63 @@
-"""Background write jobs: one worker thread per knowledge base, per-file progress, never blocking.
+"""Write jobs in the catalog: queued by any server, run by any worker, never lost.
 
-A job is a unit of writing to one knowledge base (add uploaded files, sync, remove,
-rebuild). Jobs of the same knowledge base run one after another in submission order, so
-writes to a KB are serialised; jobs of different KBs run side by side. A worker thread
-exists only while its KB has jobs. Jobs live in memory: a restarted server forgets them
-(the catalog keeps every file's last outcome).
+A job is one write a user asked for (add uploaded files, remove a file, sync, rebuild,
+attach files to a conversation). It is stored as rows of the catalog's ``jobs`` and
+``job_tasks`` tables, so every server and worker sharing the catalog sees it, and a restart
+forgets nothing. A job is split into tasks, the unit a worker claims: one per file for adds
+and removes, one for the whole knowledge base for sync and rebuild.
+
+Claiming (``JobQueue.claim``) follows these rules:
+
+- A task waits for every earlier unfinished task of its knowledge base that writes the same
+  file or the whole KB, so writes to one file happen in the order they were asked for, and
+  different files are written side by side by different workers. The same file uploaded twice
+  at once is therefore indexed once: the second task finds it unchanged by its hash.
+- On PostgreSQL the candidate rows are locked with ``SELECT ... FOR UPDATE SKIP LOCKED``; on
+  both databases the claim itself is a conditional ``UPDATE`` (``status = 'queued'``), so two
+  workers can never both win one task.
+- A claimed task carries a lease (``lease_expires``) that its worker renews while it runs. A
+  task whose lease ran out (its worker was killed or lost the network) is queued again, with
+  exponential backoff, by whichever worker claims next; after ``max_attempts`` it fails.
+- A task whose work raised a transient error (a backend or the database unreachable, an OS
+  error) is retried the same way; any other error fails it at once with the reason.
+
+Why a table of our own rather than procrastinate or pgqueuer: both are PostgreSQL-only, and
+the embedded default is SQLite; the queue needs the catalog's transaction (a task claimed in
+the same database as the chunks it writes) and per-file ordering, which neither offers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import json
 import logging
 import secrets
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from kbchat.errors import KbchatError, NotFound, ServiceUnavailable
-from kbchat.kb.knowledge_base import FileOutcome, IngestListener
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from kbchat.errors import NotFound, ServiceUnavailable
+from kbchat.kb.knowledge_base import FileOutcome
+from kbchat.store.catalog import Catalog
+from kbchat.store.catalog_schema import job_tasks, jobs
 
 JobStatus = Literal["queued", "running", "done", "failed"]
-JobWork = Callable[[IngestListener], list[FileOutcome]]
+TaskStatus = Literal["queued", "running", "done", "failed"]
 
 log = logging.getLogger(__name__)
+
+LEASE_S = 30.0
+"""How long a claimed task stays its worker's without renewal (renewed every third of it)."""
+MAX_ATTEMPTS = 3
+BACKOFF_S = 2.0
+"""Retry ``n`` of a task waits ``BACKOFF_S * 4**(n-1)`` seconds (2 s, 8 s, ...), at most 60."""
+BATCH = 8
+"""Most add tasks of one job a worker claims at once (embedded and committed together)."""
 
 
 @dataclass(slots=True)
@@ -71,128 +102,185 @@ class Job:
         }
 
 
-class _JobListener(IngestListener):
-    """Feeds a running job's progress back to its manager."""
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A unit of a job, as submitted.
 
-    def __init__(self, manager: JobManager, job: Job) -> None:
-        self.manager = manager
-        self.job = job
-
-    def started(self, total: int) -> None:
-        self.manager._update(self.job, total=self.job.done + total)
-
-    def file_done(self, outcome: FileOutcome) -> None:
-        self.manager._record(self.job, outcome)
-
-    def waiting(self, message: str) -> None:
-        log.info("job %s: %s", self.job.id, message)
-
-
-@dataclass(slots=True)
-class _Pending:
-    job: Job
-    work: JobWork
-
-
-class JobManager:
-    """Queues write jobs per knowledge base and runs them on one worker thread per KB.
-
-    Args:
-        keep: Finished jobs remembered (the oldest are forgotten first).
+    Attributes:
+        op: What the worker does (``kbchat.kb.worker.OPS``): add, remove, sync, rebuild, attach.
+        file: The file in the KB it writes; None for the whole knowledge base.
+        payload: The op's arguments (JSON-serialisable).
+        sha256: Content hash of an uploaded file, if any.
+        host: The host that must run it, when it reads files only that host has.
     """
 
-    def __init__(self, *, keep: int = 500) -> None:
-        if keep <= 0:
-            raise ValueError(f"keep must be > 0, got {keep}")
+    op: str
+    file: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    sha256: str | None = None
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    """A task a worker holds the lease of."""
+
+    id: int
+    job_id: str
+    kb: str
+    op: str
+    file: str | None
+    payload: dict[str, Any]
+    attempts: int
+    sha256: str | None = None
+
+
+class JobQueue:
+    """The catalog's job tables: submit and follow jobs (servers), claim and finish tasks
+    (workers).
+
+    Args:
+        catalog: The catalog holding the tables.
+        lease_s: Lease length of a claimed task, in seconds.
+        max_attempts: Runs of a task (first try plus retries) before it fails.
+        keep: Finished jobs kept; older ones are deleted as new ones are submitted.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        lease_s: float = LEASE_S,
+        max_attempts: int = MAX_ATTEMPTS,
+        keep: int = 500,
+    ) -> None:
+        if keep <= 0 or lease_s <= 0 or max_attempts <= 0:
+            raise ValueError("keep, lease_s and max_attempts must be > 0")
+        self.catalog = catalog
+        self.engine = catalog.engine
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
         self.keep = keep
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._jobs: dict[str, Job] = {}
-        self._queues: dict[str, deque[_Pending]] = {}
-        self._workers: dict[str, threading.Thread] = {}
-        self._closed = False
-        self._counter = itertools.count(1)
         self._observers: list[Callable[[], None]] = []
+        self._closed = False
+
+    # -- submitting and following (servers) --------------------------------------------
 
     def submit(
-        self, kb: str, kind: str, work: JobWork, *, outcomes: Sequence[FileOutcome] = ()
+        self,
+        kb: str,
+        kind: str,
+        tasks: Sequence[Task],
+        *,
+        outcomes: Sequence[FileOutcome] = (),
     ) -> Job:
-        """Queue ``work`` for knowledge base ``kb``; returns the queued job at once.
+        """Queue a job of ``tasks`` writing to knowledge base ``kb``; returns it at once.
 
         Args:
-            kb: The knowledge base written to; its jobs run one at a time, in order.
-            kind: What the job does (add, sync, remove, rebuild), for display.
-            work: Called on the KB's worker thread with a listener that records progress.
-            outcomes: Files already decided before the work runs (e.g. refused uploads).
+            kb: The knowledge base written to.
+            kind: What the job does (add, sync, remove, rebuild, attach, resume), for display.
+            tasks: Its tasks; none (every file refused) makes a job that is done at once.
+            outcomes: Files already decided before any task runs (e.g. refused uploads).
 
         Raises:
-            ServiceUnavailable: the manager is closed.
+            ServiceUnavailable: the queue is closed (the server is shutting down).
         """
-        job = Job(
-            id=f"{next(self._counter)}-{secrets.token_hex(4)}",
-            kind=kind,
-            kb=kb,
-            total=len(outcomes),
-            done=len(outcomes),
-            files=list(outcomes),
-        )
-        with self._lock:
-            if self._closed:
-                raise ServiceUnavailable("the server is shutting down; no new jobs are accepted")
-            self._jobs[job.id] = job
-            self._queues.setdefault(kb, deque()).append(_Pending(job, work))
-            if kb not in self._workers:
-                worker = threading.Thread(
-                    target=self._drain, args=(kb,), name=f"kbchat-job-{kb}"[:60]
+        if self._closed:
+            raise ServiceUnavailable("the server is shutting down; no new jobs are accepted")
+        now = time.time()
+        job_id = f"{int(now * 1000):x}-{secrets.token_hex(4)}"
+        finished = not tasks
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(jobs).values(
+                    id=job_id,
+                    kb=kb,
+                    kind=kind,
+                    status="done" if finished else "queued",
+                    refused=json.dumps([asdict(o) for o in outcomes]),
+                    version=0,
+                    created_at=now,
+                    started_at=now if finished else None,
+                    finished_at=now if finished else None,
                 )
-                self._workers[kb] = worker
-                worker.start()
-            self._forget_old()
-        return job
+            )
+            if tasks:
+                conn.execute(
+                    insert(job_tasks),
+                    [
+                        {
+                            "job_id": job_id,
+                            "kb": kb,
+                            "file": task.file,
+                            "op": task.op,
+                            "payload": json.dumps(task.payload),
+                            "sha256": task.sha256,
+                            "host": task.host,
+                            "status": "queued",
+                            "attempts": 0,
+                            "run_after": now,
+                            "total": 0 if task.file is None else 1,
+                            "done": 0,
+                            "outcomes": "[]",
+                        }
+                        for task in tasks
+                    ],
+                )
+        self._forget_old()
+        self.notify()
+        return self.get(job_id)
 
     def get(self, job_id: str) -> Job:
-        """The job with this id.
+        """The job with this id, as the catalog holds it now.
 
         Raises:
-            NotFound: no such job (or it finished long ago and was forgotten).
+            NotFound: no such job (or it finished long ago and was deleted).
         """
-        with self._lock:
-            job = self._jobs.get(job_id)
-        if job is None:
+        found = self._load(jobs.c.id == job_id)
+        if not found:
             raise NotFound(f"no job with id {job_id!r}")
-        return job
+        return found[0]
 
     def snapshot(self, job_id: str) -> tuple[dict[str, Any], int, bool]:
-        """The job's JSON, version and whether it finished, read consistently."""
+        """The job's JSON, version and whether it finished."""
         job = self.get(job_id)
-        with self._lock:
-            return job.to_json(), job.version, job.finished
+        return job.to_json(), job.version, job.finished
 
-    def list_jobs(self, kb: str | None = None) -> list[Job]:
-        """Known jobs, newest first, optionally of one knowledge base only."""
-        with self._lock:
-            jobs = [j for j in self._jobs.values() if kb is None or j.kb == kb]
-        return sorted(jobs, key=lambda j: j.created_at, reverse=True)
+    def list_jobs(self, kb: str | None = None, *, limit: int = 200) -> list[Job]:
+        """Recent jobs, newest first, optionally of one knowledge base only."""
+        return self._load(None if kb is None else jobs.c.kb == kb, limit=limit)
 
     def active(self, kb: str) -> list[Job]:
         """Jobs of ``kb`` that are queued or running."""
-        return [job for job in self.list_jobs(kb) if not job.finished]
+        return self._load(and_(jobs.c.kb == kb, jobs.c.status.in_(("queued", "running"))))
 
-    def wait(self, job_id: str, timeout: float | None = None) -> Job:
-        """Block until the job finishes (or ``timeout`` seconds pass); returns it."""
-        job = self.get(job_id)
+    def unfinished(self) -> int:
+        """How many jobs are queued or running, over every knowledge base."""
+        with self.engine.connect() as conn:
+            query = select(func.count()).where(jobs.c.status.in_(("queued", "running")))
+            return int(conn.execute(query).scalar_one())
+
+    def wait(self, job_id: str, timeout: float | None = None, *, poll_s: float = 0.5) -> Job:
+        """Block until the job finishes (or ``timeout`` seconds pass); returns it.
+
+        Woken at once by changes made in this process, and checks every ``poll_s`` for
+        changes made by workers elsewhere.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._changed:
-            while not job.finished:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._changed.wait(remaining)
-        return job
+        while True:
+            job = self.get(job_id)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if job.finished or (remaining is not None and remaining <= 0):
+                return job
+            with self._changed:
+                self._changed.wait(poll_s if remaining is None else min(poll_s, remaining))
 
     def observe(self, observer: Callable[[], None]) -> Callable[[], None]:
-        """Call ``observer()`` after every change to any job (from the thread that made it,
-        holding the manager's lock: it must only hand the news on, e.g. set an event).
+        """Call ``observer()`` after every change made through this queue object (from the
+        thread that made it: it must only hand the news on, e.g. set an event). Changes made
+        by other processes are not announced: followers also poll.
 
         Returns:
             A function that stops the calls.
@@ -206,85 +294,375 @@ class JobManager:
 
         return stop
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Stop accepting jobs, drop queued ones, and wait for running ones to finish."""
+    def notify(self) -> None:
+        """Wake this process's waiters and observers (a job changed)."""
         with self._lock:
-            self._closed = True
-            for queue in self._queues.values():
-                while len(queue) > 1:
-                    dropped = queue.pop().job
-                    self._finish(dropped, "failed", "the server shut down before the job ran")
-            workers = list(self._workers.values())
-        deadline = time.monotonic() + timeout
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-
-    # -- worker side -----------------------------------------------------------------
-
-    def _drain(self, kb: str) -> None:
-        while True:
-            with self._lock:
-                queue = self._queues.get(kb)
-                if not queue:
-                    self._queues.pop(kb, None)
-                    self._workers.pop(kb, None)
-                    return
-                pending = queue[0]
-                pending.job.status = "running"
-                pending.job.started_at = time.time()
-                pending.job.version += 1
-                self._notify()
-            self._run(pending)
-            with self._lock:
-                queue.popleft()
-
-    def _run(self, pending: _Pending) -> None:
-        job = pending.job
-        try:
-            pending.work(_JobListener(self, job))
-        except KbchatError as exc:
-            with self._lock:
-                self._finish(job, "failed", str(exc))
-            return
-        except Exception as exc:  # a bug must fail the job, not kill the KB's worker
-            log.exception("job %s (%s on %s) crashed", job.id, job.kind, job.kb)
-            with self._lock:
-                self._finish(job, "failed", f"internal error: {type(exc).__name__}: {exc}")
-            return
-        with self._lock:
-            self._finish(job, "done", None)
-
-    def _update(self, job: Job, *, total: int) -> None:
-        with self._lock:
-            job.total = total
-            job.version += 1
-            self._notify()
-
-    def _record(self, job: Job, outcome: FileOutcome) -> None:
-        with self._lock:
-            job.files.append(outcome)
-            job.done += 1
-            job.total = max(job.total, job.done)
-            job.version += 1
-            self._notify()
-
-    def _finish(self, job: Job, status: JobStatus, error: str | None) -> None:
-        """Mark ``job`` finished; the caller holds the lock."""
-        job.status = status
-        job.error = error
-        job.finished_at = time.time()
-        job.version += 1
-        self._notify()
-
-    def _notify(self) -> None:
-        """Wake waiters and observers; the caller holds the lock."""
-        self._changed.notify_all()
-        for observer in self._observers:
+            self._changed.notify_all()
+            observers = list(self._observers)
+        for observer in observers:
             observer()
 
+    def close(self) -> None:
+        """Accept no more jobs (those queued stay queued for the next worker)."""
+        self._closed = True
+        self.notify()
+
+    # -- claiming and finishing (workers) ----------------------------------------------
+
+    def claim(
+        self, owner: str, host: str, *, batch: int = BATCH, skip_kbs: Collection[str] = ()
+    ) -> list[ClaimedTask]:
+        """Lease the next runnable task (plus up to ``batch - 1`` more adds of its job).
+
+        Args:
+            owner: The worker's id, written as the lease holder.
+            host: The worker's host: tasks bound to another host are left alone.
+            skip_kbs: Knowledge bases to leave alone (written by this process's other workers).
+
+        Returns:
+            The claimed tasks; empty when nothing can run now.
+        """
+        self.requeue_expired()
+        now = time.time()
+        for _ in range(5):  # lost races (SQLite has no SKIP LOCKED) are tried again
+            with self.engine.begin() as conn:
+                first = self._candidates(conn, now, host, limit=1, skip_kbs=skip_kbs)
+                if not first:
+                    return []
+                chosen = first[0]
+                rows = [chosen]
+                if chosen["op"] == "add" and batch > 1:
+                    more = self._candidates(
+                        conn, now, host, limit=batch, job_id=chosen["job_id"], op="add"
+                    )
+                    rows += [row for row in more if row["id"] != chosen["id"]][: batch - 1]
+                ids = [int(row["id"]) for row in rows]
+                won = conn.execute(
+                    update(job_tasks)
+                    .where(job_tasks.c.id.in_(ids), job_tasks.c.status == "queued")
+                    .values(
+                        status="running",
+                        lease_owner=owner,
+                        lease_expires=now + self.lease_s,
+                        attempts=job_tasks.c.attempts + 1,
+                        started_at=now,
+                    )
+                ).rowcount
+                if won != len(ids):
+                    conn.rollback()
+                    continue
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == chosen["job_id"])
+                    .values(
+                        status="running",
+                        started_at=func.coalesce(jobs.c.started_at, now),
+                        version=jobs.c.version + 1,
+                    )
+                )
+            self.notify()
+            return [
+                ClaimedTask(
+                    id=int(row["id"]),
+                    job_id=row["job_id"],
+                    kb=row["kb"],
+                    op=row["op"],
+                    file=row["file"],
+                    payload=json.loads(row["payload"]),
+                    attempts=int(row["attempts"]) + 1,
+                    sha256=row["sha256"],
+                )
+                for row in rows
+            ]
+        return []
+
+    def renew(self, task_ids: Sequence[int], owner: str) -> int:
+        """Extend the leases ``owner`` holds on ``task_ids``; returns how many it still holds."""
+        if not task_ids:
+            return 0
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    update(job_tasks)
+                    .where(
+                        job_tasks.c.id.in_(list(task_ids)),
+                        job_tasks.c.lease_owner == owner,
+                        job_tasks.c.status == "running",
+                    )
+                    .values(lease_expires=time.time() + self.lease_s)
+                ).rowcount
+            )
+
+    def started(self, task_id: int, total: int) -> None:
+        """A whole-KB task found ``total`` files to process."""
+        with self.engine.begin() as conn:
+            conn.execute(update(job_tasks).where(job_tasks.c.id == task_id).values(total=total))
+            self._bump(conn, task_id)
+        self.notify()
+
+    def record(self, task_id: int, outcome: FileOutcome) -> None:
+        """One file of a task finished."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(job_tasks.c.outcomes, job_tasks.c.done, job_tasks.c.total).where(
+                    job_tasks.c.id == task_id
+                )
+            ).first()
+            if row is None:
+                return
+            outcomes = [*json.loads(row.outcomes), asdict(outcome)]
+            conn.execute(
+                update(job_tasks)
+                .where(job_tasks.c.id == task_id)
+                .values(
+                    outcomes=json.dumps(outcomes),
+                    done=row.done + 1,
+                    total=max(row.total, row.done + 1),
+                )
+            )
+            self._bump(conn, task_id)
+        self.notify()
+
+    def finish(self, task_ids: Sequence[int], *, error: str | None = None) -> None:
+        """Mark tasks done (or failed with ``error``) and their job finished if it is."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            job_ids = self._lock_jobs(conn, task_ids)
+            conn.execute(
+                update(job_tasks)
+                .where(job_tasks.c.id.in_(list(task_ids)))
+                .values(
+                    status="failed" if error else "done",
+                    error=error,
+                    total=job_tasks.c.done,
+                    finished_at=now,
+                    lease_owner=None,
+                    lease_expires=None,
+                )
+            )
+            for job_id in job_ids:
+                self._settle(conn, job_id, now)
+        self.notify()
+
+    def retry(self, task_ids: Sequence[int], error: str) -> bool:
+        """Queue tasks again after a transient ``error``, with backoff; fail those out of
+        attempts. Returns whether any will run again."""
+        now = time.time()
+        again = False
+        with self.engine.begin() as conn:
+            job_ids = self._lock_jobs(conn, task_ids)
+            rows = conn.execute(
+                select(job_tasks.c.id, job_tasks.c.attempts).where(
+                    job_tasks.c.id.in_(list(task_ids))
+                )
+            ).all()
+            for row in rows:
+                if row.attempts >= self.max_attempts:
+                    values: dict[str, Any] = {
+                        "status": "failed",
+                        "error": f"{error} (gave up after {row.attempts} attempts)",
+                        "finished_at": now,
+                    }
+                else:
+                    again = True
+                    values = {
+                        "status": "queued",
+                        "error": f"retrying: {error}",
+                        "run_after": now + backoff(row.attempts),
+                        "done": 0,
+                        "outcomes": "[]",
+                    }
+                conn.execute(
+                    update(job_tasks)
+                    .where(job_tasks.c.id == row.id)
+                    .values(lease_owner=None, lease_expires=None, **values)
+                )
+            for job_id in job_ids:
+                self._settle(conn, job_id, now)
+        self.notify()
+        return again
+
+    def requeue_expired(self) -> int:
+        """Queue again (or fail, out of attempts) tasks whose worker stopped renewing."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            expired = conn.execute(
+                select(job_tasks.c.id, job_tasks.c.lease_owner).where(
+                    job_tasks.c.status == "running", job_tasks.c.lease_expires < now
+                )
+            ).all()
+        for row in expired:
+            log.warning(
+                "task %s: worker %s stopped renewing its lease; queued again",
+                row.id,
+                row.lease_owner,
+            )
+            self.retry([row.id], f"worker {row.lease_owner} stopped while running it")
+        return len(expired)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _candidates(
+        self,
+        conn: Connection,
+        now: float,
+        host: str,
+        *,
+        limit: int,
+        job_id: str | None = None,
+        op: str | None = None,
+        skip_kbs: Collection[str] = (),
+    ) -> list[Any]:
+        earlier = job_tasks.alias("earlier")
+        blocked = exists().where(
+            earlier.c.kb == job_tasks.c.kb,
+            earlier.c.id < job_tasks.c.id,
+            earlier.c.status.in_(("queued", "running")),
+            or_(
+                earlier.c.file.is_(None),
+                job_tasks.c.file.is_(None),
+                earlier.c.file == job_tasks.c.file,
+            ),
+        )
+        query = select(job_tasks).where(
+            job_tasks.c.status == "queued",
+            job_tasks.c.run_after <= now,
+            or_(job_tasks.c.host.is_(None), job_tasks.c.host == host),
+            ~blocked,
+        )
+        if skip_kbs:
+            query = query.where(job_tasks.c.kb.not_in(list(skip_kbs)))
+        if job_id is not None:
+            query = query.where(job_tasks.c.job_id == job_id)
+        if op is not None:
+            query = query.where(job_tasks.c.op == op)
+        query = query.order_by(job_tasks.c.id).limit(limit)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=job_tasks)
+        return list(conn.execute(query).mappings().all())
+
+    @staticmethod
+    def _lock_jobs(conn: Connection, task_ids: Sequence[int]) -> list[str]:
+        """The jobs of ``task_ids``, their rows locked until the transaction ends, so that
+        workers finishing a job's last tasks at once settle its status one after the other
+        (each then sees the others' tasks finished). SQLite serialises writers anyway."""
+        job_ids = sorted(
+            conn.execute(
+                select(job_tasks.c.job_id).where(job_tasks.c.id.in_(list(task_ids))).distinct()
+            ).scalars()
+        )
+        if job_ids:
+            conn.execute(
+                select(jobs.c.id)
+                .where(jobs.c.id.in_(job_ids))
+                .order_by(jobs.c.id)
+                .with_for_update()
+            ).all()
+        return job_ids
+
+    @staticmethod
+    def _bump(conn: Connection, task_id: int) -> None:
+        job_id = select(job_tasks.c.job_id).where(job_tasks.c.id == task_id).scalar_subquery()
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(version=jobs.c.version + 1))
+
+    @staticmethod
+    def _settle(conn: Connection, job_id: str, now: float) -> None:
+        """Set a job's status from its tasks'."""
+        states: dict[str, int] = dict(
+            conn.execute(
+                select(job_tasks.c.status, func.count())
+                .where(job_tasks.c.job_id == job_id)
+                .group_by(job_tasks.c.status)
+            ).all()
+        )
+        values: dict[str, Any] = {"version": jobs.c.version + 1}
+        if not states.get("queued") and not states.get("running"):
+            failed = conn.execute(
+                select(job_tasks.c.error)
+                .where(job_tasks.c.job_id == job_id, job_tasks.c.status == "failed")
+                .order_by(job_tasks.c.id)
+            ).scalars()
+            errors = list(dict.fromkeys(e for e in failed if e))
+            values.update(
+                status="failed" if errors else "done",
+                error="; ".join(errors) or None,
+                finished_at=now,
+            )
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+    def _load(self, where: Any, *, limit: int | None = None) -> list[Job]:
+        query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+        if where is not None:
+            query = query.where(where)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+            if not rows:
+                return []
+            tasks = (
+                conn.execute(
+                    select(job_tasks)
+                    .where(job_tasks.c.job_id.in_([row["id"] for row in rows]))
+                    .order_by(job_tasks.c.id)
+                )
+                .mappings()
+                .all()
+            )
+        by_job: dict[str, list[Any]] = {}
+        for task in tasks:
+            by_job.setdefault(task["job_id"], []).append(task)
+        return [_job(row, by_job.get(row["id"], [])) for row in rows]
+
     def _forget_old(self) -> None:
-        finished = [j for j in self._jobs.values() if j.finished]
-        excess = len(finished) - self.keep
-        if excess > 0:
-            for job in sorted(finished, key=lambda j: j.finished_at or 0.0)[:excess]:
-                del self._jobs[job.id]
+        with self.engine.begin() as conn:
+            keep = (
+                select(jobs.c.id)
+                .where(jobs.c.status.in_(("done", "failed")))
+                .order_by(jobs.c.finished_at.desc())
+                .limit(self.keep)
+            )
+            old = list(
+                conn.execute(
+                    select(jobs.c.id).where(
+                        jobs.c.status.in_(("done", "failed")), jobs.c.id.not_in(keep)
+                    )
+                ).scalars()
+            )
+            if old:
+                conn.execute(delete(job_tasks).where(job_tasks.c.job_id.in_(old)))
+                conn.execute(delete(jobs).where(jobs.c.id.in_(old)))
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before retry number ``attempts`` (1-based): 2, 8, 32, then 60."""
+    return float(min(60.0, BACKOFF_S * 4 ** max(0, attempts - 1)))
+
+
+def _outcome(raw: dict[str, Any]) -> FileOutcome:
+    raw = dict(raw)
+    raw["notes"] = tuple(raw.get("notes") or ())
+    return FileOutcome(**raw)
+
+
+def _job(row: Any, tasks: Sequence[Any]) -> Job:
+    files = [_outcome(o) for o in json.loads(row["refused"])]
+    total = done = len(files)
+    for task in tasks:
+        files += [_outcome(o) for o in json.loads(task["outcomes"])]
+        total += int(task["total"])
+        done += int(task["done"])
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        kb=row["kb"],
+        status=row["status"],
+        total=max(total, done),
+        done=done,
+        files=files,
+        error=row["error"],
+        created_at=float(row["created_at"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        version=int(row["version"]) + sum(int(t["done"]) for t in tasks),
+    )

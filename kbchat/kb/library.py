@@ -234,14 +234,13 @@ class Library:
                 f"knowledge base {record.name!r} keeps its vectors in {record.store!r}: {exc} "
                 "(is the plugin that provides it named in the plugins setting?)"
             ) from exc
-        url = self.settings.store.url
         return functools.partial(
             open_vector_store,
             record.store,
             directory=self.settings.kb_root / str(record.id),
             collection=f"kb_{record.id}",
             dim=record.dim,
-            url=None if url is None else url.get_secret_value(),
+            url=self.settings.store_url,
         )
 
     def ensure(self, name: str, **options: Any) -> KnowledgeBase:

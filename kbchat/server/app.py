@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -26,10 +26,9 @@ from kbchat import __version__
 from kbchat.app import Services, build
 from kbchat.config import Settings
 from kbchat.errors import BadInput
-from kbchat.ingest.discover import FoundFile
 from kbchat.ingest.loaders import supported_extensions
-from kbchat.kb.jobs import JobManager, JobWork
-from kbchat.kb.knowledge_base import FileOutcome, IngestListener
+from kbchat.kb.jobs import JobQueue
+from kbchat.kb.worker import Worker, add_tasks, sample_task
 from kbchat.registry import load_plugins
 from kbchat.runtime import configure_process
 from kbchat.server import agent_api, chat_api, files_api, kb_api, openai_api, summary_api
@@ -91,21 +90,30 @@ def create_app(
         state = ServerState(
             settings=settings,
             services=running,
-            jobs=JobManager(),
+            jobs=JobQueue(running.library.catalog),
             conversations=ConversationStore(running.library.catalog.engine),
             queues=GenerationQueues(settings),
             auth=auth,
         )
         app.state.kbchat = state
+        workers = [
+            Worker(running, state.jobs, busy=busy)
+            for busy in [set[str]()]
+            for _ in range(settings.server.workers)
+        ]
         _resume_pending(state)
         await run_in_threadpool(running.file_chats)  # drops conversations' expired files
         if seed_sample:
             _seed_sample(state)
+        for worker in workers:
+            worker.start()
         try:
             async with mcp.session_manager.run():
                 yield
         finally:
-            await run_in_threadpool(state.jobs.close)
+            state.jobs.close()
+            for worker in workers:
+                await run_in_threadpool(worker.stop)
             if own:
                 running.close()
 
@@ -176,7 +184,7 @@ def _system_router() -> APIRouter:
                 slots=sum(q.slots for q in queues),
                 queue_size=state.settings.server.queue_size,
             ),
-            jobs=sum(1 for job in state.jobs.list_jobs() if not job.finished),
+            jobs=state.jobs.unfinished(),
         )
 
     @router.get("/api/models", responses=documented(401))
@@ -232,19 +240,15 @@ def public_settings(settings: Settings, auth_required: bool) -> PublicSettings:
 
 def _seed_sample(state: ServerState) -> None:
     """Queue the sample KB's build when the library is empty (first start)."""
-    from kbchat.sample import sample_dir
 
     library = state.services.library
     if library.names():
         return
 
-    def work(listener: Any) -> Any:
-        kb = library.ensure(SAMPLE_KB, description="kbchat's own documentation (sample)")
-        return kb.sync(
-            sample_dir(), exclude=["__init__.py", "*.pyc", "__pycache__"], listener=listener
-        )
-
-    job = state.jobs.submit(SAMPLE_KB, "sync", work)
+    if state.jobs.active(SAMPLE_KB):  # queued by an earlier start that stopped before it ran
+        return
+    task = sample_task("kbchat's own documentation (sample)")
+    job = state.jobs.submit(SAMPLE_KB, "sync", [task])
     log.info("building the sample knowledge base %r in job %s", SAMPLE_KB, job.id)
 
 
@@ -258,28 +262,21 @@ def _resume_pending(state: ServerState) -> None:
     catalog = state.services.library.catalog
     for record in catalog.list_kbs():
         pending = [f for f in catalog.list_files(record.id) if f.status == "pending"]
-        if not pending:
-            continue
+        if not pending or state.jobs.active(record.name):
+            continue  # nothing left, or still queued: the job table kept it
         for file in pending:
             catalog.set_file_status(
                 record.id, file.name, path=file.path, status="pending", error=INTERRUPTED
             )
-        found = [FoundFile(name=f.name, path=Path(f.path)) for f in pending]
-        job = state.jobs.submit(record.name, "resume", _adding(state, record.name, found))
+        tasks = add_tasks([(f.name, Path(f.path), f.sha256) for f in pending], shared=False)
+        job = state.jobs.submit(record.name, "resume", tasks)
         log.warning(
             "%d file(s) of knowledge base %r were left pending by a stopped run; "
             "queued again in job %s",
-            len(found),
+            len(tasks),
             record.name,
             job.id,
         )
-
-
-def _adding(state: ServerState, kb: str, found: list[FoundFile]) -> JobWork:
-    def work(listener: IngestListener) -> list[FileOutcome]:
-        return state.services.library.get(kb).add_found(found, listener=listener)
-
-    return work
 
 
 def _mount_ui(app: FastAPI) -> None:

@@ -24,7 +24,8 @@ from kbchat.chat.files import answer_sources
 from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.errors import BadInput, NotFound
-from kbchat.kb.knowledge_base import FileOutcome, IngestListener
+from kbchat.kb.knowledge_base import FileOutcome
+from kbchat.kb.worker import attach_task
 from kbchat.options import summary_options
 from kbchat.server.auth import Principal
 from kbchat.server.errors import PayloadTooLarge, documented
@@ -144,10 +145,8 @@ def _ingest(
             saved[target.name] = target
     paths = list(saved.values())
 
-    def work(listener: IngestListener) -> list[FileOutcome]:
-        return chats.attach(conversation_id, owner, paths, listener=listener) if paths else []
-
-    return job_info(state.jobs.submit(kb.name, "attach", work, outcomes=refused))
+    tasks = [attach_task(conversation_id, owner, paths)] if paths else []
+    return job_info(state.jobs.submit(kb.name, "attach", tasks, outcomes=refused))
 
 
 def _start_conversation(

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kbchat.chat.summaries import SummaryStore
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
-from kbchat.ingest.discover import FoundFile
 from kbchat.kb.jobs import Job
-from kbchat.kb.knowledge_base import FileOutcome, IngestListener
+from kbchat.kb.originals import save_blob
+from kbchat.kb.worker import add_tasks, rebuild_task, remove_task, sync_task
 from kbchat.options import (
     ChunkOverlap,
     ChunkSize,
@@ -33,7 +35,6 @@ from kbchat.server.sse import KEEP_ALIVE, SSE_HEADERS, sse_event
 from kbchat.server.state import ServerState, current_principal, find_kb, get_state
 from kbchat.server.uploads import (
     place_uploads,
-    remove_upload,
     remove_uploads,
     stage_uploads,
     uploads_dir,
@@ -56,6 +57,8 @@ router = APIRouter(tags=["knowledge bases"])
 StateDep = Annotated[ServerState, Depends(get_state)]
 CallerDep = Annotated[Principal, Depends(current_principal)]
 _KEEP_ALIVE_S = 15.0
+_POLL_S = 0.5
+"""How often a job's event stream looks for changes made by workers in other processes."""
 
 
 class CreateKB(BaseModel):
@@ -210,14 +213,13 @@ def upload_files(
     place_uploads(
         staged, lambda file: catalog.get_file(record.id, file), kb=name, replace=overwrite
     )
-    found = [FoundFile(name=s.name, path=s.target) for s in staged]
-    catalog.mark_pending(record.id, [(f.name, str(f.path)) for f in found])
-
-    def work(listener: IngestListener) -> list[FileOutcome]:
-        kb = state.services.library.get(name)
-        return kb.add_found(found, listener=listener) if found else []
-
-    return JobAccepted(job=job_info(state.jobs.submit(name, "add", work, outcomes=refused)))
+    catalog.mark_pending(record.id, [(s.name, str(s.target)) for s in staged])
+    shared = state.settings.uploads_in_database
+    if shared:
+        for placed in staged:
+            save_blob(catalog, placed.target, placed.sha256)
+    tasks = add_tasks([(s.name, s.target, s.sha256) for s in staged], shared=shared)
+    return JobAccepted(job=job_info(state.jobs.submit(name, "add", tasks, outcomes=refused)))
 
 
 @router.delete(
@@ -232,14 +234,8 @@ def delete_file(name: KBNameInPath, file: str, state: StateDep, caller: CallerDe
     stored = catalog.get_file(record.id, file)
     if stored is None:
         raise NotFound(f"no file named {file!r} in knowledge base {name!r}")
-    folder = uploads_dir(state.settings, record.id).resolve()
-
-    def work(listener: IngestListener) -> list[FileOutcome]:
-        outcomes = state.services.library.get(name).remove([file], listener=listener)
-        remove_upload(folder, Path(stored.path))
-        return outcomes
-
-    return JobAccepted(job=job_info(state.jobs.submit(name, "remove", work)))
+    task = remove_task(file, stored.path, stored.sha256)
+    return JobAccepted(job=job_info(state.jobs.submit(name, "remove", [task])))
 
 
 @router.post(
@@ -250,18 +246,13 @@ def sync_kb(
 ) -> JobAccepted:
     """Make the KB match its uploads folder (or an allowed server folder), in a job."""
     record = find_kb(state, caller, name, "write")
+    folder = None
     if body is not None and body.folder:
         folder = _allowed_folder(state, body.folder)
     else:
-        folder = uploads_dir(state.settings, record.id)
-        folder.mkdir(parents=True, exist_ok=True)
-    exclude = list(state.settings.ingest.exclude)
-
-    def work(listener: IngestListener) -> list[FileOutcome]:
-        kb = state.services.library.get(name)
-        return kb.sync(folder, exclude=exclude, listener=listener, follow_symlinks=False)
-
-    return JobAccepted(job=job_info(state.jobs.submit(name, "sync", work)))
+        uploads_dir(state.settings, record.id).mkdir(parents=True, exist_ok=True)
+    task = sync_task(folder, state.settings.ingest.exclude)
+    return JobAccepted(job=job_info(state.jobs.submit(name, "sync", [task])))
 
 
 def _allowed_folder(state: ServerState, given: str) -> Path:
@@ -283,11 +274,7 @@ def _allowed_folder(state: ServerState, given: str) -> Path:
 def rebuild_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> JobAccepted:
     """Rebuild the indexes and re-read every file, in a background job."""
     find_kb(state, caller, name, "write")
-
-    def work(listener: IngestListener) -> list[FileOutcome]:
-        return state.services.library.get(name).rebuild(listener=listener)
-
-    return JobAccepted(job=job_info(state.jobs.submit(name, "rebuild", work)))
+    return JobAccepted(job=job_info(state.jobs.submit(name, "rebuild", [rebuild_task()])))
 
 
 # -- jobs ----------------------------------------------------------------------------
@@ -301,8 +288,7 @@ def list_jobs(state: StateDep, caller: CallerDep, kb: KBNameInQuery = None) -> l
 
 @router.get("/api/jobs/{job_id}", tags=["jobs"], responses=documented(401, 404))
 def get_job(job_id: str, state: StateDep, caller: CallerDep) -> JobInfo:
-    _readable_job(state, caller, job_id)
-    return JobInfo.model_validate(state.jobs.snapshot(job_id)[0])
+    return job_info(_readable_job(state, caller, job_id))
 
 
 @router.get(
@@ -330,7 +316,8 @@ def _readable_job(state: ServerState, caller: Principal, job_id: str) -> Job:
 
 
 async def _job_stream(state: ServerState, job_id: str) -> AsyncIterator[str]:
-    """``progress`` on each change of the job, woken by the job manager (no polling)."""
+    """``progress`` on each change of the job: woken at once by this process's workers, and
+    polling every ``_POLL_S`` for workers elsewhere."""
     loop = asyncio.get_running_loop()
     changed = asyncio.Event()
 
@@ -340,11 +327,12 @@ async def _job_stream(state: ServerState, job_id: str) -> AsyncIterator[str]:
 
     stop = state.jobs.observe(wake)
     last_version = -1
+    quiet_since = time.monotonic()
     try:
         while True:
             changed.clear()
             try:
-                body, version, finished = state.jobs.snapshot(job_id)
+                body, version, finished = await run_in_threadpool(state.jobs.snapshot, job_id)
             except KbchatError as exc:
                 yield sse_event("error", error_body(exc))
                 return
@@ -354,10 +342,12 @@ async def _job_stream(state: ServerState, job_id: str) -> AsyncIterator[str]:
             if version != last_version:
                 yield sse_event("progress", body)
                 last_version = version
-            try:
-                await asyncio.wait_for(changed.wait(), _KEEP_ALIVE_S)
-            except TimeoutError:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= _KEEP_ALIVE_S:
                 yield KEEP_ALIVE
+                quiet_since = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), _POLL_S)
     finally:
         stop()
 

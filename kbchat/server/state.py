@@ -9,7 +9,7 @@ from fastapi import Request
 from kbchat.app import Services
 from kbchat.config import Settings
 from kbchat.errors import NotFound
-from kbchat.kb.jobs import JobManager
+from kbchat.kb.jobs import JobQueue
 from kbchat.server.access_log import CALLER_KEY
 from kbchat.server.auth import Authenticator, Principal, Role, kb_not_found
 from kbchat.server.generation_queue import GenerationQueues
@@ -23,7 +23,7 @@ class ServerState:
 
     settings: Settings
     services: Services
-    jobs: JobManager
+    jobs: JobQueue
     conversations: ConversationStore
     queues: GenerationQueues
     auth: Authenticator

@@ -26,10 +26,11 @@ from typing import BinaryIO, Literal
 
 from fastapi import UploadFile
 
-from kbchat.config import Settings
 from kbchat.errors import BadInput, Conflict
 from kbchat.ingest.loaders import is_supported
 from kbchat.kb.knowledge_base import FileOutcome, file_sha256
+from kbchat.kb.originals import remove_upload as remove_upload  # re-exported
+from kbchat.kb.originals import uploads_dir as uploads_dir  # re-exported
 from kbchat.server.errors import PayloadTooLarge
 from kbchat.store.catalog_schema import FileRecord
 
@@ -69,11 +70,6 @@ _MAGIC: dict[str, tuple[bytes, ...]] = {
     ".webp": (b"RIFF",),
 }
 _TEXT_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
-
-
-def uploads_dir(settings: Settings, kb_id: int) -> Path:
-    """The folder holding a knowledge base's uploaded files."""
-    return settings.home / "uploads" / str(kb_id)
 
 
 def safe_path(raw: str) -> str:
@@ -391,22 +387,6 @@ def accept_upload(
         reason = f"{name}: a different file of this name is already attached"
         return None, FileOutcome(name, "", "failed", reason)
     return staged.target, None
-
-
-def remove_upload(folder: Path, copy: Path) -> None:
-    """Delete an uploaded copy and the folders it leaves empty (nothing outside ``folder``)."""
-    root = folder.resolve()
-    copy = copy.resolve()
-    if not copy.is_relative_to(root) or copy == root:
-        return
-    copy.unlink(missing_ok=True)
-    for parent in copy.parents:
-        if parent == root:
-            break
-        try:
-            parent.rmdir()
-        except OSError:  # not empty (or gone): leave it
-            break
 
 
 def remove_uploads(folder: Path) -> None:

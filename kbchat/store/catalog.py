@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, text, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
-from kbchat.errors import Conflict, NotFound
+from kbchat.errors import BackendError, ConfigError, Conflict, NotFound
 from kbchat.store.catalog_schema import (
     FileRecord,
     FileStatus,
@@ -52,6 +54,60 @@ __all__ = [
 ]
 
 
+def open_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for the catalog: SQLite in WAL mode, or a server database whose
+    pooled connections are checked before use (a restarted PostgreSQL costs no failed query).
+    """
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    except (ArgumentError, ModuleNotFoundError) as exc:
+        raise ConfigError(
+            f"catalog.url: {make_url_safe(url)} is not a database URL SQLAlchemy can open "
+            f"({exc}); use postgresql://user:password@host:5432/dbname"
+        ) from None
+
+
+def make_url_safe(url: str) -> str:
+    """``url`` with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<malformed URL>"
+
+
+def unreachable(engine: Engine, exc: Exception) -> BackendError:
+    """The one-line error for a catalog database that cannot be used."""
+    reason = (
+        str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    )
+    where = engine.url.render_as_string(hide_password=True)
+    return BackendError(
+        f"catalog database {where}: {reason}. Check that the server runs and accepts "
+        "connections there, and the user, password and database name in catalog.url "
+        "(KBCHAT_CATALOG__URL)"
+    )
+
+
+@contextmanager
+def schema_lock(engine: Engine) -> Iterator[None]:
+    """Serialise table creation between processes starting at once on a shared database."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(7427001)"))
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(7427001)"))
+            conn.commit()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -65,15 +121,27 @@ class Catalog:
     """Typed access to the catalog tables; every write is one transaction."""
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        """Open (creating its tables if needed) the catalog at SQLAlchemy ``url``.
+
+        Raises:
+            BackendError: the database cannot be reached or refused the login (the message
+                names the URL without its password and what to check).
+        """
         if engine is None:
-            if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url)
-            if engine.dialect.name == "sqlite":
-                event.listen(engine, "connect", _sqlite_pragmas)
+            engine = open_engine(url)
         self.engine = engine
-        metadata.create_all(engine)
-        _add_missing_columns(engine)
+        try:
+            with schema_lock(engine):
+                metadata.create_all(engine)
+                _add_missing_columns(engine)
+        except OperationalError as exc:
+            engine.dispose()
+            raise unreachable(engine, exc) from None
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes on other machines may use this catalog (not SQLite)."""
+        return self.engine.dialect.name != "sqlite"
 
     def close(self) -> None:
         self.engine.dispose()

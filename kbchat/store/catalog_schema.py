@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 FileStatus = Literal["indexed", "failed", "skipped", "pending"]
 
 metadata = MetaData()
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+"""A 63-bit id column (chunk ids are hashes): BIGINT on PostgreSQL, INTEGER (64-bit) on SQLite."""
 
 kbs = Table(
     "kbs",
@@ -67,7 +71,7 @@ files = Table(
 chunks = Table(
     "chunks",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("id", BigId, primary_key=True, autoincrement=False),
     Column("kb_id", Integer, ForeignKey("kbs.id", ondelete="CASCADE"), nullable=False),
     Column("file_id", Integer, ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
     Column("position", Integer, nullable=False),
@@ -184,3 +188,64 @@ def file_from_row(row: Any) -> FileRecord:
     values = dict(row)
     values.pop("kb_id")
     return FileRecord(**values)
+
+
+# -- write jobs (kbchat.kb.jobs): every server and worker sharing the catalog sees them ------
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kb", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    # Outcomes decided before any task ran (refused uploads), as a JSON list.
+    Column("refused", Text, nullable=False, default="[]"),
+    Column("version", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_jobs_kb", "kb", "created_at"),
+)
+
+job_tasks = Table(
+    "job_tasks",
+    metadata,
+    # The id orders a knowledge base's tasks: a task waits for earlier ones it conflicts with.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("kb", String(128), nullable=False),
+    # The file in the KB the task writes; NULL: the whole knowledge base (sync, rebuild).
+    Column("file", Text, nullable=True),
+    Column("op", String(16), nullable=False),
+    Column("payload", Text, nullable=False, default="{}"),
+    # Content hash of an uploaded file (duplicate uploads, blob clean-up).
+    Column("sha256", String(64), nullable=True),
+    # The host that must run it (it reads files only that host has); NULL: any worker.
+    Column("host", String(255), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("run_after", Float, nullable=False),
+    Column("lease_owner", String(255), nullable=True),
+    Column("lease_expires", Float, nullable=True),
+    Column("total", Integer, nullable=False, default=0),
+    Column("done", Integer, nullable=False, default=0),
+    Column("outcomes", Text, nullable=False, default="[]"),
+    Column("error", Text, nullable=True),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_job_tasks_claim", "status", "run_after"),
+    Index("ix_job_tasks_kb", "kb", "status"),
+    Index("ix_job_tasks_job", "job_id"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    # Uploaded files' bytes, by content hash, when the catalog is shared between machines.
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigId, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +20,8 @@ class HashEmbedder:
     """Bag of hashed words and CJK characters: fast, deterministic, roughly lexical.
 
     Texts that share words get similar vectors, which is enough to test ranking logic.
+    ``KBCHAT_TEST_EMBED_SECONDS`` (environment) makes each passage take that long, so that
+    tests in other processes can catch an ingest in the middle (e.g. to kill its worker).
     """
 
     def __init__(self, dim: int = 1000, **_: object) -> None:
@@ -26,6 +30,7 @@ class HashEmbedder:
         self.dim = dim
         self.name = f"hash-{dim}"
         self.score_width = 0.5
+        self.seconds_per_text = float(os.environ.get("KBCHAT_TEST_EMBED_SECONDS") or 0)
 
     def _features(self, text: str) -> list[str]:
         features: list[str] = []
@@ -37,6 +42,8 @@ class HashEmbedder:
         return features
 
     def embed_batch(self, texts: Sequence[str], *, is_query: bool = False) -> Vectors:
+        if self.seconds_per_text and not is_query:
+            time.sleep(self.seconds_per_text * len(texts))
         matrix = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for feature in self._features(text):

@@ -25,6 +25,26 @@ class TestPostgres:
         self._server = server
         self.url: str = server.get_uri()
 
+    def new_database(self) -> str:
+        """Create an empty database of its own for one test; returns its libpq URL."""
+        import secrets
+
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        name = f"t_{secrets.token_hex(6)}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        parts = conninfo_to_dict(self.url)
+        host = parts.get("host", "")
+        user = parts.get("user", "postgres")
+        # the socket directory goes in the query: a path cannot be a URL's host
+        return (
+            f"postgresql://{user}@/{name}?host={host}"
+            if host
+            else make_conninfo(self.url, dbname=name)
+        )
+
     def restart(self) -> None:
         """Stop the server (dropping every connection) and start it again on the same socket."""
         self.stop()

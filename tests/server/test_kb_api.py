@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from kbchat.app import Services
 from kbchat.config import Settings
+from kbchat.kb.jobs import Task
+from kbchat.kb.worker import OPS, Work
 from kbchat.server import create_app
 from tests.server.support import (
     DOCS,
@@ -403,15 +405,17 @@ def test_rebuild_reindexes_every_file(client: TestClient, docs_kb: str) -> None:
     ]
 
 
-def test_writes_to_one_kb_queue_and_block_its_deletion(client: TestClient, docs_kb: str) -> None:
+def test_writes_to_one_kb_queue_and_block_its_deletion(
+    client: TestClient, docs_kb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     state = client.app.state.kbchat  # type: ignore[attr-defined]
     gate = threading.Event()
 
-    def hold(listener: object) -> list[object]:
+    def hold(work: Work) -> None:
         assert gate.wait(10)
-        return []
 
-    blocker = state.jobs.submit(docs_kb, "test", hold)
+    monkeypatch.setitem(OPS, "hold", hold)
+    blocker = state.jobs.submit(docs_kb, "test", [Task("hold")])
     queued = client.post(f"/api/kbs/{docs_kb}/rebuild").json()["job"]
     assert client.get(f"/api/jobs/{queued['id']}").json()["status"] == "queued"
     busy = client.delete(f"/api/kbs/{docs_kb}")

@@ -1,0 +1,104 @@
+"""Uploaded originals: the copy on this machine's disk, and (on a shared catalog) the bytes
+in the catalog's ``blobs`` table, so a worker or server on another machine can read them.
+
+A file uploaded through one server is saved under ``<home>/uploads/<kb id>/`` there; when
+``catalog.uploads_in_database`` is on (the default for a catalog that is not SQLite) its bytes
+also go into ``blobs``, keyed by content hash. A machine that lacks the file writes it from
+the blob into its own uploads folder before reading it (``local_copy``). A blob is deleted once
+no file row and no unfinished task names its hash.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from sqlalchemy import delete, exists, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from kbchat.config import Settings
+from kbchat.kb.prepare import file_sha256
+from kbchat.store.catalog import Catalog
+from kbchat.store.catalog_schema import blobs, files, job_tasks
+
+
+def uploads_dir(settings: Settings, kb_id: int) -> Path:
+    """The folder holding a knowledge base's uploaded files on this machine."""
+    return settings.home / "uploads" / str(kb_id)
+
+
+def save_blob(catalog: Catalog, path: Path, sha256: str) -> None:
+    """Keep the bytes of ``path`` (content hash ``sha256``) in the catalog, once per hash."""
+    with catalog.engine.connect() as conn:
+        if conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256)).first():
+            return
+    data = path.read_bytes()
+    try:
+        with catalog.engine.begin() as conn:
+            conn.execute(
+                insert(blobs).values(
+                    sha256=sha256, size=len(data), data=data, created_at=time.time()
+                )
+            )
+    except IntegrityError:  # the same bytes saved meanwhile by another upload
+        pass
+
+
+def local_copy(
+    catalog: Catalog, settings: Settings, kb_id: int, name: str, path: str, sha256: str | None
+) -> Path | None:
+    """A readable copy of an uploaded file on this machine, or None if there is none.
+
+    Args:
+        name: The file's name in the knowledge base (its place below the uploads folder).
+        path: Where the machine that received it saved it.
+        sha256: Its content hash, if known: a local file with other bytes is not it.
+    """
+    given = Path(path)
+    if given.is_file() and (not sha256 or file_sha256(given) == sha256):
+        return given
+    if not sha256:
+        return None
+    with catalog.engine.connect() as conn:
+        data = conn.execute(select(blobs.c.data).where(blobs.c.sha256 == sha256)).scalar()
+    if data is None:
+        return None
+    folder = uploads_dir(settings, kb_id)
+    target = folder / name
+    if not target.resolve().is_relative_to(folder.resolve()):
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".blob-{secrets.token_hex(6)}.part")
+    staging.write_bytes(data)
+    os.replace(staging, target)
+    return target
+
+
+def drop_unused_blob(catalog: Catalog, sha256: str) -> None:
+    """Delete the blob of ``sha256`` unless a file or an unfinished task still names it."""
+    if not sha256:
+        return
+    used_by_file = exists().where(files.c.sha256 == sha256)
+    used_by_task = exists().where(
+        job_tasks.c.sha256 == sha256, job_tasks.c.status.in_(("queued", "running"))
+    )
+    with catalog.engine.begin() as conn:
+        conn.execute(delete(blobs).where(blobs.c.sha256 == sha256, ~used_by_file, ~used_by_task))
+
+
+def remove_upload(folder: Path, copy: Path) -> None:
+    """Delete an uploaded copy and the folders it leaves empty (nothing outside ``folder``)."""
+    root = folder.resolve()
+    copy = copy.resolve()
+    if not copy.is_relative_to(root) or copy == root:
+        return
+    copy.unlink(missing_ok=True)
+    for parent in copy.parents:
+        if parent == root:
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): leave it
+            break

@@ -1,0 +1,330 @@
+"""Workers: claim tasks from the catalog's job queue and run them (``kbchat worker``, and the
+in-process workers of ``kbchat serve``).
+
+A worker claims a task (or a batch of one job's adds), renews its lease on a thread of its own
+while the work runs, records each file's outcome as it finishes, and marks the task done,
+retried (a transient error) or failed. A worker killed mid-task leaves its lease to expire:
+the next claim anywhere queues the task again, and re-running it is safe because a file's
+chunks are replaced in one catalog transaction and the vector stores follow the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import DBAPIError
+
+from kbchat.errors import BackendError, KbchatError, ServiceUnavailable
+from kbchat.ingest.discover import FoundFile
+from kbchat.kb.jobs import BATCH, ClaimedTask, JobQueue, Task
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener
+from kbchat.kb.originals import drop_unused_blob, local_copy, remove_upload, uploads_dir
+
+if TYPE_CHECKING:
+    from kbchat.app import Services
+
+log = logging.getLogger(__name__)
+
+SAMPLE_EXCLUDE = ["__init__.py", "*.pyc", "__pycache__"]
+
+
+def this_host() -> str:
+    """The name tasks bound to this machine carry (``Task.host``)."""
+    return socket.gethostname()
+
+
+# -- what a job's tasks are ---------------------------------------------------------------
+
+
+def add_tasks(found: Sequence[tuple[str, Path, str]], *, shared: bool) -> list[Task]:
+    """Tasks adding files (name in the KB, path here, sha256); bound to this host unless the
+    bytes are in the catalog (``shared``)."""
+    return [
+        Task(
+            "add",
+            file=name,
+            payload={"path": str(path)},
+            sha256=sha or None,
+            host=None if shared and sha else this_host(),
+        )
+        for name, path, sha in found
+    ]
+
+
+def remove_task(name: str, path: str, sha256: str) -> Task:
+    return Task("remove", file=name, payload={"path": path}, sha256=sha256 or None)
+
+
+def sync_task(folder: Path | None, exclude: Sequence[str]) -> Task:
+    """Sync with a server folder (None: this host's uploads folder of the KB)."""
+    payload = {"folder": None if folder is None else str(folder), "exclude": list(exclude)}
+    return Task("sync", payload=payload, host=this_host())
+
+
+def rebuild_task() -> Task:
+    return Task("rebuild")
+
+
+def sample_task(description: str) -> Task:
+    return Task("sample", payload={"description": description})
+
+
+def attach_task(conversation_id: str, owner: str | None, paths: Sequence[Path]) -> Task:
+    payload = {"conversation": conversation_id, "owner": owner, "paths": [str(p) for p in paths]}
+    return Task("attach", payload=payload, host=this_host())
+
+
+# -- running tasks ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Work:
+    """What an op needs: the services, the tasks it runs and where to report."""
+
+    services: Services
+    kb: str
+    tasks: list[ClaimedTask]
+    listener: IngestListener
+
+
+Op = Callable[[Work], None]
+
+
+def _add(work: Work) -> None:
+    library = work.services.library
+    kb = library.get(work.kb)
+    found: list[FoundFile] = []
+    for task in work.tasks:
+        assert task.file is not None
+        path = local_copy(
+            library.catalog,
+            library.settings,
+            kb.record.id,
+            task.file,
+            task.payload["path"],
+            task.sha256,
+        )
+        if path is None:  # gone, or uploaded elsewhere without its bytes in the catalog:
+            path = Path(task.payload["path"])  # the load fails and says so, as kb add does
+        found.append(FoundFile(name=task.file, path=path))
+    if found:
+        kb.add_found(found, listener=work.listener)
+
+
+def _remove(work: Work) -> None:
+    library = work.services.library
+    kb = library.get(work.kb)
+    names = [task.file for task in work.tasks if task.file is not None]
+    kb.remove(names, listener=work.listener)
+    folder = uploads_dir(library.settings, kb.record.id)
+    for task in work.tasks:
+        remove_upload(folder, Path(task.payload["path"]))
+        drop_unused_blob(library.catalog, task.sha256 or "")
+
+
+def _sync(work: Work) -> None:
+    library = work.services.library
+    kb = library.get(work.kb)
+    payload = work.tasks[0].payload
+    folder = (
+        Path(payload["folder"])
+        if payload.get("folder")
+        else uploads_dir(library.settings, kb.record.id)
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    kb.sync(
+        folder, exclude=payload.get("exclude", []), listener=work.listener, follow_symlinks=False
+    )
+
+
+def _rebuild(work: Work) -> None:
+    library = work.services.library
+    kb = library.get(work.kb)
+    for record in kb.files():  # originals uploaded through another machine come from the catalog
+        if record.sha256 and not Path(record.path).exists():
+            local_copy(
+                library.catalog,
+                library.settings,
+                kb.record.id,
+                record.name,
+                record.path,
+                record.sha256,
+            )
+    kb.rebuild(listener=work.listener)
+
+
+def _sample(work: Work) -> None:
+    from kbchat.sample import sample_dir
+
+    kb = work.services.library.ensure(work.kb, description=work.tasks[0].payload["description"])
+    kb.sync(sample_dir(), exclude=SAMPLE_EXCLUDE, listener=work.listener)
+
+
+def _attach(work: Work) -> None:
+    payload = work.tasks[0].payload
+    chats = work.services.file_chats()
+    paths = [Path(p) for p in payload["paths"]]
+    chats.attach(payload["conversation"], payload["owner"], paths, listener=work.listener)
+
+
+OPS: dict[str, Op] = {
+    "add": _add,
+    "remove": _remove,
+    "sync": _sync,
+    "rebuild": _rebuild,
+    "sample": _sample,
+    "attach": _attach,
+}
+
+
+TRANSIENT: tuple[type[BaseException], ...] = (BackendError, ServiceUnavailable, DBAPIError, OSError)
+"""Errors worth another attempt: a backend, the database or the disk failed for now."""
+
+
+class _Reporter(IngestListener):
+    """Records each file's outcome on the task that wrote it."""
+
+    def __init__(self, queue: JobQueue, tasks: Sequence[ClaimedTask]) -> None:
+        self.queue = queue
+        self.by_file = {task.file: task.id for task in tasks if task.file is not None}
+        self.whole = next((task.id for task in tasks if task.file is None), None)
+        self.first = tasks[0].id
+
+    def started(self, total: int) -> None:
+        if self.whole is not None:
+            self.queue.started(self.whole, total)
+
+    def file_done(self, outcome: FileOutcome) -> None:
+        task_id = self.by_file.get(
+            outcome.name, self.whole if self.whole is not None else self.first
+        )
+        self.queue.record(task_id, outcome)
+
+    def waiting(self, message: str) -> None:
+        log.info("task %s: %s", self.first, message)
+
+
+class Worker:
+    """Claims and runs tasks until stopped.
+
+    Args:
+        services: Library, file chats and settings the ops use.
+        queue: The job queue in the catalog.
+        poll_s: Seconds between claims when the queue is empty.
+        busy: Knowledge bases that this process's other workers are writing; a worker leaves
+            their tasks to them (shared between the workers of one process).
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        queue: JobQueue,
+        *,
+        poll_s: float = 1.0,
+        batch: int = BATCH,
+        busy: set[str] | None = None,
+        ops: dict[str, Op] | None = None,
+    ) -> None:
+        self.services = services
+        self.queue = queue
+        self.poll_s = poll_s
+        self.batch = batch
+        self.host = this_host()
+        self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.ops = OPS if ops is None else ops
+        self._busy = busy if busy is not None else set()
+        self._busy_lock = threading.Lock()
+        self._held: list[int] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Run on a daemon thread of its own."""
+        self._thread = threading.Thread(
+            target=self.run, name=f"kbchat-worker-{self.owner}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming; wait up to ``timeout`` seconds for the task in hand to finish."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        """Claim and run tasks until ``stop``; the lease renewer runs beside."""
+        renewer = threading.Thread(
+            target=self._renew, name=f"kbchat-lease-{self.owner}", daemon=True
+        )
+        renewer.start()
+        log.info("worker %s started", self.owner)
+        while not self._stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:  # the database away: wait and try again
+                log.exception("worker %s: claiming failed", self.owner)
+                worked = False
+            if not worked:
+                self._stop.wait(self.poll_s)
+        log.info("worker %s stopped", self.owner)
+
+    def run_once(self) -> bool:
+        """Claim one batch of tasks and run it; returns False when nothing could be claimed."""
+        with self._busy_lock:
+            tasks = self.queue.claim(
+                self.owner, self.host, batch=self.batch, skip_kbs=set(self._busy)
+            )
+            if not tasks:
+                return False
+            kb = tasks[0].kb
+            self._busy.add(kb)
+        ids = [task.id for task in tasks]
+        self._held = ids
+        try:
+            self._run(kb, tasks, ids)
+        finally:
+            self._held = []
+            with self._busy_lock:
+                self._busy.discard(kb)
+        return True
+
+    def _run(self, kb: str, tasks: list[ClaimedTask], ids: list[int]) -> None:
+        op = self.ops.get(tasks[0].op)
+        if op is None:
+            self.queue.finish(
+                ids, error=f"unknown task {tasks[0].op!r} (a newer kbchat queued it?)"
+            )
+            return
+        try:
+            op(Work(self.services, kb, tasks, _Reporter(self.queue, tasks)))
+        except TRANSIENT as exc:
+            log.warning("task %s (%s on %s) failed, will retry: %s", ids, tasks[0].op, kb, exc)
+            self.queue.retry(ids, str(exc) or type(exc).__name__)
+            return
+        except KbchatError as exc:
+            self.queue.finish(ids, error=str(exc))
+            return
+        except Exception as exc:  # a bug must fail the task, not kill the worker
+            log.exception("task %s (%s on %s) crashed", ids, tasks[0].op, kb)
+            self.queue.finish(ids, error=f"internal error: {type(exc).__name__}: {exc}")
+            return
+        self.queue.finish(ids)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.queue.lease_s / 3):
+            held = list(self._held)
+            if not held:
+                continue
+            try:
+                if self.queue.renew(held, self.owner) < len(held):
+                    log.warning("worker %s lost the lease of task(s) %s", self.owner, held)
+            except Exception as exc:  # the database away for a moment: the next round retries
+                log.warning("worker %s could not renew its lease: %s", self.owner, exc)

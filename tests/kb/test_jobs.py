@@ -1,0 +1,269 @@
+"""The job queue in the catalog and its workers: order per file, parallel across files and
+knowledge bases, progress, retries, leases that expire, and no task claimed twice; on SQLite
+and (marker postgres) on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kbchat.errors import BackendError, BadInput, KbchatError, NotFound
+from kbchat.kb import jobs as jobs_module
+from kbchat.kb.jobs import JobQueue, Task
+from kbchat.kb.knowledge_base import FileOutcome
+from kbchat.kb.worker import Work, Worker
+from kbchat.store.catalog import Catalog
+from kbchat.testing.postgres import TestPostgres
+
+
+def outcome(name: str, status: str = "indexed") -> FileOutcome:
+    return FileOutcome(name, f"/x/{name}", status, None, 1)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        server: TestPostgres = request.getfixturevalue("postgres")
+        url = server.new_database().replace("postgresql://", "postgresql+psycopg://", 1)
+    found = Catalog(url)
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def queue(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> JobQueue:
+    monkeypatch.setattr(jobs_module, "BACKOFF_S", 0.0)  # retries run at once in tests
+    return JobQueue(catalog)
+
+
+Op = Callable[[Work], None]
+
+
+def worker(queue: JobQueue, ops: dict[str, Op], **options: Any) -> Worker:
+    return Worker(None, queue, ops=ops, poll_s=0.02, **options)  # type: ignore[arg-type]
+
+
+def run_until_idle(*workers: Worker) -> None:
+    while any(w.run_once() for w in workers):
+        pass
+
+
+def test_progress_is_recorded_per_file(queue: JobQueue) -> None:
+    def add(work: Work) -> None:
+        for task in work.tasks:
+            assert task.file is not None
+            work.listener.file_done(outcome(task.file))
+
+    refused = outcome("bad.pdf", "failed")
+    job = queue.submit(
+        "kb", "add", [Task("add", file="a.txt"), Task("add", file="b.txt")], outcomes=[refused]
+    )
+    assert queue.get(job.id).status == "queued" and job.total == 3 and job.done == 1
+    run_until_idle(worker(queue, {"add": add}))
+    body = queue.get(job.id).to_json()
+    assert body["status"] == "done" and body["total"] == body["done"] == 3
+    assert [f["name"] for f in body["files"]] == ["bad.pdf", "a.txt", "b.txt"]
+    assert body["started_at"] <= body["finished_at"] and body["error"] is None
+
+
+def test_a_whole_kb_task_counts_the_files_it_finds(queue: JobQueue) -> None:
+    def sync(work: Work) -> None:
+        work.listener.started(2)
+        work.listener.file_done(outcome("a.txt"))
+        work.listener.file_done(outcome("b.txt", "removed"))
+
+    job = queue.submit("kb", "sync", [Task("sync")])
+    run_until_idle(worker(queue, {"sync": sync}))
+    done = queue.get(job.id)
+    assert (done.status, done.total, done.done) == ("done", 2, 2)
+
+
+def test_writes_to_one_file_wait_for_earlier_ones_and_whole_kb_tasks_for_all(
+    queue: JobQueue,
+) -> None:
+    add_a = queue.submit("kb", "add", [Task("add", file="a.txt")])
+    add_b = queue.submit("kb", "add", [Task("add", file="b.txt")])
+    remove_a = queue.submit("kb", "remove", [Task("remove", file="a.txt")])
+    rebuild = queue.submit("kb", "rebuild", [Task("rebuild")])
+    other_kb = queue.submit("other", "add", [Task("add", file="a.txt")])
+    first = queue.claim("w1", "host", batch=1)
+    second = queue.claim("w2", "host", batch=1)
+    third = queue.claim("w3", "host", batch=1)
+    # a.txt's remove waits for its add, the rebuild for everything before it
+    assert [t.job_id for t in first + second + third] == [add_a.id, add_b.id, other_kb.id]
+    assert queue.claim("w4", "host") == []
+    queue.finish([first[0].id])
+    assert [t.job_id for t in queue.claim("w1", "host")] == [remove_a.id]
+    assert queue.claim("w5", "host") == []  # the rebuild waits for b.txt and the remove
+    queue.finish([second[0].id])
+    assert queue.claim("w5", "host") == []
+    assert queue.get(rebuild.id).status == "queued"
+
+
+def test_adds_of_one_job_are_claimed_in_batches(queue: JobQueue) -> None:
+    job = queue.submit("kb", "add", [Task("add", file=f"{i}.txt") for i in range(5)])
+    claimed = queue.claim("w1", "host", batch=3)
+    assert [t.file for t in claimed] == ["0.txt", "1.txt", "2.txt"]
+    assert [t.file for t in queue.claim("w2", "host", batch=3)] == ["3.txt", "4.txt"]
+    assert queue.get(job.id).status == "running"
+
+
+def test_tasks_bound_to_a_host_wait_for_a_worker_there(queue: JobQueue) -> None:
+    queue.submit("kb", "sync", [Task("sync", host="server-a")])
+    assert queue.claim("w", "server-b") == []
+    assert len(queue.claim("w", "server-a")) == 1
+
+
+def test_two_workers_write_different_files_side_by_side(queue: JobQueue) -> None:
+    both = threading.Barrier(2, timeout=10)
+
+    def add(work: Work) -> None:
+        both.wait()  # passes only if the other file's task runs at the same time
+
+    job = queue.submit("kb", "add", [Task("add", file="a.txt"), Task("add", file="b.txt")])
+    workers = [worker(queue, {"add": add}, batch=1) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        assert queue.wait(job.id, timeout=20).status == "done"
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def test_no_task_is_claimed_twice_by_racing_workers(queue: JobQueue) -> None:
+    queue.submit("kb", "add", [Task("add", file=f"{i}.txt") for i in range(40)])
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def claim_all(owner: str) -> None:
+        while tasks := queue.claim(owner, "host", batch=2):
+            with lock:
+                claimed.extend(t.id for t in tasks)
+
+    threads = [threading.Thread(target=claim_all, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 40
+
+
+def test_failures_say_why_and_do_not_stop_the_next_job(queue: JobQueue) -> None:
+    def bad_input(work: Work) -> None:
+        raise BadInput("folder vanished")
+
+    def crash(work: Work) -> None:
+        raise RuntimeError("bug")
+
+    failed = queue.submit("kb", "sync", [Task("bad")])
+    crashed = queue.submit("kb", "sync", [Task("crash")])
+    fine = queue.submit("kb", "sync", [Task("fine")])
+    unknown = queue.submit("kb", "sync", [Task("from-the-future")])
+    run_until_idle(worker(queue, {"bad": bad_input, "crash": crash, "fine": lambda w: None}))
+    assert queue.get(failed.id).error == "folder vanished"
+    assert queue.get(crashed.id).status == "failed"
+    assert "RuntimeError: bug" in (queue.get(crashed.id).error or "")
+    assert queue.get(fine.id).status == "done"
+    assert "unknown task 'from-the-future'" in (queue.get(unknown.id).error or "")
+
+
+def test_a_transient_error_is_retried_then_given_up(queue: JobQueue) -> None:
+    calls = {"flaky": 0, "down": 0}
+
+    def flaky(work: Work) -> None:
+        calls["flaky"] += 1
+        if calls["flaky"] == 1:
+            raise BackendError("embedding server at http://127.0.0.1:9 refused the connection")
+
+    def down(work: Work) -> None:
+        calls["down"] += 1
+        raise BackendError("store unreachable")
+
+    recovered = queue.submit("kb", "add", [Task("flaky", file="a.txt")])
+    lost = queue.submit("kb2", "add", [Task("down", file="a.txt")])
+    run_until_idle(worker(queue, {"flaky": flaky, "down": down}))
+    assert queue.get(recovered.id).status == "done" and calls["flaky"] == 2
+    gone = queue.get(lost.id)
+    assert gone.status == "failed" and calls["down"] == jobs_module.MAX_ATTEMPTS
+    assert "store unreachable (gave up after 3 attempts)" in (gone.error or "")
+
+
+def test_a_task_whose_worker_stopped_renewing_goes_to_another(catalog: Catalog) -> None:
+    queue = JobQueue(catalog, lease_s=0.3)
+    job = queue.submit("kb", "add", [Task("add", file="a.txt")])
+    held = queue.claim("killed-worker", "host")
+    assert held and queue.claim("other", "host") == []
+    threading.Event().wait(0.4)  # the lease runs out: nobody renewed it
+    ran: list[str] = []
+    jobs_module_backoff = jobs_module.BACKOFF_S
+    try:
+        jobs_module.BACKOFF_S = 0.0
+        run_until_idle(worker(queue, {"add": lambda w: ran.append(w.tasks[0].file or "")}))
+    finally:
+        jobs_module.BACKOFF_S = jobs_module_backoff
+    assert ran == ["a.txt"] and queue.get(job.id).status == "done"
+
+
+def test_a_live_worker_keeps_its_lease(catalog: Catalog) -> None:
+    queue = JobQueue(catalog, lease_s=0.3)
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(work: Work) -> None:
+        started.set()
+        assert release.wait(10)
+
+    job = queue.submit("kb", "add", [Task("slow", file="a.txt")])
+    busy = worker(queue, {"slow": slow})
+    busy.start()
+    try:
+        assert started.wait(10)
+        threading.Event().wait(0.8)  # more than two lease lengths, renewed meanwhile
+        assert queue.requeue_expired() == 0
+        assert queue.claim("other", "host") == []
+        release.set()
+        assert queue.wait(job.id, timeout=10).status == "done"
+    finally:
+        release.set()
+        busy.stop()
+
+
+def test_listing_and_forgetting(catalog: Catalog) -> None:
+    queue = JobQueue(catalog, keep=2)
+    ids = [queue.submit("kb", "add", []).id for _ in range(4)]  # no tasks: done at once
+    queue.submit("other", "add", [Task("add", file="x")])
+    remembered = {job.id for job in queue.list_jobs("kb")}
+    assert ids[0] not in remembered and ids[-1] in remembered
+    assert [j.kb for j in queue.active("other")] == ["other"] and queue.unfinished() == 1
+    with pytest.raises(NotFound, match="no job with id"):
+        queue.get(ids[0])
+
+
+def test_a_closed_queue_refuses_new_jobs_and_keeps_queued_ones(queue: JobQueue) -> None:
+    queued = queue.submit("kb", "add", [Task("add", file="a.txt")])
+    queue.close()
+    with pytest.raises(KbchatError, match="shutting down"):
+        queue.submit("kb", "add", [])
+    assert JobQueue(queue.catalog).get(queued.id).status == "queued"  # for the next start
+
+
+def test_observers_hear_changes_until_stopped(queue: JobQueue) -> None:
+    heard: list[str] = []
+    stop = queue.observe(lambda: heard.append("change"))
+
+    def add(work: Work) -> None:
+        work.listener.file_done(outcome("a.txt"))
+
+    queue.submit("kb", "add", [Task("add", file="a.txt")])
+    run_until_idle(worker(queue, {"add": add}))
+    assert len(heard) == 4  # submitted, claimed, one file, finished
+    stop()
+    queue.submit("kb", "add", [])
+    assert len(heard) == 4
