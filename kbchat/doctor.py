@@ -80,15 +80,18 @@ def _embedder(settings: Settings) -> Check:
 
 
 def _catalog(settings: Settings) -> Check:
-    from kbchat.store.catalog import Catalog
+    from kbchat.store.catalog import Catalog, make_url_safe
 
+    where = make_url_safe(settings.catalog_url)  # never the password
     try:
         catalog = Catalog(settings.catalog_url)
         names = catalog.kb_names()
         catalog.close()
-    except Exception as exc:  # report any database failure as a failed check
-        return Check("catalog", False, f"{settings.catalog_url}: {exc}")
-    return Check("catalog", True, f"{settings.catalog_url}: {len(names)} knowledge base(s)")
+    except KbchatError as exc:  # names the URL (without its password) and what to check
+        return Check("catalog", False, str(exc))
+    except Exception as exc:  # report any other database failure as a failed check
+        return Check("catalog", False, f"{where}: {exc}")
+    return Check("catalog", True, f"{where}: {len(names)} knowledge base(s)")
 
 
 def _models(settings: Settings) -> list[Check]:

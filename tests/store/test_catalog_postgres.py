@@ -1,0 +1,116 @@
+"""The catalog on PostgreSQL: one setting moves knowledge bases, files, chunks, conversations,
+summaries and jobs there; a restarted server costs no failed query; an unreachable one is one
+clear line without the password."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kbchat.config import load_settings
+from kbchat.errors import BackendError, ConfigError
+from kbchat.kb.library import Library
+from kbchat.store.catalog import Catalog
+from kbchat.store.conversations import ConversationStore, StoredMessage
+from kbchat.testing.postgres import TestPostgres, running_postgres
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_catalog_url_setting_moves_the_catalog_and_the_default_store_url() -> None:
+    embedded = load_settings()
+    assert embedded.catalog_url.startswith("sqlite:///") and not embedded.shared_catalog
+    assert embedded.store_url is None and not embedded.uploads_in_database
+    moved = load_settings(catalog={"url": "postgresql://kb:pw@db.example:5432/kbchat"})
+    assert moved.catalog_url == "postgresql+psycopg://kb:pw@db.example:5432/kbchat"
+    assert moved.store_url == "postgresql://kb:pw@db.example:5432/kbchat"
+    assert moved.shared_catalog and moved.uploads_in_database
+    explicit = load_settings(
+        catalog={"url": "postgresql://kb@db/kbchat", "uploads_in_database": False},
+        store={"url": "postgresql://other@vectors/v"},
+    )
+    assert explicit.store_url == "postgresql://other@vectors/v"
+    assert not explicit.uploads_in_database
+
+
+def test_an_unreachable_database_is_one_line_without_the_password() -> None:
+    with pytest.raises(BackendError) as caught:
+        Catalog("postgresql+psycopg://kb:s3cret@127.0.0.1:1/kbchat?connect_timeout=2")
+    message = str(caught.value)
+    assert "s3cret" not in message and "127.0.0.1:1/kbchat" in message
+    assert "catalog.url" in message and "\n" not in message
+    with pytest.raises(ConfigError, match="catalog.url: .* is not a database URL"):
+        Catalog("nosuchdb://x@y/z")
+
+
+def test_cli_and_doctor_report_an_unreachable_catalog_once(tmp_path: Path) -> None:
+    env = {
+        "KBCHAT_HOME": str(tmp_path),
+        "KBCHAT_CATALOG__URL": "postgresql://kb:s3cret@127.0.0.1:1/kbchat?connect_timeout=2",
+        "PYTHONPATH": str(REPO),
+        "PATH": "/usr/bin:/bin",
+    }
+    listed = subprocess.run(
+        [sys.executable, "-m", "kbchat", "kb", "list"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 1 and "Traceback" not in listed.stderr
+    assert listed.stderr.count("catalog database postgresql+psycopg://kb:***@127.0.0.1:1") == 1
+    doctor = subprocess.run(
+        [sys.executable, "-m", "kbchat", "doctor"], env=env, capture_output=True, text=True
+    )
+    assert "s3cret" not in doctor.stdout + doctor.stderr
+    assert "FAIL catalog" in doctor.stdout
+
+
+@pytest.mark.postgres
+def test_a_library_on_postgresql(postgres: TestPostgres, tmp_path: Path) -> None:
+    url = postgres.new_database()
+    library = Library(load_settings(embedder={"backend": "hash"}, catalog={"url": url}))
+    try:
+        folder = tmp_path / "docs"
+        folder.mkdir()
+        (folder / "kettle.txt").write_text("The K3 kettle warranty lasts two years.")
+        (folder / "tea.txt").write_text("绿茶用八十度的水冲泡两分钟。")
+        library.create("shop", store="pgvector")
+        kb = library.get("shop")
+        assert [o.status for o in kb.add([folder])] == ["indexed", "indexed"]
+        assert kb.search("kettle warranty", top_k=1)[0].file == "kettle.txt"
+        assert library.catalog.shared
+        # 63-bit chunk ids survive the round trip (BIGINT on PostgreSQL)
+        ids = library.catalog.chunk_ids(kb.record.id)
+        assert ids.max() > 2**40
+        conversations = ConversationStore(library.catalog.engine)
+        conversations.append(
+            "c1",
+            None,
+            [StoredMessage("user", "How long is the warranty?", 1.0)],
+            kbs=["shop"],
+            model="m",
+        )
+        assert conversations.get("c1", None).title
+    finally:
+        library.close()
+
+
+@pytest.mark.postgres
+def test_a_restarted_postgresql_costs_no_failed_query(tmp_path: Path) -> None:
+    with running_postgres() as server:
+        catalog = Catalog(server.new_database().replace("postgresql://", "postgresql+psycopg://"))
+        try:
+            catalog.create_kb(
+                "a",
+                embedder="e",
+                embedder_spec={},
+                dim=4,
+                store="faiss",
+                chunk_size=100,
+                chunk_overlap=0,
+            )
+            assert catalog.kb_names() == ["a"]
+            server.restart()  # every pooled connection is now dead
+            assert catalog.kb_names() == ["a"]
+        finally:
+            catalog.close()
