@@ -327,21 +327,21 @@ def keys_add(
 ) -> None:
     """Create an API key and print it (only this once: store it now)."""
     from kbchat.config import load_settings
-    from kbchat.server.auth import add_key, keys_path
+    from kbchat.server.auth import add_key, key_store
 
-    path = keys_path(load_settings())
-    key = add_key(path, name, {target: role for target in kb or ["*"]})
+    store = key_store(load_settings())
+    key = add_key(store, name, {target: role for target in kb or ["*"]})
     out.print(key, markup=False, highlight=False)
-    err.print(f"key {name!r} saved (hashed) in {path}; it is shown only now", markup=False)
+    err.print(f"key {name!r} saved (hashed) in {store.where}; it is shown only now", markup=False)
 
 
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False) -> None:
     """List API keys by name with their permissions (keys themselves are never stored)."""
     from kbchat.config import load_settings
-    from kbchat.server.auth import describe_keys, keys_path
+    from kbchat.server.auth import describe_keys, key_store
 
-    rows = describe_keys(keys_path(load_settings()))
+    rows = describe_keys(key_store(load_settings()))
     if as_json:
         print_json(rows)
         return
@@ -354,9 +354,9 @@ def keys_list(as_json: JsonOpt = False) -> None:
 def keys_rm(name: str) -> None:
     """Delete an API key; a running server stops accepting it at once."""
     from kbchat.config import load_settings
-    from kbchat.server.auth import keys_path, remove_key
+    from kbchat.server.auth import key_store, remove_key
 
-    remove_key(keys_path(load_settings()), name)
+    remove_key(key_store(load_settings()), name)
     out.print(f"removed key {name!r}")
 
 

@@ -1,7 +1,9 @@
 """API keys and per-knowledge-base permissions.
 
 Keys are random strings shown once when made (``kbchat keys add``); only their sha256
-is stored, in ``server.api_keys`` or the keys file (``<home>/keys.json``). A key grants
+is stored: in ``server.api_keys``, the keys file (``<home>/keys.json``), or, when the catalog
+is shared between servers (PostgreSQL), in its ``api_keys`` table, so that every server
+accepts the same keys. A key grants
 a role per knowledge base (``*`` for all): read (search, chat, list), write (upload,
 sync, remove, rebuild) or admin (create, delete). Keys are off on loopback by default
 and required on any other address; ``server.auth = "off"`` on a non-loopback address is
@@ -24,11 +26,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from kbchat.config import ApiKeySettings, Settings
 from kbchat.errors import BadInput, ConfigError, NotFound
 from kbchat.kb.library import is_temporary
 from kbchat.server.errors import Forbidden, Unauthorized
+from kbchat.store.catalog import Catalog, make_url_safe
+from kbchat.store.catalog_schema import api_keys
 
 Role = Literal["read", "write", "admin"]
 ROLES: tuple[Role, ...] = ("read", "write", "admin")
@@ -115,22 +121,137 @@ def kb_not_found(name: str) -> NotFound:
 _VERBS = {"read": "read", "write": "write to", "admin": "administer"}
 
 
+class KeyStore:
+    """Where ``kbchat keys`` keeps hashed keys: the keys file, or a shared catalog's table."""
+
+    where: str
+
+    def read(self) -> list[ApiKeySettings]:
+        raise NotImplementedError
+
+    def insert(self, entry: ApiKeySettings) -> None:
+        """Store a new key. Raises BadInput: the name is taken."""
+        raise NotImplementedError
+
+    def delete(self, name: str) -> bool:
+        """Remove the key called ``name``; returns whether there was one."""
+        raise NotImplementedError
+
+    def stamp(self) -> object:
+        """Changes when the stored keys change (cheap to ask)."""
+        raise NotImplementedError
+
+
+class FileKeys(KeyStore):
+    """Keys in a JSON file readable by its owner only (``<home>/keys.json``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = str(path)
+
+    def read(self) -> list[ApiKeySettings]:
+        return read_keys(self.path)
+
+    def insert(self, entry: ApiKeySettings) -> None:
+        keys = self.read()
+        if any(k.name == entry.name for k in keys):
+            raise BadInput(
+                f"a key named {entry.name!r} already exists in {self.where}; remove it first"
+            )
+        _write_keys(self.path, [*keys, entry])
+
+    def delete(self, name: str) -> bool:
+        keys = self.read()
+        kept = [k for k in keys if k.name != name]
+        if len(kept) < len(keys):
+            _write_keys(self.path, kept)
+        return len(kept) < len(keys)
+
+    def stamp(self) -> object:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (info.st_mtime, info.st_size)
+
+
+class CatalogKeys(KeyStore):
+    """Keys in the catalog's ``api_keys`` table (a catalog shared by several servers)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.where = "the catalog (" + make_url_safe(str(catalog.engine.url)) + ")"
+
+    def read(self) -> list[ApiKeySettings]:
+        with self.catalog.engine.connect() as conn:
+            rows = conn.execute(select(api_keys).order_by(api_keys.c.name)).all()
+        return [
+            ApiKeySettings(
+                name=row.name, sha256=row.sha256, permissions=json.loads(row.permissions)
+            )
+            for row in rows
+        ]
+
+    def insert(self, entry: ApiKeySettings) -> None:
+        try:
+            with self.catalog.engine.begin() as conn:
+                conn.execute(
+                    insert(api_keys).values(
+                        name=entry.name,
+                        sha256=entry.sha256,
+                        permissions=json.dumps(dict(entry.permissions)),
+                        created_at=time.time(),
+                    )
+                )
+        except IntegrityError:
+            raise BadInput(
+                f"a key named {entry.name!r} already exists in {self.where}; remove it first"
+            ) from None
+
+    def delete(self, name: str) -> bool:
+        with self.catalog.engine.begin() as conn:
+            return bool(conn.execute(delete(api_keys).where(api_keys.c.name == name)).rowcount)
+
+    def stamp(self) -> object:
+        with self.catalog.engine.connect() as conn:
+            return tuple(
+                conn.execute(
+                    select(func.count(), func.max(api_keys.c.created_at), func.min(api_keys.c.name))
+                ).one()
+            )
+
+
+def key_store(settings: Settings) -> KeyStore:
+    """Where new keys go: the catalog when it is shared between servers, else the keys file."""
+    if settings.shared_catalog:
+        return CatalogKeys(Catalog(settings.catalog_url))
+    return FileKeys(keys_path(settings))
+
+
 class Authenticator:
     """Checks ``Authorization: Bearer <key>`` headers against the configured key hashes.
 
-    The keys file is re-read when it changes, so keys added or removed with the CLI
-    take effect without a restart.
+    The keys file (and a shared catalog's keys, at most every ``CATALOG_CHECK_S``) are
+    re-read when they change, so keys added or removed with the CLI take effect without a
+    restart.
 
     Raises:
         ConfigError: keys are required but none is configured, or the keys file is bad.
     """
 
+    CATALOG_CHECK_S = 2.0
+
     def __init__(self, settings: Settings) -> None:
         self.required = keys_required(settings)
         self._configured = list(settings.server.api_keys)
-        self._path = keys_path(settings)
+        self._file = FileKeys(keys_path(settings))
+        self._catalog = (
+            CatalogKeys(Catalog(settings.catalog_url)) if settings.shared_catalog else None
+        )
+        self._checked = 0.0
+        self._catalog_stamp: object = None
         self._lock = threading.Lock()
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: object = None
         self._loaded = False
         self._by_hash: dict[str, ApiKeySettings] = {}
         self._reload()
@@ -162,16 +283,20 @@ class Authenticator:
         return Principal(name=entry.name, permissions=dict(entry.permissions))
 
     def _reload(self) -> None:
-        try:
-            info = self._path.stat()
-            stamp: tuple[float, int] | None = (info.st_mtime, info.st_size)
-        except FileNotFoundError:
-            stamp = None
+        stamp: object = self._file.stamp()
+        if self._catalog is not None:
+            now = time.monotonic()
+            if not self._loaded or now - self._checked >= self.CATALOG_CHECK_S:
+                self._catalog_stamp = self._catalog.stamp()
+                self._checked = now
+            stamp = (stamp, self._catalog_stamp)
         with self._lock:
             if self._loaded and stamp == self._stamp:
                 return
             try:
-                stored = read_keys(self._path) if stamp else []
+                stored = self._file.read()
+                if self._catalog is not None:
+                    stored += self._catalog.read()
             except ConfigError:
                 if not self._loaded:
                     raise
@@ -216,12 +341,12 @@ def read_keys(path: Path) -> list[ApiKeySettings]:
         raise ConfigError(f"keys file {path} is not valid: {exc}") from None
 
 
-def add_key(path: Path, name: str, permissions: Mapping[str, str]) -> str:
+def add_key(store: KeyStore, name: str, permissions: Mapping[str, str]) -> str:
     """Create a key called ``name`` with ``permissions``; returns the key (shown only once).
 
     Args:
-        path: The keys file (created if missing, readable by its owner only).
-        name: Who or what uses the key; unique in the file.
+        store: Where it is kept (``key_store(settings)``).
+        name: Who or what uses the key; unique in the store.
         permissions: Knowledge base name (or ``*``) -> read, write or admin.
 
     Raises:
@@ -234,31 +359,24 @@ def add_key(path: Path, name: str, permissions: Mapping[str, str]) -> str:
         if role not in ROLES:
             raise BadInput(f"role for {kb!r} must be one of {', '.join(ROLES)}, got {role!r}")
         roles[kb] = role
-    keys = read_keys(path)
-    if any(k.name == name for k in keys):
-        raise BadInput(f"a key named {name!r} already exists in {path}; remove it first")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    keys.append(ApiKeySettings(name=name, sha256=hash_key(key), permissions=roles))
-    _write_keys(path, keys)
+    store.insert(ApiKeySettings(name=name, sha256=hash_key(key), permissions=roles))
     return key
 
 
-def remove_key(path: Path, name: str) -> None:
-    """Delete the key called ``name`` from the keys file.
+def remove_key(store: KeyStore, name: str) -> None:
+    """Delete the key called ``name``.
 
     Raises:
         NotFound: no key of that name.
     """
-    keys = read_keys(path)
-    kept = [k for k in keys if k.name != name]
-    if len(kept) == len(keys):
-        raise NotFound(f"no key named {name!r} in {path}")
-    _write_keys(path, kept)
+    if not store.delete(name):
+        raise NotFound(f"no key named {name!r} in {store.where}")
 
 
-def describe_keys(path: Path) -> list[dict[str, Any]]:
+def describe_keys(store: KeyStore) -> list[dict[str, Any]]:
     """Names and permissions of the stored keys (never the hashes)."""
-    return [{"name": k.name, "permissions": dict(k.permissions)} for k in read_keys(path)]
+    return [{"name": k.name, "permissions": dict(k.permissions)} for k in store.read()]
 
 
 def _write_keys(path: Path, keys: list[ApiKeySettings]) -> None:

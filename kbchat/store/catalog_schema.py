@@ -249,3 +249,13 @@ blobs = Table(
     Column("data", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    # API keys by name, when the catalog is shared: every server sees the same keys.
+    Column("name", String(128), primary_key=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("permissions", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

@@ -18,6 +18,7 @@ from kbchat.errors import BadInput, ConfigError, NotFound
 from kbchat.server import create_app
 from kbchat.server.auth import (
     Authenticator,
+    FileKeys,
     Principal,
     add_key,
     hash_key,
@@ -104,18 +105,18 @@ def test_serve_refuses_auth_off_beyond_loopback(
 
 def test_keys_file_stores_only_hashes(settings: Settings) -> None:
     path = keys_path(settings)
-    key = add_key(path, "alice", {"docs": "write"})
+    key = add_key(FileKeys(path), "alice", {"docs": "write"})
     text = path.read_text()
     assert key not in text and hash_key(key) in text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     with pytest.raises(BadInput, match="already exists"):
-        add_key(path, "alice", {"*": "read"})
+        add_key(FileKeys(path), "alice", {"*": "read"})
     with pytest.raises(BadInput, match="role"):
-        add_key(path, "bob", {"*": "owner"})
-    remove_key(path, "alice")
+        add_key(FileKeys(path), "bob", {"*": "owner"})
+    remove_key(FileKeys(path), "alice")
     assert json.loads(path.read_text()) == []
     with pytest.raises(NotFound):
-        remove_key(path, "alice")
+        remove_key(FileKeys(path), "alice")
 
 
 def test_principal_roles() -> None:
@@ -129,12 +130,12 @@ def test_principal_roles() -> None:
 
 def test_authenticator_rereads_the_keys_file(settings: Settings) -> None:
     path = keys_path(settings)
-    first = add_key(path, "first", {"*": "read"})
+    first = add_key(FileKeys(path), "first", {"*": "read"})
     auth = Authenticator(make_settings(auth="on"))
     assert auth.authenticate(f"Bearer {first}").name == "first"
-    second = add_key(path, "second", {"*": "admin"})
+    second = add_key(FileKeys(path), "second", {"*": "admin"})
     assert auth.authenticate(f"Bearer {second}").permissions == {"*": "admin"}
-    remove_key(path, "first")
+    remove_key(FileKeys(path), "first")
     with pytest.raises(Unauthorized):
         auth.authenticate(f"Bearer {first}")
     for header in (None, "", "Basic abc", "Bearer ", f"bearer {second}x"):
@@ -146,9 +147,9 @@ def test_authenticator_rereads_the_keys_file(settings: Settings) -> None:
 def keys(settings: Settings) -> dict[str, str]:
     path = keys_path(settings)
     return {
-        "admin": add_key(path, "admin", {"*": "admin"}),
-        "writer": add_key(path, "writer", {"docs": "write"}),
-        "reader": add_key(path, "reader", {"docs": "read"}),
+        "admin": add_key(FileKeys(path), "admin", {"*": "admin"}),
+        "writer": add_key(FileKeys(path), "writer", {"docs": "write"}),
+        "reader": add_key(FileKeys(path), "reader", {"docs": "read"}),
     }
 
 

@@ -114,3 +114,37 @@ def test_a_restarted_postgresql_costs_no_failed_query(tmp_path: Path) -> None:
             assert catalog.kb_names() == ["a"]
         finally:
             catalog.close()
+
+
+@pytest.mark.postgres
+def test_api_keys_in_a_shared_catalog_work_on_every_server(
+    postgres: TestPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kbchat.errors import BadInput, NotFound
+    from kbchat.server.auth import (
+        Authenticator,
+        CatalogKeys,
+        add_key,
+        describe_keys,
+        key_store,
+        remove_key,
+    )
+    from kbchat.server.errors import Unauthorized
+
+    url = postgres.new_database()
+    settings = load_settings(catalog={"url": url}, server={"auth": "on"})
+    store = key_store(settings)
+    assert isinstance(store, CatalogKeys) and "s3cret" not in store.where
+    key = add_key(store, "alice", {"docs": "write"})
+    with pytest.raises(BadInput, match="already exists"):
+        add_key(store, "alice", {"*": "read"})
+    first, second = Authenticator(settings), Authenticator(settings)  # two servers
+    monkeypatch.setattr(Authenticator, "CATALOG_CHECK_S", 0.0)
+    assert first.authenticate(f"Bearer {key}").name == "alice"
+    assert second.authenticate(f"Bearer {key}").permissions == {"docs": "write"}
+    assert describe_keys(store) == [{"name": "alice", "permissions": {"docs": "write"}}]
+    remove_key(store, "alice")
+    with pytest.raises(Unauthorized):
+        second.authenticate(f"Bearer {key}")
+    with pytest.raises(NotFound, match="no key named 'alice' in the catalog"):
+        remove_key(store, "alice")
