@@ -61,6 +61,14 @@ class Library:
         self._lock = threading.Lock()
 
     def close(self) -> None:
+        """Close the open knowledge bases' server stores (connection pools), then the catalog."""
+        with self._lock:
+            opened = list(self._open.values())
+            self._open.clear()
+        for kb in opened:
+            close = getattr(kb.index.vectors, "close", None)  # server stores hold connections
+            if close is not None:
+                close()
         self.catalog.close()
 
     def default_embedder_spec(self, backend: str | None = None) -> dict[str, Any]:

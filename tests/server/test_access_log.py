@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from kbchat.logging import configure_logging
 from kbchat.server import create_app
-from kbchat.server.auth import add_key, keys_path
+from kbchat.server.auth import FileKeys, add_key, keys_path
 from tests.server.support import DOCS, make_services, make_settings, upload
 
 
@@ -35,7 +35,7 @@ def _records(stream: io.StringIO, message: str) -> list[dict[str, Any]]:
 
 def test_requests_and_answers_are_logged_without_keys(lines: io.StringIO) -> None:
     settings = make_settings(host="0.0.0.0")
-    key = add_key(keys_path(settings), "alice", {"*": "admin"})
+    key = add_key(FileKeys(keys_path(settings)), "alice", {"*": "admin"})
     services = make_services(settings)
     headers = {"Authorization": f"Bearer {key}"}
     with TestClient(create_app(settings, services=services)) as client:

@@ -61,7 +61,7 @@ def test_agent_mode_streams_tool_steps_and_keeps_them(
 
 
 def test_agent_search_covers_only_what_the_caller_may_read(tmp_path: Any) -> None:
-    from kbchat.server.auth import add_key, keys_path
+    from kbchat.server.auth import FileKeys, add_key, keys_path
 
     settings = load_settings(
         embedder={"backend": "hash"},
@@ -69,8 +69,8 @@ def test_agent_search_covers_only_what_the_caller_may_read(tmp_path: Any) -> Non
         agent={"router": "model"},
         server={"auth": "on"},
     )
-    admin = add_key(keys_path(settings), "admin", {"*": "admin"})
-    reader = add_key(keys_path(settings), "reader", {"public": "read"})
+    admin = add_key(FileKeys(keys_path(settings)), "admin", {"*": "admin"})
+    reader = add_key(FileKeys(keys_path(settings)), "reader", {"public": "read"})
     model = ScriptedChatModel(
         [calls(("kb_search", {"query": "kettle warranty", "kb": "docs"})), "x"]
     )

@@ -22,7 +22,7 @@ from kbchat.chat.tools.mcp import list_tools
 from kbchat.config import McpServerSettings
 from kbchat.errors import KbchatError
 from kbchat.server import create_app
-from kbchat.server.auth import add_key, keys_path
+from kbchat.server.auth import FileKeys, add_key, keys_path
 from kbchat.server.mcp import build_mcp
 from kbchat.testing.fakes import ScriptedChatModel
 from tests.server.support import live_server, make_services, make_settings
@@ -89,7 +89,7 @@ def test_kbchat_mcp_tools_in_process(tmp_path: Path) -> None:
 
 def test_kbchat_mcp_over_http_checks_keys_and_permissions(tmp_path: Path) -> None:
     settings = make_settings(auth="on")
-    key = add_key(keys_path(settings), "reader", {"shop": "read"})
+    key = add_key(FileKeys(keys_path(settings)), "reader", {"shop": "read"})
     services = make_services(settings)
     shop(services, tmp_path)
     with live_server(create_app(settings, services=services)) as url:
@@ -181,7 +181,7 @@ def test_doctor_lists_mcp_servers() -> None:
 
 def test_the_agent_can_use_kbchat_itself_over_http_with_a_key(tmp_path: Path) -> None:
     settings = make_settings(auth="on")
-    key = add_key(keys_path(settings), "agent", {"*": "read"})
+    key = add_key(FileKeys(keys_path(settings)), "agent", {"*": "read"})
     services = make_services(settings)
     shop(services, tmp_path)
     with live_server(create_app(settings, services=services)) as url:
