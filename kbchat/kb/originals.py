@@ -77,12 +77,14 @@ def local_copy(
 
 
 def drop_unused_blob(catalog: Catalog, sha256: str) -> None:
-    """Delete the blob of ``sha256`` unless a file or an unfinished task still names it."""
+    """Delete the blob of ``sha256`` unless a file or an unfinished add still names it."""
     if not sha256:
         return
     used_by_file = exists().where(files.c.sha256 == sha256)
     used_by_task = exists().where(
-        job_tasks.c.sha256 == sha256, job_tasks.c.status.in_(("queued", "running"))
+        job_tasks.c.sha256 == sha256,
+        job_tasks.c.op == "add",
+        job_tasks.c.status.in_(("queued", "running")),
     )
     with catalog.engine.begin() as conn:
         conn.execute(delete(blobs).where(blobs.c.sha256 == sha256, ~used_by_file, ~used_by_task))

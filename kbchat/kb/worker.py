@@ -307,16 +307,39 @@ class Worker:
             op(Work(self.services, kb, tasks, _Reporter(self.queue, tasks)))
         except TRANSIENT as exc:
             log.warning("task %s (%s on %s) failed, will retry: %s", ids, tasks[0].op, kb, exc)
-            self.queue.retry(ids, str(exc) or type(exc).__name__)
+            error = str(exc) or type(exc).__name__
+            if not self.queue.retry(ids, error):
+                self._give_up(kb, tasks, f"{error} (gave up after {tasks[0].attempts} attempts)")
             return
         except KbchatError as exc:
             self.queue.finish(ids, error=str(exc))
+            self._give_up(kb, tasks, str(exc))
             return
         except Exception as exc:  # a bug must fail the task, not kill the worker
             log.exception("task %s (%s on %s) crashed", ids, tasks[0].op, kb)
-            self.queue.finish(ids, error=f"internal error: {type(exc).__name__}: {exc}")
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            self.queue.finish(ids, error=error)
+            self._give_up(kb, tasks, error)
             return
         self.queue.finish(ids)
+
+    def _give_up(self, kb: str, tasks: Sequence[ClaimedTask], error: str) -> None:
+        """Files of failed add tasks say why in the catalog (an indexed version is kept)."""
+        adds = [task for task in tasks if task.op == "add" and task.file is not None]
+        if not adds:
+            return
+        try:
+            catalog = self.services.library.catalog
+            record = catalog.get_kb(kb)
+            for task in adds:
+                assert task.file is not None
+                catalog.set_file_status(
+                    record.id, task.file, path=task.payload["path"], status="failed", error=error
+                )
+        except Exception as exc:  # the KB dropped meanwhile, or the database away
+            log.warning(
+                "could not record the failure of %s in %s: %s", kb, [t.file for t in adds], exc
+            )
 
     def _renew(self) -> None:
         while not self._stop.wait(self.queue.lease_s / 3):

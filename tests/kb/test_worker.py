@@ -1,0 +1,105 @@
+"""Workers running the real ops on a real library: uploads added and removed, bytes carried by
+the catalog to a worker on another machine, and a file whose embedding keeps failing marked
+failed with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from kbchat.app import Services, build
+from kbchat.config import load_settings
+from kbchat.errors import BackendError
+from kbchat.kb import jobs as jobs_module
+from kbchat.kb.jobs import JobQueue
+from kbchat.kb.originals import save_blob
+from kbchat.kb.prepare import file_sha256
+from kbchat.kb.worker import Worker, add_tasks, remove_task
+from kbchat.store.catalog_schema import blobs
+
+
+def services(home: Path, catalog_url: str) -> Services:
+    return build(
+        load_settings(
+            home=home,
+            embedder={"backend": "hash"},
+            catalog={"url": catalog_url},
+        )
+    )
+
+
+def drain(worker: Worker) -> None:
+    while worker.run_once():
+        pass
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs_module, "BACKOFF_S", 0.0)
+
+
+def test_an_upload_is_added_then_removed_with_its_copy(tmp_path: Path) -> None:
+    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
+    record = here.library.create("docs")
+    upload = here.settings.home / "uploads" / str(record.id) / "kettle.txt"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("The K3 kettle warranty lasts two years.")
+    queue = JobQueue(here.library.catalog)
+    worker = Worker(here, queue)
+    job = queue.submit(
+        "docs", "add", add_tasks([("kettle.txt", upload, file_sha256(upload))], shared=False)
+    )
+    drain(worker)
+    assert queue.get(job.id).files[0].status == "indexed"
+    assert here.library.get("docs").search("kettle warranty")[0].file == "kettle.txt"
+    removed = queue.submit("docs", "remove", [remove_task("kettle.txt", str(upload), "")])
+    drain(worker)
+    assert queue.get(removed.id).files[0].status == "removed"
+    assert not upload.exists() and here.library.get("docs").files() == []
+
+
+def test_a_worker_on_another_machine_reads_the_upload_from_the_catalog(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    server = services(tmp_path / "server", url)
+    elsewhere = services(tmp_path / "worker", url)  # another home: another machine's disk
+    record = server.library.create("docs")
+    upload = server.settings.home / "uploads" / str(record.id) / "说明书.txt"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("电水壶的保修期为两年。", encoding="utf-8")
+    sha = file_sha256(upload)
+    save_blob(server.library.catalog, upload, sha)
+    upload.unlink()  # only the catalog has the bytes now
+    queue = JobQueue(server.library.catalog)
+    job = queue.submit("docs", "add", add_tasks([("说明书.txt", upload, sha)], shared=True))
+    drain(Worker(elsewhere, JobQueue(elsewhere.library.catalog)))
+    assert queue.get(job.id).files[0].status == "indexed"
+    local = elsewhere.settings.home / "uploads" / str(record.id) / "说明书.txt"
+    assert local.read_text(encoding="utf-8") == "电水壶的保修期为两年。"
+    queue.submit("docs", "remove", [remove_task("说明书.txt", str(local), sha)])
+    drain(Worker(elsewhere, JobQueue(elsewhere.library.catalog)))
+    with server.library.catalog.engine.connect() as conn:  # nothing names it: the blob goes
+        assert conn.execute(select(blobs.c.sha256)).all() == []
+
+
+def test_a_file_whose_embedding_keeps_failing_is_marked_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
+    here.library.create("docs")
+    kb = here.library.get("docs")
+    source = tmp_path / "tea.txt"
+    source.write_text("Green tea is brewed at eighty degrees.")
+
+    def down(texts: object, *, is_query: bool = False) -> object:
+        raise BackendError("embedding server at http://127.0.0.1:9 refused the connection")
+
+    monkeypatch.setattr(kb.embedder, "embed_batch", down)
+    queue = JobQueue(here.library.catalog)
+    job = queue.submit("docs", "add", add_tasks([("tea.txt", source, "")], shared=False))
+    drain(Worker(here, queue))
+    finished = queue.get(job.id)
+    assert finished.status == "failed" and "gave up after 3 attempts" in (finished.error or "")
+    [record] = kb.files()
+    assert record.status == "failed" and "refused the connection" in (record.error or "")
