@@ -150,6 +150,8 @@ class ToolStep:
 
 
 OutcomeStatus = Literal["indexed", "failed", "skipped", "unchanged", "removed", "pending"]
+FileStatus = Literal["indexed", "failed", "skipped", "pending"]
+"""A file's state in the catalog."""
 """What happened to one file in a knowledge-base write."""
 
 AnswerOutcome = Literal["answered", "refused", "fallback"]

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from kbchat.shapes import Shape
-from kbchat.store.catalog_schema import FileStatus
-from kbchat.types import OutcomeStatus
+from kbchat.types import FileStatus, OutcomeStatus
 
 if TYPE_CHECKING:  # the CLI imports these shapes; the write path (numpy, faiss) stays unloaded
     from kbchat.kb.jobs import Job

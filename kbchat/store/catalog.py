@@ -23,7 +23,6 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from kbchat.errors import BackendError, ConfigError, Conflict, NotFound
 from kbchat.store.catalog_schema import (
     FileRecord,
-    FileStatus,
     KBRecord,
     NewChunk,
     StoredChunk,
@@ -36,6 +35,7 @@ from kbchat.store.catalog_schema import (
     metadata,
     new_chunk_row,
 )
+from kbchat.types import FileStatus
 
 if TYPE_CHECKING:
     import numpy as np

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -21,12 +21,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from kbchat.types import Chunk
+from kbchat.types import Chunk, FileStatus
 
 if TYPE_CHECKING:
     import numpy as np
 
-FileStatus = Literal["indexed", "failed", "skipped", "pending"]
 
 metadata = MetaData()
 
