@@ -103,3 +103,34 @@ def test_a_file_whose_embedding_keeps_failing_is_marked_failed(
     assert finished.status == "failed" and "gave up after 3 attempts" in (finished.error or "")
     [record] = kb.files()
     assert record.status == "failed" and "refused the connection" in (record.error or "")
+
+
+def test_the_same_file_uploaded_twice_at_once_is_indexed_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    here = services(tmp_path / "a", url)
+    record = here.library.create("docs")
+    upload = here.settings.home / "uploads" / str(record.id) / "kettle.txt"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("The K3 kettle warranty lasts two years.")
+    sha = file_sha256(upload)
+    queue = JobQueue(here.library.catalog)
+    jobs = [
+        queue.submit("docs", "add", add_tasks([("kettle.txt", upload, sha)], shared=False))
+        for _ in range(2)
+    ]
+    workers = [
+        Worker(here, queue),
+        Worker(services(tmp_path / "b", url), JobQueue(here.library.catalog)),
+    ]
+    # two workers (two machines) ask at once: the second task waits for the first
+    first, second = (
+        workers[0].queue.claim("w1", workers[0].host),
+        workers[1].queue.claim("w2", workers[1].host),
+    )
+    assert len(first) == 1 and second == []
+    workers[0].queue.retry([first[0].id], "handed back for the test")
+    while any(w.run_once() for w in workers):
+        pass
+    statuses = [queue.get(job.id).files[0].status for job in jobs]
+    assert statuses == ["indexed", "unchanged"]
+    assert here.library.get("docs").stats()["chunks"] == 1
