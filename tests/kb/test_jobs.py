@@ -267,3 +267,33 @@ def test_observers_hear_changes_until_stopped(queue: JobQueue) -> None:
     stop()
     queue.submit("kb", "add", [])
     assert len(heard) == 4
+
+
+def test_a_process_s_workers_leave_a_kb_one_of_them_is_writing(queue: JobQueue) -> None:
+    release = threading.Event()
+    started = threading.Event()
+    ran: list[str] = []
+
+    def slow(work: Work) -> None:
+        started.set()
+        assert release.wait(10)
+
+    def quick(work: Work) -> None:
+        ran.append(work.kb)
+
+    ops: dict[str, Op] = {"slow": slow, "quick": quick}
+    busy: set[str] = set()
+    first, second = worker(queue, ops, busy=busy), worker(queue, ops, busy=busy)
+    queue.submit("big", "add", [Task("slow", file="huge.pdf")])
+    waiting = queue.submit("big", "add", [Task("quick", file="other.txt")])
+    chat = queue.submit("~chat", "attach", [Task("quick")])
+    first.start()
+    try:
+        assert started.wait(10)
+        # the second worker skips the big KB's next file and serves the file chat at once
+        assert second.run_once() and ran == ["~chat"]
+        assert queue.get(chat.id).status == "done"
+        assert not second.run_once() and queue.get(waiting.id).status == "queued"
+    finally:
+        release.set()
+        first.stop()
