@@ -35,7 +35,9 @@ from kbchat.server.uploads import (
     place_uploads,
     remove_upload,
     remove_uploads,
+    safe_path,
     stage_uploads,
+    unsupported_reason,
     uploads_dir,
 )
 from kbchat.shapes.kb import (
@@ -212,12 +214,42 @@ def upload_files(
     )
     found = [FoundFile(name=s.name, path=s.target) for s in staged]
     catalog.mark_pending(record.id, [(f.name, str(f.path)) for f in found])
+    placed = {f.name for f in found}
+    for outcome in _catalogued(refused, placed):  # listed with their reason, as `kb add` does
+        catalog.set_file_status(
+            record.id,
+            outcome.name,
+            path="",
+            status="skipped" if outcome.status == "skipped" else "failed",
+            error=outcome.error,
+        )
 
     def work(listener: IngestListener) -> list[FileOutcome]:
         kb = state.services.library.get(name)
         return kb.add_found(found, listener=listener) if found else []
 
     return JobAccepted(job=job_info(state.jobs.submit(name, "add", work, outcomes=refused)))
+
+
+def _catalogued(refused: list[FileOutcome], placed: set[str]) -> list[FileOutcome]:
+    """The refused uploads the file list shows: failed ones, and unsupported types (skipped).
+
+    Left out, as ``kb add`` leaves them out: files an exclude pattern skipped, and names
+    with nothing usable (they name no file the knowledge base could hold); and the twin of
+    a file placed by the same request (it is being indexed).
+    """
+    kept = []
+    for outcome in refused:
+        if outcome.name in placed:
+            continue
+        try:
+            usable = safe_path(outcome.name) == outcome.name
+        except BadInput:
+            usable = False
+        unsupported = outcome.error == unsupported_reason(outcome.name)
+        if usable and (outcome.status == "failed" or unsupported):
+            kept.append(outcome)
+    return kept
 
 
 @router.delete(
