@@ -1,0 +1,200 @@
+"""Sources in the page, against the real server with a scripted model: a citation opens its pdf
+at the cited page with the passage highlighted (bundled PDF.js); the file table lists failed
+uploads with their reason, retries them, and shows "deleting…" until a delete has run."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fpdf import FPDF
+from harness import LiveServer, screenshot
+from playwright.sync_api import expect
+
+from kbchat.app import Services, build
+from kbchat.config import load_settings
+from kbchat.kb.knowledge_base import FileOutcome, IngestListener
+from kbchat.testing.fakes import ScriptedChatModel
+from tests.server.support import NO_ANSWER_BAR
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PAGES = [
+    "Unpacking. Remove the K3 kettle from its box and keep the receipt.",
+    "Cleaning. Descale the kettle every month with white vinegar.",
+    "Warranty. The K3 kettle has a two year warranty from the date of purchase.",
+]
+REPLY = "The K3 kettle has a two year warranty from the date of purchase [1]."
+
+
+def pdf_bytes(pages: list[str]) -> bytes:
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=14)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 10, text, new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+class Served:
+    """The real app on a socket, and its services and server state for the test to drive."""
+
+    def __init__(self, server: LiveServer, services: Services, app: Any) -> None:
+        self.url = server.url
+        self.services = services
+        self.app = app
+
+    @property
+    def state(self) -> Any:
+        return self.app.state.kbchat
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    from kbchat.server.app import create_app
+
+    settings = load_settings(embedder={"backend": "hash"}, chat=NO_ANSWER_BAR)
+    services = build(settings)
+    services.models.add(settings.default_model, ScriptedChatModel([REPLY], name="scripted"))
+    app = create_app(settings, services=services)
+    with LiveServer(app) as server:
+        yield Served(server, services, app)
+    services.close()
+
+
+def test_a_pdf_citation_opens_at_its_page_with_the_passage_highlighted(
+    page: Any, served: Served, tmp_path: Path
+) -> None:
+    folder = tmp_path / "manuals"
+    folder.mkdir()
+    (folder / "k3-manual.pdf").write_bytes(pdf_bytes(PAGES))
+    outcomes = served.services.library.ensure("manuals").add([folder])
+    assert [o.status for o in outcomes] == ["indexed"]
+
+    page.goto(served.url)
+    page.click("#kb-summary")
+    page.check("#kb-picker input[value='manuals']")
+    page.click("#messages")
+    page.fill("#question", "How long is the K3 kettle warranty?")
+    page.press("#question", "Enter")
+    answer = page.locator(".msg.assistant").last
+    expect(answer).not_to_have_class("msg assistant streaming")
+    answer.locator("button.cite").first.click()
+    source = answer.locator(".source[open]").first
+    expect(source.locator(".source-where")).to_contain_text("page 3")
+    source.locator(".source-open").click()
+
+    viewer = page.locator("#source-viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer.locator("#viewer-title")).to_have_text("k3-manual.pdf")
+    drawn = viewer.locator(".pdf-page[data-page='3']")
+    expect(drawn).to_have_attribute("data-highlighted", "1")
+    expect(viewer.locator("#pdf-counter")).to_have_text("page 3 of 3")
+    passage = drawn.locator("mark.cited-passage")
+    expect(passage).to_have_count(1)
+    assert "two year warranty" in passage.inner_text()
+    box = passage.bounding_box()
+    line = passage.locator("xpath=..").bounding_box()
+    assert box and line and box["height"] > 10
+    # over the quoted words: most of the line, in the line, ending where the line ends
+    assert line["x"] <= box["x"] and box["width"] > 0.7 * line["width"]
+    assert abs(box["x"] + box["width"] - (line["x"] + line["width"])) < 0.05 * line["width"]
+    canvas_drawn = "(c) => c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+    canvas_drawn += ".some((v, i) => i % 4 !== 3 && v < 128)"
+    assert drawn.locator("canvas").evaluate(canvas_drawn), "the page's text was not drawn"
+    screenshot(page, "sources-pdf-citation")
+
+    viewer.locator("#pdf-prev").click()
+    expect(viewer.locator(".pdf-page[data-page='2']")).to_have_attribute("data-highlighted", "0")
+    viewer.locator("[data-tab='chunks']").click()
+    chunks = viewer.locator("#chunk-list .chunk")
+    expect(chunks).to_have_count(3)
+    expect(viewer.locator("#chunk-list .chunk.cited")).to_contain_text("page 3")
+    expect(viewer.locator("#chunk-list .chunk.cited mark.cited-passage")).to_contain_text("warranty")
+    screenshot(page, "sources-chunks")
+    viewer.locator("#viewer-close").click()
+    expect(viewer).to_be_hidden()
+
+
+def test_a_search_hit_opens_its_text_file_at_the_passage(page: Any, served: Served) -> None:
+    chapters = [
+        "第一章 安装。" + "请把水壶放在平稳的台面上，远离水槽和炉灶。" * 25,
+        "第二章 保修。K3 水壶保修两年，自购买之日起计算。" + "保修期内免费维修。" * 50,
+        "第三章 清洁。" + "每月用白醋除垢一次，然后用清水冲洗两遍。" * 25,
+    ]
+    served.services.library.ensure("notes")
+    page.goto(f"{served.url}/#/kbs/notes")
+    page.set_input_files(
+        "#file-input",
+        [{"name": "说明.txt", "mimeType": "text/plain", "buffer": "\n\n".join(chapters).encode()}],
+    )
+    expect(page.locator("#file-rows tr .badge")).to_have_text(["indexed"])
+    page.fill("#search-query", "保修两年")
+    page.click("#search-submit")
+    hit = page.locator("#search-results .hit").first
+    expect(hit.locator(".hit-text")).to_contain_text("保修两年")
+    hit.locator(".source-open").click()
+    viewer = page.locator("#source-viewer")
+    expect(viewer.locator(".viewer-text")).to_contain_text("第三章 清洁")  # the whole file
+    passage = viewer.locator("mark.cited-passage")
+    expect(passage).to_contain_text("K3 水壶保修两年")
+    assert "第三章" not in passage.inner_text() and "第一章" not in passage.inner_text()
+    screenshot(page, "sources-text-hit")
+
+
+def test_failed_uploads_are_listed_with_retry_and_deleting_waits_for_the_job(
+    page: Any, served: Served
+) -> None:
+    served.services.library.ensure("docs")
+    page.goto(f"{served.url}/#/kbs/docs")
+    page.set_input_files(
+        "#file-input",
+        [
+            {"name": "broken.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 cut"},
+            {"name": "empty.txt", "mimeType": "text/plain", "buffer": b""},
+            {"name": "kettle.txt", "mimeType": "text/plain", "buffer": b"The K3 kettle."},
+        ],
+    )
+    expect(page.locator("#jobs .job").first).to_have_attribute("data-status", "done")
+    broken = page.locator("#file-rows tr[data-name='broken.pdf']")
+    empty = page.locator("#file-rows tr[data-name='empty.txt']")
+    expect(broken.locator(".badge")).to_have_text("failed")
+    expect(broken.locator(".reason")).to_contain_text("broken.pdf")
+    expect(empty.locator(".reason")).to_contain_text("empty")
+    screenshot(page, "sources-failed-uploads")
+
+    # the kept copy is repaired on the server; Retry reads it again
+    listed = {r.name: r for r in served.services.library.get("docs").files()}
+    Path(listed["broken.pdf"].path).write_bytes(pdf_bytes(["The K3 kettle manual."]))
+    broken.locator(".file-retry").click()
+    expect(broken.locator(".badge")).to_have_text("indexed")
+    expect(broken.locator(".reason")).to_have_count(0)
+
+    # a refused upload kept no copy: it is chosen again and uploaded under its name
+    with page.expect_file_chooser() as chooser:
+        empty.locator(".file-reupload").click()
+    chooser.value.set_files(
+        [{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"Descale monthly."}]
+    )
+    expect(empty.locator(".badge")).to_have_text("indexed")
+
+    # a delete waits behind a running job: the row says "deleting…" until it has run
+    release = threading.Event()
+
+    def hold(listener: IngestListener) -> list[FileOutcome]:
+        release.wait(60)
+        return []
+
+    served.state.jobs.submit("docs", "add", hold)
+    kettle = page.locator("#file-rows tr[data-name='kettle.txt']")
+    kettle.locator(".file-delete").click()
+    kettle.locator(".file-delete").click()
+    expect(kettle.locator(".badge")).to_have_text("deleting…")
+    assert "kettle.txt" in {r.name for r in served.services.library.get("docs").files()}
+    screenshot(page, "sources-deleting")
+    release.set()
+    expect(kettle).to_have_count(0)
+    expect(page.locator(".toast").last).to_contain_text("deleted")
