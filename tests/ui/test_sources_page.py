@@ -113,7 +113,9 @@ def test_a_pdf_citation_opens_at_its_page_with_the_passage_highlighted(
     chunks = viewer.locator("#chunk-list .chunk")
     expect(chunks).to_have_count(3)
     expect(viewer.locator("#chunk-list .chunk.cited")).to_contain_text("page 3")
-    expect(viewer.locator("#chunk-list .chunk.cited mark.cited-passage")).to_contain_text("warranty")
+    expect(viewer.locator("#chunk-list .chunk.cited mark.cited-passage")).to_contain_text(
+        "warranty"
+    )
     screenshot(page, "sources-chunks")
     viewer.locator("#viewer-close").click()
     expect(viewer).to_be_hidden()
