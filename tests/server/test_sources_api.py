@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from fpdf import FPDF
+from openpyxl import Workbook
+from pptx import Presentation
 
 from kbchat.config import Settings
 from kbchat.server import create_app
@@ -38,7 +40,12 @@ def sources_kb(client: TestClient) -> str:
     job = upload(
         client,
         "docs",
-        {**DOCS, "manual.pdf": MANUAL, "guides/page.html": b"<h1>Hi</h1><p>Welcome.</p>"},
+        {
+            **DOCS,
+            "manual.pdf": MANUAL,
+            "guides/page.html": b"<h1>Hi</h1><p>Welcome.</p>",
+            "说明/保修.txt": "K3 水壶保修两年。".encode(),
+        },
     )
     assert {f["status"] for f in job["files"]} == {"indexed"}, job
     return "docs"
@@ -57,6 +64,9 @@ def test_the_original_is_sent_with_its_type(client: TestClient, sources_kb: str)
     assert text.content == DOCS["kettle.txt"]
     assert text.headers["content-type"] == "text/plain; charset=utf-8"
     assert "sandbox" in text.headers["content-security-policy"]
+    chinese = client.get(f"/api/kbs/{sources_kb}/files/说明/保修.txt/original")
+    assert chinese.text == "K3 水壶保修两年。"
+    assert "filename*=utf-8''%E4%BF%9D%E4%BF%AE.txt" in chinese.headers["content-disposition"]
     markdown = client.get(f"/api/kbs/{sources_kb}/files/tea.md/original")
     assert markdown.headers["content-type"].startswith("text/markdown")
 
@@ -125,6 +135,41 @@ def test_text_as_the_loader_reads_it(client: TestClient, sources_kb: str) -> Non
     assert [d["page"] for d in pages] == [1, 2]
     stored_path(client, sources_kb, "tea.md").write_text("# Tea\n\nNew text.", encoding="utf-8")
     assert client.get(f"/api/kbs/{sources_kb}/files/tea.md/text").json()["changed"] is True
+
+
+def office_files(tmp_path: Path) -> dict[str, bytes]:
+    workbook = Workbook()
+    prices = workbook.active
+    assert prices is not None
+    prices.title = "价格"
+    prices.append(["model", "price"])
+    prices.append(["K3", 399])
+    workbook.create_sheet("Warranty").append(["K3", "two years"])
+    workbook.save(tmp_path / "k3.xlsx")
+    deck = Presentation()
+    for title in ("Launch", "Warranty terms"):
+        deck.slides.add_slide(deck.slide_layouts[5]).shapes.title.text = title
+    deck.save(str(tmp_path / "k3.pptx"))
+    return {name: (tmp_path / name).read_bytes() for name in ("k3.xlsx", "k3.pptx")}
+
+
+def test_sheets_and_slides_come_one_part_each_with_their_chunks(
+    client: TestClient, tmp_path: Path
+) -> None:
+    client.post("/api/kbs", json={"name": "office"})
+    job = upload(client, "office", office_files(tmp_path))
+    assert {f["status"] for f in job["files"]} == {"indexed"}, job
+    sheets = client.get("/api/kbs/office/files/k3.xlsx/text").json()["documents"]
+    assert [d["sheet"] for d in sheets] == ["价格", "Warranty"]
+    assert "399" in sheets[0]["text"] and "two years" in sheets[1]["text"]
+    slides = client.get("/api/kbs/office/files/k3.pptx/text").json()
+    assert [d["slide"] for d in slides["documents"]] == [1, 2]
+    assert slides["content_type"].endswith("presentationml.presentation")
+    chunks = client.get("/api/kbs/office/files/k3.xlsx/chunks").json()["chunks"]
+    assert {c["sheet"] for c in chunks} == {"价格", "Warranty"}
+    original = client.get("/api/kbs/office/files/k3.xlsx/original")
+    assert original.headers["content-type"].endswith("spreadsheetml.sheet")
+    assert original.headers["content-disposition"].startswith("attachment")
 
 
 def test_failed_uploads_are_listed_and_can_be_retried_or_deleted(client: TestClient) -> None:
