@@ -1,6 +1,8 @@
 """A knowledge base's files opened as sources: the original, its text, its chunks; retry.
 
-The file is named by its name in the knowledge base and looked up in the catalog; the
+Each route is ``/api/kbs/{kb}/{view}/{file}``: the file's name (which may hold folders) comes
+last, so no route can be mistaken for another (``/files/{file}`` answers DELETE for any
+name). The file is named by its name in the knowledge base and looked up in the catalog; the
 bytes served are those at the path the catalog recorded when the file was added (an
 upload's copy, or the file ``kb add`` read), never a path built from the request. A file
 skipped when it was added (a link out of its folder, a pipe, an unsupported type) was not
@@ -74,7 +76,7 @@ def content_type(name: str) -> str:
 
 
 @router.get(
-    "/api/kbs/{name}/files/{file:path}/original",
+    "/api/kbs/{name}/original/{file:path}",
     response_class=FileResponse,
     responses={
         200: {"description": "The file's bytes, with its media type."},
@@ -113,7 +115,7 @@ def original(
     )
 
 
-@router.get("/api/kbs/{name}/files/{file:path}/chunks", responses=documented(401, 404, 422))
+@router.get("/api/kbs/{name}/chunks/{file:path}", responses=documented(401, 404, 422))
 def chunks(
     name: KBNameInPath,
     file: str,
@@ -149,7 +151,7 @@ def chunks(
     )
 
 
-@router.get("/api/kbs/{name}/files/{file:path}/text", responses=documented(401, 404, 422))
+@router.get("/api/kbs/{name}/text/{file:path}", responses=documented(401, 404, 422))
 def text(name: KBNameInPath, file: str, state: StateDep, caller: CallerDep) -> FileText:
     """The file's text as its loader reads it now: the whole text, or one part per page,
     sheet or slide. Images are not read again (no OCR here): their chunks hold the text."""
@@ -176,7 +178,7 @@ def text(name: KBNameInPath, file: str, state: StateDep, caller: CallerDep) -> F
 
 
 @router.post(
-    "/api/kbs/{name}/files/{file:path}/retry",
+    "/api/kbs/{name}/retry/{file:path}",
     status_code=202,
     responses=documented(401, 403, 404, 409, 422, 503),
 )

@@ -52,27 +52,27 @@ def sources_kb(client: TestClient) -> str:
 
 
 def test_the_original_is_sent_with_its_type(client: TestClient, sources_kb: str) -> None:
-    pdf = client.get(f"/api/kbs/{sources_kb}/files/manual.pdf/original")
+    pdf = client.get(f"/api/kbs/{sources_kb}/original/manual.pdf")
     assert pdf.status_code == 200 and pdf.content == MANUAL
     assert pdf.headers["content-type"] == "application/pdf"
     assert pdf.headers["content-disposition"].startswith("inline")
     assert pdf.headers["x-content-type-options"] == "nosniff"
-    saved = client.get(f"/api/kbs/{sources_kb}/files/manual.pdf/original?download=true")
+    saved = client.get(f"/api/kbs/{sources_kb}/original/manual.pdf?download=true")
     assert saved.headers["content-disposition"].startswith("attachment")
 
-    text = client.get(f"/api/kbs/{sources_kb}/files/kettle.txt/original")
+    text = client.get(f"/api/kbs/{sources_kb}/original/kettle.txt")
     assert text.content == DOCS["kettle.txt"]
     assert text.headers["content-type"] == "text/plain; charset=utf-8"
     assert "sandbox" in text.headers["content-security-policy"]
-    chinese = client.get(f"/api/kbs/{sources_kb}/files/说明/保修.txt/original")
+    chinese = client.get(f"/api/kbs/{sources_kb}/original/说明/保修.txt")
     assert chinese.text == "K3 水壶保修两年。"
     assert "filename*=utf-8''%E4%BF%9D%E4%BF%AE.txt" in chinese.headers["content-disposition"]
-    markdown = client.get(f"/api/kbs/{sources_kb}/files/tea.md/original")
+    markdown = client.get(f"/api/kbs/{sources_kb}/original/tea.md")
     assert markdown.headers["content-type"].startswith("text/markdown")
 
 
 def test_markup_is_never_shown_on_the_page_origin(client: TestClient, sources_kb: str) -> None:
-    page = client.get(f"/api/kbs/{sources_kb}/files/guides/page.html/original")
+    page = client.get(f"/api/kbs/{sources_kb}/original/guides/page.html")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["content-disposition"].startswith("attachment")
     assert "sandbox" in page.headers["content-security-policy"]
@@ -85,33 +85,33 @@ def test_unknown_files_and_traversal_are_404_naming_the_file(
     # escaped so that the client sends them as they are; the server decodes them
     for name in ("nope.pdf", "%2e%2e%2fsecret.txt", "%2e%2e/%2e%2e/secret.txt", "..%5csecret.txt"):
         for view in ("original", "chunks", "text"):
-            response = client.get(f"/api/kbs/{sources_kb}/files/{name}/{view}")
+            response = client.get(f"/api/kbs/{sources_kb}/{view}/{name}")
             assert response.status_code == 404, (name, view, response.text)
             assert "no file named" in response.json()["error"]["message"]
     for name in ("../secret.txt", "../../../secret.txt"):  # the client resolves these itself
-        response = client.get(f"/api/kbs/{sources_kb}/files/{name}/original")
+        response = client.get(f"/api/kbs/{sources_kb}/original/{name}")
         assert response.status_code == 404 and b"not a kb file" not in response.content
-    absolute = client.get(f"/api/kbs/{sources_kb}/files/{settings.home}/secret.txt/original")
+    absolute = client.get(f"/api/kbs/{sources_kb}/original/{settings.home}/secret.txt")
     assert absolute.status_code == 404
-    missing_kb = client.get("/api/kbs/other/files/kettle.txt/original")
+    missing_kb = client.get("/api/kbs/other/original/kettle.txt")
     assert missing_kb.status_code == 404
     assert missing_kb.json()["error"]["message"] == "no knowledge base named 'other'"
 
 
 def test_an_original_gone_from_disk_is_a_404_naming_it(client: TestClient, sources_kb: str) -> None:
     stored_path(client, sources_kb, "kettle.txt").unlink()
-    response = client.get(f"/api/kbs/{sources_kb}/files/kettle.txt/original")
+    response = client.get(f"/api/kbs/{sources_kb}/original/kettle.txt")
     assert response.status_code == 404
     message = response.json()["error"]["message"]
     assert message.startswith("kettle.txt: the original is gone from") and "docs" in message
     # a folder or pipe standing where the file was is not sent either
     stored_path(client, sources_kb, "tea.md").unlink()
     stored_path(client, sources_kb, "tea.md").mkdir()
-    assert client.get(f"/api/kbs/{sources_kb}/files/tea.md/original").status_code == 404
+    assert client.get(f"/api/kbs/{sources_kb}/original/tea.md").status_code == 404
 
 
 def test_chunks_in_file_order_with_their_pages(client: TestClient, sources_kb: str) -> None:
-    listing = client.get(f"/api/kbs/{sources_kb}/files/manual.pdf/chunks").json()
+    listing = client.get(f"/api/kbs/{sources_kb}/chunks/manual.pdf").json()
     assert listing["file"] == "manual.pdf" and listing["status"] == "indexed"
     assert listing["total"] == len(listing["chunks"]) == 2
     assert [c["position"] for c in listing["chunks"]] == [0, 1]
@@ -121,20 +121,20 @@ def test_chunks_in_file_order_with_their_pages(client: TestClient, sources_kb: s
     ids = {c["id"] for c in listing["chunks"]}
     assert any(hit["chunk_id"] in ids for hit in hits if hit["file"] == "manual.pdf")
 
-    second = client.get(f"/api/kbs/{sources_kb}/files/manual.pdf/chunks?offset=1&limit=1").json()
+    second = client.get(f"/api/kbs/{sources_kb}/chunks/manual.pdf?offset=1&limit=1").json()
     assert second["total"] == 2 and second["offset"] == 1
     assert [c["page"] for c in second["chunks"]] == [2]
-    assert client.get(f"/api/kbs/{sources_kb}/files/manual.pdf/chunks?limit=0").status_code == 422
+    assert client.get(f"/api/kbs/{sources_kb}/chunks/manual.pdf?limit=0").status_code == 422
 
 
 def test_text_as_the_loader_reads_it(client: TestClient, sources_kb: str) -> None:
-    body = client.get(f"/api/kbs/{sources_kb}/files/tea.md/text").json()
+    body = client.get(f"/api/kbs/{sources_kb}/text/tea.md").json()
     assert body["content_type"] == "text/markdown" and body["changed"] is False
     assert "Brew green tea at 80 degrees" in body["documents"][0]["text"]
-    pages = client.get(f"/api/kbs/{sources_kb}/files/manual.pdf/text").json()["documents"]
+    pages = client.get(f"/api/kbs/{sources_kb}/text/manual.pdf").json()["documents"]
     assert [d["page"] for d in pages] == [1, 2]
     stored_path(client, sources_kb, "tea.md").write_text("# Tea\n\nNew text.", encoding="utf-8")
-    assert client.get(f"/api/kbs/{sources_kb}/files/tea.md/text").json()["changed"] is True
+    assert client.get(f"/api/kbs/{sources_kb}/text/tea.md").json()["changed"] is True
 
 
 def office_files(tmp_path: Path) -> dict[str, bytes]:
@@ -159,15 +159,15 @@ def test_sheets_and_slides_come_one_part_each_with_their_chunks(
     client.post("/api/kbs", json={"name": "office"})
     job = upload(client, "office", office_files(tmp_path))
     assert {f["status"] for f in job["files"]} == {"indexed"}, job
-    sheets = client.get("/api/kbs/office/files/k3.xlsx/text").json()["documents"]
+    sheets = client.get("/api/kbs/office/text/k3.xlsx").json()["documents"]
     assert [d["sheet"] for d in sheets] == ["价格", "Warranty"]
     assert "399" in sheets[0]["text"] and "two years" in sheets[1]["text"]
-    slides = client.get("/api/kbs/office/files/k3.pptx/text").json()
+    slides = client.get("/api/kbs/office/text/k3.pptx").json()
     assert [d["slide"] for d in slides["documents"]] == [1, 2]
     assert slides["content_type"].endswith("presentationml.presentation")
-    chunks = client.get("/api/kbs/office/files/k3.xlsx/chunks").json()["chunks"]
+    chunks = client.get("/api/kbs/office/chunks/k3.xlsx").json()["chunks"]
     assert {c["sheet"] for c in chunks} == {"价格", "Warranty"}
-    original = client.get("/api/kbs/office/files/k3.xlsx/original")
+    original = client.get("/api/kbs/office/original/k3.xlsx")
     assert original.headers["content-type"].endswith("spreadsheetml.sheet")
     assert original.headers["content-disposition"].startswith("attachment")
 
@@ -187,17 +187,17 @@ def test_failed_uploads_are_listed_and_can_be_retried_or_deleted(client: TestCli
     assert "unsupported file type .exe" in listed["tool.exe"]["error"]
     assert listed["broken.pdf"]["error"] and listed["broken.pdf"]["path"]  # its copy is kept
 
-    no_copy = client.post("/api/kbs/k/files/empty.txt/retry")
+    no_copy = client.post("/api/kbs/k/retry/empty.txt")
     assert no_copy.status_code == 404
     assert "empty.txt: knowledge base 'k' keeps no copy" in no_copy.json()["error"]["message"]
-    again = client.post("/api/kbs/k/files/broken.pdf/retry")
+    again = client.post("/api/kbs/k/retry/broken.pdf")
     assert again.status_code == 202
     assert [f["status"] for f in wait_job(client, again.json()["job"])["files"]] == ["failed"]
 
     Path(listed["broken.pdf"]["path"]).write_bytes(MANUAL)  # e.g. a file repaired on the server
-    fixed = wait_job(client, client.post("/api/kbs/k/files/broken.pdf/retry").json()["job"])
+    fixed = wait_job(client, client.post("/api/kbs/k/retry/broken.pdf").json()["job"])
     assert [f["status"] for f in fixed["files"]] == ["indexed"]
-    indexed = client.post("/api/kbs/k/files/broken.pdf/retry")
+    indexed = client.post("/api/kbs/k/retry/broken.pdf")
     assert indexed.status_code == 409 and "not failed" in indexed.json()["error"]["message"]
 
     removed = client.delete("/api/kbs/k/files/empty.txt")
@@ -243,15 +243,15 @@ def test_sources_follow_the_knowledge_base_permissions(
     client, keys = keyed
     client.post("/api/kbs", json={"name": "docs"}, headers=keys["admin"])
     upload(client, "docs", {**DOCS, "bad.pdf": b"%PDF-1.4 broken"}, headers=keys["admin"])
-    original = "/api/kbs/docs/files/kettle.txt/original"
+    original = "/api/kbs/docs/original/kettle.txt"
     assert client.get(original).status_code == 401
     assert client.get(original, headers=keys["reader"]).content == DOCS["kettle.txt"]
     for view in ("original", "chunks", "text"):
-        refused = client.get(f"/api/kbs/docs/files/kettle.txt/{view}", headers=keys["stranger"])
+        refused = client.get(f"/api/kbs/docs/{view}/kettle.txt", headers=keys["stranger"])
         assert refused.status_code == 404  # the same answer as for a missing knowledge base
         assert refused.json()["error"]["message"] == "no knowledge base named 'docs'"
-    retry = client.post("/api/kbs/docs/files/bad.pdf/retry", headers=keys["reader"])
+    retry = client.post("/api/kbs/docs/retry/bad.pdf", headers=keys["reader"])
     assert retry.status_code == 403 and retry.json()["error"]["type"] == "Forbidden"
     assert (
-        client.post("/api/kbs/docs/files/bad.pdf/retry", headers=keys["admin"]).status_code == 202
+        client.post("/api/kbs/docs/retry/bad.pdf", headers=keys["admin"]).status_code == 202
     )

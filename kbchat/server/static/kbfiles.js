@@ -130,7 +130,7 @@ function fileRow(kbName, file, context) {
   if (failed && file.path && file.status === "failed") {
     retry = h("button", {
       type: "button", class: "btn ghost small file-retry", title: t("kb.retryHint"),
-      onclick: () => inRow(file.name, t("status.retrying"), () => api(`${base}/retry`, { method: "POST" }), context),
+      onclick: () => inRow(file.name, t("status.retrying"), () => api(`/api/kbs/${encodeURIComponent(kbName)}/retry/${filePath(file.name)}`, { method: "POST" }), context),
     }, t("kb.retry"));
   } else if (failed && !file.path) {
     retry = h("button", {

@@ -25,7 +25,7 @@ async function pdfjs() {
 
 function fileUrl(kb, file, view) {
   const path = file.split("/").map(encodeURIComponent).join("/");
-  return `/api/kbs/${encodeURIComponent(kb)}/files/${path}/${view}`;
+  return `/api/kbs/${encodeURIComponent(kb)}/${view}/${path}`;
 }
 
 // -- finding the passage ---------------------------------------------------------------
@@ -135,9 +135,15 @@ export function openSource(source, tab = "original") {
   show(tab);
 }
 
-/** A button opening `source` in the viewer (null for a conversation's own files: no route reaches them). */
+/**
+ * A button opening `source` in the viewer; a web page's link for a web source (its file is
+ * the address); null for a conversation's own files, which no route serves.
+ */
 export function sourceButton(source) {
   if (!source || !source.kb || source.kb.startsWith("~")) return null;
+  if (/^https?:\/\//i.test(source.file || "")) {
+    return h("a", { class: "btn ghost small source-open", href: source.file, target: "_blank", rel: "noopener noreferrer" }, t("viewer.open"));
+  }
   return h("button", {
     type: "button", class: "btn ghost small source-open",
     onclick: (event) => { event.preventDefault(); openSource(source); },
