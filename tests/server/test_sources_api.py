@@ -252,6 +252,4 @@ def test_sources_follow_the_knowledge_base_permissions(
         assert refused.json()["error"]["message"] == "no knowledge base named 'docs'"
     retry = client.post("/api/kbs/docs/retry/bad.pdf", headers=keys["reader"])
     assert retry.status_code == 403 and retry.json()["error"]["type"] == "Forbidden"
-    assert (
-        client.post("/api/kbs/docs/retry/bad.pdf", headers=keys["admin"]).status_code == 202
-    )
+    assert client.post("/api/kbs/docs/retry/bad.pdf", headers=keys["admin"]).status_code == 202
