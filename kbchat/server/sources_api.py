@@ -64,6 +64,9 @@ _TYPES = {
     ".webp": "image/webp",
     ".xlsm": "application/vnd.ms-excel.sheet.macroEnabled.12",
 }
+ORIGINAL_ROUTE = "/api/kbs/{name}/original/{file:path}"
+FILE_ROUTES = frozenset({("get", ORIGINAL_ROUTE)})
+"""Routes that answer a file's bytes (any media type) instead of a JSON shape."""
 _IMAGES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 _SNIFF_BYTES = 65536
 _SANDBOX = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
@@ -76,10 +79,13 @@ def content_type(name: str) -> str:
 
 
 @router.get(
-    "/api/kbs/{name}/original/{file:path}",
+    ORIGINAL_ROUTE,
     response_class=FileResponse,
     responses={
-        200: {"description": "The file's bytes, with its media type."},
+        200: {
+            "description": "The file's bytes, with its media type.",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
         **documented(401, 404, 422),
     },
 )

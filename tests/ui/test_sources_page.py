@@ -39,6 +39,37 @@ def pdf_bytes(pages: list[str]) -> bytes:
     return bytes(pdf.output())
 
 
+def cjk_pdf(lines: list[str]) -> bytes:
+    """One page of Chinese text in a font the pdf does not embed (STSong-Light, UniGB-UTF16-H):
+    a viewer needs the predefined CMaps (vendor/pdfjs/cmaps) to read it, as for many Chinese
+    office documents."""
+    shown = " ".join(f"<{line.encode('utf-16-be').hex()}> Tj T*" for line in lines)
+    content = f"BT /F1 20 Tf 72 760 Td 26 TL {shown} ET"
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+        "/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+        f"<< /Length {len(content)} >>\nstream\n{content}\nendstream",
+        "<< /Type /Font /Subtype /Type0 /BaseFont /STSong-Light /Encoding /UniGB-UTF16-H "
+        "/DescendantFonts [6 0 R] >>",
+        "<< /Type /Font /Subtype /CIDFontType0 /BaseFont /STSong-Light /CIDSystemInfo "
+        "<< /Registry (Adobe) /Ordering (GB1) /Supplement 4 >> /FontDescriptor 7 0 R /DW 1000 >>",
+        "<< /Type /FontDescriptor /FontName /STSong-Light /Flags 6 /FontBBox [-25 -254 1000 880] "
+        "/ItalicAngle 0 /Ascent 880 /Descent -120 /CapHeight 880 /StemV 93 >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
+    return bytes(out)
+
+
 class Served:
     """The real app on a socket, and its services and server state for the test to drive."""
 
@@ -119,6 +150,30 @@ def test_a_pdf_citation_opens_at_its_page_with_the_passage_highlighted(
     screenshot(page, "sources-chunks")
     viewer.locator("#viewer-close").click()
     expect(viewer).to_be_hidden()
+
+
+def test_a_chinese_pdf_without_embedded_fonts_opens_highlighted(
+    page: Any, served: Served, tmp_path: Path
+) -> None:
+    folder = tmp_path / "手册"
+    folder.mkdir()
+    lines = ["第一章 安装说明。", "K3 水壶保修两年，自购买之日起计算。"]
+    (folder / "保修.pdf").write_bytes(cjk_pdf(lines))
+    assert [o.status for o in served.services.library.ensure("zh").add([folder])] == ["indexed"]
+    cmaps: list[str] = []
+    page.on("request", lambda r: cmaps.append(r.url) if "/pdfjs/cmaps/" in r.url else None)
+    page.goto(f"{served.url}/#/kbs/zh")
+    page.fill("#search-query", "保修两年")
+    page.click("#search-submit")
+    page.locator("#search-results .hit .source-open").first.click()
+    drawn = page.locator("#source-viewer .pdf-page[data-page='1']")
+    expect(drawn).not_to_have_attribute("data-highlighted", "0")
+    expect(drawn.locator("mark.cited-passage").last).to_contain_text("保修两年")
+    assert any(url.endswith("/UniGB-UTF16-H.bcmap") for url in cmaps), cmaps
+    canvas_drawn = "(c) => c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+    canvas_drawn += ".some((v, i) => i % 4 !== 3 && v < 128)"
+    assert drawn.locator("canvas").evaluate(canvas_drawn), "the Chinese text was not drawn"
+    screenshot(page, "sources-chinese-pdf")
 
 
 def test_a_search_hit_opens_its_text_file_at_the_passage(page: Any, served: Served) -> None:
