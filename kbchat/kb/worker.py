@@ -44,14 +44,16 @@ def this_host() -> str:
 # -- what a job's tasks are ---------------------------------------------------------------
 
 
-def add_tasks(found: Sequence[tuple[str, Path, str]], *, shared: bool) -> list[Task]:
+def add_tasks(
+    found: Sequence[tuple[str, Path, str]], *, shared: bool, force: bool = False
+) -> list[Task]:
     """Tasks adding files (name in the KB, path here, sha256); bound to this host unless the
-    bytes are in the catalog (``shared``)."""
+    bytes are in the catalog (``shared``). ``force`` re-reads files unchanged by their hash."""
     return [
         Task(
             "add",
             file=name,
-            payload={"path": str(path)},
+            payload={"path": str(path), **({"force": True} if force else {})},
             sha256=sha or None,
             host=None if shared and sha else this_host(),
         )
@@ -116,7 +118,8 @@ def _add(work: Work) -> None:
             path = Path(task.payload["path"])  # the load fails and says so, as kb add does
         found.append(FoundFile(name=task.file, path=path))
     if found:
-        kb.add_found(found, listener=work.listener)
+        force = any(task.payload.get("force") for task in work.tasks)
+        kb.add_found(found, listener=work.listener, force=force)
 
 
 def _remove(work: Work) -> None:

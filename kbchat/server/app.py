@@ -31,7 +31,15 @@ from kbchat.kb.jobs import JobQueue
 from kbchat.kb.worker import Worker, add_tasks, sample_task
 from kbchat.registry import load_plugins
 from kbchat.runtime import configure_process
-from kbchat.server import agent_api, chat_api, files_api, kb_api, openai_api, summary_api
+from kbchat.server import (
+    agent_api,
+    chat_api,
+    files_api,
+    kb_api,
+    openai_api,
+    sources_api,
+    summary_api,
+)
 from kbchat.server.access_log import AccessLog
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import (
@@ -133,6 +141,7 @@ def create_app(
     routers = [
         _system_router(),
         kb_api.router,
+        sources_api.router,
         chat_api.router,
         agent_api.router,
         files_api.router,

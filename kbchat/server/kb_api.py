@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from kbchat.chat.summaries import SummaryStore
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
 from kbchat.kb.jobs import Job
+from kbchat.kb.knowledge_base import FileOutcome
 from kbchat.kb.originals import save_blob
 from kbchat.kb.worker import add_tasks, rebuild_task, remove_task, sync_task
 from kbchat.options import (
@@ -36,7 +37,9 @@ from kbchat.server.state import ServerState, current_principal, find_kb, get_sta
 from kbchat.server.uploads import (
     place_uploads,
     remove_uploads,
+    safe_path,
     stage_uploads,
+    unsupported_reason,
     uploads_dir,
 )
 from kbchat.shapes.kb import (
@@ -214,12 +217,42 @@ def upload_files(
         staged, lambda file: catalog.get_file(record.id, file), kb=name, replace=overwrite
     )
     catalog.mark_pending(record.id, [(s.name, str(s.target)) for s in staged])
+    placed = {s.name for s in staged}
+    for outcome in _catalogued(refused, placed):  # listed with their reason, as `kb add` does
+        catalog.set_file_status(
+            record.id,
+            outcome.name,
+            path="",
+            status="skipped" if outcome.status == "skipped" else "failed",
+            error=outcome.error,
+        )
     shared = state.settings.uploads_in_database
     if shared:
-        for placed in staged:
-            save_blob(catalog, placed.target, placed.sha256)
+        for placed_upload in staged:
+            save_blob(catalog, placed_upload.target, placed_upload.sha256)
     tasks = add_tasks([(s.name, s.target, s.sha256) for s in staged], shared=shared)
     return JobAccepted(job=job_info(state.jobs.submit(name, "add", tasks, outcomes=refused)))
+
+
+def _catalogued(refused: list[FileOutcome], placed: set[str]) -> list[FileOutcome]:
+    """The refused uploads the file list shows: failed ones, and unsupported types (skipped).
+
+    Left out, as ``kb add`` leaves them out: files an exclude pattern skipped, and names
+    with nothing usable (they name no file the knowledge base could hold); and the twin of
+    a file placed by the same request (it is being indexed).
+    """
+    kept = []
+    for outcome in refused:
+        if outcome.name in placed:
+            continue
+        try:
+            usable = safe_path(outcome.name) == outcome.name
+        except BadInput:
+            usable = False
+        unsupported = outcome.error == unsupported_reason(outcome.name)
+        if usable and (outcome.status == "failed" or unsupported):
+            kept.append(outcome)
+    return kept
 
 
 @router.delete(

@@ -260,8 +260,16 @@ def test_content_that_contradicts_the_extension_fails_with_a_reason(client: Test
     assert outcomes["empty.md"]["status"] == "failed"
     assert outcomes["notes.txt"]["status"] == "indexed"
     assert job["status"] == "done" and job["total"] == job["done"] == 5
-    names = [f["name"] for f in client.get("/api/kbs/k/files").json()]
-    assert names == ["notes.txt"]
+    listed = {f["name"]: f for f in client.get("/api/kbs/k/files").json()}  # as `kb add` lists
+    assert {name: f["status"] for name, f in listed.items()} == {
+        "blob.txt": "failed",
+        "empty.md": "failed",
+        "notes.txt": "indexed",
+        "report.pdf": "failed",
+        "tool.exe": "skipped",
+    }
+    assert "Windows executable" in listed["report.pdf"]["error"]
+    assert listed["report.pdf"]["path"] == ""  # refused: no copy kept
 
 
 def test_upload_limits_answer_413(tmp_path: Path) -> None:

@@ -31,13 +31,27 @@ def test_page_and_assets_are_served_with_a_strict_policy() -> None:
 
 
 def test_page_loads_nothing_from_other_hosts() -> None:
-    for path in STATIC_DIR.iterdir():
+    for path in (p for p in STATIC_DIR.iterdir() if p.is_file()):  # vendor/: see below
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"(src|href)=\"(https?:)?//", text), path.name
         assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//", text), path.name
         assert not re.search(r"(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write", text), (
             f"{path.name} builds markup from strings"
         )
+
+
+def test_vendored_libraries_are_served_with_their_licence() -> None:
+    http = client()
+    folders = [p for p in (STATIC_DIR / "vendor").iterdir() if p.is_dir()]
+    assert folders, "no vendored library"
+    for folder in folders:
+        assert (folder / "LICENSE").is_file(), f"{folder.name} has no LICENSE"
+        for script in folder.glob("*.mjs"):
+            served = http.get(f"/static/vendor/{folder.name}/{script.name}")
+            assert served.status_code == 200, script.name
+            assert "javascript" in served.headers["content-type"], script.name  # module scripts
+    cmap = http.get("/static/vendor/pdfjs/cmaps/UniGB-UCS2-H.bcmap")  # Chinese pdfs' fonts
+    assert cmap.status_code == 200 and cmap.content
 
 
 def test_every_text_key_used_is_translated() -> None:

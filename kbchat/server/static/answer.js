@@ -3,6 +3,7 @@
 import { formatScore, formatSeconds, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
 import { renderMarkdown } from "./markdown.js";
+import { sourceButton } from "./viewer.js";
 
 let counter = 0;
 
@@ -40,7 +41,7 @@ function sourceItem(id, citation) {
     ),
     h("blockquote", { class: "quote" }, quote),
     full ? h("details", { class: "passage" }, h("summary", {}, t("cite.full")), h("p", {}, full)) : null,
-    h("div", { class: "source-kb" }, t("cite.kb", { kb: citation.kb })),
+    h("div", { class: "source-kb" }, t("cite.kb", { kb: citation.kb }), sourceButton(citation)),
   );
 }
 

@@ -5,6 +5,7 @@ import { confirmButton, formatBytes, formatTime, h, replace } from "./dom.js";
 import { lang, t } from "./i18n.js";
 import { searchBox } from "./kbsearch.js";
 import { toast } from "./toast.js";
+import { openSource } from "./viewer.js";
 
 const STATUSES = ["indexed", "failed", "skipped", "pending", "unchanged", "removed"];
 
@@ -90,34 +91,91 @@ async function summarize(kbName, file, box, button, refresh) {
   }
 }
 
-function fileRow(kbName, file, onDeleted) {
+/**
+ * Run a file's job (delete or retry) with its row showing `label` ("deleting…") until the job
+ * has finished, also across refreshes of the table (`busy`: file name -> label); then refresh.
+ */
+async function inRow(name, label, start, { refresh, redraw, signal, busy }) {
+  busy.set(name, label);
+  await redraw();
+  try {
+    const accepted = await start();
+    const job = await followJob(accepted.job.id, () => {}, signal);
+    const problem = (job.files || []).find((f) => f.status === "failed");
+    if (job.status === "failed" || problem) toast((problem && problem.error) || job.error || "", "error");
+    return job;
+  } catch (exc) {
+    if (exc.name !== "AbortError") toast(exc.message, "error");
+    return null;
+  } finally {
+    busy.delete(name);
+    if (!signal.aborted) await refresh();
+  }
+}
+
+function fileRow(kbName, file, context) {
+  const { reupload, busy } = context;
+  const base = `/api/kbs/${encodeURIComponent(kbName)}/files/${filePath(file.name)}`;
   const summaryBox = h("div", { class: "file-summary muted", hidden: !file.summary }, file.summary || "");
   const summaryButton = h("button", {
     type: "button", class: "btn ghost small file-summarize", hidden: file.status !== "indexed",
     onclick: () => summarize(kbName, file, summaryBox, summaryButton, Boolean(file.summary || summaryBox.textContent)),
   }, file.summary ? t("summary.again") : t("summary.make"));
-  return h(
+  const opens = file.status === "indexed" || file.status === "pending" || (file.status === "failed" && file.path);
+  const name = opens
+    ? h("button", { type: "button", class: "link file-open", title: t("kb.openFile"), onclick: () => openSource({ kb: kbName, file: file.name }) }, file.name)
+    : h("span", { title: file.path || file.name }, file.name);
+  const failed = file.status === "failed" || file.status === "skipped";
+  let retry = null;
+  if (failed && file.path && file.status === "failed") {
+    retry = h("button", {
+      type: "button", class: "btn ghost small file-retry", title: t("kb.retryHint"),
+      onclick: () => inRow(file.name, t("status.retrying"), () => api(`/api/kbs/${encodeURIComponent(kbName)}/retry/${filePath(file.name)}`, { method: "POST" }), context),
+    }, t("kb.retry"));
+  } else if (failed && !file.path) {
+    retry = h("button", {
+      type: "button", class: "btn ghost small file-reupload", title: t("kb.reuploadHint"),
+      onclick: () => reupload(file.name),
+    }, t("kb.reupload"));
+  }
+  const remove = confirmButton({
+    label: t("common.delete"), confirmLabel: t("common.confirmDelete"), className: "btn ghost small file-delete",
+    onConfirm: async () => {
+      const job = await inRow(file.name, t("status.deleting"), () => api(base, { method: "DELETE" }), context);
+      if (job && job.status === "done" && (job.files || []).every((f) => f.status === "removed")) {
+        toast(t("kb.fileDeleted", { name: file.name }), "ok");
+      }
+    },
+  });
+  const row = h(
     "tr",
     { class: `file-row ${file.status}`, dataset: { name: file.name } },
-    h("td", { class: "file-name" }, h("span", { title: file.path || file.name }, file.name),
+    h("td", { class: "file-name" }, name,
       file.error ? h("div", { class: "reason" }, file.error) : null, summaryBox),
-    h("td", {}, statusBadge(file.status)),
+    h("td", { class: "file-status" }, busy.has(file.name)
+      ? h("span", { class: "badge pending working" }, busy.get(file.name)) : statusBadge(file.status)),
     h("td", { class: "num" }, String(file.chunks ?? "")),
     h("td", { class: "num hide-small" }, formatBytes(file.size)),
     h("td", { class: "muted hide-narrow" }, formatTime(file.updated_at, lang())),
-    h("td", { class: "actions" }, summaryButton, confirmButton({
-      label: t("common.delete"), confirmLabel: t("common.confirmDelete"), className: "btn ghost small file-delete",
-      onConfirm: async () => {
-        try {
-          await api(`/api/kbs/${encodeURIComponent(kbName)}/files/${filePath(file.name)}`, { method: "DELETE" });
-          toast(t("kb.fileDeleted", { name: file.name }), "ok");
-          await onDeleted();
-        } catch (exc) {
-          toast(exc.message, "error");
-        }
-      },
-    })),
+    h("td", { class: "actions" }, retry, file.chunks ? h("button", {
+      type: "button", class: "btn ghost small file-chunks",
+      onclick: () => openSource({ kb: kbName, file: file.name }, "chunks"),
+    }, t("kb.chunksOf")) : null, summaryButton, remove),
   );
+  if (busy.has(file.name)) {
+    row.classList.add("busy");
+    row.querySelectorAll(".actions button").forEach((b) => { b.disabled = true; });
+  }
+  return row;
+}
+
+/** Ask for one file, then call `onFile` with it. */
+function pickFile(onFile) {
+  const input = h("input", { type: "file", class: "sr-only", id: "reupload-input" });
+  input.addEventListener("change", () => { if (input.files[0]) onFile(input.files[0]); input.remove(); });
+  input.addEventListener("cancel", () => input.remove());
+  document.body.append(input);
+  input.click();
 }
 
 /** Files with the path each should have in the knowledge base (a folder's files keep their folders). */
@@ -193,6 +251,7 @@ export function renderKbDetail(container, name, { onChanged, onDeleted }) {
   const filesBox = h("div", { class: "files card" });
   let headerSlot = h("div");
   let pendingTimer = null;
+  const busy = new Map();  // file name -> what its running job does ("deleting…"), shown in its row
 
   // Files another job is indexing (e.g. the sample KB built at start-up) show "pending": look again soon.
   function watchPending(files) {
@@ -215,7 +274,9 @@ export function renderKbDetail(container, name, { onChanged, onDeleted }) {
       replace(filesBox, h("div", { class: "empty-small", id: "files-empty" }, t("kb.noFiles")));
       return;
     }
-    replace(tbody, files.map((f) => fileRow(name, f, refreshAll)));
+    const reupload = (fileName) => pickFile((file) => uploadFiles([{ file, path: fileName }], true));
+    const context = { refresh: refreshAll, redraw: refreshFiles, reupload, signal: controller.signal, busy };
+    replace(tbody, files.map((f) => fileRow(name, f, context)));
     const columns = [[t("kb.file")], [t("kb.status")], [t("kb.chunks")], [t("kb.size"), "hide-small"],
       [t("kb.updated"), "hide-narrow"], [""]];
     replace(filesBox, h("table", { class: "files-table" },

@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { where } from "./answer.js";
 import { formatScore, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
+import { sourceButton } from "./viewer.js";
 
 function hitItem(hit, rank) {
   const location = where(hit);
@@ -16,7 +17,8 @@ function hitItem(hit, rank) {
       location ? h("span", { class: "muted" }, location) : null,
       h("span", { class: "hit-score", title: t("cite.score") },
         h("span", { class: "score-bar" }, fill),
-        h("span", { class: "score-value" }, formatScore(hit.score)))),
+        h("span", { class: "score-value" }, formatScore(hit.score))),
+      sourceButton(hit)),
     h("p", { class: "hit-text" }, hit.text));
 }
 
