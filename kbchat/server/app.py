@@ -32,7 +32,15 @@ from kbchat.kb.jobs import JobManager, JobWork
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 from kbchat.registry import load_plugins
 from kbchat.runtime import configure_process
-from kbchat.server import agent_api, chat_api, files_api, kb_api, openai_api, summary_api
+from kbchat.server import (
+    agent_api,
+    chat_api,
+    conversations_api,
+    files_api,
+    kb_api,
+    openai_api,
+    summary_api,
+)
 from kbchat.server.access_log import AccessLog
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import (
@@ -126,6 +134,7 @@ def create_app(
         _system_router(),
         kb_api.router,
         chat_api.router,
+        conversations_api.router,
         agent_api.router,
         files_api.router,
         summary_api.router,

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from kbchat.errors import BadInput, NotFound
+from kbchat.errors import BadInput, KbchatError, NotFound
 from kbchat.types import Message, Role
 
 TITLE_CHARS = 60
@@ -77,6 +77,8 @@ messages = Table(
     Column("feedback_comment", Text, nullable=True),
     Column("feedback_at", Float, nullable=True),
     Index("ix_messages_conversation", "conversation_id", "id"),
+    # ids are never reused (a replaced answer's id must not name its successor)
+    sqlite_autoincrement=True,
 )
 
 Verdict = Literal["up", "down"]
@@ -290,11 +292,7 @@ class ConversationStore:
                 )
             if replace_from is not None:
                 _delete_from(conn, conversation_id, replace_from)
-            return [
-                conn.execute(insert(messages).values(_message_row(conversation_id, t)))
-                .inserted_primary_key[0]
-                for t in turns
-            ]
+            return [_insert_message(conn, conversation_id, t) for t in turns]
 
     def rename(self, conversation_id: str, owner: str | None, title: str) -> Conversation:
         """Give the conversation a new title (surrounding space stripped).
@@ -320,22 +318,22 @@ class ConversationStore:
                 raise NotFound(f"no conversation with id {conversation_id!r}")
         return self.get(conversation_id, owner)
 
-    def set_feedback(
+    def rate(
         self,
         conversation_id: str,
         owner: str | None,
         message_id: int,
-        verdict: Verdict | None,
+        verdict: Verdict,
         comment: str = "",
-    ) -> Feedback | None:
-        """Rate an answer (``verdict`` None clears its rating). Returns the stored rating.
+    ) -> Feedback:
+        """Rate an answer up or down with an optional comment; a new rating replaces the old.
 
         Raises:
             BadInput: the message is not an answer, the verdict is not up or down, or the
                 comment is over COMMENT_CHARS characters.
             NotFound: no such conversation for this owner, or no such message in it.
         """
-        if verdict is not None and verdict not in VERDICTS:
+        if verdict not in VERDICTS:
             raise BadInput(f"verdict must be up or down, got {verdict!r}", param="verdict")
         comment = comment.strip()
         if len(comment) > COMMENT_CHARS:
@@ -343,24 +341,38 @@ class ConversationStore:
                 f"comment must be at most {COMMENT_CHARS} characters, got {len(comment)}",
                 param="comment",
             )
+        feedback = Feedback(verdict, comment, time.time())
+        self._write_rating(conversation_id, owner, message_id, feedback)
+        return feedback
+
+    def clear_rating(self, conversation_id: str, owner: str | None, message_id: int) -> None:
+        """Take an answer's rating back (nothing to do if it has none).
+
+        Raises:
+            BadInput: the message is not an answer.
+            NotFound: no such conversation for this owner, or no such message in it.
+        """
+        self._write_rating(conversation_id, owner, message_id, None)
+
+    def _write_rating(
+        self, conversation_id: str, owner: str | None, message_id: int, rating: Feedback | None
+    ) -> None:
         target = self.get(conversation_id, owner).message(message_id)
         if target.role != "assistant":
             raise BadInput(
                 f"message {message_id} is a {target.role} turn; only answers can be rated",
                 param="message_id",
             )
-        feedback = None if verdict is None else Feedback(verdict, comment, time.time())
         with self.engine.begin() as conn:
             conn.execute(
                 update(messages)
                 .where(messages.c.id == message_id)
                 .values(
-                    verdict=None if feedback is None else feedback.verdict,
-                    feedback_comment=None if feedback is None else feedback.comment,
-                    feedback_at=None if feedback is None else feedback.at,
+                    verdict=None if rating is None else rating.verdict,
+                    feedback_comment=None if rating is None else rating.comment,
+                    feedback_at=None if rating is None else rating.at,
                 )
             )
-        return feedback
 
     def rated_answers(self, *, verdict: Verdict | None = None) -> list[RatedAnswer]:
         """Every rated answer of every owner, oldest first, with the question it answered."""
@@ -372,9 +384,7 @@ class ConversationStore:
             for row in conn.execute(query.order_by(messages.c.id)).mappings().all():
                 header = (
                     conn.execute(
-                        select(conversations).where(
-                            conversations.c.id == row["conversation_id"]
-                        )
+                        select(conversations).where(conversations.c.id == row["conversation_id"])
                     )
                     .mappings()
                     .first()
@@ -418,6 +428,14 @@ class RatedAnswer:
     conversation: Conversation
     question: str
     answer: StoredMessage
+
+
+def _insert_message(conn: Connection, conversation_id: str, turn: StoredMessage) -> int:
+    inserted = conn.execute(insert(messages).values(_message_row(conversation_id, turn)))
+    key = inserted.inserted_primary_key
+    if key is None:
+        raise KbchatError("the database returned no id for a stored message")
+    return int(key[0])
 
 
 def _delete_from(conn: Connection, conversation_id: str, message_id: int) -> None:

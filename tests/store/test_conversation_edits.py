@@ -26,7 +26,12 @@ def test_append_returns_ids_and_replace_from_drops_the_turn_and_later_ones(
     assert len(first) == 2 and first[0] < first[1] < second[0] < second[1]
 
     store.append(
-        "c", None, qa("Warranty of the K3?", "Three years"), kbs=[], model="m", replace_from=first[0]
+        "c",
+        None,
+        qa("Warranty of the K3?", "Three years"),
+        kbs=[],
+        model="m",
+        replace_from=first[0],
     )
     conversation = store.get("c", None)
     assert [m.content for m in conversation.messages] == ["Warranty of the K3?", "Three years"]
@@ -81,8 +86,8 @@ def test_search_finds_titles_and_message_text_of_the_owner_only(
 
 def test_feedback_is_stored_cleared_and_checked(store: ConversationStore) -> None:
     ids = store.append("c", "alice", qa("Warranty?", "Two years"), kbs=["docs"], model="m")
-    stored = store.set_feedback("c", "alice", ids[1], "down", "  It is three years  ")
-    assert stored is not None and stored.comment == "It is three years"
+    stored = store.rate("c", "alice", ids[1], "down", "  It is three years  ")
+    assert stored.comment == "It is three years"
     answer = store.get("c", "alice").messages[1]
     assert answer.feedback is not None and answer.feedback.verdict == "down"
     assert answer.to_json()["feedback"]["comment"] == "It is three years"
@@ -93,21 +98,21 @@ def test_feedback_is_stored_cleared_and_checked(store: ConversationStore) -> Non
     ]
     assert store.rated_answers(verdict="up") == []
 
-    assert store.set_feedback("c", "alice", ids[1], None) is None
+    store.clear_rating("c", "alice", ids[1])
     assert store.get("c", "alice").messages[1].feedback is None
     with pytest.raises(BadInput, match="only answers can be rated"):
-        store.set_feedback("c", "alice", ids[0], "up")
+        store.rate("c", "alice", ids[0], "up")
     with pytest.raises(NotFound, match="has no message 12345"):
-        store.set_feedback("c", "alice", 12345, "up")
+        store.rate("c", "alice", 12345, "up")
     with pytest.raises(NotFound):
-        store.set_feedback("c", "bob", ids[1], "up")
+        store.rate("c", "bob", ids[1], "up")
     with pytest.raises(BadInput, match="at most 2000"):
-        store.set_feedback("c", "alice", ids[1], "up", "x" * 2001)
+        store.rate("c", "alice", ids[1], "up", "x" * 2001)
 
 
 def test_a_replaced_answer_takes_its_rating_with_it(store: ConversationStore) -> None:
     ids = store.append("c", None, qa("Warranty?", "Two years"), kbs=[], model="m")
-    store.set_feedback("c", None, ids[1], "down")
+    store.rate("c", None, ids[1], "down")
     store.append("c", None, qa("Warranty?", "Three years"), kbs=[], model="m", replace_from=ids[0])
     assert store.rated_answers() == []
 
@@ -129,9 +134,7 @@ def test_an_old_database_gains_the_feedback_columns(tmp_path: object) -> None:
                 "content TEXT NOT NULL, citations TEXT, created_at FLOAT NOT NULL)"
             )
         )
-        conn.execute(
-            text("INSERT INTO conversations VALUES ('c', NULL, 'Old', '[]', 'm', 1, 1)")
-        )
+        conn.execute(text("INSERT INTO conversations VALUES ('c', NULL, 'Old', '[]', 'm', 1, 1)"))
         conn.execute(
             text(
                 "INSERT INTO conversation_messages (conversation_id, role, content, created_at) "
@@ -143,5 +146,5 @@ def test_an_old_database_gains_the_feedback_columns(tmp_path: object) -> None:
     assert {"meta", "verdict", "feedback_comment", "feedback_at"} <= columns
     answer = store.get("c", None).messages[1]
     assert answer.feedback is None and answer.id is not None
-    store.set_feedback("c", None, answer.id, "up")
+    store.rate("c", None, answer.id, "up")
     assert [r.answer.content for r in store.rated_answers(verdict="up")] == ["a"]
