@@ -135,11 +135,7 @@ class ChatPlan:
     can_read: Callable[[str], bool] = lambda _: True
     replace_from: int | None = None
     stored: list[int] = field(default_factory=list)
-    """The ids of the question and answer once stored (the answer's is the last)."""
-
-    @property
-    def answer_id(self) -> int | None:
-        return self.stored[-1] if self.stored else None
+    """The ids of the question and the answer, once stored."""
 
 
 def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatPlan:
@@ -310,7 +306,7 @@ async def chat(
         answer = await stream.next(partial(until_disconnected, request))
     if answer is None:
         raise KbchatError("the answer ended without a result")
-    return chat_answer(answer, plan.conversation_id, plan.answer_id)
+    return chat_answer(answer, plan.conversation_id, plan.stored)
 
 
 async def _chat_stream(
@@ -322,7 +318,7 @@ async def _chat_stream(
             if isinstance(event, Answer):
                 citations = [citation_info(c) for c in event.citations]
                 yield sse_event("citations", CitationsEvent(citations=citations))
-                yield sse_event("done", chat_answer(event, plan.conversation_id, plan.answer_id))
+                yield sse_event("done", chat_answer(event, plan.conversation_id, plan.stored))
                 return
             if isinstance(event, ToolStep):
                 yield sse_event("tool", tool_step_info(event))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -98,8 +99,11 @@ class ChatAnswer(AnswerInfo):
 
     conversation_id: str = Field(description="Pass it back to continue the conversation.")
     message_id: int | None = Field(
-        description="The stored answer's id: rate it, or pass its question's id as "
-        "replace_from to regenerate it. Null when the answer was not stored."
+        description="The stored answer's id (to rate it). Null when it was not stored."
+    )
+    question_id: int | None = Field(
+        description="The stored question's id: pass it as replace_from to regenerate the "
+        "answer or edit the question. Null when it was not stored."
     )
 
 
@@ -131,9 +135,14 @@ def answer_info(answer: Answer) -> AnswerInfo:
     )
 
 
-def chat_answer(answer: Answer, conversation_id: str, message_id: int | None = None) -> ChatAnswer:
+def chat_answer(answer: Answer, conversation_id: str, stored: Sequence[int] = ()) -> ChatAnswer:
+    """The answer in its conversation; ``stored``: the ids of its question and answer."""
+    question_id, message_id = stored if len(stored) == 2 else (None, None)
     return ChatAnswer(
-        **answer_info(answer).model_dump(), conversation_id=conversation_id, message_id=message_id
+        **answer_info(answer).model_dump(),
+        conversation_id=conversation_id,
+        message_id=message_id,
+        question_id=question_id,
     )
 
 

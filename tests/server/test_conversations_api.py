@@ -39,7 +39,7 @@ def test_the_done_event_names_the_stored_answer(client: TestClient) -> None:
     done = ask(client, "Warranty?")
     stored = messages(client, done["conversation_id"])
     assert [m["role"] for m in stored] == ["user", "assistant"]
-    assert done["message_id"] == stored[1]["id"] and stored[0]["id"] < stored[1]["id"]
+    assert done["question_id"] == stored[0]["id"] and done["message_id"] == stored[1]["id"]
 
 
 def test_regenerate_replaces_the_last_answer_and_a_reload_shows_the_same(
