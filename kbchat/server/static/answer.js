@@ -29,7 +29,7 @@ export function userMessage(container, text, { id = null, onEdit = null } = {}) 
   const bubble = h("div", { class: "msg-content" }, h("p", {}, text));
   const el = h("article", { class: "msg user", dataset: id === null || id === undefined ? {} : { id } }, bubble);
   if (onEdit) {
-    const edit = h("button", { type: "button", class: "btn ghost small msg-edit", title: t("answer.edit"), "aria-label": t("answer.edit") }, "✎");
+    const edit = h("button", { type: "button", class: "btn ghost small msg-edit", title: t("answer.edit"), "aria-label": t("answer.edit") }, icon("pencil"));
     const startEdit = () => {
       const area = h("textarea", { class: "edit-question", rows: "3", "aria-label": t("answer.edit") }, text);
       const cancel = () => replace(bubble, h("p", {}, text));
@@ -57,14 +57,18 @@ export function userMessage(container, text, { id = null, onEdit = null } = {}) 
 
 const SVG = "http://www.w3.org/2000/svg";
 
-/** A thumb icon drawn in the text colour (emoji need a font many Linux desktops lack); `down` turns it over. */
-function thumb(down) {
+const ICONS = {
+  thumb: ["M3 10h4v11H3z", "M7 10l4-8c1.7 0 3 1.3 3 3v3h5.5c1.2 0 2.1 1.1 1.9 2.3l-1.4 8c-.2 1-1 1.7-2 1.7H7"],
+  pencil: ["M4 20h4L19 9l-4-4L4 16z", "M13 7l4 4"],
+};
+
+/** A line icon in the text colour (emoji need a font many Linux desktops lack); `turned` rotates it 180°. */
+export function icon(name, turned = false) {
   const svg = document.createElementNS(SVG, "svg");
-  for (const [key, value] of Object.entries({ viewBox: "0 0 24 24", width: "16", height: "16", fill: "none", stroke: "currentColor", "stroke-width": "2", "stroke-linejoin": "round", "aria-hidden": "true" })) {
-    svg.setAttribute(key, value);
-  }
-  if (down) svg.setAttribute("transform", "rotate(180)");
-  for (const d of ["M3 10h4v11H3z", "M7 10l4-8c1.7 0 3 1.3 3 3v3h5.5c1.2 0 2.1 1.1 1.9 2.3l-1.4 8c-.2 1-1 1.7-2 1.7H7"]) {
+  const attrs = { viewBox: "0 0 24 24", width: "16", height: "16", fill: "none", stroke: "currentColor", "stroke-width": "2", "stroke-linejoin": "round", "aria-hidden": "true" };
+  for (const [key, value] of Object.entries(attrs)) svg.setAttribute(key, value);
+  if (turned) svg.setAttribute("transform", "rotate(180)");
+  for (const d of ICONS[name]) {
     const path = document.createElementNS(SVG, "path");
     path.setAttribute("d", d);
     svg.append(path);
@@ -79,8 +83,8 @@ function thumb(down) {
  */
 function answerActions(getText, actions) {
   let feedback = null;
-  const up = h("button", { type: "button", class: "btn ghost small action-up", "aria-pressed": "false", title: t("answer.good"), "aria-label": t("answer.good") }, thumb(false));
-  const down = h("button", { type: "button", class: "btn ghost small action-down", "aria-pressed": "false", title: t("answer.bad"), "aria-label": t("answer.bad") }, thumb(true));
+  const up = h("button", { type: "button", class: "btn ghost small action-up", "aria-pressed": "false", title: t("answer.good"), "aria-label": t("answer.good") }, icon("thumb"));
+  const down = h("button", { type: "button", class: "btn ghost small action-down", "aria-pressed": "false", title: t("answer.bad"), "aria-label": t("answer.bad") }, icon("thumb", true));
   const comment = h("textarea", { class: "feedback-comment", rows: "2", maxlength: "2000", placeholder: t("answer.commentHint"), "aria-label": t("answer.commentHint") });
   const save = h("button", { type: "button", class: "btn small feedback-save" }, t("answer.commentSave"));
   const form = h("div", { class: "feedback-form", hidden: true }, comment, save);

@@ -1,7 +1,7 @@
 // The chat view: conversation history, knowledge-base / model / retrieval options, and the composer.
 
 import { api, readEvents, send } from "./api.js";
-import { assistantMessage, userMessage } from "./answer.js";
+import { assistantMessage, icon, userMessage } from "./answer.js";
 import { attachments } from "./attachments.js";
 import { confirmButton, formatTime, h, replace } from "./dom.js";
 import { lang, t } from "./i18n.js";
@@ -153,7 +153,7 @@ export function renderChat(root, conversationId, navigate) {
           h("button", { type: "button", class: "btn ghost small export-md", onclick: (event) => exportConversation(c, "markdown", event) }, t("chat.exportMarkdown")),
           h("button", { type: "button", class: "btn ghost small export-json", onclick: (event) => exportConversation(c, "json", event) }, t("chat.exportJson"))));
       item.append(
-        h("button", { type: "button", class: "btn ghost small conv-rename", title: t("chat.rename"), "aria-label": t("chat.rename"), onclick: () => startRename(item, link, c) }, "✎"),
+        h("button", { type: "button", class: "btn ghost small conv-rename", title: t("chat.rename"), "aria-label": t("chat.rename"), onclick: () => startRename(item, link, c) }, icon("pencil")),
         exportMenu,
         confirmButton({
           label: "×", confirmLabel: t("common.confirmDelete"), className: "btn ghost small conv-delete", title: t("chat.delete"),
