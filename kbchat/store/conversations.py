@@ -1,8 +1,8 @@
-"""Stored conversations: their messages (with citations) in the catalog database.
+"""Stored conversations: their messages (with citations and ratings) in the catalog database.
 
-The tables live beside the catalog's (same SQLAlchemy engine) but belong to this module;
-a conversation is visible only to the owner that created it (an API key's name, or
-None when the server runs without keys).
+A conversation is visible only to the owner that created it (an API key's name, or None
+when the server runs without keys). The tables and records are in
+``kbchat.store.conversation_schema``.
 """
 
 from __future__ import annotations
@@ -10,179 +10,49 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    delete,
-    insert,
-    inspect,
-    or_,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from kbchat.errors import BadInput, KbchatError, NotFound
-from kbchat.types import Message, Role
-
-TITLE_CHARS = 60
-"""Length of a title made from the first question."""
-TITLE_MAX = 200
-"""Longest title a conversation may be given."""
-
-metadata = MetaData()
-
-conversations = Table(
-    "conversations",
+from kbchat.store.conversation_schema import (
+    COMMENT_CHARS,
+    SEARCH_CHARS,
+    TITLE_CHARS,
+    TITLE_MAX,
+    VERDICTS,
+    Conversation,
+    Feedback,
+    RatedAnswer,
+    StoredMessage,
+    Verdict,
+    add_missing_columns,
+    conversation_record,
+    conversations,
+    message_record,
+    message_row,
+    messages,
     metadata,
-    Column("id", String(64), primary_key=True),
-    Column("owner", String(128), nullable=True),
-    Column("title", Text, nullable=False),
-    Column("kbs", Text, nullable=False, default="[]"),
-    Column("model", Text, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Index("ix_conversations_owner", "owner", "updated_at"),
+    new_conversation_id,
+    title_from,
 )
 
-messages = Table(
-    "conversation_messages",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column(
-        "conversation_id",
-        String(64),
-        ForeignKey("conversations.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("role", String(16), nullable=False),
-    Column("content", Text, nullable=False),
-    Column("citations", Text, nullable=True),
-    Column("meta", Text, nullable=True),
-    Column("created_at", Float, nullable=False),
-    Column("verdict", String(8), nullable=True),
-    Column("feedback_comment", Text, nullable=True),
-    Column("feedback_at", Float, nullable=True),
-    Index("ix_messages_conversation", "conversation_id", "id"),
-    # ids are never reused (a replaced answer's id must not name its successor)
-    sqlite_autoincrement=True,
-)
-
-Verdict = Literal["up", "down"]
-VERDICTS: tuple[Verdict, ...] = ("up", "down")
-COMMENT_CHARS = 2000
-SEARCH_CHARS = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    """A reader's rating of an answer: ``verdict`` up or down, an optional comment, when
-    (Unix seconds)."""
-
-    verdict: Verdict
-    comment: str
-    at: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "comment": self.comment, "at": self.at}
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """One turn as stored; ``citations`` are the answer's sources (assistant turns) and
-    ``meta`` what the page shows again after a reload: the answer's ``outcome``,
-    ``grounded``, ``notices`` and ``closest`` passages (``shapes.chat.AnswerMeta``)."""
-
-    role: Role
-    content: str
-    created_at: float
-    citations: list[dict[str, Any]] | None = None
-    meta: dict[str, Any] | None = None
-    id: int | None = None
-    """The stored row's id (None before it is stored); feedback and ``replace_from`` name it."""
-    feedback: Feedback | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        value: dict[str, Any] = {
-            "role": self.role,
-            "content": self.content,
-            "created_at": self.created_at,
-        }
-        if self.id is not None:
-            value["id"] = self.id
-        if self.citations is not None:
-            value["citations"] = self.citations
-        if self.meta is not None:
-            value.update(self.meta)
-        if self.feedback is not None:
-            value["feedback"] = self.feedback.to_json()
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    """A conversation's header and, when read whole, its messages in order."""
-
-    id: str
-    title: str
-    kbs: list[str]
-    model: str
-    created_at: float
-    updated_at: float
-    messages: list[StoredMessage] = field(default_factory=list)
-
-    def to_json(self, *, with_messages: bool = False) -> dict[str, Any]:
-        value: dict[str, Any] = {
-            "id": self.id,
-            "title": self.title,
-            "kbs": self.kbs,
-            "model": self.model,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
-        if with_messages:
-            value["messages"] = [m.to_json() for m in self.messages]
-        return value
-
-    def history(self, before: int | None = None) -> list[Message]:
-        """The messages as chat history for the next turn; with ``before`` (a message id),
-        only the messages stored before that one (the history of a replaced turn)."""
-        kept = [m for m in self.messages if before is None or (m.id is not None and m.id < before)]
-        return [Message(m.role, m.content) for m in kept]
-
-    def message(self, message_id: int) -> StoredMessage:
-        """The message with this id.
-
-        Raises:
-            NotFound: the conversation has no such message.
-        """
-        for stored in self.messages:
-            if stored.id == message_id:
-                return stored
-        raise NotFound(f"conversation {self.id!r} has no message {message_id}")
-
-
-def new_conversation_id() -> str:
-    return uuid.uuid4().hex
-
-
-def title_from(question: str) -> str:
-    """A short title: the first line of the first question, cut at TITLE_CHARS."""
-    line = " ".join(question.strip().split("\n", 1)[0].split())
-    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
+__all__ = [
+    "COMMENT_CHARS",
+    "SEARCH_CHARS",
+    "TITLE_CHARS",
+    "TITLE_MAX",
+    "Conversation",
+    "ConversationStore",
+    "Feedback",
+    "RatedAnswer",
+    "StoredMessage",
+    "Verdict",
+    "new_conversation_id",
+    "title_from",
+]
 
 
 class ConversationStore:
@@ -191,7 +61,7 @@ class ConversationStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         metadata.create_all(engine)
-        _add_missing_columns(engine)
+        add_missing_columns(engine)
 
     def list_conversations(
         self, owner: str | None, *, limit: int = 200, search: str | None = None
@@ -213,7 +83,7 @@ class ConversationStore:
         if search is not None:
             query = query.where(_containing(search))
         with self.engine.connect() as conn:
-            return [_conversation(row) for row in conn.execute(query).mappings()]
+            return [conversation_record(row) for row in conn.execute(query).mappings()]
 
     def get(self, conversation_id: str, owner: str | None) -> Conversation:
         """The conversation with all its messages.
@@ -238,8 +108,8 @@ class ConversationStore:
                 .where(messages.c.conversation_id == conversation_id)
                 .order_by(messages.c.id)
             ).mappings()
-            stored = [_message(r) for r in rows]
-        return _conversation(row, stored)
+            stored = [message_record(r) for r in rows]
+        return conversation_record(row, stored)
 
     def append(
         self,
@@ -400,7 +270,9 @@ class ConversationStore:
                     .limit(1)
                 ).scalar()
                 if header is not None and question is not None:
-                    rated.append(RatedAnswer(_conversation(header), question, _message(row)))
+                    rated.append(
+                        RatedAnswer(conversation_record(header), question, message_record(row))
+                    )
         return rated
 
     def delete(self, conversation_id: str, owner: str | None) -> None:
@@ -421,17 +293,8 @@ class ConversationStore:
             conn.execute(delete(conversations).where(conversations.c.id == conversation_id))
 
 
-@dataclass(frozen=True, slots=True)
-class RatedAnswer:
-    """An answer with a rating, its conversation's header and the question it answered."""
-
-    conversation: Conversation
-    question: str
-    answer: StoredMessage
-
-
 def _insert_message(conn: Connection, conversation_id: str, turn: StoredMessage) -> int:
-    inserted = conn.execute(insert(messages).values(_message_row(conversation_id, turn)))
+    inserted = conn.execute(insert(messages).values(message_row(conversation_id, turn)))
     key = inserted.inserted_primary_key
     if key is None:
         raise KbchatError("the database returned no id for a stored message")
@@ -475,56 +338,3 @@ def _containing(search: str) -> Any:
 def _owned(owner: str | None) -> Any:
     column = conversations.c.owner
     return column.is_(None) if owner is None else column == owner
-
-
-def _conversation(row: Any, stored: list[StoredMessage] | None = None) -> Conversation:
-    return Conversation(
-        id=row["id"],
-        title=row["title"],
-        kbs=json.loads(row["kbs"]),
-        model=row["model"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        messages=stored or [],
-    )
-
-
-def _add_missing_columns(engine: Engine) -> None:
-    """Columns added since a database was made (``meta`` by kbchat 0.1 databases; the
-    feedback columns ``verdict``, ``feedback_comment``, ``feedback_at`` by 0.2's)."""
-    present = {c["name"] for c in inspect(engine).get_columns(messages.name)}
-    with engine.begin() as conn:
-        for column in messages.columns:
-            if column.name not in present:
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.execute(text(f"ALTER TABLE {messages.name} ADD COLUMN {column.name} {kind}"))
-
-
-def _message(row: Any) -> StoredMessage:
-    citations = json.loads(row["citations"]) if row["citations"] is not None else None
-    meta = json.loads(row["meta"]) if row["meta"] is not None else None
-    feedback = None
-    if row["verdict"] is not None:
-        feedback = Feedback(row["verdict"], row["feedback_comment"] or "", row["feedback_at"])
-    return StoredMessage(
-        role=row["role"],
-        content=row["content"],
-        created_at=row["created_at"],
-        citations=citations,
-        meta=meta,
-        id=row["id"],
-        feedback=feedback,
-    )
-
-
-def _message_row(conversation_id: str, turn: StoredMessage) -> dict[str, Any]:
-    return {
-        "conversation_id": conversation_id,
-        "role": turn.role,
-        "content": turn.content,
-        "created_at": turn.created_at,
-        "citations": None
-        if turn.citations is None
-        else json.dumps(turn.citations, ensure_ascii=False),
-        "meta": None if turn.meta is None else json.dumps(turn.meta, ensure_ascii=False),
-    }
