@@ -127,18 +127,16 @@ def clear_rating(
 
 @router.get(
     "/api/conversations/{conversation_id}/export",
+    response_model=ConversationDetail,
+    response_model_exclude_unset=True,
     responses={
         200: {
-            "description": "The conversation as a file to download: Markdown, or the JSON of "
-            "GET /api/conversations/{id}.",
-            "content": {
-                "text/markdown": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"$ref": "#/components/schemas/ConversationDetail"}},
-            },
+            "description": "The conversation as a file to download (Content-Disposition: "
+            "attachment): Markdown, or the JSON of GET /api/conversations/{id}.",
+            "content": {"text/markdown": {"schema": {"type": "string"}}},
         },
         **documented(401, 404, 422),
     },
-    response_class=Response,
 )
 def export_conversation(
     conversation_id: str,
