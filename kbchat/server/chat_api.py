@@ -60,7 +60,7 @@ from kbchat.shapes.chat import (
     citation_info,
     tool_step_info,
 )
-from kbchat.store.conversations import StoredMessage, new_conversation_id
+from kbchat.store.conversations import MESSAGE_ID_MAX, StoredMessage, new_conversation_id
 from kbchat.types import Answer, Message, ToolStep
 
 AgentEvent = str | ToolStep | Answer
@@ -82,6 +82,8 @@ class ChatRequest(BaseModel):
     conversation_id: str | None = Field(None, min_length=1, max_length=64)
     replace_from: int | None = Field(
         None,
+        ge=1,
+        le=MESSAGE_ID_MAX,
         description="Regenerate or edit: the id of a question of the conversation; it and "
         "every later message are replaced by this question and its answer (the history is "
         "what came before it). Needs conversation_id.",

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kbchat.chat.transcript import transcript_markdown
@@ -27,9 +27,17 @@ from kbchat.shapes.chat import (
     conversation_info,
     feedback_info,
 )
-from kbchat.store.conversations import COMMENT_CHARS, SEARCH_CHARS, TITLE_MAX, Verdict
+from kbchat.store.conversations import (
+    COMMENT_CHARS,
+    MESSAGE_ID_MAX,
+    SEARCH_CHARS,
+    TITLE_MAX,
+    Verdict,
+)
 
 router = APIRouter(tags=["conversations"])
+
+MessageId = Annotated[int, Path(ge=1, le=MESSAGE_ID_MAX, description="A message's id.")]
 
 StateDep = Annotated[ServerState, Depends(get_state)]
 CallerDep = Annotated[Principal, Depends(current_principal)]
@@ -97,7 +105,7 @@ def rename_conversation(
 )
 def rate_answer(
     conversation_id: str,
-    message_id: int,
+    message_id: MessageId,
     body: FeedbackRequest,
     state: StateDep,
     caller: CallerDep,
@@ -118,7 +126,7 @@ def rate_answer(
     responses=documented(401, 404, 422),
 )
 def clear_rating(
-    conversation_id: str, message_id: int, state: StateDep, caller: CallerDep
+    conversation_id: str, message_id: MessageId, state: StateDep, caller: CallerDep
 ) -> Response:
     """Take an answer's rating back."""
     state.conversations.clear_rating(conversation_id, caller.name, message_id)

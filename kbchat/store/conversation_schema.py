@@ -76,6 +76,8 @@ Verdict = Literal["up", "down"]
 VERDICTS: tuple[Verdict, ...] = ("up", "down")
 COMMENT_CHARS = 2000
 SEARCH_CHARS = 200
+MESSAGE_ID_MAX = 2**63 - 1
+"""Largest message id (a signed 64-bit integer in the database)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from kbchat.errors import BadInput, KbchatError, NotFound
 from kbchat.store.conversation_schema import (
     COMMENT_CHARS,
+    MESSAGE_ID_MAX,
     SEARCH_CHARS,
     TITLE_CHARS,
     TITLE_MAX,
@@ -41,6 +42,7 @@ from kbchat.store.conversation_schema import (
 
 __all__ = [
     "COMMENT_CHARS",
+    "MESSAGE_ID_MAX",
     "SEARCH_CHARS",
     "TITLE_CHARS",
     "TITLE_MAX",

@@ -145,6 +145,7 @@ def test_rate_change_and_clear(client: TestClient) -> None:
         (feedback(message=424242), {"verdict": "up"}, 404, "no message 424242"),
         (feedback(conversation="nope"), {"verdict": "up"}, 404, "no conversation"),
         (path, {"verdict": "up", "comment": "x" * 2001}, 422, "comment"),
+        (feedback(message=2**64), {"verdict": "up"}, 422, "message_id"),
     ]
     for target, body, status, words in bad:
         response = client.put(target, json=body)
