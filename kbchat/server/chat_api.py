@@ -32,7 +32,7 @@ from kbchat.chat.files import answer_sources
 from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatOptions, stream_answer
-from kbchat.errors import BadInput, KbchatError
+from kbchat.errors import KbchatError, NotFound
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.kb.library import is_temporary
 from kbchat.llm.base import ChatModel
@@ -168,10 +168,10 @@ def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatP
         if body.replace_from is not None:
             replaced = conversation.message(body.replace_from)
             if replaced.role != "user":
-                raise BadInput(
-                    f"replace_from must name a question; message {body.replace_from} is an "
-                    f"{replaced.role} turn",
-                    param="replace_from",
+                raise NotFound(
+                    f"conversation {body.conversation_id!r} has no question {body.replace_from} "
+                    f"(replace_from must name a question; message {body.replace_from} is an "
+                    "answer)"
                 )
         history = conversation.history(before=body.replace_from)
         files_kb = services.file_chats().find(body.conversation_id, caller.name)

@@ -70,12 +70,14 @@ def list_conversations(
         str | None,
         Query(
             max_length=SEARCH_CHARS,
-            description="Only conversations whose title or messages contain this text.",
+            description="Only conversations whose title or messages contain this text "
+            "(blank: all).",
         ),
     ] = None,
 ) -> list[ConversationInfo]:
     """The caller's conversations, most recent first (those matching ``q``, when given)."""
-    found = state.conversations.list_conversations(caller.name, search=q)
+    search = q.strip() if q is not None else ""
+    found = state.conversations.list_conversations(caller.name, search=search or None)
     return [conversation_info(c) for c in found]
 
 

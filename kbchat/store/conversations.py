@@ -201,9 +201,9 @@ class ConversationStore:
         """Rate an answer up or down with an optional comment; a new rating replaces the old.
 
         Raises:
-            BadInput: the message is not an answer, the verdict is not up or down, or the
-                comment is over COMMENT_CHARS characters.
-            NotFound: no such conversation for this owner, or no such message in it.
+            BadInput: the verdict is not up or down, or the comment is over COMMENT_CHARS
+                characters.
+            NotFound: no such conversation for this owner, or no such answer in it.
         """
         if verdict not in VERDICTS:
             raise BadInput(f"verdict must be up or down, got {verdict!r}", param="verdict")
@@ -221,8 +221,7 @@ class ConversationStore:
         """Take an answer's rating back (nothing to do if it has none).
 
         Raises:
-            BadInput: the message is not an answer.
-            NotFound: no such conversation for this owner, or no such message in it.
+            NotFound: no such conversation for this owner, or no such answer in it.
         """
         self._write_rating(conversation_id, owner, message_id, None)
 
@@ -231,9 +230,9 @@ class ConversationStore:
     ) -> None:
         target = self.get(conversation_id, owner).message(message_id)
         if target.role != "assistant":
-            raise BadInput(
-                f"message {message_id} is a {target.role} turn; only answers can be rated",
-                param="message_id",
+            raise NotFound(
+                f"conversation {conversation_id!r} has no answer {message_id} (message "
+                f"{message_id} is a question; only answers can be rated)"
             )
         with self.engine.begin() as conn:
             conn.execute(

@@ -80,7 +80,7 @@ def test_replace_from_must_be_a_question_of_the_conversation(client: TestClient)
     done = ask(client, "Warranty?")
     conversation_id, answer_id = done["conversation_id"], done["message_id"]
     cases = [
-        ({"conversation_id": conversation_id, "replace_from": answer_id}, 422, "a question"),
+        ({"conversation_id": conversation_id, "replace_from": answer_id}, 404, "no question"),
         ({"conversation_id": conversation_id, "replace_from": 999999}, 404, "no message 999999"),
         ({"replace_from": answer_id}, 422, "needs the conversation_id"),
     ]
@@ -118,7 +118,7 @@ def test_search_titles_and_messages(client: TestClient) -> None:
     assert {c["id"] for c in both} == {kettle, tea}
     assert client.get("/api/conversations", params={"q": "nothing like it"}).json() == []
     blank = client.get("/api/conversations", params={"q": " "})
-    assert blank.status_code == 422 and "search must not be empty" in blank.text
+    assert blank.status_code == 200 and len(blank.json()) == 2  # a blank search lists all
 
 
 def test_rate_change_and_clear(client: TestClient) -> None:
@@ -141,7 +141,7 @@ def test_rate_change_and_clear(client: TestClient) -> None:
     question_id = messages(client, conversation_id)[0]["id"]
     bad = [
         (path, {"verdict": "meh"}, 422, "verdict"),
-        (feedback(message=question_id), {"verdict": "up"}, 422, "only answers"),
+        (feedback(message=question_id), {"verdict": "up"}, 404, "only answers"),
         (feedback(message=424242), {"verdict": "up"}, 404, "no message 424242"),
         (feedback(conversation="nope"), {"verdict": "up"}, 404, "no conversation"),
         (path, {"verdict": "up", "comment": "x" * 2001}, 422, "comment"),

@@ -100,7 +100,7 @@ def test_feedback_is_stored_cleared_and_checked(store: ConversationStore) -> Non
 
     store.clear_rating("c", "alice", ids[1])
     assert store.get("c", "alice").messages[1].feedback is None
-    with pytest.raises(BadInput, match="only answers can be rated"):
+    with pytest.raises(NotFound, match="only answers can be rated"):
         store.rate("c", "alice", ids[0], "up")
     with pytest.raises(NotFound, match="has no message 12345"):
         store.rate("c", "alice", 12345, "up")
