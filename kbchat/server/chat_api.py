@@ -274,7 +274,8 @@ def answer_events(
             "description": "SSE events delta, citations, done (or error); JSON if stream=false",
             "content": {"text/event-stream": {}, "application/json": {}},
         },
-        **documented(401, 404, 413, 422, 429, 502, 503),
+        # 400: a setting the request relies on is unusable (web mode without a search provider)
+        **documented(400, 401, 404, 413, 422, 429, 502, 503),
     },
 )
 async def chat(
