@@ -321,7 +321,10 @@ class ServerSettings(BaseModel):
         "may read, change and delete every knowledge base.",
     )
     api_keys: list[ApiKeySettings] = Field(
-        default_factory=list, description="Hashed API keys (also read from keys_file)."
+        default_factory=list,
+        description="Hashed API keys (also read from keys_file). Each key's conversations "
+        "(/api/chat, the web page) are its own: a script's key never fills another key's "
+        "history. The OpenAI-compatible API (/v1) stores no conversation at all.",
     )
     keys_file: Path | None = Field(
         None, description="JSON file of hashed keys (`kbchat keys add`); default <home>/keys.json."

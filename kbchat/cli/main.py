@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from kbchat.cli import chat, summarize
 from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
+from kbchat.cli.feedback import feedback_app
 from kbchat.cli.flags import flag
 from kbchat.cli.kb import kb_app, print_hits, run_write
 from kbchat.errors import KbchatError
@@ -97,6 +98,7 @@ def demo(
 
 eval_app = typer.Typer(help="Measure retrieval quality on a question set.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+app.add_typer(feedback_app, name="feedback")
 
 _EVAL_COLUMNS = {
     "recall@1": "R@1",

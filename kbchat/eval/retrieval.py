@@ -16,6 +16,7 @@ passage ``doc-7``). Several chunks of one passage count once, at the rank of the
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,8 @@ import numpy as np
 
 from kbchat.errors import BadInput
 from kbchat.types import Hit
+
+log = logging.getLogger(__name__)
 
 METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
 _REQUIRED = ("id", "question", "gold_doc_ids")
@@ -130,7 +133,8 @@ def load_queries(
         limit: keep at most this many questions (after the split filter), in file order.
 
     Returns:
-        The questions, in file order.
+        The questions, in file order; lines marked ``"needs_reference": true`` (answers
+        rated down, see ``kbchat.eval.feedback``) are left out with a logged warning.
 
     Raises:
         BadInput: the file cannot be read, or a line is not a JSON object with a string
@@ -144,15 +148,26 @@ def load_queries(
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: cannot read question set: {exc}") from None
     queries: list[EvalQuery] = []
+    skipped = 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         query = parse_query(line, where=f"{path}:{number}")
+        if query.extra.get("needs_reference") is True:
+            skipped += 1
+            continue
         if split is not None and query.split != split:
             continue
         queries.append(query)
         if limit is not None and len(queries) >= limit:
             break
+    if skipped:
+        log.warning(
+            "%s: skipped %d question(s) marked needs_reference (rated down in the page; "
+            "write their answers and remove the flag to measure them)",
+            path,
+            skipped,
+        )
     return queries
 
 

@@ -34,6 +34,7 @@ from kbchat.runtime import configure_process
 from kbchat.server import (
     agent_api,
     chat_api,
+    conversations_api,
     files_api,
     kb_api,
     openai_api,
@@ -143,6 +144,7 @@ def create_app(
         kb_api.router,
         sources_api.router,
         chat_api.router,
+        conversations_api.router,
         agent_api.router,
         files_api.router,
         summary_api.router,

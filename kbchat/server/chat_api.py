@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Annotated, Literal
 
@@ -32,7 +32,7 @@ from kbchat.chat.files import answer_sources
 from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatOptions, stream_answer
-from kbchat.errors import KbchatError
+from kbchat.errors import KbchatError, NotFound
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.kb.library import is_temporary
 from kbchat.llm.base import ChatModel
@@ -48,7 +48,6 @@ from kbchat.options import (
 )
 from kbchat.server.auth import Principal
 from kbchat.server.errors import documented, error_body, internal_error_body
-from kbchat.server.files_api import delete_conversation_files
 from kbchat.server.generation import start_generation, stream_generation
 from kbchat.server.schemas import KBName
 from kbchat.server.sse import ThreadedStream, sse_event, until_disconnected
@@ -56,16 +55,12 @@ from kbchat.server.state import ServerState, current_principal, find_kb, get_sta
 from kbchat.server.streams import CitationsEvent, TextDelta
 from kbchat.shapes.chat import (
     ChatAnswer,
-    ConversationDetail,
-    ConversationInfo,
     answer_meta,
     chat_answer,
     citation_info,
-    conversation_detail,
-    conversation_info,
     tool_step_info,
 )
-from kbchat.store.conversations import StoredMessage, new_conversation_id
+from kbchat.store.conversations import MESSAGE_ID_MAX, StoredMessage, new_conversation_id
 from kbchat.types import Answer, Message, ToolStep
 
 AgentEvent = str | ToolStep | Answer
@@ -85,6 +80,14 @@ class ChatRequest(BaseModel):
     kbs: list[KBName] = Field(default_factory=list, max_length=20)
     model: str | None = Field(None, max_length=128)
     conversation_id: str | None = Field(None, min_length=1, max_length=64)
+    replace_from: int | None = Field(
+        None,
+        ge=1,
+        le=MESSAGE_ID_MAX,
+        description="Regenerate or edit: the id of a question of the conversation; it and "
+        "every later message are replaced by this question and its answer (the history is "
+        "what came before it). Needs conversation_id.",
+    )
     top_k: TopK | None = None
     threshold: Threshold | None = None
     no_hit: NoHit | None = None
@@ -113,6 +116,8 @@ class ChatRequest(BaseModel):
     def _message_for_no_hit(self) -> ChatRequest:
         if self.no_hit == "message" and not self.no_hit_message:
             raise ValueError("no_hit 'message' needs no_hit_message in the same request")
+        if self.replace_from is not None and self.conversation_id is None:
+            raise ValueError("replace_from needs the conversation_id it belongs to")
         return self
 
 
@@ -130,6 +135,9 @@ class ChatPlan:
     mode: Literal["auto", "agent", "web"] = "auto"
     model_name: str | None = None
     can_read: Callable[[str], bool] = lambda _: True
+    replace_from: int | None = None
+    stored: list[int] = field(default_factory=list)
+    """The ids of the question and the answer, once stored."""
 
 
 def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatPlan:
@@ -156,7 +164,16 @@ def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatP
     history: list[Message] = []
     conversation_id = body.conversation_id or new_conversation_id()
     if body.conversation_id:
-        history = state.conversations.get(body.conversation_id, caller.name).history()
+        conversation = state.conversations.get(body.conversation_id, caller.name)
+        if body.replace_from is not None:
+            replaced = conversation.message(body.replace_from)
+            if replaced.role != "user":
+                raise NotFound(
+                    f"conversation {body.conversation_id!r} has no question {body.replace_from} "
+                    f"(replace_from must name a question; message {body.replace_from} is an "
+                    "answer)"
+                )
+        history = conversation.history(before=body.replace_from)
         files_kb = services.file_chats().find(body.conversation_id, caller.name)
         kbs, options = answer_sources(
             kbs, files_kb, model, options, whole_tokens=state.settings.files.whole_file_tokens
@@ -172,6 +189,7 @@ def plan_chat(state: ServerState, body: ChatRequest, caller: Principal) -> ChatP
         mode=body.mode,
         model_name=body.model,
         can_read=lambda kb: caller.can(kb, "read"),
+        replace_from=body.replace_from,
     )
 
 
@@ -237,12 +255,13 @@ def answer_events(
                     answer_meta(event).model_dump(mode="json"),
                 ),
             ]
-            state.conversations.append(
+            plan.stored = state.conversations.append(
                 plan.conversation_id,
                 plan.owner,
                 turns,
                 kbs=[kb.name for kb in plan.kbs if not is_temporary(kb.name)],
                 model=plan.model.name,
+                replace_from=plan.replace_from,
             )
         yield event
 
@@ -255,7 +274,8 @@ def answer_events(
             "description": "SSE events delta, citations, done (or error); JSON if stream=false",
             "content": {"text/event-stream": {}, "application/json": {}},
         },
-        **documented(401, 404, 413, 422, 429, 502, 503),
+        # 400: a setting the request relies on is unusable (web mode without a search provider)
+        **documented(400, 401, 404, 413, 422, 429, 502, 503),
     },
 )
 async def chat(
@@ -278,7 +298,7 @@ async def chat(
             make,
             model=body.model,
             caller=caller,
-            render=lambda stream, first: _chat_stream(stream, first, plan.conversation_id),
+            render=lambda stream, first: _chat_stream(stream, first, plan),
             render_error=error_event,
         )
     stream, first = await start_generation(
@@ -289,11 +309,11 @@ async def chat(
         answer = await stream.next(partial(until_disconnected, request))
     if answer is None:
         raise KbchatError("the answer ended without a result")
-    return chat_answer(answer, plan.conversation_id)
+    return chat_answer(answer, plan.conversation_id, plan.stored)
 
 
 async def _chat_stream(
-    stream: ThreadedStream[AgentEvent], first: AgentEvent | None, conversation_id: str
+    stream: ThreadedStream[AgentEvent], first: AgentEvent | None, plan: ChatPlan
 ) -> AsyncIterator[str]:
     event = first
     try:
@@ -301,7 +321,7 @@ async def _chat_stream(
             if isinstance(event, Answer):
                 citations = [citation_info(c) for c in event.citations]
                 yield sse_event("citations", CitationsEvent(citations=citations))
-                yield sse_event("done", chat_answer(event, conversation_id))
+                yield sse_event("done", chat_answer(event, plan.conversation_id, plan.stored))
                 return
             if isinstance(event, ToolStep):
                 yield sse_event("tool", tool_step_info(event))
@@ -321,37 +341,3 @@ def error_event(exc: Exception) -> str:
         return sse_event("error", error_body(exc))
     log.error("answer stream failed", exc_info=exc)
     return sse_event("error", internal_error_body(exc))
-
-
-# -- conversations -------------------------------------------------------------------
-
-
-@router.get("/api/conversations", tags=["conversations"], responses=documented(401))
-def list_conversations(state: StateDep, caller: CallerDep) -> list[ConversationInfo]:
-    """The caller's conversations, most recent first."""
-    return [conversation_info(c) for c in state.conversations.list_conversations(caller.name)]
-
-
-@router.get(
-    "/api/conversations/{conversation_id}",
-    tags=["conversations"],
-    responses=documented(401, 404),
-    response_model_exclude_unset=True,
-)
-def get_conversation(
-    conversation_id: str, state: StateDep, caller: CallerDep
-) -> ConversationDetail:
-    """A conversation with its messages (and each answer's citations)."""
-    return conversation_detail(state.conversations.get(conversation_id, caller.name))
-
-
-@router.delete(
-    "/api/conversations/{conversation_id}",
-    status_code=204,
-    tags=["conversations"],
-    responses=documented(401, 404, 422),  # 422: its files are still being attached
-)
-def delete_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -> Response:
-    state.conversations.delete(conversation_id, caller.name)
-    delete_conversation_files(state, conversation_id, caller.name)
-    return Response(status_code=204)

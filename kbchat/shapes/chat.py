@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from kbchat.chat.summarize import Strategy, Summary
 from kbchat.shapes import Shape
-from kbchat.store.conversations import Conversation
+from kbchat.store.conversations import Conversation, Feedback, Verdict
 from kbchat.text import Language
 from kbchat.types import Answer, AnswerOutcome, Citation, Role, ToolStep
 
@@ -97,6 +98,13 @@ class ChatAnswer(AnswerInfo):
     """An answer in a conversation."""
 
     conversation_id: str = Field(description="Pass it back to continue the conversation.")
+    message_id: int | None = Field(
+        description="The stored answer's id (to rate it). Null when it was not stored."
+    )
+    question_id: int | None = Field(
+        description="The stored question's id: pass it as replace_from to regenerate the "
+        "answer or edit the question. Null when it was not stored."
+    )
 
 
 def answer_meta(answer: Answer) -> AnswerMeta:
@@ -127,8 +135,27 @@ def answer_info(answer: Answer) -> AnswerInfo:
     )
 
 
-def chat_answer(answer: Answer, conversation_id: str) -> ChatAnswer:
-    return ChatAnswer(**answer_info(answer).model_dump(), conversation_id=conversation_id)
+def chat_answer(answer: Answer, conversation_id: str, stored: Sequence[int] = ()) -> ChatAnswer:
+    """The answer in its conversation; ``stored``: the ids of its question and answer."""
+    question_id, message_id = stored if len(stored) == 2 else (None, None)
+    return ChatAnswer(
+        **answer_info(answer).model_dump(),
+        conversation_id=conversation_id,
+        message_id=message_id,
+        question_id=question_id,
+    )
+
+
+class FeedbackInfo(Shape):
+    """A reader's rating of an answer."""
+
+    verdict: Verdict = Field(description="up (a good answer) or down.")
+    comment: str = Field(description="What the reader said about it; may be empty.")
+    at: float = Field(description="When it was rated, Unix time in seconds.")
+
+
+def feedback_info(feedback: Feedback) -> FeedbackInfo:
+    return FeedbackInfo(verdict=feedback.verdict, comment=feedback.comment, at=feedback.at)
 
 
 class MessageInfo(BaseModel):
@@ -138,6 +165,10 @@ class MessageInfo(BaseModel):
     role: Role
     content: str
     created_at: float = Field(description="Unix time in seconds.")
+    id: int | None = Field(
+        None, description="The message's id (for feedback, and replace_from in /api/chat)."
+    )
+    feedback: FeedbackInfo | None = Field(None, description="The reader's rating of an answer.")
     citations: list[CitationInfo] | None = None
     outcome: AnswerOutcome | None = None
     grounded: bool | None = None

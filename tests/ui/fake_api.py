@@ -472,9 +472,11 @@ async def _answer_events(
             },
         )
         conversation["updated_at"] = now
+        question_id, answer_id = next(state.ids), next(state.ids)
         conversation["messages"] += [
-            {"role": "user", "content": question, "created_at": now},
+            {"id": question_id, "role": "user", "content": question, "created_at": now},
             {
+                "id": answer_id,
                 "role": "assistant",
                 "content": text.strip(),
                 "created_at": now,
@@ -498,6 +500,8 @@ async def _answer_events(
             notices=[],
             closest=[],
             conversation_id=conversation_id,
+            message_id=answer_id,
+            question_id=question_id,
         )
         yield sse("done", answer.model_dump(mode="json"))
         finished = True

@@ -67,3 +67,23 @@ def test_every_text_key_used_is_translated() -> None:
         used |= set(re.findall(r'data-i18n="([\w.]+)"', path.read_text(encoding="utf-8")))
     assert used, "no keys found"
     assert used - defined_en == set()
+
+
+def test_bundled_libraries_are_served_with_their_licences() -> None:
+    vendor = STATIC_DIR / "vendor"
+    listing = (vendor / "README.md").read_text(encoding="utf-8")
+    scripts = sorted(p.name for p in vendor.glob("*.js"))
+    assert scripts == ["markdown-it.min.js", "purify.min.js"]
+    for name, licence in (
+        ("markdown-it.min.js", "LICENSE.markdown-it"),
+        ("purify.min.js", "LICENSE.dompurify"),
+    ):
+        assert f"| {name} |" in listing, f"vendor/README.md does not list {name}"
+        assert (vendor / licence).is_file(), f"{name} is bundled without {licence}"
+        text = (vendor / name).read_text(encoding="utf-8")
+        assert not re.search(r"import\s*\(?\s*['\"]https?:", text), f"{name} imports from a host"
+    served = client().get("/static/vendor/purify.min.js")
+    assert served.status_code == 200 and "javascript" in served.headers["content-type"]
+    markdown = (STATIC_DIR / "markdown.js").read_text(encoding="utf-8")
+    assert 'import "./vendor/markdown-it.min.js";' in markdown
+    assert 'import "./vendor/purify.min.js";' in markdown

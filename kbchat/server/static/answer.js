@@ -3,15 +3,151 @@
 import { formatScore, formatSeconds, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
 import { renderMarkdown } from "./markdown.js";
+import { toast } from "./toast.js";
 import { sourceButton } from "./viewer.js";
 
 let counter = 0;
 
-/** Append the user's question to `container`. */
-export function userMessage(container, text) {
-  const el = h("article", { class: "msg user" }, h("div", { class: "msg-content" }, h("p", {}, text)));
+/** Copy `text` to the clipboard (the Clipboard API, or a selection where the page is not a secure context). */
+export async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return;
+  }
+  const area = h("textarea", { class: "sr-only", readonly: true }, text);
+  document.body.append(area);
+  area.select();
+  const copied = document.execCommand("copy");
+  area.remove();
+  if (!copied) throw new Error(t("answer.copyFailed"));
+}
+
+/**
+ * Append the user's question to `container`. `id` is its stored id (dataset.id, also set
+ * later for a new question); `onEdit(text, element)` is called when the user edits and resends it.
+ */
+export function userMessage(container, text, { id = null, onEdit = null } = {}) {
+  const bubble = h("div", { class: "msg-content" }, h("p", {}, text));
+  const el = h("article", { class: "msg user", dataset: id === null || id === undefined ? {} : { id } }, bubble);
+  if (onEdit) {
+    const edit = h("button", { type: "button", class: "btn ghost small msg-edit", title: t("answer.edit"), "aria-label": t("answer.edit") }, icon("pencil"));
+    const startEdit = () => {
+      const area = h("textarea", { class: "edit-question", rows: "3", "aria-label": t("answer.edit") }, text);
+      const cancel = () => replace(bubble, h("p", {}, text));
+      const send = () => {
+        const value = area.value.trim();
+        if (value) onEdit(value, el);
+      };
+      area.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+          event.preventDefault();
+          send();
+        } else if (event.key === "Escape") cancel();
+      });
+      replace(bubble, area, h("div", { class: "edit-actions" },
+        h("button", { type: "button", class: "btn ghost small edit-cancel", onclick: cancel }, t("common.cancel")),
+        h("button", { type: "button", class: "btn primary small edit-send", onclick: send }, t("answer.resend"))));
+      area.focus();
+    };
+    edit.addEventListener("click", startEdit);
+    el.prepend(edit);
+  }
   container.append(el);
   return el;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+const ICONS = {
+  thumb: ["M3 10h4v11H3z", "M7 10l4-8c1.7 0 3 1.3 3 3v3h5.5c1.2 0 2.1 1.1 1.9 2.3l-1.4 8c-.2 1-1 1.7-2 1.7H7"],
+  pencil: ["M4 20h4L19 9l-4-4L4 16z", "M13 7l4 4"],
+};
+
+/** A line icon in the text colour (emoji need a font many Linux desktops lack); `turned` rotates it 180°. */
+export function icon(name, turned = false) {
+  const svg = document.createElementNS(SVG, "svg");
+  const attrs = { viewBox: "0 0 24 24", width: "16", height: "16", fill: "none", stroke: "currentColor", "stroke-width": "2", "stroke-linejoin": "round", "aria-hidden": "true" };
+  for (const [key, value] of Object.entries(attrs)) svg.setAttribute(key, value);
+  if (turned) svg.setAttribute("transform", "rotate(180)");
+  for (const d of ICONS[name]) {
+    const path = document.createElementNS(SVG, "path");
+    path.setAttribute("d", d);
+    svg.append(path);
+  }
+  return svg;
+}
+
+/**
+ * The actions under a finished answer: copy, regenerate, and a rating (thumbs up/down with an
+ * optional comment). `actions.rate(verdict, comment)` stores a rating and resolves with it,
+ * `actions.clearRating()` takes it back, `actions.regenerate()` asks again.
+ */
+function answerActions(getText, actions) {
+  let feedback = null;
+  const up = h("button", { type: "button", class: "btn ghost small action-up", "aria-pressed": "false", title: t("answer.good"), "aria-label": t("answer.good") }, icon("thumb"));
+  const down = h("button", { type: "button", class: "btn ghost small action-down", "aria-pressed": "false", title: t("answer.bad"), "aria-label": t("answer.bad") }, icon("thumb", true));
+  const comment = h("textarea", { class: "feedback-comment", rows: "2", maxlength: "2000", placeholder: t("answer.commentHint"), "aria-label": t("answer.commentHint") });
+  const save = h("button", { type: "button", class: "btn small feedback-save" }, t("answer.commentSave"));
+  const form = h("div", { class: "feedback-form", hidden: true }, comment, save);
+  const said = h("p", { class: "feedback-said muted", hidden: true });
+  const draw = () => {
+    up.setAttribute("aria-pressed", String(feedback?.verdict === "up"));
+    down.setAttribute("aria-pressed", String(feedback?.verdict === "down"));
+    said.hidden = !(feedback && feedback.comment);
+    said.textContent = feedback && feedback.comment ? t("answer.commented", { comment: feedback.comment }) : "";
+  };
+  const rate = async (verdict) => {
+    try {
+      if (feedback && feedback.verdict === verdict) {
+        await actions.clearRating();
+        feedback = null;
+        form.hidden = true;
+      } else {
+        feedback = await actions.rate(verdict, feedback ? feedback.comment : "");
+        comment.value = feedback.comment || "";
+        form.hidden = false;
+        comment.focus();
+      }
+      draw();
+    } catch (exc) {
+      toast(exc.message, "error");
+    }
+  };
+  up.addEventListener("click", () => rate("up"));
+  down.addEventListener("click", () => rate("down"));
+  save.addEventListener("click", async () => {
+    if (!feedback) return;
+    try {
+      feedback = await actions.rate(feedback.verdict, comment.value);
+      form.hidden = true;
+      draw();
+      toast(t("answer.thanks"), "ok");
+    } catch (exc) {
+      toast(exc.message, "error");
+    }
+  });
+  const copy = h("button", { type: "button", class: "btn ghost small action-copy", title: t("answer.copy") }, t("answer.copy"));
+  copy.addEventListener("click", async () => {
+    try {
+      await copyText(getText());
+      toast(t("answer.copied"), "ok");
+    } catch (exc) {
+      toast(exc.message, "error");
+    }
+  });
+  const regenerate = h("button", { type: "button", class: "btn ghost small action-regenerate", title: t("answer.regenerate"), onclick: () => actions.regenerate() }, t("answer.regenerate"));
+  const bar = h("div", { class: "answer-actions", role: "group", "aria-label": t("answer.actions") }, copy, regenerate, up, down);
+  const element = h("div", { class: "answer-tools" }, bar, form, said);
+  return {
+    element,
+    setFeedback(value) {
+      feedback = value || null;
+      draw();
+    },
+    setRatable(ratable) {
+      up.hidden = down.hidden = !ratable;
+    },
+  };
 }
 
 /** Where in its file a passage is (page, sheet, slide, headings), for citations and search hits. */
@@ -49,8 +185,10 @@ function sourceItem(id, citation) {
  * Append an answer to `container` and return its controller:
  * append(text), queued(position, etaS) (waiting for the model; 0: its turn), setCitations(list), finish(doneData), fail(message), stop(),
  * load(text, citations, storedMessage) (a stored turn shows its outcome, notices and closest passages again).
+ * `actions` (optional): {rate(id, verdict, comment), clearRating(id), regenerate(controller)} for the answer's buttons;
+ * the answer can be rated once it has a stored id (dataset.id: from done.message_id or the stored message).
  */
-export function assistantMessage(container) {
+export function assistantMessage(container, actions = null) {
   const id = ++counter;
   const body = h("div", { class: "answer-body" });
   const sources = h("div", { class: "sources", hidden: true });
@@ -70,6 +208,17 @@ export function assistantMessage(container) {
   container.append(el);
   let text = "";
   let citations = [];
+  const answerId = () => (el.dataset.id ? Number(el.dataset.id) : null);
+  const tools = actions ? answerActions(() => text, {
+    rate: (verdict, comment) => actions.rate(answerId(), verdict, comment),
+    clearRating: () => actions.clearRating(answerId()),
+    regenerate: () => actions.regenerate(controller),
+  }) : null;
+  const setId = (id) => {
+    if (id === null || id === undefined) delete el.dataset.id;
+    else el.dataset.id = String(id);
+    if (tools) tools.setRatable(answerId() !== null);
+  };
   let scheduled = false;
   let place = null; // {n, s} while waiting in the server's queue
 
@@ -115,6 +264,10 @@ export function assistantMessage(container) {
   const settle = () => {
     el.classList.remove("streaming");
     el.removeAttribute("aria-busy");
+    if (tools && !tools.element.isConnected) {
+      tools.setRatable(answerId() !== null);
+      el.querySelector(".msg-content").append(tools.element);
+    }
     draw();
   };
   const note = (message, kind) => notes.append(h("div", { class: `note ${kind}`, role: kind === "error" ? "alert" : null }, message));
@@ -154,7 +307,7 @@ export function assistantMessage(container) {
   };
 
   draw();
-  return {
+  const controller = {
     element: el,
     get text() {
       return text;
@@ -171,6 +324,7 @@ export function assistantMessage(container) {
     toolStep,
     finish(done) {
       if (typeof done.answer === "string") text = done.answer;
+      setId(done.message_id);
       showSteps(done.tool_steps);
       if (Array.isArray(done.citations)) setCitations(done.citations);
       showGrounding(done);
@@ -196,9 +350,14 @@ export function assistantMessage(container) {
     load(content, list, stored) {
       text = content || "";
       setCitations(list || []);
-      if (stored) showSteps(stored.tool_steps);
+      if (stored) {
+        setId(stored.id);
+        showSteps(stored.tool_steps);
+        if (tools) tools.setFeedback(stored.feedback);
+      }
       if (stored && stored.outcome) showGrounding(stored);
       settle();
     },
   };
+  return controller;
 }

@@ -1,7 +1,7 @@
 // The chat view: conversation history, knowledge-base / model / retrieval options, and the composer.
 
 import { api, readEvents, send } from "./api.js";
-import { assistantMessage, userMessage } from "./answer.js";
+import { assistantMessage, icon, userMessage } from "./answer.js";
 import { attachments } from "./attachments.js";
 import { confirmButton, formatTime, h, replace } from "./dom.js";
 import { lang, t } from "./i18n.js";
@@ -39,11 +39,15 @@ export function renderChat(root, conversationId, navigate) {
   }
 
   const convList = h("ul", { class: "conv-list", id: "conv-list" });
+  const convSearch = h("input", {
+    type: "search", id: "conv-search", placeholder: t("chat.search"), "aria-label": t("chat.search"), maxlength: "200",
+  });
   const panel = h(
     "aside",
     { class: "side-panel conv-panel", id: "conv-panel" },
     h("button", { type: "button", class: "btn primary block", id: "new-chat", onclick: () => newChat() }, t("chat.new")),
     h("h3", { class: "panel-title" }, t("chat.history")),
+    convSearch,
     convList,
   );
   const pickerSummary = h("summary", { id: "kb-summary" });
@@ -135,20 +139,73 @@ export function renderChat(root, conversationId, navigate) {
 
   function drawConversations() {
     if (!state.conversations.length) {
-      replace(convList, h("li", { class: "empty-small" }, t("chat.noHistory")));
+      replace(convList, h("li", { class: "empty-small" }, convSearch.value.trim() ? t("chat.noMatch") : t("chat.noHistory")));
       return;
     }
-    replace(convList, state.conversations.map((c) => h(
-      "li",
-      { class: c.id === state.current ? "active" : null, dataset: { id: c.id } },
-      h("a", { href: `#/chat/${encodeURIComponent(c.id)}`, class: "conv-link" },
+    replace(convList, state.conversations.map((c) => {
+      const link = h("a", { href: `#/chat/${encodeURIComponent(c.id)}`, class: "conv-link" },
         h("span", { class: "conv-title" }, c.title || t("chat.untitled")),
-        h("span", { class: "conv-meta" }, [(c.kbs || []).join(", ") || t("chat.plainShort"), formatTime(c.updated_at, lang())].filter(Boolean).join(" · "))),
-      confirmButton({
-        label: "×", confirmLabel: t("common.confirmDelete"), className: "btn ghost small conv-delete", title: t("chat.delete"),
-        onConfirm: () => deleteConversation(c.id),
-      }),
-    )));
+        h("span", { class: "conv-meta" }, [(c.kbs || []).join(", ") || t("chat.plainShort"), formatTime(c.updated_at, lang())].filter(Boolean).join(" · ")));
+      const item = h("li", { class: c.id === state.current ? "active" : null, dataset: { id: c.id } }, link);
+      const exportMenu = h("details", { class: "conv-export" },
+        h("summary", { class: "btn ghost small", title: t("chat.export"), "aria-label": t("chat.export") }, "⤓"),
+        h("div", { class: "picker-menu" },
+          h("button", { type: "button", class: "btn ghost small export-md", onclick: (event) => exportConversation(c, "markdown", event) }, t("chat.exportMarkdown")),
+          h("button", { type: "button", class: "btn ghost small export-json", onclick: (event) => exportConversation(c, "json", event) }, t("chat.exportJson"))));
+      item.append(
+        h("button", { type: "button", class: "btn ghost small conv-rename", title: t("chat.rename"), "aria-label": t("chat.rename"), onclick: () => startRename(item, link, c) }, icon("pencil")),
+        exportMenu,
+        confirmButton({
+          label: "×", confirmLabel: t("common.confirmDelete"), className: "btn ghost small conv-delete", title: t("chat.delete"),
+          onConfirm: () => deleteConversation(c.id),
+        }),
+      );
+      return item;
+    }));
+  }
+
+  function startRename(item, link, conversation) {
+    const field = h("input", { type: "text", class: "conv-title-input", value: conversation.title, maxlength: "200", "aria-label": t("chat.rename") });
+    let done = false;
+    const finish = async (save) => {
+      if (done) return;
+      done = true;
+      const title = field.value.trim();
+      if (save && title !== conversation.title) {
+        try {
+          await api(`/api/conversations/${encodeURIComponent(conversation.id)}`, { method: "PATCH", json: { title } });
+        } catch (exc) {
+          toast(exc.message, "error");
+        }
+      }
+      await refreshConversations();
+    };
+    field.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.isComposing) {
+        event.preventDefault();
+        finish(true);
+      } else if (event.key === "Escape") finish(false);
+    });
+    field.addEventListener("blur", () => finish(true));
+    link.replaceWith(field);
+    field.focus();
+    field.select();
+  }
+
+  async function exportConversation(conversation, format, event) {
+    event.target.closest("details").open = false;
+    try {
+      const response = await send(`/api/conversations/${encodeURIComponent(conversation.id)}/export?format=${format}`);
+      const named = /filename="([^"]+)"/.exec(response.headers.get("content-disposition") || "");
+      const url = URL.createObjectURL(await response.blob());
+      const link = h("a", { href: url, download: named ? named[1] : `conversation.${format === "json" ? "json" : "md"}`, hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (exc) {
+      toast(exc.message, "error");
+    }
   }
 
   function emptyState() {
@@ -159,8 +216,12 @@ export function renderChat(root, conversationId, navigate) {
   }
 
   async function refreshConversations() {
+    const search = convSearch.value.trim();
     try {
-      state.conversations = (await api("/api/conversations")) || [];
+      const query = search ? `?q=${encodeURIComponent(search)}` : "";
+      const found = (await api(`/api/conversations${query}`)) || [];
+      if (search !== convSearch.value.trim()) return; // a newer search is on its way
+      state.conversations = found;
     } catch (exc) {
       state.conversations = [];
       if (exc.status !== 401) toast(t("chat.historyError", { message: exc.message }), "error");
@@ -197,8 +258,8 @@ export function renderChat(root, conversationId, navigate) {
       attached.refresh(state.current);
       messages.replaceChildren();
       for (const m of conversation.messages || []) {
-        if (m.role === "user") userMessage(messages, m.content);
-        else if (m.role === "assistant") assistantMessage(messages).load(m.content, m.citations, m);
+        if (m.role === "user") showQuestion(m.content, m.id);
+        else if (m.role === "assistant") answerView().load(m.content, m.citations, m);
       }
       if (Array.isArray(conversation.kbs)) {
         prefs.kbs = conversation.kbs;
@@ -225,8 +286,35 @@ export function renderChat(root, conversationId, navigate) {
     if (state.controller) state.controller.abort();
   }
 
-  function requestBody(question, kbs) {
+  // The turns on screen: questions can be edited and resent, answers copied, regenerated and rated.
+  function showQuestion(text, id = null) {
+    return userMessage(messages, text, { id, onEdit: (edited, element) => resend(element, edited) });
+  }
+
+  function answerView() {
+    const base = () => `/api/conversations/${encodeURIComponent(state.current)}/messages`;
+    return assistantMessage(messages, {
+      rate: (id, verdict, comment) => api(`${base()}/${id}/feedback`, { method: "PUT", json: { verdict, comment } }),
+      clearRating: (id) => api(`${base()}/${id}/feedback`, { method: "DELETE" }),
+      regenerate: (answer) => {
+        const asked = answer.element.previousElementSibling;
+        if (asked && asked.classList.contains("user")) resend(asked, asked.querySelector(".msg-content p")?.textContent || "");
+      },
+    });
+  }
+
+  /** Ask `text` in place of the question `element` and every turn after it (the server replaces them too). */
+  function resend(element, text) {
+    if (state.controller || !text) return;
+    const replaceFrom = element.dataset.id ? Number(element.dataset.id) : null;
+    while (element.nextElementSibling) element.nextElementSibling.remove();
+    element.remove();
+    ask(text, replaceFrom);
+  }
+
+  function requestBody(question, kbs, replaceFrom) {
     const body = { question, kbs, stream: true };
+    if (replaceFrom !== null && state.current) body.replace_from = replaceFrom;
     if (modeSelect.value !== "auto") body.mode = modeSelect.value;
     if (modelSelect.value) body.model = modelSelect.value;
     if (state.current) body.conversation_id = state.current;
@@ -237,12 +325,13 @@ export function renderChat(root, conversationId, navigate) {
     return body;
   }
 
-  function onEvent(answer, name, data) {
+  function onEvent(answer, asked, name, data) {
     if (name === "delta") answer.append(data.text ?? "");
     else if (name === "tool") answer.toolStep(data);
     else if (name === "queued") answer.queued(data.position, data.eta_s);
     else if (name === "citations") answer.setCitations(data.citations);
     else if (name === "done") {
+      if (data.question_id !== null && data.question_id !== undefined) asked.dataset.id = String(data.question_id);
       answer.finish(data);
       if (data.conversation_id) {
         state.current = data.conversation_id;
@@ -252,11 +341,11 @@ export function renderChat(root, conversationId, navigate) {
     messages.scrollTop = messages.scrollHeight;
   }
 
-  async function ask(question) {
+  async function ask(text, replaceFrom = null) {
     const kbs = updateMode();
     document.getElementById("chat-empty")?.remove();
-    userMessage(messages, question);
-    const answer = assistantMessage(messages);
+    const asked = showQuestion(text);
+    const answer = answerView();
     messages.scrollTop = messages.scrollHeight;
     const controller = new AbortController();
     state.controller = controller;
@@ -264,15 +353,15 @@ export function renderChat(root, conversationId, navigate) {
     let ended = false;
     try {
       const response = await send("/api/chat", {
-        method: "POST", json: requestBody(question, kbs), signal: controller.signal, accept: "text/event-stream",
+        method: "POST", json: requestBody(text, kbs, replaceFrom), signal: controller.signal, accept: "text/event-stream",
       });
       if ((response.headers.get("content-type") || "").includes("application/json")) {
-        onEvent(answer, "done", await response.json());
+        onEvent(answer, asked, "done", await response.json());
         ended = true;
       } else {
         await readEvents(response, (name, data) => {
           if (name === "done" || name === "error") ended = true;
-          onEvent(answer, name, data);
+          onEvent(answer, asked, name, data);
         });
       }
       if (!ended) answer.fail(t("chat.incomplete"));
@@ -304,6 +393,11 @@ export function renderChat(root, conversationId, navigate) {
   input.addEventListener("input", () => {
     input.style.height = "auto";
     input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
+  });
+  let searchTimer = null;
+  convSearch.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(refreshConversations, 250);
   });
   modelSelect.addEventListener("change", () => { prefs.model = modelSelect.value; savePrefs(); });
   modeSelect.addEventListener("change", () => {
@@ -338,6 +432,7 @@ export function renderChat(root, conversationId, navigate) {
 
   return () => {
     stop();
+    clearTimeout(searchTimer);
     attached.stop();
     document.removeEventListener("click", closePicker);
   };
