@@ -87,7 +87,12 @@ def stored(services: Services) -> list[tuple[str, str]]:
 def test_markdown_renders_tables_links_and_headings_and_never_runs_markup(page: Any) -> None:
     services, app = start(ScriptedChatModel([HOSTILE], name="scripted"))
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def refuse(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", refuse)
     with LiveServer(app) as server:
         page.goto(server.url)
         body = ask(page, "How do I care for the kettle?").locator(".answer-body")
