@@ -13,7 +13,7 @@ PYTEST_ARGS ?= $(if $(filter true 1,$(CI)),,-m "not slow")
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,ocr,rerank,dev,scale]'
+	$(BIN)/python -m pip install --quiet -e '.[local,ocr,rerank,hub,dev,scale]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -15,6 +15,7 @@ from kbchat.cli import chat, summarize
 from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progress_bar, split_names
 from kbchat.cli.flags import flag
 from kbchat.cli.kb import kb_app, print_hits, run_write
+from kbchat.cli.models import models_app
 from kbchat.errors import KbchatError
 from kbchat.options import SearchMode, SearchModeName, TopK
 
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(kb_app, name="kb")
+app.add_typer(models_app, name="models")
 
 
 @app.callback()

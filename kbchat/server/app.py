@@ -48,7 +48,16 @@ from kbchat.server.generation_queue import GenerationQueues
 from kbchat.server.mcp import build_mcp, mount_mcp
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.server.streams import document_streams
-from kbchat.shapes.system import DoctorCheck, GenerationLoad, Health, ModelInfo, PublicSettings
+from kbchat.shapes.system import (
+    DoctorCheck,
+    EmbeddedModelInfo,
+    GenerationLoad,
+    Health,
+    ModelInfo,
+    PublicSettings,
+    embedded_model_info,
+    model_info,
+)
 from kbchat.store.conversations import ConversationStore
 
 SAMPLE_KB = "kbchat-docs"
@@ -181,16 +190,18 @@ def _system_router() -> APIRouter:
 
     @router.get("/api/models", responses=documented(401))
     def models(state: StateDep, caller: CallerDep) -> list[ModelInfo]:
-        """The configured chat models."""
-        settings = state.settings
-        return [
-            ModelInfo(
-                name=name,
-                backend=settings.models[name].backend,
-                default=name == settings.default_model,
-            )
-            for name in sorted(settings.models)
-        ]
+        """The configured chat models, with size, quantisation, context and memory estimate."""
+        from kbchat.llm.inventory import model_entries
+
+        entries = model_entries(state.settings)
+        return [model_info(entry, public=True) for entry in entries]
+
+    @router.get("/api/models/embedded", responses=documented(401))
+    def embedded_models(state: StateDep, caller: CallerDep) -> list[EmbeddedModelInfo]:
+        """The embedded models shipped on PyPI, installed or not, with how to add each."""
+        from kbchat.llm.inventory import embedded_options
+
+        return [embedded_model_info(option) for option in embedded_options(state.settings)]
 
     @router.get("/api/settings", responses=documented(401))
     def safe_settings(state: StateDep, caller: CallerDep) -> PublicSettings:
