@@ -88,7 +88,8 @@ def _report_outcomes(
 def kb_create(
     name: str,
     embedder: Annotated[
-        str | None, typer.Option(help="Embedder backend: e5+use (default), e5, use, openai.")
+        str | None,
+        typer.Option(help="Embedder: e5+use (default), e5, use, openai (see embedder.backend)."),
     ] = None,
     chunk_size: Annotated[int | None, flag(ChunkSize, default="ingest.chunk_size")] = None,
     chunk_overlap: Annotated[int | None, flag(ChunkOverlap, default="ingest.chunk_overlap")] = None,

@@ -238,7 +238,7 @@ def serve(
         given["insecure_no_auth"] = True
     settings = load_settings(server=given) if given else load_settings()
     redact_also(_secrets(settings))
-    application = create_app(settings, seed_sample=sample)
+    application = create_app(settings, seed_sample=sample, warm_up=True)
     bind = settings.server.host
     url = f"http://{f'[{bind}]' if ':' in bind else bind}:{settings.server.port}"
     err.print(

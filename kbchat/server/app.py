@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -32,7 +32,15 @@ from kbchat.kb.jobs import JobManager, JobWork
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 from kbchat.registry import load_plugins
 from kbchat.runtime import configure_process
-from kbchat.server import agent_api, chat_api, files_api, kb_api, openai_api, summary_api
+from kbchat.server import (
+    agent_api,
+    chat_api,
+    files_api,
+    kb_api,
+    openai_api,
+    settings_api,
+    summary_api,
+)
 from kbchat.server.access_log import AccessLog
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import (
@@ -44,6 +52,8 @@ from kbchat.server.errors import (
     openai_error_body,
     route_methods,
 )
+from kbchat.server.first_run import seed_sample as seed_sample_kb
+from kbchat.server.first_run import warm_default_model
 from kbchat.server.generation_queue import GenerationQueues
 from kbchat.server.mcp import build_mcp, mount_mcp
 from kbchat.server.state import ServerState, current_principal, get_state
@@ -60,7 +70,6 @@ from kbchat.shapes.system import (
 )
 from kbchat.store.conversations import ConversationStore
 
-SAMPLE_KB = "kbchat-docs"
 INTERRUPTED = "queued again: a server stop interrupted its ingest"
 _UPLOAD_PATH = re.compile(
     r"^/api/kbs/[^/]+/files/?$|^/api/conversations/[^/]+/files/?$|^/v1/chat/completions$"
@@ -73,7 +82,11 @@ CallerDep = Annotated[Principal, Depends(current_principal)]
 
 
 def create_app(
-    settings: Settings, *, services: Services | None = None, seed_sample: bool = False
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    seed_sample: bool = False,
+    warm_up: bool = False,
 ) -> FastAPI:
     """The kbchat web app: REST API, OpenAI-compatible API, web UI (when installed).
 
@@ -83,6 +96,8 @@ def create_app(
             closed at shut-down.
         seed_sample: At start-up, build the sample knowledge base ``kbchat-docs`` in a
             background job if there is no knowledge base yet.
+        warm_up: At start-up, load the default chat model on a background thread, so
+            the first question does not wait for it (``kbchat.server.first_run``).
 
     Raises:
         ConfigError: API keys are required (non-loopback bind) but none is configured.
@@ -109,7 +124,9 @@ def create_app(
         _resume_pending(state)
         await run_in_threadpool(running.file_chats)  # drops conversations' expired files
         if seed_sample:
-            _seed_sample(state)
+            seed_sample_kb(state)
+        if warm_up:
+            warm_default_model(state)
         try:
             async with mcp.session_manager.run():
                 yield
@@ -139,6 +156,7 @@ def create_app(
         files_api.router,
         summary_api.router,
         openai_api.router,
+        settings_api.router,
     ]
     for router in routers:
         app.include_router(router)
@@ -239,24 +257,6 @@ def public_settings(settings: Settings, auth_required: bool) -> PublicSettings:
             "file_types": sorted(ext.lstrip(".") for ext in supported_extensions()),
         }
     )
-
-
-def _seed_sample(state: ServerState) -> None:
-    """Queue the sample KB's build when the library is empty (first start)."""
-    from kbchat.sample import sample_dir
-
-    library = state.services.library
-    if library.names():
-        return
-
-    def work(listener: Any) -> Any:
-        kb = library.ensure(SAMPLE_KB, description="kbchat's own documentation (sample)")
-        return kb.sync(
-            sample_dir(), exclude=["__init__.py", "*.pyc", "__pycache__"], listener=listener
-        )
-
-    job = state.jobs.submit(SAMPLE_KB, "sync", work)
-    log.info("building the sample knowledge base %r in job %s", SAMPLE_KB, job.id)
 
 
 def _resume_pending(state: ServerState) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ def gguf_file(tmp_path: Path) -> Path:
     return write_tiny_gguf(tmp_path / "tiny-q4.gguf")
 
 
-def listed(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
+def listed(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
     code, out, err = run("models", "list", "--json", capsys=capsys)
     assert code == 0, err
     return {row["name"]: row for row in json.loads(out)}

