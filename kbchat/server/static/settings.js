@@ -67,9 +67,9 @@ function numberField(name, label, value, { min, max, step }) {
 }
 
 /** The editor of the main settings (admins): saved to kbchat.toml and applied at once. */
-function editCard(settings, models, onSaved) {
+function editCard(settings, models, onSaved, notice) {
   const error = h("p", { class: "form-error", role: "alert", hidden: true });
-  const result = h("p", { class: "ok-text", role: "status", hidden: true });
+  const result = h("p", { class: "ok-text", role: "status", hidden: !notice }, notice || "");
   const chat = settings.chat || {};
   const message = h("textarea", { name: "no_hit_message", rows: 2 }, chat.no_hit_message || "");
   const noHit = h("select", { name: "no_hit", onchange: () => { messageField.hidden = noHit.value !== "message"; } },
@@ -105,10 +105,8 @@ function editCard(settings, models, onSaved) {
     button.disabled = true;
     try {
       const saved = await api("/api/settings", { method: "PUT", json: body });
-      result.textContent = saved.overridden.length ? t("settings.savedOverridden", { keys: saved.overridden.join(", ") }) : t("settings.saved");
-      result.hidden = false;
       toast(t("settings.saved"), "ok");
-      onSaved();
+      onSaved(saved.overridden.length ? t("settings.savedOverridden", { keys: saved.overridden.join(", ") }) : t("settings.saved"));
     } catch (exc) {
       error.textContent = exc.status === 403 ? t("settings.adminOnly", { message: exc.message }) : exc.message;
       error.hidden = false;
@@ -155,7 +153,7 @@ function noHitText(policy) {
 export function renderSettings(root) {
   const grid = h("div", { class: "settings-grid" }, h("p", { class: "muted" }, t("common.loading")));
   replace(root, h("div", { class: "page" }, h("h2", {}, t("nav.settings")), h("p", { class: "muted" }, t("settings.intro")), grid));
-  const load = () => Promise.allSettled([api("/api/settings"), api("/api/models"), api("/api/models/embedded")]).then(([settingsResult, modelsResult, embeddedResult]) => {
+  const load = (notice) => Promise.allSettled([api("/api/settings"), api("/api/models"), api("/api/models/embedded")]).then(([settingsResult, modelsResult, embeddedResult]) => {
     const settings = settingsResult.status === "fulfilled" ? settingsResult.value || {} : {};
     const models = modelsResult.status === "fulfilled" ? modelsResult.value || [] : [];
     const embedded = embeddedResult.status === "fulfilled" ? embeddedResult.value || [] : [];
@@ -164,7 +162,7 @@ export function renderSettings(root) {
       failed.map((m) => h("p", { class: "form-error", role: "alert" }, m)),
       h("div", { class: "settings-columns" },
         modelsCard(models, embedded),
-        settingsResult.status === "fulfilled" ? editCard(settings, models, load) : null,
+        settingsResult.status === "fulfilled" ? editCard(settings, models, load, notice) : null,
         themeCard(),
         card(t("settings.embedder"), "embedder-card", factList(settings, [
           ["embedder.backend", t("settings.backend")], ["embedder.model", t("settings.model")],
