@@ -45,7 +45,7 @@ _NO_FACTS = {
     "memory_bytes": None,
     "hint": None,
 }
-MODELS = [
+MODELS: list[dict[str, Any]] = [
     {
         "name": "qwen2.5-0.5b",
         "backend": "llamacpp",
