@@ -207,8 +207,8 @@ def mcp() -> None:
 
 @app.command("serve")
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind [server.host].")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port [server.port].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind \\[server.host].")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port \\[server.port].")] = None,
     sample: Annotated[bool, typer.Option(help="Build the sample KB if there is none.")] = True,
     insecure_no_auth: Annotated[
         bool,
@@ -307,8 +307,12 @@ def keys_rm(name: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: kbchat errors become one line on stderr and exit code 1."""
+    from kbchat.cli.help_text import plain_help
+
+    command = typer.main.get_command(app)
+    plain_help(command)
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="kbchat")
+        command.main(args=list(argv) if argv is not None else None, prog_name="kbchat")
     except KbchatError as exc:
         err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)

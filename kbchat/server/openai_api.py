@@ -30,7 +30,7 @@ from fastapi.responses import StreamingResponse
 from kbchat.chat.rag import stream_answer
 from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, KbchatError, NotFound, Unsupported
-from kbchat.llm.base import FINISH_STOP, capabilities, check_structured, estimate_tokens
+from kbchat.llm.base import FINISH_STOP, ChatModel, capabilities, check_structured, estimate_tokens
 from kbchat.options import answer_search_options, chat_options
 from kbchat.registry import embedders
 from kbchat.server.auth import Principal
@@ -233,7 +233,7 @@ def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) ->
         return _kb_generation(state, body, caller, messages, max_tokens)
     if body.model.startswith((AGENT_PREFIX, WEB_PREFIX)):
         return _agent_generation(state, body, caller, messages, max_tokens)
-    model = state.services.models.get(body.model)
+    model = _chat_model(state, body.model, caller)
     structured: dict[str, Any] = {
         "response_format": body.to_response_format(),
         "grammar": body.grammar,
@@ -263,6 +263,22 @@ def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) ->
         yield Finished(finish, usage, tool_calls=calls)
 
     return run
+
+
+def _chat_model(state: ServerState, name: str, caller: Principal) -> ChatModel:
+    """The chat model ``name``; unknown: NotFound (param ``model``) naming every kind of
+    model the caller may use, as ``/v1/models`` lists them."""
+    try:
+        return state.services.models.get(name)
+    except NotFound:
+        kbs = [
+            KB_PREFIX + n
+            for n in state.services.library.catalog.kb_names()
+            if caller.can(n, "read")
+        ]
+        agents = [AGENT_PREFIX + n for n in ["default", *sorted(state.settings.agents)]]
+        known = ", ".join([*sorted(state.settings.models), *kbs, *agents])
+        raise NotFound(f"no model named {name!r}; known: {known}") from None
 
 
 def _kb_generation(
