@@ -578,18 +578,22 @@ def embeddings(body: EmbeddingRequest, state: StateDep, caller: CallerDep) -> Em
 
 
 def _texts(given: str | list[str] | list[int] | list[list[int]]) -> list[str]:
-    """The texts to embed; token ids are refused (no offline tokenizer can decode them)."""
-    texts = [given] if isinstance(given, str) else given
-    if not texts:
+    """The texts to embed: strings as given, token ids (one list, or a list per text)
+    decoded with cl100k_base (``kbchat.embed.token_ids``)."""
+    from kbchat.embed.token_ids import decode_token_ids
+
+    if isinstance(given, str):
+        return [given]
+    if not given:
         raise BadInput("input must not be empty", param="input")
-    if not all(isinstance(t, str) for t in texts):
-        raise Unsupported(
-            "input as token ids is not supported: kbchat's embedders read text, and OpenAI's "
-            "tokenizer (cl100k_base) is not available offline to decode the ids. Send "
-            "strings (LangChain: OpenAIEmbeddings(check_embedding_ctx_length=False))",
-            param="input",
-        )
-    return [t for t in texts if isinstance(t, str)]
+    if all(isinstance(t, str) for t in given):
+        return [t for t in given if isinstance(t, str)]
+    if all(isinstance(t, int) for t in given):
+        return [decode_token_ids([t for t in given if isinstance(t, int)])]
+    rows = [t for t in given if isinstance(t, list)]
+    if len(rows) != len(given) or not all(rows):
+        raise BadInput("input must be strings or non-empty lists of token ids", param="input")
+    return [decode_token_ids(row) for row in rows]
 
 
 def _embedder(state: ServerState, model: str, caller: Principal) -> Embedder:
