@@ -81,7 +81,7 @@ class SettingsChanged(Shape):
 
 @router.put(
     "/api/settings",
-    responses=documented(400, 401, 403, 404, 422),
+    responses=documented(400, 401, 403, 404, 413, 422),
     response_model=SettingsChanged,
 )
 async def change_settings(
