@@ -15,7 +15,7 @@ $(STAMP):
 	@echo "kbchat: (first run only: about 1 GB of packages, several minutes; pip's own progress follows)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar on -e '.[local,ocr,rerank,hub,dev,scale]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[local,ocr,rerank,hub,tokens,dev,scale]'
 	touch $(STAMP)
 	@echo "kbchat: installed"
 
