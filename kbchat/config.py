@@ -492,13 +492,19 @@ class _EnvironSource(EnvSettingsSource):
     """
 
     def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
+        self._environ = {k: v for k, v in environ.items() if not _client_variable(k, v)}
         super().__init__(Settings)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         return parse_env_vars(
             self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
         )
+
+
+def _client_variable(name: str, value: str) -> bool:
+    """``KBCHAT_SERVER=URL`` names a server for ``ask``/``chat --server``; only a JSON
+    table there is the ``[server]`` section."""
+    return name.upper() == "KBCHAT_SERVER" and not value.lstrip().startswith("{")
 
 
 def load_settings(*, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -61,8 +61,26 @@ def _home(settings: Settings) -> Check:
 
 
 def _config(_: Settings) -> Check:
-    source = os.environ.get("KBCHAT_CONFIG")
-    return Check("config", True, f"loaded ({source or 'defaults + KBCHAT_HOME/kbchat.toml + env'})")
+    from kbchat.config_file import config_path
+
+    path = config_path()
+    variables = sorted(
+        name for name in os.environ if name.startswith("KBCHAT_") and name not in _NOT_SETTINGS
+    )
+    env = f"; environment: {', '.join(variables)}" if variables else ""
+    if path.is_file():
+        return Check("config", True, f"loaded from {path}{env}")
+    return Check("config", True, f"no config file ({path} does not exist): defaults{env}")
+
+
+_NOT_SETTINGS = {
+    "KBCHAT_CONFIG",
+    "KBCHAT_SERVER",
+    "KBCHAT_API_KEY",
+    "KBCHAT_LOG_LEVEL",
+    "KBCHAT_LOG_FORMAT",
+}
+"""KBCHAT_* variables that are not settings (the config file, the CLI's server, logging)."""
 
 
 def _embedder(settings: Settings) -> Check:

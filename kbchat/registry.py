@@ -81,16 +81,33 @@ def create_embedder(backend: str, **kwargs: Any) -> Any:
 
     Every part gets the same keyword arguments; local models ignore the remote ones.
     """
-    names = [name.strip() for name in backend.split("+")]
+    names = check_embedder(backend)
     if len(names) == 1:
         return embedders.create(names[0], **kwargs)
-    if not all(names) or len(set(names)) != len(names):
-        raise ConfigError(
-            f"embedder {backend!r}: join distinct backend names with '+', e.g. e5+use"
-        )
     from kbchat.embed.composite import CompositeEmbedder
 
     return CompositeEmbedder([embedders.create(name, **kwargs) for name in names])
+
+
+def check_embedder(backend: str) -> list[str]:
+    """The registered embedder names ``backend`` joins with '+' (one or more).
+
+    Raises:
+        ConfigError: a name is unknown or repeated; the message lists the choices, the
+            joined ones included.
+    """
+    names = [name.strip() for name in backend.split("+")]
+    known = embedders.names()
+    unknown = [name for name in names if name not in known]
+    choices = (
+        f"choose {', '.join(known)}, or distinct ones joined with '+' (e5+use, the default, "
+        "ranks passages in the question's language first)"
+    )
+    if not all(names) or len(set(names)) != len(names):
+        raise ConfigError(f"embedder {backend!r} does not join distinct names; {choices}")
+    if unknown:
+        raise ConfigError(f"unknown embedder {unknown[0]!r}; {choices}")
+    return names
 
 
 def open_vector_store(

@@ -15,6 +15,7 @@ from rich.console import Console
 from kbchat.cli.base import build_services, print_json, progress_bar, split_names
 from kbchat.cli.flags import flag
 from kbchat.cli.kb import EXIT_FILES_FAILED
+from kbchat.cli.remote_chat import ApiKeyOpt, ServerOpt
 from kbchat.errors import BadInput, KbchatError
 from kbchat.options import MaxTokens, NoHit, NoHitName, Threshold, TopK
 from kbchat.types import Answer, Message
@@ -121,7 +122,7 @@ def _report_files(outcomes: Sequence[FileOutcome]) -> None:
             err.print(f"attached {outcome.name} ({outcome.chunks} chunks)", markup=False)
 
 
-def _print_stream(events: Iterator[AgentEvent]) -> Answer:
+def print_stream(events: Iterator[AgentEvent]) -> Answer:
     from kbchat.types import ToolStep
 
     answer: Answer | None = None
@@ -285,11 +286,14 @@ def ask(
     no_hit: Annotated[NoHitName | None, flag(NoHit, default="chat.no_hit")] = None,
     max_tokens: Annotated[int | None, flag(MaxTokens, default="chat.max_tokens")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Ask one question; the answer streams, then its sources.
 
     With --file, the files are loaded into a temporary knowledge base (deleted after
     the answer) and the question is answered from them, and from KB if one is named.
+    With --server, a running `kbchat serve` answers (no model loads here).
     """
     if agent and web:
         raise BadInput(
@@ -308,6 +312,25 @@ def ask(
             "kbchat ask --agent [--kb KB] QUESTION, kbchat ask --web QUESTION "
             "or kbchat ask --no-kb QUESTION"
         )
+    names = [] if no_kb or kb is None else split_names(kb)
+    if server is not None:
+        _ask_server(
+            server,
+            api_key,
+            files,
+            {
+                "question": question,
+                "kbs": names,
+                "model": model,
+                "mode": "agent" if agent else "web" if web else "auto",
+                "top_k": top_k,
+                "threshold": threshold,
+                "no_hit": no_hit,
+                "max_tokens": max_tokens,
+            },
+            as_json=as_json,
+        )
+        return
     from kbchat.config import load_settings
     from kbchat.options import answer_search_options, chat_options
     from kbchat.shapes.chat import answer_info
@@ -317,7 +340,6 @@ def ask(
     services = build_services(settings)
     conversation = new_conversation_id()
     try:
-        names = [] if no_kb or kb is None else split_names(kb)
         search = answer_search_options(settings, top_k=top_k, threshold=threshold)
         options = chat_options(settings, search, no_hit=no_hit, max_tokens=max_tokens)
         files_kb = _attach(services, conversation, files or [], required=True)
@@ -328,22 +350,48 @@ def ask(
             answer = next(e for e in events if isinstance(e, Answer))
             print_json(answer_info(answer))
         else:
-            _print_stream(events)
+            print_stream(events)
     finally:
         if files:
             services.file_chats().delete(conversation, None)
         services.close()
 
 
+def _ask_server(
+    url: str, api_key: str | None, files: object, request: dict[str, Any], *, as_json: bool
+) -> None:
+    from kbchat.cli.remote_chat import ask_server, check_local_only
+    from kbchat.cli.server_client import ServerClient
+
+    check_local_only(files, "--file")
+    client = ServerClient(url, api_key)
+    try:
+        ask_server(client, request, as_json=as_json)
+    finally:
+        client.close()
+
+
 def chat(
     kb: Annotated[str | None, typer.Option(help="Knowledge base(s) to answer from.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name.")] = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
-    """Interactive chat with history: /kb NAME|off, /file PATH, /agent [off], /model NAME, /reset.
+    """Interactive chat with history: /kb NAME|off, /file PATH, /agent \\[off], /model NAME, /reset.
 
     Ctrl-C stops the answer being written, not the session. Attached files are
-    deleted when the session ends.
+    deleted when the session ends. With --server, a running `kbchat serve` answers.
     """
+    if server is not None:
+        from kbchat.cli.remote_chat import chat_with_server
+        from kbchat.cli.server_client import ServerClient
+
+        client = ServerClient(server, api_key)
+        try:
+            chat_with_server(client, split_names(kb) if kb else [], model)
+        finally:
+            client.close()
+        return
     from kbchat.config import load_settings
     from kbchat.store.conversations import new_conversation_id
 
@@ -359,7 +407,7 @@ def chat(
     history: list[Message] = []
     err.print("kbchat chat — /help for commands, Ctrl-D to leave", markup=False)
     try:
-        while (line := _read(state)) is not None:
+        while (line := read_line(state)) is not None:
             if line.startswith("/"):
                 if _command(line, state, history, services):
                     break
@@ -372,7 +420,7 @@ def chat(
         services.close()
 
 
-def _read(state: dict[str, Any]) -> str | None:
+def read_line(state: dict[str, Any]) -> str | None:
     target = ",".join([*state["kbs"], *(["files"] if state["files"] else [])]) or "model"
     if state["agent"]:
         target += "+agent"
@@ -454,7 +502,7 @@ def _turn(
             files_kb=state["files"],
             agent=state["agent"],
         )
-        answer = _print_stream(events)
+        answer = print_stream(events)
     except KeyboardInterrupt:
         cancel.set()  # the model stops generating and is free for the next question
         err.print("\n[stopped]", markup=False)

@@ -81,14 +81,15 @@ def _report_outcomes(
             err.print(f"note: {note}", markup=False, highlight=False)
     chunks = sum(o.new_chunks for o in outcomes if o.status == "indexed")
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no files"
-    out.print(f"{summary}; {chunks} new chunks")
+    out.print(f"{summary}; {chunks} new chunk{'' if chunks == 1 else 's'}")
 
 
 @kb_app.command("create")
 def kb_create(
     name: str,
     embedder: Annotated[
-        str | None, typer.Option(help="Embedder backend: e5+use (default), e5, use, openai.")
+        str | None,
+        typer.Option(help="Embedder: e5+use (default), e5, use, openai (see embedder.backend)."),
     ] = None,
     chunk_size: Annotated[int | None, flag(ChunkSize, default="ingest.chunk_size")] = None,
     chunk_overlap: Annotated[int | None, flag(ChunkOverlap, default="ingest.chunk_overlap")] = None,
@@ -231,7 +232,8 @@ def kb_files(name: str, as_json: JsonOpt = False) -> None:
     for r in records:
         summary = summaries.get(r.name, "")
         short = summary if len(summary) <= 80 else summary[:79] + "…"
-        table.add_row(r.name, r.status, str(r.chunks), r.error or "", short)
+        error = (r.error or "").removeprefix(f"{r.name}: ")  # the name is in its own column
+        table.add_row(r.name, r.status, str(r.chunks), error, short)
     out.print(table)
 
 

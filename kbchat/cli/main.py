@@ -16,6 +16,7 @@ from kbchat.cli.base import JsonOpt, err, open_library, out, print_json, progres
 from kbchat.cli.feedback import feedback_app
 from kbchat.cli.flags import flag
 from kbchat.cli.kb import kb_app, print_hits, run_write
+from kbchat.cli.models import models_app
 from kbchat.errors import KbchatError
 from kbchat.options import SearchMode, SearchModeName, TopK
 
@@ -28,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(kb_app, name="kb")
+app.add_typer(models_app, name="models")
 
 
 @app.callback()
@@ -207,8 +209,8 @@ def mcp() -> None:
 
 @app.command("serve")
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind [server.host].")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port [server.port].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind \\[server.host].")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port \\[server.port].")] = None,
     sample: Annotated[bool, typer.Option(help="Build the sample KB if there is none.")] = True,
     insecure_no_auth: Annotated[
         bool,
@@ -238,7 +240,7 @@ def serve(
         given["insecure_no_auth"] = True
     settings = load_settings(server=given) if given else load_settings()
     redact_also(_secrets(settings))
-    application = create_app(settings, seed_sample=sample)
+    application = create_app(settings, seed_sample=sample, warm_up=True)
     bind = settings.server.host
     url = f"http://{f'[{bind}]' if ':' in bind else bind}:{settings.server.port}"
     err.print(
@@ -364,8 +366,12 @@ def keys_rm(name: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: kbchat errors become one line on stderr and exit code 1."""
+    from kbchat.cli.help_text import plain_help
+
+    command = typer.main.get_command(app)
+    plain_help(command)
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="kbchat")
+        command.main(args=list(argv) if argv is not None else None, prog_name="kbchat")
     except KbchatError as exc:
         err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)

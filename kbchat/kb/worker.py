@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLE_EXCLUDE = ["__init__.py", "*.pyc", "__pycache__"]
+SAMPLE_KB = "kbchat-docs"
+"""The sample knowledge base `kbchat serve` builds on a first start."""
 
 
 def this_host() -> str:
@@ -164,11 +166,39 @@ def _rebuild(work: Work) -> None:
     kb.rebuild(listener=work.listener)
 
 
+class SampleProgress(IngestListener):
+    """Passes a job's progress on and logs it, a line per file (the sample KB's first build)."""
+
+    def __init__(self, job_listener: IngestListener) -> None:
+        self.job_listener = job_listener
+        self.total = 0
+        self.done = 0
+
+    def started(self, total: int) -> None:
+        self.total = total
+        log.info("indexing the sample knowledge base %r: %d files", SAMPLE_KB, total)
+        self.job_listener.started(total)
+
+    def file_done(self, outcome: FileOutcome) -> None:
+        self.done += 1
+        log.info(
+            "indexing the sample knowledge base %d/%d: %s %s",
+            self.done,
+            self.total,
+            outcome.name,
+            outcome.status,
+        )
+        self.job_listener.file_done(outcome)
+
+    def waiting(self, message: str) -> None:
+        self.job_listener.waiting(message)
+
+
 def _sample(work: Work) -> None:
     from kbchat.sample import sample_dir
 
     kb = work.services.library.ensure(work.kb, description=work.tasks[0].payload["description"])
-    kb.sync(sample_dir(), exclude=SAMPLE_EXCLUDE, listener=work.listener)
+    kb.sync(sample_dir(), exclude=SAMPLE_EXCLUDE, listener=SampleProgress(work.listener))
 
 
 def _attach(work: Work) -> None:

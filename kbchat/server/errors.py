@@ -217,7 +217,7 @@ def openai_error(exc: KbchatError) -> tuple[int, dict[str, Any]]:
     elif isinstance(exc, Unsupported):
         code = "unsupported_parameter" if param else "unsupported_value"
     elif status == 404 and "model" in str(exc):
-        code = "model_not_found"
+        code, param = "model_not_found", param or "model"
     return status, openai_error_body(status, str(exc), code, param)
 
 

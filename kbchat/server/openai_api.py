@@ -30,7 +30,7 @@ from fastapi.responses import StreamingResponse
 from kbchat.chat.rag import stream_answer
 from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, KbchatError, NotFound, Unsupported
-from kbchat.llm.base import FINISH_STOP, capabilities, check_structured, estimate_tokens
+from kbchat.llm.base import FINISH_STOP, ChatModel, capabilities, check_structured, estimate_tokens
 from kbchat.options import answer_search_options, chat_options
 from kbchat.registry import embedders
 from kbchat.server.auth import Principal
@@ -233,7 +233,7 @@ def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) ->
         return _kb_generation(state, body, caller, messages, max_tokens)
     if body.model.startswith((AGENT_PREFIX, WEB_PREFIX)):
         return _agent_generation(state, body, caller, messages, max_tokens)
-    model = state.services.models.get(body.model)
+    model = _chat_model(state, body.model, caller)
     structured: dict[str, Any] = {
         "response_format": body.to_response_format(),
         "grammar": body.grammar,
@@ -263,6 +263,22 @@ def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) ->
         yield Finished(finish, usage, tool_calls=calls)
 
     return run
+
+
+def _chat_model(state: ServerState, name: str, caller: Principal) -> ChatModel:
+    """The chat model ``name``; unknown: NotFound (param ``model``) naming every kind of
+    model the caller may use, as ``/v1/models`` lists them."""
+    try:
+        return state.services.models.get(name)
+    except NotFound:
+        kbs = [
+            KB_PREFIX + n
+            for n in state.services.library.catalog.kb_names()
+            if caller.can(n, "read")
+        ]
+        agents = [AGENT_PREFIX + n for n in ["default", *sorted(state.settings.agents)]]
+        known = ", ".join([*sorted(state.settings.models), *kbs, *agents])
+        raise NotFound(f"no model named {name!r}; known: {known}") from None
 
 
 def _kb_generation(
@@ -562,18 +578,22 @@ def embeddings(body: EmbeddingRequest, state: StateDep, caller: CallerDep) -> Em
 
 
 def _texts(given: str | list[str] | list[int] | list[list[int]]) -> list[str]:
-    """The texts to embed; token ids are refused (no offline tokenizer can decode them)."""
-    texts = [given] if isinstance(given, str) else given
-    if not texts:
+    """The texts to embed: strings as given, token ids (one list, or a list per text)
+    decoded with cl100k_base (``kbchat.embed.token_ids``)."""
+    from kbchat.embed.token_ids import decode_token_ids
+
+    if isinstance(given, str):
+        return [given]
+    if not given:
         raise BadInput("input must not be empty", param="input")
-    if not all(isinstance(t, str) for t in texts):
-        raise Unsupported(
-            "input as token ids is not supported: kbchat's embedders read text, and OpenAI's "
-            "tokenizer (cl100k_base) is not available offline to decode the ids. Send "
-            "strings (LangChain: OpenAIEmbeddings(check_embedding_ctx_length=False))",
-            param="input",
-        )
-    return [t for t in texts if isinstance(t, str)]
+    if all(isinstance(t, str) for t in given):
+        return [t for t in given if isinstance(t, str)]
+    if all(isinstance(t, int) for t in given):
+        return [decode_token_ids([t for t in given if isinstance(t, int)])]
+    rows = [t for t in given if isinstance(t, list)]
+    if len(rows) != len(given) or not all(rows):
+        raise BadInput("input must be strings or non-empty lists of token ids", param="input")
+    return [decode_token_ids(row) for row in rows]
 
 
 def _embedder(state: ServerState, model: str, caller: Principal) -> Embedder:

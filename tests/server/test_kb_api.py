@@ -491,7 +491,14 @@ def test_system_endpoints(client: TestClient, services: Services) -> None:
     configured = services.settings.models[services.settings.default_model]
     assert health["generations"]["slots"] == configured.parallel == 4
     models = client.get("/api/models").json()
-    assert models == [{"name": "qwen2.5-0.5b", "backend": "llamacpp", "default": True}]
+    assert [(m["name"], m["backend"], m["default"]) for m in models] == [
+        ("qwen2.5-0.5b", "llamacpp", True)
+    ]
+    assert models[0]["source"] == "embedded qwen2.5-coder-0.5b-instruct-q4_k_m"
+    assert models[0]["status"] in ("ready", "not assembled", "not installed")
+    assert models[0]["n_ctx"] == 4096 and models[0]["file_bytes"] > 400e6
+    embedded = {m["key"]: m for m in client.get("/api/models/embedded").json()}
+    assert "kbchat[llm-large]" in embedded["qwen2.5-coder-1.5b-instruct"]["install"]
     settings = client.get("/api/settings").json()
     assert settings["server"]["auth_required"] is False and "pdf" in settings["file_types"]
     text = client.get("/api/settings").text

@@ -163,3 +163,15 @@ def test_embeddings_default_and_per_kb(oai: openai.OpenAI, docs_kb: str) -> None
     assert info.value.param == "dimensions"
     same = oai.embeddings.create(model="default", input="x", dimensions=1000)
     assert len(same.data[0].embedding) == 1000
+
+
+def test_openai_unknown_model_names_param_and_every_kind(client: TestClient, docs_kb: str) -> None:
+    response = client.post(
+        "/v1/chat/completions",
+        json={"model": "gpt-99", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["param"] == "model" and error["code"] == "model_not_found"
+    assert "qwen2.5-0.5b" in error["message"] and f"kb:{docs_kb}" in error["message"]
+    assert "agent:default" in error["message"]

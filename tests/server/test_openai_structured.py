@@ -205,12 +205,19 @@ def test_prompt_longer_than_the_context_is_context_length_exceeded(
     assert "300-token context" in info.value.message
 
 
-def test_embeddings_refuse_token_ids_with_a_way_out(client: TestClient) -> None:
-    for ids in ([15339, 1917], [[15339], [1917, 0]]):
-        response = client.post("/v1/embeddings", json={"model": "default", "input": ids})
-        assert response.status_code == 400
-        error = response.json()["error"]
-        assert error["param"] == "input" and "check_embedding_ctx_length=False" in error["message"]
+def test_embeddings_take_token_ids_as_langchain_sends_them(client: TestClient) -> None:
+    def vectors(given: object) -> list[list[float]]:
+        response = client.post("/v1/embeddings", json={"model": "default", "input": given})
+        assert response.status_code == 200, response.text
+        return [item["embedding"] for item in response.json()["data"]]
+
+    hello_world = [15339, 1917]  # "hello world" in cl100k_base
+    assert vectors(hello_world) == vectors(["hello world"])
+    assert vectors([hello_world, [15339]]) == vectors(["hello world", "hello"])
+    for bad in ([[15339], []], [[15339], "hello"], [[2**40]]):
+        response = client.post("/v1/embeddings", json={"model": "default", "input": bad})
+        assert response.status_code == 400, bad
+        assert str(response.json()["error"]["param"]).startswith("input"), bad
 
 
 def test_kb_model_honours_stop_and_system_and_refuses_tools(

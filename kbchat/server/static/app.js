@@ -2,6 +2,7 @@
 
 import { api, apiKey, onKeyChange, setApiKey, setKeyPrompt } from "./api.js";
 import { renderChat } from "./chat.js";
+import { watchFirstRun } from "./firstrun.js";
 import { applyStatic, lang, onLangChange, setLang, t } from "./i18n.js";
 import { renderKbs } from "./kbs.js";
 import { renderSettings } from "./settings.js";
@@ -109,6 +110,7 @@ function boot() {
   window.addEventListener("hashchange", () => show());
   show(true);
   checkHealth();
+  watchFirstRun();
 }
 
 boot();

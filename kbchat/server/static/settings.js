@@ -1,8 +1,10 @@
 // The settings view: configured models, the embedder, answering policy, and the doctor's checks.
 
 import { api } from "./api.js";
-import { h, replace } from "./dom.js";
+import { formatBytes, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
+import { setTheme, theme, THEMES } from "./theme.js";
+import { toast } from "./toast.js";
 
 function lookup(object, path) {
   return path.split(".").reduce((value, key) => (value && typeof value === "object" ? value[key] : undefined), object);
@@ -27,12 +29,92 @@ function card(title, id, ...body) {
   return h("section", { class: "card settings-card", id }, h("h3", {}, title), ...body);
 }
 
-function modelsCard(models) {
-  if (!models.length) return card(t("settings.models"), "models-card", h("p", { class: "muted" }, t("settings.noModels")));
-  return card(t("settings.models"), "models-card", h("table", { class: "plain-table" },
-    h("thead", {}, h("tr", {}, h("th", {}, t("settings.modelName")), h("th", {}, t("settings.backend")), h("th", {}))),
-    h("tbody", {}, models.map((m) => h("tr", {}, h("td", {}, m.name), h("td", {}, m.backend || "—"),
-      h("td", {}, m.default ? h("span", { class: "badge indexed" }, t("chat.defaultModel")) : null))))));
+function modelFacts(m) {
+  const parts = [];
+  if (m.file_bytes) parts.push(formatBytes(m.file_bytes));
+  if (m.quantisation) parts.push(m.quantisation);
+  if (m.n_ctx) parts.push(m.context_length ? t("settings.context", { n: m.n_ctx, of: m.context_length }) : t("settings.contextOnly", { n: m.n_ctx }));
+  if (m.memory_bytes) parts.push(t("settings.memory", { size: formatBytes(m.memory_bytes), slots: m.parallel || 1 }));
+  return parts.join(" · ") || "—";
+}
+
+function modelsCard(models, embedded) {
+  const rows = models.map((m) => h("tr", { dataset: { model: m.name } },
+    h("td", {}, h("strong", {}, m.name), m.default ? h("span", { class: "badge indexed" }, t("chat.defaultModel")) : null,
+      h("div", { class: "muted detail" }, m.source || m.backend || "")),
+    h("td", { class: "model-facts" }, modelFacts(m)),
+    h("td", {}, h("span", { class: `badge ${m.status === "ready" || m.status === "remote" ? "indexed" : "skipped"}` }, m.status || "—"),
+      m.hint ? h("div", { class: "muted detail" }, m.hint) : null)));
+  const more = embedded.filter((e) => !e.configured_as.length).map((e) => h("li", { dataset: { embedded: e.key } },
+    h("strong", {}, e.key), ` (${formatBytes(e.file_bytes)}, ${e.installed ? t("settings.installed") : t("settings.notInstalled")}): `,
+    h("code", {}, e.install)));
+  return card(t("settings.models"), "models-card",
+    models.length ? h("table", { class: "plain-table" },
+      h("thead", {}, h("tr", {}, h("th", {}, t("settings.modelName")), h("th", {}, t("settings.modelFacts")), h("th", {}, t("settings.status")))),
+      h("tbody", {}, rows)) : h("p", { class: "muted" }, t("settings.noModels")),
+    more.length ? h("div", { class: "more-models" }, h("p", { class: "muted" }, t("settings.moreModels")), h("ul", {}, more)) : null);
+}
+
+function themeCard() {
+  const select = h("select", { id: "theme-select", onchange: () => setTheme(select.value) },
+    THEMES.map((name) => h("option", { value: name, selected: theme() === name }, t(`settings.theme.${name}`))));
+  return card(t("settings.appearance"), "appearance-card", h("label", { class: "field" }, h("span", {}, t("settings.theme")), select));
+}
+
+function numberField(name, label, value, { min, max, step }) {
+  return h("label", { class: "field" }, h("span", {}, label),
+    h("input", { type: "number", name, min, max, step, value: value ?? "", required: true }));
+}
+
+/** The editor of the main settings (admins): saved to kbchat.toml and applied at once. */
+function editCard(settings, models, onSaved, notice) {
+  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  const result = h("p", { class: "ok-text", role: "status", hidden: !notice }, notice || "");
+  const chat = settings.chat || {};
+  const message = h("textarea", { name: "no_hit_message", rows: 2 }, chat.no_hit_message || "");
+  const noHit = h("select", { name: "no_hit", onchange: () => { messageField.hidden = noHit.value !== "message"; } },
+    ["refuse", "fallback", "message"].map((p) => h("option", { value: p, selected: chat.no_hit === p }, t(`settings.noHit.${p}`))));
+  const messageField = h("label", { class: "field", hidden: chat.no_hit !== "message" }, h("span", {}, t("settings.noHitMessage")), message);
+  const form = h("form", { class: "settings-form", id: "settings-form", novalidate: true },
+    h("label", { class: "field" }, h("span", {}, t("settings.defaultModel")),
+      h("select", { name: "default_model" }, models.map((m) => h("option", { value: m.name, selected: m.name === settings.default_model }, m.name)))),
+    numberField("top_k", t("settings.topK"), chat.top_k, { min: 1, max: 100, step: 1 }),
+    numberField("threshold", t("chat.threshold"), settings.retrieval && settings.retrieval.threshold, { min: 0, max: 1, step: 0.01 }),
+    numberField("min_score", t("settings.minScore"), chat.min_score, { min: 0, max: 1, step: 0.01 }),
+    h("label", { class: "field" }, h("span", {}, t("settings.noHitPolicy")), noHit),
+    messageField,
+    h("label", { class: "field" }, h("span", {}, t("settings.newEmbedder")),
+      h("input", { type: "text", name: "embedder", value: (settings.embedder && settings.embedder.backend) || "" })),
+    h("p", { class: "muted" }, t("settings.editNote")),
+    error, result,
+    h("button", { type: "submit", class: "btn primary", id: "settings-save" }, t("settings.save")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = result.hidden = true;
+    const data = new FormData(form);
+    const body = {
+      default_model: data.get("default_model"),
+      top_k: Number(data.get("top_k")),
+      threshold: Number(data.get("threshold")),
+      min_score: Number(data.get("min_score")),
+      no_hit: data.get("no_hit"),
+      embedder: String(data.get("embedder") || "").trim(),
+    };
+    if (body.no_hit === "message") body.no_hit_message = String(data.get("no_hit_message") || "");
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const saved = await api("/api/settings", { method: "PUT", json: body });
+      toast(t("settings.saved"), "ok");
+      onSaved(saved.overridden.length ? t("settings.savedOverridden", { keys: saved.overridden.join(", ") }) : t("settings.saved"));
+    } catch (exc) {
+      error.textContent = exc.status === 403 ? t("settings.adminOnly", { message: exc.message }) : exc.message;
+      error.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return card(t("settings.edit"), "edit-card", form);
 }
 
 function doctorCard() {
@@ -71,20 +153,24 @@ function noHitText(policy) {
 export function renderSettings(root) {
   const grid = h("div", { class: "settings-grid" }, h("p", { class: "muted" }, t("common.loading")));
   replace(root, h("div", { class: "page" }, h("h2", {}, t("nav.settings")), h("p", { class: "muted" }, t("settings.intro")), grid));
-  Promise.allSettled([api("/api/settings"), api("/api/models")]).then(([settingsResult, modelsResult]) => {
+  const load = (notice) => Promise.allSettled([api("/api/settings"), api("/api/models"), api("/api/models/embedded")]).then(([settingsResult, modelsResult, embeddedResult]) => {
     const settings = settingsResult.status === "fulfilled" ? settingsResult.value || {} : {};
+    const models = modelsResult.status === "fulfilled" ? modelsResult.value || [] : [];
+    const embedded = embeddedResult.status === "fulfilled" ? embeddedResult.value || [] : [];
     const failed = [settingsResult, modelsResult].filter((r) => r.status === "rejected").map((r) => r.reason.message);
     replace(grid,
       failed.map((m) => h("p", { class: "form-error", role: "alert" }, m)),
       h("div", { class: "settings-columns" },
-        modelsCard(modelsResult.status === "fulfilled" ? modelsResult.value || [] : []),
+        modelsCard(models, embedded),
+        settingsResult.status === "fulfilled" ? editCard(settings, models, load, notice) : null,
+        themeCard(),
         card(t("settings.embedder"), "embedder-card", factList(settings, [
           ["embedder.backend", t("settings.backend")], ["embedder.model", t("settings.model")],
           ["embedder.base_url", t("settings.baseUrl")], ["embedder.batch_size", t("settings.batch")]])),
         card(t("settings.answering"), "answering-card", factList(settings, [
           ["chat.no_hit", t("settings.noHitPolicy"), noHitText], ["chat.no_hit_message", t("settings.noHitMessage")],
-          ["default_model", t("settings.defaultModel")], ["chat.temperature", t("settings.temperature")],
-          ["chat.max_tokens", t("settings.maxTokens")], ["retrieval.mode", t("search.mode")],
+          ["default_model", t("settings.defaultModel")], ["chat.top_k", t("settings.topK")], ["chat.min_score", t("settings.minScore")],
+          ["chat.temperature", t("settings.temperature")], ["chat.max_tokens", t("settings.maxTokens")], ["retrieval.mode", t("search.mode")],
           ["retrieval.threshold", t("chat.threshold")], ["retrieval.fusion", t("settings.fusion")]])),
         card(t("settings.ingest"), "ingest-card", factList(settings, [
           ["ingest.chunk_size", t("kb.chunkSize")], ["ingest.chunk_overlap", t("kb.chunkOverlap")],
@@ -93,4 +179,5 @@ export function renderSettings(root) {
       card(t("settings.all"), "raw-card", h("details", {}, h("summary", {}, t("settings.showAll")),
         h("pre", { class: "raw" }, JSON.stringify(settings, null, 2)))));
   });
+  load();
 }

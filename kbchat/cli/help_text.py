@@ -1,0 +1,56 @@
+"""Help in plain words: ``NAME`` and ``TEXT`` where typer 0.29 prints ``{name}`` and ``<str>``.
+
+Typer 0.29 labels every option with its Python type (``<str>``, ``<bool>`` even on flags)
+and a required argument as ``{name}`` in the usage line. ``plain_help`` walks the built
+command tree once and gives each parameter a click-style metavar instead (its public
+``metavar`` attribute); required arguments get click's own usage form, ``NAME``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperArgument, TyperGroup, TyperOption
+
+_TYPE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}
+
+
+class PlainArgument(TyperArgument):
+    """An argument shown as click shows it: NAME, [NAME] when optional, NAME... for many."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None  # the NAME says it
+
+
+def plain_help(command: Any) -> None:
+    """Give every parameter of ``command`` (the app's command, ``typer.main.get_command``)
+    and of its subcommands a plain metavar, in place."""
+    context = typer.Context(command)
+    for param in command.get_params(context):  # the help option too
+        if isinstance(param, TyperArgument):
+            param.__class__ = PlainArgument
+            param.metavar = param.metavar or (param.name or "").upper()
+        elif isinstance(param, TyperOption) and param.metavar is None:
+            param.metavar = _option_metavar(param, context)
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            plain_help(sub)
+
+
+def _option_metavar(option: TyperOption, context: typer.Context) -> str:
+    """Nothing for a flag; TEXT, INTEGER, NUMBER, PATH or the choices for a value."""
+    if option.is_flag or option.count:
+        return ""
+    label = option.display_type(context).strip("<>")
+    if label.startswith("list[") and label.endswith("]"):  # a repeatable option
+        label = label[5:-1]
+    base, _, ranged = label.partition(" range")
+    if base.lower() in _TYPE_NAMES:
+        return _TYPE_NAMES[base.lower()]
+    return label if not ranged else base.upper()

@@ -1,0 +1,191 @@
+"""``kbchat models pull REPO[:FILE]``: a GGUF model from Hugging Face (or a mirror).
+
+huggingface_hub does the talking: ``HfApi.list_repo_tree`` gives the repository's files with
+their sizes and LFS sha256, and ``http_get`` streams one with its progress bar and retries.
+The download goes to ``<file>.part`` and continues from there when run again (a Range
+request), so an interrupted pull resumes; the whole file's sha256 must equal the hub's
+before it is renamed into place. ``HF_ENDPOINT`` (read at each pull) selects a mirror;
+``HF_TOKEN`` a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kbchat.errors import BackendError, BadInput, MissingDependency, NotFound
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+PREFERRED_QUANT = "q4_k_m"
+_BLOCK = 8 * 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    """A file of a hub repository: its path there, size in bytes and sha256."""
+
+    path: str
+    size: int
+    sha256: str | None
+
+
+def parse_reference(reference: str) -> tuple[str, str | None]:
+    """``owner/repo`` or ``owner/repo:file.gguf`` -> (repo, file or None).
+
+    Raises:
+        BadInput: the reference is not of that form.
+    """
+    repo, _, filename = reference.partition(":")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise BadInput(
+            f"model reference {reference!r} should be OWNER/REPO or OWNER/REPO:FILE.gguf, "
+            "e.g. Qwen/Qwen2.5-1.5B-Instruct-GGUF:qwen2.5-1.5b-instruct-q4_k_m.gguf"
+        )
+    return repo, filename or None
+
+
+def pull_gguf(
+    reference: str,
+    target_dir: Path,
+    *,
+    revision: str = "main",
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> Path:
+    """Download the GGUF ``reference`` names into ``target_dir/<owner>--<repo>/`` (resuming a
+    ``.part`` file left by an earlier pull) and check its sha256.
+
+    Returns:
+        The verified file's path (already there and verified: no download).
+
+    Raises:
+        BadInput: bad reference, or several GGUF files and none named.
+        NotFound: no such repository, revision or file (the message lists the GGUF files).
+        BackendError: the hub is unreachable or fails, or the file's sha256 differs.
+    """
+    repo, filename = parse_reference(reference)
+    try:
+        from huggingface_hub import HfApi, hf_hub_url
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:
+        raise MissingDependency("huggingface_hub", "hub", "kbchat models pull") from None
+    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        remote = _choose(repo, filename, _files(api, repo, revision))
+        target = Path(target_dir).expanduser() / repo.replace("/", "--") / Path(remote.path).name
+        if _verified(target, remote):
+            return target
+        url = hf_hub_url(repo, remote.path, revision=revision, endpoint=endpoint)
+        _download(url, target, remote, token)
+    except HfHubHTTPError as exc:
+        raise _hub_error(exc, repo, endpoint) from None
+    except Exception as exc:
+        if _is_transport_error(exc):
+            raise BackendError(f"cannot reach {endpoint} for {repo}: {exc}") from None
+        raise
+    return target
+
+
+def _files(api: Any, repo: str, revision: str) -> list[RemoteFile]:
+    from huggingface_hub.hf_api import RepoFile
+
+    entries = api.list_repo_tree(repo, revision=revision, recursive=True)
+    return [
+        RemoteFile(e.path, e.size, e.lfs.sha256 if e.lfs is not None else None)
+        for e in entries
+        if isinstance(e, RepoFile)
+    ]
+
+
+def _choose(repo: str, filename: str | None, files: list[RemoteFile]) -> RemoteFile:
+    ggufs = [f for f in files if f.path.lower().endswith(".gguf")]
+    names = ", ".join(f.path for f in ggufs) or "none"
+    if filename is not None:
+        for remote in files:
+            if remote.path == filename:
+                return remote
+        raise NotFound(f"{repo} has no file {filename!r}; its GGUF files: {names}")
+    if len(ggufs) == 1:
+        return ggufs[0]
+    preferred = [f for f in ggufs if PREFERRED_QUANT in f.path.lower()]
+    if len(preferred) == 1:
+        return preferred[0]
+    if not ggufs:
+        raise NotFound(f"{repo} has no GGUF file (kbchat runs GGUF models with llama.cpp)")
+    raise BadInput(f"{repo} has several GGUF files; name one as {repo}:FILE: {names}")
+
+
+def _verified(target: Path, remote: RemoteFile) -> bool:
+    sidecar = target.with_name(target.name + ".sha256")
+    if not target.is_file() or target.stat().st_size != remote.size:
+        return False
+    return sidecar.is_file() and sidecar.read_text(encoding="ascii").split()[:1] == [remote.sha256]
+
+
+def _download(url: str, target: Path, remote: RemoteFile, token: str | None) -> None:
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+
+    if remote.sha256 is None:
+        raise BackendError(
+            f"the hub gives no sha256 for {remote.path} (not an LFS file), so it cannot be "
+            "checked; kbchat pulls only checked files"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    done = part.stat().st_size if part.is_file() else 0
+    if done > remote.size:
+        part.unlink()
+        done = 0
+    headers = build_hf_headers(token=token)
+    with part.open("ab") as stream:
+        http_get(
+            url,
+            stream,
+            resume_size=done,
+            headers=headers,
+            expected_size=remote.size,
+            displayed_filename=remote.path,
+        )
+    digest = _sha256(part)
+    if digest != remote.sha256:
+        part.unlink()
+        raise BackendError(
+            f"{remote.path} arrived with sha256 {digest}, but the hub lists {remote.sha256}; "
+            "the partial file is deleted, pull again"
+        )
+    os.replace(part, target)
+    sidecar = target.with_name(target.name + ".sha256")
+    sidecar.write_text(f"{digest}  {target.name}\n", encoding="ascii")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _hub_error(exc: Any, repo: str, endpoint: str) -> Exception:
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(exc, RepositoryNotFoundError):
+        return NotFound(f"no repository {repo} at {endpoint} (or it needs a token: HF_TOKEN)")
+    if isinstance(exc, RevisionNotFoundError | EntryNotFoundError):
+        return NotFound(f"{repo} at {endpoint}: {str(exc).splitlines()[0]}")
+    status = getattr(getattr(exc, "response", None), "status_code", "?")
+    return BackendError(f"{endpoint} answered {status} for {repo}: {str(exc).splitlines()[0]}")
+
+
+def _is_transport_error(exc: Exception) -> bool:
+    """A connection error of the HTTP client huggingface_hub uses (httpx or its successor)."""
+    return any(cls.__name__ in ("TransportError", "ConnectError") for cls in type(exc).__mro__)

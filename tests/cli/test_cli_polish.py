@@ -1,0 +1,71 @@
+"""Small things a user reads: help without typer's <type>/{name} marks, the embedder
+choices, 'kb files' errors, doctor's config line."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import typer
+
+from kbchat.cli.main import app
+from tests.cli.test_cli import run
+
+PLACEHOLDER = re.compile(r"<(str|int|bool|float|path)>|\{[A-Za-z_,.\[\]]+\}|list\[")
+
+
+def _command_paths(command: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = [prefix]
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        paths += _command_paths(sub, (*prefix, name))
+    return paths
+
+
+def test_help_has_no_typer_placeholders(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = _command_paths(typer.main.get_command(app))
+    assert ("models", "pull") in paths and ("kb", "create") in paths
+    for path in paths:
+        code, out, err = run(*path, "--help", capsys=capsys)
+        assert code == 0, (path, err)
+        assert not PLACEHOLDER.search(out), (path, PLACEHOLDER.search(out), out)
+    _, out, _ = run("kb", "create", "--help", capsys=capsys)
+    assert "Usage: kbchat kb create [OPTIONS] NAME" in out and "--embedder" in out
+    _, out, _ = run("serve", "--help", capsys=capsys)
+    assert "[server.host]" in out  # not eaten as markup
+
+
+def test_embedder_error_lists_the_real_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run("kb", "create", "x", "--embedder", "word2vec", capsys=capsys)
+    assert code == 1
+    assert "unknown embedder 'word2vec'; choose e5, hash, openai, use" in err
+    assert "e5+use" in err
+
+
+def test_kb_files_error_column_does_not_repeat_the_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bad.docx").write_bytes(b"PK\x03\x04 truncated")
+    run("kb", "create", "k", capsys=capsys)
+    run("kb", "add", "k", str(folder), capsys=capsys)
+    _, out, _ = run("kb", "files", "k", "--json", capsys=capsys)
+    assert json.loads(out)[0]["error"].startswith("bad.docx: ")  # --json keeps it whole
+    _, out, _ = run("kb", "files", "k", capsys=capsys)
+    row = next(line for line in out.splitlines() if "bad.docx" in line)
+    assert row.count("bad.docx") == 1, row
+
+
+def test_doctor_says_whether_a_config_file_was_loaded(
+    kbchat_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
+    _, out, _ = run("doctor", "--json", capsys=capsys)
+    config = {c["name"]: c for c in json.loads(out)}["config"]["detail"]
+    assert config.startswith("no config file (") and "KBCHAT_EMBEDDER__BACKEND" in config
+    (kbchat_home / "kbchat.toml").write_text("[chat]\ntop_k = 3\n", encoding="utf-8")
+    _, out, _ = run("doctor", "--json", capsys=capsys)
+    config = {c["name"]: c for c in json.loads(out)}["config"]["detail"]
+    assert config.startswith(f"loaded from {kbchat_home / 'kbchat.toml'}")
