@@ -76,6 +76,18 @@ class StoreSettings(BaseModel):
     url: SecretStr | None = Field(
         None, description="Connection URL of a server store (it may hold a password)."
     )
+    urls: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Connection URL per backend, in place of url for that backend "
+        "([store.urls] pgvector = ..., milvus = ...; KBCHAT_STORE__URLS__MILVUS); an empty "
+        "value means none (milvus: Milvus Lite in the knowledge base's folder).",
+    )
+
+    def url_for(self, backend: str) -> str | None:
+        """The connection URL of ``backend``: ``urls[backend]`` if set, else ``url``."""
+        chosen = self.urls.get(backend, self.url)
+        value = None if chosen is None else chosen.get_secret_value()
+        return value or None
 
 
 class IngestSettings(BaseModel):

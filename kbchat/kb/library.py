@@ -162,7 +162,10 @@ class Library:
         record = self.catalog.get_kb(name)
         with self._lock:
             cached = self._open.get(name)
-            if cached is not None and cached.record.id == record.id:
+            if cached is not None and (cached.record.id, cached.record.store) == (
+                record.id,
+                record.store,
+            ):  # a knowledge base migrated to another store is opened anew
                 return cached
         model = self.embedder(record.embedder_spec)
         if model.name != record.embedder:
@@ -183,7 +186,7 @@ class Library:
             self.catalog,
             model,
             self.settings.kb_root / str(record.id),
-            open_store=self._store_opener(record),
+            open_store=self.store_opener(record),
             limits=limits,
             max_chunks_per_file=ingest.max_chunks_per_file,
             batch_size=self.settings.embedder.batch_size,
@@ -222,11 +225,17 @@ class Library:
         if cached is not None and cached.record.id == record.id:
             cached.index.drop_vectors()
         else:
-            self._store_opener(record)().drop()
+            self.store_opener(record)().drop()
         self.catalog.drop_kb(record.id)
         remove_kb_directory(self.settings.kb_root / str(record.id))
 
-    def _store_opener(self, record: KBRecord) -> StoreOpener:
+    def store_opener(self, record: KBRecord) -> StoreOpener:
+        """Opens ``record``'s vector store: its backend, folder and collection, and the URL the
+        settings give that backend (``store.urls`` / ``store.url``).
+
+        Raises:
+            ConfigError: the backend is not registered.
+        """
         try:
             vector_stores.factory(record.store)
         except ConfigError as exc:
@@ -234,14 +243,13 @@ class Library:
                 f"knowledge base {record.name!r} keeps its vectors in {record.store!r}: {exc} "
                 "(is the plugin that provides it named in the plugins setting?)"
             ) from exc
-        url = self.settings.store.url
         return functools.partial(
             open_vector_store,
             record.store,
             directory=self.settings.kb_root / str(record.id),
             collection=f"kb_{record.id}",
             dim=record.dim,
-            url=None if url is None else url.get_secret_value(),
+            url=self.settings.store.url_for(record.store),
         )
 
     def ensure(self, name: str, **options: Any) -> KnowledgeBase:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +33,18 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 MAX_TOP_K = 16_384
 # Rows per upsert / ids per delete or get: keeps each gRPC message far below Milvus's 64 MB.
 BATCH = 4_000
+
+
+@contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Silence ``logger`` below CRITICAL for the block (noise this module reports better)."""
+    target = logging.getLogger(logger)
+    level = target.level
+    target.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        target.setLevel(level)
 
 
 def is_local(uri: str) -> bool:
@@ -121,13 +134,8 @@ class MilvusStore:
                 connect["token"] = f"{parts.username}:{parts.password or ''}"
                 connect["uri"] = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         # Milvus Lite logs a traceback when it cannot open its data; the error raised here says it.
-        lite_log = logging.getLogger("milvus_lite.server_manager")
-        level = lite_log.level
-        lite_log.setLevel(logging.CRITICAL)
-        try:
+        with _quiet("milvus_lite.server_manager"):
             self._client = self._call(lambda: MilvusClient(**connect))
-        finally:
-            lite_log.setLevel(level)
         if self._local:
             with self._local_lock:
                 self._local_users[connect["uri"]] = self._local_users.get(connect["uri"], 0) + 1
@@ -247,9 +255,11 @@ class MilvusStore:
 
     def ids(self) -> Ids:
         def collect() -> list[int]:
-            iterator = self._client.query_iterator(
-                self.collection, batch_size=BATCH, filter="", output_fields=["id"]
-            )
+            # Milvus Lite has no server timestamp for the iterator: pymilvus warns, harmlessly.
+            with _quiet("pymilvus.client.iterator.query_iterator"):
+                iterator = self._client.query_iterator(
+                    self.collection, batch_size=BATCH, filter="", output_fields=["id"]
+                )
             found: list[int] = []
             try:
                 while batch := iterator.next():

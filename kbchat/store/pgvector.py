@@ -125,7 +125,8 @@ class PgvectorStore:
         """The store of one knowledge base; ``directory`` is unused (the data is on the server)."""
         if not url:
             raise ConfigError(
-                "the pgvector store needs a database URL, e.g. postgresql://user@host:5432/kbchat"
+                "the pgvector store needs a database URL, e.g. postgresql://user@host:5432/kbchat:"
+                " set store.urls.pgvector or store.url (KBCHAT_STORE__URLS__PGVECTOR)"
             )
         return cls(url, collection, dim)
 
