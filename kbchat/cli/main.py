@@ -236,6 +236,7 @@ def serve(
         given["insecure_no_auth"] = True
     settings = load_settings(server=given) if given else load_settings()
     redact_also(_secrets(settings))
+    check_storage(settings)
     application = create_app(settings, seed_sample=sample)
     bind = settings.server.host
     url = f"http://{f'[{bind}]' if ':' in bind else bind}:{settings.server.port}"
@@ -253,6 +254,23 @@ def serve(
         access_log=False,  # kbchat.server.access_log writes one line per request
         timeout_graceful_shutdown=10,
     )
+
+
+def check_storage(settings: Settings) -> None:
+    """Before serving: the catalog must open, and each vector store server in use should answer.
+
+    Raises:
+        BackendError: the catalog database cannot be opened (one line naming it).
+    """
+    import logging
+
+    from kbchat.doctor import store_checks, stores_in_use
+    from kbchat.store.catalog import Catalog
+
+    Catalog(settings.catalog_url).close()
+    for check in store_checks(settings, stores_in_use(settings)):
+        if not check.ok:  # its knowledge bases answer 502 with this line until it is back
+            logging.getLogger("kbchat.serve").warning("%s: %s", check.name, check.detail)
 
 
 def _secrets(settings: Settings) -> list[str]:

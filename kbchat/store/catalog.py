@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from kbchat.errors import Conflict, NotFound
 from kbchat.store.catalog_schema import (
@@ -34,6 +35,7 @@ from kbchat.store.catalog_schema import (
     metadata,
     new_chunk_row,
 )
+from kbchat.store.reach import database_unreachable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,12 +70,16 @@ class Catalog:
         if engine is None:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url)
+            # A server restarted under a pooled connection costs no failed query: ping first.
+            engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
             if engine.dialect.name == "sqlite":
                 event.listen(engine, "connect", _sqlite_pragmas)
         self.engine = engine
-        metadata.create_all(engine)
-        _add_missing_columns(engine)
+        try:
+            metadata.create_all(engine)
+            _add_missing_columns(engine)
+        except OperationalError as exc:
+            raise database_unreachable(engine.url.render_as_string(), exc) from None
 
     def close(self) -> None:
         self.engine.dispose()

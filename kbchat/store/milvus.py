@@ -76,6 +76,7 @@ class MilvusStore:
         dim: vector dimension.
         ef_search: HNSW candidate list size per query (raised to ``k`` when smaller).
         timeout: seconds to wait for the server on each call.
+        create: create (or check) and load the collection; False only connects.
 
     Raises:
         BackendError: Milvus cannot be reached or the collection has another dimension.
@@ -92,6 +93,7 @@ class MilvusStore:
         *,
         ef_search: int = 100,
         timeout: float = 10.0,
+        create: bool = True,
     ) -> None:
         if dim <= 0:
             raise ValueError(f"dim must be > 0, got {dim}")
@@ -140,7 +142,34 @@ class MilvusStore:
             with self._local_lock:
                 self._local_users[connect["uri"]] = self._local_users.get(connect["uri"], 0) + 1
         self._local_path = connect["uri"] if self._local else None
-        self._call(self._create)
+        if create:
+            self._call(self._create)
+
+    @classmethod
+    def server_info(cls, uri: str | None, *, timeout: float = 10.0) -> str:
+        """What answers at ``uri``, e.g. ``Milvus v2.5.4 at http://host:19530`` (``kbchat doctor``);
+        without one, that Milvus Lite (installed) keeps each knowledge base in its folder.
+
+        Raises:
+            BackendError: Milvus cannot be reached (or a Milvus Lite path cannot be opened).
+            MissingDependency: pymilvus (or milvus-lite without a server) is not installed.
+        """
+        if not uri:
+            try:
+                import milvus_lite
+            except ImportError:
+                raise MissingDependency(
+                    "milvus-lite", "scale", "a local Milvus Lite store"
+                ) from None
+            version = getattr(milvus_lite, "__version__", "installed")
+            return f"Milvus Lite {version} in each knowledge base's folder"
+        probe = cls(uri, "kbchat_probe", 2, timeout=timeout, create=False)
+        try:
+            version = probe._call(probe._client.get_server_version)
+        finally:
+            probe.close()
+        kind = "Milvus Lite" if probe._local else "Milvus"
+        return f"{kind} {version} at {probe._where}"
 
     @classmethod
     def open(cls, *, directory: Path, collection: str, dim: int, url: str | None) -> Self:
