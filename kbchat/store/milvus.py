@@ -4,7 +4,7 @@ The same code talks to Milvus Lite (embedded; the URI is a local ``.db`` path, w
 Milvus Lite uses as its data directory) and to a Milvus server or cluster (``http://host:19530``).
 
 Milvus Lite is for tests and small knowledge bases: it checks every stored row in Python on
-each query, about 1.2 s per query at 100k x 384 on the shared 2-core machine
+each query, 1.2-2.7 s per query at 100k x 384 on the shared 2-core machine
 (bench/results/stores.json); a Milvus server does not.
 """
 

@@ -83,9 +83,9 @@ class PgvectorStore:
         exact_allowed_max: allow-lists up to this many ids are searched exactly among those ids;
             longer ones go through the index with pgvector's iterative scan.
         index_min_rows: ``persist`` builds the HNSW index once the table has this many rows;
-            smaller tables are searched exactly: 21 ms a query at 20k x 384, against 144 ms at
-            100k, where HNSW takes 35 ms (ef_search 100, loaded 2-core machine;
-            bench/results/stores.json).
+            smaller tables are searched exactly: 21 ms a query at 20k x 384, against 253 ms at
+            100k, where HNSW takes 69 ms at recall@10 0.91 (ef_search 100, 2-core machine at
+            load 15-19; bench/results/stores.json, docs/stores.md).
         index_memory: PostgreSQL ``maintenance_work_mem`` for building the index; a graph that
             does not fit is built many times more slowly (1GB held about 450k x 384: a 1M build
             went from ~60k rows/min to ~12k rows/min past that point).
