@@ -12,9 +12,7 @@ def search_ids(client: TestClient, query: str) -> list[tuple[str, float]]:
     return [(hit["file"], round(hit["score"], 4)) for hit in response.json()["hits"]]
 
 
-def test_migrate_switches_the_store_and_keeps_the_results(
-    client: TestClient, docs_kb: str
-) -> None:
+def test_migrate_switches_the_store_and_keeps_the_results(client: TestClient, docs_kb: str) -> None:
     before = search_ids(client, "warranty")
     moved = client.post(f"/api/kbs/{docs_kb}/migrate", json={"to": "milvus"})
     assert moved.status_code == 200, moved.text
