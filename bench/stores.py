@@ -19,6 +19,12 @@ read path does:
 - ``milvus-lite``: kbchat's ``MilvusStore`` on Milvus Lite (HNSW M=16, efConstruction=64;
   first 50 queries, ef 100).
 
+A store is run at a size only if its build, extrapolated linearly from the largest smaller size
+measured earlier in the same run, fits ``--budget-s`` (900 s), and so does its query phase for
+stores whose query cost grows linearly with the rows (faiss flat, Milvus Lite's scan). Linear
+extrapolation is a lower bound for HNSW builds (they grow as n log n). A store not run is
+recorded as ``{"not_run": true, "reason": ..., "estimate_s": ...}`` with the numbers used.
+
 Build time is ``add`` of all vectors plus ``persist`` (plus the first query for the stores
 other than pgvector: Milvus Lite builds segment indexes lazily). Query p50/p95 are per-call
 wall times (ms) including the client driver; HNSW stores are queried at several
@@ -26,7 +32,7 @@ wall times (ms) including the client driver; HNSW stores are queried at several
 
 Usage::
 
-    .venv/bin/python bench/stores.py --sizes 100000 --queries 200
+    .venv/bin/python bench/stores.py --sizes 100000 1000000 --queries 200
 
 Results are merged into bench/results/stores.json by size and store, with the load average
 before and after (the machine is shared by other agents).
@@ -220,6 +226,58 @@ def bench_milvus(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) ->
     return result
 
 
+LINEAR_QUERIES = {"faiss-flat", "milvus-lite"}
+"""Stores whose per-query time grows linearly with the rows (an exact or Python scan)."""
+
+
+def query_count(name: str, queries: int) -> int:
+    """How many queries the benchmark sends ``name`` (per ef_search value)."""
+    return min(queries, EXACT_QUERIES) if name == "milvus-lite" else queries
+
+
+def over_budget(
+    name: str, size: int, runs: dict[str, Any], queries: int, budget_s: float
+) -> dict[str, Any] | None:
+    """Why ``name`` is not run at ``size``, from its largest smaller run in this benchmark run;
+    None when it fits the budget (or nothing smaller was measured)."""
+    measured = [
+        (int(n), stores[name])
+        for n, stores in runs.items()
+        if int(n) < size and name in stores and "build_s" in stores[name]
+    ]
+    if not measured:
+        return None
+    smaller, result = max(measured, key=lambda pair: pair[0])
+    ratio = size / smaller
+    build = result["build_s"] * ratio
+    phases = {"build": build}
+    if name in LINEAR_QUERIES:
+        p50 = [q["p50_ms"] for q in _query_results(result)]
+        per_query = sum(p50) / 1000 * ratio
+        phases["queries"] = per_query * query_count(name, queries)
+    worst = max(phases, key=lambda phase: phases[phase])
+    if phases[worst] <= budget_s:
+        return None
+    hnsw_build = worst == "build" and name != "faiss-flat"
+    kind = "a lower bound for an HNSW build (n log n)" if hnsw_build else "linear in the rows"
+    return {
+        "not_run": True,
+        "reason": (
+            f"estimated {worst} time {phases[worst]:.0f} s > budget {budget_s:.0f} s: "
+            f"{smaller} vectors measured in this run, scaled x{ratio:g} ({kind}) on a 2-core "
+            "machine shared with other work"
+        ),
+        "estimate_s": {phase: round(value) for phase, value in phases.items()},
+        "from_size": smaller,
+    }
+
+
+def _query_results(result: dict[str, Any]) -> list[dict[str, float]]:
+    """The query measurements of one run: one, or one per ef_search value."""
+    query = result["query"]
+    return [query] if "p50_ms" in query else list(query.values())
+
+
 RUNNERS = {
     "faiss-flat": bench_faiss_flat,
     "faiss-hnsw": bench_faiss_hnsw,
@@ -240,6 +298,12 @@ def main() -> None:
     parser.add_argument(
         "--pg-index-memory", default="1GB", help="maintenance_work_mem for the pgvector index"
     )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=900.0,
+        help="skip a store whose build or query phase is estimated longer (seconds)",
+    )
     args = parser.parse_args()
 
     report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -259,7 +323,9 @@ def main() -> None:
         }
     )
     report["uptime_start"] = uptime()
+    report["budget_s"] = args.budget_s
     runs = report.setdefault("runs", {})
+    current: dict[str, Any] = {}  # this run's results: the estimates use only these
     for size in args.sizes:
         vectors, queries = synthetic(
             size, args.queries, max(1, size // args.per_cluster), args.noise, args.seed
@@ -268,13 +334,17 @@ def main() -> None:
         for name in args.stores:
             before = load_average()
             print(f"{size} {name} (load {before}) ...", flush=True)
-            if name == "pgvector-hnsw":
+            skipped = over_budget(name, size, current, args.queries, args.budget_s)
+            if skipped is not None:
+                result = skipped
+            elif name == "pgvector-hnsw":
                 result = bench_pgvector(vectors, queries, truth, args.pg_index_memory)
             else:
                 result = RUNNERS[name](vectors, queries, truth)
             result["load_before"], result["load_after"] = before, load_average()
             result["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             runs.setdefault(str(size), {})[name] = result
+            current.setdefault(str(size), {})[name] = result
             print(json.dumps(result), flush=True)
             report["uptime_end"] = uptime()
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,18 @@ class StoreSettings(BaseModel):
     url: SecretStr | None = Field(
         None, description="Connection URL of a server store (it may hold a password)."
     )
+    urls: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Connection URL per backend, in place of url for that backend "
+        "([store.urls] pgvector = ..., milvus = ...; KBCHAT_STORE__URLS__MILVUS); an empty "
+        "value means none (milvus: Milvus Lite in the knowledge base's folder).",
+    )
+
+    def url_for(self, backend: str) -> str | None:
+        """The connection URL of ``backend``: ``urls[backend]`` if set, else ``url``."""
+        chosen = self.urls.get(backend, self.url)
+        value = None if chosen is None else chosen.get_secret_value()
+        return value or None
 
 
 class CatalogSettings(BaseModel):
@@ -459,14 +471,14 @@ class Settings(BaseSettings):
         configured = self.catalog.uploads_in_database
         return self.shared_catalog if configured is None else configured
 
-    @property
-    def store_url(self) -> str | None:
-        """The server store's URL: ``store.url``, else a PostgreSQL catalog's own."""
-        if self.store.url is not None:
-            return self.store.url.get_secret_value()
-        if self.catalog.url is not None and self.shared_catalog:
-            return libpq_url(self.catalog.url.get_secret_value())
-        return None
+    def store_url_for(self, backend: str) -> str | None:
+        """A vector store backend's URL: ``store.urls.<backend>``, else ``store.url``, else, for
+        pgvector, a PostgreSQL catalog's own (one setting moves everything)."""
+        chosen = self.store.url_for(backend)
+        catalog = self.catalog.url
+        if chosen is None and backend == "pgvector" and catalog is not None and self.shared_catalog:
+            return libpq_url(catalog.get_secret_value())
+        return chosen
 
     @property
     def kb_root(self) -> Path:

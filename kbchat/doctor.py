@@ -98,18 +98,60 @@ def _embedder(settings: Settings) -> Check:
 
 
 def _catalog(settings: Settings) -> Check:
-    from kbchat.store.catalog import Catalog, make_url_safe
+    from kbchat.store.catalog import Catalog
+    from kbchat.store.reach import first_line, masked_url
 
-    where = make_url_safe(settings.catalog_url)  # never the password
+    where = masked_url(settings.catalog_url)
     try:
         catalog = Catalog(settings.catalog_url)
-        names = catalog.kb_names()
-        catalog.close()
-    except KbchatError as exc:  # names the URL (without its password) and what to check
+        try:
+            names = catalog.kb_names()
+        finally:
+            catalog.close()
+    except KbchatError as exc:  # already one line naming the database
         return Check("catalog", False, str(exc))
-    except Exception as exc:  # report any other database failure as a failed check
-        return Check("catalog", False, f"{where}: {exc}")
+    except Exception as exc:  # report any database failure as a failed check, on one line
+        return Check("catalog", False, f"{where}: {first_line(exc)}")
     return Check("catalog", True, f"{where}: {len(names)} knowledge base(s)")
+
+
+def stores_in_use(settings: Settings) -> list[str]:
+    """The default store backend and every backend a knowledge base uses (catalog permitting)."""
+    from kbchat.store.catalog import Catalog
+
+    backends = {settings.store.backend}
+    try:
+        catalog = Catalog(settings.catalog_url)
+        try:
+            backends.update(record.store for record in catalog.list_kbs())
+        finally:
+            catalog.close()
+    except Exception:  # the catalog check reports it
+        pass
+    return sorted(backends)
+
+
+def store_checks(settings: Settings, backends: list[str]) -> list[Check]:
+    """One line per vector store backend: its server (or file store) and whether it answers.
+
+    A backend class with a ``server_info(url)`` classmethod is asked with the URL the
+    settings give it (``store.urls.<backend>`` / ``store.url``); file stores need nothing.
+    """
+    from kbchat.registry import vector_stores
+
+    checks = []
+    for backend in backends:
+        name = f"vector store {backend!r}"
+        try:
+            store_class = vector_stores.factory(backend)
+            server_info = getattr(store_class, "server_info", None)
+            if server_info is None:
+                checks.append(Check(name, True, "files in each knowledge base's folder"))
+                continue
+            checks.append(Check(name, True, server_info(settings.store.url_for(backend))))
+        except KbchatError as exc:
+            checks.append(Check(name, False, str(exc)))
+    return checks
 
 
 def _models(settings: Settings) -> list[Check]:
@@ -165,6 +207,7 @@ def run_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = [_package(*spec) for spec in _PACKAGES]
     steps: list[Callable[[Settings], Check]] = [_home, _config, _catalog, _embedder]
     checks.extend(step(settings) for step in steps)
+    checks.extend(store_checks(settings, stores_in_use(settings)))
     checks.extend(_models(settings))
     checks.extend(_mcp_servers(settings))
     return checks

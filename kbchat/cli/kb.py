@@ -186,6 +186,48 @@ def kb_drop(
     out.print(f"dropped knowledge base {name!r}")
 
 
+@kb_app.command("migrate")
+def kb_migrate(
+    name: str,
+    to: Annotated[
+        str, typer.Option("--to", help="Vector store backend to move to: faiss, pgvector, milvus.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Move a knowledge base's vectors to another store, without re-embedding.
+
+    The vectors are copied from the catalog; the knowledge base switches only after the copy
+    holds the same ids and answers sample searches identically, and is left as it was if
+    anything fails. The new store's URL comes from the settings (store.urls.<backend>, else
+    store.url).
+    """
+    from kbchat.kb.migrate import migrate
+    from kbchat.shapes.kb import migration_info
+
+    stages = {"copy": "copying vectors", "verify": "comparing searches"}
+    with open_library() as library, progress_bar() as progress:
+        tasks: dict[str, Any] = {}
+
+        def show(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stages.get(stage, stage), total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        migration = migrate(library, name, to, progress=show)
+    if as_json:
+        print_json(migration_info(migration))
+        return
+    out.print(
+        f"migrated knowledge base {name!r} from {migration.source} to {migration.target}: "
+        f"{migration.vectors} vectors copied, {migration.queries_compared} sample searches "
+        f"identical ({migration.seconds:.1f} s)",
+        markup=False,
+        highlight=False,
+    )
+    if migration.note:
+        err.print(f"note: {migration.note}", markup=False, highlight=False)
+
+
 @kb_app.command("add")
 def kb_add(
     name: str,

@@ -240,6 +240,7 @@ def serve(
         given["insecure_no_auth"] = True
     settings = load_settings(server=given) if given else load_settings()
     redact_also(_secrets(settings))
+    check_storage(settings)
     application = create_app(settings, seed_sample=sample, warm_up=True)
     bind = settings.server.host
     url = f"http://{f'[{bind}]' if ':' in bind else bind}:{settings.server.port}"
@@ -284,6 +285,7 @@ def worker(
 
     settings = load_settings()
     redact_also(_secrets(settings))
+    check_storage(settings)  # one line if the catalog is unreachable; a warning per store
     configure_process()
     services = build(settings)
     queue = JobQueue(services.library.catalog)
@@ -311,9 +313,26 @@ def worker(
 
 
 def _shown_url(settings: Settings) -> str:
-    from kbchat.store.catalog import make_url_safe
+    from kbchat.store.reach import masked_url
 
-    return make_url_safe(settings.catalog_url)
+    return masked_url(settings.catalog_url)
+
+
+def check_storage(settings: Settings) -> None:
+    """Before serving: the catalog must open, and each vector store server in use should answer.
+
+    Raises:
+        BackendError: the catalog database cannot be opened (one line naming it).
+    """
+    import logging
+
+    from kbchat.doctor import store_checks, stores_in_use
+    from kbchat.store.catalog import Catalog
+
+    Catalog(settings.catalog_url).close()
+    for check in store_checks(settings, stores_in_use(settings)):
+        if not check.ok:  # its knowledge bases answer 502 with this line until it is back
+            logging.getLogger("kbchat.serve").warning("%s: %s", check.name, check.detail)
 
 
 def _secrets(settings: Settings) -> list[str]:

@@ -170,7 +170,10 @@ class Library:
         record = self.catalog.get_kb(name)
         with self._lock:
             cached = self._open.get(name)
-            if cached is not None and cached.record.id == record.id:
+            if cached is not None and (cached.record.id, cached.record.store) == (
+                record.id,
+                record.store,
+            ):  # a knowledge base migrated to another store is opened anew
                 return cached
         model = self.embedder(record.embedder_spec)
         if model.name != record.embedder:
@@ -191,7 +194,7 @@ class Library:
             self.catalog,
             model,
             self.settings.kb_root / str(record.id),
-            open_store=self._store_opener(record),
+            open_store=self.store_opener(record),
             limits=limits,
             max_chunks_per_file=ingest.max_chunks_per_file,
             batch_size=self.settings.embedder.batch_size,
@@ -230,11 +233,17 @@ class Library:
         if cached is not None and cached.record.id == record.id:
             cached.index.drop_vectors()
         else:
-            self._store_opener(record)().drop()
+            self.store_opener(record)().drop()
         self.catalog.drop_kb(record.id)
         remove_kb_directory(self.settings.kb_root / str(record.id))
 
-    def _store_opener(self, record: KBRecord) -> StoreOpener:
+    def store_opener(self, record: KBRecord) -> StoreOpener:
+        """Opens ``record``'s vector store: its backend, folder and collection, and the URL the
+        settings give that backend (``store.urls`` / ``store.url``).
+
+        Raises:
+            ConfigError: the backend is not registered.
+        """
         try:
             vector_stores.factory(record.store)
         except ConfigError as exc:
@@ -248,7 +257,7 @@ class Library:
             directory=self.settings.kb_root / str(record.id),
             collection=f"kb_{record.id}",
             dim=record.dim,
-            url=self.settings.store_url,
+            url=self.settings.store_url_for(record.store),
         )
 
     def ensure(self, name: str, **options: Any) -> KnowledgeBase:

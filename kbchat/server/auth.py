@@ -33,8 +33,9 @@ from kbchat.config import ApiKeySettings, Settings
 from kbchat.errors import BadInput, ConfigError, NotFound
 from kbchat.kb.library import is_temporary
 from kbchat.server.errors import Forbidden, Unauthorized
-from kbchat.store.catalog import Catalog, make_url_safe
+from kbchat.store.catalog import Catalog
 from kbchat.store.catalog_schema import api_keys
+from kbchat.store.reach import masked_url
 
 Role = Literal["read", "write", "admin"]
 ROLES: tuple[Role, ...] = ("read", "write", "admin")
@@ -180,7 +181,7 @@ class CatalogKeys(KeyStore):
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.where = "the catalog (" + make_url_safe(str(catalog.engine.url)) + ")"
+        self.where = "the catalog (" + masked_url(str(catalog.engine.url)) + ")"
 
     def read(self) -> list[ApiKeySettings]:
         with self.catalog.engine.connect() as conn:

@@ -48,11 +48,13 @@ from kbchat.shapes.kb import (
     JobInfo,
     KBDetail,
     KBListing,
+    MigrationInfo,
     SearchResult,
     file_listing,
     hit_info,
     job_info,
     kb_listing,
+    migration_info,
 )
 
 router = APIRouter(tags=["knowledge bases"])
@@ -75,6 +77,14 @@ class CreateKB(BaseModel):
     chunk_overlap: ChunkOverlap | None = None
     description: str = Field("", max_length=2000)
     store: str | None = Field(None, max_length=64, description="Vector store backend name.")
+
+
+class MigrateRequest(BaseModel):
+    """Move a knowledge base's vectors to another store backend (``kbchat kb migrate``)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    to: str = Field(..., min_length=1, max_length=64, description="Vector store backend name.")
 
 
 class SyncRequest(BaseModel):
@@ -155,6 +165,29 @@ def delete_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> Respons
     library.drop(name)
     remove_uploads(uploads_dir(state.settings, record.id))
     return Response(status_code=204)
+
+
+@router.post(
+    "/api/kbs/{name}/migrate", responses=documented(400, 401, 403, 404, 409, 413, 422, 502)
+)
+def migrate_kb(
+    name: KBNameInPath, body: MigrateRequest, state: StateDep, caller: CallerDep
+) -> MigrationInfo:
+    """Copy the vectors to another store without re-embedding, verify, then switch to it.
+
+    Answers when done; on any failure the knowledge base stays on its store (409 while jobs
+    run or another process writes to it, 502 when a store cannot be reached or the copy does
+    not verify).
+    """
+    from kbchat.kb.migrate import migrate
+
+    find_kb(state, caller, name, "admin")
+    if active := state.jobs.active(name):
+        raise Conflict(
+            f"knowledge base {name!r} has {len(active)} job(s) queued or running "
+            f"({', '.join(j.id for j in active)}); migrate it when they finish"
+        )
+    return migration_info(migrate(state.services.library, name, body.to))
 
 
 # -- files ---------------------------------------------------------------------------

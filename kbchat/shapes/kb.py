@@ -11,6 +11,7 @@ from kbchat.types import FileStatus, OutcomeStatus
 
 if TYPE_CHECKING:  # the CLI imports these shapes; the write path (numpy, faiss) stays unloaded
     from kbchat.kb.jobs import Job
+    from kbchat.kb.migrate import Migration
     from kbchat.kb.prepare import FileOutcome
     from kbchat.store.catalog_schema import FileRecord, KBRecord
     from kbchat.types import Hit
@@ -63,6 +64,25 @@ def kb_listing(record: KBRecord, stats: dict[str, int]) -> KBListing:
         chunks=stats.get("chunks", 0),
         status=status,
     )
+
+
+class MigrationInfo(Shape):
+    """A knowledge base moved to another vector store (``kbchat kb migrate``)."""
+
+    name: str
+    source: str = Field(description="The vector store backend it left.")
+    target: str = Field(description="The vector store backend it now uses.")
+    vectors: int = Field(description="Vectors copied from the catalog (none re-embedded).")
+    queries_compared: int = Field(
+        description="Stored vectors searched in both stores, with identical top-k results."
+    )
+    seconds: float = Field(description="Wall time of the whole migration.")
+    source_dropped: bool = Field(description="Whether the old store was removed.")
+    note: str | None = Field(description="What is left to do by hand, if anything.")
+
+
+def migration_info(migration: Migration) -> MigrationInfo:
+    return MigrationInfo.model_validate(migration, from_attributes=True)
 
 
 class FileInfo(Shape):

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, text, update
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from kbchat.errors import BackendError, ConfigError, Conflict, NotFound
+from kbchat.errors import ConfigError, Conflict, NotFound
 from kbchat.store.catalog_schema import (
     FileRecord,
     KBRecord,
@@ -35,6 +35,7 @@ from kbchat.store.catalog_schema import (
     metadata,
     new_chunk_row,
 )
+from kbchat.store.reach import database_unreachable, masked_url
 from kbchat.types import FileStatus
 
 if TYPE_CHECKING:
@@ -67,30 +68,9 @@ def open_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     except (ArgumentError, ModuleNotFoundError) as exc:
         raise ConfigError(
-            f"catalog.url: {make_url_safe(url)} is not a database URL SQLAlchemy can open "
+            f"catalog.url: {masked_url(url)} is not a database URL SQLAlchemy can open "
             f"({exc}); use postgresql://user:password@host:5432/dbname"
         ) from None
-
-
-def make_url_safe(url: str) -> str:
-    """``url`` with its password hidden, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<malformed URL>"
-
-
-def unreachable(engine: Engine, exc: Exception) -> BackendError:
-    """The one-line error for a catalog database that cannot be used."""
-    reason = (
-        str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-    )
-    where = engine.url.render_as_string(hide_password=True)
-    return BackendError(
-        f"catalog database {where}: {reason}. Check that the server runs and accepts "
-        "connections there, and the user, password and database name in catalog.url "
-        "(KBCHAT_CATALOG__URL)"
-    )
 
 
 @contextmanager
@@ -136,7 +116,7 @@ class Catalog:
                 _add_missing_columns(engine)
         except OperationalError as exc:
             engine.dispose()
-            raise unreachable(engine, exc) from None
+            raise database_unreachable(engine.url.render_as_string(), exc) from None
 
     @property
     def shared(self) -> bool:

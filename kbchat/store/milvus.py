@@ -4,7 +4,7 @@ The same code talks to Milvus Lite (embedded; the URI is a local ``.db`` path, w
 Milvus Lite uses as its data directory) and to a Milvus server or cluster (``http://host:19530``).
 
 Milvus Lite is for tests and small knowledge bases: it checks every stored row in Python on
-each query, about 1.2 s per query at 100k x 384 on the shared 2-core machine
+each query, 1.2-2.7 s per query at 100k x 384 on the shared 2-core machine
 (bench/results/stores.json); a Milvus server does not.
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +33,18 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 MAX_TOP_K = 16_384
 # Rows per upsert / ids per delete or get: keeps each gRPC message far below Milvus's 64 MB.
 BATCH = 4_000
+
+
+@contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Silence ``logger`` below CRITICAL for the block (noise this module reports better)."""
+    target = logging.getLogger(logger)
+    level = target.level
+    target.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        target.setLevel(level)
 
 
 def is_local(uri: str) -> bool:
@@ -63,6 +76,7 @@ class MilvusStore:
         dim: vector dimension.
         ef_search: HNSW candidate list size per query (raised to ``k`` when smaller).
         timeout: seconds to wait for the server on each call.
+        create: create (or check) and load the collection; False only connects.
 
     Raises:
         BackendError: Milvus cannot be reached or the collection has another dimension.
@@ -79,6 +93,7 @@ class MilvusStore:
         *,
         ef_search: int = 100,
         timeout: float = 10.0,
+        create: bool = True,
     ) -> None:
         if dim <= 0:
             raise ValueError(f"dim must be > 0, got {dim}")
@@ -121,18 +136,40 @@ class MilvusStore:
                 connect["token"] = f"{parts.username}:{parts.password or ''}"
                 connect["uri"] = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         # Milvus Lite logs a traceback when it cannot open its data; the error raised here says it.
-        lite_log = logging.getLogger("milvus_lite.server_manager")
-        level = lite_log.level
-        lite_log.setLevel(logging.CRITICAL)
-        try:
+        with _quiet("milvus_lite.server_manager"):
             self._client = self._call(lambda: MilvusClient(**connect))
-        finally:
-            lite_log.setLevel(level)
         if self._local:
             with self._local_lock:
                 self._local_users[connect["uri"]] = self._local_users.get(connect["uri"], 0) + 1
         self._local_path = connect["uri"] if self._local else None
-        self._call(self._create)
+        if create:
+            self._call(self._create)
+
+    @classmethod
+    def server_info(cls, uri: str | None, *, timeout: float = 10.0) -> str:
+        """What answers at ``uri``, e.g. ``Milvus v2.5.4 at http://host:19530`` (``kbchat doctor``);
+        without one, that Milvus Lite (installed) keeps each knowledge base in its folder.
+
+        Raises:
+            BackendError: Milvus cannot be reached (or a Milvus Lite path cannot be opened).
+            MissingDependency: pymilvus (or milvus-lite without a server) is not installed.
+        """
+        if not uri:
+            try:
+                import milvus_lite
+            except ImportError:
+                raise MissingDependency(
+                    "milvus-lite", "scale", "a local Milvus Lite store"
+                ) from None
+            version = getattr(milvus_lite, "__version__", "installed")
+            return f"Milvus Lite {version} in each knowledge base's folder"
+        probe = cls(uri, "kbchat_probe", 2, timeout=timeout, create=False)
+        try:
+            version = probe._call(probe._client.get_server_version)
+        finally:
+            probe.close()
+        kind = "Milvus Lite" if probe._local else "Milvus"
+        return f"{kind} {version} at {probe._where}"
 
     @classmethod
     def open(cls, *, directory: Path, collection: str, dim: int, url: str | None) -> Self:
@@ -247,9 +284,11 @@ class MilvusStore:
 
     def ids(self) -> Ids:
         def collect() -> list[int]:
-            iterator = self._client.query_iterator(
-                self.collection, batch_size=BATCH, filter="", output_fields=["id"]
-            )
+            # Milvus Lite has no server timestamp for the iterator: pymilvus warns, harmlessly.
+            with _quiet("pymilvus.client.iterator.query_iterator"):
+                iterator = self._client.query_iterator(
+                    self.collection, batch_size=BATCH, filter="", output_fields=["id"]
+                )
             found: list[int] = []
             try:
                 while batch := iterator.next():

@@ -52,6 +52,23 @@ def describe_url(url: str) -> str:
     return f"postgresql://{user}{host}:{port}/{parts.get('dbname') or ''}"
 
 
+def unreachable(where: str, exc: Exception) -> BackendError:
+    """One line: PostgreSQL at ``where`` (password hidden) cannot be reached, why, what to check."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    return BackendError(
+        f"cannot reach PostgreSQL at {where}: {reason}; check that the server is "
+        "running and the URL's host, port, user, password and database"
+    )
+
+
+def _no_url() -> ConfigError:
+    return ConfigError(
+        "the pgvector store needs a database URL, e.g. postgresql://user@host:5432/kbchat:"
+        " set store.urls.pgvector or store.url (KBCHAT_STORE__URLS__PGVECTOR)"
+    )
+
+
 class PgvectorStore:
     """Vectors in a PostgreSQL table with an HNSW index (``vector_cosine_ops``).
 
@@ -66,9 +83,9 @@ class PgvectorStore:
         exact_allowed_max: allow-lists up to this many ids are searched exactly among those ids;
             longer ones go through the index with pgvector's iterative scan.
         index_min_rows: ``persist`` builds the HNSW index once the table has this many rows;
-            smaller tables are searched exactly: 21 ms a query at 20k x 384, against 144 ms at
-            100k, where HNSW takes 35 ms (ef_search 100, loaded 2-core machine;
-            bench/results/stores.json).
+            smaller tables are searched exactly: 21 ms a query at 20k x 384, against 253 ms at
+            100k, where HNSW takes 69 ms at recall@10 0.91 (ef_search 100, 2-core machine at
+            load 15-19; bench/results/stores.json, docs/stores.md).
         index_memory: PostgreSQL ``maintenance_work_mem`` for building the index; a graph that
             does not fit is built many times more slowly (1GB held about 450k x 384: a 1M build
             went from ~60k rows/min to ~12k rows/min past that point).
@@ -121,12 +138,43 @@ class PgvectorStore:
         self._pool = self._new_pool()
 
     @classmethod
+    def server_info(cls, url: str | None, *, connect_timeout: float = 5.0) -> str:
+        """What answers at ``url``, e.g. ``PostgreSQL 18.1, pgvector 0.8.1`` (``kbchat doctor``).
+
+        Raises:
+            ConfigError: no URL.
+            BackendError: the server cannot be reached, or has no pgvector extension.
+            MissingDependency: psycopg is not installed.
+        """
+        if not url:
+            raise _no_url()
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise MissingDependency(exc.name or "psycopg", "scale", "the pgvector store") from None
+        where = describe_url(url)
+        timeout = int(max(1, connect_timeout))
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=timeout) as conn:
+                version = conn.execute("SHOW server_version").fetchone()
+                extension = conn.execute(
+                    "SELECT coalesce(installed_version, default_version) "
+                    "FROM pg_available_extensions WHERE name = 'vector'"
+                ).fetchone()
+        except psycopg.Error as exc:
+            raise unreachable(where, exc) from None
+        if extension is None:
+            raise BackendError(
+                f"PostgreSQL at {where} has no pgvector extension; install pgvector on that server"
+            )
+        server = version[0].split()[0] if version else "?"
+        return f"PostgreSQL {server}, pgvector {extension[0]} at {where}"
+
+    @classmethod
     def open(cls, *, directory: Path, collection: str, dim: int, url: str | None) -> Self:
         """The store of one knowledge base; ``directory`` is unused (the data is on the server)."""
         if not url:
-            raise ConfigError(
-                "the pgvector store needs a database URL, e.g. postgresql://user@host:5432/kbchat"
-            )
+            raise _no_url()
         return cls(url, collection, dim)
 
     # -- connections ---------------------------------------------------------------------
@@ -167,12 +215,7 @@ class PgvectorStore:
         )
 
     def _unreachable(self, exc: Exception) -> BackendError:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        reason = lines[0] if lines else type(exc).__name__
-        return BackendError(
-            f"cannot reach PostgreSQL at {self._where}: {reason}; check that the server is "
-            "running and the URL's host, port, user, password and database"
-        )
+        return unreachable(self._where, exc)
 
     def _create(self) -> None:
         """Create the extension and table if missing; check the dimension."""

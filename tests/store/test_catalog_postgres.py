@@ -23,16 +23,17 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_catalog_url_setting_moves_the_catalog_and_the_default_store_url() -> None:
     embedded = load_settings()
     assert embedded.catalog_url.startswith("sqlite:///") and not embedded.shared_catalog
-    assert embedded.store_url is None and not embedded.uploads_in_database
+    assert embedded.store_url_for("pgvector") is None and not embedded.uploads_in_database
     moved = load_settings(catalog={"url": "postgresql://kb:pw@db.example:5432/kbchat"})
     assert moved.catalog_url == "postgresql+psycopg://kb:pw@db.example:5432/kbchat"
-    assert moved.store_url == "postgresql://kb:pw@db.example:5432/kbchat"
+    assert moved.store_url_for("pgvector") == "postgresql://kb:pw@db.example:5432/kbchat"
+    assert moved.store_url_for("milvus") is None  # Milvus Lite by path needs none
     assert moved.shared_catalog and moved.uploads_in_database
     explicit = load_settings(
         catalog={"url": "postgresql://kb@db/kbchat", "uploads_in_database": False},
         store={"url": "postgresql://other@vectors/v"},
     )
-    assert explicit.store_url == "postgresql://other@vectors/v"
+    assert explicit.store_url_for("pgvector") == "postgresql://other@vectors/v"
     assert not explicit.uploads_in_database
 
 
@@ -57,7 +58,7 @@ def test_cli_and_doctor_report_an_unreachable_catalog_once(tmp_path: Path) -> No
         [sys.executable, "-m", "kbchat", "kb", "list"], env=env, capture_output=True, text=True
     )
     assert listed.returncode == 1 and "Traceback" not in listed.stderr
-    assert listed.stderr.count("catalog database postgresql+psycopg://kb:***@127.0.0.1:1") == 1
+    assert listed.stderr.count("catalog database at postgresql+psycopg://kb:***@127.0.0.1:1") == 1
     doctor = subprocess.run(
         [sys.executable, "-m", "kbchat", "doctor"], env=env, capture_output=True, text=True
     )
