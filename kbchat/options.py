@@ -260,10 +260,18 @@ class AnswerOptions:
             "question (cross-lingual relevance runs lower)."
         ),
     ] = 0.25
+    min_evidence: Annotated[
+        Share,
+        Field(
+            description="Answer only when one place in the sources (a sentence, its neighbours "
+            "and the passage's first line) holds this share of the question's key terms."
+        ),
+    ] = 0.0
     min_coverage: Annotated[
         Share,
         Field(
-            description="Share of the question's words the passage supporting the answer must hold."
+            description="Share of the question's key terms the place the answer was read from "
+            "must hold."
         ),
     ] = 0.0
     context_tokens: Annotated[
@@ -358,6 +366,7 @@ def chat_options(
         min_support=configured.min_support,
         min_score=configured.min_score,
         min_score_cross=configured.min_score_cross,
+        min_evidence=configured.min_evidence,
         min_coverage=configured.min_coverage,
         context_tokens=configured.context_tokens,
         source_ratio=configured.source_ratio,
