@@ -206,7 +206,9 @@ def follow_up(
     model: ScriptedChatModel, kb: KnowledgeBase, question: str, history: list[Message]
 ) -> Answer:
     """The answer to a follow-up, searched with no threshold and no answer bar."""
-    options = ChatOptions(search=LOW, min_score=0.0, min_score_cross=0.0)
+    options = ChatOptions(
+        search=LOW, min_score=0.0, min_score_cross=0.0, min_evidence=0.0, min_coverage=0.0
+    )
     return run(list(stream_answer(model, [kb], question, history=history, options=options)))[1]
 
 
