@@ -27,7 +27,8 @@ from kbchat.chat.grounding import content_words, normalise, sentences
 from kbchat.text import HAN_RE
 
 _QUESTION_WORD = re.compile(
-    r"^(?:哪|什么|多少|几|怎|如何|为何|为什么|何时|何地|何处|谁|是否|有没有|有无)|[吗呢]$"
+    r"^(?:哪|什么|多[少长久大高远重宽深厚]|几|怎|如何|为何|为什么|何时|何地|何处|谁|是否|是不是"
+    r"|能否|可否|有没有|有无)|[吗呢]$"
 )
 _FRAME_ZH = frozenset(
     "时间 主要 地方 这个 那个 目前 成为 一个 一部分 特点 现在 当时 最终 曾经 通常 一般 "

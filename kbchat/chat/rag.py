@@ -385,10 +385,8 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
                 f"only {claims.support:.0%} of the answer's new words are in the sources "
                 f"(chat.min_support {options.min_support:.0%})"
             )
-        if options.min_coverage <= 0:
-            return None
-        if not same:
-            return None
+        if options.min_coverage <= 0 or not same or detect_language(head) != language:
+            return None  # an answer in another language is not found by its words
         coverage = support(head, question, same)
         if coverage < options.min_coverage:
             return (

@@ -32,6 +32,7 @@ PARK_WITHOUT = (
     [
         ("王小明哪一年晋升为教授？", ["王小明", "晋升为", "教授"]),
         ("公司的股票代码是多少？", ["公司", "股票代码"]),
+        ("保修期多长？", ["保修期"]),
         ("XR-7700C的额定功率是多少？", ["xr-7700c", "额定功率"]),
         ("How large is Ridgeway Park?", ["large", "ridgeway", "park"]),
         ("Who directed the films?", ["direct", "film"]),

@@ -420,3 +420,12 @@ def test_an_answer_read_from_a_sentence_about_another_event_is_declined(
     )
     assert answer.refused and "2010" not in streamed
     assert any("key terms" in n for n in answer.notices)
+
+
+def test_an_answer_in_another_language_is_not_judged_by_where_its_words_are(
+    bios: KnowledgeBase,
+) -> None:
+    model = ScriptedChatModel(["Wang Xiaoming became a professor in 2006 [1]."])
+    options = ChatOptions(search=LOW, min_score=0.0, min_evidence=0.6, min_coverage=0.6)
+    _, answer = run(list(stream_answer(model, [bios], "王小明哪一年晋升为教授？", options=options)))
+    assert answer.outcome == "answered"
