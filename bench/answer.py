@@ -207,6 +207,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=None, help="default: chat.max_tokens")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None, help="default: results/answer-SPLIT")
+    parser.add_argument(
+        "--naive-from",
+        type=Path,
+        default=None,
+        help="take the naive pipeline's results from this earlier run of the same questions "
+        "(same split, limit, seed, distractors) instead of running it again",
+    )
     args = parser.parse_args()
     args.sets = args.sets.split(",")
     args.systems = args.systems.split(",")
@@ -219,7 +226,20 @@ def parse_args() -> argparse.Namespace:
     if args.limit <= 0:
         parser.error(f"--limit must be > 0, got {args.limit}")
     args.out = args.out or Path(__file__).parent / "results" / f"answer-{args.split}.json"
+    if args.naive_from and "naive" in args.systems:
+        parser.error("--naive-from replaces running the naive system: leave it out of --systems")
     return args
+
+
+def earlier_naive(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The naive pipeline's summary and rows for set ``name`` from ``args.naive_from``, marked
+    with that run's time and code (the naive pipeline does not depend on kbchat's answer path)."""
+    earlier = json.loads(args.naive_from.read_text(encoding="utf-8"))
+    for key in ("split", "limit_per_half", "seed", "distractors"):
+        if earlier.get(key) != getattr(args, key if key != "limit_per_half" else "limit"):
+            raise SystemExit(f"{args.naive_from}: {key} is {earlier.get(key)!r}, not this run's")
+    naive: dict[str, Any] = earlier["sets"][name]["naive"]
+    return naive | {"from_run": {"time": earlier["time"], "code": earlier["code"]}}
 
 
 def main() -> None:
@@ -268,10 +288,15 @@ def main() -> None:
         "code": code_version(),
         "sets": {},
     }
+    if args.naive_from:
+        earlier = json.loads(args.naive_from.read_text(encoding="utf-8"))
+        results["systems"]["naive"] = earlier["systems"]["naive"] | {"from": args.naive_from.name}
     try:
         complete(services.models.get(None), [Message("user", "hi")], max_tokens=1)  # load it
         for built in built_sets:
             results["sets"][built.name] = run_set(services, built, args.systems, options)
+            if args.naive_from:
+                results["sets"][built.name]["naive"] = earlier_naive(args, built.name)
     finally:
         services.close()
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -191,6 +191,7 @@ CHAT = {
     "min_support": 0.2,
     "min_score": 0.3,
     "min_score_cross": 0.1,
+    "min_evidence": 0.15,
     "min_coverage": 0.1,
     "context_tokens": 500,
     "source_ratio": 0.5,

@@ -249,29 +249,3 @@ _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]?|[^\n]+")
 def sentences(text: str) -> list[str]:
     """``text`` cut into sentences (Chinese and Western end marks, semicolons, lines)."""
     return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
-
-
-def question_coverage(answer: str, question: str, passages: Sequence[str]) -> float:
-    """How much of the question the passage text supporting the answer is about, in [0, 1].
-
-    The support is the sentence holding most of the answer's new words (those not in the
-    question), with the sentences on either side; the result is the share of the question's
-    content words found there (the best such sentence wins). An answer copied from a
-    sentence about something else (a neighbouring product, another year, another person)
-    has a support that misses what the question asks about. Returns 1.0 when the answer
-    adds no new words, 0.0 when no sentence holds any of them.
-    """
-    asked = set(content_words(question))
-    new = set(content_words(_MARKERS.sub(" ", answer))) - asked
-    if not new or not asked:
-        return 1.0
-    best = (0, 0.0)
-    for passage in passages:
-        cut = sentences(passage)
-        words = [set(content_words(sentence)) for sentence in cut]
-        for n, sentence_words in enumerate(words):
-            held = len(new & sentence_words)
-            if held:
-                window = set().union(*words[max(0, n - 1) : n + 2])
-                best = max(best, (held, len(asked & window) / len(asked)))
-    return best[1]

@@ -14,8 +14,9 @@ from typing import Annotated
 from pydantic import Field
 
 from kbchat.chat.answer_log import AnswerTrace, logged
+from kbchat.chat.answerable import evidence, support
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
-from kbchat.chat.grounding import check_claims, missing_items, question_coverage, sentences
+from kbchat.chat.grounding import check_claims, missing_items, sentences
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
@@ -155,10 +156,7 @@ def _answer(
     messages, used = build_messages(model, standalone, retrieved.hits, context, options, language)
     if options.verify:
         decline.missing = missing_items(standalone, [hit.text for hit in used])
-        if _weak(retrieved.hits[0], language, options):
-            decline.reason = (
-                f"the best passage scores {retrieved.hits[0].score:.2f}, below chat.min_score"
-            )
+        decline.reason = _unsupported_question(standalone, retrieved.hits[0], used, options)
     if decline.missing or decline.reason:
         yield from _declined(model, question, history, options, decline, timings, started, cancel)
         return
@@ -328,6 +326,28 @@ def generate(
         answer.notices.append(f"the answer was cut at max_tokens ({options.max_tokens})")
 
 
+def _unsupported_question(
+    question: str, best: Hit, used: Sequence[Hit], options: ChatOptions
+) -> str:
+    """Why the passages cannot answer ``question`` before the model runs, or "": the best
+    passage is weak (``_weak``), or no place in the passages in the question's language
+    holds ``min_evidence`` of its key terms (``answerable.evidence``)."""
+    language = detect_language(question)
+    if _weak(best, language, options):
+        return f"the best passage scores {best.score:.2f}, below chat.min_score"
+    same = [hit.text for hit in used if detect_language(hit.text[:300]) == language]
+    if not same:
+        return ""  # key terms are words of one language: min_score_cross decides
+    found = evidence(question, same)
+    if found.share < options.min_evidence:
+        absent = ", ".join(found.absent[:5])
+        return (
+            f"the closest passage holds {found.share:.0%} of the question's key terms "
+            f"(chat.min_evidence {options.min_evidence:.0%}); it lacks {absent}"
+        )
+    return ""
+
+
 def _weak(best: Hit, language: Language, options: ChatOptions) -> bool:
     """True when the best passage is below the bar for answering: ``min_score`` in the
     question's language, ``min_score_cross`` in another (cross-lingual relevance runs
@@ -348,6 +368,8 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
     """The check of an answer's start against the passages it was given."""
     # The source labels ("[1] (settings.xlsx)") are in the prompt: naming them is no invention.
     passages = [f"{hit.file}\n{hit.text}" for hit in used]
+    language = detect_language(question)
+    same = [hit.text for hit in used if detect_language(hit.text[:300]) == language]
 
     def check(head: str, whole: bool) -> str | None:
         if any(refusal in head for refusal in _REFUSALS):
@@ -363,13 +385,13 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
                 f"only {claims.support:.0%} of the answer's new words are in the sources "
                 f"(chat.min_support {options.min_support:.0%})"
             )
-        if options.min_coverage <= 0:
-            return None  # off by default: skip tokenising every passage sentence
-        coverage = question_coverage(head, question, passages)
+        if options.min_coverage <= 0 or not same or detect_language(head) != language:
+            return None  # an answer in another language is not found by its words
+        coverage = support(head, question, same)
         if coverage < options.min_coverage:
             return (
                 f"the passage the answer comes from holds {coverage:.0%} of the question's "
-                f"words (chat.min_coverage {options.min_coverage:.0%})"
+                f"key terms (chat.min_coverage {options.min_coverage:.0%})"
             )
         return None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,3 +80,18 @@ def test_both_systems_answer_both_halves(bench: ModuleType, tmp_path: Path) -> N
     assert len(naive_prompts) == 2  # one per half; the other calls are kbchat's
     assert "[1] " in naive_prompts[0] and "K3 kettle" in naive_prompts[0]
     assert (tmp_path / "cache" / "answer-passages").is_dir()
+
+
+def test_naive_results_are_taken_only_from_a_run_of_the_same_questions(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    earlier = tmp_path / "earlier.json"
+    run = {"split": "test", "limit_per_half": 12, "seed": 7, "distractors": 60}
+    naive = {"accuracy": 0.5, "rows": []}
+    run |= {"time": "T", "code": {"commit": "abc"}, "sets": {"cmrc2018_zh": {"naive": naive}}}
+    earlier.write_text(json.dumps(run), encoding="utf-8")
+    args = argparse.Namespace(naive_from=earlier, split="test", limit=12, seed=7, distractors=60)
+    taken = bench.earlier_naive(args, "cmrc2018_zh")
+    assert taken["accuracy"] == 0.5 and taken["from_run"]["code"] == {"commit": "abc"}
+    with pytest.raises(SystemExit, match="limit_per_half"):
+        bench.earlier_naive(argparse.Namespace(**{**vars(args), "limit": 30}), "cmrc2018_zh")

@@ -206,7 +206,9 @@ def follow_up(
     model: ScriptedChatModel, kb: KnowledgeBase, question: str, history: list[Message]
 ) -> Answer:
     """The answer to a follow-up, searched with no threshold and no answer bar."""
-    options = ChatOptions(search=LOW, min_score=0.0, min_score_cross=0.0)
+    options = ChatOptions(
+        search=LOW, min_score=0.0, min_score_cross=0.0, min_evidence=0.0, min_coverage=0.0
+    )
     return run(list(stream_answer(model, [kb], question, history=history, options=options)))[1]
 
 
@@ -366,3 +368,64 @@ def test_a_declined_answer_keeps_the_time_it_took(fans: KnowledgeBase) -> None:
     )
     assert answer.refused
     assert answer.timings["total_s"] >= answer.timings["retrieval_s"] > 0
+
+
+@pytest.fixture
+def bios(tmp_path: Path) -> KnowledgeBase:
+    """A biography saying when its subject became a professor, and five sentences on."""
+    root = tmp_path / "bios"
+    root.mkdir()
+    (root / "wang.md").write_text(
+        "王小明\n王小明生于1970年，毕业于北京大学医学院。2006年，王小明晋升为社会医学教授。"
+        "他喜欢下棋。他常去公园。他的学生很多。2010年，他出任医学院院长。",
+        encoding="utf-8",
+    )
+    library = Library(load_settings(embedder={"backend": "hash"}))
+    library.create("bios")
+    kb = library.get("bios")
+    kb.add([root])
+    return kb
+
+
+def test_an_on_topic_passage_without_the_answer_is_declined_before_the_model_runs(
+    bios: KnowledgeBase,
+) -> None:
+    # The article is about 王小明 but never says when he became dean of the college.
+    model = ScriptedChatModel(["王小明2006年担任系主任。"])
+    options = ChatOptions(search=LOW, min_score=0.0, min_evidence=0.6)
+    question = "王小明哪一年担任系主任？"
+    _, answer = run(list(stream_answer(model, [bios], question, options=options)))
+    assert model.received == [] and answer.refused and answer.closest
+    assert any("key terms" in n and "系主任" in n for n in answer.notices)
+
+
+def test_a_passage_holding_the_question_is_answered(bios: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["王小明在2006年晋升为社会医学教授[1]。"])
+    options = ChatOptions(search=LOW, min_score=0.0, min_evidence=0.6, min_coverage=0.6)
+    streamed, answer = run(
+        list(stream_answer(model, [bios], "王小明哪一年晋升为教授？", options=options))
+    )
+    assert answer.outcome == "answered" and "2006" in streamed
+
+
+def test_an_answer_read_from_a_sentence_about_another_event_is_declined(
+    bios: KnowledgeBase,
+) -> None:
+    # The question's terms are in the article (the gate lets it through), but the model takes
+    # the year of another event, five sentences away.
+    model = ScriptedChatModel(["2010年。"])
+    options = ChatOptions(search=LOW, min_score=0.0, min_evidence=0.6, min_coverage=0.6)
+    streamed, answer = run(
+        list(stream_answer(model, [bios], "王小明哪一年晋升为教授？", options=options))
+    )
+    assert answer.refused and "2010" not in streamed
+    assert any("key terms" in n for n in answer.notices)
+
+
+def test_an_answer_in_another_language_is_not_judged_by_where_its_words_are(
+    bios: KnowledgeBase,
+) -> None:
+    model = ScriptedChatModel(["Wang Xiaoming became a professor in 2006 [1]."])
+    options = ChatOptions(search=LOW, min_score=0.0, min_evidence=0.6, min_coverage=0.6)
+    _, answer = run(list(stream_answer(model, [bios], "王小明哪一年晋升为教授？", options=options)))
+    assert answer.outcome == "answered"

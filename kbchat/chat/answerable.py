@@ -1,0 +1,148 @@
+"""Do the passages hold what a question asks about? Lexical evidence for the answer decision.
+
+A passage on the question's topic is not an answer: the knowledge base may hold the article
+about 梁卓伟 without the sentence saying when he became a professor, or the manual for XR-7700A
+and XR-7700B but not XR-7700C. What the question asks about is its key terms (``key_terms``):
+its words without question words, stop words and the frame every question shares ("主要",
+"时间", "which", "did"). An answer needs one place that holds most of them: a sentence with
+its neighbours, under the passage's first line, which names its subject (``windows``).
+
+Two checks use it (``kbchat.chat.rag``): before the model runs, the best place in the
+retrieved passages must hold ``chat.min_evidence`` of the key terms (``evidence``); while the
+answer's start is held back, the place the answer was taken from must hold
+``chat.min_coverage`` of them (``support``): an answer copied from a sentence about another
+event of the same article names a number that is in the files, but not where the question is.
+
+Terms are matched as substrings of the NFKC-normalised, lower-cased text, so Chinese needs no
+agreement between the segmenter's cuts of the question and of the passage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from kbchat.chat.grounding import content_words, normalise, sentences
+from kbchat.text import HAN_RE
+
+_QUESTION_WORD = re.compile(
+    r"^(?:哪|什么|多[少长久大高远重宽深厚]|几|怎|如何|为何|为什么|何时|何地|何处|谁|是否|是不是"
+    r"|能否|可否|有没有|有无)|[吗呢]$"
+)
+_FRAME_ZH = frozenset(
+    "时间 主要 地方 这个 那个 目前 成为 一个 一部分 特点 现在 当时 最终 曾经 通常 一般 "
+    "原因 情况 方面 名字 名称 称为 被称为 叫做 可以 能够 应该 需要 资料 文件 知识库 "
+    "的 了 是 在 和 与 及 或 也 都 就 而 其 之 为 有 被 把 对 从 到 以 于 中 等 个 "
+    "这 那 它 他 她 们 请问 告诉 一下".split()
+)
+_FRAME_EN = frozenset(
+    "the a an of to in on at for and or is are was were be been being it its this that these "
+    "those with by from as what which who whom whose when where why how do does did can could "
+    "would should will shall may might must not no yes both either neither than other there "
+    "their they them he she his her we our you your i me my about into onto also than then "
+    "so such any some many much more most few one ones has have had named called known "
+    "please tell me files documents".split()
+)
+_MARKERS = re.compile(r"\[\d{1,2}\]")
+
+
+def key_terms(question: str) -> list[str]:
+    """The words of ``question`` that say what it asks about, normalised (``normalise``).
+
+    Chinese words (jieba's cut) of two or more characters that are not question words or
+    frame words; other words of two or more characters (or any number) that are not stop
+    words. In order, without duplicates.
+    """
+    import rjieba
+
+    terms: list[str] = []
+    for word in rjieba.cut(normalise(question)):
+        word = word.strip()
+        if not word or not any(ch.isalnum() for ch in word):
+            continue
+        if HAN_RE.search(word):
+            if len(word) < 2 or _QUESTION_WORD.search(word) or word in _FRAME_ZH:
+                continue
+        elif word in _FRAME_EN or (len(word) < 2 and not word.isdigit()):
+            continue
+        terms.append(_stem(word))
+    return list(dict.fromkeys(terms))
+
+
+_SUFFIX = re.compile(r"(?<=[a-z]{4})(?:ing|ed|es|s)$")
+
+
+def _stem(word: str) -> str:
+    """An English word without its inflection ("directed" -> "direct", found in "director";
+    "executions" -> "execution"), so a substring match finds its other forms."""
+    return _SUFFIX.sub("", word) if word.isascii() and word.isalpha() else word
+
+
+_FULL_STOP = re.compile(r"(?<=[a-z0-9)\"”][.!?])\s+(?=[A-Z0-9\"“(])")
+"""Where a Western sentence ends: a full stop after a word, then a capital ("Mr. Smith" and
+"e.g. this" stay whole when the next word is not capitalised)."""
+
+
+def windows(passage: str) -> Iterator[str]:
+    """The places an answer can be read from, normalised: each sentence with the sentences on
+    either side, after the passage's first sentence (its title or subject)."""
+    cut = [part for sentence in sentences(passage) for part in _FULL_STOP.split(sentence)]
+    head = cut[0] if cut else ""
+    for n in range(len(cut)):
+        yield normalise(" ".join([head, *cut[max(0, n - 1) : n + 2]]))
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """How much of a question one place in the passages holds.
+
+    Attributes:
+        share: share of the key terms found in the best place, in [0, 1]; 1.0 for a
+            question without key terms.
+        terms: the question's key terms.
+        absent: the key terms the best place lacks.
+    """
+
+    share: float
+    terms: tuple[str, ...]
+    absent: tuple[str, ...]
+
+
+def evidence(question: str, passages: Sequence[str]) -> Evidence:
+    """The place in ``passages`` (``windows``) that holds most of the question's key terms."""
+    terms = key_terms(question)
+    if not terms:
+        return Evidence(1.0, (), ())
+    best: tuple[int, tuple[str, ...]] = (-1, tuple(terms))
+    for passage in passages:
+        for window in windows(passage):
+            absent = tuple(t for t in terms if t not in window)
+            if len(terms) - len(absent) > best[0]:
+                best = (len(terms) - len(absent), absent)
+    held, absent = max(best[0], 0), best[1]
+    return Evidence(held / len(terms), tuple(terms), absent)
+
+
+def support(answer: str, question: str, passages: Sequence[str]) -> float:
+    """How much of the question the place the answer was read from holds, in [0, 1].
+
+    That place is the window (``windows``) holding most of the answer's new content words
+    (those not in the question); ties go to the window holding more of the question. Returns
+    the share of the question's key terms it holds: 1.0 when the answer adds no new words or
+    the question has no key terms, 0.0 when no window holds any of the answer's new words.
+    """
+    terms = key_terms(question)
+    asked = set(content_words(question))
+    new = [w for w in dict.fromkeys(content_words(_MARKERS.sub(" ", answer))) if w not in asked]
+    if not new or not terms:
+        return 1.0
+    needles = [normalise(w) for w in new]
+    best = (0, 0.0)
+    for passage in passages:
+        for window in windows(passage):
+            held = sum(1 for w in needles if w in window)
+            if held:
+                share = sum(1 for t in terms if t in window) / len(terms)
+                best = max(best, (held, share))
+    return best[1]

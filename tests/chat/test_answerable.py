@@ -1,0 +1,94 @@
+"""Answerability evidence: do the passages hold what the question asks about?"""
+
+from __future__ import annotations
+
+import pytest
+
+from kbchat.chat.answerable import evidence, key_terms, support
+
+# A biography with the sentence that answers, and the same article without it (the topic is
+# there, the answer is not).
+BIO = (
+    "王小明\n王小明生于1970年，毕业于北京大学医学院。2006年，王小明晋升为社会医学教授。"
+    "2010年，他出任医学院院长。"
+)
+BIO_WITHOUT = (
+    "王小明\n王小明生于1970年，毕业于北京大学医学院。他曾在香港工作多年。2010年，他出任医学院院长。"
+)
+FANS = "型号XR-7700A为标准款离心风机，额定功率1.5千瓦。\n型号XR-7700B为加强款离心风机，额定功率2.2千瓦。"
+PARK = (
+    "Ridgeway Park\nRidgeway Park is a nature reserve in the north of the county. "
+    "It covers 540 hectares of heath and wetland. Adders and nightjars breed there. "
+    "A visitor centre sells maps. Its café serves lunch. The park opened to the public in 1972."
+)
+PARK_WITHOUT = (
+    "Ridgeway Park\nRidgeway Park is a nature reserve in the north of the county. "
+    "The visitor centre sells maps. The park opened to the public in 1972."
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("王小明哪一年晋升为教授？", ["王小明", "晋升为", "教授"]),
+        ("公司的股票代码是多少？", ["公司", "股票代码"]),
+        ("保修期多长？", ["保修期"]),
+        ("XR-7700C的额定功率是多少？", ["xr-7700c", "额定功率"]),
+        ("How large is Ridgeway Park?", ["large", "ridgeway", "park"]),
+        ("Who directed the films?", ["direct", "film"]),
+        ("Which team did both Ann Lee and Bo Chan play for?", ["team", "ann", "lee", "bo"]),
+    ],
+)
+def test_key_terms_leave_out_question_words_and_the_frame(
+    question: str, expected: list[str]
+) -> None:
+    assert key_terms(question)[: len(expected)] == expected
+
+
+def test_the_passage_holding_the_answer_holds_the_question() -> None:
+    found = evidence("王小明哪一年晋升为教授？", [BIO])
+    assert found.share == 1.0 and found.absent == ()
+
+
+def test_the_same_article_without_the_answer_holds_only_its_subject() -> None:
+    found = evidence("王小明哪一年晋升为教授？", [BIO_WITHOUT])
+    assert found.share == pytest.approx(1 / 3)
+    assert found.absent == ("晋升为", "教授")
+
+
+def test_terms_far_apart_in_a_passage_are_not_one_place() -> None:
+    # A place is a sentence with its neighbours under the first line: the dean's post and
+    # the prize are both in the article, but five sentences apart.
+    long_bio = BIO + "他喜欢下棋。他常去公园。他的学生很多。他在1999年获得院士奖。"
+    found = evidence("王小明出任院长那年获得了什么奖？", [long_bio])
+    assert 0 < found.share < 1.0
+
+
+def test_a_neighbouring_part_number_is_not_evidence() -> None:
+    found = evidence("XR-7700C的额定功率是多少？", [FANS])
+    assert "xr-7700c" in found.absent and found.share == 0.5
+    assert evidence("XR-7700B的额定功率是多少？", [FANS]).share == 1.0
+
+
+def test_english_evidence_is_per_place_too() -> None:
+    assert evidence("How many hectares does Ridgeway Park cover?", [PARK]).share == 1.0
+    without = evidence("How many hectares does Ridgeway Park cover?", [PARK_WITHOUT])
+    assert without.share < 0.8 and "hectar" in without.absent
+
+
+def test_a_question_of_only_question_words_has_nothing_to_miss() -> None:
+    assert evidence("是什么？", [FANS]).share == 1.0
+
+
+def test_support_is_the_question_share_where_the_answer_was_read() -> None:
+    question = "王小明哪一年晋升为教授？"
+    assert support("2006年[1]", question, [BIO]) == 1.0
+    # 2010 is in the article, in a sentence about becoming dean: not where the question is.
+    assert support("王小明在2010年晋升为教授。", question, [BIO_WITHOUT]) == pytest.approx(1 / 3)
+    assert support("1972", "When did Ridgeway Park open?", [PARK]) == 1.0
+    assert support("540 hectares", "When did Ridgeway Park open?", [PARK]) < 1.0
+
+
+def test_support_of_an_answer_with_no_new_words_is_full() -> None:
+    assert support("王小明晋升为教授。", "王小明哪一年晋升为教授？", [BIO_WITHOUT]) == 1.0
+    assert support("全是新词", "王小明哪一年晋升为教授？", [BIO]) == 0.0
