@@ -74,8 +74,7 @@ def _summarize_all(
     *,
     overview: bool,
 ) -> KBSummaries:
-    from kbchat.chat.summaries import SummaryStore, summarize_file
-    from kbchat.chat.summarize import summarize
+    from kbchat.chat.summaries import SummaryStore, summarize_file, summarize_overview
     from kbchat.options import summary_options
     from kbchat.shapes.chat import KBSummaries, file_summary, summary_info
 
@@ -94,8 +93,9 @@ def _summarize_all(
     if overview and len(names) > 1:
         if not as_json:
             err.print(f"== {kb.name} (overview)", markup=False, style="bold")
-        texts = [f"{row.file}: {row.summary}" for row in results.files]
-        whole = _run(partial(summarize, model, texts, options=options), as_json)
+        whole = _run(
+            partial(summarize_overview, kb, model, store, options=options, refresh=refresh), as_json
+        )
         results.overview = summary_info(whole)
     return results
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Response, UploadFile
 
 from kbchat.chat.files import answer_sources
-from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
+from kbchat.chat.overview import overview_answer, overview_source
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.errors import BadInput, NotFound
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
@@ -300,12 +300,12 @@ def file_answer(
     reranker = services.reranker()
 
     question = messages[-1].content
-    files_only = overview_target(sources)
+    summarised = overview_source(sources, question)
     summary = summary_options(state.settings, model=model_name)
 
     def run(cancel: threading.Event) -> Iterator[ChatEvent]:
-        if files_only is not None and is_overview_question(question):
-            return overview_answer(model, files_only, question, options=summary, cancel=cancel)
+        if summarised is not None:
+            return overview_answer(model, summarised, question, options=summary, cancel=cancel)
         return stream_answer(
             model,
             sources,

@@ -27,11 +27,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from kbchat.chat.overview import overview_answer, overview_source
 from kbchat.chat.rag import stream_answer
 from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, KbchatError, NotFound, Unsupported
 from kbchat.llm.base import FINISH_STOP, capabilities, check_structured, estimate_tokens
-from kbchat.options import answer_search_options, chat_options
+from kbchat.options import answer_search_options, chat_options, summary_options
 from kbchat.registry import embedders
 from kbchat.server.auth import Principal
 from kbchat.server.errors import documented, openai_error, openai_error_body
@@ -303,17 +304,25 @@ def _kb_generation(
         instructions=instructions,
     )
     history = [m for m in messages[:-1] if m.role in ("user", "assistant") and m.content]
+    question = messages[-1].content
+    summarised = overview_source([kb], question)
+    summary = summary_options(state.settings)
 
     def run(cancel: threading.Event) -> Iterator[Piece]:
-        for event in stream_answer(
-            model,
-            [kb],
-            messages[-1].content,
-            history=history,
-            options=options,
-            reranker=state.services.reranker(),
-            cancel=cancel,
-        ):
+        events = (
+            overview_answer(model, summarised, question, options=summary, cancel=cancel)
+            if summarised is not None
+            else stream_answer(
+                model,
+                [kb],
+                question,
+                history=history,
+                options=options,
+                reranker=state.services.reranker(),
+                cancel=cancel,
+            )
+        )
+        for event in events:
             if isinstance(event, Answer):
                 yield from _answer_end(event)
             else:

@@ -19,8 +19,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from kbchat.chat.summaries import SummaryStore, file_record, summarize_file
-from kbchat.chat.summarize import Progress, Summary, SummaryEvent, summarize
+from kbchat.chat.summaries import SummaryStore, file_record, summarize_file, summarize_overview
+from kbchat.chat.summarize import Progress, Summary, SummaryEvent
 from kbchat.errors import BadInput, KbchatError
 from kbchat.options import SummaryStrategy, summary_options
 from kbchat.server.auth import Principal
@@ -93,19 +93,18 @@ def _plan(state: ServerState, name: str, body: SummaryRequest) -> Any:
     store = SummaryStore(services.library.catalog.engine)
 
     def run(cancel: threading.Event) -> Iterator[Event]:
-        texts = []
         for file in names:
             yield "file", SummaryFile(file=file)
             events = summarize_file(
                 kb, file, model, store, options=options, refresh=body.refresh, cancel=cancel
             )
             summary = yield from _translate(events, file)
-            texts.append(f"{file}: {summary.text}")
             yield "summary", file_summary(file, summary)
         if body.files is None and len(names) > 1:
-            whole = yield from _translate(
-                summarize(model, texts, options=options, cancel=cancel), None
+            events = summarize_overview(
+                kb, model, store, options=options, refresh=body.refresh, cancel=cancel
             )
+            whole = yield from _translate(events, None)
             yield "overview", summary_info(whole)
         yield "done", SummariesDone(files=len(names))
 

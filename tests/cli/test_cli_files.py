@@ -133,3 +133,22 @@ def test_asking_what_a_file_is_about_answers_from_its_summary(
     assert code == 0, err
     answer = json.loads(out)
     assert answer["answer"] == "OK [1]" and answer["citations"][0]["file"] == "note.txt"
+
+
+def test_asking_what_a_knowledge_base_is_about_answers_from_the_summaries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The kettle test came back OK on Monday.", encoding="utf-8")
+    (docs / "b.txt").write_text("The toaster passed its test on Tuesday.", encoding="utf-8")
+    run("kb", "create", "lab", capsys=capsys)
+    run("kb", "add", "lab", str(docs), capsys=capsys)
+    code, out, err = run("ask", "lab", "这个知识库讲了什么", "--json", capsys=capsys)
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["answer"] == "OK"
+    assert [c["file"] for c in answer["citations"]] == ["a.txt", "b.txt"]
+    code, out, _ = run("summarize", "lab", "--json", capsys=capsys)
+    kept = json.loads(out)
+    assert all(f["cached"] for f in kept["files"]) and kept["overview"]["cached"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from kbchat.testing.fakes import ScriptedChatModel
@@ -50,3 +51,44 @@ def test_unknown_files_and_strategies_fail_before_the_stream(
     assert response.status_code == 422
     response = client.post("/api/kbs/missing/summary", json={})
     assert response.status_code == 404
+
+
+def test_an_overview_question_is_answered_from_the_summaries_in_every_api(
+    client: TestClient, docs_kb: str, model: ScriptedChatModel
+) -> None:
+    events = summarise(client, docs_kb)
+    overview = next(d for n, d in events if n == "overview")["summary"]
+    calls = len(model.received)
+    reply = client.post(
+        "/api/chat",
+        json={"question": "What is this knowledge base about?", "kbs": [docs_kb], "stream": False},
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["answer"] == overview
+    assert {c["file"] for c in reply.json()["citations"]} == {"kettle.txt", "tea.md"}
+    completion = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": f"kb:{docs_kb}",
+            "messages": [{"role": "user", "content": "这个知识库讲了什么"}],
+        },
+    )
+    assert completion.status_code == 200, completion.text
+    body = completion.json()
+    assert body["choices"][0]["message"]["content"] == overview
+    assert {c["file"] for c in body["citations"]} == {"kettle.txt", "tea.md"}
+    assert len(model.received) == calls  # the kept overview: no model call
+
+
+def test_an_overview_question_names_the_files_without_a_summary(
+    client: TestClient, docs_kb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kbchat.chat.overview.MAX_NEW", 1)
+    reply = client.post(
+        "/api/chat",
+        json={"question": "What is in this kb?", "kbs": [docs_kb], "stream": False},
+    )
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    assert len(answer["citations"]) == 1
+    assert "No summary yet for 1 file: tea.md" in answer["answer"]
