@@ -32,7 +32,15 @@ from kbchat.kb.jobs import JobManager, JobWork
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 from kbchat.registry import load_plugins
 from kbchat.runtime import configure_process
-from kbchat.server import agent_api, chat_api, files_api, kb_api, openai_api, summary_api
+from kbchat.server import (
+    agent_api,
+    chat_api,
+    files_api,
+    kb_api,
+    openai_api,
+    openai_files,
+    summary_api,
+)
 from kbchat.server.access_log import AccessLog
 from kbchat.server.auth import ALL_KBS, Authenticator, Principal
 from kbchat.server.errors import (
@@ -130,6 +138,7 @@ def create_app(
         files_api.router,
         summary_api.router,
         openai_api.router,
+        openai_files.router,
     ]
     for router in routers:
         app.include_router(router)

@@ -38,6 +38,7 @@ from kbchat.server.auth import Principal
 from kbchat.server.errors import documented, openai_error, openai_error_body
 from kbchat.server.files_api import FilePart, file_answer, take_file_parts
 from kbchat.server.generation import start_generation, stream_generation
+from kbchat.server.openai_files import uploaded_files
 from kbchat.server.openai_responses import (
     AssistantMessage,
     ChatCompletion,
@@ -225,7 +226,13 @@ def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) ->
     """
     body.refuse_unsupported()
     upload_bytes = int(state.settings.server.max_upload_mb * 2**20)
-    files = take_file_parts([m.content for m in body.messages], upload_bytes)
+    store = uploaded_files(state)
+
+    def uploaded(file_id: str) -> FilePart:
+        record, data = store.content(caller.name, file_id)
+        return FilePart(record.filename, data)
+
+    files = take_file_parts([m.content for m in body.messages], upload_bytes, uploaded)
     messages = body.to_messages()
     max_tokens = body.max_completion_tokens or body.max_tokens
     if files:
