@@ -113,6 +113,7 @@ def create_app(
             async with mcp.session_manager.run():
                 yield
         finally:
+            state.summary_jobs.cancel_all()
             await run_in_threadpool(state.jobs.close)
             if own:
                 running.close()

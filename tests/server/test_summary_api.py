@@ -92,3 +92,49 @@ def test_an_overview_question_names_the_files_without_a_summary(
     answer = reply.json()
     assert len(answer["citations"]) == 1
     assert "No summary yet for 1 file: tea.md" in answer["answer"]
+
+
+def finished_job(client: TestClient, kb: str, job_id: str) -> dict[str, Any]:
+    for _ in range(2000):  # bounded polling of a background job, as a client would
+        job: dict[str, Any] = client.get(f"/api/kbs/{kb}/summary/jobs/{job_id}").json()
+        if job["status"] != "running":
+            return job
+    raise AssertionError("summary job did not finish")
+
+
+def test_a_summary_job_runs_in_the_background_file_by_file(
+    client: TestClient, docs_kb: str
+) -> None:
+    started = client.post(f"/api/kbs/{docs_kb}/summary/jobs", json={})
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert job["estimated_s"] > 0 and {f["file"] for f in job["files"]} == {"kettle.txt", "tea.md"}
+    done = finished_job(client, docs_kb, job["id"])
+    assert done["status"] == "done" and done["overview"]
+    assert all(f["status"] == "done" and f["strategy"] for f in done["files"])
+    listed = client.get(f"/api/kbs/{docs_kb}/summary/jobs").json()
+    assert [j["id"] for j in listed] == [job["id"]]
+    kept = client.get(f"/api/kbs/{docs_kb}/files").json()
+    assert all(f["summary"] for f in kept)
+    again = client.post(f"/api/kbs/{docs_kb}/summary/jobs", json={"files": ["tea.md"]}).json()
+    assert again["estimated_s"] == 0  # kept: nothing to make
+
+
+def test_a_summary_job_can_be_stopped(client: TestClient, docs_kb: str) -> None:
+    job = client.post(f"/api/kbs/{docs_kb}/summary/jobs", json={}).json()
+    stopping = client.delete(f"/api/kbs/{docs_kb}/summary/jobs/{job['id']}")
+    assert stopping.status_code == 202
+    done = finished_job(client, docs_kb, job["id"])
+    # stopped before its end, or (on a fast machine) it had already ended
+    assert done["status"] in ("cancelled", "done")
+    if done["status"] == "cancelled":
+        assert any(f["status"] == "cancelled" for f in done["files"])
+
+
+def test_summary_job_errors(client: TestClient, docs_kb: str) -> None:
+    missing = client.post(f"/api/kbs/{docs_kb}/summary/jobs", json={"files": ["nope.txt"]})
+    assert missing.status_code == 404 and "nope.txt" in missing.text
+    unknown = client.delete(f"/api/kbs/{docs_kb}/summary/jobs/abc")
+    assert unknown.status_code == 404 and "no summary job 'abc'" in unknown.text
+    assert client.get("/api/kbs/nokb/summary/jobs").status_code == 404
+    assert client.post("/api/kbs/nokb/summary/jobs", json={}).status_code == 404
