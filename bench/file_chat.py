@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -145,6 +146,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def save(results: dict[str, Any], out: Path) -> None:
+    results["load_average"] = [round(x, 1) for x in os.getloadavg()]  # the machine is shared
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
+
+
 def main() -> None:
     configure_process()  # what the CLI and server set: OpenMP policy, FAISS threads
     parser = argparse.ArgumentParser(description=__doc__)
@@ -176,11 +183,10 @@ def main() -> None:
     try:
         for name in args.sets.split(","):
             results["sets"][name] = run_set(services, name, args, work)
+            save(results, args.out)  # each set as it is done
     finally:
         services.close()
         shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     summary = {
         name: {mode: {k: v for k, v in s.items() if k != "rows"} for mode, s in modes.items()}
         for name, modes in results["sets"].items()
