@@ -87,3 +87,16 @@ def test_an_uploaded_file_that_cannot_be_read_says_why_in_chat(oai: openai.OpenA
     uploaded = oai.files.create(file=("broken.docx", b"PK\x03\x04 truncated"), purpose="user_data")
     with pytest.raises(openai.BadRequestError, match="broken.docx: "):
         ask(oai, uploaded.id, "what is it?")
+
+
+def test_what_is_this_file_about_is_answered_from_its_summary(
+    oai: openai.OpenAI, model: ScriptedChatModel
+) -> None:
+    uploaded = oai.files.create(file=("manual.txt", MANUAL), purpose="user_data")
+    completion = ask(oai, uploaded.id, "总结一下这个文件")
+    assert "Summarise the document below" in model.received[-1][0].content
+    citations = (completion.model_extra or {})["citations"]
+    assert [c["file"] for c in citations] == ["manual.txt"]
+    assert completion.choices[0].message.content.endswith("[1]")
+    ask(oai, uploaded.id, "What is this file about?")
+    assert len(model.received) == 1  # the kept summary answers again
