@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from kbchat.server import create_app
 from kbchat.testing.fakes import ScriptedChatModel
-from tests.server.support import sse_events
+from tests.chat.test_summary_jobs import GatedModel
+from tests.server.support import DOCS, make_services, make_settings, sse_events, upload
 
 
 def summarise(client: TestClient, kb: str, **body: object) -> list[tuple[str, Any]]:
@@ -120,15 +122,23 @@ def test_a_summary_job_runs_in_the_background_file_by_file(
     assert again["estimated_s"] == 0  # kept: nothing to make
 
 
-def test_a_summary_job_can_be_stopped(client: TestClient, docs_kb: str) -> None:
-    job = client.post(f"/api/kbs/{docs_kb}/summary/jobs", json={}).json()
-    stopping = client.delete(f"/api/kbs/{docs_kb}/summary/jobs/{job['id']}")
-    assert stopping.status_code == 202
-    done = finished_job(client, docs_kb, job["id"])
-    # stopped before its end, or (on a fast machine) it had already ended
-    assert done["status"] in ("cancelled", "done")
-    if done["status"] == "cancelled":
-        assert any(f["status"] == "cancelled" for f in done["files"])
+def test_a_summary_job_can_be_stopped() -> None:
+    settings = make_settings()
+    model = GatedModel(["Never made."])  # holds every model call until stopped
+    services = make_services(settings, model)
+    try:
+        with TestClient(create_app(settings, services=services)) as client:
+            assert client.post("/api/kbs", json={"name": "docs"}).status_code == 201
+            upload(client, "docs", DOCS)
+            job = client.post("/api/kbs/docs/summary/jobs", json={}).json()
+            stopping = client.delete(f"/api/kbs/docs/summary/jobs/{job['id']}")
+            assert stopping.status_code == 202
+            done = finished_job(client, "docs", job["id"])
+            assert done["status"] == "cancelled" and done["overview"] is None
+            assert {f["status"] for f in done["files"]} == {"cancelled"}
+            assert all(f["summary"] is None for f in client.get("/api/kbs/docs/files").json())
+    finally:
+        services.close()
 
 
 def test_summary_job_errors(client: TestClient, docs_kb: str) -> None:
