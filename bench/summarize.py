@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -83,6 +84,13 @@ def run_summary(
     return final, time.perf_counter() - started
 
 
+def save(results: dict[str, Any], out: Path) -> None:
+    """Write what is measured so far (a long run stopped early keeps its numbers)."""
+    results["load_average"] = [round(x, 1) for x in os.getloadavg()]  # the machine is shared
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
+
+
 def main() -> None:
     configure_process()  # what the CLI and server set: OpenMP policy, FAISS threads
     parser = argparse.ArgumentParser(description=__doc__)
@@ -133,6 +141,7 @@ def main() -> None:
                     "summary": summary.text,
                 }
                 print(json.dumps({"ten_pages": strategy, "seconds": round(seconds, 1)}), flush=True)
+                save(results, args.out)
         for strategy in strategies if documents else []:
             scores, times = [], []
             for doc in documents:
@@ -153,11 +162,10 @@ def main() -> None:
                 "mean_coverage": round(100 * statistics.mean(scores), 1),
                 "median_seconds": round(statistics.median(times), 1),
             }
+            save(results, args.out)
     finally:
         services.close()
         shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "ten_pages"}, indent=2))
 
 

@@ -284,6 +284,13 @@ class AnswerOptions:
         Share,
         Field(description="Skip sources scoring below this share of the best one (0: keep top_k)."),
     ] = 0.0
+    search_summaries: Annotated[
+        bool,
+        Field(
+            description="Search the files' kept summaries beside their chunks (kbchat "
+            "summarize makes them). Off: bench/results/summary_search.json."
+        ),
+    ] = False
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -373,6 +380,7 @@ def chat_options(
         min_coverage=configured.min_coverage,
         context_tokens=configured.context_tokens,
         source_ratio=configured.source_ratio,
+        search_summaries=configured.search_summaries,
         stop=tuple(stop),
         instructions=instructions,
     )

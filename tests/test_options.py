@@ -195,6 +195,7 @@ CHAT = {
     "min_coverage": 0.1,
     "context_tokens": 500,
     "source_ratio": 0.5,
+    "search_summaries": True,
 }
 
 

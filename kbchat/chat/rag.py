@@ -84,7 +84,12 @@ def stream_answer(
     search = options.search
 
     def find(query: str) -> Retrieval:
-        return retrieve(kbs, query, search, reranker=reranker)
+        found = retrieve(kbs, query, search, reranker=reranker)
+        if options.search_summaries:
+            from kbchat.chat.summary_search import with_summaries
+
+            return with_summaries(kbs, query, search, found)
+        return found
 
     def pending() -> int:
         return sum(kb.stats().get("pending", 0) for kb in kbs)

@@ -2,13 +2,16 @@
 
 A summary is stored with the sha256 of the file it summarises; once the file changes
 (another sha256 in the catalog) the stored summary no longer counts and is made anew.
+A knowledge base's overview (a summary of its files' summaries) is kept the same way,
+under a digest of the summaries it was made from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,17 @@ file_summaries = Table(
     Column("kb_id", Integer, primary_key=True),
     Column("file", String(1024), primary_key=True),
     Column("sha256", String(64), nullable=False),
+    Column("strategy", String(16), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+kb_overviews = Table(
+    "kb_overviews",
+    metadata,
+    Column("kb_id", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
     Column("strategy", String(16), nullable=False),
     Column("model", Text, nullable=False),
     Column("text", Text, nullable=False),
@@ -88,6 +102,40 @@ class SummaryStore:
                     created_at=time.time(),
                 )
             )
+
+    def get_overview(self, kb_id: int, digest: str) -> StoredSummary | None:
+        """The kept overview made from the summaries with ``digest`` (None if none)."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(kb_overviews).where(kb_overviews.c.kb_id == kb_id))
+                .mappings()
+                .first()
+            )
+        if row is None or row["digest"] != digest:
+            return None
+        return _stored({**row, "file": "", "sha256": digest})
+
+    def put_overview(self, kb_id: int, digest: str, summary: Summary, model: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(kb_overviews).where(kb_overviews.c.kb_id == kb_id))
+            conn.execute(
+                kb_overviews.insert().values(
+                    kb_id=kb_id,
+                    digest=digest,
+                    strategy=summary.strategy,
+                    model=model,
+                    text=summary.text,
+                    created_at=time.time(),
+                )
+            )
+
+
+def overview_digest(summaries: Sequence[StoredSummary]) -> str:
+    """What an overview was made from: its files, their versions and summaries."""
+    digest = hashlib.sha256()
+    for summary in sorted(summaries, key=lambda s: s.file):
+        digest.update(f"{summary.file}\0{summary.sha256}\0{summary.text}\0".encode())
+    return digest.hexdigest()
 
 
 def _stored(row: Any) -> StoredSummary:
@@ -160,4 +208,57 @@ def summarize_file(
     for event in summarize(model, chunks, embedder=kb.embedder, options=options, cancel=cancel):
         if isinstance(event, Summary) and event.finish_reason != "cancelled" and event.text:
             store.put(kb.record.id, record, event, model.name)
+        yield event
+
+
+def kept_summaries(kb: KnowledgeBase, store: SummaryStore) -> tuple[list[StoredSummary], list[str]]:
+    """The current summaries of ``kb``'s indexed files, and the names of those without one."""
+    records = [r for r in kb.files() if r.status == "indexed"]
+    kept = store.for_files(kb.record.id, records)
+    return [kept[r.name] for r in records if r.name in kept], [
+        r.name for r in records if r.name not in kept
+    ]
+
+
+def summarize_overview(
+    kb: KnowledgeBase,
+    model: ChatModel,
+    store: SummaryStore,
+    *,
+    options: SummaryOptions | None = None,
+    refresh: bool = False,
+    cancel: threading.Event | None = None,
+) -> Iterator[SummaryEvent]:
+    """The knowledge base's overview, made from its files' kept summaries (events as
+    ``summarize``); kept until one of those summaries changes. A single summary is the
+    overview as it is.
+
+    Raises:
+        BadInput: no file of ``kb`` has a summary yet.
+    """
+    summaries, _ = kept_summaries(kb, store)
+    if not summaries:
+        raise BadInput(
+            f"no file of knowledge base {kb.name!r} has a summary yet; "
+            f"make them with `kbchat summarize {kb.name}`"
+        )
+    digest = overview_digest(summaries)
+    stored = None if refresh else store.get_overview(kb.record.id, digest)
+    if stored is None and len(summaries) == 1:
+        stored = summaries[0]
+    if stored is not None:
+        yield stored.text
+        yield Summary(
+            text=stored.text,
+            strategy=stored.strategy,  # type: ignore[arg-type]
+            language=detect_language(stored.text),
+            steps=0,
+            estimated_s=0.0,
+            cached=True,
+        )
+        return
+    texts = [f"{s.file}: {s.text}" for s in summaries]
+    for event in summarize(model, texts, embedder=kb.embedder, options=options, cancel=cancel):
+        if isinstance(event, Summary) and event.finish_reason != "cancelled" and event.text:
+            store.put_overview(kb.record.id, digest, event, model.name)
         yield event

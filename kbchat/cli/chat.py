@@ -63,7 +63,7 @@ def _events(
             cancel=cancel,
         )
     from kbchat.chat.files import answer_sources
-    from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
+    from kbchat.chat.overview import overview_answer, overview_source
     from kbchat.chat.plain import stream_chat
     from kbchat.chat.rag import stream_answer
     from kbchat.options import summary_options
@@ -78,9 +78,9 @@ def _events(
     )
     if not kbs:
         return stream_chat(model, question, history=history, options=options, cancel=cancel)
-    if (files_only := overview_target(kbs)) and is_overview_question(question):
+    if (summarised := overview_source(kbs, question)) is not None:
         summary = summary_options(services.settings, model=model_name)
-        return overview_answer(model, files_only, question, options=summary, cancel=cancel)
+        return overview_answer(model, summarised, question, options=summary, cancel=cancel)
     return stream_answer(
         model,
         kbs,

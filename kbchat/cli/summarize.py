@@ -74,14 +74,18 @@ def _summarize_all(
     *,
     overview: bool,
 ) -> KBSummaries:
-    from kbchat.chat.summaries import SummaryStore, summarize_file
-    from kbchat.chat.summarize import summarize
+    from kbchat.chat.summaries import SummaryStore, summarize_file, summarize_overview
+    from kbchat.chat.summary_jobs import expected_seconds
     from kbchat.options import summary_options
     from kbchat.shapes.chat import KBSummaries, file_summary, summary_info
 
     model = services.models.get(model_name)
     options = summary_options(services.settings, strategy=strategy, model=model_name)
     store = SummaryStore(services.library.catalog.engine)
+    expected = sum(
+        expected_seconds(kb, name, model, options, store, refresh=refresh) for name in names
+    )
+    _announce(len(names), expected)
     results = KBSummaries(kb=kb.name, files=[])
     for name in names:
         if not as_json:
@@ -94,8 +98,9 @@ def _summarize_all(
     if overview and len(names) > 1:
         if not as_json:
             err.print(f"== {kb.name} (overview)", markup=False, style="bold")
-        texts = [f"{row.file}: {row.summary}" for row in results.files]
-        whole = _run(partial(summarize, model, texts, options=options), as_json)
+        whole = _run(
+            partial(summarize_overview, kb, model, store, options=options, refresh=refresh), as_json
+        )
         results.overview = summary_info(whole)
     return results
 
@@ -129,6 +134,20 @@ def _run(make: Callable[..., Iterator[SummaryEvent]], as_json: bool) -> Summary:
     if summary.cached:
         err.print(f"(kept summary, {summary.strategy})", markup=False, style="dim")
     return summary
+
+
+def _announce(files: int, expected: float) -> None:
+    """Say before starting what the whole run is expected to take (a warning when long)."""
+    if expected <= 0:
+        return
+    slow = expected > SLOW_S
+    minutes = f"{expected / 60:.0f} min" if expected >= 90 else f"{expected:.0f} s"
+    note = "; this is long: Ctrl-C stops (finished summaries are kept)" if slow else ""
+    err.print(
+        f"{files} file{'s' if files > 1 else ''} to summarise, about {minutes} expected{note}",
+        markup=False,
+        style="yellow" if slow else "dim",
+    )
 
 
 def _progress(event: Progress) -> None:

@@ -304,12 +304,25 @@ def _dense_relevance(
     matrix = np.zeros((len(candidates), kb.embedder.dim), dtype=np.float32)
     ids, vectors = kb.stored_vectors(candidates)
     matrix[[position[i] for i in ids.tolist()]] = vectors
-    embedder = kb.embedder
+    return dense_relevance(kb.embedder, kb.chit_chat, vector, matrix, languages, same, options)
+
+
+def dense_relevance(
+    embedder: Embedder,
+    chit_chat: ChitChat,
+    vector: np.ndarray,
+    matrix: np.ndarray,
+    languages: Sequence[str],
+    same: np.ndarray,
+    options: RetrievalOptions,
+) -> np.ndarray:
+    """Dense relevance of passages with vectors ``matrix`` (n, dim) to a query ``vector``;
+    ``same`` (n,) bool: the passage is in the question's language (see ``_dense_relevance``)."""
     if not isinstance(embedder, CompositeEmbedder):
-        return relevance(embedder, vector, matrix @ vector, languages, chit_chat=kb.chit_chat)
+        return relevance(embedder, vector, matrix @ vector, languages, chit_chat=chit_chat)
     queries = embedder.split(vector)
     parts = [
-        relevance(part, part_query, cosines, languages, chit_chat=kb.chit_chat)
+        relevance(part, part_query, cosines, languages, chit_chat=chit_chat)
         for part, part_query, cosines in zip(
             embedder.parts, queries, embedder.part_cosines(matrix, vector), strict=True
         )

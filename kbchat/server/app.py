@@ -38,6 +38,7 @@ from kbchat.server import (
     files_api,
     kb_api,
     openai_api,
+    openai_files,
     settings_api,
     sources_api,
     summary_api,
@@ -139,6 +140,7 @@ def create_app(
             async with mcp.session_manager.run():
                 yield
         finally:
+            state.summary_jobs.cancel_all()
             state.jobs.close()
             for worker in workers:
                 await run_in_threadpool(worker.stop)
@@ -169,6 +171,7 @@ def create_app(
         summary_api.router,
         openai_api.router,
         settings_api.router,
+        openai_files.router,
     ]
     for router in routers:
         app.include_router(router)

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from kbchat.chat.files import answer_sources
-from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
+from kbchat.chat.overview import overview_answer, overview_source
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import ChatOptions, stream_answer
 from kbchat.errors import KbchatError, NotFound
@@ -198,7 +198,7 @@ def answer_events(
 ) -> Iterator[AgentEvent]:
     """The answer's events; the turn is stored before the finished Answer is yielded."""
     asked = time.time()
-    files_only = overview_target(plan.kbs)
+    summarised = overview_source(plan.kbs, plan.question)
     events: Iterator[AgentEvent]
     if plan.mode == "agent":
         from kbchat.chat.agent import stream_agent
@@ -223,10 +223,10 @@ def answer_events(
             options=web_options(plan.options),
             cancel=cancel,
         )
-    elif files_only is not None and is_overview_question(plan.question):
-        summary = summary_options(state.settings)
+    elif summarised is not None:
+        summary = summary_options(state.settings, model=plan.model_name)
         events = overview_answer(
-            plan.model, files_only, plan.question, options=summary, cancel=cancel
+            plan.model, summarised, plan.question, options=summary, cancel=cancel
         )
     elif plan.kbs:
         events = stream_answer(

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Response, UploadFile
 
 from kbchat.chat.files import answer_sources
-from kbchat.chat.overview import is_overview_question, overview_answer, overview_target
+from kbchat.chat.overview import overview_answer, overview_source
 from kbchat.chat.rag import ChatEvent, ChatOptions, stream_answer
 from kbchat.errors import BadInput, NotFound
 from kbchat.kb.knowledge_base import FileOutcome
@@ -176,16 +176,22 @@ class FilePart:
     data: bytes
 
 
-def take_file_parts(contents: list[Any], max_bytes: int) -> list[FilePart]:
+def take_file_parts(
+    contents: list[Any],
+    max_bytes: int,
+    uploaded: Callable[[str], FilePart] | None = None,
+) -> list[FilePart]:
     """Remove OpenAI ``{"type": "file", "file": {"filename", "file_data"}}`` parts.
 
     ``contents`` are the messages' contents (str or list of parts); file parts are taken
     out of the lists in place, so what remains is text. ``file_data`` is a base64 data
-    URL (``data:application/pdf;base64,...``) or plain base64.
+    URL (``data:application/pdf;base64,...``) or plain base64; a ``file_id`` (a file
+    uploaded to ``/v1/files``) is read with ``uploaded``.
 
     Raises:
-        BadInput: a file part without filename or data, a ``file_id`` (uploaded files are
-            not kept), or data that is not base64.
+        BadInput: a file part without filename or data, a ``file_id`` where there are
+            no uploaded files, or data that is not base64.
+        NotFound: an unknown ``file_id``.
         PayloadTooLarge: a file over ``max_bytes`` once decoded.
     """
     found: list[FilePart] = []
@@ -195,21 +201,25 @@ def take_file_parts(contents: list[Any], max_bytes: int) -> list[FilePart]:
         kept = []
         for part in content:
             if isinstance(part, dict) and part.get("type") == "file":
-                found.append(_file_part(part.get("file"), max_bytes))
+                found.append(_file_part(part.get("file"), max_bytes, uploaded))
             else:
                 kept.append(part)
         content[:] = kept
     return found
 
 
-def _file_part(value: Any, max_bytes: int) -> FilePart:
+def _file_part(value: Any, max_bytes: int, uploaded: Callable[[str], FilePart] | None) -> FilePart:
     if not isinstance(value, dict):
-        raise BadInput("a file message part needs a 'file' object with filename and file_data")
-    if value.get("file_id") and not value.get("file_data"):
         raise BadInput(
-            "file parts by file_id are not supported; send the content as file_data "
-            "(a base64 data URL)"
+            "a file message part needs a 'file' object with filename and file_data, or file_id"
         )
+    file_id = value.get("file_id")
+    if file_id is not None and not value.get("file_data"):
+        if not isinstance(file_id, str) or not file_id:
+            raise BadInput("file.file_id must be the id of an uploaded file (file-...)")
+        if uploaded is None:
+            raise BadInput("file parts by file_id are not accepted here; send file_data")
+        return uploaded(file_id)
     filename, data = value.get("filename"), value.get("file_data")
     if not isinstance(filename, str) or not filename.strip():
         raise BadInput("a file message part needs file.filename")
@@ -299,12 +309,12 @@ def file_answer(
     reranker = services.reranker()
 
     question = messages[-1].content
-    files_only = overview_target(sources)
+    summarised = overview_source(sources, question)
     summary = summary_options(state.settings, model=model_name)
 
     def run(cancel: threading.Event) -> Iterator[ChatEvent]:
-        if files_only is not None and is_overview_question(question):
-            return overview_answer(model, files_only, question, options=summary, cancel=cancel)
+        if summarised is not None:
+            return overview_answer(model, summarised, question, options=summary, cancel=cancel)
         return stream_answer(
             model,
             sources,

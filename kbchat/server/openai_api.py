@@ -27,16 +27,18 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from kbchat.chat.overview import overview_answer, overview_source
 from kbchat.chat.rag import stream_answer
 from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput, KbchatError, NotFound, Unsupported
 from kbchat.llm.base import FINISH_STOP, ChatModel, capabilities, check_structured, estimate_tokens
-from kbchat.options import answer_search_options, chat_options
+from kbchat.options import answer_search_options, chat_options, summary_options
 from kbchat.registry import embedders
 from kbchat.server.auth import Principal
 from kbchat.server.errors import documented, openai_error, openai_error_body
 from kbchat.server.files_api import FilePart, file_answer, take_file_parts
 from kbchat.server.generation import start_generation, stream_generation
+from kbchat.server.openai_files import uploaded_files
 from kbchat.server.openai_responses import (
     AssistantMessage,
     ChatCompletion,
@@ -224,7 +226,13 @@ def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) ->
     """
     body.refuse_unsupported()
     upload_bytes = int(state.settings.server.max_upload_mb * 2**20)
-    files = take_file_parts([m.content for m in body.messages], upload_bytes)
+    store = uploaded_files(state)
+
+    def uploaded(file_id: str) -> FilePart:
+        record, data = store.content(caller.name, file_id)
+        return FilePart(record.filename, data)
+
+    files = take_file_parts([m.content for m in body.messages], upload_bytes, uploaded)
     messages = body.to_messages()
     max_tokens = body.max_completion_tokens or body.max_tokens
     if files:
@@ -319,17 +327,25 @@ def _kb_generation(
         instructions=instructions,
     )
     history = [m for m in messages[:-1] if m.role in ("user", "assistant") and m.content]
+    question = messages[-1].content
+    summarised = overview_source([kb], question)
+    summary = summary_options(state.settings)
 
     def run(cancel: threading.Event) -> Iterator[Piece]:
-        for event in stream_answer(
-            model,
-            [kb],
-            messages[-1].content,
-            history=history,
-            options=options,
-            reranker=state.services.reranker(),
-            cancel=cancel,
-        ):
+        events = (
+            overview_answer(model, summarised, question, options=summary, cancel=cancel)
+            if summarised is not None
+            else stream_answer(
+                model,
+                [kb],
+                question,
+                history=history,
+                options=options,
+                reranker=state.services.reranker(),
+                cancel=cancel,
+            )
+        )
+        for event in events:
             if isinstance(event, Answer):
                 yield from _answer_end(event)
             else:

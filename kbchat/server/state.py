@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from kbchat.app import Services
+from kbchat.chat.summary_jobs import SummaryJobs
 from kbchat.config import Settings
 from kbchat.errors import NotFound
 from kbchat.kb.jobs import JobQueue
@@ -27,6 +28,7 @@ class ServerState:
     conversations: ConversationStore
     queues: GenerationQueues
     auth: Authenticator
+    summary_jobs: SummaryJobs = field(default_factory=SummaryJobs)
 
 
 def get_state(request: Request) -> ServerState:

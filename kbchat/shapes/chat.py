@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from kbchat.chat.summarize import Strategy, Summary
+from kbchat.chat.summary_jobs import SummaryJob
 from kbchat.shapes import Shape
 from kbchat.store.conversations import Conversation, Feedback, Verdict
 from kbchat.text import Language
@@ -244,3 +245,60 @@ def summary_info(summary: Summary) -> SummaryInfo:
 
 def file_summary(file: str, summary: Summary) -> FileSummary:
     return FileSummary(**summary_info(summary).model_dump(), file=file)
+
+
+class SummaryFileProgress(Shape):
+    """One file of a summary job."""
+
+    file: str
+    status: Literal["pending", "running", "done", "failed", "cancelled"]
+    estimated_s: float = Field(description="Seconds expected (0: its summary is kept).")
+    stage: str = Field(description="plan, map, combine, refine or extract (empty: not begun).")
+    done: int = Field(description="Steps of the stage done.")
+    total: int = Field(description="Steps of the stage in all.")
+    strategy: Strategy | None = None
+    cached: bool = Field(description="Its kept summary was current: nothing was made.")
+    seconds: float = Field(description="Seconds taken.")
+    error: str | None = None
+
+
+class SummaryJobInfo(Shape):
+    """A background summary of a knowledge base's files (then of the whole)."""
+
+    id: str
+    kb: str
+    status: Literal["running", "done", "failed", "cancelled"]
+    estimated_s: float = Field(description="Seconds expected when the job was planned.")
+    files: list[SummaryFileProgress]
+    overview: str | None = Field(description="The knowledge base's overview, once made.")
+    error: str | None = None
+    created_at: float = Field(description="Unix seconds.")
+    finished_at: float | None = None
+
+
+def summary_job_info(job: SummaryJob) -> SummaryJobInfo:
+    return SummaryJobInfo(
+        id=job.id,
+        kb=job.kb,
+        status=job.status,
+        estimated_s=job.estimated_s,
+        files=[
+            SummaryFileProgress(
+                file=f.file,
+                status=f.status,
+                estimated_s=f.estimated_s,
+                stage=f.stage,
+                done=f.done,
+                total=f.total,
+                strategy=f.strategy,
+                cached=f.cached,
+                seconds=f.seconds,
+                error=f.error,
+            )
+            for f in job.files
+        ],
+        overview=job.overview_text,
+        error=job.error,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+    )

@@ -201,3 +201,13 @@ def test_temporary_names_are_reserved(library: Library) -> None:
         library.create("plain", temporary=True)
     admin = Principal(None)
     assert admin.can("docs", "read") and not admin.can(temporary_kb_name("c1", None), "read")
+
+
+def test_an_image_only_pdf_says_it_has_no_text(chats: FileChats, tmp_path: Path) -> None:
+    from tests.ingest.test_pdf import make_pdf
+
+    scan = make_pdf(tmp_path / "scan.pdf", [None])
+    (outcome,) = chats.attach("c1", None, [scan])
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert outcome.error.startswith("scan.pdf: no text found: 1 page(s) without a text layer")

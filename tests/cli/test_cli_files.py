@@ -133,3 +133,42 @@ def test_asking_what_a_file_is_about_answers_from_its_summary(
     assert code == 0, err
     answer = json.loads(out)
     assert answer["answer"] == "OK [1]" and answer["citations"][0]["file"] == "note.txt"
+
+
+def test_asking_what_a_knowledge_base_is_about_answers_from_the_summaries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The kettle test came back OK on Monday.", encoding="utf-8")
+    (docs / "b.txt").write_text("The toaster passed its test on Tuesday.", encoding="utf-8")
+    run("kb", "create", "lab", capsys=capsys)
+    run("kb", "add", "lab", str(docs), capsys=capsys)
+    code, out, err = run("ask", "lab", "这个知识库讲了什么", "--json", capsys=capsys)
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["answer"] == "OK"
+    assert [c["file"] for c in answer["citations"]] == ["a.txt", "b.txt"]
+    code, out, _ = run("summarize", "lab", "--json", capsys=capsys)
+    kept = json.loads(out)
+    assert all(f["cached"] for f in kept["files"]) and kept["overview"]["cached"]
+
+
+def test_a_long_summary_is_announced_with_its_expected_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    # about 500 pages' worth of words would take minutes to embed here; the expected time
+    # comes from the token count and the model speeds, so 40 pages already make it long
+    text = " ".join(f"Kettle test {n} came back OK on day {n}." for n in range(3000))
+    (docs / "book.txt").write_text(text, encoding="utf-8")
+    run("kb", "create", "lab", capsys=capsys)
+    run("kb", "add", "lab", str(docs), capsys=capsys)
+    code, _, err = run("summarize", "lab", "--strategy", "map-reduce", capsys=capsys)
+    assert code == 0, err
+    flat = " ".join(err.split())
+    assert "1 file to summarise, about" in flat and "Ctrl-C stops" in flat
+    assert flat.index("1 file to summarise") < flat.index("map 1/")  # before it starts
+    code, _, err = run("summarize", "lab", "--strategy", "map-reduce", capsys=capsys)
+    assert "to summarise" not in err  # kept: nothing to announce

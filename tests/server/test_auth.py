@@ -312,3 +312,33 @@ def test_cli_keys_add_prints_the_key_once(
     listed = json.loads(capsys.readouterr().out)
     assert listed == [{"name": "ci", "permissions": {"docs": "write"}}]
     assert key not in Path(keys_path(settings)).read_text()
+
+
+def test_a_summary_job_is_stopped_by_who_started_it_or_a_writer(
+    secured: TestClient, keys: dict[str, str]
+) -> None:
+    path = keys_path(make_settings())
+    other = add_key(FileKeys(path), "other", {"docs": "read"})
+    assert secured.post("/api/kbs", json={"name": "docs"}, headers=as_(keys, "admin")).status_code
+    upload(secured, "docs", DOCS, headers=as_(keys, "writer"))
+    started = secured.post("/api/kbs/docs/summary/jobs", json={}, headers=as_(keys, "reader"))
+    assert started.status_code == 202, started.text
+    stop = f"/api/kbs/docs/summary/jobs/{started.json()['id']}"
+    refused = secured.delete(stop, headers={"Authorization": f"Bearer {other}"})
+    assert (
+        refused.status_code == 403 and "started by 'reader'" in refused.json()["error"]["message"]
+    )
+    assert secured.delete(stop, headers=as_(keys, "reader")).status_code == 202
+    assert secured.delete(stop, headers=as_(keys, "writer")).status_code == 202
+    # files and uploads of the OpenAI Files API are each key's own
+    created = secured.post(
+        "/v1/files",
+        headers=as_(keys, "reader"),
+        files={"file": ("a.txt", b"hello", "text/plain")},
+        data={"purpose": "user_data"},
+    )
+    assert created.status_code == 200, created.text
+    file_id = created.json()["id"]
+    assert secured.get(f"/v1/files/{file_id}", headers=as_(keys, "reader")).status_code == 200
+    hidden = secured.get(f"/v1/files/{file_id}", headers=as_(keys, "writer"))
+    assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "not_found"

@@ -184,7 +184,7 @@ def test_openai_file_parts_with_a_kb_model_use_both(
         (file_part("broken.docx", b"PK\x03\x04 truncated"), "broken.docx: "),
         (file_part("empty.txt", b""), "empty.txt: the file is empty"),
         ({"type": "file", "file": {"filename": "x.txt", "file_data": "data:;base64,@@"}}, "base64"),
-        ({"type": "file", "file": {"file_id": "file-abc"}}, "file_id are not supported"),
+        ({"type": "file", "file": {"file_id": 7}}, "file.file_id must be the id"),
         ({"type": "file", "file": {"file_data": "aGk="}}, "file.filename"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,3 +94,52 @@ def test_the_file_list_makes_and_shows_a_summary(page: Any, live_app: LiveServer
     expect(row.locator(".file-summary")).to_have_text(
         "The Z9 blender has a five year warranty [1]."
     )
+
+
+class GatedModel(ScriptedChatModel):
+    """Answers once ``gate`` opens (or its request is cancelled)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+
+    def stream(self, messages: Any, **params: Any) -> Any:
+        cancel = params.get("cancel")
+        while not self.gate.wait(0.05) and not (cancel is not None and cancel.is_set()):
+            pass
+        return super().stream(messages, **params)
+
+
+def test_summarize_all_follows_the_job_and_can_stop_it(page: Any) -> None:
+    from kbchat.server.app import create_app
+
+    settings = load_settings(embedder={"backend": "hash"})
+    services = build(settings)
+    model = GatedModel(["A blender manual."], name="scripted")
+    services.models.add(settings.default_model, model)
+    kb = services.library.ensure("manuals")
+    docs = settings.home / "docs"
+    docs.mkdir(parents=True)
+    (docs / "manual.txt").write_bytes(MANUAL)
+    (docs / "care.txt").write_bytes(b"Wash the jug by hand. Dry the base with a cloth.")
+    kb.add([docs])
+    try:
+        with LiveServer(create_app(settings, services=services)) as server:
+            page.goto(server.url + "/#/kbs/manuals")
+            page.click("#kb-summarize")
+            card = page.locator(".summary-job")
+            expect(card).to_have_attribute("data-status", "running")
+            expect(card.locator(".job-label")).to_contain_text("expected in all")
+            page.click("#summary-stop")
+            expect(card).to_have_attribute("data-status", "cancelled")
+            expect(card.locator("li[data-name='care.txt']")).to_have_attribute(
+                "data-status", "cancelled"
+            )
+            model.gate.set()
+            page.click("#kb-summarize")
+            expect(page.locator(".summary-job").first).to_have_attribute("data-status", "done")
+            row = page.locator("#file-rows tr[data-name='manual.txt']")
+            expect(row.locator(".file-summary")).to_have_text("A blender manual.")
+            screenshot(page, "kb-summary-job")
+    finally:
+        services.close()

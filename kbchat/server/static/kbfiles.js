@@ -242,6 +242,48 @@ function header(kb, actions) {
     h("div", { class: "kb-actions" }, actions));
 }
 
+function seconds(value) {
+  return value >= 90 ? t("summary.minutes", { n: Math.round(value / 60) }) : t("summary.seconds", { n: Math.round(value) });
+}
+
+/** A card following a summary job file by file, with its expected time and a Stop button. */
+function summaryJobCard(container, base, job, signal, onEnd) {
+  const label = h("div", { class: "job-label" });
+  const list = h("ul", { class: "job-files" });
+  const stop = h("button", { type: "button", class: "btn danger-ghost small", id: "summary-stop" }, t("summary.stop"));
+  const close = h("button", { type: "button", class: "btn ghost small", hidden: true, onclick: () => card.remove() }, t("common.close"));
+  const card = h("div", { class: "job card summary-job", role: "status", "data-status": job.status },
+    h("div", { class: "job-head" }, h("strong", {}, t("summary.job")), stop, close), label, list);
+  container.prepend(card);
+  const path = `${base}/summary/jobs/${encodeURIComponent(job.id)}`;
+  stop.onclick = async () => {
+    stop.disabled = true;
+    try { show(await api(path, { method: "DELETE" })); } catch (exc) { toast(exc.message, "error"); }
+  };
+  function show(current) {
+    card.dataset.status = current.status;
+    const done = current.files.filter((f) => f.status !== "pending" && f.status !== "running").length;
+    label.textContent = current.status === "running"
+      ? t("summary.progress", { done, total: current.files.length, time: seconds(current.estimated_s) })
+      : t(`summary.ended.${current.status}`, { message: current.error || "" });
+    replace(list, current.files.map((f) => h("li", { "data-name": f.file, "data-status": f.status },
+      h("strong", {}, f.file), " ", h("span", { class: "muted" },
+        f.status === "running" && f.total ? `${f.stage} ${f.done}/${f.total}` : t(`summary.file.${f.status}`)),
+      f.error ? h("span", { class: "reason" }, ` — ${f.error}`) : null)));
+    if (current.status !== "running") { stop.hidden = true; close.hidden = false; }
+  }
+  show(job);
+  (async () => {
+    let current = job;
+    while (current.status === "running" && !signal.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      try { current = await api(path, { signal }); } catch (exc) { if (exc.name !== "AbortError") toast(exc.message, "error"); return; }
+      show(current);
+    }
+    if (!signal.aborted) onEnd();
+  })();
+}
+
 /** Render knowledge base `name` into `container`. Returns a cleanup function. */
 export function renderKbDetail(container, name, { onChanged, onDeleted }) {
   const base = `/api/kbs/${encodeURIComponent(name)}`;
@@ -334,8 +376,18 @@ export function renderKbDetail(container, name, { onChanged, onDeleted }) {
     }
   }
 
+  async function summarizeAll() {
+    try {
+      const job = await api(`${base}/summary/jobs`, { method: "POST", json: {}, signal: controller.signal });
+      summaryJobCard(jobs, base, job, controller.signal, () => refreshFiles());
+    } catch (exc) {
+      if (exc.name !== "AbortError") toast(exc.message, "error");
+    }
+  }
+
   function actionButtons() {
     return [
+      h("button", { type: "button", class: "btn", id: "kb-summarize", title: t("summary.allHint"), onclick: summarizeAll }, t("summary.all")),
       h("button", { type: "button", class: "btn", id: "kb-sync", title: t("kb.syncHint"), onclick: () => startJob("sync", t("job.sync")) }, t("kb.sync")),
       h("button", { type: "button", class: "btn", id: "kb-rebuild", title: t("kb.rebuildHint"), onclick: () => startJob("rebuild", t("job.rebuild")) }, t("kb.rebuild")),
       confirmButton({
