@@ -16,7 +16,9 @@ Usage::
 
     .venv/bin/python bench/load.py --clients 1,4,16,64 --max-tokens 32
 
-Writes bench/results/load.json. The machine is shared: the load average (as `uptime`
+The server answers under ``chat.no_hit = "fallback"`` so that every request generates
+(the vague questions would otherwise often be declined before the model runs). Writes
+bench/results/load.json. The machine is shared: the load average (as `uptime`
 shows it) before and after each level is recorded with the numbers.
 """
 
@@ -109,6 +111,9 @@ def start_server(home: Path, port: int, embedder: str | None) -> subprocess.Pope
         "PYTHONPATH": str(REPO),
     }
     env.pop("KBCHAT_CONFIG", None)
+    # Every request must generate: a question the sample KB does not answer would be declined
+    # before the model runs and measure nothing; under "fallback" it is answered (labelled).
+    env["KBCHAT_CHAT__NO_HIT"] = "fallback"
     if embedder:
         env["KBCHAT_EMBEDDER__BACKEND"] = embedder
     log = (home / "serve.log").open("wb")
