@@ -135,7 +135,8 @@ def store_checks(settings: Settings, backends: list[str]) -> list[Check]:
     """One line per vector store backend: its server (or file store) and whether it answers.
 
     A backend class with a ``server_info(url)`` classmethod is asked with the URL the
-    settings give it (``store.urls.<backend>`` / ``store.url``); file stores need nothing.
+    settings give it (``store.urls.<backend>`` / ``store.url`` / a PostgreSQL catalog's URL);
+    file stores need nothing.
     """
     from kbchat.registry import vector_stores
 
@@ -148,7 +149,7 @@ def store_checks(settings: Settings, backends: list[str]) -> list[Check]:
             if server_info is None:
                 checks.append(Check(name, True, "files in each knowledge base's folder"))
                 continue
-            checks.append(Check(name, True, server_info(settings.store.url_for(backend))))
+            checks.append(Check(name, True, server_info(settings.store_url_for(backend))))
         except KbchatError as exc:
             checks.append(Check(name, False, str(exc)))
     return checks

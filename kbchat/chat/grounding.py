@@ -48,6 +48,14 @@ _QUOTED = re.compile(r"《([^》]{1,40})》|“([^”]{2,40})”|\"([^\"]{2,40})
 _NAME = re.compile(r"\b([A-Z][a-z]+(?:[ -](?:of |de |the )?[A-Z][a-z]+)*)\b")
 _SENTENCE_START = re.compile(r"(?:^|[.!?。！？:：\n])[\s\"'“(（`*-]*$")
 _MARKERS = re.compile(r"\[\d{1,2}\]")
+"""Citation markers ``[1]``..``[99]`` in an answer."""
+
+
+def without_markers(answer: str) -> str:
+    """``answer`` without its citation markers (and the spaces before them)."""
+    return re.sub(r"[ \t]*\[\d{1,2}\]", "", answer).strip()
+
+
 _NOT_NAMES = frozenset(
     "I The A An Answer Question Source Sources What Which Who Whom Whose When Where Why How "
     "Is Are Was Were Do Does Did "

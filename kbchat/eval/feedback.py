@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
+from kbchat.chat.grounding import without_markers
 from kbchat.store.conversations import RatedAnswer
 
 REFUSED = ("refused",)
@@ -68,8 +69,9 @@ def feedback_row(item: RatedAnswer) -> dict[str, Any]:
         row["answerable"] = False
     else:
         row["answerable"] = True
-        row["answers"] = [answer.content]
-        row["reference_answer"] = answer.content
+        reference = without_markers(answer.content)  # "[1]" would not match another run's "[2]"
+        row["answers"] = [reference]
+        row["reference_answer"] = reference
         row["gold_doc_ids"] = list(
             dict.fromkeys(PurePosixPath(str(c.get("file", ""))).stem for c in citations)
         )

@@ -192,13 +192,19 @@ def text(name: KBNameInPath, file: str, state: StateDep, caller: CallerDep) -> F
 def retry(name: KBNameInPath, file: str, state: StateDep, caller: CallerDep) -> JobAccepted:
     """Read a failed file again from its kept copy, in a background job (202 with the job).
 
-    409 if the file did not fail; 404 if no copy of it is kept (a refused upload: upload it
-    again) or the copy is gone.
+    409 if the file did not fail or no copy of it was kept (a refused upload: upload it
+    again); 404 if the kept copy is gone.
     """
     record, stored = _file(state, caller, name, file, "write")
     if stored.status != "failed":
         raise Conflict(
             f"{stored.name} is {stored.status}, not failed; only a failed file can be retried"
+        )
+    if not stored.path:  # refused when uploaded: nothing was kept to read again
+        why = f" ({stored.error})" if stored.error else ""
+        raise Conflict(
+            f"{stored.name} was refused when it was uploaded{why}, so no copy was kept to "
+            "retry: upload it again (with overwrite=true to replace this entry)"
         )
     path = _original_path(record, stored)
     tasks = add_tasks(

@@ -79,7 +79,8 @@ def test_export_writes_every_rating_as_a_question_set_line(
         {"file": "docs/kettle.pdf", "page": 3, "quote": "two year warranty", "kb": "manuals"}
     ]
     assert good["model"] == "qwen" and good["time"] == "2023-11-14T22:13:25+00:00"
-    assert good["answers"] == ["Two years [1]."] and good["gold_doc_ids"] == ["kettle"]
+    # the citation marker goes: a later answer citing [2] must still match
+    assert good["answers"] == ["Two years."] and good["gold_doc_ids"] == ["kettle"]
     assert refusal["answerable"] is False and refusal["comment"] == "right to decline"
     assert bad["needs_reference"] is True and bad["comment"] == "应该是上午九点"
     assert "answers" not in bad
@@ -91,7 +92,7 @@ def test_export_writes_every_rating_as_a_question_set_line(
         ("Which port does it use?", False),
     ]
     assert questions[0].gold_ids == ("kettle",)
-    assert answer_is_correct("Two years [1].", questions[0].required_groups)
+    assert answer_is_correct("It lasts Two years. [2]", questions[0].required_groups)
     assert "skipped 1 question(s) marked needs_reference" in caplog.text
 
 

@@ -188,8 +188,11 @@ def test_failed_uploads_are_listed_and_can_be_retried_or_deleted(client: TestCli
     assert listed["broken.pdf"]["error"] and listed["broken.pdf"]["path"]  # its copy is kept
 
     no_copy = client.post("/api/kbs/k/retry/empty.txt")
-    assert no_copy.status_code == 404
-    assert "empty.txt: knowledge base 'k' keeps no copy" in no_copy.json()["error"]["message"]
+    assert no_copy.status_code == 409
+    message = no_copy.json()["error"]["message"]
+    assert (
+        "empty.txt was refused when it was uploaded (" in message and "upload it again" in message
+    )
     again = client.post("/api/kbs/k/retry/broken.pdf")
     assert again.status_code == 202
     assert [f["status"] for f in wait_job(client, again.json()["job"])["files"]] == ["failed"]

@@ -149,3 +149,16 @@ def test_api_keys_in_a_shared_catalog_work_on_every_server(
         second.authenticate(f"Bearer {key}")
     with pytest.raises(NotFound, match="no key named 'alice' in the catalog"):
         remove_key(store, "alice")
+
+
+def test_doctor_checks_pgvector_at_the_catalog_s_url_when_no_store_url_is_set() -> None:
+    from kbchat.doctor import store_checks
+
+    settings = load_settings(
+        catalog={"url": "postgresql://kb:s3cret@127.0.0.1:1/kbchat?connect_timeout=2"},
+        store={"backend": "pgvector"},
+    )
+    [check] = store_checks(settings, ["pgvector"])
+    # it tries the catalog's server (unreachable here), not "needs a database URL"
+    assert "needs a database URL" not in check.detail and "s3cret" not in check.detail
+    assert "127.0.0.1" in check.detail
