@@ -78,7 +78,7 @@ async def create_file(
     return _shown(uploaded_files(state).add(caller.name, name, purpose, data))
 
 
-@router.get("/files", responses=documented(401, 404, 422, openai=True))
+@router.get("/files", responses=documented(400, 401, 404, 422, openai=True))
 def list_files(
     state: StateDep,
     caller: CallerDep,

@@ -48,7 +48,7 @@ _WRITING = threading.Lock()
 class SettingsChange(BaseModel):
     """The settings to change; fields left out stay as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
     default_model: str | None = Field(None, description="Model used when none is named.")
     top_k: TopK | None = Field(None, description="chat.top_k: sources of an answer.")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from kbchat.config import load_settings
 from kbchat.errors import BackendError, NotFound
 from kbchat.llm.pull import pull_gguf
 from tests.cli.test_cli import run
@@ -120,7 +121,8 @@ def test_pull_from_the_mirror_named_by_hf_endpoint(
         monkeypatch.setenv("HF_ENDPOINT", mirror.url)
         code, _, err = run("models", "pull", "owner/tiny-GGUF", "--default", capsys=capsys)
     assert code == 0, err
-    pulled = kbchat_home / "models" / "hf" / "owner--tiny-GGUF" / "tiny-q4_k_m.gguf"
+    # the models folder: <home>/models, or KBCHAT_MODEL_CACHE when set (as CI sets it)
+    pulled = load_settings().models_dir / "hf" / "owner--tiny-GGUF" / "tiny-q4_k_m.gguf"
     assert pulled.read_bytes() == weights  # the Q4_K_M one of two GGUF files
     saved = tomllib.loads((kbchat_home / "kbchat.toml").read_text(encoding="utf-8"))
     assert saved["default_model"] == "tiny-q4_k_m"
