@@ -194,21 +194,26 @@ def summarize_file(
     record = file_record(kb, name)
     stored = None if refresh else store.get(kb.record.id, record)
     if stored is not None and options.strategy in ("auto", stored.strategy):
-        yield stored.text
-        yield Summary(
-            text=stored.text,
-            strategy=stored.strategy,  # type: ignore[arg-type]
-            language=detect_language(stored.text),
-            steps=0,
-            estimated_s=0.0,
-            cached=True,
-        )
+        yield from _replayed(stored)
         return
     chunks = file_chunks(kb, name)
     for event in summarize(model, chunks, embedder=kb.embedder, options=options, cancel=cancel):
         if isinstance(event, Summary) and event.finish_reason != "cancelled" and event.text:
             store.put(kb.record.id, record, event, model.name)
         yield event
+
+
+def _replayed(stored: StoredSummary) -> Iterator[SummaryEvent]:
+    """A kept summary as the events of a run that made it: its text, then the Summary."""
+    yield stored.text
+    yield Summary(
+        text=stored.text,
+        strategy=stored.strategy,  # type: ignore[arg-type]
+        language=detect_language(stored.text),
+        steps=0,
+        estimated_s=0.0,
+        cached=True,
+    )
 
 
 def kept_summaries(kb: KnowledgeBase, store: SummaryStore) -> tuple[list[StoredSummary], list[str]]:
@@ -247,15 +252,7 @@ def summarize_overview(
     if stored is None and len(summaries) == 1:
         stored = summaries[0]
     if stored is not None:
-        yield stored.text
-        yield Summary(
-            text=stored.text,
-            strategy=stored.strategy,  # type: ignore[arg-type]
-            language=detect_language(stored.text),
-            steps=0,
-            estimated_s=0.0,
-            cached=True,
-        )
+        yield from _replayed(stored)
         return
     texts = [f"{s.file}: {s.text}" for s in summaries]
     for event in summarize(model, texts, embedder=kb.embedder, options=options, cancel=cancel):

@@ -664,5 +664,5 @@ def _job(row: Any, tasks: Sequence[Any]) -> Job:
         created_at=float(row["created_at"]),
         started_at=row["started_at"],
         finished_at=row["finished_at"],
-        version=int(row["version"]) + sum(int(t["done"]) for t in tasks),
+        version=int(row["version"]),  # bumped by every change to the job or its tasks
     )
