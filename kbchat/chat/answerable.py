@@ -84,13 +84,20 @@ _FULL_STOP = re.compile(r"(?<=[a-z0-9)\"”][.!?])\s+(?=[A-Z0-9\"“(])")
 "e.g. this" stay whole when the next word is not capitalised)."""
 
 
+def _cut(passage: str) -> list[str]:
+    """``passage`` cut into sentences, Western full stops included, normalised."""
+    return [
+        normalise(part) for sentence in sentences(passage) for part in _FULL_STOP.split(sentence)
+    ]
+
+
 def windows(passage: str) -> Iterator[str]:
     """The places an answer can be read from, normalised: each sentence with the sentences on
     either side, after the passage's first sentence (its title or subject)."""
-    cut = [part for sentence in sentences(passage) for part in _FULL_STOP.split(sentence)]
+    cut = _cut(passage)
     head = cut[0] if cut else ""
     for n in range(len(cut)):
-        yield normalise(" ".join([head, *cut[max(0, n - 1) : n + 2]]))
+        yield " ".join([head, *cut[max(0, n - 1) : n + 2]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +134,18 @@ def evidence(question: str, passages: Sequence[str]) -> Evidence:
 def support(answer: str, question: str, passages: Sequence[str]) -> float:
     """How much of the question the place the answer was read from holds, in [0, 1].
 
-    That place is the window (``windows``) holding most of the answer's new content words
-    (those not in the question); ties go to the window holding more of the question. Returns
-    the share of the question's key terms it holds: 1.0 when the answer adds no new words or
-    the question has no key terms, 0.0 when no window holds any of the answer's new words.
+    That place is a sentence holding the most of the answer's new content words (those not
+    in the question), with its neighbours and the passage's first sentence (``windows``);
+    ties go to the place holding more of the question. A neighbour lends the place its key
+    terms, as a sentence about "he" takes its subject from the one before, unless the
+    neighbour holds every key term the answer's own sentence holds and more: then the
+    question is about the neighbour, and the answer was copied from the fact beside it
+    ("退货期限是多少天？" answered with the warranty's "两年" from the next sentence), so the
+    place keeps only the terms its own sentence adds (and the first sentence's).
+
+    Returns the share of the question's key terms the place holds: 1.0 when the answer adds
+    no new words or the question has no key terms, 0.0 when no sentence holds any of the
+    answer's new words.
     """
     terms = key_terms(question)
     asked = set(content_words(question))
@@ -140,9 +155,19 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     needles = [normalise(w) for w in new]
     best = (0, 0.0)
     for passage in passages:
-        for window in windows(passage):
-            held = sum(1 for w in needles if w in window)
-            if held:
-                share = sum(1 for t in terms if t in window) / len(terms)
-                best = max(best, (held, share))
+        cut = _cut(passage)
+        head = {t for t in terms if cut and t in cut[0]}
+        for n, sentence in enumerate(cut):
+            held = sum(1 for w in needles if w in sentence)
+            if not held:
+                continue
+            own = {t for t in terms if t in sentence}
+            place = head | own
+            for neighbour in cut[max(0, n - 1) : n] + cut[n + 1 : n + 2]:
+                lent = {t for t in terms if t in neighbour}
+                if own < lent and not any(w in neighbour for w in needles):
+                    place = head | (own - lent)
+                    break
+                place |= lent
+            best = max(best, (held, len(place) / len(terms)))
     return best[1]

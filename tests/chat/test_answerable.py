@@ -92,3 +92,31 @@ def test_support_is_the_question_share_where_the_answer_was_read() -> None:
 def test_support_of_an_answer_with_no_new_words_is_full() -> None:
     assert support("王小明晋升为教授。", "王小明哪一年晋升为教授？", [BIO_WITHOUT]) == 1.0
     assert support("全是新词", "王小明哪一年晋升为教授？", [BIO]) == 0.0
+
+
+# Two facts side by side: the return period and the warranty.
+RETURNS_ZH = (
+    "售后政策\n本店商品自签收之日起7天内可以无理由退货，退货期限以物流签收时间为准。"
+    "整机保修期限为两年，电池保修一年。"
+)
+RETURNS_EN = (
+    "Returns and warranty\nYou can return any item within 30 days of delivery. "
+    "The warranty lasts two years from the date of purchase."
+)
+
+
+def test_an_answer_copied_from_the_fact_beside_the_question_is_not_supported() -> None:
+    question = "退货期限是多少天？"
+    assert support("7天[1]", question, [RETURNS_ZH]) == 1.0
+    # The warranty sentence holds 期限 but not 退货; its neighbour holds both: the question is
+    # about the neighbour, so 两年 is read beside its place.
+    assert support("两年", question, [RETURNS_ZH]) == 0.0
+    assert support("一年", question, [RETURNS_ZH]) == 0.0
+    en = "How many days do I have to return an item?"
+    assert support("30 days", en, [RETURNS_EN]) == 1.0
+    assert support("Two years.", en, [RETURNS_EN]) < 0.5
+
+
+def test_a_neighbour_still_lends_the_subject_a_pronoun_stands_for() -> None:
+    bio = "王小明\n他热爱教学。梁卓伟出生于1960年。他于2013年成为教授。"
+    assert support("2013年", "梁卓伟哪一年成为教授？", [bio]) == 1.0
