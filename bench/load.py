@@ -14,12 +14,18 @@ budget, so the benchmark always ends; the server is stopped at the end.
 
 Usage::
 
-    .venv/bin/python bench/load.py --clients 1,4,16,64 --max-tokens 32
+    .venv/bin/python bench/load.py --clients 1,4,16,64 --max-tokens 128
 
-The server answers under ``chat.no_hit = "fallback"`` so that every request generates
-(the vague questions would otherwise often be declined before the model runs). Writes
-bench/results/load.json. The machine is shared: the load average (as `uptime`
-shows it) before and after each level is recorded with the numbers.
+Every level asks the same kind of request: a knowledge-base answer generated over the
+``--top-k`` retrieved passages. The server runs with ``chat.min_evidence = 0`` and
+``chat.min_coverage = 0`` (the answerability checks off) and ``chat.no_hit = "fallback"``, so
+no question is declined before the model runs or answered without passages in the prompt (a
+declined or fallback answer has a much shorter prompt and would flatter its level); each
+level reports how many answers rested on passages (``answered_from_kb``). The one-client
+level asks ``--single`` questions one after another and its tokens/s is their tokens over
+their summed wall time; every other level reports its aggregate tokens/s as a multiple of
+it (``vs_single``). Writes bench/results/load.json. The machine is shared: the load average
+(as `uptime` shows it) before and after each level is recorded with the numbers.
 """
 
 from __future__ import annotations
@@ -91,6 +97,7 @@ class Outcome:
     tokens: int = 0
     positions: list[int] = field(default_factory=list)  # X-Queue-Position of each admission
     comments: int = 0  # ": queued" comment lines received
+    outcome: str = ""  # the answer's outcome (answered, fallback, refused)
     retry_after: list[float] = field(default_factory=list)  # of each 429
     admitted_after_retry: bool | None = None
     detail: str = ""
@@ -111,9 +118,12 @@ def start_server(home: Path, port: int, embedder: str | None) -> subprocess.Pope
         "PYTHONPATH": str(REPO),
     }
     env.pop("KBCHAT_CONFIG", None)
-    # Every request must generate: a question the sample KB does not answer would be declined
-    # before the model runs and measure nothing; under "fallback" it is answered (labelled).
+    # Every request must be the same kind of work: retrieval, then generation over the
+    # passages. The answerability checks would decline some questions before the model runs
+    # (measuring nothing) and "refuse" would answer others with no passages at all.
     env["KBCHAT_CHAT__NO_HIT"] = "fallback"
+    env["KBCHAT_CHAT__MIN_EVIDENCE"] = "0"
+    env["KBCHAT_CHAT__MIN_COVERAGE"] = "0"
     if embedder:
         env["KBCHAT_EMBEDDER__BACKEND"] = embedder
     log = (home / "serve.log").open("wb")
@@ -201,7 +211,9 @@ async def _read_events(response: httpx.Response, started: float, outcome: Outcom
                 outcome.ttft_s = time.perf_counter() - started
         elif line.startswith("data: ") and event == "done":
             outcome.status = "completed"
-            outcome.tokens = json.loads(line[6:])["usage"]["completion_tokens"]
+            done = json.loads(line[6:])
+            outcome.tokens = done["usage"]["completion_tokens"]
+            outcome.outcome = str(done.get("outcome") or "")
             return
         elif line.startswith("data: ") and event == "error":
             outcome.status, outcome.detail = "error", line[6:200]
@@ -235,6 +247,7 @@ def summarise(n: int, outcomes: list[Outcome], wall_s: float) -> dict[str, Any]:
         "completed": len(done),
         "errors": sum(o.status == "error" for o in outcomes),
         "gave_up_after_retries": sum(o.status == "refused" for o in outcomes),
+        "answered_from_kb": sum(o.outcome == "answered" for o in done),
         "completion_tokens": tokens,
         "aggregate_tokens_per_s": round(tokens / wall_s, 2) if wall_s else None,
         "ttft_p50_s": percentile(ttfts, 0.5),
@@ -270,17 +283,31 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         )
         budget_end = time.monotonic() + args.budget
         asked = 0
+        single: float | None = None
         for n in args.clients:
             if time.monotonic() > budget_end:
                 levels.append({"clients": n, "skipped": "time budget spent"})
                 continue
             await wait_idle(client)
             load_before = uptime()
-            started = time.perf_counter()
-            questions = [QUESTIONS[(asked + i) % len(QUESTIONS)] for i in range(n)]
-            asked += n
-            outcomes = await asyncio.gather(*(ask(client, q, args, started) for q in questions))
-            level = summarise(n, outcomes, time.perf_counter() - started)
+            if n == 1:
+                outcomes, wall = [], 0.0
+                for question in QUESTIONS[asked : asked + args.single]:
+                    started = time.perf_counter()
+                    outcomes.append(await ask(client, question, args, started))
+                    wall += time.perf_counter() - started
+                asked += args.single
+                level = summarise(n, outcomes, wall)
+                level["questions"] = args.single
+                single = level["aggregate_tokens_per_s"]
+            else:
+                started = time.perf_counter()
+                questions = [QUESTIONS[(asked + i) % len(QUESTIONS)] for i in range(n)]
+                asked += n
+                outcomes = await asyncio.gather(*(ask(client, q, args, started) for q in questions))
+                level = summarise(n, outcomes, time.perf_counter() - started)
+                if single:
+                    level["vs_single"] = round(level["aggregate_tokens_per_s"] / single, 2)
             level.update(uptime_before=load_before, uptime_after=uptime())
             levels.append(level)
             print(json.dumps(level, ensure_ascii=False), flush=True)
@@ -304,8 +331,14 @@ def main() -> None:
     parser.add_argument(
         "--clients", default="1,4,16,64", help="Comma-separated numbers of concurrent clients."
     )
-    parser.add_argument("--max-tokens", type=int, default=32, help="Tokens per answer.")
+    parser.add_argument(
+        "--max-tokens", type=int, default=128, help="Tokens per answer (bench/answer.py's 128)."
+    )
     parser.add_argument("--top-k", type=int, default=3, help="Passages per answer.")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="Where the JSON goes.")
+    parser.add_argument(
+        "--single", type=int, default=3, help="Questions asked one by one at the 1-client level."
+    )
     parser.add_argument(
         "--retries", type=int, default=3, help="Retries of a refused request (after Retry-After)."
     )
@@ -361,9 +394,9 @@ def main() -> None:
         "first attempt (queueing and retries included). The machine's 2 cores are shared "
         "with other jobs: see the uptime load averages per level.",
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
