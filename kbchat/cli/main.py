@@ -39,7 +39,8 @@ def configure(
         str | None,
         typer.Option(
             envvar="KBCHAT_LOG_LEVEL",
-            help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO for serve, else WARNING).",
+            help="DEBUG, INFO, WARNING, ERROR or CRITICAL "
+            "(default: INFO for serve and worker, else WARNING).",
         ),
     ] = None,
     log_format: Annotated[
@@ -53,7 +54,7 @@ def configure(
     from kbchat.logging import configure_logging
     from kbchat.registry import load_plugins
 
-    serving = ctx.invoked_subcommand == "serve"
+    serving = ctx.invoked_subcommand in ("serve", "worker")
     configure_logging(log_level or ("INFO" if serving else "WARNING"), log_format)
     load_plugins(load_settings().plugins)
 

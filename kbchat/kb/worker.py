@@ -236,6 +236,13 @@ class _Reporter(IngestListener):
             self.queue.started(self.whole, total)
 
     def file_done(self, outcome: FileOutcome) -> None:
+        log.info(
+            "%s: %s%s",
+            outcome.name,
+            outcome.status,
+            f": {outcome.error}" if outcome.error else f" ({outcome.chunks} chunks)",
+            extra={"fields": {"task": self.first, "status": outcome.status}},
+        )
         task_id = self.by_file.get(
             outcome.name, self.whole if self.whole is not None else self.first
         )
@@ -336,6 +343,15 @@ class Worker:
                 ids, error=f"unknown task {tasks[0].op!r} (a newer kbchat queued it?)"
             )
             return
+        files = [task.file for task in tasks if task.file is not None]
+        log.info(
+            "task %s: %s on %r%s",
+            ",".join(map(str, ids)),
+            tasks[0].op,
+            kb,
+            f" ({len(files)} file(s))" if files else "",
+            extra={"fields": {"worker": self.owner, "attempt": tasks[0].attempts}},
+        )
         try:
             op(Work(self.services, kb, tasks, _Reporter(self.queue, tasks)))
         except TRANSIENT as exc:

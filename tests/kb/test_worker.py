@@ -134,3 +134,27 @@ def test_the_same_file_uploaded_twice_at_once_is_indexed_once(tmp_path: Path) ->
     statuses = [queue.get(job.id).files[0].status for job in jobs]
     assert statuses == ["indexed", "unchanged"]
     assert here.library.get("docs").stats()["chunks"] == 1
+
+
+def test_a_worker_logs_each_task_and_file_at_info(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
+    record = here.library.create("docs")
+    folder = here.settings.home / "uploads" / str(record.id)
+    folder.mkdir(parents=True)
+    good, bad = folder / "kettle.txt", folder / "empty.txt"
+    good.write_text("The K3 kettle warranty lasts two years.")
+    bad.write_text("")
+    queue = JobQueue(here.library.catalog)
+    queue.submit(
+        "docs",
+        "add",
+        add_tasks([(p.name, p, file_sha256(p)) for p in (good, bad)], shared=False),
+    )
+    with caplog.at_level("INFO", logger="kbchat.kb.worker"):
+        drain(Worker(here, queue))
+    lines = [r.getMessage() for r in caplog.records if r.name == "kbchat.kb.worker"]
+    assert any("add on 'docs'" in line for line in lines)
+    assert any(line.startswith("kettle.txt: indexed (") for line in lines)
+    assert any(line.startswith("empty.txt: failed: ") for line in lines)
