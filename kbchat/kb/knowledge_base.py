@@ -354,6 +354,8 @@ class KnowledgeBase:
                         path=found_file.location,
                         status=result.status,
                         error=result.error,
+                        sha256=result.sha256,
+                        size=result.size,
                     )
                 report(result)
                 continue

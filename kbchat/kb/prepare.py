@@ -31,6 +31,8 @@ class FileOutcome:
         chunks: the file's chunks after the operation (removed: the chunks dropped).
         new_chunks: chunks whose text the file did not have before (indexed files only).
         notes: what an indexed file's loader could not read as its author sees it.
+        sha256, size: the bytes read (hex digest, bytes), when the file was read before it
+            failed; "" and 0 otherwise, and for outcomes that do not record them.
     """
 
     name: str
@@ -40,6 +42,8 @@ class FileOutcome:
     chunks: int = 0
     new_chunks: int = 0
     notes: tuple[str, ...] = ()
+    sha256: str = ""
+    size: int = 0
 
 
 @dataclass(slots=True)
@@ -115,17 +119,19 @@ class FilePreparer:
         previous = known.get(name)
         if not force and previous and previous.status == "indexed" and previous.sha256 == sha:
             return FileOutcome(name, path, "unchanged", None, previous.chunks)
+
+        def failed(error: str) -> FileOutcome:  # its row still shows the bytes that were read
+            return FileOutcome(name, path, "failed", error, sha256=sha, size=size)
+
         try:
             documents = load_file(found.path, source=name, limits=self.limits)
             chunks = self.distinct_chunks(documents, name)
         except KbchatError as exc:
-            return FileOutcome(name, path, "failed", str(exc))
+            return failed(str(exc))
         except Exception as exc:  # a parser's own bug on odd input must not sink the batch
-            return FileOutcome(
-                name, path, "failed", f"{name}: could not be read ({type(exc).__name__}: {exc})"
-            )
+            return failed(f"{name}: could not be read ({type(exc).__name__}: {exc})")
         if not chunks:
-            return FileOutcome(name, path, "failed", f"{name}: no text found")
+            return failed(f"{name}: no text found")
         notes = tuple(dict.fromkeys(note for doc in documents for note in doc.notes))
         return PreparedFile(found=found, sha256=sha, size=size, chunks=chunks, notes=notes)
 

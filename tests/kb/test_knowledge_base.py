@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -154,6 +155,10 @@ def test_bad_files_fail_alone_and_the_batch_lands(library: Library, tmp_path: Pa
         assert name in (outcomes[name].error or "")
     statuses = {f.name: f.status for f in kb.files()}
     assert statuses["good.txt"] == "indexed" and statuses["broken.pdf"] == "failed"
+    # A file that was read but failed shows what was read, as an indexed one does.
+    broken = next(f for f in kb.files() if f.name == "broken.pdf")
+    assert broken.size == len(b"%PDF-1.4 this is not really a pdf")
+    assert broken.sha256 == hashlib.sha256(b"%PDF-1.4 this is not really a pdf").hexdigest()
     assert_consistent(kb)
 
 
