@@ -77,6 +77,9 @@ class AnswerResult:
     grounded: bool
     ttft_s: float
     total_s: float
+    declined_because: str = ""
+    """Why kbchat declined (the ``declined: ...`` notice: a weak passage, missing key terms,
+    or a check of the answer's start), "" when it answered or the model itself refused."""
 
 
 def _share(flags: Sequence[bool]) -> float | None:
@@ -168,6 +171,7 @@ class AnswerReport:
                     "grounded": r.grounded,
                     "ttft_s": round(r.ttft_s, 3),
                     "total_s": round(r.total_s, 3),
+                    "declined_because": r.declined_because,
                 }
                 for r in self.details
             ]
@@ -193,6 +197,10 @@ def score_answer(query: EvalQuery, answer: Answer) -> AnswerResult:
         grounded=answer.grounded,
         ttft_s=answer.timings.get("ttft_s", 0.0),
         total_s=answer.timings.get("total_s", 0.0),
+        declined_because=next(
+            (n.removeprefix("declined: ") for n in answer.notices if n.startswith("declined: ")),
+            "",
+        ),
     )
 
 

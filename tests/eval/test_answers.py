@@ -86,7 +86,11 @@ def test_halves_are_reported_separately() -> None:
         "u1?": Answer(text="I don't know.", model="m", timings={"ttft_s": 0.5}),
         "u2?": Answer(text="Port 8080 [1].", model="m", timings={"ttft_s": 4.0}),
         "u3?": Answer(
-            text="Ask about kettles.", model="m", outcome="refused", timings={"ttft_s": 0.2}
+            text="Ask about kettles.",
+            model="m",
+            outcome="refused",
+            timings={"ttft_s": 0.2},
+            notices=["declined: the closest passage holds 33% of the question's key terms"],
         ),
     }
     report = evaluate_answers(lambda q: replies[q], queries)
@@ -98,6 +102,10 @@ def test_halves_are_reported_separately() -> None:
     rows = {r.id: r for r in report.details}
     assert rows["u1"].correct and rows["u1"].declined and not rows["u2"].correct
     assert rows["a2"].declined and not rows["a2"].correct
+    # Why kbchat declined is kept with the row; the model's own refusal has no such cause.
+    assert rows["u3"].declined_because.startswith("the closest passage holds 33%")
+    assert rows["u1"].declined_because == ""
+    assert report.to_json()["details"][-1]["declined_because"] == rows["u3"].declined_because
 
 
 def test_refused_answer_is_never_correct_even_if_it_echoes_the_answer() -> None:
