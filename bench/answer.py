@@ -162,6 +162,7 @@ def run_set(
                 rows[system].append(row)
                 progress = {"set": built.name, "half": half, "system": system}
                 progress |= {"id": row.id, "correct": row.correct, "declined": row.declined}
+                progress |= {"declined_because": row.declined_because}
                 progress |= {"ttft_s": round(row.ttft_s, 2), "answer": row.answer[:100]}
                 print(json.dumps(progress, ensure_ascii=False), file=sys.stderr, flush=True)
     result: dict[str, Any] = {"language": built.language, "kb_passages": sizes}
