@@ -25,5 +25,9 @@ class RichListener(IngestListener):
             self.progress.console.print(f"failed: {outcome.error}", style="red", markup=False)
             self.shown.add(outcome.name)
 
+    def chunks_embedded(self, done: int, total: int) -> None:
+        if total > 32:  # a big file: say how far its embedding got (small ones finish at once)
+            self.progress.update(self.task, description=f"embedding {done}/{total} chunks")
+
     def waiting(self, message: str) -> None:
         self.progress.console.print(message, style="yellow", markup=False)

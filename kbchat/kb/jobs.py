@@ -65,7 +65,9 @@ class Job:
     """One write to one knowledge base and how far it got.
 
     ``status`` is ``done`` when the work finished, even if some files failed (see
-    ``files``); ``failed`` when the work itself stopped with ``error``.
+    ``files``); ``failed`` when the work itself stopped with ``error``. ``chunks_done`` of
+    ``chunks_total`` are the chunks embedded so far of the files in hand (a big file's
+    progress between ``done`` counts); both 0 when no file is being embedded.
     """
 
     id: str
@@ -76,6 +78,8 @@ class Job:
     done: int = 0
     files: list[FileOutcome] = field(default_factory=list)
     error: str | None = None
+    chunks_done: int = 0
+    chunks_total: int = 0
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
@@ -94,8 +98,10 @@ class Job:
             "status": self.status,
             "total": self.total,
             "done": self.done,
-            "files": [asdict(f) for f in self.files],
+            "files": [f.to_json() for f in self.files],
             "error": self.error,
+            "chunks_done": self.chunks_done,
+            "chunks_total": self.chunks_total,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
@@ -400,6 +406,17 @@ class JobQueue:
             self._bump(conn, task_id)
         self.notify()
 
+    def progress(self, task_id: int, done: int, total: int) -> None:
+        """``done`` of ``total`` chunks of the files a running task holds are embedded."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(job_tasks)
+                .where(job_tasks.c.id == task_id, job_tasks.c.status == "running")
+                .values(chunks_done=done, chunks_total=total)
+            )
+            self._bump(conn, task_id)
+        self.notify()
+
     def record(self, task_id: int, outcome: FileOutcome) -> None:
         """One file of a task finished."""
         with self.engine.begin() as conn:
@@ -435,6 +452,8 @@ class JobQueue:
                     status="failed" if error else "done",
                     error=error,
                     total=job_tasks.c.done,
+                    chunks_done=None,
+                    chunks_total=None,
                     finished_at=now,
                     lease_owner=None,
                     lease_expires=None,
@@ -475,7 +494,13 @@ class JobQueue:
                 conn.execute(
                     update(job_tasks)
                     .where(job_tasks.c.id == row.id)
-                    .values(lease_owner=None, lease_expires=None, **values)
+                    .values(
+                        lease_owner=None,
+                        lease_expires=None,
+                        chunks_done=None,
+                        chunks_total=None,
+                        **values,
+                    )
                 )
             for job_id in job_ids:
                 self._settle(conn, job_id, now)
@@ -648,10 +673,14 @@ def _outcome(raw: dict[str, Any]) -> FileOutcome:
 def _job(row: Any, tasks: Sequence[Any]) -> Job:
     files = [_outcome(o) for o in json.loads(row["refused"])]
     total = done = len(files)
+    chunks_done = chunks_total = 0
     for task in tasks:
         files += [_outcome(o) for o in json.loads(task["outcomes"])]
         total += int(task["total"])
         done += int(task["done"])
+        if task["status"] == "running":
+            chunks_done += int(task["chunks_done"] or 0)
+            chunks_total += int(task["chunks_total"] or 0)
     return Job(
         id=row["id"],
         kind=row["kind"],
@@ -661,6 +690,8 @@ def _job(row: Any, tasks: Sequence[Any]) -> Job:
         done=done,
         files=files,
         error=row["error"],
+        chunks_done=chunks_done,
+        chunks_total=chunks_total,
         created_at=float(row["created_at"]),
         started_at=row["started_at"],
         finished_at=row["finished_at"],

@@ -61,6 +61,9 @@ class IngestListener:
     def waiting(self, message: str) -> None:
         """Another process holds the knowledge base's write lock; this one waits."""
 
+    def chunks_embedded(self, done: int, total: int) -> None:
+        """``done`` of the ``total`` chunks of the files being committed are embedded."""
+
 
 _QUIET = IngestListener()
 
@@ -361,16 +364,28 @@ class KnowledgeBase:
                 continue
             batch.append(result)
             if sum(len(p.chunks) for p in batch) >= self.batch_size:
-                self._commit(batch, report)
+                self._commit(batch, report, listener.chunks_embedded)
                 batch = []
-        self._commit(batch, report)
+        self._commit(batch, report, listener.chunks_embedded)
         return outcomes
 
-    def _commit(self, batch: list[PreparedFile], report: Callable[[FileOutcome], None]) -> None:
+    def _commit(
+        self,
+        batch: list[PreparedFile],
+        report: Callable[[FileOutcome], None],
+        embedded: Callable[[int, int], None],
+    ) -> None:
         if not batch:
             return
         texts = [chunk.text for prepared in batch for chunk in prepared.chunks]
-        vectors = embed_texts(self.embedder, texts, batch_size=self.batch_size)
+        done = 0
+
+        def on_batch(n: int) -> None:
+            nonlocal done
+            done += n
+            embedded(done, len(texts))
+
+        vectors = embed_texts(self.embedder, texts, batch_size=self.batch_size, on_batch=on_batch)
         start = 0
         for prepared in batch:
             found, count = prepared.found, len(prepared.chunks)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from kbchat.errors import BadInput, KbchatError
 from kbchat.ingest.discover import FoundFile, file_kind_problem, readable
@@ -44,6 +45,19 @@ class FileOutcome:
     notes: tuple[str, ...] = ()
     sha256: str = ""
     size: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The outcome as the API shows it (``FileOutcomeInfo``): without the bytes read,
+        which only the catalog's file row keeps."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "status": self.status,
+            "error": self.error,
+            "chunks": self.chunks,
+            "new_chunks": self.new_chunks,
+            "notes": list(self.notes),
+        }
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +223,10 @@ TRANSIENT: tuple[type[BaseException], ...] = (BackendError, ServiceUnavailable, 
 """Errors worth another attempt: a backend, the database or the disk failed for now."""
 
 
+PROGRESS_EVERY_S = 1.0
+"""Least seconds between two writes of a running task's chunk progress to the catalog."""
+
+
 class _Reporter(IngestListener):
     """Records each file's outcome on the task that wrote it."""
 
@@ -230,6 +235,15 @@ class _Reporter(IngestListener):
         self.by_file = {task.file: task.id for task in tasks if task.file is not None}
         self.whole = next((task.id for task in tasks if task.file is None), None)
         self.first = tasks[0].id
+        self._shown = 0.0  # when chunk progress was last written
+
+    def chunks_embedded(self, done: int, total: int) -> None:
+        # At most one write a second (and the last one), on the task the batch started with.
+        now = time.monotonic()
+        if done < total and now - self._shown < PROGRESS_EVERY_S:
+            return
+        self._shown = now
+        self.queue.progress(self.whole if self.whole is not None else self.first, done, total)
 
     def started(self, total: int) -> None:
         if self.whole is not None:

@@ -142,6 +142,10 @@ class JobInfo(Shape):
     done: int = Field(description="Files processed.")
     files: list[FileOutcomeInfo]
     error: str | None
+    chunks_done: int = Field(
+        0, description="Chunks embedded so far of the files being indexed (a big file's progress)."
+    )
+    chunks_total: int = Field(0, description="Chunks of the files being indexed; 0 when none.")
     created_at: float = Field(description="Unix time in seconds.")
     started_at: float | None
     finished_at: float | None
@@ -157,6 +161,8 @@ def job_info(job: Job) -> JobInfo:
         done=job.done,
         files=[outcome_info(f) for f in job.files],
         error=job.error,
+        chunks_done=job.chunks_done,
+        chunks_total=job.chunks_total,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

@@ -30,6 +30,7 @@ from kbchat.store.catalog_schema import (
     chunks,
     file_from_row,
     files,
+    job_tasks,
     kb_from_row,
     kbs,
     metadata,
@@ -423,18 +424,23 @@ class Catalog:
 
 
 def _add_missing_columns(engine: Engine) -> None:
-    """Columns added since a catalog was made (``kbs.store``), with their server defaults."""
-    present = {c["name"] for c in inspect(engine).get_columns(kbs.name)}
+    """Columns added since a catalog was made (``kbs.store``, ``job_tasks.chunks_done``), with
+    their server defaults (or nullable)."""
+    inspector = inspect(engine)
     with engine.begin() as conn:
-        for column in kbs.columns:
-            if column.name in present:
-                continue
-            kind = column.type.compile(dialect=engine.dialect)
-            default = column.server_default
-            clause = ""
-            if default is not None:
-                clause = f" NOT NULL DEFAULT '{default.arg}'"  # type: ignore[attr-defined]
-            conn.execute(text(f"ALTER TABLE {kbs.name} ADD COLUMN {column.name} {kind}{clause}"))
+        for table in (kbs, job_tasks):
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                default = column.server_default
+                clause = ""
+                if default is not None:
+                    clause = f" NOT NULL DEFAULT '{default.arg}'"  # type: ignore[attr-defined]
+                conn.execute(
+                    text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{clause}")
+                )
 
 
 def _vector_blocks(result: Any, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -230,6 +230,9 @@ job_tasks = Table(
     Column("lease_expires", Float, nullable=True),
     Column("total", Integer, nullable=False, default=0),
     Column("done", Integer, nullable=False, default=0),
+    # Chunks embedded of the files in hand while the task runs (a big file's progress).
+    Column("chunks_done", Integer, nullable=True),
+    Column("chunks_total", Integer, nullable=True),
     Column("outcomes", Text, nullable=False, default="[]"),
     Column("error", Text, nullable=True),
     Column("started_at", Float, nullable=True),

@@ -13,6 +13,7 @@ import pytest
 
 from kbchat.errors import BackendError, BadInput, KbchatError, NotFound
 from kbchat.kb import jobs as jobs_module
+from kbchat.kb import worker as worker_module
 from kbchat.kb.jobs import JobQueue, Task
 from kbchat.kb.knowledge_base import FileOutcome
 from kbchat.kb.worker import Work, Worker
@@ -82,6 +83,51 @@ def test_a_whole_kb_task_counts_the_files_it_finds(queue: JobQueue) -> None:
     run_until_idle(worker(queue, {"sync": sync}))
     done = queue.get(job.id)
     assert (done.status, done.total, done.done) == ("done", 2, 2)
+
+
+def test_a_big_file_shows_its_chunks_embedded_while_it_runs(
+    queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_module, "PROGRESS_EVERY_S", 0.0)
+    seen: list[tuple[int, int]] = []
+    job_id = ""
+
+    def add(work: Work) -> None:
+        for done in (32, 64, 100):
+            work.listener.chunks_embedded(done, 100)
+            running = queue.get(job_id)
+            seen.append((running.chunks_done, running.chunks_total))
+        work.listener.file_done(outcome("big.pdf"))
+
+    job_id = queue.submit("kb", "add", [Task("add", file="big.pdf")]).id
+    run_until_idle(worker(queue, {"add": add}))
+    assert seen == [(32, 100), (64, 100), (100, 100)]
+    finished = queue.get(job_id).to_json()
+    assert (finished["chunks_done"], finished["chunks_total"], finished["done"]) == (0, 0, 1)
+
+
+def test_chunk_progress_is_written_at_most_once_a_second_and_always_at_the_end(
+    queue: JobQueue,
+) -> None:
+    writes: list[tuple[int, int]] = []
+
+    def add(work: Work) -> None:
+        for done in range(32, 1001, 32):
+            work.listener.chunks_embedded(min(done, 1000), 1000)
+        work.listener.chunks_embedded(1000, 1000)
+        work.listener.file_done(outcome("big.pdf"))
+
+    original = queue.progress
+
+    def spy(task_id: int, done: int, total: int) -> None:
+        writes.append((done, total))
+        original(task_id, done, total)
+
+    queue.progress = spy  # type: ignore[method-assign]
+    queue.submit("kb", "add", [Task("add", file="big.pdf")])
+    run_until_idle(worker(queue, {"add": add}))
+    assert writes[0] == (32, 1000) and writes[-1] == (1000, 1000)
+    assert len(writes) < 10  # 32 batches in well under a second: the first and the last
 
 
 def test_writes_to_one_file_wait_for_earlier_ones_and_whole_kb_tasks_for_all(
@@ -297,3 +343,24 @@ def test_a_process_s_workers_leave_a_kb_one_of_them_is_writing(queue: JobQueue) 
     finally:
         release.set()
         first.stop()
+
+
+def test_a_catalog_made_before_chunk_progress_gains_its_columns(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, inspect, text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Catalog(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:  # as a catalog made by an earlier kbchat has it
+        conn.execute(text("ALTER TABLE job_tasks DROP COLUMN chunks_done"))
+        conn.execute(text("ALTER TABLE job_tasks DROP COLUMN chunks_total"))
+    engine.dispose()
+    reopened = Catalog(url)
+    try:
+        columns = {c["name"] for c in inspect(reopened.engine).get_columns("job_tasks")}
+        assert {"chunks_done", "chunks_total"} <= columns
+        queue = JobQueue(reopened)
+        job = queue.submit("kb", "add", [Task("add", file="a.txt")])
+        assert queue.get(job.id).chunks_total == 0
+    finally:
+        reopened.close()

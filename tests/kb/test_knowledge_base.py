@@ -263,3 +263,29 @@ def test_damaged_index_files_are_rebuilt_not_fatal(library: Library, docs: Path)
     fresh = Library(library.settings).get("m")
     assert fresh.search("warranty kettle", top_k=1)[0].file == "warranty.txt"
     assert_consistent(fresh)
+
+
+def test_a_big_file_reports_its_chunks_as_they_are_embedded(
+    library: Library, tmp_path: Path
+) -> None:
+    from kbchat.kb.knowledge_base import IngestListener
+
+    class Spy(IngestListener):
+        def __init__(self) -> None:
+            self.embedded: list[tuple[int, int]] = []
+
+        def chunks_embedded(self, done: int, total: int) -> None:
+            self.embedded.append((done, total))
+
+    paragraphs = "\n\n".join(
+        f"Paragraph {n}: the kettle model K{n} boils water." for n in range(300)
+    )
+    big = write(tmp_path / "big.txt", paragraphs)
+    library.create("big", chunk_size=200, chunk_overlap=0)
+    spy = Spy()
+    outcome = library.get("big").add([big], listener=spy)[0]
+    assert outcome.status == "indexed" and outcome.chunks > 32
+    # One report per embedding batch (embedder.batch_size, 32), counting up to every chunk.
+    assert len(spy.embedded) == -(-outcome.chunks // 32)
+    assert spy.embedded[-1] == (outcome.chunks, outcome.chunks)
+    assert [d for d, _ in spy.embedded] == sorted(d for d, _ in spy.embedded)

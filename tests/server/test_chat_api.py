@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -204,8 +205,9 @@ def test_a_wait_estimated_beyond_the_timeout_is_refused_at_once() -> None:
             gate.set()
         holder.join(10)
         assert refused.status_code == 429
-        # The running answer should end 30 s after it started; then the wait would fit.
-        assert refused.headers["Retry-After"] == f"{FIRST_SERVICE_S - 10:.0f}"
+        # The running answer should end 30 s after it started; 10 s before that the wait
+        # fits (less the seconds it has already run: more of them on a busy machine).
+        assert FIRST_SERVICE_S - 20 <= int(refused.headers["Retry-After"]) <= FIRST_SERVICE_S - 10
         assert "would exceed 10 s" in refused.json()["error"]["message"]
         assert client.get("/api/health").json()["generations"]["waiting"] == 0
     services.close()
@@ -234,10 +236,22 @@ def test_queued_requests_run_in_turn_and_say_where_they_waited() -> None:
             thread.join(20)
         assert [r.status_code for r in results] == [200, 200, 200]
         assert model.finishes == ["stop"] * 3
-        places = sorted((r.headers["X-Queue-Position"], r.headers["X-Queue-ETA"]) for r in results)
-        assert places == [("0", "0"), ("1", "30"), ("2", "60")]
+        places = sorted(
+            (int(r.headers["X-Queue-Position"]), int(r.headers["X-Queue-ETA"])) for r in results
+        )
+        assert [place for place, _ in places] == [0, 1, 2] and places[0][1] == 0
+        # A round of 30 s (the first estimate) per place, less what the first answer has run
+        # by the time each arrived (more on a busy machine).
+        assert 20 <= places[1][1] <= 30 and 50 <= places[2][1] <= 60
         assert all(float(r.headers["X-Queue-Wait"]) >= 0 for r in results)
     services.close()
+
+
+def queued_comment(text: str) -> tuple[int, int]:
+    """The place and wait (seconds) of the ``: queued`` comment a stream starts with."""
+    found = re.match(r": queued position=(\d+) eta_s=(\d+)\n\n", text)
+    assert found is not None, text[:80]
+    return int(found[1]), int(found[2])
 
 
 def wait_behind_a_held_slot(
@@ -266,8 +280,10 @@ def test_a_waiting_stream_reports_its_place_then_answers() -> None:
         waited = wait_behind_a_held_slot(client, model, gate, "/api/chat", {"question": "second"})
         assert waited.status_code == 200
         assert waited.headers["X-Queue-Position"] == "1"
-        assert waited.headers["X-Queue-ETA"] == "30"
-        assert waited.text.startswith(": queued position=1 eta_s=30\n\n")
+        # The slot's holder is expected to end 30 s (the first estimate) after it started;
+        # the seconds it has already run come off the wait (more of them on a busy machine).
+        assert 20 <= int(waited.headers["X-Queue-ETA"]) <= 30
+        assert queued_comment(waited.text) == (1, int(waited.headers["X-Queue-ETA"]))
         events = sse_events(waited.text)
         assert [name for name, _ in events] == ["delta"] * 3 + ["citations", "done"]
     services.close()
@@ -286,7 +302,8 @@ def test_an_openai_stream_reports_its_place_as_comments() -> None:
     with TestClient(create_app(settings, services=services)) as client:
         waited = wait_behind_a_held_slot(client, model, gate, "/v1/chat/completions", body)
         assert waited.status_code == 200 and waited.headers["X-Queue-Position"] == "1"
-        assert waited.text.startswith(": queued position=1 eta_s=30\n\n")
+        place, eta = queued_comment(waited.text)
+        assert place == 1 and 20 <= eta <= 30
         chunks = [data for _, data in sse_events(waited.text)]
         assert chunks[-1] == "[DONE]"
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1])

@@ -42,7 +42,11 @@ function jobCard(container, title) {
       const files = job.files || [];
       const count = (status) => files.filter((f) => f.status === status).length;
       if (job.status === "queued") label.textContent = t("job.queued");
-      else if (job.status === "running") label.textContent = t("job.running", { done, total });
+      else if (job.status === "running") {
+        label.textContent = t("job.running", { done, total });
+        // A big file between two file counts: how many of its chunks are embedded.
+        if (job.chunks_total) label.textContent += ` · ${t("job.chunks", { done: job.chunks_done, total: job.chunks_total })}`;
+      }
       else if (job.status === "failed") label.textContent = t("job.failed", { message: job.error || "" });
       else label.textContent = t("job.done", { indexed: count("indexed"), failed: count("failed"), skipped: count("skipped") + count("unchanged"), removed: count("removed") });
       replace(problems, files.filter((f) => f.status === "failed" || f.status === "skipped").map((f) =>
