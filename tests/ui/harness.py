@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(
+    os.environ.get("KBCHAT_UI_ARTIFACTS") or Path(__file__).resolve().parent / "artifacts"
+)
+"""Where screenshots go: tests/ui/artifacts/ (gitignored), or $KBCHAT_UI_ARTIFACTS."""
 
 
 class LiveServer:
@@ -65,8 +69,8 @@ def open_page(
 
 
 def screenshot(page: Any, name: str) -> Path:
-    """Save a full-page screenshot under tests/ui/artifacts/ (gitignored) and return its path."""
-    ARTIFACTS.mkdir(exist_ok=True)
+    """Save a full-page screenshot under ``ARTIFACTS`` and return its path."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
