@@ -20,15 +20,11 @@ from typing import Any
 
 import pytest
 from documents import docx_bytes, pdf_bytes
-from harness import LiveServer, screenshot
+from harness import INDEXING, Served, screenshot, serve
 from playwright.sync_api import expect
 
-from kbchat.app import build
-from kbchat.config import load_settings
-from kbchat.registry import embedders
-from kbchat.testing.fakes import HashEmbedder, ScriptedChatModel
+from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.types import Message
-from tests.server.support import NO_ANSWER_BAR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,18 +54,6 @@ REPLIES = {
     ],
 }
 
-INDEXING = threading.Event()
-"""Set when the indexer may embed passages: the test first sees every file waiting."""
-
-
-class GatedHashEmbedder(HashEmbedder):
-    """The hash embedder; passages wait for ``INDEXING`` (queries never wait)."""
-
-    def embed_batch(self, texts: Any, *, is_query: bool = False) -> Any:
-        if not is_query:
-            INDEXING.wait(60)
-        return super().embed_batch(texts, is_query=is_query)
-
 
 class ByQuestionModel(ScriptedChatModel):
     """The scripted model, answering each question with its own replies in turn (the last
@@ -96,21 +80,9 @@ class ByQuestionModel(ScriptedChatModel):
 
 
 @pytest.fixture
-def walk_app(kbchat_home: Path) -> Iterator[LiveServer]:
-    from kbchat.server.app import create_app
-
-    INDEXING.clear()
-    embedders.register("gated-hash", GatedHashEmbedder)
-    settings = load_settings(embedder={"backend": "gated-hash"}, chat=NO_ANSWER_BAR)
-    services = build(settings)
-    services.models.add(settings.default_model, ByQuestionModel(REPLIES))
-    try:
-        with LiveServer(create_app(settings, services=services)) as server:
-            yield server
-    finally:
-        INDEXING.set()
-        services.close()
-        embedders.unregister("gated-hash")
+def walk_app(kbchat_home: Path) -> Iterator[Served]:
+    with serve(kbchat_home, ByQuestionModel(REPLIES)) as served:
+        yield served
 
 
 def ask(page: Any, question: str) -> Any:
@@ -128,9 +100,10 @@ def conversation_item(page: Any, title: str) -> Any:
 
 
 def test_a_user_walks_the_page_and_finds_everything_after_a_reload(
-    page: Any, walk_app: LiveServer, kbchat_home: Path, tmp_path: Path
+    page: Any, walk_app: Served, kbchat_home: Path, tmp_path: Path
 ) -> None:
     url = walk_app.url
+    INDEXING.clear()  # the test lets the indexer go once it has seen every file waiting
     page.goto(f"{url}/#/kbs")
     page.fill("#kb-name", "manuals")
     page.fill("#kb-description", "Kettle manual, warranty and a tea guide")
