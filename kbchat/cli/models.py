@@ -122,29 +122,12 @@ def add_model(
 
 
 def _save_model(settings: Settings, name: str, values: dict[str, object], *, default: bool) -> None:
-    from kbchat.config_file import table
+    from kbchat.config_file import config_path
+    from kbchat.llm.configure import save_model
 
-    def edit(document: TOMLDocument) -> None:
-        _keep_configured(document, settings)
-        model = table(document, "models", name)
-        for key, value in values.items():
-            model[key] = value
-        if default:
-            document["default_model"] = name
-
-    path = _changed(edit)
+    save_model(settings, name, values, default=default)
     chosen = " (the default)" if default else ""
-    err.print(f"added model {name!r}{chosen} to {path}", markup=False)
-
-
-def _keep_configured(document: TOMLDocument, settings: Settings) -> None:
-    """Write the models the settings have by default before the file gets a [models] table
-    of its own (which replaces the defaults)."""
-    from kbchat.config_file import table
-
-    if "models" not in document:
-        for existing in settings.models:
-            table(document, "models", existing)
+    err.print(f"added model {name!r}{chosen} to {config_path()}", markup=False)
 
 
 def _changed(edit: Edit) -> Path:
@@ -158,6 +141,7 @@ def _changed(edit: Edit) -> Path:
 def remove_model(name: NameArg) -> None:
     """Remove a model from kbchat.toml (its file stays where it is)."""
     from kbchat.config import load_settings
+    from kbchat.llm.configure import keep_configured
 
     settings = load_settings()
     _known(settings, name)
@@ -167,7 +151,7 @@ def remove_model(name: NameArg) -> None:
         )
 
     def edit(document: TOMLDocument) -> None:
-        _keep_configured(document, settings)
+        keep_configured(document, settings)
         del document["models"][name]
 
     path = _changed(edit)
@@ -224,7 +208,7 @@ def pull_model(
     """
     from kbchat.config import load_settings
     from kbchat.llm.inventory import check_gguf
-    from kbchat.llm.pull import SOURCES, pull_gguf
+    from kbchat.llm.pull import PULL_FOLDERS, SOURCES, pull_gguf
 
     if source not in SOURCES:
         raise BadInput(f"--source must be {' or '.join(SOURCES)}, got {source!r}")
@@ -248,10 +232,6 @@ def pull_model(
         return
     err.print(f"downloaded and checked {path}", markup=False)
     _save_model(settings, model_name, {"backend": "llamacpp", "path": str(path)}, default=default)
-
-
-PULL_FOLDERS = {"huggingface": "hf", "modelscope": "modelscope"}
-"""Where each hub's downloads go, below the models folder."""
 
 
 @contextmanager

@@ -38,6 +38,8 @@ _BLOCK = 8 * 2**20
 Source = Literal["huggingface", "modelscope"]
 SOURCES: tuple[Source, ...] = ("huggingface", "modelscope")
 DEFAULT_REVISION: dict[Source, str] = {"huggingface": "main", "modelscope": "master"}
+PULL_FOLDERS: dict[Source, str] = {"huggingface": "hf", "modelscope": "modelscope"}
+"""Where each hub's downloads go, below the models folder."""
 Progress = Callable[[int, int], None]
 """Called with (bytes downloaded, bytes in all) as a download goes on."""
 
@@ -86,8 +88,8 @@ def pull_gguf(
         revision: Branch, tag or commit (default: main on Hugging Face, master on ModelScope).
         endpoint: The hub or a mirror (default: from the environment, see the module).
         token: An access token (default: HF_TOKEN / MODELSCOPE_API_TOKEN).
-        progress: Told (bytes done, bytes in all) while a ModelScope download runs
-            (huggingface_hub draws its own progress bar).
+        progress: Told (bytes done, bytes in all) as the download goes on; without it,
+            huggingface_hub draws its own progress bar (ModelScope: none).
 
     Returns:
         The verified file's path (already there and verified: no download).
@@ -116,7 +118,7 @@ def pull_gguf(
         if _verified(target, remote):
             return target
         url = hf_hub_url(repo, remote.path, revision=revision, endpoint=endpoint)
-        _download(url, target, remote, token)
+        _download(url, target, remote, token, progress)
     except HfHubHTTPError as exc:
         raise _hub_error(exc, repo, endpoint) from None
     except Exception as exc:
@@ -162,7 +164,9 @@ def _verified(target: Path, remote: RemoteFile) -> bool:
     return sidecar.is_file() and sidecar.read_text(encoding="ascii").split()[:1] == [remote.sha256]
 
 
-def _download(url: str, target: Path, remote: RemoteFile, token: str | None) -> None:
+def _download(
+    url: str, target: Path, remote: RemoteFile, token: str | None, progress: Progress | None
+) -> None:
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
@@ -176,8 +180,27 @@ def _download(url: str, target: Path, remote: RemoteFile, token: str | None) -> 
             headers=headers,
             expected_size=remote.size,
             displayed_filename=remote.path,
+            tqdm_class=None if progress is None else _reporting_bar(progress, done, remote.size),
         )
     _finish(part, target, remote)
+
+
+def _reporting_bar(progress: Progress, done: int, total: int) -> Any:
+    """A silent tqdm class for huggingface_hub's ``http_get`` that tells ``progress`` instead
+    of drawing a bar (the page follows a pull this way)."""
+    from tqdm.auto import tqdm
+
+    class Reporting(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "disable": True})
+            self.reported = done
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self.reported += int(n or 0)
+            progress(self.reported, total)
+            return None
+
+    return Reporting
 
 
 def _finish(part: Path, target: Path, remote: RemoteFile) -> None:

@@ -249,3 +249,15 @@ def test_modelscope_pull_names_what_is_missing_and_an_unreachable_hub(
         pull_gguf("owner/tiny", tmp_path, source="modelscope", endpoint="http://127.0.0.1:1")
     code, _, err = run("models", "pull", "owner/tiny", "--source", "gitee", capsys=capsys)
     assert code == 1 and "--source must be huggingface or modelscope, got 'gitee'" in err
+
+
+def test_a_hugging_face_pull_reports_its_progress(weights: bytes, tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    with serve_mirror(Mirror({"owner/tiny": {"tiny.gguf": weights}})) as mirror:
+        pull_gguf(
+            "owner/tiny",
+            tmp_path,
+            endpoint=mirror.url,
+            progress=lambda done, total: seen.append((done, total)),
+        )
+    assert seen and seen[-1] == (len(weights), len(weights))
