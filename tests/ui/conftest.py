@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian Chromium driven by Playwright; the gated hash embedder registered."""
+"""Browser fixtures: Debian Chromium driven by Playwright, fresh pages, an open indexer."""
 
 from __future__ import annotations
 
@@ -9,11 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import INDEXING, GatedHashEmbedder, open_page
-
-from kbchat.registry import embedders
-
-embedders.register("gated-hash", GatedHashEmbedder)
+from harness import INDEXING, open_page
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = "/usr/bin/chromium"

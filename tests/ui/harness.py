@@ -129,6 +129,8 @@ class Served:
             conversations.delete(conversation.id, None)
         library = self.services.library
         for record in library.records():
+            for job in self.state.jobs.active(record.name):  # a test may leave one running
+                self.state.jobs.wait(job.id, timeout=30)
             library.drop(record.name)
             remove_uploads(uploads_dir(self.services.settings, record.id))
 
@@ -139,10 +141,14 @@ def serve(home: Path, model: Any = None, **overrides: Any) -> Iterator[Served]:
     chat model) as the default model; ``overrides`` are settings, as for ``load_settings``."""
     from kbchat.app import build
     from kbchat.config import load_settings
+    from kbchat.registry import embedders
     from kbchat.server.app import create_app
     from kbchat.testing.fakes import ScriptedChatModel
     from tests.server.support import NO_ANSWER_BAR
 
+    registers = "gated-hash" not in embedders.names()  # for the outermost server's life only
+    if registers:
+        embedders.register("gated-hash", GatedHashEmbedder)
     given = {"embedder": {"backend": "gated-hash"}, "chat": NO_ANSWER_BAR, **overrides}
     settings = load_settings(environ={"KBCHAT_HOME": str(home)}, **given)
     services = build(settings)
@@ -153,3 +159,5 @@ def serve(home: Path, model: Any = None, **overrides: Any) -> Iterator[Served]:
             yield Served(server.url, services, app)
     finally:
         services.close()
+        if registers:
+            embedders.unregister("gated-hash")
