@@ -1,10 +1,12 @@
-"""``kbchat models``: list, add, remove and choose chat models; pull a GGUF from Hugging Face.
+"""``kbchat models``: list, add, remove and choose chat models; pull a GGUF from a model hub.
 
 Changes are written to kbchat.toml (comments kept) and checked before they are saved.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -120,29 +122,12 @@ def add_model(
 
 
 def _save_model(settings: Settings, name: str, values: dict[str, object], *, default: bool) -> None:
-    from kbchat.config_file import table
+    from kbchat.config_file import config_path
+    from kbchat.llm.configure import save_model
 
-    def edit(document: TOMLDocument) -> None:
-        _keep_configured(document, settings)
-        model = table(document, "models", name)
-        for key, value in values.items():
-            model[key] = value
-        if default:
-            document["default_model"] = name
-
-    path = _changed(edit)
+    save_model(settings, name, values, default=default)
     chosen = " (the default)" if default else ""
-    err.print(f"added model {name!r}{chosen} to {path}", markup=False)
-
-
-def _keep_configured(document: TOMLDocument, settings: Settings) -> None:
-    """Write the models the settings have by default before the file gets a [models] table
-    of its own (which replaces the defaults)."""
-    from kbchat.config_file import table
-
-    if "models" not in document:
-        for existing in settings.models:
-            table(document, "models", existing)
+    err.print(f"added model {name!r}{chosen} to {config_path()}", markup=False)
 
 
 def _changed(edit: Edit) -> Path:
@@ -156,6 +141,7 @@ def _changed(edit: Edit) -> Path:
 def remove_model(name: NameArg) -> None:
     """Remove a model from kbchat.toml (its file stays where it is)."""
     from kbchat.config import load_settings
+    from kbchat.llm.configure import keep_configured
 
     settings = load_settings()
     _known(settings, name)
@@ -165,7 +151,7 @@ def remove_model(name: NameArg) -> None:
         )
 
     def edit(document: TOMLDocument) -> None:
-        _keep_configured(document, settings)
+        keep_configured(document, settings)
         del document["models"][name]
 
     path = _changed(edit)
@@ -196,25 +182,49 @@ def _known(settings: Settings, name: str) -> None:
 @models_app.command("pull")
 def pull_model(
     reference: Annotated[
-        str, typer.Argument(metavar="REPO[:FILE]", help="Hugging Face repository and GGUF file.")
+        str,
+        typer.Argument(metavar="REPO[:FILE]", help="Hub repository and GGUF file (OWNER/REPO)."),
     ],
+    source: Annotated[
+        str,
+        typer.Option(
+            metavar="HUB",
+            help="huggingface (HF_ENDPOINT for a mirror) or modelscope (MODELSCOPE_ENDPOINT).",
+        ),
+    ] = "huggingface",
     name: Annotated[
         str | None, typer.Option(help="Its name for clients (default: the file's stem).")
     ] = None,
-    revision: Annotated[str, typer.Option(help="Branch, tag or commit.")] = "main",
+    revision: Annotated[
+        str | None,
+        typer.Option(help="Branch, tag or commit (default: main; master on ModelScope)."),
+    ] = None,
     default: Annotated[bool, typer.Option("--default", help="Make it the default.")] = False,
 ) -> None:
-    """Download a GGUF model from Hugging Face (HF_ENDPOINT for a mirror) and add it.
+    """Download a GGUF model from Hugging Face or ModelScope (or a mirror) and add it.
 
     An interrupted pull continues where it stopped; the file's sha256 is checked against
     the hub's before it is used.
     """
     from kbchat.config import load_settings
     from kbchat.llm.inventory import check_gguf
-    from kbchat.llm.pull import pull_gguf
+    from kbchat.llm.pull import PULL_FOLDERS, SOURCES, pull_gguf
 
+    if source not in SOURCES:
+        raise BadInput(f"--source must be {' or '.join(SOURCES)}, got {source!r}")
     settings = load_settings()
-    path = pull_gguf(reference, settings.models_dir / "hf", revision=revision)
+    # huggingface_hub draws its own progress bar
+    shown: AbstractContextManager[Callable[[int, int], None] | None] = (
+        _progress_bar() if source == "modelscope" else nullcontext(None)
+    )
+    with shown as progress:
+        path = pull_gguf(
+            reference,
+            settings.models_dir / PULL_FOLDERS[source],
+            source=source,
+            revision=revision,
+            progress=progress,
+        )
     check_gguf(path)
     model_name = name or path.stem.lower()
     if model_name in settings.models:
@@ -222,3 +232,19 @@ def pull_model(
         return
     err.print(f"downloaded and checked {path}", markup=False)
     _save_model(settings, model_name, {"backend": "llamacpp", "path": str(path)}, default=default)
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr, updated by the callback this yields."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(
+        *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=err
+    ) as bar:
+        task = bar.add_task("downloading", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

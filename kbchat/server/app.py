@@ -37,6 +37,7 @@ from kbchat.server import (
     conversations_api,
     files_api,
     kb_api,
+    models_api,
     openai_api,
     openai_files,
     settings_api,
@@ -171,6 +172,7 @@ def create_app(
         summary_api.router,
         openai_api.router,
         settings_api.router,
+        models_api.router,
         openai_files.router,
     ]
     for router in routers:

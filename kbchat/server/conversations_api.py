@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kbchat.chat.transcript import transcript_markdown
 from kbchat.server.auth import Principal
-from kbchat.server.errors import documented
+from kbchat.server.errors import BadRequestRoute, documented
 from kbchat.server.files_api import delete_conversation_files
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.shapes.chat import (
@@ -35,7 +35,7 @@ from kbchat.store.conversations import (
     Verdict,
 )
 
-router = APIRouter(tags=["conversations"])
+router = APIRouter(tags=["conversations"], route_class=BadRequestRoute)
 
 MessageId = Annotated[int, Path(ge=1, le=MESSAGE_ID_MAX, description="A message's id.")]
 
@@ -62,7 +62,7 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-@router.get("/api/conversations", responses=documented(401, 422))
+@router.get("/api/conversations", responses=documented(400, 401))
 def list_conversations(
     state: StateDep,
     caller: CallerDep,
@@ -83,7 +83,7 @@ def list_conversations(
 
 @router.get(
     "/api/conversations/{conversation_id}",
-    responses=documented(401, 404),
+    responses=documented(400, 401, 404),
     response_model_exclude_unset=True,
 )
 def get_conversation(
@@ -93,7 +93,7 @@ def get_conversation(
     return conversation_detail(state.conversations.get(conversation_id, caller.name))
 
 
-@router.patch("/api/conversations/{conversation_id}", responses=documented(401, 404, 413, 422))
+@router.patch("/api/conversations/{conversation_id}", responses=documented(400, 401, 404, 413))
 def rename_conversation(
     conversation_id: str, body: RenameRequest, state: StateDep, caller: CallerDep
 ) -> ConversationInfo:
@@ -103,7 +103,7 @@ def rename_conversation(
 
 @router.put(
     "/api/conversations/{conversation_id}/messages/{message_id}/feedback",
-    responses=documented(401, 404, 413, 422),
+    responses=documented(400, 401, 404, 413),
 )
 def rate_answer(
     conversation_id: str,
@@ -125,7 +125,7 @@ def rate_answer(
 @router.delete(
     "/api/conversations/{conversation_id}/messages/{message_id}/feedback",
     status_code=204,
-    responses=documented(401, 404, 422),
+    responses=documented(400, 401, 404),
 )
 def clear_rating(
     conversation_id: str, message_id: MessageId, state: StateDep, caller: CallerDep
@@ -145,7 +145,7 @@ def clear_rating(
             "attachment): Markdown, or the JSON of GET /api/conversations/{id}.",
             "content": {"text/markdown": {"schema": {"type": "string"}}},
         },
-        **documented(401, 404, 422),
+        **documented(400, 401, 404),
     },
 )
 def export_conversation(
@@ -173,7 +173,7 @@ def export_conversation(
 @router.delete(
     "/api/conversations/{conversation_id}",
     status_code=204,
-    responses=documented(401, 404, 422),  # 422: its files are still being attached
+    responses=documented(400, 401, 404),  # 400: its files are still being attached
 )
 def delete_conversation(conversation_id: str, state: StateDep, caller: CallerDep) -> Response:
     """Delete a conversation, its messages and its attached files."""

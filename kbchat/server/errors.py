@@ -131,7 +131,8 @@ def honest_openapi(app: FastAPI) -> None:
 
     FastAPI documents its own ``HTTPValidationError`` body for every route with parameters;
     this server answers those in its error shape (``ErrorBody``, ``OpenAIErrorBody`` under
-    ``/v1``), so the document says that instead.
+    ``/v1``), so the document says that instead; a ``BadRequestRoute`` answers them with 400
+    (documented by the route itself), so its 422 goes.
     """
     build = app.openapi
 
@@ -139,7 +140,16 @@ def honest_openapi(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = build()
+        editors = {
+            (route.path, method.lower())
+            for route in app.routes
+            if isinstance(route, BadRequestRoute)
+            for method in route.methods or ()
+        }
         for path, item in document.get("paths", {}).items():
+            for method, operation in item.items():
+                if (path, method) in editors:
+                    operation.get("responses", {}).pop("422", None)
             body = "OpenAIErrorBody" if path.startswith("/v1/") else "ErrorBody"
             for operation in item.values():
                 response = operation.get("responses", {}).get("422")
@@ -179,10 +189,22 @@ _OPENAI_TYPES = {
 _OPENAI_CODES = {401: "invalid_api_key", 404: "not_found", 429: "rate_limit_exceeded"}
 
 
-def error_body(exc: KbchatError) -> dict[str, Any]:
+def error_body(exc: KbchatError, status: int | None = None) -> dict[str, Any]:
     """The REST error JSON for ``exc`` (also the payload of an SSE ``error`` event)."""
     name = getattr(exc, "error_type", type(exc).__name__)
-    return {"error": {"type": name, "message": str(exc), "status": exc.http_status}}
+    return {"error": {"type": name, "message": str(exc), "status": status or exc.http_status}}
+
+
+class BadRequestRoute(APIRoute):
+    """A route of the page's editors (rename a conversation, rate an answer, change the
+    settings): an invalid value is a 400 Bad Request whose message names the field, as a
+    form shows it, rather than the 422 of the other REST routes."""
+
+
+def _status(request: Request, exc: KbchatError) -> int:
+    if exc.http_status == 422 and isinstance(request.scope.get("route"), BadRequestRoute):
+        return 400
+    return exc.http_status
 
 
 def internal_error_body(exc: Exception) -> dict[str, Any]:
@@ -223,7 +245,7 @@ def openai_error(exc: KbchatError) -> tuple[int, dict[str, Any]]:
 
 def error_response(request: Request, exc: KbchatError) -> JSONResponse:
     """The JSON response for ``exc`` in the shape the request's API speaks."""
-    status = exc.http_status
+    status = _status(request, exc)
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
@@ -233,7 +255,7 @@ def error_response(request: Request, exc: KbchatError) -> JSONResponse:
     if _is_openai(request):
         status, body = openai_error(exc)
         return JSONResponse(body, status, headers)
-    return JSONResponse(error_body(exc), status, headers)
+    return JSONResponse(error_body(exc, status), status, headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -307,7 +329,8 @@ def _validation_problem(exc: RequestValidationError) -> KbchatError:
         elif rule:
             problems.append(f"{where}: {rule}; got {error.get('input')!r}")
         else:
-            problems.append(f"{where}: {error.get('msg', 'invalid')}")
+            message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(f"{where}: {message}")
         params.append(where)
     return BadInput("invalid request: " + "; ".join(problems), param=params[0] if params else None)
 

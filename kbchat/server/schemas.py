@@ -1,4 +1,4 @@
-"""Types the API's schema shares between routes: the knowledge-base name rule, in one place."""
+"""Types the API's schema shares between routes: the knowledge-base and model name rules."""
 
 from __future__ import annotations
 
@@ -28,5 +28,15 @@ KBNameInQuery = Annotated[
 """An optional knowledge base name as a query parameter (``?kb=``)."""
 
 
-PATTERN_RULES = {KB_NAME_PATTERN: f"invalid knowledge base name: {KB_NAME_RULE}"}
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""A chat model's name (its [models.NAME] table in kbchat.toml)."""
+MODEL_REFERENCE_PATTERN = r"^[^/:\s]+/[^/:\s]+(:\S+)?$"
+"""A model on a hub: OWNER/REPO or OWNER/REPO:FILE."""
+
+PATTERN_RULES = {
+    KB_NAME_PATTERN: f"invalid knowledge base name: {KB_NAME_RULE}",
+    MODEL_NAME_PATTERN: "a model name is 1-64 letters, digits, '.', '_' or '-', "
+    "starting with a letter or digit",
+    MODEL_REFERENCE_PATTERN: "a model reference is OWNER/REPO or OWNER/REPO:FILE.gguf",
+}
 """What a schema pattern means, for error messages (a regular expression helps nobody)."""

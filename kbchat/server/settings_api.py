@@ -22,12 +22,12 @@ from kbchat.config import Settings
 from kbchat.errors import BadInput
 from kbchat.options import NoHit, NoHitMessage, Share, Threshold, TopK
 from kbchat.server.auth import ALL_KBS, Principal
-from kbchat.server.errors import documented
+from kbchat.server.errors import BadRequestRoute, documented
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.shapes import Shape
 from kbchat.shapes.system import PublicSettings
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], route_class=BadRequestRoute)
 StateDep = Annotated[ServerState, Depends(get_state)]
 CallerDep = Annotated[Principal, Depends(current_principal)]
 
@@ -81,7 +81,7 @@ class SettingsChanged(Shape):
 
 @router.put(
     "/api/settings",
-    responses=documented(400, 401, 403, 404, 413, 422),
+    responses=documented(400, 401, 403, 404, 413),
     response_model=SettingsChanged,
 )
 async def change_settings(

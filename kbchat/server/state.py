@@ -14,6 +14,7 @@ from kbchat.kb.jobs import JobQueue
 from kbchat.server.access_log import CALLER_KEY
 from kbchat.server.auth import Authenticator, Principal, Role, kb_not_found
 from kbchat.server.generation_queue import GenerationQueues
+from kbchat.server.model_pulls import ModelPulls
 from kbchat.store.catalog_schema import KBRecord
 from kbchat.store.conversations import ConversationStore
 
@@ -29,6 +30,7 @@ class ServerState:
     queues: GenerationQueues
     auth: Authenticator
     summary_jobs: SummaryJobs = field(default_factory=SummaryJobs)
+    pulls: ModelPulls = field(default_factory=ModelPulls)
 
 
 def get_state(request: Request) -> ServerState:

@@ -1,5 +1,5 @@
 """`kbchat models`: list with GGUF facts, add/rm/default persisted to kbchat.toml with the
-user's comments kept, and pull from a Hugging Face mirror on loopback."""
+user's comments kept, and pull from a Hugging Face or ModelScope mirror on loopback."""
 
 from __future__ import annotations
 
@@ -168,3 +168,96 @@ def test_pull_bad_reference_and_unreachable_hub(
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "2")
     code, _, err = run("models", "pull", "owner/tiny", capsys=capsys)
     assert code == 1 and "cannot reach http://127.0.0.1:1" in err
+
+
+# -- pull from ModelScope -------------------------------------------------------------------
+
+
+def test_pull_from_modelscope_at_the_mirror_named_by_modelscope_endpoint(
+    weights: bytes,
+    kbchat_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    files = {"tiny-q4_k_m.gguf": weights, "tiny-f16.gguf": weights + b"x", "README.md": b"hi"}
+    with serve_mirror(Mirror({"owner/tiny-GGUF": files})) as mirror:
+        monkeypatch.setenv("MODELSCOPE_ENDPOINT", mirror.url)
+        code, _, err = run(
+            "models", "pull", "owner/tiny-GGUF", "--source", "modelscope", capsys=capsys
+        )
+    assert code == 0, err
+    pulled = load_settings().models_dir / "modelscope" / "owner--tiny-GGUF" / "tiny-q4_k_m.gguf"
+    assert pulled.read_bytes() == weights  # the Q4_K_M one of two GGUF files
+    saved = tomllib.loads((kbchat_home / "kbchat.toml").read_text(encoding="utf-8"))
+    assert saved["models"]["tiny-q4_k_m"]["path"] == str(pulled)
+    assert mirror.ranges == [None]  # one whole download
+
+
+def test_modelscope_domain_names_the_host_as_the_modelscope_package_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kbchat.llm.pull import modelscope_endpoint
+
+    monkeypatch.delenv("MODELSCOPE_ENDPOINT", raising=False)
+    monkeypatch.delenv("MODELSCOPE_DOMAIN", raising=False)
+    assert modelscope_endpoint() == "https://modelscope.cn"
+    monkeypatch.setenv("MODELSCOPE_DOMAIN", "www.modelscope.ai")
+    assert modelscope_endpoint() == "https://www.modelscope.ai"
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", "http://127.0.0.1:9/")
+    assert modelscope_endpoint() == "http://127.0.0.1:9"
+
+
+def test_modelscope_pull_resumes_reports_progress_and_checks_sha256(
+    weights: bytes, tmp_path: Path
+) -> None:
+    target = tmp_path / "owner--tiny" / "tiny.gguf"
+    target.parent.mkdir()
+    half = len(weights) // 2
+    (target.parent / "tiny.gguf.part").write_bytes(weights[:half])
+    seen: list[tuple[int, int]] = []
+    with serve_mirror(Mirror({"owner/tiny": {"tiny.gguf": weights}})) as mirror:
+        path = pull_gguf(
+            "owner/tiny:tiny.gguf",
+            tmp_path,
+            source="modelscope",
+            endpoint=mirror.url,
+            progress=lambda done, total: seen.append((done, total)),
+        )
+        assert mirror.ranges == [f"bytes={half}-"]  # only the rest was asked for
+        again = pull_gguf("owner/tiny", tmp_path, source="modelscope", endpoint=mirror.url)
+        assert len(mirror.ranges) == 1  # verified and in place: nothing downloaded
+    assert path == again == target and path.read_bytes() == weights
+    assert seen[-1] == (len(weights), len(weights)) and seen[0][0] > half
+    sidecar = target.with_name("tiny.gguf.sha256").read_text(encoding="ascii")
+    assert sidecar.split()[0] == hashlib.sha256(weights).hexdigest()
+
+    corrupt = Mirror({"owner/bad": {"bad.gguf": weights}}, sha256={"bad.gguf": "0" * 64})
+    with serve_mirror(corrupt), pytest.raises(BackendError, match="sha256"):
+        pull_gguf("owner/bad", tmp_path, source="modelscope", endpoint=corrupt.url)
+    assert not list((tmp_path / "owner--bad").iterdir())  # neither the file nor a .part
+
+
+def test_modelscope_pull_names_what_is_missing_and_an_unreachable_hub(
+    weights: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve_mirror(Mirror({"owner/tiny": {"a.gguf": weights}})) as mirror:
+        with pytest.raises(NotFound, match="no repository owner/nope .*model owner/nope not found"):
+            pull_gguf("owner/nope", tmp_path, source="modelscope", endpoint=mirror.url)
+        with pytest.raises(NotFound, match=r"no file 'b.gguf'; its GGUF files: a.gguf"):
+            pull_gguf("owner/tiny:b.gguf", tmp_path, source="modelscope", endpoint=mirror.url)
+    with pytest.raises(BackendError, match="cannot reach http://127.0.0.1:1 for owner/tiny"):
+        pull_gguf("owner/tiny", tmp_path, source="modelscope", endpoint="http://127.0.0.1:1")
+    code, _, err = run("models", "pull", "owner/tiny", "--source", "gitee", capsys=capsys)
+    assert code == 1 and "--source must be huggingface or modelscope, got 'gitee'" in err
+
+
+def test_a_hugging_face_pull_reports_its_progress(weights: bytes, tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    with serve_mirror(Mirror({"owner/tiny": {"tiny.gguf": weights}})) as mirror:
+        pull_gguf(
+            "owner/tiny",
+            tmp_path,
+            endpoint=mirror.url,
+            progress=lambda done, total: seen.append((done, total)),
+        )
+    assert seen and seen[-1] == (len(weights), len(weights))

@@ -98,13 +98,22 @@ def test_rename(client: TestClient) -> None:
     assert renamed.status_code == 200 and renamed.json()["title"] == "Kettle warranty"
     assert client.get("/api/conversations").json()[0]["title"] == "Kettle warranty"
 
-    empty = client.patch(path, json={"title": "   "})
-    assert empty.status_code == 422
-    assert empty.json()["error"]["message"] == "title must not be empty"
+    for blank in ("", "   "):
+        empty = client.patch(path, json={"title": blank})
+        assert empty.status_code == 400
+        assert empty.json()["error"] == {
+            "type": "BadInput",
+            "message": "title must not be empty",
+            "status": 400,
+        }
     missing = client.patch("/api/conversations/nope", json={"title": "x"})
     assert missing.status_code == 404
     assert missing.json()["error"]["message"] == "no conversation with id 'nope'"
-    assert client.patch(path, json={"name": "x"}).status_code == 422
+    unknown = client.patch(path, json={"name": "x"})
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["message"] == (
+        "invalid request: title: Field required; name: unknown or unsupported field"
+    )
 
 
 def test_search_titles_and_messages(client: TestClient) -> None:
@@ -140,12 +149,12 @@ def test_rate_change_and_clear(client: TestClient) -> None:
 
     question_id = messages(client, conversation_id)[0]["id"]
     bad = [
-        (path, {"verdict": "meh"}, 422, "verdict"),
+        (path, {"verdict": "meh"}, 400, "verdict"),
         (feedback(message=question_id), {"verdict": "up"}, 404, "only answers"),
         (feedback(message=424242), {"verdict": "up"}, 404, "no message 424242"),
         (feedback(conversation="nope"), {"verdict": "up"}, 404, "no conversation"),
-        (path, {"verdict": "up", "comment": "x" * 2001}, 422, "comment"),
-        (feedback(message=2**64), {"verdict": "up"}, 422, "message_id"),
+        (path, {"verdict": "up", "comment": "x" * 2001}, 400, "comment"),
+        (feedback(message=2**64), {"verdict": "up"}, 400, "message_id"),
     ]
     for target, body, status, words in bad:
         response = client.put(target, json=body)
@@ -178,7 +187,7 @@ def test_export_markdown_and_json(client: TestClient) -> None:
 
     assert client.get("/api/conversations/nope/export").status_code == 404
     bad_format = client.get(f"/api/conversations/{conversation_id}/export?format=pdf")
-    assert bad_format.status_code == 422 and "format" in bad_format.text
+    assert bad_format.status_code == 400 and "format" in bad_format.text
 
 
 def test_each_key_sees_only_its_conversations_and_openai_chats_are_not_stored() -> None:

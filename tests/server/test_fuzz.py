@@ -29,6 +29,13 @@ CLI_EXAMPLES = 15
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def no_model_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generated model pulls go to a port where nothing listens, never to a real hub."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:1")
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", "http://127.0.0.1:1")
+
+
 def aim_at_existing_things(case: Any) -> None:
     """Point a generated request at the KB and model that exist, so it reaches deeper code."""
     if case.path_parameters and "name" in case.path_parameters and case.method != "DELETE":

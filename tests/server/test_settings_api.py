@@ -64,12 +64,12 @@ def test_embedder_for_new_kbs_and_default_model(config: Path, client: TestClient
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
-        ({"top_k": 0}, 422, "top_k"),
-        ({"threshold": 1.5}, 422, "threshold"),
-        ({"no_hit": "shrug"}, 422, "no_hit"),
-        ({"colour": "blue"}, 422, "colour"),
-        ({}, 422, "at least one"),
-        ({"default_model": "gpt-9"}, 422, "no model named 'gpt-9'; configured: qwen2.5-0.5b"),
+        ({"top_k": 0}, 400, "top_k"),
+        ({"threshold": 1.5}, 400, "threshold"),
+        ({"no_hit": "shrug"}, 400, "no_hit"),
+        ({"colour": "blue"}, 400, "colour"),
+        ({}, 400, "at least one"),
+        ({"default_model": "gpt-9"}, 400, "no model named 'gpt-9'; configured: qwen2.5-0.5b"),
         ({"embedder": "word2vec"}, 400, "unknown embedder 'word2vec'; choose"),
         ({"no_hit": "message"}, 400, "no_hit_message"),
     ],

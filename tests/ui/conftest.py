@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian Chromium driven by Playwright, and apps served on loopback."""
+"""Browser fixtures: Debian Chromium driven by Playwright, fresh pages, an open indexer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import LiveServer, open_page
+from harness import INDEXING, open_page
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = "/usr/bin/chromium"
@@ -53,30 +53,11 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture
-def fake_state() -> Any:
-    """State of the fake API; tests add knowledge bases, keys and delays before loading the page."""
-    from fake_api import FakeState
-
-    return FakeState()
-
-
-@pytest.fixture
-def fake_server(fake_state: Any) -> Iterator[LiveServer]:
-    """The web page and the fake REST API, on a free loopback port.
-
-    Every response of the fake is checked against the real API's OpenAPI document; the
-    test fails if one does not match (see contract.py).
-    """
-    from contract import ContractCheck
-    from fake_api import build_fake_app
-
-    problems: list[str] = []
-    with LiveServer(ContractCheck(build_fake_app(fake_state), problems)) as server:
-        yield server
-    assert problems == [], "the fake API answered what the real one would not:\n" + "\n".join(
-        dict.fromkeys(problems)
-    )
+@pytest.fixture(autouse=True)
+def open_indexer() -> Iterator[None]:
+    """The indexer is open again after every test, whatever the test held."""
+    yield
+    INDEXING.set()
 
 
 @pytest.fixture

@@ -1,14 +1,37 @@
-"""The browser-test harness: apps served on loopback, fresh pages, and screenshots."""
+"""The browser-test harness: the real app served on loopback, fresh pages, and screenshots."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+from kbchat.testing.fakes import HashEmbedder
+
+INDEXING = threading.Event()
+"""Open (set) unless a test holds the indexer: ``GatedHashEmbedder`` waits for it."""
+INDEXING.set()
+
+
+class GatedHashEmbedder(HashEmbedder):
+    """The hash embedder, whose passages wait for ``INDEXING`` (queries never wait), so a
+    test can see files waiting and being indexed before it lets the job finish."""
+
+    def embed_batch(self, texts: Any, *, is_query: bool = False) -> Any:
+        if not is_query:
+            INDEXING.wait(60)
+        return super().embed_batch(texts, is_query=is_query)
+
+
+ARTIFACTS = Path(
+    os.environ.get("KBCHAT_UI_ARTIFACTS") or Path(__file__).resolve().parent / "artifacts"
+)
+"""Where screenshots go: tests/ui/artifacts/ (gitignored), or $KBCHAT_UI_ARTIFACTS."""
 
 
 class LiveServer:
@@ -65,8 +88,8 @@ def open_page(
 
 
 def screenshot(page: Any, name: str) -> Path:
-    """Save a full-page screenshot under tests/ui/artifacts/ (gitignored) and return its path."""
-    ARTIFACTS.mkdir(exist_ok=True)
+    """Save a full-page screenshot under ``ARTIFACTS`` and return its path."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
@@ -82,3 +105,59 @@ def wait_for_partial_answer(page: Any, fragment: str) -> None:
         }""",
         arg=fragment,
     )
+
+
+class Served:
+    """The real app (``create_app``) on a socket, with its services for the test to drive."""
+
+    def __init__(self, url: str, services: Any, app: Any) -> None:
+        self.url = url
+        self.services = services
+        self.app = app
+
+    @property
+    def state(self) -> Any:
+        return self.app.state.kbchat
+
+    def reset(self) -> None:
+        """Forget every conversation and knowledge base with its uploads, as the API's
+        deletes do (between tests sharing the server)."""
+        from kbchat.server.uploads import remove_uploads, uploads_dir
+
+        conversations = self.state.conversations
+        for conversation in conversations.list_conversations(None):
+            conversations.delete(conversation.id, None)
+        library = self.services.library
+        for record in library.records():
+            for job in self.state.jobs.active(record.name):  # a test may leave one running
+                self.state.jobs.wait(job.id, timeout=30)
+            library.drop(record.name)
+            remove_uploads(uploads_dir(self.services.settings, record.id))
+
+
+@contextmanager
+def serve(home: Path, model: Any = None, **overrides: Any) -> Iterator[Served]:
+    """The real app over ``home`` (gated hash embedder, no answer bar), with ``model`` (a scripted
+    chat model) as the default model; ``overrides`` are settings, as for ``load_settings``."""
+    from kbchat.app import build
+    from kbchat.config import load_settings
+    from kbchat.registry import embedders
+    from kbchat.server.app import create_app
+    from kbchat.testing.fakes import ScriptedChatModel
+    from tests.server.support import NO_ANSWER_BAR
+
+    registers = "gated-hash" not in embedders.names()  # for the outermost server's life only
+    if registers:
+        embedders.register("gated-hash", GatedHashEmbedder)
+    given = {"embedder": {"backend": "gated-hash"}, "chat": NO_ANSWER_BAR, **overrides}
+    settings = load_settings(environ={"KBCHAT_HOME": str(home)}, **given)
+    services = build(settings)
+    services.models.add(settings.default_model, model or ScriptedChatModel(["OK"]))
+    app = create_app(settings, services=services)
+    try:
+        with LiveServer(app) as server:
+            yield Served(server.url, services, app)
+    finally:
+        services.close()
+        if registers:
+            embedders.unregister("gated-hash")

@@ -1,22 +1,134 @@
-"""The chat page in a real browser against the fake API: streaming, citations, stop, history."""
+"""The chat page in a real browser against the real app (one server for the module, emptied
+between tests) with a scripted model: streaming, citations, the queue, stop, errors, history."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from harness import wait_for_partial_answer
+from documents import pdf_bytes
+from harness import Served, serve, wait_for_partial_answer
 from playwright.sync_api import expect
+
+from kbchat.errors import BackendError
+from kbchat.testing.fakes import ScriptedChatModel
+from kbchat.types import Message
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+WARRANTY = (
+    "The warranty lasts two years from the date of purchase. Keep the receipt as proof of "
+    "purchase. Repairs under warranty are free of charge. The warranty does not cover damage "
+    "from scale."
+)
+ANSWER = (
+    "The warranty lasts **two years** from the date of purchase [1]. Keep the receipt as proof "
+    "of purchase [1]. Repairs under warranty are free of charge [1]. The warranty does not "
+    "cover damage from scale [1]."
+)
+SHOWN = (
+    "The warranty lasts two years from the date of purchase 1. Keep the receipt as proof of "
+    "purchase 1. Repairs under warranty are free of charge 1. The warranty does not cover "
+    "damage from scale 1."
+)
+PLAIN = "Hello! I am a plain chat model."
+MARKUP = "<img src=x onerror=alert(1)> is shown as text; `code` too.\n\n- one\n- two"
+MANUAL = [
+    "Unpacking. Remove the kettle from its box.",
+    "Cleaning. Descale the kettle every month.",
+    f"Warranty. {WARRANTY}",
+]
 
-def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+
+class ChatPageModel(ScriptedChatModel):
+    """Answers by the question's words: "warranty" and "returns" from the documents, "slow"
+    200 words at 0.15 s each, "boom" fails after a word, "markup" with HTML, "hold" only once
+    ``release`` is set; anything else is plain chat. Words come every ``delay_s`` seconds."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__([PLAIN], name=name)
+        self.delay_s = 0.0
+        self.release = threading.Event()
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+
+    def reply_for(self, question: str) -> str:
+        if "warranty" in question:
+            return ANSWER
+        if "returns" in question:
+            return "Returns are accepted within 30 days [1]."
+        if "slow" in question:
+            return " ".join(["word"] * 200)
+        return MARKUP if "markup" in question else PLAIN
+
+    def stream(self, messages: Sequence[Message], **params: Any) -> Any:
+        question = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        with self.lock:
+            self.replies = [self.reply_for(question)]
+            words = super().stream(messages, **params)
+        delay = 0.15 if "slow" in question else self.delay_s
+        return self._paced(words, delay, question, params.get("cancel"))
+
+    def _paced(
+        self, words: Iterator[Any], delay: float, question: str, cancel: threading.Event | None
+    ) -> Iterator[Any]:
+        if "hold" in question:
+            self.release.wait(30)
+        finished = False
+        try:
+            for number, delta in enumerate(words):
+                time.sleep(delay)
+                if "boom" in question and number == 1:
+                    raise BackendError("the model server crashed")
+                yield delta
+            finished = cancel is None or not cancel.is_set()
+        finally:
+            if not finished:
+                self.stopped.set()
+
+
+@pytest.fixture(scope="module")
+def module_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Any]]:
+    models = {
+        "qwen2.5-0.5b": {"parallel": 1},
+        "remote-large": {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "x"},
+    }
+    default, remote = ChatPageModel("scripted"), ChatPageModel("remote-scripted")
+    with serve(tmp_path_factory.mktemp("chat-page"), default, models=models) as served:
+        served.services.models.add("remote-large", remote)
+        yield served, {"default": default, "remote": remote}
+
+
+@pytest.fixture
+def app(module_app: tuple[Served, Any]) -> Iterator[Served]:
+    served, models = module_app
+    yield served
+    for model in models.values():
+        model.delay_s = 0.0
+        model.release.set()
+        model.stopped.clear()
+    served.reset()
+
+
+@pytest.fixture
+def model(module_app: tuple[Served, Any]) -> ChatPageModel:
+    """The default model."""
+    found: ChatPageModel = module_app[1]["default"]
+    found.release.clear()
+    return found
+
+
+def add_kb(app: Served, name: str, files: dict[str, bytes], tmp_path: Path) -> None:
+    folder = tmp_path / name
+    folder.mkdir()
+    for file, data in files.items():
+        (folder / file).write_bytes(data)
+    assert {o.status for o in app.services.library.ensure(name).add([folder])} == {"indexed"}
 
 
 def pick_kb(page: Any, name: str) -> None:
@@ -31,90 +143,95 @@ def ask(page: Any, question: str) -> None:
 
 
 def test_kb_chat_streams_the_answer_and_opens_citations(
-    page: Any, fake_server: Any, fake_state: Any
+    page: Any, app: Served, module_app: tuple[Served, Any], tmp_path: Path
 ) -> None:
-    fake_state.add_kb("manuals", files={"warranty.pdf": 12})
-    fake_state.delta_delay_s = 0.08
-    page.goto(fake_server.url)
+    add_kb(app, "manuals", {"warranty.pdf": pdf_bytes(MANUAL)}, tmp_path)
+    module_app[1]["remote"].delay_s = 0.08
+    page.goto(app.url)
     pick_kb(page, "manuals")
     page.select_option("#model-select", "remote-large")
     page.fill("#top-k", "3")
-    page.fill("#threshold", "0.4")
+    page.fill("#threshold", "0.1")
     expect(page.locator("#mode-hint")).to_contain_text("Answers come from: manuals")
-    ask(page, "How long is the warranty?")
+    with page.expect_request("**/api/chat") as sent:
+        ask(page, "How long is the warranty?")
+    body = sent.value.post_data_json
+    assert body["kbs"] == ["manuals"] and body["stream"] is True
+    assert body["model"] == "remote-large" and body["top_k"] == 3 and body["threshold"] == 0.1
+    assert "conversation_id" not in body
 
     answer = page.locator(".msg.assistant").last
     expect(page.locator(".msg.user").last).to_have_text("How long is the warranty?")
     expect(page.locator("#stop")).to_be_visible()
     wait_for_partial_answer(page, "The warranty")
-    expect(answer).not_to_have_class("msg assistant streaming", timeout=10_000)
-    expect(answer.locator(".answer-body")).to_have_text(
-        "The warranty lasts two years 1. Batteries are covered for six months 2."
-    )
+    expect(answer).not_to_have_class("msg assistant streaming")
+    expect(answer.locator(".answer-body")).to_have_text(SHOWN)
     expect(answer.locator(".answer-body strong")).to_have_text("two years")
     expect(page.locator("#send")).to_be_visible()
-    expect(answer.locator(".meta")).to_contain_text("first token 0.12 s")
+    expect(answer.locator(".meta")).to_contain_text("remote-scripted")
+    expect(answer.locator(".meta")).to_contain_text("first token")
 
     source = answer.locator(".source[data-marker='1']")
     expect(source).not_to_have_attribute("open", "")
-    answer.locator("button.cite[data-marker='1']").click()
+    answer.locator("button.cite[data-marker='1']").first.click()
     expect(source).to_have_attribute("open", "")
     expect(source).to_contain_text("warranty.pdf")
     expect(source).to_contain_text("page 3")
-    expect(source.locator(".quote")).to_have_text("covered for two years from the date of purchase")
+    expect(source.locator(".quote")).to_contain_text("two years from the date of purchase")
 
-    sent = fake_state.chat_requests[-1]
-    assert sent["kbs"] == ["manuals"] and sent["stream"] is True
-    assert sent["model"] == "remote-large" and sent["top_k"] == 3 and sent["threshold"] == 0.4
-    assert "conversation_id" not in sent
-    conversation_id = next(iter(fake_state.conversations))
-    expect(page.locator(f"#conv-list li[data-id='{conversation_id}']")).to_contain_text(
+    (only,) = app.state.conversations.list_conversations(None)
+    expect(page.locator(f"#conv-list li[data-id='{only.id}']")).to_contain_text(
         "How long is the warranty?"
     )
-    assert page.url.endswith(f"#/chat/{conversation_id}")
+    assert page.url.endswith(f"#/chat/{only.id}")
 
-    ask(page, "And the battery?")
+    with page.expect_request("**/api/chat") as sent:
+        ask(page, "And the warranty after a repair?")
     expect(page.locator(".msg.assistant")).to_have_count(2)
-    wait_until(lambda: len(fake_state.chat_requests) == 2)
-    assert fake_state.chat_requests[-1]["conversation_id"] == conversation_id
+    assert sent.value.post_data_json["conversation_id"] == only.id
 
 
-def test_plain_chat_sends_no_knowledge_base(page: Any, fake_server: Any, fake_state: Any) -> None:
-    fake_state.add_kb("manuals")
-    page.goto(fake_server.url)
+def test_plain_chat_sends_no_knowledge_base(page: Any, app: Served) -> None:
+    app.services.library.ensure("manuals")
+    page.goto(app.url)
     expect(page.locator("#kb-summary")).to_have_text("None (plain chat)")
     expect(page.locator("#mode-hint")).to_contain_text("Plain chat with the model")
     expect(page.locator("#top-k")).to_be_disabled()
-    ask(page, "Hi there")
+    with page.expect_request("**/api/chat") as sent:
+        ask(page, "Hi there")
     answer = page.locator(".msg.assistant").last
-    expect(answer.locator(".answer-body")).to_have_text("Hello! I am a plain chat model.")
+    expect(answer.locator(".answer-body")).to_have_text(PLAIN)
     expect(answer.locator(".sources")).to_be_hidden()
-    sent = fake_state.chat_requests[-1]
-    assert sent["kbs"] == [] and "top_k" not in sent and sent["model"] == "qwen2.5-0.5b"
+    body = sent.value.post_data_json
+    assert body["kbs"] == [] and "top_k" not in body and body["model"] == "qwen2.5-0.5b"
 
 
 def test_a_queued_answer_shows_its_place_in_line(
-    page: Any, fake_server: Any, fake_state: Any
+    page: Any, app: Served, model: ChatPageModel
 ) -> None:
-    page.goto(fake_server.url)
+    holder = threading.Thread(
+        target=httpx.post,
+        args=(f"{app.url}/api/chat",),
+        kwargs={"json": {"question": "hold the only slot", "stream": False}, "timeout": 60},
+    )
+    holder.start()
+    page.goto(app.url)
     ask(page, "Wait in the queue")
     answer = page.locator(".msg.assistant").last
-    expect(answer.locator(".thinking")).to_have_text(
-        "Waiting for the model: number 2 in line, about 40 s…"
-    )
-    fake_state.queue_turn.set()
-    expect(answer.locator(".answer-body")).to_have_text("Hello! I am a plain chat model.")
+    expect(answer.locator(".thinking")).to_contain_text("Waiting for the model: number 1 in line")
+    model.release.set()
+    expect(answer.locator(".answer-body")).to_have_text(PLAIN)
     expect(answer.locator(".thinking")).to_have_count(0)
+    holder.join(30)
 
 
 def test_stop_aborts_generation_and_the_server_sees_it(
-    page: Any, fake_server: Any, fake_state: Any
+    page: Any, app: Served, model: ChatPageModel
 ) -> None:
-    fake_state.first_delta_delay_s = 0.6
-    page.goto(fake_server.url)
+    model.release.set()
+    page.goto(app.url)
     ask(page, "Tell me something slow")
     answer = page.locator(".msg.assistant").last
-    expect(answer.locator(".thinking")).to_have_text("Searching and thinking…")
     expect(answer.locator(".answer-body")).to_contain_text("word")
     expect(answer.locator(".thinking")).to_have_count(0)
     page.click("#stop")
@@ -122,74 +239,55 @@ def test_stop_aborts_generation_and_the_server_sees_it(
     expect(page.locator("#send")).to_be_visible()
     expect(page.locator("#stop")).to_be_hidden()
     expect(answer).not_to_have_class("msg assistant streaming")
-    wait_until(lambda: fake_state.cancelled_chats == 1)
+    assert model.stopped.wait(10), "the model kept generating after Stop"
     words = answer.locator(".answer-body").inner_text().split()
     assert 0 < len(words) < 200
 
 
-def test_error_event_mid_stream_shows_the_server_message(
-    page: Any, fake_server: Any, fake_state: Any
-) -> None:
-    page.goto(fake_server.url)
+def test_error_event_mid_stream_shows_the_server_message(page: Any, app: Served) -> None:
+    page.goto(app.url)
     ask(page, "boom")
     answer = page.locator(".msg.assistant").last
     expect(answer.locator(".note.error")).to_have_text("the model server crashed")
     expect(page.locator("#send")).to_be_visible()
 
 
-def test_history_opens_and_deletes_conversations(
-    page: Any, fake_server: Any, fake_state: Any
-) -> None:
-    fake_state.add_kb("manuals")
-    fake_state.add_kb("faq")
-    citation = {
-        "marker": 1,
-        "kb": "faq",
-        "file": "faq.txt",
-        "page": None,
-        "score": 0.7,
-        "text": "Returns are accepted within 30 days.",
-        "quote": "within 30 days",
-        "sheet": None,
-        "slide": None,
-    }
-    for number, (title, kbs) in enumerate([("Returns policy", ["faq"]), ("Old chat", [])]):
-        fake_state.conversations[f"conv{number}"] = {
-            "id": f"conv{number}",
-            "title": title,
-            "kbs": kbs,
-            "model": "qwen2.5-0.5b",
-            "created_at": 1.0,
-            "updated_at": 100.0 - number,
-            "messages": [
-                {"role": "user", "content": f"question {number}", "created_at": 1.0},
-                {
-                    "role": "assistant",
-                    "content": f"answer {number} [1]",
-                    "created_at": 2.0,
-                    "citations": [citation] if kbs else [],
-                },
-            ],
-        }
-    page.goto(fake_server.url)
+def test_history_opens_and_deletes_conversations(page: Any, app: Served, tmp_path: Path) -> None:
+    add_kb(app, "faq", {"faq.txt": b"Returns are accepted within 30 days."}, tmp_path)
+    app.services.library.ensure("manuals")
+    with httpx.Client(base_url=app.url, timeout=30) as client:
+        old = client.post("/api/chat", json={"question": "Hello there", "stream": False})
+        returns = client.post(
+            "/api/chat",
+            json={
+                "question": "Are returns accepted within 30 days?",
+                "kbs": ["faq"],
+                "stream": False,
+            },
+        )
+        returns_id = returns.json()["conversation_id"]
+        renamed = client.patch(f"/api/conversations/{returns_id}", json={"title": "Returns"})
+        assert renamed.status_code == 200 and old.status_code == 200
+    page.goto(app.url)
     items = page.locator("#conv-list li")
     expect(items).to_have_count(2)
-    expect(items.first).to_contain_text("Returns policy")
+    expect(items.first).to_contain_text("Returns")
     expect(items.first).to_contain_text("faq")
 
     items.first.locator("a").click()
-    expect(page.locator(".msg.user")).to_have_text(["question 0"])
+    expect(page.locator(".msg.user")).to_have_text(["Are returns accepted within 30 days?"])
     expect(page.locator("#kb-summary")).to_have_text("faq")
     page.locator(".msg.assistant button.cite[data-marker='1']").click()
     expect(page.locator(".msg.assistant .source[data-marker='1']")).to_contain_text("faq.txt")
-    expect(page.locator("#conv-list li.active")).to_contain_text("Returns policy")
+    expect(page.locator("#conv-list li.active")).to_contain_text("Returns")
 
-    delete = page.locator("#conv-list li[data-id='conv0'] .conv-delete")
+    delete = page.locator(f"#conv-list li[data-id='{returns_id}'] .conv-delete")
     delete.click()
     expect(delete).to_have_text("Really delete?")
     delete.click()
     expect(items).to_have_count(1)
-    assert list(fake_state.conversations) == ["conv1"]
+    remaining = app.state.conversations.list_conversations(None)
+    assert [c.id for c in remaining] == [old.json()["conversation_id"]]
     expect(page.locator("#chat-empty")).to_be_visible()
     assert page.url.endswith("#/chat")
 
@@ -197,18 +295,14 @@ def test_history_opens_and_deletes_conversations(
     expect(page.locator(".msg")).to_have_count(0)
 
 
-def test_opening_a_missing_conversation_shows_the_error(
-    page: Any, fake_server: Any, fake_state: Any
-) -> None:
-    page.goto(f"{fake_server.url}/#/chat/nope")
-    expect(page.locator(".toast.error")).to_contain_text("no conversation 'nope'")
+def test_opening_a_missing_conversation_shows_the_error(page: Any, app: Served) -> None:
+    page.goto(f"{app.url}/#/chat/nope")
+    expect(page.locator(".toast.error")).to_contain_text("no conversation with id 'nope'")
     expect(page.locator("#chat-empty")).to_be_visible()
 
 
-def test_answers_render_markdown_but_never_markup(
-    page: Any, fake_server: Any, fake_state: Any
-) -> None:
-    page.goto(fake_server.url)
+def test_answers_render_markdown_but_never_markup(page: Any, app: Served) -> None:
+    page.goto(app.url)
     ask(page, "show me markup")
     body = page.locator(".msg.assistant .answer-body").last
     expect(body.locator("li")).to_have_text(["one", "two"])

@@ -143,6 +143,12 @@ def test_api_key_prompt_and_permission_errors_from_the_real_server(page: Any) ->
             "refuse"
         )
         expect(page.locator("#doctor-checks .form-error")).to_be_visible()
+        add = page.locator("#model-add-form")  # the models view is an admin's too
+        add.locator("input[name='name']").fill("mine")
+        add.locator("input[name='path']").fill("/models/mine-q4_k_m.gguf")
+        add.locator("#model-add").click()
+        expect(add.locator(".form-error")).to_contain_text("Only an admin key may change settings")
+        expect(page.locator("#models-card tr[data-model='mine']")).to_have_count(0)
         screenshot(page, "e2e-settings-read-only")
     services.close()
 

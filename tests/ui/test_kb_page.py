@@ -1,19 +1,50 @@
-"""The knowledge-base page in a real browser against the fake API."""
+"""The knowledge-base page in a real browser against the real app (one server for the module,
+emptied between tests): create, upload with progress and failure reasons, drag and drop,
+delete, sync, rebuild, the retrieval test, and files another job indexes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 import pytest
+from documents import pdf_bytes
+from harness import INDEXING, Served, serve
 from playwright.sync_api import expect
+
+from kbchat.kb.worker import add_tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+WARRANTY = ["Unpacking the kettle.", "Cleaning the kettle.", "The warranty lasts two years."]
 
-def test_create_a_kb_then_a_duplicate_shows_the_server_error(
-    page: Any, fake_server: Any, fake_state: Any
-) -> None:
-    page.goto(f"{fake_server.url}/#/kbs")
+
+@pytest.fixture(scope="module")
+def module_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve(tmp_path_factory.mktemp("kb-page")) as served:
+        yield served
+
+
+@pytest.fixture
+def app(module_app: Served) -> Iterator[Served]:
+    yield module_app
+    INDEXING.set()
+    module_app.reset()
+
+
+def add_files(app: Served, kb: str, files: dict[str, bytes], tmp_path: Path) -> None:
+    folder = tmp_path / kb
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    outcomes = app.services.library.ensure(kb).add([folder])
+    assert {o.status for o in outcomes} == {"indexed"}
+
+
+def test_create_a_kb_then_a_duplicate_shows_the_server_error(page: Any, app: Served) -> None:
+    page.goto(f"{app.url}/#/kbs")
     expect(page.locator("#kb-list")).to_contain_text("No knowledge bases yet.")
     expect(page.locator("#kb-detail")).to_contain_text("Create your first knowledge base")
     page.fill("#kb-name", "manuals")
@@ -22,7 +53,7 @@ def test_create_a_kb_then_a_duplicate_shows_the_server_error(
     expect(page.locator("#kb-title")).to_have_text("manuals")
     expect(page.locator("#kb-list li[data-name='manuals']")).to_contain_text("0 files · 0 chunks")
     expect(page.locator("#files-empty")).to_be_visible()
-    assert fake_state.kbs["manuals"]["description"] == "Device manuals"
+    assert app.services.library.get("manuals").record.description == "Device manuals"
 
     page.fill("#kb-name", "manuals")
     page.click("#kb-create-submit")
@@ -31,15 +62,18 @@ def test_create_a_kb_then_a_duplicate_shows_the_server_error(
     )
 
 
-def test_upload_several_files_with_progress_and_failure_reasons(
-    page: Any, fake_server: Any, fake_state: Any
-) -> None:
-    fake_state.add_kb("manuals")
-    page.goto(f"{fake_server.url}/#/kbs/manuals")
+def test_upload_several_files_with_progress_and_failure_reasons(page: Any, app: Served) -> None:
+    app.services.library.ensure("uploads")
+    INDEXING.clear()
+    page.goto(f"{app.url}/#/kbs/uploads")
     page.set_input_files(
         "#file-input",
         [
-            {"name": "guide.md", "mimeType": "text/markdown", "buffer": b"# Guide\n" + b"x" * 400},
+            {
+                "name": "guide.md",
+                "mimeType": "text/markdown",
+                "buffer": b"# Guide\n" + b"x" * 400,
+            },
             {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"some notes " * 20},
             {"name": "setup.exe.pdf", "mimeType": "application/pdf", "buffer": b"MZ\x90\x00"},
         ],
@@ -47,32 +81,34 @@ def test_upload_several_files_with_progress_and_failure_reasons(
     job = page.locator("#jobs .job").first
     expect(job).to_contain_text("Upload: 3 files")
     expect(job).to_have_attribute("data-status", "running")
+    expect(job.locator(".job-files li[data-file='setup.exe.pdf'] .badge")).to_have_text("failed")
+    expect(job.locator(".job-files li[data-file='guide.md']")).to_have_attribute(
+        "data-status", "waiting"
+    )
+    INDEXING.set()
     expect(job).to_have_attribute("data-status", "done")
     expect(job.locator(".job-label")).to_have_text(
         "Done: 2 indexed, 1 failed, 0 skipped, 0 removed"
     )
-    expect(job.locator(".job-problems li.failed")).to_contain_text("looks like an executable")
-    assert fake_state.uploads == [["guide.md", "notes.txt", "setup.exe.pdf"]]
+    expect(job.locator(".job-problems li.failed")).to_contain_text("Windows executable")
 
     rows = page.locator("#file-rows tr")
     expect(rows).to_have_count(3)
     failed = page.locator("#file-rows tr[data-name='setup.exe.pdf']")
     expect(failed.locator(".badge")).to_have_text("failed")
-    expect(failed.locator(".reason")).to_contain_text("not a supported document")
+    expect(failed.locator(".reason")).to_contain_text("not a pdf file")
     expect(page.locator("#file-rows tr[data-name='guide.md'] .badge")).to_have_text("indexed")
-    expect(page.locator("#kb-list li[data-name='manuals']")).to_contain_text("1 failed")
+    expect(page.locator("#kb-list li[data-name='uploads']")).to_contain_text("1 failed")
 
 
-def test_drag_and_drop_uploads_the_dropped_files(
-    page: Any, fake_server: Any, fake_state: Any
-) -> None:
-    fake_state.add_kb("manuals")
-    page.goto(f"{fake_server.url}/#/kbs/manuals")
+def test_drag_and_drop_uploads_the_dropped_files(page: Any, app: Served) -> None:
+    app.services.library.ensure("dropped")
+    page.goto(f"{app.url}/#/kbs/dropped")
     expect(page.locator("#dropzone")).to_be_visible()
     transfer = page.evaluate_handle("""() => {
         const data = new DataTransfer();
         data.items.add(new File(["保修期为两年。"], "保修.txt", { type: "text/plain" }));
-        data.items.add(new File(["second file"], "b.md", { type: "text/markdown" }));
+        data.items.add(new File(["# Second\\n\\nsecond file"], "b.md", { type: "text/markdown" }));
         return data;
     }""")
     page.dispatch_event("#dropzone", "dragover", {"dataTransfer": transfer})
@@ -81,19 +117,30 @@ def test_drag_and_drop_uploads_the_dropped_files(
     expect(page.locator("#jobs .job").first).to_have_attribute("data-status", "done")
     expect(page.locator("#file-rows tr")).to_have_count(2)
     expect(page.locator("#file-rows")).to_contain_text("保修.txt")
-    assert fake_state.uploads == [["保修.txt", "b.md"]]
+    assert sorted(f.name for f in app.services.library.get("dropped").files()) == [
+        "b.md",
+        "保修.txt",
+    ]
 
 
-def test_delete_a_file_sync_and_rebuild(page: Any, fake_server: Any, fake_state: Any) -> None:
-    fake_state.add_kb("manuals", files={"a.pdf": 4, "b.md": 2})
-    page.goto(f"{fake_server.url}/#/kbs/manuals")
+def test_delete_a_file_sync_and_rebuild(page: Any, app: Served) -> None:
+    app.services.library.ensure("synced")
+    page.goto(f"{app.url}/#/kbs/synced")
+    page.set_input_files(
+        "#file-input",
+        [
+            {"name": "a.txt", "mimeType": "text/plain", "buffer": b"The warranty lasts two years."},
+            {"name": "b.md", "mimeType": "text/markdown", "buffer": b"# B\n\nDescale monthly."},
+        ],
+    )
+    expect(page.locator("#jobs .job").first).to_have_attribute("data-status", "done")
     expect(page.locator("#file-rows tr")).to_have_count(2)
-    delete = page.locator("#file-rows tr[data-name='a.pdf'] .file-delete")
+    delete = page.locator("#file-rows tr[data-name='a.txt'] .file-delete")
     delete.click()
     delete.click()
     expect(page.locator("#file-rows tr")).to_have_count(1)
-    assert list(fake_state.files["manuals"]) == ["b.md"]
-    expect(page.locator("#kb-list li[data-name='manuals']")).to_contain_text("1 file · 2 chunks")
+    assert [f.name for f in app.services.library.get("synced").files()] == ["b.md"]
+    expect(page.locator("#kb-list li[data-name='synced']")).to_contain_text("1 file · ")
 
     page.click("#kb-sync")
     sync = page.locator("#jobs .job").first
@@ -108,67 +155,75 @@ def test_delete_a_file_sync_and_rebuild(page: Any, fake_server: Any, fake_state:
     expect(rebuild.locator(".job-label")).to_have_text(
         "Done: 1 indexed, 0 failed, 0 skipped, 0 removed"
     )
-    assert [job["kind"] for job in fake_state.jobs.values()] == ["remove", "sync", "rebuild"]
+    kinds = [job.kind for job in app.state.jobs.list_jobs("synced")]
+    assert kinds == ["rebuild", "sync", "remove", "add"]  # newest first
 
 
-def test_retrieval_test_shows_hits_with_scores(
-    page: Any, fake_server: Any, fake_state: Any
-) -> None:
-    fake_state.add_kb("manuals", files={"warranty.pdf": 4})
-    page.goto(f"{fake_server.url}/#/kbs/manuals")
-    page.fill("#search-query", "warranty")
+def test_retrieval_test_shows_hits_with_scores(page: Any, app: Served, tmp_path: Path) -> None:
+    add_files(app, "searched", {"warranty.pdf": pdf_bytes(WARRANTY)}, tmp_path)
+    page.goto(f"{app.url}/#/kbs/searched")
+    page.fill("#search-query", "warranty two years")
     page.fill("#search-topk", "1")
     page.select_option("#search-mode", "bm25")
-    page.click("#search-submit")
+    with page.expect_request("**/api/search") as sent:
+        page.click("#search-submit")
+    assert sent.value.post_data_json == {
+        "kbs": ["searched"],
+        "query": "warranty two years",
+        "top_k": 1,
+        "mode": "bm25",
+    }
     hits = page.locator("#search-results .hit")
     expect(hits).to_have_count(1)
     expect(hits.first).to_contain_text("warranty.pdf")
     expect(hits.first).to_contain_text("page 3")
-    expect(hits.first.locator(".score-value")).to_have_text("0.82")
-    assert fake_state.search_requests[-1] == {
-        "kbs": ["manuals"],
-        "query": "warranty",
-        "top_k": 1,
-        "mode": "bm25",
-    }
+    score = float(hits.first.locator(".score-value").inner_text())
+    assert 0.0 < score <= 1.0
 
     page.fill("#search-query", "nothing at all")
-    page.fill("#search-threshold", "0.9")
-    page.click("#search-submit")
+    page.fill("#search-threshold", "0.95")
+    with page.expect_request("**/api/search") as sent:
+        page.click("#search-submit")
+    assert sent.value.post_data_json["threshold"] == 0.95
     expect(page.locator("#search-empty")).to_be_visible()
-    expect(page.locator("#search-results .note")).to_have_text("no passage scored above 0.25")
-    assert fake_state.search_requests[-1]["threshold"] == 0.9
 
 
-def test_delete_a_knowledge_base(page: Any, fake_server: Any, fake_state: Any) -> None:
-    fake_state.add_kb("manuals")
-    fake_state.add_kb("old")
-    page.goto(f"{fake_server.url}/#/kbs/old")
+def test_delete_a_knowledge_base(page: Any, app: Served) -> None:
+    app.services.library.ensure("manuals")
+    app.services.library.ensure("old")
+    page.goto(f"{app.url}/#/kbs/old")
     expect(page.locator("#kb-title")).to_have_text("old")
     delete = page.locator(".kb-actions button", has_text="Delete knowledge base")
     delete.click()
     page.locator(".kb-actions button.armed").click()
     expect(page.locator("#kb-list li")).to_have_count(1)
     expect(page.locator("#kb-detail")).to_contain_text("Pick a knowledge base")
-    assert list(fake_state.kbs) == ["manuals"]
+    assert app.services.library.names() == ["manuals"]
 
 
-def test_unknown_kb_shows_the_not_found_message(page: Any, fake_server: Any) -> None:
-    page.goto(f"{fake_server.url}/#/kbs/ghost")
+def test_unknown_kb_shows_the_not_found_message(page: Any, app: Served) -> None:
+    page.goto(f"{app.url}/#/kbs/ghost")
     expect(page.locator("#kb-detail .form-error")).to_have_text("no knowledge base named 'ghost'")
 
 
 def test_files_indexed_by_another_job_update_by_themselves(
-    page: Any, fake_server: Any, fake_state: Any
+    page: Any, app: Served, tmp_path: Path
 ) -> None:
-    from fake_api import file_json
-
-    fake_state.add_kb("docs")
-    fake_state.files["docs"]["faq.txt"] = file_json("faq.txt", "pending")
-    page.goto(f"{fake_server.url}/#/kbs/docs")
+    kb = app.services.library.ensure("docs")
+    faq = tmp_path / "faq.txt"
+    faq.write_text("Returns are accepted within 30 days of purchase.", encoding="utf-8")
+    catalog = app.services.library.catalog
+    INDEXING.clear()
+    catalog.set_file_status(kb.record.id, "faq.txt", path=str(faq), status="pending", error=None)
+    app.state.jobs.submit(
+        "docs",
+        "add",
+        add_tasks([("faq.txt", faq, sha256(faq.read_bytes()).hexdigest())], shared=False),
+    )
+    page.goto(f"{app.url}/#/kbs/docs")
     badge = page.locator("#file-rows tr[data-name='faq.txt'] .badge")
     expect(badge).to_have_text("pending")
     expect(page.locator("#kb-list li[data-name='docs']")).to_contain_text("1 pending")
-    fake_state.files["docs"]["faq.txt"] = file_json("faq.txt", "indexed", chunks=4, size=900)
-    expect(badge).to_have_text("indexed", timeout=6_000)
+    INDEXING.set()
+    expect(badge).to_have_text("indexed")
     expect(page.locator("#kb-list li[data-name='docs']")).not_to_contain_text("pending")

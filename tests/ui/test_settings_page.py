@@ -1,5 +1,6 @@
-"""The settings view against the real server: the models' facts, the settings editor (saved
-to kbchat.toml, kept after a reload), the colour choice, and the first start's progress."""
+"""The settings view against the real server: the models' facts, adding, pulling and choosing
+models, the settings editor (saved to kbchat.toml, kept after a reload), the colour choice, and
+the first start's progress."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from kbchat.app import build
 from kbchat.config import load_settings
 from kbchat.registry import embedders
 from kbchat.testing.fakes import HashEmbedder, ScriptedChatModel
+from tests.llm.hf_mirror import Mirror, serve_mirror
 from tests.llm.tiny_gguf import write_tiny_gguf
 from tests.server.support import NO_ANSWER_BAR
 
@@ -100,3 +102,52 @@ def test_first_start_shows_the_sample_kb_progress(
     screenshot(page, "first-run-progress")
     expect(banner).to_have_text("The sample knowledge base is ready: ask about kbchat.")
     expect(banner).to_be_hidden()
+
+
+def test_models_view_adds_a_gguf_pulls_one_and_sets_the_default(
+    page: Any,
+    live_app: tuple[LiveServer, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, config = live_app
+    page.goto(f"{server.url}/#/settings")
+    card = page.locator("#models-card")
+    tiny = card.locator("tr[data-model='tiny']")
+    expect(tiny).to_contain_text("Q4_K_M")
+    expect(card.locator("tr[data-model='qwen2.5-0.5b']")).to_contain_text("default")
+
+    tiny.locator(".model-default").click()
+    expect(page.locator(".toast.ok").last).to_contain_text("tiny is now the default model.")
+    expect(card.locator("tr[data-model='tiny']")).to_contain_text("default")
+    expect(card.locator("tr[data-model='qwen2.5-0.5b'] .model-default")).to_be_visible()
+    expect(page.locator("#settings-form select[name='default_model']")).to_have_value("tiny")
+    assert tomllib.loads(config.read_text(encoding="utf-8"))["default_model"] == "tiny"
+
+    add = card.locator("#model-add-form")
+    add.locator("input[name='name']").fill("local")
+    add.locator("input[name='path']").fill(str(tmp_path / "missing.gguf"))
+    add.locator("#model-add").click()
+    expect(add.locator(".form-error")).to_contain_text("path: no file")
+    local = write_tiny_gguf(tmp_path / "local-q4.gguf")
+    add.locator("input[name='path']").fill(str(local))
+    add.locator("input[name='n_ctx']").fill("1024")
+    add.locator("#model-add").click()
+    row = card.locator("tr[data-model='local']")
+    expect(row).to_contain_text("Q4_K_M")
+    expect(row).to_contain_text("context 1024 of 2048")
+    assert tomllib.loads(config.read_text(encoding="utf-8"))["models"]["local"]["n_ctx"] == 1024
+
+    weights = write_tiny_gguf(tmp_path / "w.gguf").read_bytes()
+    with serve_mirror(Mirror({"owner/tiny-GGUF": {"tiny-q4_k_m.gguf": weights}})) as mirror:
+        monkeypatch.setenv("MODELSCOPE_ENDPOINT", mirror.url)
+        pull = page.locator("#models-card #model-pull-form")
+        pull.locator("select[name='source']").select_option("modelscope")
+        pull.locator("input[name='reference']").fill("owner/tiny-GGUF")
+        pull.locator("input[name='name']").fill("pulled")
+        pull.locator("#model-pull-start").click()
+        expect(page.locator(".toast.ok").last).to_contain_text("Downloaded and added as pulled.")
+    pulled = page.locator("#models-card tr[data-model='pulled']")
+    expect(pulled).to_contain_text("Q4_K_M")
+    expect(pulled).to_contain_text("tiny-q4_k_m.gguf")
+    screenshot(page, "settings-models")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fpdf import FPDF
+from documents import pdf_bytes
 from harness import LiveServer, screenshot
 from playwright.sync_api import expect
 
@@ -29,15 +29,6 @@ PAGES = [
     "Warranty. The K3 kettle has a two year warranty from the date of purchase.",
 ]
 REPLY = "The K3 kettle has a two year warranty from the date of purchase [1]."
-
-
-def pdf_bytes(pages: list[str]) -> bytes:
-    pdf = FPDF()
-    pdf.set_font("helvetica", size=14)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 10, text, new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())
 
 
 def cjk_pdf(lines: list[str]) -> bytes:

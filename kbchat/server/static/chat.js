@@ -171,7 +171,8 @@ export function renderChat(root, conversationId, navigate) {
       if (done) return;
       done = true;
       const title = field.value.trim();
-      if (save && title !== conversation.title) {
+      if (save && !title) toast(t("chat.titleEmpty"), "error");
+      else if (save && title !== conversation.title) {
         try {
           await api(`/api/conversations/${encodeURIComponent(conversation.id)}`, { method: "PATCH", json: { title } });
         } catch (exc) {

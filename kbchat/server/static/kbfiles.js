@@ -18,15 +18,26 @@ function filePath(name) {
   return name.split("/").map(encodeURIComponent).join("/");
 }
 
-/** A card following one background job: a progress bar, counts, and the files that did not index. */
-function jobCard(container, title) {
+/**
+ * A card following one background job: a progress bar, counts, each of `names` (the uploaded
+ * files) with its state as the job reaches it, and the files that did not index.
+ */
+function jobCard(container, title, names = []) {
   const bar = h("div", { class: "bar-fill" });
   const label = h("div", { class: "job-label" }, t("job.preparing"));
   const problems = h("ul", { class: "job-problems" });
+  const rows = new Map(names.map((name) => [name, h("li", { dataset: { file: name, status: "waiting" } })]));
+  const drawFile = (name, status) => {
+    const row = rows.get(name);
+    row.dataset.status = status;
+    replace(row, status === "waiting" ? h("span", { class: "badge" }, t("job.fileWaiting")) : statusBadge(status), " ", h("span", { class: "job-file-name" }, name));
+  };
+  rows.forEach((_, name) => drawFile(name, "waiting"));
   const close = h("button", { type: "button", class: "btn ghost small", hidden: true, onclick: () => card.remove() }, t("common.close"));
   const card = h("div", { class: "job card", role: "status" },
     h("div", { class: "job-head" }, h("strong", {}, title), close),
-    h("div", { class: "bar" }, bar), label, problems);
+    h("div", { class: "bar" }, bar), label,
+    rows.size ? h("ul", { class: "job-files" }, [...rows.values()]) : null, problems);
   container.prepend(card);
   const setBar = (fraction) => { bar.style.width = `${Math.round(Math.max(0, Math.min(1, fraction)) * 100)}%`; };
   return {
@@ -41,6 +52,7 @@ function jobCard(container, title) {
       setBar(isFinished(job) ? 1 : total ? done / total : 0);
       const files = job.files || [];
       const count = (status) => files.filter((f) => f.status === status).length;
+      files.forEach((f) => { if (rows.has(f.name)) drawFile(f.name, f.status); });
       if (job.status === "queued") label.textContent = t("job.queued");
       else if (job.status === "running") {
         label.textContent = t("job.running", { done, total });
@@ -356,7 +368,7 @@ export function renderKbDetail(container, name, { onChanged, onDeleted }) {
     if (!files.length) return;
     const form = new FormData();
     files.forEach(({ file, path }) => form.append("files", file, path));
-    const card = jobCard(jobs, t("job.upload", { n: files.length }));
+    const card = jobCard(jobs, t("job.upload", { n: files.length }), files.map(({ path }) => path));
     try {
       const query = overwrite ? "?overwrite=true" : "";
       const result = await upload(`${base}/files${query}`, form, (p) => card.uploading(p));

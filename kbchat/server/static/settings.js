@@ -1,4 +1,5 @@
-// The settings view: configured models, the embedder, answering policy, and the doctor's checks.
+// The settings view: configured models (add a GGUF, pull one, choose the default), the embedder,
+// answering policy, and the doctor's checks.
 
 import { api } from "./api.js";
 import { formatBytes, h, replace } from "./dom.js";
@@ -38,21 +39,140 @@ function modelFacts(m) {
   return parts.join(" · ") || "—";
 }
 
-function modelsCard(models, embedded) {
+function modelsCard(models, embedded, reload) {
+  const problem = h("p", { class: "form-error", role: "alert", hidden: true, id: "models-error" });
+  const fail = (exc) => {
+    problem.textContent = exc.status === 403 ? t("settings.adminOnly", { message: exc.message }) : exc.message;
+    problem.hidden = false;
+  };
+  const makeDefault = async (name, button) => {
+    button.disabled = true;
+    try {
+      await api("/api/settings", { method: "PUT", json: { default_model: name } });
+      toast(t("models.defaultSet", { name }), "ok");
+      reload();
+    } catch (exc) {
+      fail(exc);
+      button.disabled = false;
+    }
+  };
   const rows = models.map((m) => h("tr", { dataset: { model: m.name } },
     h("td", {}, h("strong", {}, m.name), m.default ? h("span", { class: "badge indexed" }, t("chat.defaultModel")) : null,
       h("div", { class: "muted detail" }, m.source || m.backend || "")),
     h("td", { class: "model-facts" }, modelFacts(m)),
     h("td", {}, h("span", { class: `badge ${m.status === "ready" || m.status === "remote" ? "indexed" : "skipped"}` }, m.status || "—"),
-      m.hint ? h("div", { class: "muted detail" }, m.hint) : null)));
+      m.hint ? h("div", { class: "muted detail" }, m.hint) : null),
+    h("td", {}, m.default ? null : h("button", { type: "button", class: "btn ghost small model-default",
+      onclick: (event) => makeDefault(m.name, event.currentTarget) }, t("models.makeDefault")))));
   const more = embedded.filter((e) => !e.configured_as.length).map((e) => h("li", { dataset: { embedded: e.key } },
     h("strong", {}, e.key), ` (${formatBytes(e.file_bytes)}, ${e.installed ? t("settings.installed") : t("settings.notInstalled")}): `,
     h("code", {}, e.install)));
   return card(t("settings.models"), "models-card",
     models.length ? h("table", { class: "plain-table" },
-      h("thead", {}, h("tr", {}, h("th", {}, t("settings.modelName")), h("th", {}, t("settings.modelFacts")), h("th", {}, t("settings.status")))),
+      h("thead", {}, h("tr", {}, h("th", {}, t("settings.modelName")), h("th", {}, t("settings.modelFacts")), h("th", {}, t("settings.status")), h("th", {}))),
       h("tbody", {}, rows)) : h("p", { class: "muted" }, t("settings.noModels")),
-    more.length ? h("div", { class: "more-models" }, h("p", { class: "muted" }, t("settings.moreModels")), h("ul", {}, more)) : null);
+    problem,
+    more.length ? h("div", { class: "more-models" }, h("p", { class: "muted" }, t("settings.moreModels")), h("ul", {}, more)) : null,
+    h("div", { class: "model-forms" }, addModelForm(reload), pullModelForm(reload)));
+}
+
+/** Add a GGUF file on the server's disk by its path (admins). */
+function addModelForm(reload) {
+  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  const form = h("form", { class: "settings-form model-form", id: "model-add-form", novalidate: true },
+    h("h4", {}, t("models.addTitle")),
+    h("label", { class: "field" }, h("span", {}, t("models.name")), h("input", { type: "text", name: "name", required: true, placeholder: "qwen2.5-1.5b" })),
+    h("label", { class: "field" }, h("span", {}, t("models.path")), h("input", { type: "text", name: "path", required: true, placeholder: "/models/qwen2.5-1.5b-instruct-q4_k_m.gguf" })),
+    h("label", { class: "field" }, h("span", {}, t("models.nCtx")), h("input", { type: "number", name: "n_ctx", min: 257, step: 1, placeholder: "4096" })),
+    h("label", { class: "check" }, h("input", { type: "checkbox", name: "default" }), h("span", {}, t("models.asDefault"))),
+    error,
+    h("button", { type: "submit", class: "btn", id: "model-add" }, t("models.add")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const data = new FormData(form);
+    const body = { name: String(data.get("name") || "").trim(), path: String(data.get("path") || "").trim(), default: data.get("default") === "on" };
+    if (data.get("n_ctx")) body.n_ctx = Number(data.get("n_ctx"));
+    if (!body.name || !body.path) {
+      error.textContent = t("models.needNamePath");
+      error.hidden = false;
+      return;
+    }
+    try {
+      const added = await api("/api/models", { method: "POST", json: body });
+      toast(t("models.added", { name: added.name }), "ok");
+      reload();
+    } catch (exc) {
+      error.textContent = exc.status === 403 ? t("settings.adminOnly", { message: exc.message }) : exc.message;
+      error.hidden = false;
+    }
+  });
+  return form;
+}
+
+/** Download a GGUF from Hugging Face or ModelScope, following its bytes (admins). */
+function pullModelForm(reload) {
+  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  const fill = h("div", { class: "bar-fill" });
+  const label = h("div", { class: "job-label", id: "model-pull-label" });
+  const status = h("div", { class: "job model-pull", id: "model-pull", hidden: true }, h("div", { class: "bar" }, fill), label);
+  const source = h("select", { name: "source" },
+    h("option", { value: "huggingface" }, "Hugging Face"), h("option", { value: "modelscope" }, "ModelScope"));
+  const submit = h("button", { type: "submit", class: "btn", id: "model-pull-start" }, t("models.pull"));
+  const form = h("form", { class: "settings-form model-form", id: "model-pull-form", novalidate: true },
+    h("h4", {}, t("models.pullTitle")),
+    h("label", { class: "field" }, h("span", {}, t("models.source")), source),
+    h("label", { class: "field" }, h("span", {}, t("models.reference")),
+      h("input", { type: "text", name: "reference", required: true, placeholder: "Qwen/Qwen2.5-1.5B-Instruct-GGUF" })),
+    h("label", { class: "field" }, h("span", {}, t("models.nameOptional")), h("input", { type: "text", name: "name" })),
+    h("p", { class: "muted" }, t("models.pullNote")),
+    error, status, submit);
+  const show = (pull) => {
+    status.hidden = false;
+    status.dataset.status = pull.status;
+    const fraction = pull.total_bytes ? pull.done_bytes / pull.total_bytes : 0;
+    fill.style.width = `${Math.round((pull.status === "done" ? 1 : fraction) * 100)}%`;
+    if (pull.status === "failed") label.textContent = t("models.pullFailed", { message: pull.error || "" });
+    else if (pull.status === "done") label.textContent = t("models.pullDone", { name: pull.model });
+    else if (pull.total_bytes) label.textContent = t("models.pulling", { done: formatBytes(pull.done_bytes), total: formatBytes(pull.total_bytes) });
+    else label.textContent = t("models.pullStarting");
+  };
+  const follow = async (pull) => {
+    show(pull);
+    while (pull.status === "running") {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      pull = await api(`/api/models/pulls/${encodeURIComponent(pull.id)}`);
+      show(pull);
+    }
+    return pull;
+  };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const data = new FormData(form);
+    const body = { reference: String(data.get("reference") || "").trim(), source: source.value };
+    const name = String(data.get("name") || "").trim();
+    if (name) body.name = name;
+    if (!body.reference) {
+      error.textContent = t("models.needReference");
+      error.hidden = false;
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const pull = await follow(await api("/api/models/pulls", { method: "POST", json: body }));
+      if (pull.status === "done") {
+        toast(t("models.pullDone", { name: pull.model }), "ok");
+        reload();
+      }
+    } catch (exc) {
+      error.textContent = exc.status === 403 ? t("settings.adminOnly", { message: exc.message }) : exc.message;
+      error.hidden = false;
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
 }
 
 function themeCard() {
@@ -161,7 +281,7 @@ export function renderSettings(root) {
     replace(grid,
       failed.map((m) => h("p", { class: "form-error", role: "alert" }, m)),
       h("div", { class: "settings-columns" },
-        modelsCard(models, embedded),
+        modelsCard(models, embedded, () => load()),
         settingsResult.status === "fulfilled" ? editCard(settings, models, load, notice) : null,
         themeCard(),
         card(t("settings.embedder"), "embedder-card", factList(settings, [
