@@ -10,6 +10,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from kbchat.errors import BadInput, ConfigError, Conflict
+from kbchat.kb.originals import drop_unused_blob, uploads_dir
 from kbchat.options import ChunkOverlap, ChunkSize, check_value
 from kbchat.registry import create_embedder, open_vector_store, vector_stores
 from kbchat.store.catalog import Catalog, KBRecord
@@ -137,7 +138,7 @@ class Library:
         vector_stores.factory(backend)  # an unknown backend fails here, listing the known ones
         spec = self.default_embedder_spec(embedder)
         model = self.embedder(spec)
-        return self.catalog.create_kb(
+        record = self.catalog.create_kb(
             name,
             embedder=model.name,
             embedder_spec=spec,
@@ -147,6 +148,10 @@ class Library:
             chunk_overlap=overlap,
             description=description,
         )
+        # A SQLite catalog made before ids were never reused may hand out a dropped KB's id:
+        # whatever that KB left on this machine (its index, its uploads) is not this one's.
+        self._remove_local(record.id)
+        return record
 
     def records(self) -> list[KBRecord]:
         """The user's knowledge bases (temporary ones left out)."""
@@ -223,10 +228,10 @@ class Library:
     def drop(self, name: str) -> None:
         """Delete a knowledge base: its vector store, its catalog rows, its folder.
 
-        The store goes first: should that fail, the knowledge base is still whole.
+        The store goes first: should that fail, the knowledge base is still whole. Its
+        uploaded originals go too (on this machine, and their bytes in a shared catalog unless
+        another file has the same content).
         """
-        from kbchat.kb.knowledge_base import remove_kb_directory
-
         record = self.catalog.get_kb(name)
         with self._lock:
             cached = self._open.pop(name, None)
@@ -234,8 +239,18 @@ class Library:
             cached.index.drop_vectors()
         else:
             self.store_opener(record)().drop()
+        uploaded = {f.sha256 for f in self.catalog.list_files(record.id) if f.sha256}
         self.catalog.drop_kb(record.id)
-        remove_kb_directory(self.settings.kb_root / str(record.id))
+        self._remove_local(record.id)
+        for sha256 in uploaded:  # bytes kept for other machines, if no other file has them
+            drop_unused_blob(self.catalog, sha256)
+
+    def _remove_local(self, kb_id: int) -> None:
+        """Delete a knowledge base's folder and uploaded originals on this machine."""
+        from kbchat.kb.knowledge_base import remove_kb_directory
+
+        remove_kb_directory(self.settings.kb_root / str(kb_id))
+        remove_kb_directory(uploads_dir(self.settings, kb_id))
 
     def store_opener(self, record: KBRecord) -> StoreOpener:
         """Opens ``record``'s vector store: its backend, folder and collection, and the URL the

@@ -36,7 +36,6 @@ from kbchat.server.sse import KEEP_ALIVE, SSE_HEADERS, sse_event
 from kbchat.server.state import ServerState, current_principal, find_kb, get_state
 from kbchat.server.uploads import (
     place_uploads,
-    remove_uploads,
     safe_path,
     stage_uploads,
     unsupported_reason,
@@ -155,15 +154,14 @@ def get_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> KBDetail:
 @router.delete("/api/kbs/{name}", status_code=204, responses=documented(401, 403, 404, 409, 422))
 def delete_kb(name: KBNameInPath, state: StateDep, caller: CallerDep) -> Response:
     """Delete a knowledge base, its indexes and its uploaded files (409 while jobs run)."""
-    record = find_kb(state, caller, name, "admin")
+    find_kb(state, caller, name, "admin")
     library = state.services.library
     if active := state.jobs.active(name):
         raise Conflict(
             f"knowledge base {name!r} has {len(active)} job(s) queued or running "
             f"({', '.join(j.id for j in active)}); delete it when they finish"
         )
-    library.drop(name)
-    remove_uploads(uploads_dir(state.settings, record.id))
+    library.drop(name)  # with its uploads
     return Response(status_code=204)
 
 

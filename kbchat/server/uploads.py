@@ -17,7 +17,6 @@ import hashlib
 import os
 import re
 import secrets
-import shutil
 import unicodedata
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
@@ -387,8 +386,3 @@ def accept_upload(
         reason = f"{name}: a different file of this name is already attached"
         return None, FileOutcome(name, "", "failed", reason)
     return staged.target, None
-
-
-def remove_uploads(folder: Path) -> None:
-    """Delete a knowledge base's uploads folder and everything in it."""
-    shutil.rmtree(folder, ignore_errors=True)

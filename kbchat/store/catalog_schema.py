@@ -48,6 +48,9 @@ kbs = Table(
     Column("generation", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # A dropped knowledge base's id is never handed out again (SQLite reuses the largest id
+    # otherwise): caches and uploads on every machine are kept per id.
+    sqlite_autoincrement=True,
 )
 
 files = Table(

@@ -254,6 +254,45 @@ def test_drop_removes_everything(library: Library, docs: Path) -> None:
     assert np.all(library.catalog.chunk_ids(kb.record.id) == np.zeros(0))
 
 
+def test_drop_removes_the_uploads_and_a_new_kb_never_takes_the_old_id(
+    library: Library, tmp_path: Path
+) -> None:
+    from sqlalchemy import select
+
+    from kbchat.kb.originals import save_blob, uploads_dir
+    from kbchat.store.catalog_schema import blobs
+
+    first = library.create("first")
+    dropped = library.create("dropped")
+    upload = write(uploads_dir(library.settings, dropped.id) / "manual.txt", "The K3 kettle.")
+    library.get("dropped").add([upload])
+    sha = library.get("dropped").files()[0].sha256
+    save_blob(library.catalog, upload, sha)  # as a shared catalog keeps an upload's bytes
+    library.drop("dropped")  # as `kbchat kb drop` does, not only the API's delete
+    assert not uploads_dir(library.settings, dropped.id).exists()
+    with library.catalog.engine.connect() as conn:
+        assert conn.execute(select(blobs.c.sha256)).all() == []
+    # SQLite would hand the largest id out again; the new KB must not see the old one's files.
+    fresh = library.create("fresh")
+    assert fresh.id not in (first.id, dropped.id)
+    assert library.get("fresh").files() == []
+
+
+def test_a_new_kb_does_not_inherit_what_an_earlier_kb_of_its_id_left_here(
+    library: Library,
+) -> None:
+    from kbchat.kb.originals import uploads_dir
+
+    # An older catalog reused ids: leftovers of a KB with the next id must not leak in.
+    next_id = library.create("probe").id + 1
+    stale = write(uploads_dir(library.settings, next_id) / "old.txt", "from a dropped KB")
+    write(library.settings.kb_root / str(next_id) / "state.json", '{"vectors": 3}')
+    record = library.create("new")
+    assert record.id == next_id
+    assert not stale.exists()
+    assert not (library.settings.kb_root / str(next_id) / "state.json").exists()
+
+
 def test_damaged_index_files_are_rebuilt_not_fatal(library: Library, docs: Path) -> None:
     library.create("m")
     kb = library.get("m")

@@ -122,8 +122,6 @@ class Served:
     def reset(self) -> None:
         """Forget every conversation and knowledge base with its uploads, as the API's
         deletes do (between tests sharing the server)."""
-        from kbchat.server.uploads import remove_uploads, uploads_dir
-
         conversations = self.state.conversations
         for conversation in conversations.list_conversations(None):
             conversations.delete(conversation.id, None)
@@ -131,8 +129,7 @@ class Served:
         for record in library.records():
             for job in self.state.jobs.active(record.name):  # a test may leave one running
                 self.state.jobs.wait(job.id, timeout=30)
-            library.drop(record.name)
-            remove_uploads(uploads_dir(self.services.settings, record.id))
+            library.drop(record.name)  # with its uploads
 
 
 @contextmanager
