@@ -119,6 +119,7 @@ class LazyGroup(TyperGroup):
         module_name, _, attribute = entry.target.partition(":")
         target = getattr(importlib.import_module(module_name), attribute)
         command: Any
+        # pretty_exceptions_short: typer's default (the root turns pretty exceptions off)
         if isinstance(target, typer.Typer):
             command = get_group_from_info(
                 TyperInfo(target, name=name),

@@ -64,6 +64,8 @@ COMMANDS: dict[str, Lazy] = {
 
 
 class KbchatGroup(LazyGroup):
+    """The ``kbchat`` group: ``COMMANDS``, each imported when it runs."""
+
     entries = COMMANDS
 
 
