@@ -1,21 +1,28 @@
 """CLI start-up benchmark: `kbchat --help` and `kbchat kb list` against a bare `import typer`.
 
-Usage: python bench/cli_startup.py [--runs 5] [--label after] [--out bench/results/cli_startup.json]
+Usage: python bench/cli_startup.py [--runs 5] [--label after] [--instructions] [--root CHECKOUT]
+       [--out bench/results/cli_startup.json]
 
 Each command runs ``--runs`` times in a fresh interpreter (``sys.executable``, this checkout first
 on PYTHONPATH, KBCHAT_HOME in a temporary folder); the JSON gives the median wall time and the
 median CPU time (user + system: less disturbed by other load on the machine) in seconds, their
 ratios to the bare import, the heaviest top-level packages by ``python -X importtime`` self time
 (milliseconds) and which of numpy, faiss, fastapi, sqlalchemy, pydantic_settings were imported.
+Two floors are measured alongside: a one-flag typer command (typer 0.29 builds a pydantic
+TypeAdapter per parameter it parses) and importing the libraries ``kb list`` cannot do without.
+With ``--instructions`` each command also runs once under valgrind, whose instruction count
+(and its ratio to the bare import) stays the same however busy the machine is.
 Results of several labels ("before", "after") accumulate in one file.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -28,10 +35,24 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("numpy", "faiss", "fastapi", "sqlalchemy", "pydantic_settings")
+TYPER_COMMAND = """
+import typer
+app = typer.Typer()
+@app.command()
+def hello(as_json: bool = False) -> None:
+    pass
+app([], standalone_mode=False)
+"""
 COMMANDS: dict[str, list[str]] = {
     "import typer": ["-c", "import typer"],
     "kbchat --help": ["-m", "kbchat", "--help"],
     "kbchat kb list": ["-m", "kbchat", "kb", "list"],
+    # floors: what any typer command costs, and the libraries `kb list` cannot do without
+    "floor: a one-flag typer command": ["-c", TYPER_COMMAND],
+    "floor: kb list's libraries": [
+        "-c",
+        "import typer, pydantic_settings, sqlalchemy.dialects.sqlite, rich.console, rich.table",
+    ],
 }
 
 
@@ -83,7 +104,33 @@ def import_profile(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def run(runs: int, root: Path) -> dict[str, Any]:
+def instructions(args: list[str], env: dict[str, str]) -> int:
+    """Instructions one run executes, counted by valgrind (cachegrind, no cache simulation):
+    unlike times, the count does not grow with other load on the machine."""
+    valgrind = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+    ]
+    done = subprocess.run(
+        [*valgrind, sys.executable, *args],
+        env=env,
+        cwd=env["KBCHAT_HOME"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count in valgrind's output: {done.stderr[-500:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def run(runs: int, root: Path, *, count: bool = False) -> dict[str, Any]:
+    # kbchat's own modules load from bytecode, as from an installed package (with
+    # PYTHONDONTWRITEBYTECODE set, every run would otherwise compile them again)
+    compileall.compile_dir(root / "kbchat", quiet=1)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as home:
         env = _env(Path(home), root)
@@ -95,10 +142,15 @@ def run(runs: int, root: Path) -> dict[str, Any]:
                 "runs_s": [round(t, 3) for t in walls],
                 **import_profile(args, env),
             }
+            if count:
+                results[label]["instructions"] = instructions(args, env)
     bare = results["import typer"]
     for entry in results.values():
         entry["ratio_to_bare_typer"] = round(entry["median_s"] / bare["median_s"], 2)
         entry["cpu_ratio_to_bare_typer"] = round(entry["median_cpu_s"] / bare["median_cpu_s"], 2)
+        if count:
+            ratio = entry["instructions"] / bare["instructions"]
+            entry["instructions_ratio_to_bare_typer"] = round(ratio, 2)
     return results
 
 
@@ -107,6 +159,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--root", type=Path, default=ROOT, help="Checkout to measure.")
     parser.add_argument("--label", default="current")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="Also count each command's instructions once under valgrind (slow; load-proof).",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cli_startup.json")
     args = parser.parse_args()
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -115,14 +172,20 @@ def main() -> None:
         "load_average": list(os.getloadavg()),
         "runs": args.runs,
         "root": str(args.root),
-        "commands": run(args.runs, args.root),
+        "commands": run(args.runs, args.root, count=args.instructions),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     for label, entry in report[args.label]["commands"].items():
         print(
-            f"{label:16} wall {entry['median_s']:.3f} s ({entry['ratio_to_bare_typer']}x)  "
+            f"{label:32} wall {entry['median_s']:.3f} s ({entry['ratio_to_bare_typer']}x)  "
             f"cpu {entry['median_cpu_s']:.3f} s ({entry['cpu_ratio_to_bare_typer']}x)"
+            + (
+                f"  instructions {entry['instructions'] / 1e6:.0f} M "
+                f"({entry['instructions_ratio_to_bare_typer']}x)"
+                if "instructions" in entry
+                else ""
+            )
         )
 
 

@@ -1,9 +1,10 @@
 """Help in plain words: ``NAME`` and ``TEXT`` where typer 0.29 prints ``{name}`` and ``<str>``.
 
 Typer 0.29 labels every option with its Python type (``<str>``, ``<bool>`` even on flags)
-and a required argument as ``{name}`` in the usage line. ``plain_help`` walks the built
-command tree once and gives each parameter a click-style metavar instead (its public
-``metavar`` attribute); required arguments get click's own usage form, ``NAME``.
+and a required argument as ``{name}`` in the usage line. ``plain_help`` walks a built
+command (the root's commands as they are loaded, ``kbchat.cli.lazy``) and gives each
+parameter a click-style metavar instead (its public ``metavar`` attribute); required
+arguments get click's own usage form, ``NAME``.
 """
 
 from __future__ import annotations
@@ -29,8 +30,16 @@ class PlainArgument(TyperArgument):
 
 
 def plain_help(command: Any) -> None:
-    """Give every parameter of ``command`` (the app's command, ``typer.main.get_command``)
-    and of its subcommands a plain metavar, in place."""
+    """Give every parameter of ``command`` (a click command or group built by typer) and of
+    its subcommands a plain metavar, in place."""
+    plain_params(command)
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            plain_help(sub)
+
+
+def plain_params(command: Any) -> None:
+    """Give the parameters of ``command`` alone (not its subcommands) a plain metavar."""
     context = typer.Context(command)
     for param in command.get_params(context):  # the help option too
         if isinstance(param, TyperArgument):
@@ -38,9 +47,6 @@ def plain_help(command: Any) -> None:
             param.metavar = param.metavar or (param.name or "").upper()
         elif isinstance(param, TyperOption) and param.metavar is None:
             param.metavar = _option_metavar(param, context)
-    if isinstance(command, TyperGroup):
-        for sub in command.commands.values():
-            plain_help(sub)
 
 
 def _option_metavar(option: TyperOption, context: typer.Context) -> str:

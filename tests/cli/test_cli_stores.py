@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kbchat.cli.main import check_storage
+from kbchat.cli.serve import check_storage
 from kbchat.config import load_settings
 from kbchat.testing.postgres import TestPostgres
 from tests.cli.test_cli import run
