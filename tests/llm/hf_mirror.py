@@ -100,9 +100,10 @@ def _handler(mirror: Mirror) -> type[BaseHTTPRequestHandler]:
 
         def _modelscope(self, path: str, query: dict[str, list[str]]) -> bool:
             listing, file = _MS_FILES.match(path), _MS_FILE.match(path)
-            repo = (listing or file)[1] if (listing or file) else None
-            if repo is None:
+            found = listing or file
+            if found is None:
                 return False
+            repo = found[1]
             if repo not in mirror.repos:
                 missing = {"Code": 404, "Message": f"model {repo} not found", "Success": False}
                 self._json(404, missing)

@@ -89,7 +89,7 @@ def test_a_bad_model_is_refused_with_a_message_naming_the_field(
 def wait_for(client: TestClient, pull_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while True:
-        pull = client.get(f"/api/models/pulls/{pull_id}", headers=BOSS).json()
+        pull: dict[str, Any] = client.get(f"/api/models/pulls/{pull_id}", headers=BOSS).json()
         if pull["status"] != "running" or time.monotonic() > deadline:
             return pull
         time.sleep(0.05)
