@@ -9,6 +9,7 @@ arguments get click's own usage form, ``NAME``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import typer
@@ -39,7 +40,10 @@ def plain_help(command: Any) -> None:
 
 
 def plain_params(command: Any) -> None:
-    """Give the parameters of ``command`` alone (not its subcommands) a plain metavar."""
+    """Give the parameters of ``command`` alone (not its subcommands) a plain metavar, and
+    its help paragraphs their own line breaks (``reflow``)."""
+    if command.help:
+        command.help = reflow(command.help)
     context = typer.Context(command)
     for param in command.get_params(context):  # the help option too
         if isinstance(param, TyperArgument):
@@ -47,6 +51,30 @@ def plain_params(command: Any) -> None:
             param.metavar = param.metavar or (param.name or "").upper()
         elif isinstance(param, TyperOption) and param.metavar is None:
             param.metavar = _option_metavar(param, context)
+
+
+_ITEM = re.compile(r"^(?:[-*•]|\d+[.)])\s")
+
+
+def reflow(text: str) -> str:
+    """``text`` with the line breaks of a docstring's paragraphs taken out, so that the help
+    wraps at the terminal's width (typer keeps them, and a line broken at 90 columns then
+    wraps again at 80). Paragraphs (blank lines) stay, so does each list item (``- ``,
+    ``1. ``) on its own line, and an indented paragraph (an example) is kept as written."""
+    paragraphs = []
+    for paragraph in re.split(r"\n\s*\n", text.strip("\n")):
+        if paragraph.startswith("    "):
+            paragraphs.append(paragraph)
+            continue
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            stripped = line.strip()
+            if lines and not _ITEM.match(stripped):
+                lines[-1] = f"{lines[-1]} {stripped}"
+            else:
+                lines.append(stripped)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
 
 
 def _option_metavar(option: TyperOption, context: typer.Context) -> str:

@@ -55,13 +55,22 @@ def list_models(as_json: JsonOpt = False) -> None:
 
 
 def _print_table(entries: list[ModelEntry]) -> None:
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("name", "status", "source", "size", "quant", "context", "memory (est.)")
+    # The name and the source are what a user types or looks for: folded, never cut to "…".
+    table = Table(
+        Column("name", overflow="fold", min_width=max((len(e.name) for e in entries), default=4)),
+        "status",
+        Column("source", overflow="fold"),
+        Column("size", no_wrap=True),
+        "quant",
+        "context",
+        "memory (est.)",
+    )
     for entry in entries:
         trained = f" of {entry.trained_context}" if entry.trained_context else ""
         table.add_row(
-            entry.name + (" (default)" if entry.default else ""),
+            entry.name + ("\n(default)" if entry.default else ""),
             entry.status + (f": {entry.hint}" if entry.hint else ""),
             entry.source,
             _size(entry.file_bytes),

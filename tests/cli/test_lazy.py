@@ -69,3 +69,18 @@ def test_a_command_loaded_lazily_keeps_plain_metavars(capsys: pytest.CaptureFixt
     assert code == 0
     assert "Usage: kbchat ask [OPTIONS] [KB[,KB...]] [QUESTION]" in out
     assert "--top-k" in out and "<int>" not in out
+
+
+def test_help_paragraphs_wrap_at_the_terminal_not_at_the_docstring() -> None:
+    from kbchat.cli.help_text import reflow
+
+    doc = (
+        "Move vectors.\n\nThe vectors are copied; the KB switches only after the copy\n"
+        "holds the same ids.\n\nSteps:\n- copy the rows,\n  in batches\n- check\n\n"
+        "    kbchat kb migrate docs --to pgvector\n    kbchat kb list"
+    )
+    assert reflow(doc) == (
+        "Move vectors.\n\nThe vectors are copied; the KB switches only after the copy holds "
+        "the same ids.\n\nSteps:\n- copy the rows, in batches\n- check\n\n"
+        "    kbchat kb migrate docs --to pgvector\n    kbchat kb list"
+    )
