@@ -10,12 +10,13 @@ Usage: python bench/summarize.py [--ten-pages zh,en] [--docs 20] [--strategies e
   heading after 7,000 tokens), ``en`` an English paper as its 8-page PDF (langchain.pdf,
   ~3,700 words, ~5,700 tokens), read by the PDF loader. Every model call is recorded
   (prompt tokens and seconds to the first token, tokens written and seconds), with the
-  load average before and after: the machine may be shared, and the numbers say whether
-  the model or the machine was slow.
+  load average before and after and the CPU seconds the process used: the machine may be
+  shared, and the numbers say whether the model or the machine was slow.
 - Coverage: ``--docs`` documents (half Chinese, half English) whose key facts are the
-  answers of their questions: a Chinese one is ``--articles`` cmrc2018 articles (each under
-  its title) with the answers of all their questions; an English one the gold paragraphs
-  of ``--articles`` hotpot questions whose answer is in them, with those answers. Coverage
+  answers of their questions (short ones: a name, number, date or term; not yes/no): a
+  Chinese one is ``--articles`` cmrc2018 articles (each under its title) with the answers
+  of all their questions; an English one the gold paragraphs (each under its title) of
+  ``--questions`` hotpot questions whose answer is in them, with those answers. Coverage
   is the share of a document's facts found in its summary (as ``answer_is_correct``).
 All summaries go through the real path (knowledge base, stored chunks, ``summarize_file``).
 """
@@ -49,6 +50,7 @@ from kbchat.types import Message
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev"
 SAMPLES = EVAL / "chatchat_samples" / "kb_samples_content" / "test_files"
+HAN = re.compile(r"[\u4e00-\u9fff]")
 PAGE_TOKENS = 700
 """A page: ~500 English words, or ~1,250 Chinese characters, in the model's tokens."""
 
@@ -75,14 +77,27 @@ def ten_pages_en(folder: Path, count: Any) -> str:
     return "ten-pages-en.pdf"
 
 
+def key_fact(required: list[list[str]]) -> list[list[str]] | None:
+    """A question's answer as a key fact: its short forms (a name, number, date or term:
+    at most 16 characters or 4 words), None if it has none or is a yes/no."""
+    fact = [
+        [a for a in need if len(a) <= 16 or (not HAN.search(a) and len(a.split()) <= 4)]
+        for need in required
+    ]
+    if not all(fact) or any(a.lower() in ("yes", "no") for need in fact for a in need):
+        return None
+    return fact
+
+
 def cmrc_documents(count: int, articles: int, rng: random.Random) -> list[dict[str, Any]]:
     """``count`` documents of ``articles`` cmrc2018 articles; facts: all their answers."""
     corpus = {row["id"]: row for row in rows("cmrc2018_zh", "corpus.jsonl")}
     by_doc: dict[str, list[list[list[str]]]] = defaultdict(list)
     for query in rows("cmrc2018_zh", "queries.jsonl"):
         for doc in query["gold_doc_ids"]:
-            if doc in corpus and query["answers_required"] not in by_doc[doc]:
-                by_doc[doc].append(query["answers_required"])
+            fact = key_fact(query["answers_required"])
+            if doc in corpus and fact and fact not in by_doc[doc]:
+                by_doc[doc].append(fact)
     ids = sorted(by_doc)
     rng.shuffle(ids)
     documents = []
@@ -102,8 +117,9 @@ def hotpot_documents(count: int, questions: int, rng: random.Random) -> list[dic
     for query in rows("hotpotqa_en", "queries.jsonl"):
         gold = [corpus[d] for d in query["gold_doc_ids"] if d in corpus]
         text = " ".join(row["text"] for row in gold).lower()
-        if gold and all(any(a.lower() in text for a in need) for need in query["answers_required"]):
-            usable.append((gold, query["answers_required"]))
+        fact = key_fact(query["answers_required"])
+        if gold and fact and all(any(a.lower() in text for a in need) for need in fact):
+            usable.append((gold, fact))
     rng.shuffle(usable)
     documents = []
     for n in range(count):
@@ -130,11 +146,12 @@ def load() -> list[float]:
 def timed(services: Any, kb: Any, file: str, strategy: str, store: SummaryStore) -> dict[str, Any]:
     """One 10-page summary with every step's timing and the machine's load around it."""
     before = load()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     summary = run_summary(services, kb, file, strategy, store)
     seconds = time.perf_counter() - started
     return {
         "seconds": round(seconds, 1),
+        "cpu_s": round(time.process_time() - cpu, 1),
         "load_before": before,
         "load_after": load(),
         "estimated_s": summary.estimated_s,
@@ -206,7 +223,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ten-pages", default="zh,en", help="Languages of the timed document.")
     parser.add_argument("--docs", type=int, default=20)
-    parser.add_argument("--articles", type=int, default=3)
+    parser.add_argument("--articles", type=int, default=3, help="cmrc articles a document.")
+    parser.add_argument("--questions", type=int, default=5, help="hotpot questions a document.")
     parser.add_argument("--strategies", default="extract,map-reduce")
     parser.add_argument("--skip-time", action="store_true")
     parser.add_argument("--skip-coverage", action="store_true")
@@ -238,7 +256,7 @@ def main() -> None:
         if not args.skip_coverage:
             half = args.docs // 2
             documents = cmrc_documents(args.docs - half, args.articles, rng)
-            documents += hotpot_documents(half, args.articles, rng)
+            documents += hotpot_documents(half, args.questions, rng)
         for doc in documents:
             (folder / doc["name"]).write_text(doc["text"], encoding="utf-8")
         makers = {"zh": ten_pages_zh, "en": ten_pages_en}
