@@ -438,7 +438,7 @@ def _extract(runner: _Runner, texts: list[str], embedder: Embedder) -> _Steps:
         sentences,
         vectors,
         limit=runner.options.extract_sentences,
-        budget=runner.options.extract_tokens,
+        budget=min(runner.options.extract_tokens, runner.budget),
         count=runner.count,
     )
     return runner.prompt("summarize_extract", text="\n".join(picked))

@@ -198,6 +198,22 @@ def test_every_call_is_timed_and_capped() -> None:
     assert [p["max_tokens"] for p in model.params] == [60] * (len(stages) - 1) + [100]
 
 
+def test_extract_never_overflows_the_context() -> None:
+    model = ScriptedChatModel(["s"], context_window=600)
+    options = SummaryOptions(
+        strategy="extract", max_tokens=100, step_tokens=60, extract_sentences=50
+    )
+    chunks = [
+        " ".join(
+            f"Plant {n} made {k * n} kettles in {1900 + k} for buyer {n * 100 + k} of the town."
+            for k in range(12)
+        )
+        for n in range(30)
+    ]
+    run(summarize(model, chunks, embedder=HashEmbedder(), options=options))
+    fits(model, options)
+
+
 def test_extract_writes_a_short_capped_summary_and_times_the_embedding() -> None:
     model = ScriptedChatModel(["The kettle warranty is two years."])
     options = SummaryOptions(strategy="extract", extract_max_tokens=40)
