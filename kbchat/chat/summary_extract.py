@@ -21,6 +21,9 @@ _SENTENCE = re.compile(r"[^。！？!?；;.]+(?:[。！？!?；;]+|\.(?=\s|$))?"
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _LINE_START = re.compile(r"\s*(?:[#>*|•\-+]|\d+[.)、]|[一二三四五六七八九十]+[、.])")
 """A line that starts a heading, quote, list item or table row is not a wrapped line."""
+_MARKUP = re.compile(r"\*\*|__|`")
+"""Markdown emphasis, dropped with the line's marker: a small model shown a list of
+"- **...**" lines goes on with the list instead of summarising it."""
 _MIN_CJK = 6
 _MIN_WORDS = 4
 """Shorter sentences are fragments (a heading, a reference's "& Wen, J.")."""
@@ -40,7 +43,7 @@ def document_sentences(texts: Sequence[str], *, limit: int = 1000) -> list[str]:
     for text in texts:
         for paragraph in _PARAGRAPH.split(text):
             for match in _SENTENCE.findall(_unwrapped(paragraph)):
-                sentence = match.strip()
+                sentence = _MARKUP.sub("", _LINE_START.sub("", match, count=1)).strip()
                 if _is_sentence(sentence) and sentence not in seen:
                     seen.add(sentence)
                     sentences.append(sentence)

@@ -236,13 +236,16 @@ def test_wrapped_lines_are_joined_into_sentences_and_fragments_dropped() -> None
     pdf_text = (
         "The most important building block of\nLangChain is the chain. A chain\n"
         "combines an LLM with a prompt.\n\n## Agents\n- tools are called by agents\n"
-        "- memory keeps state"
+        "- memory keeps the state"
     )
     assert document_sentences([pdf_text]) == [
         "The most important building block of LangChain is the chain.",
         "A chain combines an LLM with a prompt.",
-        "- tools are called by agents.",
-        "- memory keeps state",
+        "tools are called by agents.",
+        "memory keeps the state",
+    ]
+    assert document_sentences(["- **提示公式**：生成这篇新闻文章的摘要"]) == [
+        "提示公式：生成这篇新闻文章的摘要"
     ]
     assert document_sentences(["本书是一本全面\n指南。它介绍提示技术。"]) == [
         "本书是一本全面指南。",
