@@ -41,7 +41,8 @@ from typing import Any
 
 from kbchat.app import build
 from kbchat.chat.summaries import SummaryStore, file_chunks, summarize_file
-from kbchat.chat.summarize import STRATEGIES, Summary
+from kbchat.chat.summarize import STRATEGIES, Summary, choose_strategy, estimate_seconds
+from kbchat.chat.summary_speed import speeds_of
 from kbchat.config import load_settings
 from kbchat.eval.answers import answer_is_correct
 from kbchat.llm.base import complete
@@ -165,6 +166,23 @@ def timed(services: Any, kb: Any, file: str, strategy: str, store: SummaryStore)
         "steps": [asdict(t) for t in summary.timings],
         "finish_reason": summary.finish_reason,
         "summary": summary.text,
+    }
+
+
+def auto_choice(services: Any, kb: Any, file: str) -> dict[str, Any]:
+    """What ``auto`` picks for ``file`` at the speeds measured so far, and the estimates."""
+    model = services.models.get(None)
+    options = summary_options(services.settings)
+    texts = file_chunks(kb, file)
+    speeds = speeds_of(model)
+    return {
+        "strategy": choose_strategy(model, texts, options, has_embedder=True),
+        "estimated_s": {
+            s: round(estimate_seconds(model, texts, s, options), 1)  # type: ignore[arg-type]
+            for s in ("extract", "map-reduce")
+        },
+        "measured_prompt_tps": round(speeds.prompt_tps(options.prompt_tps), 1),
+        "measured_generate_tps": round(speeds.generate_tps(options.generate_tps), 1),
     }
 
 
@@ -301,6 +319,7 @@ def main() -> None:
                     flush=True,
                 )
                 save(results, args.out)
+            entry["auto"] = auto_choice(services, kb, file)
         for doc in documents:
             doc["tokens"] = model.count_tokens(doc["text"])
         results["coverage_set"] = {
