@@ -320,6 +320,7 @@ def main() -> None:
                 )
                 save(results, args.out)
             entry["auto"] = auto_choice(services, kb, file)
+            save(results, args.out)
         for doc in documents:
             doc["tokens"] = model.count_tokens(doc["text"])
         results["coverage_set"] = {
