@@ -33,7 +33,8 @@ from typing import Any
 
 from kbchat.app import build
 from kbchat.chat.summaries import SummaryStore, file_chunks, summarize_file
-from kbchat.chat.summarize import Summary, central_sentences, document_sentences
+from kbchat.chat.summarize import Summary
+from kbchat.chat.summary_extract import central_sentences, document_sentences
 from kbchat.chat.summary_search import with_summaries
 from kbchat.config import load_settings
 from kbchat.embed.base import embed_texts

@@ -9,6 +9,7 @@ under a digest of the summaries it was made from.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -167,11 +168,27 @@ def file_record(kb: KnowledgeBase, name: str) -> FileRecord:
 
 
 def file_chunks(kb: KnowledgeBase, name: str) -> list[str]:
-    """A file's chunk texts in document order."""
+    """A file's text as its chunks in document order, each without the text it repeats
+    from the one before (chunks overlap; a summary reads every part once)."""
     ids = kb.catalog.chunk_ids_for_files(kb.record.id, [name])
     stored = kb.catalog.get_chunks([int(i) for i in ids])
     rows = sorted(stored.values(), key=lambda row: row.chunk.position)
-    return [row.chunk.text for row in rows]
+    texts = [row.chunk.text for row in rows]
+    return texts[:1] + [unrepeated(a, b) for a, b in itertools.pairwise(texts)]
+
+
+def unrepeated(before: str, text: str, *, shortest: int = 8) -> str:
+    """``text`` without its start when that repeats the end of ``before`` (the longest such
+    overlap of at least ``shortest`` characters; shorter ones may be chance)."""
+    if len(text) < shortest:
+        return text
+    start = before.find(text[:shortest])
+    while start != -1:
+        tail = before[start:]
+        if text.startswith(tail):
+            return text[len(tail) :].lstrip()
+        start = before.find(text[:shortest], start + 1)
+    return text
 
 
 def summarize_file(

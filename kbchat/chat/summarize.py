@@ -3,10 +3,20 @@
 Every model call is fitted to the model's context window: a map step gets at most
 ``context_window - output tokens - prompt`` tokens of text, so nothing overflows however
 long the document is. Only the final pass streams; earlier steps report ``Progress``.
+
+Where the time goes on a CPU (bench/results/summarize.json): map-reduce reads the whole
+document once (~100 tokens/s on the embedded model: ~70 s for 10 pages), then writes a
+short summary per section (~25 tokens/s) and the final one; so sections are few and even
+and their summaries short. Extract reads only its picked sentences (~500 tokens) and writes
+one short summary; embedding the sentences takes a second or two. The instructions come
+before the text in every prompt, so llama.cpp's prompt cache reuses them between steps
+(a few dozen tokens; the document text itself is read once and never again).
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import threading
 import time
@@ -15,12 +25,12 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from kbchat.chat.memory import truncate_to_tokens
-from kbchat.embed.base import Embedder, embed_texts
+from kbchat.chat.summary_extract import central_sentences, document_sentences, sentence_vectors
+from kbchat.chat.summary_speed import StepTiming, speeds_of
+from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput
-from kbchat.llm.base import ChatModel, complete
+from kbchat.llm.base import FINISH_LENGTH, ChatModel
 from kbchat.options import SummaryStrategyName
 from kbchat.prompts import render, template
 from kbchat.text import Language, detect_language
@@ -28,31 +38,48 @@ from kbchat.types import Message, Usage
 
 Strategy = SummaryStrategyName
 STRATEGIES: tuple[Strategy, ...] = typing.get_args(SummaryStrategyName)
-_SENTENCE = re.compile(r"[^。！？!?；;\n.]+(?:[。！？!?；;]|\.(?=\s|$))?")
 _MARGIN = 64
-SUMMARY_TOKENS = 250
-"""Longest final summary by default (3-5 sentences; shorter is faster on a CPU)."""
-MAX_SENTENCES = 3000
-"""Extract embeds at most this many sentences (evenly spread over a longer document)."""
+_SENTENCE_END = re.compile(r"[。！？!?]|\.(?=\s|$)")
+SUMMARY_TOKENS = 200
+"""Longest final summary by default (one paragraph; each token ~40 ms on the embedded model)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SummaryOptions:
-    """How to summarise. Speeds are tokens per second, used to choose and to warn.
+    """How to summarise; token counts are the model's tokens.
 
-    Defaults: the embedded 0.5B model on 2 cores reads ~100 and writes ~25 tokens/s
-    (DESIGN.md, "Embedded models").
+    Args:
+        max_tokens: Longest final summary (map-reduce, refine).
+        step_tokens: Longest summary of one section (map and refine steps).
+        max_step_input: Most document tokens one step reads (the context window may
+            allow fewer): 2-3k tokens per step read nearly as fast per token as short
+            prompts on the embedded model, and fewer steps write fewer section summaries.
+        extract_sentences, extract_tokens: At most this many central sentences, and
+            tokens of them, go into the extract pass.
+        extract_max_tokens: Longest extract summary (3-5 sentences).
+        max_sentences: Extract embeds at most this many sentences (evenly spread).
+        parallel: Map steps run at once (1 on the embedded model, 4 on a remote one).
+        prompt_tps, generate_tps: Expected model speeds until some are measured
+            (``summary_speed``); the embedded 0.5B model on 2 idle cores reads ~100 and
+            writes ~25 tokens/s (DESIGN.md, "Embedded models").
+        sentences_per_s: Expected sentence embedding speed (USE on 2 cores: several
+            hundred a second, bench/results/summarize.json).
+        auto_seconds: ``auto`` takes map-reduce when it is expected within this, else
+            extract.
     """
 
     strategy: Strategy = "auto"
     max_tokens: int = SUMMARY_TOKENS
-    step_tokens: int = 160
+    step_tokens: int = 100
     max_step_input: int = 3000
-    extract_sentences: int = 10
-    extract_tokens: int = 600
+    extract_sentences: int = 20
+    extract_tokens: int = 500
+    extract_max_tokens: int = 160
+    max_sentences: int = 1000
     parallel: int = 1
     prompt_tps: float = 100.0
     generate_tps: float = 25.0
+    sentences_per_s: float = 200.0
     auto_seconds: float = 60.0
     temperature: float = 0.1
 
@@ -61,7 +88,18 @@ class SummaryOptions:
             raise BadInput(
                 f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
             )
-        for name in ("max_tokens", "step_tokens", "max_step_input", "extract_sentences"):
+        for name in (
+            "max_tokens",
+            "step_tokens",
+            "max_step_input",
+            "extract_sentences",
+            "extract_tokens",
+            "extract_max_tokens",
+            "max_sentences",
+            "prompt_tps",
+            "generate_tps",
+            "sentences_per_s",
+        ):
             if getattr(self, name) <= 0:
                 raise BadInput(f"{name} must be > 0, got {getattr(self, name)}")
         if self.parallel < 1:
@@ -81,7 +119,8 @@ class Progress:
 
 @dataclass(slots=True)
 class Summary:
-    """A finished summary and what it took."""
+    """A finished summary and what it took (``timings``: one per model call, and the
+    sentence embedding of extract)."""
 
     text: str
     strategy: Strategy
@@ -92,6 +131,7 @@ class Summary:
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     cached: bool = False
+    timings: list[StepTiming] = field(default_factory=list)
 
 
 SummaryEvent = str | Progress | Summary
@@ -121,18 +161,24 @@ def summarize(
     started = time.perf_counter()
     language = detect_language(" ".join(texts)[:3000])
     runner = _Runner(model, options, language, cancel)
-    strategy = choose_strategy(model, texts, options, has_embedder=embedder is not None)
-    estimate = estimate_seconds(model, texts, strategy, options)
+    count = runner.count
+    has_embedder = embedder is not None
+    strategy = choose_strategy(model, texts, options, has_embedder=has_embedder, count=count)
+    estimate = estimate_seconds(model, texts, strategy, options, count=count)
     yield Progress("plan", 0, 0, f"{strategy}, about {estimate:.0f} s", estimated_s=estimate)
+    final_tokens = options.max_tokens
     if strategy == "extract":
         if embedder is None:
             raise BadInput("the extract strategy needs an embedder")
         final = yield from _extract(runner, texts, embedder)
+        final_tokens = min(options.max_tokens, options.extract_max_tokens)
     elif strategy == "refine":
         final = yield from _refine(runner, texts)
     else:
         final = yield from _map_reduce(runner, texts)
-    text = yield from runner.stream(final)
+    text = yield from runner.stream(final, final_tokens)
+    if runner.finish_reason == FINISH_LENGTH:
+        text = whole_sentences(text)
     yield Summary(
         text=text.strip(),
         strategy=strategy,
@@ -142,48 +188,75 @@ def summarize(
         seconds=round(time.perf_counter() - started, 2),
         usage=runner.usage,
         finish_reason=runner.finish_reason,
+        timings=runner.timings,
     )
 
 
+def whole_sentences(text: str) -> str:
+    """``text`` up to its last sentence end (all of it if it has none): a summary cut off
+    by max_tokens does not end mid-sentence."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text.rstrip())]
+    return text[: ends[-1]] if ends else text
+
+
 def choose_strategy(
-    model: ChatModel, texts: Sequence[str], options: SummaryOptions, *, has_embedder: bool
+    model: ChatModel,
+    texts: Sequence[str],
+    options: SummaryOptions,
+    *,
+    has_embedder: bool,
+    count: Callable[[str], int] | None = None,
 ) -> Strategy:
-    """``auto``: map-reduce when it is expected within ``auto_seconds``, else extract."""
+    """``auto``: map-reduce when it is expected within ``auto_seconds`` at the model's
+    measured speed (see ``estimate_seconds``), else extract."""
     if options.strategy != "auto":
         return options.strategy
-    quick = estimate_seconds(model, texts, "map-reduce", options) <= options.auto_seconds
-    return "map-reduce" if quick or not has_embedder else "extract"
+    expected = estimate_seconds(model, texts, "map-reduce", options, count=count)
+    return "map-reduce" if expected <= options.auto_seconds or not has_embedder else "extract"
 
 
 def estimate_seconds(
-    model: ChatModel, texts: Sequence[str], strategy: Strategy, options: SummaryOptions
+    model: ChatModel,
+    texts: Sequence[str],
+    strategy: Strategy,
+    options: SummaryOptions,
+    *,
+    count: Callable[[str], int] | None = None,
 ) -> float:
-    """Expected seconds for ``strategy`` from the model speeds in ``options``."""
-    tokens = sum(model.count_tokens(t) for t in texts)
-    budget = step_budget(model, options)
-    steps = max(1, -(-tokens // budget))
-    read, write = options.prompt_tps, options.generate_tps
-    final = options.max_tokens / write
+    """Expected seconds for ``strategy``: tokens read and (at most) written per step, at
+    the speeds measured on ``model`` in this process (``options``' speeds until then)."""
+    count = count or model.count_tokens
+    speeds = speeds_of(model)
+    read = speeds.prompt_tps(options.prompt_tps)
+    write = speeds.generate_tps(options.generate_tps)
+    frame = _frame_tokens(model)
     if strategy == "extract":
-        sentences = min(MAX_SENTENCES, sum(len(_SENTENCE.findall(t)) for t in texts))
-        return sentences / 50 + options.extract_tokens / read + final
+        sentences = len(document_sentences(texts, limit=options.max_sentences))
+        picked = min(options.extract_tokens, sum(count(t) for t in texts))
+        written = min(options.max_tokens, options.extract_max_tokens)
+        return sentences / options.sentences_per_s + (picked + frame) / read + written / write
+    tokens = sum(count(t) for t in texts)
+    steps = max(1, math.ceil(tokens / step_budget(model, options)))
+    final = options.max_tokens / write
     if steps == 1:
-        return tokens / read + final
+        return (tokens + frame) / read + final
+    written = steps * options.step_tokens
     if strategy == "refine":
-        return (tokens + steps * options.step_tokens) / read + steps * options.step_tokens / write
-    mapped = tokens / read + steps * options.step_tokens / write / options.parallel
-    return mapped + steps * options.step_tokens / read + final
+        read_all = tokens + steps * frame + (steps - 1) * options.step_tokens
+        return read_all / read + (written - options.step_tokens) / write + final
+    mapped = (tokens + steps * frame) / read + written / write / options.parallel
+    return mapped + (written + frame) / read + final
 
 
 def step_budget(model: ChatModel, options: SummaryOptions) -> int:
     """Tokens of document text one model call may read (never overflows the context)."""
-    frame = max(
-        model.count_tokens(template(name, lang))
-        for name in ("summarize_part", "summarize_refine", "summarize_whole")
-        for lang in ("en", "zh")
+    room = (
+        model.context_window
+        - max(options.max_tokens, options.step_tokens)
+        - _frame_tokens(model)
+        - _MARGIN
+        - options.step_tokens  # refine also carries the summary so far
     )
-    room = model.context_window - max(options.max_tokens, options.step_tokens) - frame - _MARGIN
-    room -= options.step_tokens  # refine also carries the summary so far
     if room < 200:
         raise BadInput(
             f"the model's context window ({model.context_window} tokens) is too small to "
@@ -192,16 +265,31 @@ def step_budget(model: ChatModel, options: SummaryOptions) -> int:
     return min(room, options.max_step_input)
 
 
+def _frame_tokens(model: ChatModel) -> int:
+    """Tokens of the longest summary prompt without its text."""
+    return max(
+        model.count_tokens(template(name, lang))
+        for name in ("summarize_part", "summarize_refine", "summarize_whole", "summarize_extract")
+        for lang in ("en", "zh")
+    )
+
+
 def sections(texts: Sequence[str], budget: int, count: Callable[[str], int]) -> list[str]:
-    """Consecutive texts packed into sections of at most ``budget`` tokens (long ones cut)."""
+    """Consecutive texts packed into sections of at most ``budget`` tokens (long ones cut).
+
+    The sections are about equal: as few as the budget allows, each filled to an even
+    share of the text (a text goes in while its middle is within the share), rather than
+    the last one left nearly empty.
+    """
+    costs = [min(count(text) + 1, budget) for text in texts]
+    share = sum(costs) / max(1, math.ceil(sum(costs) / budget))
     packed: list[str] = []
     current: list[str] = []
     used = 0
-    for text in texts:
-        cost = count(text) + 1
-        if cost > budget:
-            text, cost = truncate_to_tokens(text, budget, count), budget
-        if current and used + cost > budget:
+    for text, cost in zip(texts, costs, strict=True):
+        if cost == budget:
+            text = truncate_to_tokens(text, budget - 1, count)
+        if current and (used + cost > budget or used + cost / 2 > share):
             packed.append("\n".join(current))
             current, used = [], 0
         current.append(text)
@@ -212,7 +300,7 @@ def sections(texts: Sequence[str], budget: int, count: Callable[[str], int]) -> 
 
 
 class _Runner:
-    """Runs the model calls of one summary and adds up what they used."""
+    """Runs the model calls of one summary, timing them and adding up what they used."""
 
     def __init__(
         self,
@@ -226,51 +314,64 @@ class _Runner:
         self.language = language
         self.cancel = cancel
         self.budget = step_budget(model, options)
+        self.count = functools.lru_cache(maxsize=8192)(model.count_tokens)
+        self.speeds = speeds_of(model)
         self.steps = 0
         self.usage = Usage()
         self.finish_reason: str | None = None
+        self.timings: list[StepTiming] = []
+        self._lock = threading.Lock()
 
     def prompt(self, name: str, **values: str) -> list[Message]:
         return [Message("user", render(name, self.language, **values))]
 
-    def step(self, messages: list[Message]) -> str:
+    def step(self, stage: str, messages: list[Message]) -> str:
         """One intermediate call, to the end."""
-        self._check_cancel()
-        text, usage, _ = complete(
-            self.model,
-            messages,
-            temperature=self.options.temperature,
-            max_tokens=self.options.step_tokens,
-            cancel=self.cancel,
-        )
-        self._add(usage)
-        return text.strip()
+        return "".join(self._call(stage, messages, self.options.step_tokens)).strip()
 
-    def stream(self, messages: list[Message]) -> Generator[str, None, str]:
+    def stream(self, messages: list[Message], max_tokens: int) -> Generator[str, None, str]:
         """The final call, streamed; returns its whole text."""
-        self._check_cancel()
         parts: list[str] = []
+        for text in self._call("final", messages, max_tokens):
+            parts.append(text)
+            yield text
+        return "".join(parts)
+
+    def _call(self, stage: str, messages: list[Message], max_tokens: int) -> Iterator[str]:
+        """Stream one call's text; time its prompt and generation and count its usage."""
+        self._check_cancel()
+        started = time.perf_counter()
+        first: float | None = None
+        usage, finish = Usage(), None
         for delta in self.model.stream(
             messages,
             temperature=self.options.temperature,
-            max_tokens=self.options.max_tokens,
+            max_tokens=max_tokens,
             cancel=self.cancel,
         ):
             if delta.text:
-                parts.append(delta.text)
+                first = first or time.perf_counter()
                 yield delta.text
-            if delta.usage is not None:
-                self._add(delta.usage)
-            if delta.finish_reason is not None:
-                self.finish_reason = delta.finish_reason
-        return "".join(parts)
-
-    def _add(self, usage: Usage) -> None:
-        self.steps += 1
-        self.usage = Usage(
-            self.usage.prompt_tokens + usage.prompt_tokens,
-            self.usage.completion_tokens + usage.completion_tokens,
+            usage = delta.usage or usage
+            finish = delta.finish_reason or finish
+        ended = time.perf_counter()
+        first = first or ended
+        timing = StepTiming(
+            stage=stage,
+            prompt_tokens=usage.prompt_tokens,
+            prompt_s=round(first - started, 3),
+            completion_tokens=usage.completion_tokens,
+            generate_s=round(ended - first, 3),
         )
+        self.speeds.record(timing)
+        with self._lock:
+            self.steps += 1
+            self.usage = Usage(
+                self.usage.prompt_tokens + usage.prompt_tokens,
+                self.usage.completion_tokens + usage.completion_tokens,
+            )
+            self.timings.append(timing)
+            self.finish_reason = finish
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -279,7 +380,7 @@ class _Runner:
 
 def _map_reduce(runner: _Runner, texts: list[str]) -> _Steps:
     """Summarise sections (in parallel on remote models), then combine; returns final prompt."""
-    count = runner.model.count_tokens
+    count = runner.count
     parts = sections(texts, runner.budget, count)
     if len(parts) == 1:
         return runner.prompt("summarize_whole", text=parts[0])
@@ -298,11 +399,11 @@ def _map(runner: _Runner, parts: list[str], stage: str) -> Generator[SummaryEven
     if runner.options.parallel == 1:
         results = []
         for n, messages in enumerate(prompts, 1):
-            results.append(runner.step(messages))
+            results.append(runner.step(stage, messages))
             yield Progress(stage, n, len(prompts))
         return results
     with ThreadPoolExecutor(runner.options.parallel, thread_name_prefix="kbchat-map") as pool:
-        futures = [pool.submit(runner.step, messages) for messages in prompts]
+        futures = [pool.submit(runner.step, stage, messages) for messages in prompts]
         for n, future in enumerate(futures, 1):
             future.result()
             yield Progress(stage, n, len(prompts))
@@ -311,82 +412,33 @@ def _map(runner: _Runner, parts: list[str], stage: str) -> Generator[SummaryEven
 
 def _refine(runner: _Runner, texts: list[str]) -> _Steps:
     """Summarise the first section, then fold each next one in; returns the last prompt."""
-    parts = sections(texts, runner.budget, runner.model.count_tokens)
+    parts = sections(texts, runner.budget, runner.count)
     if len(parts) == 1:
         return runner.prompt("summarize_whole", text=parts[0])
     yield Progress("refine", 0, len(parts))
-    summary = runner.step(runner.prompt("summarize_part", text=parts[0]))
+    summary = runner.step("refine", runner.prompt("summarize_part", text=parts[0]))
     yield Progress("refine", 1, len(parts))
     for n, part in enumerate(parts[1:-1], 2):
-        summary = runner.step(runner.prompt("summarize_refine", summary=summary, text=part))
+        prompt = runner.prompt("summarize_refine", summary=summary, text=part)
+        summary = runner.step("refine", prompt)
         yield Progress("refine", n, len(parts))
     return runner.prompt("summarize_refine", summary=summary, text=parts[-1])
 
 
 def _extract(runner: _Runner, texts: list[str], embedder: Embedder) -> _Steps:
     """Pick the most central sentences by embedding; returns the one short pass's prompt."""
-    sentences = document_sentences(texts)
+    sentences = document_sentences(texts, limit=runner.options.max_sentences)
     yield Progress("extract", 0, len(sentences))
-    vectors = embed_texts(embedder, sentences, batch_size=32)
-    yield Progress("extract", len(sentences), len(sentences))
+    started = time.perf_counter()
+    vectors, used = sentence_vectors(embedder, sentences)
+    seconds = round(time.perf_counter() - started, 3)
+    runner.timings.append(StepTiming("embed", len(sentences), seconds, 0, 0.0))
+    yield Progress("extract", len(sentences), len(sentences), f"sentences embedded by {used}")
     picked = central_sentences(
         sentences,
         vectors,
         limit=runner.options.extract_sentences,
-        budget=runner.options.extract_tokens,
-        count=runner.model.count_tokens,
+        budget=min(runner.options.extract_tokens, runner.budget),
+        count=runner.count,
     )
     return runner.prompt("summarize_extract", text="\n".join(picked))
-
-
-def document_sentences(texts: Sequence[str]) -> list[str]:
-    """The document's sentences in order, without repeats (chunk overlap) or fragments."""
-    seen: set[str] = set()
-    sentences = []
-    for text in texts:
-        for match in _SENTENCE.findall(text):
-            sentence = match.strip()
-            if len(sentence) >= 6 and sentence not in seen:
-                seen.add(sentence)
-                sentences.append(sentence)
-    if len(sentences) > MAX_SENTENCES:
-        step = len(sentences) / MAX_SENTENCES
-        sentences = [sentences[int(i * step)] for i in range(MAX_SENTENCES)]
-    return sentences
-
-
-def central_sentences(
-    sentences: Sequence[str],
-    vectors: np.ndarray,
-    *,
-    limit: int,
-    budget: int,
-    count: Callable[[str], int],
-    redundancy: float = 0.5,
-) -> list[str]:
-    """The sentences closest to the document's centroid, each unlike those already picked.
-
-    Greedy maximal marginal relevance (Carbonell & Goldstein, 1998): score = similarity to
-    the centroid - ``redundancy`` x the highest similarity to a picked sentence. Stops at
-    ``limit`` sentences or ``budget`` tokens; returns them in document order.
-    """
-    if len(sentences) == 0:
-        return []
-    centroid = vectors.mean(axis=0)
-    centroid /= np.linalg.norm(centroid) or 1.0
-    central = vectors @ centroid
-    closest = np.full(len(sentences), -np.inf)
-    chosen: list[int] = []
-    used = 0
-    while len(chosen) < min(limit, len(sentences)):
-        penalty = np.where(np.isfinite(closest), closest, 0.0)
-        scores = central - redundancy * penalty
-        scores[chosen] = -np.inf
-        best = int(np.argmax(scores))
-        cost = count(sentences[best])
-        if chosen and used + cost > budget:
-            break
-        chosen.append(best)
-        used += cost
-        closest = np.maximum(closest, vectors @ vectors[best])
-    return [sentences[i] for i in sorted(chosen)]

@@ -6,20 +6,24 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from kbchat.chat.summaries import SummaryStore, file_chunks, summarize_file
+from kbchat.chat.summaries import SummaryStore, file_chunks, summarize_file, unrepeated
 from kbchat.chat.summarize import (
     Progress,
     Summary,
     SummaryEvent,
     SummaryOptions,
-    central_sentences,
     choose_strategy,
+    estimate_seconds,
     sections,
     step_budget,
     summarize,
+    whole_sentences,
 )
+from kbchat.chat.summary_extract import central_sentences, document_sentences
+from kbchat.chat.summary_speed import StepTiming, speeds_of
 from kbchat.config import load_settings
 from kbchat.errors import BadInput, NotFound
 from kbchat.kb.knowledge_base import KnowledgeBase
@@ -113,6 +117,7 @@ def test_auto_summarises_a_short_text_in_one_pass_and_a_long_one_by_extract() ->
     assert "Summarise the document below" in model.received[0][0].content
     slow = SummaryOptions(prompt_tps=5, generate_tps=1)
     long_text = LONG * 5
+    model = ScriptedChatModel()  # speeds not measured yet: the options' speeds count
     assert choose_strategy(model, long_text, slow, has_embedder=True) == "extract"
     assert choose_strategy(model, long_text, slow, has_embedder=False) == "map-reduce"
     fast = SummaryOptions(prompt_tps=1e6, generate_tps=1e6)
@@ -151,6 +156,122 @@ def test_a_stopped_summary_stops_between_steps() -> None:
     assert len(model.received) == 1
 
 
+def test_sections_are_even_and_within_the_budget() -> None:
+    texts = [f"word{n} " * 30 for n in range(11)]  # 11 texts of 46 tokens: greedy 5, 5, 1
+    packed = sections(texts, 250, estimate_tokens)
+    sizes = [estimate_tokens(p) for p in packed]
+    assert len(packed) == 3 and max(sizes) <= 250
+    assert max(sizes) - min(sizes) <= 50  # no nearly empty last section
+    assert "\n".join(packed).split() == "\n".join(texts).split()
+
+
+def test_measured_speeds_decide_auto_and_the_estimate() -> None:
+    model = ScriptedChatModel()
+    texts = LONG * 2
+    fast_defaults = SummaryOptions(prompt_tps=1e6, generate_tps=1e6)
+    assert choose_strategy(model, texts, fast_defaults, has_embedder=True) == "map-reduce"
+    # calls timed on this model: it reads 10 and writes 2 tokens a second
+    speeds_of(model).record(StepTiming("map", 1000, 100.0, 200, 100.0))
+    assert choose_strategy(model, texts, fast_defaults, has_embedder=True) == "extract"
+    tokens = sum(estimate_tokens(t) for t in texts)
+    assert estimate_seconds(model, texts, "map-reduce", fast_defaults) > tokens / 10
+    assert choose_strategy(ScriptedChatModel(), texts, fast_defaults, has_embedder=True) == (
+        "map-reduce"
+    )  # another model keeps its own speeds
+
+
+def test_tiny_calls_do_not_count_as_speed() -> None:
+    speeds = speeds_of(ScriptedChatModel())
+    speeds.record(StepTiming("final", 5, 10.0, 3, 10.0))
+    assert speeds.prompt_tps(100.0) == 100.0 and speeds.generate_tps(25.0) == 25.0
+    speeds.record(StepTiming("final", 500, 10.0, 100, 10.0))
+    assert speeds.prompt_tps(100.0) == 50.0 and speeds.generate_tps(25.0) == 10.0
+
+
+def test_every_call_is_timed_and_capped() -> None:
+    model = ScriptedChatModel(["part summary"], context_window=900)
+    options = SummaryOptions(strategy="map-reduce", max_tokens=100, step_tokens=60)
+    _, _, summary = run(summarize(model, LONG, options=options))
+    stages = [t.stage for t in summary.timings]
+    assert stages == ["map"] * (len(stages) - 1) + ["final"]
+    assert all(t.prompt_tokens > 0 and t.completion_tokens == 2 for t in summary.timings)
+    assert [p["max_tokens"] for p in model.params] == [60] * (len(stages) - 1) + [100]
+
+
+def test_extract_never_overflows_the_context() -> None:
+    model = ScriptedChatModel(["s"], context_window=600)
+    options = SummaryOptions(
+        strategy="extract", max_tokens=100, step_tokens=60, extract_sentences=50
+    )
+    chunks = [
+        " ".join(
+            f"Plant {n} made {k * n} kettles in {1900 + k} for buyer {n * 100 + k} of the town."
+            for k in range(12)
+        )
+        for n in range(30)
+    ]
+    run(summarize(model, chunks, embedder=HashEmbedder(), options=options))
+    fits(model, options)
+
+
+def test_extract_writes_a_short_capped_summary_and_times_the_embedding() -> None:
+    model = ScriptedChatModel(["The kettle warranty is two years."])
+    options = SummaryOptions(strategy="extract", extract_max_tokens=40)
+    _, _, summary = run(summarize(model, LONG, embedder=HashEmbedder(), options=options))
+    assert model.params[0]["max_tokens"] == 40
+    assert [t.stage for t in summary.timings] == ["embed", "final"]
+    assert summary.timings[0].prompt_tokens == len(document_sentences(LONG))
+
+
+def test_a_summary_cut_by_max_tokens_ends_at_a_sentence_end() -> None:
+    model = ScriptedChatModel(["One fact here. Another fact. A third that runs on and on"])
+    options = SummaryOptions(strategy="map-reduce", max_tokens=9)
+    _, _, summary = run(summarize(model, LONG[:2], options=options))
+    assert summary.finish_reason == "length" and summary.text == "One fact here. Another fact."
+    assert whole_sentences("没有句号的文字") == "没有句号的文字"
+    assert whole_sentences("第一句。第二句没完") == "第一句。"
+
+
+def test_wrapped_lines_are_joined_into_sentences_and_fragments_dropped() -> None:
+    pdf_text = (
+        "The most important building block of\nLangChain is the chain. A chain\n"
+        "combines an LLM with a prompt.\n\n## Agents\n- tools are called by agents\n"
+        "- memory keeps the state"
+    )
+    assert document_sentences([pdf_text]) == [
+        "The most important building block of LangChain is the chain.",
+        "A chain combines an LLM with a prompt.",
+        "tools are called by agents.",
+        "memory keeps the state",
+    ]
+    assert document_sentences(["- **提示公式**：生成这篇新闻文章的摘要"]) == [
+        "提示公式：生成这篇新闻文章的摘要"
+    ]
+    assert document_sentences(["本书是一本全面\n指南。它介绍提示技术。"]) == [
+        "本书是一本全面指南。",
+        "它介绍提示技术。",
+    ]
+
+
+def test_a_sentence_over_the_budget_is_passed_over_or_cut() -> None:
+    sentences = ["alpha beta " * 200, "alpha beta", "alpha gamma"]
+    vectors = np.array([[1.0, 0.0], [0.8, 0.6], [0.8, -0.6]], dtype=np.float32)
+    picked = central_sentences(sentences, vectors, limit=3, budget=20, count=estimate_tokens)
+    assert picked == ["alpha beta", "alpha gamma"]  # the most central is too long
+    alone = central_sentences(sentences[:1], vectors[:1], limit=3, budget=20, count=estimate_tokens)
+    assert len(alone) == 1 and 0 < estimate_tokens(alone[0]) <= 20
+
+
+def test_repeated_chunk_starts_are_dropped() -> None:
+    assert unrepeated("The cat sat. It was warm today.", "It was warm today. Then it slept.") == (
+        "Then it slept."
+    )
+    assert unrepeated("no overlap at all here", "Something else entirely.") == (
+        "Something else entirely."
+    )
+    assert unrepeated("ends with a", "a short start") == "a short start"  # chance, too short
+
+
 # -- kept summaries ------------------------------------------------------------------
 
 
@@ -173,7 +294,9 @@ def test_a_summary_is_kept_until_the_file_changes(kb: KnowledgeBase, tmp_path: P
     assert made.text == "first summary" and not made.cached
     text, _, kept = run(summarize_file(kb, "plant.txt", model, store))
     assert kept.cached and text == "first summary" and len(model.received) == 1
-    assert file_chunks(kb, "plant.txt")[0].startswith("Section 1.")
+    chunks = file_chunks(kb, "plant.txt")
+    assert chunks[0].startswith("Section 1.")
+    assert " ".join(" ".join(chunks).split()) == " ".join(" ".join(LONG[:6]).split())
     (tmp_path / "docs" / "plant.txt").write_text("A new text about a new plant.", encoding="utf-8")
     kb.add([tmp_path / "docs"])
     _, _, again = run(summarize_file(kb, "plant.txt", model, store))
