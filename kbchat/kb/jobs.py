@@ -258,6 +258,39 @@ class JobQueue:
         """Recent jobs, newest first, optionally of one knowledge base only."""
         return self._load(None if kb is None else jobs.c.kb == kb, limit=limit)
 
+    def cancel_kb(self, kb: str, reason: str) -> int:
+        """Fail every unfinished task of knowledge base ``kb`` with ``reason`` (it was dropped:
+        a knowledge base made later under the name must not get its files). Returns how many."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            ids = list(
+                conn.execute(
+                    select(job_tasks.c.id).where(
+                        job_tasks.c.kb == kb, job_tasks.c.status.in_(("queued", "running"))
+                    )
+                ).scalars()
+            )
+            if not ids:
+                return 0
+            job_ids = self._lock_jobs(conn, ids)
+            conn.execute(
+                update(job_tasks)
+                .where(job_tasks.c.id.in_(ids))
+                .values(
+                    status="failed",
+                    error=reason,
+                    finished_at=now,
+                    lease_owner=None,
+                    lease_expires=None,
+                    chunks_done=None,
+                    chunks_total=None,
+                )
+            )
+            for job_id in job_ids:
+                self._settle(conn, job_id, now)
+        self.notify()
+        return len(ids)
+
     def active(self, kb: str) -> list[Job]:
         """Jobs of ``kb`` that are queued or running."""
         return self._load(and_(jobs.c.kb == kb, jobs.c.status.in_(("queued", "running"))))

@@ -362,6 +362,10 @@ class KnowledgeBase:
                     )
                 report(result)
                 continue
+            if batch and sum(len(p.chunks) for p in [*batch, result]) > self.batch_size:
+                # Files ready so far land now, not after a big file's embedding.
+                self._commit(batch, report, listener.chunks_embedded)
+                batch = []
             batch.append(result)
             if sum(len(p.chunks) for p in batch) >= self.batch_size:
                 self._commit(batch, report, listener.chunks_embedded)

@@ -239,7 +239,12 @@ class Library:
             cached.index.drop_vectors()
         else:
             self.store_opener(record)().drop()
+        from kbchat.kb.jobs import JobQueue
+
         uploaded = {f.sha256 for f in self.catalog.list_files(record.id) if f.sha256}
+        # Its queued writes go with it: a knowledge base made later under the name must not
+        # receive them (a worker claims tasks by the knowledge base's name).
+        JobQueue(self.catalog).cancel_kb(name, f"knowledge base {name!r} was dropped")
         self.catalog.drop_kb(record.id)
         self._remove_local(record.id)
         for sha256 in uploaded:  # bytes kept for other machines, if no other file has them

@@ -13,7 +13,7 @@ import pytest
 
 from kbchat.config import load_settings
 from kbchat.errors import BadInput, Conflict, NotFound
-from kbchat.kb.knowledge_base import KnowledgeBase
+from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
 from kbchat.kb.library import Library
 from kbchat.store.bm25 import tokenize
 
@@ -328,3 +328,30 @@ def test_a_big_file_reports_its_chunks_as_they_are_embedded(
     assert len(spy.embedded) == -(-outcome.chunks // 32)
     assert spy.embedded[-1] == (outcome.chunks, outcome.chunks)
     assert [d for d, _ in spy.embedded] == sorted(d for d, _ in spy.embedded)
+
+
+def test_small_files_land_before_a_big_one_is_embedded(library: Library, tmp_path: Path) -> None:
+    from kbchat.kb.knowledge_base import IngestListener
+
+    class Spy(IngestListener):
+        def __init__(self) -> None:
+            self.events: list[tuple[str, object]] = []
+
+        def file_done(self, outcome: FileOutcome) -> None:
+            self.events.append(("done", outcome.name))
+
+        def chunks_embedded(self, done: int, total: int) -> None:
+            self.events.append(("embedded", total))
+
+    folder = tmp_path / "mixed"
+    write(folder / "a.txt", "The K3 kettle boils water in two minutes.")
+    write(folder / "b.txt", "Descale the kettle every month.")
+    write(
+        folder / "c.txt", "\n\n".join(f"Paragraph {n} about kettle model K{n}." for n in range(200))
+    )
+    library.create("mixed", chunk_size=200, chunk_overlap=0)
+    spy = Spy()
+    library.get("mixed").add([folder], listener=spy)
+    # The two small files are committed (and reported) before the big one's batch starts.
+    first_big = next(i for i, e in enumerate(spy.events) if e[0] == "embedded" and e[1] > 2)
+    assert {"a.txt", "b.txt"} <= {e[1] for e in spy.events[:first_big] if e[0] == "done"}

@@ -158,3 +158,21 @@ def test_a_worker_logs_each_task_and_file_at_info(
     assert any("add on 'docs'" in line for line in lines)
     assert any(line.startswith("kettle.txt: indexed (") for line in lines)
     assert any(line.startswith("empty.txt: failed: ") for line in lines)
+
+
+def test_dropping_a_kb_cancels_its_queued_writes(tmp_path: Path) -> None:
+    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
+    record = here.library.create("docs")
+    upload = here.settings.home / "uploads" / str(record.id) / "kettle.txt"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("The K3 kettle warranty lasts two years.")
+    queue = JobQueue(here.library.catalog)
+    job = queue.submit(
+        "docs", "add", add_tasks([("kettle.txt", upload, file_sha256(upload))], shared=False)
+    )
+    here.library.drop("docs")
+    here.library.create("docs")  # a new knowledge base under the same name
+    drain(Worker(here, queue))
+    assert here.library.get("docs").files() == []
+    dropped = queue.get(job.id)
+    assert dropped.status == "failed" and "was dropped" in (dropped.error or "")

@@ -29,7 +29,10 @@ READER = {"Authorization": "Bearer read-key"}
 
 
 @pytest.fixture
-def client(kbchat_home: Path) -> Iterator[TestClient]:
+def client(kbchat_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    # Pulls land in this home's model folder: a shared cache (CI sets KBCHAT_MODEL_CACHE) may
+    # already hold the file another test pulled, and then nothing is downloaded to watch.
+    monkeypatch.setenv("KBCHAT_MODEL_CACHE", str(kbchat_home / "models"))
     settings = load_settings(embedder={"backend": "hash"}, server={"auth": "on", "api_keys": KEYS})
     services = build(settings)
     services.models.add(settings.default_model, ScriptedChatModel(["OK"]))
