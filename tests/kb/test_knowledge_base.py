@@ -335,7 +335,7 @@ def test_small_files_land_before_a_big_one_is_embedded(library: Library, tmp_pat
 
     class Spy(IngestListener):
         def __init__(self) -> None:
-            self.events: list[tuple[str, object]] = []
+            self.events: list[tuple[str, str | int]] = []
 
         def file_done(self, outcome: FileOutcome) -> None:
             self.events.append(("done", outcome.name))
@@ -353,5 +353,7 @@ def test_small_files_land_before_a_big_one_is_embedded(library: Library, tmp_pat
     spy = Spy()
     library.get("mixed").add([folder], listener=spy)
     # The two small files are committed (and reported) before the big one's batch starts.
-    first_big = next(i for i, e in enumerate(spy.events) if e[0] == "embedded" and e[1] > 2)
+    first_big = next(
+        i for i, (kind, n) in enumerate(spy.events) if kind == "embedded" and int(n) > 2
+    )
     assert {"a.txt", "b.txt"} <= {e[1] for e in spy.events[:first_big] if e[0] == "done"}
