@@ -60,6 +60,15 @@ BATCH = 8
 """Most add tasks of one job a worker claims at once (embedded and committed together)."""
 
 
+_RELEASED: dict[str, Any] = {
+    "lease_owner": None,
+    "lease_expires": None,
+    "chunks_done": None,
+    "chunks_total": None,
+}
+"""What a task that stops running gives up: its worker's lease and its chunk progress."""
+
+
 @dataclass(slots=True)
 class Job:
     """One write to one knowledge base and how far it got.
@@ -261,8 +270,7 @@ class JobQueue:
     def cancel_kb(self, kb: str, reason: str) -> int:
         """Fail every unfinished task of knowledge base ``kb`` with ``reason`` (it was dropped:
         a knowledge base made later under the name must not get its files). Returns how many."""
-        now = time.time()
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             ids = list(
                 conn.execute(
                     select(job_tasks.c.id).where(
@@ -270,25 +278,8 @@ class JobQueue:
                     )
                 ).scalars()
             )
-            if not ids:
-                return 0
-            job_ids = self._lock_jobs(conn, ids)
-            conn.execute(
-                update(job_tasks)
-                .where(job_tasks.c.id.in_(ids))
-                .values(
-                    status="failed",
-                    error=reason,
-                    finished_at=now,
-                    lease_owner=None,
-                    lease_expires=None,
-                    chunks_done=None,
-                    chunks_total=None,
-                )
-            )
-            for job_id in job_ids:
-                self._settle(conn, job_id, now)
-        self.notify()
+        if ids:
+            self.finish(ids, error=reason)
         return len(ids)
 
     def active(self, kb: str) -> list[Job]:
@@ -485,11 +476,8 @@ class JobQueue:
                     status="failed" if error else "done",
                     error=error,
                     total=job_tasks.c.done,
-                    chunks_done=None,
-                    chunks_total=None,
                     finished_at=now,
-                    lease_owner=None,
-                    lease_expires=None,
+                    **_RELEASED,
                 )
             )
             for job_id in job_ids:
@@ -525,15 +513,7 @@ class JobQueue:
                         "outcomes": "[]",
                     }
                 conn.execute(
-                    update(job_tasks)
-                    .where(job_tasks.c.id == row.id)
-                    .values(
-                        lease_owner=None,
-                        lease_expires=None,
-                        chunks_done=None,
-                        chunks_total=None,
-                        **values,
-                    )
+                    update(job_tasks).where(job_tasks.c.id == row.id).values(**_RELEASED, **values)
                 )
             for job_id in job_ids:
                 self._settle(conn, job_id, now)
