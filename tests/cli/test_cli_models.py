@@ -116,7 +116,10 @@ def test_add_embedded_larger_model(config: Path, capsys: pytest.CaptureFixture[s
 
 
 @pytest.fixture
-def weights(tmp_path: Path) -> bytes:
+def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    # Pulls land in a model folder of their own: a shared cache (CI keeps KBCHAT_MODEL_CACHE
+    # between runs) may hold the file an earlier run pulled, and then nothing is downloaded.
+    monkeypatch.setenv("KBCHAT_MODEL_CACHE", str(tmp_path / "models"))
     return write_tiny_gguf(tmp_path / "w.gguf").read_bytes()
 
 
