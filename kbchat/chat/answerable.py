@@ -22,8 +22,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
-from kbchat.chat.grounding import content_words, normalise, sentences
+from kbchat.chat.grounding import content_words, items, normalise, sentences
 from kbchat.text import HAN_RE
 
 _QUESTION_WORD = re.compile(
@@ -117,18 +118,38 @@ class Evidence:
 
 
 def evidence(question: str, passages: Sequence[str]) -> Evidence:
-    """The place in ``passages`` (``windows``) that holds most of the question's key terms."""
+    """The place in ``passages`` (``windows``) that holds most of the question's key terms.
+
+    A comparison spans two passages ("Who was born earlier, Thomas Wolfe or Margaret
+    Wilson?": one place per person), so two places in different passages count as one when
+    each holds a name or code of the question (``items``) that the other lacks and one of
+    them holds a key term outside the names, what is compared ("born"): the two articles'
+    other paragraphs hold the names alone.
+    """
     terms = key_terms(question)
     if not terms:
         return Evidence(1.0, (), ())
-    best: tuple[int, tuple[str, ...]] = (-1, tuple(terms))
-    for passage in passages:
-        for window in windows(passage):
-            absent = tuple(t for t in terms if t not in window)
-            if len(terms) - len(absent) > best[0]:
-                best = (len(terms) - len(absent), absent)
-    held, absent = max(best[0], 0), best[1]
-    return Evidence(held / len(terms), tuple(terms), absent)
+    held = [[frozenset(t for t in terms if t in w) for w in windows(p)] for p in passages]
+    best = max((found for places in held for found in places), key=len, default=frozenset())
+    named = [normalise(item) for item in items(question)]
+    naming = {t for t in terms if any(t in name for name in named)}
+    for n, m in combinations(range(len(held)), 2):
+        for a in held[n]:
+            for b in held[m]:
+                pair = a | b
+                if len(pair) > len(best) and pair - naming and _apart(a, b, named):
+                    best = pair
+    absent = tuple(t for t in terms if t not in best)
+    return Evidence(len(best) / len(terms), tuple(terms), absent)
+
+
+def _apart(a: frozenset[str], b: frozenset[str], named: Sequence[str]) -> bool:
+    """True when each place holds key terms of a question name the other lacks."""
+
+    def names(place: frozenset[str]) -> set[str]:
+        return {name for name in named if any(t in name for t in place)}
+
+    return bool(names(a) - names(b)) and bool(names(b) - names(a))
 
 
 def support(answer: str, question: str, passages: Sequence[str]) -> float:
@@ -143,6 +164,14 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     ("退货期限是多少天？" answered with the warranty's "两年" from the next sentence), so the
     place keeps only the terms its own sentence adds (and the first sentence's).
 
+    A question over two passages (HotpotQA's bridge and comparison questions, Yang et al.,
+    EMNLP 2018) has its key terms in both: a place in another passage lends its terms too
+    when the two are linked, by the same rule of the neighbour that takes the question:
+    it also holds the answer's new words ("Which team did both A and B play for?": each
+    passage says "Eagles"), or one passage names the other's subject, a name in its first
+    sentence ("the pioneer who claimed a flight near Bridgeport" in one, "Whitehead ... died
+    in 1927" in the other).
+
     Returns the share of the question's key terms the place holds: 1.0 when the answer adds
     no new words or the question has no key terms, 0.0 when no sentence holds any of the
     answer's new words.
@@ -153,9 +182,49 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     if not new or not terms:
         return 1.0
     needles = [normalise(w) for w in new]
+    read = [_Passage.read(passage, terms) for passage in passages]
     best = (0, 0.0)
-    for passage in passages:
-        cut = _cut(passage)
+    for n, passage in enumerate(read):
+        for place in passage.places(needles, terms):
+            held, own, found = place
+            share = len(found) / len(terms)
+            for m, other in enumerate(read):
+                joined = other.holds_any(needles)
+                if m == n or not (joined or passage.linked(other)):
+                    continue
+                lent = other.best_terms(terms)
+                if joined or not own < lent:
+                    share = max(share, len(found | lent) / len(terms))
+            best = max(best, (held, share))
+    return best[1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Passage:
+    """One passage cut for ``support``: its sentences, its whole text and the names its
+    first sentence gives as its subject (all normalised)."""
+
+    cut: tuple[str, ...]
+    text: str
+    subjects: tuple[str, ...]
+
+    @classmethod
+    def read(cls, passage: str, terms: Sequence[str]) -> _Passage:
+        cut = tuple(_cut(passage))
+        head = passage.strip().splitlines()[0] if passage.strip() else ""
+        subjects = tuple(
+            name
+            for name in (normalise(item) for item in items(head))
+            if len(name) >= _SUBJECT_CHARS
+        )
+        return cls(cut, " ".join(cut), subjects)
+
+    def places(
+        self, needles: Sequence[str], terms: Sequence[str]
+    ) -> Iterator[tuple[int, set[str], set[str]]]:
+        """Each sentence holding some of ``needles``: how many, the key terms the sentence
+        holds itself, and those its place holds (the neighbour rule of ``support``)."""
+        cut = self.cut
         head = {t for t in terms if cut and t in cut[0]}
         for n, sentence in enumerate(cut):
             held = sum(1 for w in needles if w in sentence)
@@ -169,5 +238,28 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
                     place = head | (own - lent)
                     break
                 place |= lent
-            best = max(best, (held, len(place) / len(terms)))
-    return best[1]
+            yield held, own, place
+
+    def holds_any(self, needles: Sequence[str]) -> bool:
+        return any(w in self.text for w in needles)
+
+    def linked(self, other: _Passage) -> bool:
+        """True when one passage names the other's subject."""
+        return any(s in other.text for s in self.subjects) or any(
+            s in self.text for s in other.subjects
+        )
+
+    def best_terms(self, terms: Sequence[str]) -> set[str]:
+        """The key terms of the place (``windows``) holding the most of them."""
+        best: set[str] = set()
+        head = self.cut[0] if self.cut else ""
+        for n in range(len(self.cut)):
+            window = " ".join([head, *self.cut[max(0, n - 1) : n + 2]])
+            found = {t for t in terms if t in window}
+            if len(found) > len(best):
+                best = found
+        return best
+
+
+_SUBJECT_CHARS = 4
+"""Shortest subject name that links two passages ("Psych" does; "He" would not)."""

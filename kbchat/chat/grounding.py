@@ -115,8 +115,7 @@ def items(text: str, *, names: bool = True) -> list[str]:
     """
     found: list[str] = []
     if names:
-        for match in _QUOTED.finditer(text):
-            found.append(next(g for g in match.groups() if g))
+        found.extend(_title(match) for match in _QUOTED.finditer(text))
     masked = _QUOTED.sub(" ", text)
     found.extend(m.group(0) for m in _TECH.finditer(masked))
     masked = _TECH.sub(" ", masked)
@@ -186,7 +185,8 @@ def missing_items(question: str, passages: Sequence[str]) -> list[str]:
     """The items the question names (``items``) that the passages do not hold.
 
     Codes, numbers, options, file names and quoted titles must each occur in some passage:
-    they name one thing (a part, a version, a year). Capitalised names are looked for only
+    they name one thing (a part, a version, a year); a long title without digits may be
+    misspelt (``_title_occurs``). Capitalised names are looked for only
     when some passage is in the question's language, and count as missing only when none
     of them occurs: a multi-hop question describes its subject with names ("Kurt Fuller
     ... American Detective Comedy Drama") that the answering passages need not repeat.
@@ -194,12 +194,41 @@ def missing_items(question: str, passages: Sequence[str]) -> list[str]:
     haystack = normalise("\n".join(passages))
     strict = items(question, names=False)
     same = any(detect_language(p[:300]) == detect_language(question) for p in passages)
-    quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(question)] if same else []
-    missing = [item for item in [*quoted, *strict] if not occurs(item, haystack)]
+    quoted = [_title(m) for m in _QUOTED.finditer(question)] if same else []
+    missing = [item for item in strict if not occurs(item, haystack)]
+    missing += [title for title in quoted if not _title_occurs(title, haystack)]
     names = [n for n in items(question) if n not in strict and n not in quoted] if same else []
     if names and not any(occurs(name, haystack) for name in names):
         missing += names
     return list(dict.fromkeys(missing))
+
+
+def _title(match: re.Match[str]) -> str:
+    """A quoted title without the punctuation a question glues to it ("Glen Ross?")."""
+    return next(g for g in match.groups() if g).strip(_TITLE_EDGE)
+
+
+_TITLE_EDGE = " ?？!！.。,，:：;；'‘’"
+_FUZZY_TITLE_CHARS = 8
+_FUZZY_TITLE_SCORE = 90.0
+"""A title of at least this many characters and no digits is found when some span of the
+passages is this similar to it (``rapidfuzz.fuzz.partial_ratio``, 0-100: one dropped or
+doubled letter in 18 scores about 97): users misspell titles ("Glengary Glen Ross"), and a
+question is not unanswerable for it. Digits must match exactly ("Windows 2000" is not
+"Windows 2003")."""
+
+
+def _title_occurs(title: str, haystack: str) -> bool:
+    """True when ``title`` occurs in the normalised ``haystack``, or a digit-free title of
+    ``_FUZZY_TITLE_CHARS`` or more nearly does (``_FUZZY_TITLE_SCORE``)."""
+    if occurs(title, haystack):
+        return True
+    needle = normalise(title)
+    if len(needle) < _FUZZY_TITLE_CHARS or any(ch.isdigit() for ch in needle):
+        return False
+    from rapidfuzz import fuzz
+
+    return fuzz.partial_ratio(needle, haystack, score_cutoff=_FUZZY_TITLE_SCORE) > 0
 
 
 def check_claims(answer: str, question: str, passages: Sequence[str]) -> ClaimCheck:

@@ -120,3 +120,59 @@ def test_an_answer_copied_from_the_fact_beside_the_question_is_not_supported() -
 def test_a_neighbour_still_lends_the_subject_a_pronoun_stands_for() -> None:
     bio = "王小明\n他热爱教学。梁卓伟出生于1960年。他于2013年成为教授。"
     assert support("2013年", "梁卓伟哪一年成为教授？", [bio]) == 1.0
+
+
+LOONEY = (
+    "Don Looney\nDon Looney was an American football end. "
+    "He played for the Philadelphia Eagles in 1940."
+)
+JACKSON = (
+    "DeSean Jackson\nDeSean Jackson is an American football wide receiver. "
+    "He was drafted by the Philadelphia Eagles in 2008."
+)
+PIONEER = (
+    "Bridgeport\nIn August 1901 Gustave Whitehead claimed to have flown near Bridgeport, "
+    "Connecticut, two years before the Wright brothers."
+)
+WHITEHEAD = (
+    "Gustave Whitehead\nGustave Whitehead was a German-born engineer. "
+    "He died on 10 October 1927 in Bridgeport."
+)
+
+
+def test_a_question_over_two_passages_is_supported_by_both() -> None:
+    both = "Which NFL team did both Don Looney and DeSean Jackson play for?"
+    # Each passage holds half the question; both hold the answer.
+    assert support("Philadelphia Eagles", both, [LOONEY]) < 0.5
+    assert support("Philadelphia Eagles", both, [LOONEY, JACKSON]) > 0.7
+    bridge = "When did the aviation pioneer who claimed to have flown near Bridgeport die?"
+    # The answer is in the subject's own passage; the other one names that subject.
+    assert support("10 October 1927", bridge, [WHITEHEAD]) < 0.5
+    assert support("10 October 1927", bridge, [WHITEHEAD, PIONEER]) > 0.7
+    # Unlinked passages lend nothing: the answer's passage stands alone.
+    assert support("10 October 1927", bridge, [WHITEHEAD, LOONEY]) < 0.5
+
+
+def test_a_linked_passage_that_takes_the_question_lends_nothing() -> None:
+    # The returns passage names the kettle the warranty passage is about, and holds every
+    # key term the warranty's sentence holds and more: "两年" is the warranty, not returns.
+    warranty = "KT-300 保修\nKT-300 整机保修两年。"
+    returns = "KT-300 水壶\n退货期限为收货后7天。"
+    question = "KT-300 水壶的退货期限是多少天？"
+    assert support("两年", question, [warranty, returns]) == 0.25
+    assert support("7天", question, [warranty, returns]) == 1.0
+
+
+def test_a_comparison_finds_its_evidence_in_two_passages() -> None:
+    question = "Who was born earlier, Thomas Wolfe or Margaret Wilson?"
+    wolfe = "Thomas Wolfe\nThomas Wolfe was an American novelist. He was born on October 3, 1900."
+    wilson = "Margaret Wilson\nMargaret Wilson was an American author. She was born in 1882."
+    assert evidence(question, [wolfe]).share == 0.5
+    both = evidence(question, [wolfe, wilson])
+    assert both.share == pytest.approx(5 / 6) and both.absent == ("earlier",)
+    # The articles' other paragraphs: the names without what is compared are no evidence.
+    other_wolfe = "Thomas Wolfe\nThomas Wolfe was an American novelist. His books are long."
+    other_wilson = "Margaret Wilson\nMargaret Wilson was an American author of novels."
+    assert evidence(question, [other_wolfe, other_wilson]).share == pytest.approx(2 / 6)
+    # Two places about the same person are one place, not a comparison.
+    assert evidence(question, [wolfe, other_wolfe]).share == 0.5

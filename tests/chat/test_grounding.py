@@ -105,3 +105,13 @@ def test_what_the_reader_would_type_must_be_in_the_files_verbatim() -> None:
         "kbchat",
         "--port",
     ]
+
+
+def test_a_misspelt_quoted_title_is_found_but_a_different_one_is_not() -> None:
+    plays = ["David Mamet won the Pulitzer Prize for Glengarry Glen Ross (1984) and wrote Oleanna."]
+    # One letter dropped, and the question mark the question glued inside the quotes.
+    assert missing_items('Which prize did the author of "Glengary Glen Ross?" win?', plays) == []
+    assert missing_items('Who wrote "Speed the Plow"?', plays) == ["Speed the Plow"]
+    releases = ["Windows 2000 shipped in February 2000."]
+    assert missing_items('When did "Windows 2003" ship?', releases) == ["Windows 2003"]
+    assert missing_items("《红楼梦》的作者是谁？", ["《红楼》是一本书。"]) == ["红楼梦"]
