@@ -33,13 +33,13 @@ from kbchat.errors import BadInput
 from kbchat.llm.base import FINISH_LENGTH, ChatModel
 from kbchat.options import SummaryStrategyName
 from kbchat.prompts import render, template
-from kbchat.text import Language, detect_language
+from kbchat.text import CLOSING_MARKS, Language, detect_language
 from kbchat.types import Message, Usage
 
 Strategy = SummaryStrategyName
 STRATEGIES: tuple[Strategy, ...] = typing.get_args(SummaryStrategyName)
 _MARGIN = 64
-_SENTENCE_END = re.compile(r"[。！？!?]|\.(?=\s|$)")
+_SENTENCE_END = re.compile(f"[。！？!?][{CLOSING_MARKS}]*|\\.[{CLOSING_MARKS}]*(?=\\s|$)")
 SUMMARY_TOKENS = 200
 """Longest final summary by default (one paragraph; each token ~40 ms on the embedded model)."""
 
