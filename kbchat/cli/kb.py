@@ -260,6 +260,7 @@ def kb_files(name: str, as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     from kbchat.chat.summaries import SummaryStore
+    from kbchat.llm.gguf_info import human_bytes
     from kbchat.shapes.kb import file_listing
 
     with open_library() as library:
@@ -270,12 +271,15 @@ def kb_files(name: str, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json([file_listing(r, summaries.get(r.name)) for r in records])
         return
-    table = Table("name", "status", "chunks", "error", "summary")
+    table = Table("name", "status", "chunks")
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("error")
+    table.add_column("summary")
     for r in records:
         summary = summaries.get(r.name, "")
         short = summary if len(summary) <= 80 else summary[:79] + "…"
         error = (r.error or "").removeprefix(f"{r.name}: ")  # the name is in its own column
-        table.add_row(r.name, r.status, str(r.chunks), error, short)
+        table.add_row(r.name, r.status, str(r.chunks), human_bytes(r.size), error, short)
     out.print(table)
 
 

@@ -58,6 +58,17 @@ def test_kb_files_error_column_does_not_repeat_the_name(
     assert row.count("bad.docx") == 1, row
 
 
+def test_kb_files_shows_each_file_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "small.txt").write_text("The K3 kettle has a two year warranty.", encoding="utf-8")
+    (tmp_path / "big.txt").write_text("Descale the kettle every month.\n" * 200, encoding="utf-8")
+    run("kb", "create", "k", capsys=capsys)
+    run("kb", "add", "k", str(tmp_path), capsys=capsys)
+    _, out, _ = run("kb", "files", "k", capsys=capsys)
+    assert re.search(r"\bsize\b", out), out
+    rows = {line.split()[1]: line for line in out.splitlines() if ".txt" in line}
+    assert "38 B" in rows["small.txt"] and "6 KB" in rows["big.txt"], out
+
+
 def test_doctor_says_whether_a_config_file_was_loaded(
     kbchat_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
