@@ -80,3 +80,26 @@ def test_doctor_says_whether_a_config_file_was_loaded(
     _, out, _ = run("doctor", "--json", capsys=capsys)
     config = {c["name"]: c for c in json.loads(out)}["config"]["detail"]
     assert config.startswith(f"loaded from {kbchat_home / 'kbchat.toml'}")
+
+
+def test_kb_list_keeps_key_columns_whole_at_80_columns(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rich.cells import cell_len
+
+    from kbchat.cli.base import out as console
+
+    monkeypatch.setattr(console, "_width", 80)
+    long_description = "产品手册和常见问题解答，覆盖全部型号与配件的保修、维修和清洁说明" * 2
+    code, _, err = run(
+        "kb", "create", "客服知识库", "--embedder", "e5+use", "--description", long_description,
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    _, out, _ = run("kb", "list", capsys=capsys)
+    lines = out.splitlines()
+    assert all(cell_len(line) <= 80 for line in lines), out
+    header = next(line for line in lines if "name" in line)
+    assert all(word in header for word in ("files", "chunks", "embedder", "store")), out
+    row = next(line for line in lines if "客服知识库" in line)
+    assert "e5+use" in row and "faiss" in row and "…" in row, out
