@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from pathlib import Path
 
 import pytest
 import typer
+from typer.core import TyperOption
 
 from kbchat.cli.main import app
 from tests.cli.test_cli import run
@@ -103,3 +105,46 @@ def test_kb_list_keeps_key_columns_whole_at_80_columns(
     assert all(word in header for word in ("files", "chunks", "embedder", "store")), out
     row = next(line for line in lines if "客服知识库" in line)
     assert "e5+use" in row and "faiss" in row and "…" in row, out
+
+
+def _choices(annotation: object) -> list[str]:
+    """The values of a ``Literal`` annotation, also inside ``X | None`` or ``list[X]``."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return [str(value) for value in typing.get_args(annotation)]
+    return [c for arg in typing.get_args(annotation) for c in _choices(arg)]
+
+
+def _choice_options(command: object) -> list[tuple[str, list[str]]]:
+    return [
+        (p.opts[-1], choices)
+        for p in getattr(command, "params", [])
+        if isinstance(p, TyperOption) and (choices := _choices(p.type_descriptor.annotation))
+    ]
+
+
+@pytest.mark.parametrize("columns", ["80", "60"])
+def test_help_breaks_a_choice_list_only_between_choices(
+    columns: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    root = typer.main.get_command(app)
+    checked = 0
+    for path in _command_paths(root):
+        command = root
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        for flag, choices in _choice_options(command):
+            _, out, _ = run(*path, "--help", capsys=capsys)
+            lines = out.splitlines()
+            first = next(i for i, line in enumerate(lines) if re.search(rf"│ +{flag}\b", line))
+            column = re.search(rf"{flag}\s+", lines[first]).end()  # type: ignore[union-attr]
+            cells = []
+            for line in lines[first:]:
+                cell = line[column:].split("  ")[0].strip()
+                if not cell or (cells and "--" in line[:column]):
+                    break
+                cells.append(cell)
+            shown = [piece for cell in cells for piece in cell.split("|") if piece]
+            assert shown == choices, (path, flag, cells)
+            checked += 1
+    assert checked >= 4  # summarize --strategy, ask --no-hit, kb search --mode, ...
