@@ -116,7 +116,9 @@ def test_a_user_walks_the_page_and_finds_everything_after_a_reload(
     per_file = job.locator(".job-files li")
     expect(per_file).to_have_count(3)
     expect(job).to_contain_text("Upload: 3 files")
-    expect(job.locator(".job-files li[data-status='waiting']")).to_have_count(3)
+    expect(
+        job.locator(".job-files li:is([data-status='waiting'], [data-status='running'])")
+    ).to_have_count(3)
     expect(job.locator(".job-label")).to_have_text(
         re.compile(r"Indexing: 0 of 3 files|Waiting for the indexer")
     )
