@@ -60,7 +60,10 @@ def test_kb_files_error_column_does_not_repeat_the_name(
     assert row.count("bad.docx") == 1, row
 
 
-def test_kb_files_shows_each_file_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_kb_files_shows_each_file_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
     (tmp_path / "small.txt").write_text("The K3 kettle has a two year warranty.", encoding="utf-8")
     (tmp_path / "big.txt").write_text("Descale the kettle every month.\n" * 200, encoding="utf-8")
     run("kb", "create", "k", capsys=capsys)
@@ -148,3 +151,17 @@ def test_help_breaks_a_choice_list_only_between_choices(
             assert shown == choices, (path, flag, cells)
             checked += 1
     assert checked >= 4  # summarize --strategy, ask --no-hit, kb search --mode, ...
+
+
+def test_demo_builds_the_sample_again_beside_other_knowledge_bases(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: the sample is built on a first start only; `kbchat demo` gets it back."""
+    monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
+    run("kb", "create", "mine", capsys=capsys)
+    code, out, err = run("demo", "--query", "如何创建知识库？", capsys=capsys)
+    assert code == 0, err
+    _, listed, _ = run("kb", "list", "--json", capsys=capsys)
+    kbs = {kb["name"]: kb for kb in json.loads(listed)}
+    assert set(kbs) == {"mine", "kbchat-docs"} and kbs["kbchat-docs"]["chunks"] > 10
+    assert "kbchat kb create" in out  # the sample search found the quick start
