@@ -11,19 +11,17 @@ import pytest
 
 from kbchat.chat.summaries import SummaryStore, file_chunks, summarize_file, unrepeated
 from kbchat.chat.summarize import (
-    Progress,
     Summary,
     SummaryEvent,
     SummaryOptions,
     choose_strategy,
     estimate_seconds,
-    sections,
-    step_budget,
     summarize,
     whole_sentences,
 )
 from kbchat.chat.summary_extract import central_sentences, document_sentences
 from kbchat.chat.summary_speed import StepTiming, speeds_of
+from kbchat.chat.summary_steps import Progress, sections, step_budget
 from kbchat.config import load_settings
 from kbchat.errors import BadInput, NotFound
 from kbchat.kb.knowledge_base import KnowledgeBase

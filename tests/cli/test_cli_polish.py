@@ -141,7 +141,7 @@ def test_help_breaks_a_choice_list_only_between_choices(
             lines = out.splitlines()
             first = next(i for i, line in enumerate(lines) if re.search(rf"│ +{flag}\b", line))
             column = re.search(rf"{flag}\s+", lines[first]).end()  # type: ignore[union-attr]
-            cells = []
+            cells: list[str] = []
             for line in lines[first:]:
                 cell = line[column:].split("  ")[0].strip()
                 if not cell or (cells and "--" in line[:column]):
