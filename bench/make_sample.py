@@ -22,26 +22,23 @@ FONT_CANDIDATES = (
     "C:/Windows/Fonts/msyh.ttc",
 )
 
-SETTINGS_EN = [
-    ("setting", "default", "environment variable", "meaning"),
-    ("home", "~/.kbchat", "KBCHAT_HOME", "data directory: catalog, indexes, models"),
-    ("embedder.backend", "e5", "KBCHAT_EMBEDDER__BACKEND", "embedding model: use, e5, openai"),
-    ("embedder.batch_size", 32, "KBCHAT_EMBEDDER__BATCH_SIZE", "texts embedded per call"),
-    ("ingest.chunk_size", 400, "KBCHAT_INGEST__CHUNK_SIZE", "chunk length in characters"),
-    ("ingest.chunk_overlap", 60, "KBCHAT_INGEST__CHUNK_OVERLAP", "characters shared by neighbours"),
-    ("ingest.max_file_mb", 100, "KBCHAT_INGEST__MAX_FILE_MB", "larger files are refused"),
-    ("ingest.max_unpacked_mb", 500, "KBCHAT_INGEST__MAX_UNPACKED_MB", "zip bomb guard"),
-    ("ingest.ocr", True, "KBCHAT_INGEST__OCR", "OCR images and scanned pdf pages"),
-    ("default_model", "qwen2.5-0.5b", "KBCHAT_DEFAULT_MODEL", "chat model used by default"),
+EMBEDDER_CHOICES = "e5, use, openai, or several joined by '+'"
+SETTINGS_EN = [  # (key, meaning); the default comes from kbchat.config (setting_default)
+    ("embedder.backend", f"embedding model: {EMBEDDER_CHOICES}"),
+    ("embedder.batch_size", "texts embedded per call"),
+    ("ingest.chunk_size", "chunk length in characters"),
+    ("ingest.chunk_overlap", "characters shared by neighbours"),
+    ("ingest.max_file_mb", "larger files are refused"),
+    ("ingest.max_unpacked_mb", "zip bomb guard"),
+    ("ingest.ocr", "OCR images and scanned pdf pages"),
+    ("default_model", "chat model used by default"),
 ]
 SETTINGS_ZH = [
-    ("配置项", "默认值", "说明"),
-    ("home", "~/.kbchat", "数据目录，保存目录数据库、索引和模型"),
-    ("embedder.backend", "e5", "向量模型：use、e5 或 openai"),
-    ("ingest.chunk_size", 400, "每个片段的字符数"),
-    ("ingest.chunk_overlap", 60, "相邻片段重复的字符数"),
-    ("ingest.max_file_mb", 100, "超过此大小（MB）的文件会被拒绝"),
-    ("ingest.ocr", True, "是否对图片和扫描页面进行文字识别"),
+    ("embedder.backend", "向量模型：e5、use 或 openai，多个用 + 连接"),
+    ("ingest.chunk_size", "每个片段的字符数"),
+    ("ingest.chunk_overlap", "相邻片段重复的字符数"),
+    ("ingest.max_file_mb", "超过此大小（MB）的文件会被拒绝"),
+    ("ingest.ocr", "是否对图片和扫描页面进行文字识别"),
 ]
 ARCHITECTURE_EN = [
     ("kbchat architecture", ""),
@@ -100,6 +97,26 @@ def find_font(explicit: Path | None) -> Path:
     )
 
 
+def setting_default(key: str) -> str | int | bool:
+    """The default of a dotted setting (``ingest.chunk_size``) as kbchat.config defines it,
+    so the sample never states an old default; whole floats are shown as integers."""
+    from pydantic import BaseModel
+
+    from kbchat.config import Settings
+
+    model: type[BaseModel] = Settings
+    *sections, name = key.split(".")
+    for section in sections:
+        annotation = model.model_fields[section].annotation
+        assert isinstance(annotation, type) and issubclass(annotation, BaseModel), key
+        model = annotation
+    value = model.model_fields[name].get_default(call_default_factory=True)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    assert isinstance(value, str | int | bool), (key, value)
+    return value
+
+
 def make_docx(out: Path) -> None:
     """Quick start with headings, a table and Chinese and English sections."""
     import docx
@@ -112,7 +129,8 @@ def make_docx(out: Path) -> None:
     document.add_heading("Create a knowledge base", level=1)
     document.add_paragraph(
         "Run kbchat kb create manuals to create an empty knowledge base called manuals. "
-        "It is built with the default embedder e5 unless you pass --embedder."
+        f"It is built with the default embedder {setting_default('embedder.backend')} "
+        "unless you pass --embedder."
     )
     document.add_heading("Add files", level=1)
     document.add_paragraph(
@@ -131,7 +149,10 @@ def make_docx(out: Path) -> None:
         row.cells[0].text, row.cells[1].text = command, meaning
     document.add_heading("快速入门", level=1)
     document.add_heading("创建知识库", level=2)
-    document.add_paragraph("运行 kbchat kb create manuals 创建一个名为 manuals 的空知识库。")
+    document.add_paragraph(
+        "运行 kbchat kb create manuals 创建一个名为 manuals 的空知识库。"
+        f"默认使用 {setting_default('embedder.backend')} 向量模型，可以用 --embedder 另选。"
+    )
     document.add_heading("检索", level=2)
     document.add_paragraph(
         '运行 kbchat kb search manuals "保修期多长？" --top-k 5 检索最相关的五个段落，'
@@ -149,11 +170,16 @@ def make_xlsx(out: Path) -> None:
     workbook.properties.modified = FIXED_DATE.replace(tzinfo=None)
     english = workbook.active
     english.title = "settings"
-    for row in SETTINGS_EN:
-        english.append(list(row))
+    english.append(["setting", "default", "environment variable", "meaning"])
+    english.append(["home", "~/.kbchat", "KBCHAT_HOME", "data directory: catalog, indexes, models"])
+    for key, meaning in SETTINGS_EN:
+        env = "KBCHAT_" + key.upper().replace(".", "__")
+        english.append([key, setting_default(key), env, meaning])
     chinese = workbook.create_sheet("配置")
-    for row in SETTINGS_ZH:
-        chinese.append(list(row))
+    chinese.append(["配置项", "默认值", "说明"])
+    chinese.append(["home", "~/.kbchat", "数据目录，保存目录数据库、索引和模型"])
+    for key, meaning in SETTINGS_ZH:
+        chinese.append([key, setting_default(key), meaning])
     workbook.save(out / "settings.xlsx")
 
 

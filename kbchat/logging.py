@@ -116,7 +116,25 @@ class JsonFormatter(logging.Formatter):
 
 
 class _KbchatHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler :func:`configure_logging` installs (and replaces when called again)."""
+    """The handler :func:`configure_logging` installs (and replaces when called again).
+
+    Without a stream of its own it writes to ``sys.stderr`` as it is when a line is logged,
+    not as it was when logging was set up: a stderr replaced since (pytest's capture, which
+    closes the one it handed out; a redirect) gets the lines, and none goes to a closed file
+    ("Logging error: I/O operation on closed file").
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        logging.Handler.__init__(self)
+        self._stream = stream
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr if self._stream is None else self._stream
+
+    @stream.setter
+    def stream(self, value: IO[str] | None) -> None:
+        self._stream = value
 
 
 def configure_logging(
@@ -134,7 +152,7 @@ def configure_logging(
         level: DEBUG, INFO, WARNING, ERROR or CRITICAL (any case).
         fmt: ``text`` (one readable line) or ``json`` (one object per line).
         secrets: Values to mask wherever they appear (API keys from settings).
-        stream: Where lines go.
+        stream: Where lines go (default: ``sys.stderr`` as it is at each line).
 
     Raises:
         ConfigError: an unknown level or format (naming --log-level / KBCHAT_LOG_LEVEL or
@@ -151,7 +169,7 @@ def configure_logging(
             f"log format (--log-format, KBCHAT_LOG_FORMAT) must be one of {', '.join(FORMATS)}, "
             f"got {fmt!r}"
         )
-    handler = _KbchatHandler(stream if stream is not None else sys.stderr)
+    handler = _KbchatHandler(stream)
     # libraries that set their own logger's level on import (bm25s: DEBUG) still pass here
     handler.setLevel(name)
     if name != "DEBUG":

@@ -26,6 +26,10 @@ DENSE = WIDE + "\uac00-\ud7af\U00020000-\U0002fa1f"
 """``WIDE`` plus Hangul syllables and the ideograph extensions B and later: scripts that BPE
 vocabularies spend about one token per character on."""
 
+CLOSING_MARKS = "\"'”’」』）)\\]】》〉"
+"""Closing quotes and brackets, ditto: one that follows a sentence end belongs to the sentence
+(「他说：“好。”」, 「（见第三章。）」), so a sentence is cut after it, never before."""
+
 HAN_RE = re.compile(f"[{HAN}]")
 _HAN_OR_PUNCTUATION = re.compile(f"[{HAN}{CJK_PUNCTUATION}]")
 _WIDE = re.compile(f"[{WIDE}]")

@@ -149,10 +149,13 @@ class ToolStep:
     ms: float | None = None
 
 
-OutcomeStatus = Literal["indexed", "failed", "skipped", "unchanged", "removed", "pending"]
+OutcomeStatus = Literal[
+    "indexed", "failed", "skipped", "unchanged", "removed", "pending", "running"
+]
+"""What happened to one file in a knowledge-base write; ``pending`` (waiting) and ``running``
+while a job has not decided it yet."""
 FileStatus = Literal["indexed", "failed", "skipped", "pending"]
 """A file's state in the catalog."""
-"""What happened to one file in a knowledge-base write."""
 
 AnswerOutcome = Literal["answered", "refused", "fallback"]
 """What an answer is based on: ``answered`` from the sources (see ``grounded``), ``refused``

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -51,6 +52,20 @@ def test_configuring_again_replaces_the_handler(stream: io.StringIO) -> None:
     configure_logging("INFO", stream=stream)
     logging.getLogger("kbchat.z").info("once")
     assert other.getvalue() == "" and stream.getvalue().count("once") == 1
+
+
+def test_lines_go_to_stderr_as_it_is_when_they_are_logged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, then = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging("INFO")
+    logging.getLogger("kbchat.e").info("while set up")
+    first.close()  # pytest's capture closes the stderr it handed out, then hands out another
+    monkeypatch.setattr(sys, "stderr", then)
+    logging.getLogger("kbchat.e").info("after the swap")
+    written = then.getvalue()
+    assert "after the swap" in written and "Logging error" not in written, written
 
 
 def test_http_client_info_lines_are_held_back(stream: io.StringIO) -> None:

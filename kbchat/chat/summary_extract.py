@@ -16,8 +16,11 @@ import numpy as np
 from kbchat.chat.memory import truncate_to_tokens
 from kbchat.embed.base import Embedder, Vectors, embed_texts
 from kbchat.embed.composite import CompositeEmbedder
+from kbchat.text import CLOSING_MARKS
 
-_SENTENCE = re.compile(r"[^。！？!?；;.]+(?:[。！？!?；;]+|\.(?=\s|$))?")
+_SENTENCE = re.compile(
+    f"[^。！？!?；;.]+(?:[。！？!?；;]+[{CLOSING_MARKS}]*|\\.[{CLOSING_MARKS}]*(?=\\s|$))?"
+)
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _LINE_START = re.compile(r"\s*(?:[#>*|•\-+]|\d+[.)、]|[一二三四五六七八九十]+[、.])")
 """A line that starts a heading, quote, list item or table row is not a wrapped line."""

@@ -27,13 +27,13 @@ from kbchat.chat.summaries import (
     summarize_overview,
 )
 from kbchat.chat.summarize import (
-    Progress,
     Summary,
     SummaryEvent,
     SummaryOptions,
     choose_strategy,
     estimate_seconds,
 )
+from kbchat.chat.summary_steps import Progress
 from kbchat.errors import BadInput, KbchatError, NotFound
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.llm.base import ChatModel

@@ -201,14 +201,43 @@ def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{100 * share:.1f}%"
 
 
-def _report_line(report: AnswerReport) -> str:
-    ttft = report.median_ttft_s
-    return (
-        f"answerable {report.answerable}: accuracy {_percent(report.accuracy)}, "
-        f"false refusals {_percent(report.false_refusals)}, "
-        f"citation hit rate {_percent(report.citation_hit_rate)}\n"
-        f"unanswerable {report.unanswerable}: declined {_percent(report.declined_unanswerable)}\n"
-        f"median TTFT {'n/a' if ttft is None else f'{ttft:.2f}s'}"
+REPORT_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("questions", ("answered_from_kb",)),
+    ("answerable", ("accuracy", "false_refusals", "citation_hit_rate")),
+    ("unanswerable", ("declined_unanswerable",)),
+    ("median_ttft_s", ("median_ttft_answerable_s", "median_ttft_unanswerable_s", "median_total_s")),
+)
+"""The lines `eval answers` prints: each key of ``AnswerReport.summary()`` (its --json), the
+first of a line followed by the ones that break it down."""
+_REPORT_LABELS = {
+    "answered_from_kb": "answered from the knowledge base",
+    "false_refusals": "false refusals",
+    "citation_hit_rate": "citation hit rate",
+    "declined_unanswerable": "declined",
+    "median_ttft_s": "median TTFT",
+    "median_ttft_answerable_s": "answerable",
+    "median_ttft_unanswerable_s": "unanswerable",
+    "median_total_s": "median total time",
+}
+
+
+def _report_lines(report: AnswerReport) -> str:
+    summary = report.summary()
+
+    def shown(key: str) -> str:
+        value = summary[key]
+        if value is None:
+            text = "n/a"
+        elif key.endswith("_s"):
+            text = f"{value:.2f}s"
+        elif isinstance(value, float):
+            text = _percent(value)
+        else:
+            text = str(value)
+        return f"{_REPORT_LABELS.get(key, key)} {text}"
+
+    return "\n".join(
+        f"{shown(head)}: {', '.join(shown(key) for key in rest)}" for head, rest in REPORT_LAYOUT
     )
 
 
@@ -251,7 +280,7 @@ def eval_answers(
     if as_json:
         print_json(report.to_json())
         return
-    err.print(_report_line(report), markup=False)
+    err.print(_report_lines(report), markup=False)
 
 
 def ask(

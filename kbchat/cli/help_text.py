@@ -30,6 +30,35 @@ class PlainArgument(TyperArgument):
         return None  # the NAME says it
 
 
+class PlainOption(TyperOption):
+    """An option whose list of choices, in the help table, breaks only between choices."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        shown = super().display_type_rich(ctx)
+        return None if shown is None else choice_lines(shown)
+
+
+CHOICE_LINE = 16
+"""Longest line of a choice list in the help table: rich folds a longer word inside it."""
+
+
+def choice_lines(metavar: str) -> str:
+    """``a|b|c`` packed into lines of at most ``CHOICE_LINE`` characters, each ending at a
+    ``|`` (rich wraps only at spaces, so ``auto|map-reduce|refine|extract`` was folded
+    inside a word); any other metavar as it is."""
+    if "|" not in metavar or " " in metavar or len(metavar) <= CHOICE_LINE:
+        return metavar
+    lines = [""]
+    for choice in metavar.split("|"):
+        piece = f"|{choice}" if lines[-1] else choice
+        if lines[-1] and len(lines[-1]) + len(piece) > CHOICE_LINE:
+            lines[-1] += "|"
+            lines.append(choice)
+        else:
+            lines[-1] += piece
+    return "\n".join(lines)
+
+
 def plain_help(command: Any) -> None:
     """Give every parameter of ``command`` (a click command or group built by typer) and of
     its subcommands a plain metavar, in place."""
@@ -49,8 +78,10 @@ def plain_params(command: Any) -> None:
         if isinstance(param, TyperArgument):
             param.__class__ = PlainArgument
             param.metavar = param.metavar or (param.name or "").upper()
-        elif isinstance(param, TyperOption) and param.metavar is None:
-            param.metavar = _option_metavar(param, context)
+        elif isinstance(param, TyperOption):
+            param.__class__ = PlainOption
+            if param.metavar is None:
+                param.metavar = _option_metavar(param, context)
 
 
 _ITEM = re.compile(r"^(?:[-*•]|\d+[.)])\s")

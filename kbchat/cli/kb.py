@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.cells import cell_len
 from rich.markup import escape
 
 from kbchat.cli.base import (
@@ -124,7 +125,7 @@ def kb_create(
 @kb_app.command("list")
 def kb_list(as_json: JsonOpt = False) -> None:
     """List knowledge bases."""
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from kbchat.shapes.kb import kb_listing
 
@@ -133,10 +134,38 @@ def kb_list(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("name", "files", "chunks", "embedder", "description")
+    # What a user types or compares (name, counts, embedder, store) is folded, never cut to
+    # "…"; only the description gives way. The embedder is named as `--embedder` takes it
+    # (e5+use); `kb info` and --json give its full name with model versions.
+    table = Table(
+        Column("name", overflow="fold", min_width=_name_width(r.name for r in rows)),
+        Column("files", justify="right", no_wrap=True),
+        Column("chunks", justify="right", no_wrap=True),
+        Column("embedder", overflow="fold"),
+        Column("store", no_wrap=True),
+        Column("description", overflow="ellipsis", ratio=1),
+    )
     for row in rows:
-        table.add_row(row.name, str(row.files), str(row.chunks), row.embedder, row.description)
+        table.add_row(
+            row.name,
+            str(row.files),
+            str(row.chunks),
+            _embedder_key(row.embedder_spec),
+            row.store,
+            row.description,
+        )
     out.print(table)
+
+
+def _name_width(names: Iterable[str]) -> int:
+    """A name column wide enough for most names whole, leaving room for the others at 80."""
+    return min(max((cell_len(name) for name in names), default=4), 16)
+
+
+def _embedder_key(spec: dict[str, Any]) -> str:
+    """The embedder as `--embedder` names it, with its model when the spec sets one."""
+    backend = str(spec.get("backend", "?"))
+    return f"{backend}:{spec['model']}" if spec.get("model") else backend
 
 
 @kb_app.command("info")
@@ -257,9 +286,10 @@ def kb_add(
 @kb_app.command("files")
 def kb_files(name: str, as_json: JsonOpt = False) -> None:
     """List a knowledge base's files with their status."""
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from kbchat.chat.summaries import SummaryStore
+    from kbchat.llm.gguf_info import human_bytes
     from kbchat.shapes.kb import file_listing
 
     with open_library() as library:
@@ -270,12 +300,20 @@ def kb_files(name: str, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json([file_listing(r, summaries.get(r.name)) for r in records])
         return
-    table = Table("name", "status", "chunks", "error", "summary")
+    # The name and the error are read whole (folded); the summary gives way first.
+    table = Table(
+        Column("name", overflow="fold", min_width=_name_width(r.name for r in records)),
+        Column("status", no_wrap=True),
+        Column("chunks", justify="right", no_wrap=True),
+        Column("size", justify="right", no_wrap=True),
+        Column("error", overflow="fold"),
+        Column("summary", overflow="ellipsis", ratio=1),
+    )
     for r in records:
         summary = summaries.get(r.name, "")
         short = summary if len(summary) <= 80 else summary[:79] + "…"
         error = (r.error or "").removeprefix(f"{r.name}: ")  # the name is in its own column
-        table.add_row(r.name, r.status, str(r.chunks), error, short)
+        table.add_row(r.name, r.status, str(r.chunks), human_bytes(r.size), error, short)
     out.print(table)
 
 

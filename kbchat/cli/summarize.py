@@ -17,7 +17,8 @@ from kbchat.options import SummaryStrategy, SummaryStrategyName
 
 if TYPE_CHECKING:
     from kbchat.app import Services
-    from kbchat.chat.summarize import Progress, Summary, SummaryEvent
+    from kbchat.chat.summarize import Summary, SummaryEvent
+    from kbchat.chat.summary_steps import Progress
     from kbchat.kb.knowledge_base import KnowledgeBase
     from kbchat.shapes.chat import KBSummaries
 
@@ -110,7 +111,8 @@ def _run(make: Callable[..., Iterator[SummaryEvent]], as_json: bool) -> Summary:
 
     ``make(cancel=event)`` starts the summary.
     """
-    from kbchat.chat.summarize import Progress, Summary
+    from kbchat.chat.summarize import Summary
+    from kbchat.chat.summary_steps import Progress
 
     cancel = threading.Event()
     events: Iterator[SummaryEvent] = make(cancel=cancel)

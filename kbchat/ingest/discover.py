@@ -49,6 +49,13 @@ class FoundFile:
         """``path`` as text that can be stored and shown (see ``readable``)."""
         return readable(str(self.path))
 
+    def size_on_disk(self) -> int:
+        """The file's size in bytes, or 0 when it cannot be read (it fails later, saying why)."""
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
 
 def readable(text: str) -> str:
     """A file name or path with undecodable bytes shown as ``\\xNN`` (valid UTF-8 text).

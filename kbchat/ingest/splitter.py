@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from kbchat.text import HAN_RE
+from kbchat.text import CLOSING_MARKS, HAN_RE
 from kbchat.types import Chunk, Document
 
 HARD, SPACE, LINE, CLAUSE, SENTENCE, PARAGRAPH, HEADING, ROW = range(8)
@@ -35,10 +35,9 @@ _SEGMENT_CHUNKS = 32
 _MIN_SEGMENT = 16_384
 """Boundaries are found for this many characters (or chunk sizes) of text at a time."""
 
-_CLOSERS = "\"'”’」』）)\\]】》〉"
-_CJK_SENTENCE = re.compile(f"(?:[。！？；]|…+|\\.{{3,}})[{_CLOSERS}]*")
-_ASCII_SENTENCE = re.compile(f"[!?;]+[{_CLOSERS}]*(?=\\s|$|[^\\x00-\\x7f])")
-_PERIOD = re.compile(f"\\.[{_CLOSERS}]*(?=\\s|$)")
+_CJK_SENTENCE = re.compile(f"(?:[。！？；]|…+|\\.{{3,}})[{CLOSING_MARKS}]*")
+_ASCII_SENTENCE = re.compile(f"[!?;]+[{CLOSING_MARKS}]*(?=\\s|$|[^\\x00-\\x7f])")
+_PERIOD = re.compile(f"\\.[{CLOSING_MARKS}]*(?=\\s|$)")
 _CLAUSE = re.compile(r"[，、：﹐﹑]|——|[,:|](?=\s)")
 _WHITESPACE = re.compile(r"\s+")
 _JIEBA_CONTEXT = 8

@@ -42,7 +42,7 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from kbchat.errors import NotFound, ServiceUnavailable
-from kbchat.kb.knowledge_base import FileOutcome
+from kbchat.kb.knowledge_base import FileOutcome, OutcomeStatus
 from kbchat.store.catalog import Catalog
 from kbchat.store.catalog_schema import job_tasks, jobs
 
@@ -683,12 +683,22 @@ def _outcome(raw: dict[str, Any]) -> FileOutcome:
     return FileOutcome(**raw)
 
 
+def _in_hand(task: Any) -> list[FileOutcome]:
+    """A one-file task not yet decided, as a file ``pending`` (queued) or ``running``, so a
+    job lists all its files from the start."""
+    if task["file"] is None or task["status"] not in ("queued", "running"):
+        return []
+    path = str(json.loads(task["payload"]).get("path") or "")
+    status: OutcomeStatus = "running" if task["status"] == "running" else "pending"
+    return [FileOutcome(task["file"], path, status)]
+
+
 def _job(row: Any, tasks: Sequence[Any]) -> Job:
     files = [_outcome(o) for o in json.loads(row["refused"])]
     total = done = len(files)
     chunks_done = chunks_total = 0
     for task in tasks:
-        files += [_outcome(o) for o in json.loads(task["outcomes"])]
+        files += [_outcome(o) for o in json.loads(task["outcomes"])] or _in_hand(task)
         total += int(task["total"])
         done += int(task["done"])
         if task["status"] == "running":

@@ -337,7 +337,9 @@ class KnowledgeBase:
         kb_id = self.record.id
         found = small_files_first(found)
         readable_files = [f for f in found if f.problem is None and is_supported(f.path)]
-        self.catalog.mark_pending(kb_id, [(f.name, f.location) for f in readable_files])
+        self.catalog.mark_pending(
+            kb_id, [(f.name, f.location, f.size_on_disk()) for f in readable_files]
+        )
         known = {record.name: record for record in self.files()}
         outcomes: list[FileOutcome] = []
 

@@ -85,15 +85,18 @@ def migrate(
         What was done; the knowledge base now keeps its vectors in ``target``.
 
     Raises:
+        ConfigError: ``target`` is not a registered backend (the message lists them); checked
+            before the knowledge base's name.
         NotFound: no such knowledge base (the message lists the known ones).
-        ConfigError: ``target`` is not a registered backend (the message lists them).
         BadInput: the knowledge base already uses ``target``.
         Conflict: another process writes to the knowledge base (before or during the copy).
         BackendError: a store cannot be reached, or the copy did not verify.
     """
     started = time.perf_counter()
+    # The option first: a mistyped backend is named (with the known ones) even when the
+    # knowledge base's name is mistyped too, as `kb create --store` does.
+    vector_stores.factory(target)
     record = library.catalog.get_kb(name)
-    vector_stores.factory(target)  # an unknown backend fails here, listing the known ones
     if target == record.store:
         raise BadInput(f"knowledge base {name!r} already keeps its vectors in {target!r}")
     kb = library.get(name)

@@ -171,7 +171,12 @@ def _quantisation(file_type: Any) -> str | None:
 
 
 def human_bytes(count: int) -> str:
-    """``count`` bytes as MB or GB (powers of 1024, one decimal)."""
+    """``count`` bytes in the largest of B, KB, MB, GB it reaches (powers of 1024, as the web
+    page shows sizes); GB with one decimal."""
     if count >= 2**30:
         return f"{count / 2**30:.1f} GB"
-    return f"{count / 2**20:.0f} MB"
+    if count >= 2**20:
+        return f"{count / 2**20:.0f} MB"
+    if count >= 2**10:
+        return f"{count / 2**10:.0f} KB"
+    return f"{count} B"

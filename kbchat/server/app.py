@@ -290,7 +290,13 @@ def _resume_pending(state: ServerState) -> None:
             continue  # nothing left, or still queued: the job table kept it
         for file in pending:
             catalog.set_file_status(
-                record.id, file.name, path=file.path, status="pending", error=INTERRUPTED
+                record.id,
+                file.name,
+                path=file.path,
+                status="pending",
+                error=INTERRUPTED,
+                sha256=file.sha256,
+                size=file.size,
             )
         tasks = add_tasks([(f.name, Path(f.path), f.sha256) for f in pending], shared=False)
         job = state.jobs.submit(record.name, "resume", tasks)

@@ -247,7 +247,7 @@ def upload_files(
     place_uploads(
         staged, lambda file: catalog.get_file(record.id, file), kb=name, replace=overwrite
     )
-    catalog.mark_pending(record.id, [(s.name, str(s.target)) for s in staged])
+    catalog.mark_pending(record.id, [(s.name, str(s.target), s.size) for s in staged])
     placed = {s.name for s in staged}
     for outcome in _catalogued(refused, placed):  # listed with their reason, as `kb add` does
         catalog.set_file_status(

@@ -76,16 +76,7 @@ class PullInfo(Shape):
 
 
 def _info(pull: Pull) -> PullInfo:
-    return PullInfo(
-        id=pull.id,
-        reference=pull.reference,
-        source=pull.source,
-        status=pull.status,
-        done_bytes=pull.done_bytes,
-        total_bytes=pull.total_bytes,
-        model=pull.model,
-        error=pull.error,
-    )
+    return PullInfo.model_validate(pull, from_attributes=True)
 
 
 @router.post(

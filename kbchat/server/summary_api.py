@@ -27,8 +27,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kbchat.chat.summaries import SummaryStore, file_record, summarize_file, summarize_overview
-from kbchat.chat.summarize import Progress, Summary, SummaryEvent
+from kbchat.chat.summarize import Summary, SummaryEvent
 from kbchat.chat.summary_jobs import Slot
+from kbchat.chat.summary_steps import Progress
 from kbchat.errors import BadInput, KbchatError
 from kbchat.options import SummaryStrategy, summary_options
 from kbchat.server.auth import Principal

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from kbchat.chat.summarize import Strategy, Summary
 from kbchat.chat.summary_jobs import SummaryJob
@@ -208,7 +208,7 @@ def conversation_detail(conversation: Conversation) -> ConversationDetail:
 class SummaryInfo(Shape):
     """A summary and what it took."""
 
-    summary: str
+    summary: str = Field(validation_alias=AliasChoices("text", "summary"))
     strategy: Strategy
     language: Language
     cached: bool = Field(description="Kept from before: the file has not changed since.")
@@ -232,15 +232,7 @@ class KBSummaries(BaseModel):
 
 
 def summary_info(summary: Summary) -> SummaryInfo:
-    return SummaryInfo(
-        summary=summary.text,
-        strategy=summary.strategy,
-        language=summary.language,
-        cached=summary.cached,
-        steps=summary.steps,
-        estimated_s=summary.estimated_s,
-        seconds=summary.seconds,
-    )
+    return SummaryInfo.model_validate(summary, from_attributes=True)
 
 
 def file_summary(file: str, summary: Summary) -> FileSummary:
@@ -270,35 +262,14 @@ class SummaryJobInfo(Shape):
     status: Literal["running", "done", "failed", "cancelled"]
     estimated_s: float = Field(description="Seconds expected when the job was planned.")
     files: list[SummaryFileProgress]
-    overview: str | None = Field(description="The knowledge base's overview, once made.")
+    overview: str | None = Field(
+        validation_alias=AliasChoices("overview_text", "overview"),
+        description="The knowledge base's overview, once made.",
+    )
     error: str | None = None
     created_at: float = Field(description="Unix seconds.")
     finished_at: float | None = None
 
 
 def summary_job_info(job: SummaryJob) -> SummaryJobInfo:
-    return SummaryJobInfo(
-        id=job.id,
-        kb=job.kb,
-        status=job.status,
-        estimated_s=job.estimated_s,
-        files=[
-            SummaryFileProgress(
-                file=f.file,
-                status=f.status,
-                estimated_s=f.estimated_s,
-                stage=f.stage,
-                done=f.done,
-                total=f.total,
-                strategy=f.strategy,
-                cached=f.cached,
-                seconds=f.seconds,
-                error=f.error,
-            )
-            for f in job.files
-        ],
-        overview=job.overview_text,
-        error=job.error,
-        created_at=job.created_at,
-        finished_at=job.finished_at,
-    )
+    return SummaryJobInfo.model_validate(job, from_attributes=True)

@@ -117,7 +117,10 @@ class FileOutcomeInfo(Shape):
 
     name: str
     path: str
-    status: OutcomeStatus
+    status: OutcomeStatus = Field(
+        description="pending (waiting) or running until the job decides the file; a job lists "
+        "every file it was given from the start."
+    )
     error: str | None
     chunks: int = Field(description="The file's chunks after the write (removed: dropped).")
     new_chunks: int = Field(description="Chunks with text the file did not have before.")

@@ -225,9 +225,11 @@ class Catalog:
             )
         return None if row is None else file_from_row(row)
 
-    def mark_pending(self, kb_id: int, entries: Sequence[tuple[str, str]]) -> None:
-        """Record files about to be ingested (name, path) that the catalog does not know yet."""
+    def mark_pending(self, kb_id: int, entries: Sequence[tuple[str, str, int]]) -> None:
+        """Record files about to be ingested (name, path, size in bytes) that the catalog
+        does not know yet: listings show them, with their size, before they are read."""
         now = time.time()
+        latest = {name: (path, size) for name, path, size in entries}
         with self.engine.begin() as conn:
             known = set(conn.execute(select(files.c.name).where(files.c.kb_id == kb_id)).scalars())
             fresh = [
@@ -237,12 +239,12 @@ class Catalog:
                     "path": path,
                     "status": "pending",
                     "sha256": "",
-                    "size": 0,
+                    "size": size,
                     "chunks": 0,
                     "created_at": now,
                     "updated_at": now,
                 }
-                for name, path in dict(entries).items()
+                for name, (path, size) in latest.items()
                 if name not in known
             ]
             if fresh:

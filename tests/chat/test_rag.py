@@ -257,7 +257,7 @@ def test_fallback_is_labelled_in_the_answer_and_keeps_the_closest_passages(
 
 
 def test_a_question_while_files_are_pending_says_still_indexing(fans: KnowledgeBase) -> None:
-    fans.catalog.mark_pending(fans.record.id, [("later.md", "/tmp/later.md")])
+    fans.catalog.mark_pending(fans.record.id, [("later.md", "/tmp/later.md", 0)])
     model = ScriptedChatModel(["should not be used"])
     streamed, answer = run(
         list(stream_answer(model, [fans], "XR-9000的功率？", options=ChatOptions(search=LOW)))

@@ -11,19 +11,17 @@ import pytest
 
 from kbchat.chat.summaries import SummaryStore, file_chunks, summarize_file, unrepeated
 from kbchat.chat.summarize import (
-    Progress,
     Summary,
     SummaryEvent,
     SummaryOptions,
     choose_strategy,
     estimate_seconds,
-    sections,
-    step_budget,
     summarize,
     whole_sentences,
 )
 from kbchat.chat.summary_extract import central_sentences, document_sentences
 from kbchat.chat.summary_speed import StepTiming, speeds_of
+from kbchat.chat.summary_steps import Progress, sections, step_budget
 from kbchat.config import load_settings
 from kbchat.errors import BadInput, NotFound
 from kbchat.kb.knowledge_base import KnowledgeBase
@@ -230,6 +228,8 @@ def test_a_summary_cut_by_max_tokens_ends_at_a_sentence_end() -> None:
     assert summary.finish_reason == "length" and summary.text == "One fact here. Another fact."
     assert whole_sentences("没有句号的文字") == "没有句号的文字"
     assert whole_sentences("第一句。第二句没完") == "第一句。"
+    assert whole_sentences("他说：“好。”然后走") == "他说：“好。”"
+    assert whole_sentences("See chapter 3 (in part.) Then") == "See chapter 3 (in part.)"
 
 
 def test_wrapped_lines_are_joined_into_sentences_and_fragments_dropped() -> None:
@@ -250,6 +250,20 @@ def test_wrapped_lines_are_joined_into_sentences_and_fragments_dropped() -> None
     assert document_sentences(["本书是一本全面\n指南。它介绍提示技术。"]) == [
         "本书是一本全面指南。",
         "它介绍提示技术。",
+    ]
+
+
+def test_a_closing_quote_or_bracket_stays_with_its_sentence() -> None:
+    text = "他说：“好的，我明白了。”然后他就走出去了。（见第三章的详细说明。）最后一句是这样的。"
+    assert document_sentences([text]) == [
+        "他说：“好的，我明白了。”",
+        "然后他就走出去了。",
+        "（见第三章的详细说明。）",
+        "最后一句是这样的。",
+    ]
+    assert document_sentences(['He said "it works." Then he left the room.']) == [
+        'He said "it works."',
+        "Then he left the room.",
     ]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kbchat.chat.rag import stream_answer
+from kbchat.cli.chat import REPORT_LAYOUT
 from kbchat.cli.main import main
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
@@ -250,8 +251,13 @@ def test_cli_eval_answers_end_to_end(
         main(["eval", "answers", "k", str(questions)])
     assert done.value.code in (0, None)
     printed = capsys.readouterr().err
+    assert "questions 2: answered from the knowledge base " in printed
     assert "answerable 1: accuracy 100.0%, false refusals 0.0%" in printed
     assert "unanswerable 1: declined 0.0%" in printed
+    assert "median TTFT " in printed and "median total time " in printed
+    # every number of the --json summary is printed, under one label each
+    layout = [key for head, rest in REPORT_LAYOUT for key in (head, *rest)]
+    assert sorted(layout) == sorted(k for k in report if k != "details")
 
 
 def test_interactive_chat_session(tmp_path: Path, kbchat_home: Path) -> None:

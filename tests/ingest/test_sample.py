@@ -51,3 +51,33 @@ def test_sample_binaries_keep_their_structure() -> None:
     assert "setting: ingest.chunk_size | default: 400" in sheets[0].text
     docx = load_file(sample_dir() / "quick-start.docx")
     assert ("快速入门", "检索") in [doc.headings for doc in docx]
+
+
+def _default_of(key: str) -> str:
+    from kbchat.config import Settings
+
+    value: object = Settings.model_construct()
+    for part in key.split("."):
+        value = getattr(value, part)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def test_the_sample_states_the_current_defaults() -> None:
+    rows = [
+        dict(cell.split(": ", 1) for cell in line.split(" | "))
+        for doc in load_file(sample_dir() / "settings.xlsx")
+        for line in doc.text.splitlines()
+    ]
+    stated = {
+        row.get("setting", row.get("配置项")): row.get("default", row.get("默认值")) for row in rows
+    }
+    assert "embedder.backend" in stated and "ingest.chunk_size" in stated
+    for key, default in stated.items():
+        assert key is not None
+        if key != "home":  # shown as ~/.kbchat, the default wherever the user's home is
+            assert default == _default_of(key), key
+    quick_start = " ".join(doc.text for doc in load_file(sample_dir() / "quick-start.docx"))
+    assert f"default embedder {_default_of('embedder.backend')} " in quick_start
+    assert f"默认使用 {_default_of('embedder.backend')} 向量模型" in quick_start

@@ -78,6 +78,18 @@ def test_chinese_chunks_end_at_sentence_marks() -> None:
     assert "".join(texts) == ZH
 
 
+@pytest.mark.parametrize("size", [14, 16, 20])
+def test_a_closing_quote_or_bracket_stays_with_its_sentence(size: int) -> None:
+    text = "他说：“好的，我明白了。”然后他就走出去了。（见第三章的详细说明。）最后一句是这样的。"
+    texts = _texts(text, size, 0)
+    assert texts == [
+        "他说：“好的，我明白了。”",
+        "然后他就走出去了。",
+        "（见第三章的详细说明。）",
+        "最后一句是这样的。",
+    ]
+
+
 def test_english_sentences_are_not_cut_at_decimals_or_abbreviations() -> None:
     texts = _texts(EN, 120, 0)
     assert all(len(t) <= 120 for t in texts)

@@ -73,6 +73,38 @@ def test_progress_is_recorded_per_file(queue: JobQueue) -> None:
     assert body["started_at"] <= body["finished_at"] and body["error"] is None
 
 
+def test_a_job_lists_every_file_from_the_start(queue: JobQueue) -> None:
+    seen: list[list[tuple[str, str]]] = []
+    job_id = ""
+
+    def states() -> list[tuple[str, str]]:
+        return [(f.name, f.status) for f in queue.get(job_id).files]
+
+    def add(work: Work) -> None:
+        for task in work.tasks:
+            assert task.file is not None
+            seen.append(states())
+            work.listener.file_done(outcome(task.file))
+
+    tasks = [
+        Task("add", file="a.txt", payload={"path": "/in/a.txt"}),
+        Task("add", file="b.txt", payload={"path": "/in/b.txt"}),
+    ]
+    job_id = queue.submit("kb", "add", tasks, outcomes=[outcome("bad.pdf", "failed")]).id
+    waiting = queue.get(job_id).to_json()["files"]
+    assert [(f["name"], f["path"], f["status"]) for f in waiting] == [
+        ("bad.pdf", "/x/bad.pdf", "failed"),
+        ("a.txt", "/in/a.txt", "pending"),
+        ("b.txt", "/in/b.txt", "pending"),
+    ]
+    run_until_idle(worker(queue, {"add": add}))
+    assert seen == [
+        [("bad.pdf", "failed"), ("a.txt", "running"), ("b.txt", "running")],
+        [("bad.pdf", "failed"), ("a.txt", "indexed"), ("b.txt", "running")],
+    ]
+    assert states() == [("bad.pdf", "failed"), ("a.txt", "indexed"), ("b.txt", "indexed")]
+
+
 def test_a_whole_kb_task_counts_the_files_it_finds(queue: JobQueue) -> None:
     def sync(work: Work) -> None:
         work.listener.started(2)

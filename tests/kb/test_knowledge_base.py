@@ -357,3 +357,23 @@ def test_small_files_land_before_a_big_one_is_embedded(library: Library, tmp_pat
         i for i, (kind, n) in enumerate(spy.events) if kind == "embedded" and int(n) > 2
     )
     assert {"a.txt", "b.txt"} <= {e[1] for e in spy.events[:first_big] if e[0] == "done"}
+
+
+def test_files_waiting_in_an_add_are_listed_with_their_size(
+    library: Library, tmp_path: Path
+) -> None:
+    from kbchat.kb.knowledge_base import IngestListener
+
+    kb = library.create("sizes")
+    first = write(tmp_path / "a.txt", "The K3 kettle boils water in two minutes.")
+    second = write(tmp_path / "b.txt", "Descale the kettle every month. " * 50)
+    seen: dict[str, tuple[str, int]] = {}
+
+    class Spy(IngestListener):
+        def file_done(self, outcome: FileOutcome) -> None:
+            if not seen:  # the first file is done; the other still waits
+                seen.update({r.name: (r.status, r.size) for r in library.get("sizes").files()})
+
+    library.get(kb.name).add([first, second], listener=Spy())
+    assert seen["b.txt"] == ("pending", second.stat().st_size)
+    assert seen["a.txt"] == ("indexed", first.stat().st_size)

@@ -233,6 +233,8 @@ def test_bad_requests_name_what_is_wrong(library: Library) -> None:
         migrate(library, "nope", "milvus")
     with pytest.raises(ConfigError, match="unknown vector store backend 'x'; known: .*pgvector"):
         migrate(library, "kb", "x")
+    with pytest.raises(ConfigError, match="unknown vector store backend 'faisss'; known: faiss"):
+        migrate(library, "nope", "faisss")  # the option is checked before the name
     with pytest.raises(BadInput, match="already keeps its vectors in 'faiss'"):
         migrate(library, "kb", "faiss")
 

@@ -433,6 +433,28 @@ def test_writes_to_one_kb_queue_and_block_its_deletion(
     assert client.delete(f"/api/kbs/{docs_kb}").status_code == 204
 
 
+def test_a_queued_upload_lists_its_files_with_their_size(
+    client: TestClient, docs_kb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = client.app.state.kbchat  # type: ignore[attr-defined]
+    gate = threading.Event()
+    monkeypatch.setitem(OPS, "hold", lambda work: gate.wait(10))
+    state.jobs.submit(docs_kb, "test", [Task("hold")])
+    body = b"Descaling: run vinegar through the kettle once a month.\n" * 40
+    response = client.post(
+        f"/api/kbs/{docs_kb}/files",
+        files=[("files", ("descale.txt", body, "text/plain"))],
+    )
+    assert response.status_code == 202, response.text
+    files = {f["name"]: f for f in client.get(f"/api/kbs/{docs_kb}/files").json()}
+    assert files["descale.txt"]["status"] == "pending"
+    assert files["descale.txt"]["size"] == len(body)
+    gate.set()
+    assert wait_job(client, response.json()["job"])["status"] == "done"
+    files = {f["name"]: f for f in client.get(f"/api/kbs/{docs_kb}/files").json()}
+    assert files["descale.txt"]["size"] == len(body)
+
+
 def test_deleting_a_kb_removes_its_uploads(
     client: TestClient, docs_kb: str, settings: Settings
 ) -> None:

@@ -27,7 +27,7 @@ def test_files_left_pending_are_queued_again_at_start(
     (folder / "tea.md").write_text("Brew green tea at 80 degrees.")
     # a run killed mid-ingest: rows marked pending, and no job left to finish them
     services.library.catalog.mark_pending(
-        kb.id, [("tea.md", str(folder / "tea.md")), ("gone.txt", str(folder / "gone.txt"))]
+        kb.id, [("tea.md", str(folder / "tea.md"), 29), ("gone.txt", str(folder / "gone.txt"), 7)]
     )
     write_lock = FileLock(str(services.library.get("docs").directory / "write.lock"))
     write_lock.acquire()  # keeps the resumed job waiting so its queued state can be seen
@@ -44,6 +44,7 @@ def test_files_left_pending_are_queued_again_at_start(
                 "tea.md": "pending",
             }
             assert files["tea.md"]["error"] == INTERRUPTED
+            assert files["tea.md"]["size"] == 29  # what was known is kept while it waits
             [job] = client.get("/api/jobs", params={"kb": "docs"}).json()
             assert job["kind"] == "resume" and job["status"] in ("queued", "running")
             assert client.get("/api/kbs/docs").json()["jobs"] == [job["id"]]

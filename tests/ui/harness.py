@@ -95,6 +95,31 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
+_OTHER_THUMB = {"up": "down", "down": "up"}
+
+
+def rate(answer: Any, verdict: str, comment: str) -> None:
+    """Rate ``answer`` (a ``.msg.assistant`` locator) ``up`` or ``down`` with ``comment``, and
+    wait until the page shows it saved."""
+    answer.locator(f".action-{verdict}").click()
+    expect_rated(answer, verdict, comment=None)
+    answer.locator(".feedback-comment").fill(comment)
+    answer.locator(".feedback-save").click()
+    expect_rated(answer, verdict, comment)
+
+
+def expect_rated(answer: Any, verdict: str, comment: str | None) -> None:
+    """``answer`` shows the ``verdict`` thumb pressed, the other not, and ``comment`` as saved
+    (None: the comment is not checked)."""
+    from playwright.sync_api import expect
+
+    expect(answer.locator(f".action-{verdict}")).to_have_attribute("aria-pressed", "true")
+    other = answer.locator(f".action-{_OTHER_THUMB[verdict]}")
+    expect(other).to_have_attribute("aria-pressed", "false")
+    if comment is not None:
+        expect(answer.locator(".feedback-said")).to_have_text(f"Your comment: {comment}")
+
+
 def wait_for_partial_answer(page: Any, fragment: str) -> None:
     """Wait until the last answer shows ``fragment`` while it is still streaming."""
     page.wait_for_function(

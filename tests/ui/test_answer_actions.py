@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import LiveServer, screenshot
+from harness import LiveServer, expect_rated, rate, screenshot
 from playwright.sync_api import expect
 
 from kbchat.app import Services, build
@@ -157,17 +157,11 @@ def test_copy_rate_and_comment_persist(page: Any, live: tuple[LiveServer, Servic
     expect(page.locator(".toast.ok")).to_contain_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == "first answer"
 
-    answer.locator(".action-down").click()
-    expect(answer.locator(".action-down")).to_have_attribute("aria-pressed", "true")
-    answer.locator(".feedback-comment").fill("It is three years")
-    answer.locator(".feedback-save").click()
-    expect(answer.locator(".feedback-said")).to_have_text("Your comment: It is three years")
+    rate(answer, "down", "It is three years")
 
     page.reload()
     answer = page.locator(".msg.assistant").last
-    expect(answer.locator(".action-down")).to_have_attribute("aria-pressed", "true")
-    expect(answer.locator(".action-up")).to_have_attribute("aria-pressed", "false")
-    expect(answer.locator(".feedback-said")).to_have_text("Your comment: It is three years")
+    expect_rated(answer, "down", "It is three years")
     (item,) = store(services).rated_answers()
     feedback = item.answer.feedback
     assert feedback is not None

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from documents import docx_bytes, pdf_bytes
-from harness import INDEXING, Served, screenshot, serve
+from harness import INDEXING, Served, expect_rated, rate, screenshot, serve
 from playwright.sync_api import expect
 
 from kbchat.testing.fakes import ScriptedChatModel
@@ -116,7 +116,9 @@ def test_a_user_walks_the_page_and_finds_everything_after_a_reload(
     per_file = job.locator(".job-files li")
     expect(per_file).to_have_count(3)
     expect(job).to_contain_text("Upload: 3 files")
-    expect(job.locator(".job-files li[data-status='waiting']")).to_have_count(3)
+    expect(
+        job.locator(".job-files li:is([data-status='waiting'], [data-status='running'])")
+    ).to_have_count(3)
     expect(job.locator(".job-label")).to_have_text(
         re.compile(r"Indexing: 0 of 3 files|Waiting for the indexer")
     )
@@ -172,13 +174,7 @@ def test_a_user_walks_the_page_and_finds_everything_after_a_reload(
     expect(answer).not_to_have_class("msg assistant streaming")
     expect(answer.locator(".answer-body")).to_contain_text("Two years: the K3 kettle")
     expect(page.locator(".msg.assistant")).to_have_count(1)
-    answer.locator(".action-up").click()
-    expect(answer.locator(".action-up")).to_have_attribute("aria-pressed", "true")
-    answer.locator(".feedback-comment").fill("Clear, with the page to check it")
-    answer.locator(".feedback-save").click()
-    expect(answer.locator(".feedback-said")).to_have_text(
-        "Your comment: Clear, with the page to check it"
-    )
+    rate(answer, "up", "Clear, with the page to check it")
 
     # 5. rename: a blank name is refused with a message, a real one is kept
     conversation_item(page, ASK_EN).locator(".conv-rename").click()
@@ -237,10 +233,7 @@ def test_a_user_walks_the_page_and_finds_everything_after_a_reload(
     answer = page.locator(".msg.assistant").last
     expect(page.locator(".msg.user .msg-content")).to_have_text([ASK_EN])
     expect(answer.locator(".answer-body")).to_contain_text("Two years: the K3 kettle")
-    expect(answer.locator(".action-up")).to_have_attribute("aria-pressed", "true")
-    expect(answer.locator(".feedback-said")).to_have_text(
-        "Your comment: Clear, with the page to check it"
-    )
+    expect_rated(answer, "up", "Clear, with the page to check it")
     screenshot(page, "walk-7-after-reload-chat")
     page.locator("#conv-list li", has_text=ASK_ZH).locator("a").first.click()
     expect(page.locator(".msg.assistant .answer-body")).to_contain_text("K3 水壶保修两年")

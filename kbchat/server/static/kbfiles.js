@@ -7,7 +7,7 @@ import { searchBox } from "./kbsearch.js";
 import { toast } from "./toast.js";
 import { openSource } from "./viewer.js";
 
-const STATUSES = ["indexed", "failed", "skipped", "pending", "unchanged", "removed"];
+const STATUSES = ["indexed", "failed", "skipped", "pending", "running", "unchanged", "removed"];
 
 function statusBadge(status) {
   const known = STATUSES.includes(status);
@@ -29,8 +29,9 @@ function jobCard(container, title, names = []) {
   const rows = new Map(names.map((name) => [name, h("li", { dataset: { file: name, status: "waiting" } })]));
   const drawFile = (name, status) => {
     const row = rows.get(name);
-    row.dataset.status = status;
-    replace(row, status === "waiting" ? h("span", { class: "badge" }, t("job.fileWaiting")) : statusBadge(status), " ", h("span", { class: "job-file-name" }, name));
+    const waiting = status === "waiting" || status === "pending"; // a job lists its files from the start
+    row.dataset.status = waiting ? "waiting" : status;
+    replace(row, waiting ? h("span", { class: "badge" }, t("job.fileWaiting")) : statusBadge(status), " ", h("span", { class: "job-file-name" }, name));
   };
   rows.forEach((_, name) => drawFile(name, "waiting"));
   const close = h("button", { type: "button", class: "btn ghost small", hidden: true, onclick: () => card.remove() }, t("common.close"));
