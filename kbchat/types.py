@@ -149,7 +149,9 @@ class ToolStep:
     ms: float | None = None
 
 
-OutcomeStatus = Literal["indexed", "failed", "skipped", "unchanged", "removed", "pending"]
+OutcomeStatus = Literal[
+    "indexed", "failed", "skipped", "unchanged", "removed", "pending", "cancelled"
+]
 FileStatus = Literal["indexed", "failed", "skipped", "pending"]
 """A file's state in the catalog."""
 """What happened to one file in a knowledge-base write."""
