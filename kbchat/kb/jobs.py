@@ -756,9 +756,7 @@ class JobQueue:
             )
             old = list(
                 conn.execute(
-                    select(jobs.c.id).where(
-                        jobs.c.status.in_(FINISHED), jobs.c.id.not_in(keep)
-                    )
+                    select(jobs.c.id).where(jobs.c.status.in_(FINISHED), jobs.c.id.not_in(keep))
                 ).scalars()
             )
             if old:
