@@ -335,7 +335,11 @@ class JobQueue:
                     stopped.append(task)
             conn.execute(  # running ones, and any a worker is claiming at this moment
                 update(job_tasks)
-                .where(job_tasks.c.job_id == job_id, job_tasks.c.status.in_(UNFINISHED))
+                .where(
+                    job_tasks.c.job_id == job_id,
+                    job_tasks.c.status.in_(UNFINISHED),
+                    job_tasks.c.cancel_reason.is_(None),  # the first reason stays
+                )
                 .values(cancel_reason=reason)
             )
             conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update()).all()
