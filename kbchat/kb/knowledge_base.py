@@ -50,6 +50,7 @@ __all__ = [
     "chunk_id",
     "file_sha256",
     "remove_kb_directory",
+    "write_lock",
 ]
 
 
@@ -83,6 +84,12 @@ class _Stopped(Exception):
 
 
 _QUIET = IngestListener()
+
+
+def write_lock(directory: Path) -> FileLock:
+    """The lock the one writer of the knowledge base in ``directory`` holds while it writes
+    (any process on this machine; ``acquire(timeout=0)`` tells whether one is writing now)."""
+    return FileLock(str(directory / "write.lock"))
 
 
 def chunk_id(kb: str, file: str, position: int, text: str) -> int:
@@ -128,7 +135,7 @@ class KnowledgeBase:
         directory.mkdir(parents=True, exist_ok=True)
         self._open_store = open_store
         self.index = KBIndex(catalog, record.id, directory, open_store)
-        self._write_lock = FileLock(str(directory / "write.lock"))
+        self._write_lock = write_lock(directory)
 
     @property
     def name(self) -> str:
