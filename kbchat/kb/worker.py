@@ -326,11 +326,25 @@ class Worker:
         )
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming; wait up to ``timeout`` seconds for the task in hand to finish."""
+    @property
+    def busy(self) -> bool:
+        """Whether it holds a task now."""
+        return bool(self._held)
+
+    def stop(self, timeout: float = 30.0, abandon: threading.Event | None = None) -> bool:
+        """Stop claiming; wait up to ``timeout`` seconds (or until ``abandon`` is set) for the
+        task in hand to finish. Returns whether it did: a task left running is queued again
+        once its lease expires, and its unfinished file was not written."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and not (abandon is not None and abandon.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._thread.join(min(left, 0.2))
+        return not self._thread.is_alive()
 
     def run(self) -> None:
         """Claim and run tasks until ``stop``; the lease renewer runs beside."""

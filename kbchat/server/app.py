@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -132,6 +133,7 @@ def create_app(
             for busy in [set[str]()]
             for _ in range(settings.server.workers)
         ]
+        state.workers = workers
         _resume_pending(state)
         await run_in_threadpool(running.file_chats)  # drops conversations' expired files
         if seed_sample:
@@ -146,8 +148,9 @@ def create_app(
         finally:
             state.summary_jobs.cancel_all()
             state.jobs.close()
-            for worker in workers:
-                await run_in_threadpool(worker.stop)
+            for worker in workers:  # each finishes its task, unless a second Ctrl-C came
+                if not await run_in_threadpool(worker.stop, 30.0, app.state.quit_now):
+                    log.warning("worker %s stopped with its task unfinished", worker.owner)
             if own:
                 running.close()
 
@@ -161,6 +164,7 @@ def create_app(
         description="Ask questions about your own documents: knowledge bases, "
         "search, chat with citations, and an OpenAI-compatible API.",
     )
+    app.state.quit_now = threading.Event()  # set by a second Ctrl-C (server.shutdown)
     install_error_handlers(app)
     honest_openapi(app)
     document_streams(app)
