@@ -453,3 +453,43 @@ def test_a_cancelled_task_that_fails_for_now_is_not_tried_again(queue: JobQueue)
     run_until_idle(worker(queue, {"add": add}))
     job = queue.get(job_id)
     assert (job.status, job.error) == ("cancelled", "cancelled by carol")
+
+
+def test_a_cancel_from_another_process_reaches_the_running_worker(catalog: Catalog) -> None:
+    import subprocess
+    import sys
+
+    queue = JobQueue(catalog)
+    started, go = threading.Event(), threading.Event()
+
+    def add(work: Work) -> None:
+        started.set()
+        assert go.wait(10)
+        cancelled_by_test(work)
+
+    job = queue.submit("kb", "add", [Task("add", file="a.txt")])
+    one = worker(queue, {"add": add})
+    running = threading.Thread(target=one.run_once)
+    running.start()
+    try:
+        assert started.wait(10)
+        script = (
+            "import sys; from kbchat.store.catalog import Catalog; "
+            "from kbchat.kb.jobs import JobQueue; "
+            "print(len(JobQueue(Catalog(sys.argv[1])).cancel(sys.argv[2], 'cancelled elsewhere')))"
+        )
+        url = catalog.engine.url.render_as_string(hide_password=False)
+        done = subprocess.run(
+            [sys.executable, "-c", script, url, job.id],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[2],  # this tree's kbchat
+        )
+        assert done.stdout.strip() == "0"  # nothing was queued: the one task is running
+    finally:
+        go.set()
+        running.join(10)
+    finished = queue.get(job.id)
+    assert (finished.status, finished.files[0].status) == ("cancelled", "cancelled")
+    assert finished.error == "cancelled elsewhere"
