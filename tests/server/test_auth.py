@@ -86,10 +86,15 @@ def test_auth_off_on_loopback_starts_quietly(caplog: pytest.LogCaptureFixture) -
 def test_serve_refuses_auth_off_beyond_loopback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import uvicorn
+    from kbchat.server.shutdown import GracefulServer
 
     served: list[str] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, **_: served.append(host))
+
+    def run(server: GracefulServer, sockets: object = None) -> None:
+        served.append(server.config.host)
+        server.started = True
+
+    monkeypatch.setattr(GracefulServer, "run", run)
     monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
     monkeypatch.setenv("KBCHAT_SERVER__AUTH", "off")
     with pytest.raises(SystemExit) as exit_info:
