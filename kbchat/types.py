@@ -150,10 +150,10 @@ class ToolStep:
 
 
 OutcomeStatus = Literal[
-    "indexed", "failed", "skipped", "unchanged", "removed", "pending", "running"
+    "indexed", "failed", "skipped", "unchanged", "removed", "pending", "running", "cancelled"
 ]
 """What happened to one file in a knowledge-base write; ``pending`` (waiting) and ``running``
-while a job has not decided it yet."""
+while a job has not decided it yet, ``cancelled`` when its job was cancelled first."""
 FileStatus = Literal["indexed", "failed", "skipped", "pending"]
 """A file's state in the catalog."""
 

@@ -98,9 +98,9 @@ def test_overrides_are_checked_too(tmp_path: Path) -> None:
 def test_the_cli_prints_one_line_and_no_traceback(
     command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import uvicorn
+    from kbchat.server.shutdown import GracefulServer
 
-    monkeypatch.setattr(uvicorn, "run", lambda *_, **__: pytest.fail("served a bad config"))
+    monkeypatch.setattr(GracefulServer, "run", lambda *_, **__: pytest.fail("served a bad config"))
     monkeypatch.setenv("KBCHAT_RETRIEVAL__MODE", "foo")  # the CLI reads os.environ
     monkeypatch.setenv("KBCHAT_CHAT__TOP_K", "500")
     with pytest.raises(SystemExit) as exited:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 kb_app = typer.Typer(help="Create and manage knowledge bases.", no_args_is_help=True)
 
 EXIT_FILES_FAILED = 3
+EXIT_INTERRUPTED = 130
+"""A write stopped by Ctrl-C (128 + SIGINT, as shells report it)."""
 
 IncludeOpt = Annotated[
     list[str] | None, typer.Option("--include", "-i", help="Only files matching this glob.")
@@ -51,14 +53,28 @@ FollowSymlinksOpt = Annotated[
 
 
 def run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> None:
-    """Run a write (add, remove, sync, rebuild) with a progress bar; exit 3 if a file failed."""
+    """Run a write (add, remove, sync, rebuild) with a progress bar; exit 3 if a file failed.
+
+    Ctrl-C stops it cleanly (files finished stay, the others are left as they were) and
+    exits 130 after saying what was kept; a second Ctrl-C quits at once.
+    """
     from kbchat.cli.listener import RichListener
 
     progress = progress_bar()
     with progress:
         listener = RichListener(progress)
-        outcomes: list[FileOutcome] = getattr(kb, action)(listener=listener, **kwargs)
+        with listener.stop_on_interrupt():
+            outcomes: list[FileOutcome] = getattr(kb, action)(listener=listener, **kwargs)
     _report_outcomes(outcomes, as_json, shown=listener.shown)
+    if listener.reason is not None:
+        left = sum(o.status == "cancelled" for o in outcomes)
+        err.print(
+            f"stopped: {len(outcomes) - left} file(s) finished and kept in {kb.name!r}; "
+            f"{left} left as they were (run the same command again to finish)",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(EXIT_FILES_FAILED)
 
@@ -367,6 +383,63 @@ def kb_rebuild(name: str, as_json: JsonOpt = False) -> None:
     """Rebuild the indexes and re-read every file from its source."""
     with open_library() as library:
         run_write(library.get(name), "rebuild", as_json)
+
+
+@kb_app.command("jobs")
+def kb_jobs(
+    name: Annotated[str | None, typer.Argument(help="Only this knowledge base's jobs.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recent write jobs queued by servers (uploads, syncs, rebuilds), newest first."""
+    from rich.table import Column, Table
+
+    from kbchat.kb.jobs import JobQueue
+    from kbchat.shapes.kb import job_info
+
+    with open_library(indexes=False) as library:
+        jobs = JobQueue(library.catalog).list_jobs(name, limit=50)
+    if as_json:
+        print_json([job_info(job) for job in jobs])
+        return
+    # the id whole, to copy into `kb cancel`
+    table = Table(Column("id", no_wrap=True), "kb", "kind", "status", "files", "error")
+    for job in jobs:
+        table.add_row(
+            job.id, job.kb, job.kind, job.status, f"{job.done}/{job.total}", job.error or ""
+        )
+    out.print(table)
+
+
+@kb_app.command("cancel")
+def kb_cancel(
+    job_id: Annotated[str, typer.Argument(help="The job's id, as `kb jobs` lists it.")],
+    wait: Annotated[
+        bool, typer.Option(help="Wait until the job has stopped (its file in hand left).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a write job: files not started are left out, the file in hand is abandoned at
+    its worker's next embedding batch and left as it was; files already finished stay."""
+    from kbchat.kb.cancel import cancel_job
+    from kbchat.kb.jobs import JobQueue
+    from kbchat.shapes.kb import job_info
+
+    with open_library(indexes=False) as library:
+        queue = JobQueue(library.catalog)
+        job = cancel_job(library, queue, job_id, "cancelled from the command line")
+        if wait and not job.finished:
+            job = queue.wait(job_id)
+    if as_json:
+        print_json(job_info(job))
+        return
+    left = sum(f.status == "cancelled" for f in job.files)
+    if job.finished:
+        out.print(f"job {job.id} cancelled: {left} file(s) left out, {job.done - left} kept")
+    else:
+        out.print(
+            f"job {job.id}: cancel requested; its worker stops the file in hand at its next "
+            f"embedding batch ({left} file(s) not started were left out)"
+        )
 
 
 @kb_app.command("search")

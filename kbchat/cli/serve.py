@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -10,6 +11,9 @@ from kbchat.cli.base import err
 
 if TYPE_CHECKING:
     from kbchat.config import Settings
+
+STARTUP_FAILURE = 3
+"""Exit code when the server could not start (uvicorn's)."""
 
 
 def mcp() -> None:
@@ -47,6 +51,8 @@ def serve(
 ) -> None:
     """Serve the web UI, the REST API and the OpenAI-compatible API in one process.
 
+    Ctrl-C says what it waits for (answers being generated, ingest tasks in hand); a second
+    Ctrl-C quits at once (an unfinished ingest task runs again at the next start).
     On a non-loopback host API keys are required (`kbchat keys add`); server.auth = "off"
     there refuses to start unless --insecure-no-auth is given.
     """
@@ -55,6 +61,7 @@ def serve(
     from kbchat.config import load_settings
     from kbchat.logging import redact_also
     from kbchat.server import create_app
+    from kbchat.server.shutdown import GracefulServer
 
     given: dict[str, object] = {
         k: v for k, v in {"host": host, "port": port}.items() if v is not None
@@ -73,7 +80,7 @@ def serve(
         highlight=False,
         soft_wrap=True,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         application,
         host=bind,
         port=settings.server.port,
@@ -81,6 +88,15 @@ def serve(
         access_log=False,  # kbchat.server.access_log writes one line per request
         timeout_graceful_shutdown=10,
     )
+
+    def say(line: str) -> None:
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    server = GracefulServer(config, application, say)
+    with contextlib.suppress(KeyboardInterrupt):  # the Ctrl-C that stopped it, raised again
+        server.run()
+    if not server.started:  # the port is taken, or the start-up failed (logged)
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 def worker(

@@ -20,6 +20,9 @@ Claiming (``JobQueue.claim``) follows these rules:
   exponential backoff, by whichever worker claims next; after ``max_attempts`` it fails.
 - A task whose work raised a transient error (a backend or the database unreachable, an OS
   error) is retried the same way; any other error fails it at once with the reason.
+- Cancelling a job (``JobQueue.cancel``) finishes its queued tasks at once as cancelled and
+  flags its running ones (``cancel_reason``, in the shared table, so a worker in any process
+  sees it): their worker stops at its next embedding batch and leaves the file as it was.
 
 Why a table of our own rather than procrastinate or pgqueuer: both are PostgreSQL-only, and
 the embedded default is SQLite; the queue needs the catalog's transaction (a task claimed in
@@ -41,13 +44,15 @@ from typing import Any, Literal
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from kbchat.errors import NotFound, ServiceUnavailable
+from kbchat.errors import Conflict, NotFound, ServiceUnavailable
 from kbchat.kb.knowledge_base import FileOutcome, OutcomeStatus
 from kbchat.store.catalog import Catalog
 from kbchat.store.catalog_schema import job_tasks, jobs
 
-JobStatus = Literal["queued", "running", "done", "failed"]
-TaskStatus = Literal["queued", "running", "done", "failed"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+TaskStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
+UNFINISHED: tuple[str, ...] = ("queued", "running")
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +79,9 @@ class Job:
     """One write to one knowledge base and how far it got.
 
     ``status`` is ``done`` when the work finished, even if some files failed (see
-    ``files``); ``failed`` when the work itself stopped with ``error``. ``chunks_done`` of
+    ``files``); ``failed`` when the work itself stopped with ``error``; ``cancelled`` when
+    someone stopped it (``error`` says who or why; files finished before stay, the others
+    are listed as cancelled and left as they were). ``chunks_done`` of
     ``chunks_total`` are the chunks embedded so far of the files in hand (a big file's
     progress between ``done`` counts); both 0 when no file is being embedded.
     """
@@ -96,7 +103,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "failed")
+        return self.status in FINISHED
 
     def to_json(self) -> dict[str, Any]:
         """The job's JSON shape (a contract of the REST API)."""
@@ -274,7 +281,7 @@ class JobQueue:
             ids = list(
                 conn.execute(
                     select(job_tasks.c.id).where(
-                        job_tasks.c.kb == kb, job_tasks.c.status.in_(("queued", "running"))
+                        job_tasks.c.kb == kb, job_tasks.c.status.in_(UNFINISHED)
                     )
                 ).scalars()
             )
@@ -282,14 +289,97 @@ class JobQueue:
             self.finish(ids, error=reason)
         return len(ids)
 
+    def cancel(self, job_id: str, reason: str) -> list[ClaimedTask]:
+        """Stop job ``job_id``: its queued tasks finish at once as cancelled, with a
+        ``cancelled`` outcome for each one's file; its running tasks are flagged with
+        ``reason``, and their worker (in any process) stops them at its next embedding batch.
+        Cancelling a job that is still stopping flags again, harmlessly.
+
+        Returns:
+            The tasks stopped before they ran (their files' pending rows are the caller's to
+            forget: ``kbchat.kb.cancel``).
+
+        Raises:
+            NotFound: no such job.
+            Conflict: the job has already finished.
+        """
+        job = self.get(job_id)
+        if job.finished:
+            raise Conflict(f"job {job_id} has already finished ({job.status}); nothing to cancel")
+        now = time.time()
+        stopped: list[ClaimedTask] = []
+        with self.engine.begin() as conn:
+            query = select(job_tasks).where(
+                job_tasks.c.job_id == job_id, job_tasks.c.status == "queued"
+            )
+            if conn.dialect.name == "postgresql":  # tasks being claimed now are flagged below
+                query = query.with_for_update(skip_locked=True)
+            for row in conn.execute(query.order_by(job_tasks.c.id)).mappings().all():
+                task = _claimed(row)
+                outcomes = [] if task.file is None else [asdict(cancelled_outcome(task, reason))]
+                won = conn.execute(
+                    update(job_tasks)
+                    .where(job_tasks.c.id == task.id, job_tasks.c.status == "queued")
+                    .values(
+                        status="cancelled",
+                        error=reason,
+                        cancel_reason=reason,
+                        outcomes=json.dumps(outcomes),
+                        done=len(outcomes),
+                        total=len(outcomes),
+                        finished_at=now,
+                        **_RELEASED,
+                    )
+                ).rowcount
+                if won:
+                    stopped.append(task)
+            conn.execute(  # running ones, and any a worker is claiming at this moment
+                update(job_tasks)
+                .where(
+                    job_tasks.c.job_id == job_id,
+                    job_tasks.c.status.in_(UNFINISHED),
+                    job_tasks.c.cancel_reason.is_(None),  # the first reason stays
+                )
+                .values(cancel_reason=reason)
+            )
+            conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update()).all()
+            self._settle(conn, job_id, now)
+        log.info("job %s cancelled (%s): %d task(s) had not started", job_id, reason, len(stopped))
+        self.notify()
+        return stopped
+
+    def cancel_reason(self, task_ids: Sequence[int]) -> str | None:
+        """Why the job of these running tasks was cancelled, or None if it was not."""
+        if not task_ids:
+            return None
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(job_tasks.c.cancel_reason)
+                .where(job_tasks.c.id.in_(list(task_ids)), job_tasks.c.cancel_reason.is_not(None))
+                .limit(1)
+            ).scalar()
+
+    def unfinished_files(self, kb: str, names: Sequence[str]) -> set[str]:
+        """Those of ``names`` that a queued or running task of ``kb`` writes."""
+        with self.engine.connect() as conn:
+            return set(
+                conn.execute(
+                    select(job_tasks.c.file).where(
+                        job_tasks.c.kb == kb,
+                        job_tasks.c.file.in_(list(names)),
+                        job_tasks.c.status.in_(UNFINISHED),
+                    )
+                ).scalars()
+            )
+
     def active(self, kb: str) -> list[Job]:
         """Jobs of ``kb`` that are queued or running."""
-        return self._load(and_(jobs.c.kb == kb, jobs.c.status.in_(("queued", "running"))))
+        return self._load(and_(jobs.c.kb == kb, jobs.c.status.in_(UNFINISHED)))
 
     def unfinished(self) -> int:
         """How many jobs are queued or running, over every knowledge base."""
         with self.engine.connect() as conn:
-            query = select(func.count()).where(jobs.c.status.in_(("queued", "running")))
+            query = select(func.count()).where(jobs.c.status.in_(UNFINISHED))
             return int(conn.execute(query).scalar_one())
 
     def wait(self, job_id: str, timeout: float | None = None, *, poll_s: float = 0.5) -> Job:
@@ -391,19 +481,7 @@ class JobQueue:
                     )
                 )
             self.notify()
-            return [
-                ClaimedTask(
-                    id=int(row["id"]),
-                    job_id=row["job_id"],
-                    kb=row["kb"],
-                    op=row["op"],
-                    file=row["file"],
-                    payload=json.loads(row["payload"]),
-                    attempts=int(row["attempts"]) + 1,
-                    sha256=row["sha256"],
-                )
-                for row in rows
-            ]
+            return [_claimed(row, attempts=int(row["attempts"]) + 1) for row in rows]
         return []
 
     def renew(self, task_ids: Sequence[int], owner: str) -> int:
@@ -464,16 +542,22 @@ class JobQueue:
             self._bump(conn, task_id)
         self.notify()
 
-    def finish(self, task_ids: Sequence[int], *, error: str | None = None) -> None:
-        """Mark tasks done (or failed with ``error``) and their job finished if it is."""
+    def finish(
+        self, task_ids: Sequence[int], *, error: str | None = None, cancelled: bool = False
+    ) -> None:
+        """Mark tasks done (or failed with ``error``, or ``cancelled`` with ``error`` saying
+        why) and their job finished if it is."""
+        if not task_ids:
+            return
         now = time.time()
+        status = "cancelled" if cancelled else "failed" if error else "done"
         with self.engine.begin() as conn:
             job_ids = self._lock_jobs(conn, task_ids)
             conn.execute(
                 update(job_tasks)
                 .where(job_tasks.c.id.in_(list(task_ids)))
                 .values(
-                    status="failed" if error else "done",
+                    status=status,
                     error=error,
                     total=job_tasks.c.done,
                     finished_at=now,
@@ -492,13 +576,19 @@ class JobQueue:
         with self.engine.begin() as conn:
             job_ids = self._lock_jobs(conn, task_ids)
             rows = conn.execute(
-                select(job_tasks.c.id, job_tasks.c.attempts).where(
+                select(job_tasks.c.id, job_tasks.c.attempts, job_tasks.c.cancel_reason).where(
                     job_tasks.c.id.in_(list(task_ids))
                 )
             ).all()
             for row in rows:
-                if row.attempts >= self.max_attempts:
+                if row.cancel_reason is not None:  # its job was cancelled meanwhile
                     values: dict[str, Any] = {
+                        "status": "cancelled",
+                        "error": row.cancel_reason,
+                        "finished_at": now,
+                    }
+                elif row.attempts >= self.max_attempts:
+                    values = {
                         "status": "failed",
                         "error": f"{error} (gave up after {row.attempts} attempts)",
                         "finished_at": now,
@@ -555,7 +645,7 @@ class JobQueue:
         blocked = exists().where(
             earlier.c.kb == job_tasks.c.kb,
             earlier.c.id < job_tasks.c.id,
-            earlier.c.status.in_(("queued", "running")),
+            earlier.c.status.in_(UNFINISHED),
             or_(
                 earlier.c.file.is_(None),
                 job_tasks.c.file.is_(None),
@@ -614,7 +704,15 @@ class JobQueue:
             ).all()
         )
         values: dict[str, Any] = {"version": jobs.c.version + 1}
-        if not states.get("queued") and not states.get("running"):
+        if states.get("cancelled") and not states.get("queued") and not states.get("running"):
+            reason = conn.execute(
+                select(job_tasks.c.error)
+                .where(job_tasks.c.job_id == job_id, job_tasks.c.status == "cancelled")
+                .order_by(job_tasks.c.id)
+                .limit(1)
+            ).scalar()
+            values.update(status="cancelled", error=reason, finished_at=now)
+        elif not states.get("queued") and not states.get("running"):
             failed = conn.execute(
                 select(job_tasks.c.error)
                 .where(job_tasks.c.job_id == job_id, job_tasks.c.status == "failed")
@@ -656,15 +754,13 @@ class JobQueue:
         with self.engine.begin() as conn:
             keep = (
                 select(jobs.c.id)
-                .where(jobs.c.status.in_(("done", "failed")))
+                .where(jobs.c.status.in_(FINISHED))
                 .order_by(jobs.c.finished_at.desc())
                 .limit(self.keep)
             )
             old = list(
                 conn.execute(
-                    select(jobs.c.id).where(
-                        jobs.c.status.in_(("done", "failed")), jobs.c.id.not_in(keep)
-                    )
+                    select(jobs.c.id).where(jobs.c.status.in_(FINISHED), jobs.c.id.not_in(keep))
                 ).scalars()
             )
             if old:
@@ -675,6 +771,25 @@ class JobQueue:
 def backoff(attempts: int) -> float:
     """Seconds before retry number ``attempts`` (1-based): 2, 8, 32, then 60."""
     return float(min(60.0, BACKOFF_S * 4 ** max(0, attempts - 1)))
+
+
+def _claimed(row: Any, *, attempts: int | None = None) -> ClaimedTask:
+    return ClaimedTask(
+        id=int(row["id"]),
+        job_id=row["job_id"],
+        kb=row["kb"],
+        op=row["op"],
+        file=row["file"],
+        payload=json.loads(row["payload"]),
+        attempts=int(row["attempts"]) if attempts is None else attempts,
+        sha256=row["sha256"],
+    )
+
+
+def cancelled_outcome(task: ClaimedTask, reason: str) -> FileOutcome:
+    """The outcome of a file whose task was cancelled: left as it was."""
+    assert task.file is not None
+    return FileOutcome(task.file, str(task.payload.get("path", "")), "cancelled", reason)
 
 
 def _outcome(raw: dict[str, Any]) -> FileOutcome:

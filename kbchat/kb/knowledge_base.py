@@ -4,6 +4,10 @@ A file is loaded, split and embedded outside any transaction; its chunks then re
 previous version in one catalog transaction, and the search indexes follow. Re-adding an
 unchanged file costs one hash. One writer at a time per knowledge base (a file lock), so
 two processes adding at once queue instead of corrupting each other.
+
+A write can be cancelled (``IngestListener.cancelled``): it stops before its next commit or
+after the embedding batch in hand; files committed before stay, the others are reported as
+``cancelled`` and left exactly as they were (a file never indexed loses its pending row).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,6 +50,7 @@ __all__ = [
     "chunk_id",
     "file_sha256",
     "remove_kb_directory",
+    "write_lock",
 ]
 
 
@@ -64,8 +69,27 @@ class IngestListener:
     def chunks_embedded(self, done: int, total: int) -> None:
         """``done`` of the ``total`` chunks of the files being committed are embedded."""
 
+    def cancelled(self) -> str | None:
+        """Why the write must stop now, or None to go on. Asked before each commit and after
+        each embedding batch (keep it cheap: one small query at most)."""
+        return None
+
+
+class _Stopped(Exception):
+    """The listener asked the write to stop (raised before a commit, never during one)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
 
 _QUIET = IngestListener()
+
+
+def write_lock(directory: Path) -> FileLock:
+    """The lock the one writer of the knowledge base in ``directory`` holds while it writes
+    (any process on this machine; ``acquire(timeout=0)`` tells whether one is writing now)."""
+    return FileLock(str(directory / "write.lock"))
 
 
 def chunk_id(kb: str, file: str, position: int, text: str) -> int:
@@ -111,7 +135,7 @@ class KnowledgeBase:
         directory.mkdir(parents=True, exist_ok=True)
         self._open_store = open_store
         self.index = KBIndex(catalog, record.id, directory, open_store)
-        self._write_lock = FileLock(str(directory / "write.lock"))
+        self._write_lock = write_lock(directory)
 
     @property
     def name(self) -> str:
@@ -248,7 +272,14 @@ class KnowledgeBase:
             ]
             listener.started(len(found) + len(gone))
             outcomes = self._ingest(found, listener, force=False)
-            outcomes += self._remove(gone, listener)
+            stopped = next((o.error for o in outcomes if o.status == "cancelled"), None)
+            if stopped is None:
+                outcomes += self._remove(gone, listener)
+            else:  # the files gone from the folder stay, as the cancelled ones do
+                for name in gone:
+                    outcome = FileOutcome(name, "", "cancelled", stopped)
+                    outcomes.append(outcome)
+                    listener.file_done(outcome)
         return outcomes
 
     def remove(
@@ -347,8 +378,24 @@ class KnowledgeBase:
             outcomes.append(outcome)
             listener.file_done(outcome)
 
+        prepared = prefetch(found, lambda f: self.prepare(f, known, force))
+        try:
+            with closing(prepared):  # a cancel stops the loading of the files ahead at once
+                self._commit_prepared(prepared, report, listener)
+        except _Stopped as stop:
+            self._abandon(found, {o.name for o in outcomes}, stop.reason, report)
+        return outcomes
+
+    def _commit_prepared(
+        self,
+        prepared: Iterator[tuple[FoundFile, FileOutcome | PreparedFile]],
+        report: Callable[[FileOutcome], None],
+        listener: IngestListener,
+    ) -> None:
+        """Record each file's outcome as it is read, committing files in embedding batches."""
+        kb_id = self.record.id
         batch: list[PreparedFile] = []
-        for found_file, result in prefetch(found, lambda f: self.prepare(f, known, force)):
+        for found_file, result in prepared:
             if isinstance(result, FileOutcome):
                 if result.error is not None:  # an OS error may quote an undecodable path
                     result = replace(result, error=readable(result.error))
@@ -366,30 +413,45 @@ class KnowledgeBase:
                 continue
             if batch and sum(len(p.chunks) for p in [*batch, result]) > self.batch_size:
                 # Files ready so far land now, not after a big file's embedding.
-                self._commit(batch, report, listener.chunks_embedded)
+                self._commit(batch, report, listener)
                 batch = []
             batch.append(result)
             if sum(len(p.chunks) for p in batch) >= self.batch_size:
-                self._commit(batch, report, listener.chunks_embedded)
+                self._commit(batch, report, listener)
                 batch = []
-        self._commit(batch, report, listener.chunks_embedded)
-        return outcomes
+        self._commit(batch, report, listener)
+
+    def _abandon(
+        self,
+        found: Sequence[FoundFile],
+        finished: set[str],
+        reason: str,
+        report: Callable[[FileOutcome], None],
+    ) -> None:
+        """A cancelled write: the files it did not finish are reported as cancelled, and those
+        never indexed lose their pending rows (the catalog is as before for each of them)."""
+        left = [f for f in found if f.name not in finished]
+        self.catalog.forget_pending(self.record.id, [f.name for f in left])
+        for found_file in left:
+            report(FileOutcome(found_file.name, found_file.location, "cancelled", reason))
 
     def _commit(
         self,
         batch: list[PreparedFile],
         report: Callable[[FileOutcome], None],
-        embedded: Callable[[int, int], None],
+        listener: IngestListener,
     ) -> None:
         if not batch:
             return
+        _stop_if_cancelled(listener)
         texts = [chunk.text for prepared in batch for chunk in prepared.chunks]
         done = 0
 
         def on_batch(n: int) -> None:
             nonlocal done
             done += n
-            embedded(done, len(texts))
+            listener.chunks_embedded(done, len(texts))
+            _stop_if_cancelled(listener)
 
         vectors = embed_texts(self.embedder, texts, batch_size=self.batch_size, on_batch=on_batch)
         start = 0
@@ -428,6 +490,12 @@ class KnowledgeBase:
         """The texts of the chunks the catalog holds now for file ``name``."""
         ids = self.catalog.chunk_ids_for_files(self.record.id, [name]).tolist()
         return {row.chunk.text for row in self.catalog.get_chunks(ids).values()} if ids else set()
+
+
+def _stop_if_cancelled(listener: IngestListener) -> None:
+    reason = listener.cancelled()
+    if reason is not None:
+        raise _Stopped(reason)
 
 
 def _lexical_text(chunk: Chunk) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -199,15 +199,19 @@ def prefetch(
     items: Iterable[FoundFile],
     work: Callable[[FoundFile], FileOutcome | PreparedFile],
     ahead: int = 4,
-) -> Iterator[tuple[FoundFile, FileOutcome | PreparedFile]]:
+) -> Generator[tuple[FoundFile, FileOutcome | PreparedFile], None, None]:
     """Run ``work`` on the next few items in a thread while the caller embeds the current one."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kbchat-load") as pool:
         queue: deque[tuple[FoundFile, Future[FileOutcome | PreparedFile]]] = deque()
-        for item in items:
-            queue.append((item, pool.submit(work, item)))
-            if len(queue) > ahead:
+        try:
+            for item in items:
+                queue.append((item, pool.submit(work, item)))
+                if len(queue) > ahead:
+                    head, future = queue.popleft()
+                    yield head, future.result()
+            while queue:
                 head, future = queue.popleft()
                 yield head, future.result()
-        while queue:
-            head, future = queue.popleft()
-            yield head, future.result()
+        finally:  # the caller stopped early (a cancelled write): the files not begun are not read
+            for _, future in queue:
+                future.cancel()

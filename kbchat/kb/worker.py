@@ -6,6 +6,11 @@ while the work runs, records each file's outcome as it finishes, and marks the t
 retried (a transient error) or failed. A worker killed mid-task leaves its lease to expire:
 the next claim anywhere queues the task again, and re-running it is safe because a file's
 chunks are replaced in one catalog transaction and the vector stores follow the catalog.
+
+A cancelled job's running tasks carry a flag in the task table; the worker reads it before
+each commit and after each embedding batch (``_Reporter.cancelled``), abandons the files not
+yet committed (the catalog and stores are as before for them: nothing of a file is written
+before its commit) and finishes the tasks as cancelled.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from sqlalchemy.exc import DBAPIError
 
 from kbchat.errors import BackendError, KbchatError, ServiceUnavailable
 from kbchat.ingest.discover import FoundFile
-from kbchat.kb.jobs import BATCH, ClaimedTask, JobQueue, Task
+from kbchat.kb.cancel import forget_files
+from kbchat.kb.jobs import BATCH, ClaimedTask, JobQueue, Task, cancelled_outcome
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 from kbchat.kb.originals import drop_unused_blob, local_copy, remove_upload, uploads_dir
 
@@ -232,10 +238,21 @@ class _Reporter(IngestListener):
 
     def __init__(self, queue: JobQueue, tasks: Sequence[ClaimedTask]) -> None:
         self.queue = queue
+        self.ids = [task.id for task in tasks]
         self.by_file = {task.file: task.id for task in tasks if task.file is not None}
         self.whole = next((task.id for task in tasks if task.file is None), None)
         self.first = tasks[0].id
         self._shown = 0.0  # when chunk progress was last written
+        self.reason: str | None = None
+        """Why the job was cancelled, once a check found it."""
+        self.stopped: set[int] = set()
+        """Tasks with a file reported cancelled."""
+
+    def cancelled(self) -> str | None:
+        # One indexed read per commit and per embedding batch (a batch takes far longer).
+        if self.reason is None:
+            self.reason = self.queue.cancel_reason(self.ids)
+        return self.reason
 
     def chunks_embedded(self, done: int, total: int) -> None:
         # At most one write a second (and the last one), on the task the batch started with.
@@ -260,6 +277,8 @@ class _Reporter(IngestListener):
         task_id = self.by_file.get(
             outcome.name, self.whole if self.whole is not None else self.first
         )
+        if outcome.status == "cancelled":
+            self.stopped.add(task_id)
         self.queue.record(task_id, outcome)
 
     def waiting(self, message: str) -> None:
@@ -307,11 +326,25 @@ class Worker:
         )
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming; wait up to ``timeout`` seconds for the task in hand to finish."""
+    @property
+    def busy(self) -> bool:
+        """Whether it holds a task now."""
+        return bool(self._held)
+
+    def stop(self, timeout: float = 30.0, abandon: threading.Event | None = None) -> bool:
+        """Stop claiming; wait up to ``timeout`` seconds (or until ``abandon`` is set) for the
+        task in hand to finish. Returns whether it did: a task left running is queued again
+        once its lease expires, and its unfinished file was not written."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and not (abandon is not None and abandon.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._thread.join(min(left, 0.2))
+        return not self._thread.is_alive()
 
     def run(self) -> None:
         """Claim and run tasks until ``stop``; the lease renewer runs beside."""
@@ -366,8 +399,12 @@ class Worker:
             f" ({len(files)} file(s))" if files else "",
             extra={"fields": {"worker": self.owner, "attempt": tasks[0].attempts}},
         )
+        reporter = _Reporter(self.queue, tasks)
+        if reporter.cancelled() is not None:  # cancelled as it was claimed
+            self._abandon(kb, tasks, reporter, [])
+            return
         try:
-            op(Work(self.services, kb, tasks, _Reporter(self.queue, tasks)))
+            op(Work(self.services, kb, tasks, reporter))
         except TRANSIENT as exc:
             log.warning("task %s (%s on %s) failed, will retry: %s", ids, tasks[0].op, kb, exc)
             error = str(exc) or type(exc).__name__
@@ -384,7 +421,32 @@ class Worker:
             self.queue.finish(ids, error=error)
             self._give_up(kb, tasks, error)
             return
+        if reporter.stopped:
+            self._abandon(kb, tasks, reporter, [t for t in tasks if t.id not in reporter.stopped])
+            return
         self.queue.finish(ids)
+
+    def _abandon(
+        self,
+        kb: str,
+        tasks: Sequence[ClaimedTask],
+        reporter: _Reporter,
+        finished: Sequence[ClaimedTask],
+    ) -> None:
+        """A cancelled job: ``finished`` tasks are done, the others cancelled; files the
+        cancelled ones never indexed are forgotten (pending rows, uploaded copies)."""
+        reason = reporter.reason or "cancelled"
+        stopped = [task for task in tasks if task not in finished]
+        for task in stopped:
+            if task.file is not None and task.id not in reporter.stopped:
+                reporter.file_done(cancelled_outcome(task, reason))
+        log.info("task %s: cancelled (%s)", ",".join(str(t.id) for t in stopped), reason)
+        self.queue.finish([task.id for task in finished])
+        self.queue.finish([task.id for task in stopped], error=reason, cancelled=True)
+        try:
+            forget_files(self.services.library, self.queue, kb, stopped)
+        except Exception as exc:  # the database away: the rows stay pending, said in the log
+            log.warning("could not forget the cancelled files of %s: %s", kb, exc)
 
     def _give_up(self, kb: str, tasks: Sequence[ClaimedTask], error: str) -> None:
         """Files of failed add tasks say why in the catalog (an indexed version is kept)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
+from filelock import Timeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +30,7 @@ from kbchat.config import Settings
 from kbchat.errors import BadInput
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.kb.jobs import JobQueue
+from kbchat.kb.knowledge_base import write_lock
 from kbchat.kb.worker import Worker, add_tasks
 from kbchat.registry import load_plugins
 from kbchat.runtime import configure_process
@@ -71,6 +74,7 @@ from kbchat.shapes.system import (
     embedded_model_info,
     model_info,
 )
+from kbchat.store.catalog_schema import FileRecord
 from kbchat.store.conversations import ConversationStore
 
 INTERRUPTED = "queued again: a server stop interrupted its ingest"
@@ -129,6 +133,7 @@ def create_app(
             for busy in [set[str]()]
             for _ in range(settings.server.workers)
         ]
+        state.workers = workers
         _resume_pending(state)
         await run_in_threadpool(running.file_chats)  # drops conversations' expired files
         if seed_sample:
@@ -143,8 +148,9 @@ def create_app(
         finally:
             state.summary_jobs.cancel_all()
             state.jobs.close()
-            for worker in workers:
-                await run_in_threadpool(worker.stop)
+            for worker in workers:  # each finishes its task, unless a second Ctrl-C came
+                if not await run_in_threadpool(worker.stop, 30.0, app.state.quit_now):
+                    log.warning("worker %s stopped with its task unfinished", worker.owner)
             if own:
                 running.close()
 
@@ -158,6 +164,7 @@ def create_app(
         description="Ask questions about your own documents: knowledge bases, "
         "search, chat with citations, and an OpenAI-compatible API.",
     )
+    app.state.quit_now = threading.Event()  # set by a second Ctrl-C (server.shutdown)
     install_error_handlers(app)
     honest_openapi(app)
     document_streams(app)
@@ -281,32 +288,57 @@ def _resume_pending(state: ServerState) -> None:
 
     Their rows keep status ``pending`` with a note saying so until the job reaches them;
     a file that has gone since fails there with the reason. Re-adding a file that another
-    process meanwhile indexed is a no-op (unchanged by hash).
+    process meanwhile indexed is a no-op (unchanged by hash). A knowledge base whose write
+    lock another process holds (a ``kbchat kb add`` mid-way) is left alone: its pending files
+    are that process's live work.
     """
-    catalog = state.services.library.catalog
+    library = state.services.library
+    catalog = library.catalog
     for record in catalog.list_kbs():
         pending = [f for f in catalog.list_files(record.id) if f.status == "pending"]
         if not pending or state.jobs.active(record.name):
             continue  # nothing left, or still queued: the job table kept it
-        for file in pending:
-            catalog.set_file_status(
-                record.id,
-                file.name,
-                path=file.path,
-                status="pending",
-                error=INTERRUPTED,
-                sha256=file.sha256,
-                size=file.size,
+        directory = library.settings.kb_root / str(record.id)
+        lock = write_lock(directory)
+        try:
+            if directory.is_dir():  # else nobody on this machine ever wrote it
+                lock.acquire(timeout=0)
+        except Timeout:
+            log.info(
+                "knowledge base %r: %d pending file(s) are being written by another process "
+                "(it holds the write lock); left to it",
+                record.name,
+                len(pending),
             )
-        tasks = add_tasks([(f.name, Path(f.path), f.sha256) for f in pending], shared=False)
-        job = state.jobs.submit(record.name, "resume", tasks)
-        log.warning(
-            "%d file(s) of knowledge base %r were left pending by a stopped run; "
-            "queued again in job %s",
-            len(tasks),
-            record.name,
-            job.id,
+            continue
+        try:
+            _queue_again(state, record.name, record.id, pending)
+        finally:
+            if lock.is_locked:
+                lock.release()
+
+
+def _queue_again(state: ServerState, kb: str, kb_id: int, pending: list[FileRecord]) -> None:
+    catalog = state.services.library.catalog
+    for file in pending:
+        catalog.set_file_status(
+            kb_id,
+            file.name,
+            path=file.path,
+            status="pending",
+            error=INTERRUPTED,
+            sha256=file.sha256,
+            size=file.size,
         )
+    tasks = add_tasks([(f.name, Path(f.path), f.sha256) for f in pending], shared=False)
+    job = state.jobs.submit(kb, "resume", tasks)
+    log.warning(
+        "%d file(s) of knowledge base %r were left pending by a stopped run; "
+        "queued again in job %s",
+        len(tasks),
+        kb,
+        job.id,
+    )
 
 
 def _mount_ui(app: FastAPI) -> None:

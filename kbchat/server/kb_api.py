@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kbchat.chat.summaries import SummaryStore
 from kbchat.errors import BadInput, Conflict, KbchatError, NotFound
+from kbchat.kb.cancel import cancel_job as cancel
 from kbchat.kb.jobs import Job
 from kbchat.kb.knowledge_base import FileOutcome
 from kbchat.kb.originals import save_blob
@@ -353,6 +354,26 @@ def list_jobs(state: StateDep, caller: CallerDep, kb: KBNameInQuery = None) -> l
 @router.get("/api/jobs/{job_id}", tags=["jobs"], responses=documented(401, 404))
 def get_job(job_id: str, state: StateDep, caller: CallerDep) -> JobInfo:
     return job_info(_readable_job(state, caller, job_id))
+
+
+@router.delete(
+    "/api/jobs/{job_id}",
+    status_code=202,
+    tags=["jobs"],
+    responses=documented(401, 403, 404, 409),
+)
+def cancel_job(job_id: str, state: StateDep, caller: CallerDep) -> JobInfo:
+    """Cancel a write job (202 with the job; 409 if it has already finished).
+
+    Files not started are left out at once; the file a worker is embedding is abandoned at
+    its next embedding batch and left as it was (an indexed version is kept, a new file is
+    not added); files already finished stay. The job ends ``cancelled``, its files saying
+    which were cancelled; until its worker stops it may still show ``running``.
+    """
+    job = _readable_job(state, caller, job_id)
+    caller.require(job.kb, "write")
+    reason = f"cancelled by {caller.name}" if caller.name else "cancelled"
+    return job_info(cancel(state.services.library, state.jobs, job_id, reason))
 
 
 @router.get(

@@ -11,6 +11,7 @@ from kbchat.chat.summary_jobs import SummaryJobs
 from kbchat.config import Settings
 from kbchat.errors import NotFound
 from kbchat.kb.jobs import JobQueue
+from kbchat.kb.worker import Worker
 from kbchat.server.access_log import CALLER_KEY
 from kbchat.server.auth import Authenticator, Principal, Role, kb_not_found
 from kbchat.server.generation_queue import GenerationQueues
@@ -31,6 +32,8 @@ class ServerState:
     auth: Authenticator
     summary_jobs: SummaryJobs = field(default_factory=SummaryJobs)
     pulls: ModelPulls = field(default_factory=ModelPulls)
+    workers: list[Worker] = field(default_factory=list)
+    """This process's ingest workers (``server.workers``)."""
 
 
 def get_state(request: Request) -> ServerState:

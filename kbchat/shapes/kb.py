@@ -137,9 +137,10 @@ class JobInfo(Shape):
     id: str
     kind: str = Field(description="add, sync, remove, rebuild, attach or resume.")
     kb: str
-    status: Literal["queued", "running", "done", "failed"] = Field(
+    status: Literal["queued", "running", "done", "failed", "cancelled"] = Field(
         description="done when the work finished, even if files failed (see files); failed "
-        "when the work itself stopped (see error)."
+        "when the work itself stopped (see error); cancelled when someone stopped it (error "
+        "says who; files finished before stay, the others are listed as cancelled)."
     )
     total: int = Field(description="Files to process.")
     done: int = Field(description="Files processed.")

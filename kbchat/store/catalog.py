@@ -16,7 +16,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, text, update
+from sqlalchemy import (
+    and_,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -250,6 +262,24 @@ class Catalog:
             if fresh:
                 conn.execute(insert(files), fresh)
 
+    def forget_pending(self, kb_id: int, names: Sequence[str]) -> list[str]:
+        """Delete the rows of files ``names`` that are still pending and were never indexed
+        (their write was cancelled); returns the names deleted. Other rows are left as they are."""
+        if not names:
+            return []
+        where = and_(
+            files.c.kb_id == kb_id,
+            files.c.name.in_(list(names)),
+            files.c.status == "pending",
+            files.c.chunks == 0,
+            ~exists().where(chunks.c.file_id == files.c.id),
+        )
+        with self.engine.begin() as conn:
+            gone = list(conn.execute(select(files.c.name).where(where)).scalars())
+            if gone:
+                conn.execute(delete(files).where(where))
+        return gone
+
     def set_file_status(
         self,
         kb_id: int,
@@ -426,8 +456,8 @@ class Catalog:
 
 
 def _add_missing_columns(engine: Engine) -> None:
-    """Columns added since a catalog was made (``kbs.store``, ``job_tasks.chunks_done``), with
-    their server defaults (or nullable)."""
+    """Columns added since a catalog was made (``kbs.store``, ``job_tasks.chunks_done``,
+    ``job_tasks.cancel_reason``), with their server defaults (or nullable)."""
     inspector = inspect(engine)
     with engine.begin() as conn:
         for table in (kbs, job_tasks):

@@ -240,6 +240,9 @@ job_tasks = Table(
     Column("error", Text, nullable=True),
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
+    # Set while the task runs when its job is cancelled: why; its worker stops at the next
+    # embedding batch and leaves the file as it was.
+    Column("cancel_reason", Text, nullable=True),
     Index("ix_job_tasks_claim", "status", "run_after"),
     Index("ix_job_tasks_kb", "kb", "status"),
     Index("ix_job_tasks_job", "job_id"),

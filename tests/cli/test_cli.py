@@ -163,3 +163,67 @@ def test_create_records_the_store_backend(capsys: pytest.CaptureFixture[str]) ->
     assert "unknown vector store backend 'milvux'; known: faiss" in err
     code, out, _ = run("kb", "info", "a", "--json", capsys=capsys)
     assert json.loads(out)["store"] == "faiss"
+
+
+def test_jobs_are_listed_and_cancelled(capsys: pytest.CaptureFixture[str]) -> None:
+    from kbchat.config import load_settings
+    from kbchat.kb.jobs import JobQueue, Task
+    from kbchat.kb.library import Library
+
+    assert run("kb", "create", "manuals", capsys=capsys)[0] == 0
+    library = Library(load_settings())
+    try:  # a job queued by a server with no worker running yet
+        job = JobQueue(library.catalog).submit(
+            "manuals", "add", [Task("add", file="a.txt", payload={"path": "/srv/a.txt"})]
+        )
+    finally:
+        library.close()
+    code, out, _ = run("kb", "jobs", "manuals", "--json", capsys=capsys)
+    assert code == 0 and [(j["id"], j["status"]) for j in json.loads(out)] == [(job.id, "queued")]
+    code, out, _ = run("kb", "cancel", job.id, "--json", capsys=capsys)
+    cancelled = json.loads(out)
+    assert code == 0 and cancelled["status"] == "cancelled"
+    assert [(f["name"], f["status"]) for f in cancelled["files"]] == [("a.txt", "cancelled")]
+    code, out, _ = run("kb", "jobs", capsys=capsys)
+    assert code == 0 and job.id in out and "cancelled" in out
+    code, _, err = run("kb", "cancel", job.id, capsys=capsys)
+    assert code == 1 and "already finished" in err
+    code, _, err = run("kb", "cancel", "no-such-job", capsys=capsys)
+    assert code == 1 and "no job with id 'no-such-job'" in err
+
+
+def test_ctrl_c_during_add_keeps_what_is_done_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from kbchat.testing.fakes import HashEmbedder
+
+    folder = tmp_path / "docs"  # name order: the small file is committed first
+    folder.mkdir()
+    (folder / "a_small.txt").write_text("The K3 kettle boils water in two minutes.")
+    big = "\n\n".join(f"Paragraph {n} about giraffe model G{n}." for n in range(200))
+    (folder / "b_big.txt").write_text(big)
+    (folder / "c_last.txt").write_text("Descale the kettle every month.")
+    embed = HashEmbedder.embed_batch
+
+    def interrupted(self: HashEmbedder, texts: list[str], *, is_query: bool = False) -> object:
+        if any("giraffe" in t for t in texts):
+            signal.raise_signal(signal.SIGINT)  # the user presses Ctrl-C mid-file
+        return embed(self, texts, is_query=is_query)
+
+    monkeypatch.setattr(HashEmbedder, "embed_batch", interrupted)
+    run("kb", "create", "manuals", "--chunk-size", "200", "--chunk-overlap", "0", capsys=capsys)
+    code, out, err = run("kb", "add", "manuals", str(folder), "--json", capsys=capsys)
+    assert code == 130, err
+    outcomes = {row["name"]: row["status"] for row in json.loads(out)}
+    assert outcomes == {
+        "a_small.txt": "indexed",
+        "b_big.txt": "cancelled",
+        "c_last.txt": "cancelled",
+    }
+    assert "press Ctrl-C again to quit now" in err
+    assert "stopped: 1 file(s) finished and kept in 'manuals'; 2 left as they were" in err
+    code, out, _ = run("kb", "files", "manuals", "--json", capsys=capsys)
+    assert [(f["name"], f["status"]) for f in json.loads(out)] == [("a_small.txt", "indexed")]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

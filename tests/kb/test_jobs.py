@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kbchat.errors import BackendError, BadInput, KbchatError, NotFound
+from kbchat.errors import BackendError, BadInput, Conflict, KbchatError, NotFound
 from kbchat.kb import jobs as jobs_module
 from kbchat.kb import worker as worker_module
 from kbchat.kb.jobs import JobQueue, Task
@@ -386,13 +386,142 @@ def test_a_catalog_made_before_chunk_progress_gains_its_columns(tmp_path: Path) 
     with engine.begin() as conn:  # as a catalog made by an earlier kbchat has it
         conn.execute(text("ALTER TABLE job_tasks DROP COLUMN chunks_done"))
         conn.execute(text("ALTER TABLE job_tasks DROP COLUMN chunks_total"))
+        conn.execute(text("ALTER TABLE job_tasks DROP COLUMN cancel_reason"))
     engine.dispose()
     reopened = Catalog(url)
     try:
         columns = {c["name"] for c in inspect(reopened.engine).get_columns("job_tasks")}
-        assert {"chunks_done", "chunks_total"} <= columns
+        assert {"chunks_done", "chunks_total", "cancel_reason"} <= columns
         queue = JobQueue(reopened)
         job = queue.submit("kb", "add", [Task("add", file="a.txt")])
         assert queue.get(job.id).chunks_total == 0
     finally:
         reopened.close()
+
+
+def cancelled_by_test(work: Work) -> None:
+    """An add op as the knowledge base runs it: each file checks for a cancel before its
+    commit, and a cancelled one is reported so and left alone."""
+    for task in work.tasks:
+        assert task.file is not None
+        reason = work.listener.cancelled()
+        if reason is not None:
+            work.listener.file_done(FileOutcome(task.file, "", "cancelled", reason))
+        else:
+            work.listener.file_done(outcome(task.file))
+
+
+def test_cancelling_finishes_queued_tasks_at_once_and_a_second_cancel_conflicts(
+    queue: JobQueue,
+) -> None:
+    job = queue.submit("kb", "add", [Task("add", file="a.txt", payload={"path": "/u/a.txt"})])
+    other = queue.submit("kb", "add", [Task("add", file="b.txt")])
+    stopped = queue.cancel(job.id, "cancelled by alice")
+    assert [task.file for task in stopped] == ["a.txt"]
+    cancelled = queue.get(job.id)
+    assert (cancelled.status, cancelled.error, cancelled.finished) == (
+        "cancelled",
+        "cancelled by alice",
+        True,
+    )
+    assert [(f.name, f.path, f.status, f.error) for f in cancelled.files] == [
+        ("a.txt", "/u/a.txt", "cancelled", "cancelled by alice")
+    ]
+    assert (cancelled.done, cancelled.total) == (1, 1)
+    assert cancelled.to_json()["status"] == "cancelled"
+    with pytest.raises(Conflict, match="already finished"):
+        queue.cancel(job.id, "again")
+    with pytest.raises(NotFound):
+        queue.cancel("no-such-job", "x")
+    run_until_idle(worker(queue, {"add": cancelled_by_test}))  # the other job is untouched
+    assert queue.get(other.id).status == "done"
+    assert queue.unfinished() == 0
+
+
+def test_a_running_task_is_flagged_and_abandoned_while_finished_ones_stay(
+    catalog: Catalog,
+) -> None:
+    queue = JobQueue(catalog)
+    elsewhere = JobQueue(catalog)  # a server in another process, sharing the catalog
+    started, go = threading.Event(), threading.Event()
+
+    def add(work: Work) -> None:
+        if work.tasks[0].file == "b.txt":
+            started.set()
+            assert go.wait(10)
+        cancelled_by_test(work)
+
+    job = queue.submit("kb", "add", [Task("add", file=f"{n}.txt") for n in "abc"])
+    one = worker(queue, {"add": add}, batch=1)
+    assert one.run_once()  # a.txt indexed
+    running = threading.Thread(target=one.run_once)
+    running.start()
+    try:
+        assert started.wait(10)
+        assert [t.file for t in elsewhere.cancel(job.id, "cancelled by bob")] == ["c.txt"]
+        assert elsewhere.get(job.id).status == "running"  # b.txt is still in its worker's hands
+        assert elsewhere.cancel(job.id, "again") == []  # still stopping: no error, no change
+    finally:
+        go.set()
+        running.join(10)
+    done = queue.get(job.id)
+    assert done.status == "cancelled" and done.error == "cancelled by bob"
+    assert [(f.name, f.status) for f in done.files] == [
+        ("a.txt", "indexed"),
+        ("b.txt", "cancelled"),
+        ("c.txt", "cancelled"),
+    ]
+    assert not one.run_once()  # nothing of the job is left to run
+
+
+def test_a_cancelled_task_that_fails_for_now_is_not_tried_again(queue: JobQueue) -> None:
+    job_id = ""
+
+    def add(work: Work) -> None:
+        queue.cancel(job_id, "cancelled by carol")
+        raise BackendError("the embedding server went away")
+
+    job_id = queue.submit("kb", "add", [Task("add", file="a.txt")]).id
+    run_until_idle(worker(queue, {"add": add}))
+    job = queue.get(job_id)
+    assert (job.status, job.error) == ("cancelled", "cancelled by carol")
+
+
+def test_a_cancel_from_another_process_reaches_the_running_worker(catalog: Catalog) -> None:
+    import subprocess
+    import sys
+
+    queue = JobQueue(catalog)
+    started, go = threading.Event(), threading.Event()
+
+    def add(work: Work) -> None:
+        started.set()
+        assert go.wait(10)
+        cancelled_by_test(work)
+
+    job = queue.submit("kb", "add", [Task("add", file="a.txt")])
+    one = worker(queue, {"add": add})
+    running = threading.Thread(target=one.run_once)
+    running.start()
+    try:
+        assert started.wait(10)
+        script = (
+            "import sys; from kbchat.store.catalog import Catalog; "
+            "from kbchat.kb.jobs import JobQueue; "
+            "print(len(JobQueue(Catalog(sys.argv[1])).cancel(sys.argv[2], 'cancelled elsewhere')))"
+        )
+        url = catalog.engine.url.render_as_string(hide_password=False)
+        done = subprocess.run(
+            [sys.executable, "-c", script, url, job.id],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[2],  # this tree's kbchat
+        )
+        assert done.stdout.strip() == "0"  # nothing was queued: the one task is running
+    finally:
+        go.set()
+        running.join(10)
+    finished = queue.get(job.id)
+    assert (finished.status, finished.files[0].status) == ("cancelled", "cancelled")
+    assert finished.error == "cancelled elsewhere"

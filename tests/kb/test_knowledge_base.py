@@ -377,3 +377,62 @@ def test_files_waiting_in_an_add_are_listed_with_their_size(
     library.get(kb.name).add([first, second], listener=Spy())
     assert seen["b.txt"] == ("pending", second.stat().st_size)
     assert seen["a.txt"] == ("indexed", first.stat().st_size)
+
+
+def test_a_cancelled_write_keeps_what_it_committed_and_leaves_the_rest_as_it_was(
+    library: Library, tmp_path: Path
+) -> None:
+    from kbchat.kb.knowledge_base import IngestListener
+
+    class StopAfterFirstBatch(IngestListener):
+        """Asks to stop once the big file's first embedding batch is done."""
+
+        def __init__(self) -> None:
+            self.reason: str | None = None
+            self.done: list[FileOutcome] = []
+
+        def chunks_embedded(self, done: int, total: int) -> None:
+            if total > 32:
+                self.reason = "stopped by test"
+
+        def cancelled(self) -> str | None:
+            return self.reason
+
+        def file_done(self, outcome: FileOutcome) -> None:
+            self.done.append(outcome)
+
+    folder = tmp_path / "mixed"  # files in name order: the small one is committed first
+    write(folder / "a_small.txt", "The K3 kettle boils water in two minutes.")
+    write(folder / "c_updated.txt", "The old manual says: descale every week.")
+    library.create("mixed", chunk_size=200, chunk_overlap=0)
+    kb = library.get("mixed")
+    kb.add([folder / "c_updated.txt"])
+    before = {r.name: (r.sha256, r.chunks, r.status) for r in kb.files()}
+    write(
+        folder / "c_updated.txt",
+        "\n\n".join(f"New paragraph {n} on zebra care." for n in range(80)),
+    )
+    write(
+        folder / "b_big.txt",
+        "\n\n".join(f"Paragraph {n} about giraffe model G{n}." for n in range(200)),
+    )
+    spy = StopAfterFirstBatch()
+    outcomes = kb.add([folder], listener=spy)
+
+    status = {o.name: o.status for o in outcomes}
+    assert status == {
+        "a_small.txt": "indexed",
+        "b_big.txt": "cancelled",
+        "c_updated.txt": "cancelled",
+    }
+    assert [o.error for o in outcomes if o.status == "cancelled"] == ["stopped by test"] * 2
+    assert spy.done == outcomes  # every file reported once, as it happened
+    files = {r.name: (r.sha256, r.chunks, r.status) for r in kb.files()}
+    assert set(files) == {"a_small.txt", "c_updated.txt"}  # the new big file left no pending row
+    assert files["c_updated.txt"] == before["c_updated.txt"]  # the indexed version is untouched
+    assert kb.stats()["chunks"] == files["a_small.txt"][1] + before["c_updated.txt"][1]
+    assert all(h.file != "b_big.txt" for h in kb.search("giraffe model", top_k=5))
+    assert kb.search("descale every week", top_k=1)[0].file == "c_updated.txt"
+    assert_consistent(kb)
+    again = {o.name: o.status for o in kb.add([folder])}  # nothing half-done blocks a rerun
+    assert again == {"a_small.txt": "unchanged", "b_big.txt": "indexed", "c_updated.txt": "indexed"}

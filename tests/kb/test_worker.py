@@ -176,3 +176,64 @@ def test_dropping_a_kb_cancels_its_queued_writes(tmp_path: Path) -> None:
     assert here.library.get("docs").files() == []
     dropped = queue.get(job.id)
     assert dropped.status == "failed" and "was dropped" in (dropped.error or "")
+
+
+def test_a_cancelled_upload_leaves_the_kb_as_it_was_for_the_file_in_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from kbchat.kb.cancel import cancel_job
+
+    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
+    record = here.library.create("docs", chunk_size=200, chunk_overlap=0)
+    folder = here.settings.home / "uploads" / str(record.id)
+    folder.mkdir(parents=True)
+    small, big, manual = folder / "a_small.txt", folder / "b_big.txt", folder / "c_manual.txt"
+    manual.write_text("The old manual says: descale the kettle every week.")
+    queue = JobQueue(here.library.catalog)
+    queue.submit("docs", "add", add_tasks([(manual.name, manual, "")], shared=False))
+    drain(Worker(here, queue))
+    kb = here.library.get("docs")
+    before = {r.name: (r.sha256, r.chunks, r.status) for r in kb.files()}
+    small.write_text("The K3 kettle boils water in two minutes.")
+    big.write_text("\n\n".join(f"Paragraph {n} about giraffe model G{n}." for n in range(200)))
+    manual.write_text("\n\n".join(f"New paragraph {n} on zebra care." for n in range(60)))
+    uploads = [(p.name, p, file_sha256(p)) for p in (small, big, manual)]
+    here.library.catalog.mark_pending(record.id, [(n, str(p)) for n, p, _ in uploads])  # as the API
+    entered, release = threading.Event(), threading.Event()
+    embed = kb.embedder.embed_batch
+
+    def gated(texts: list[str], *, is_query: bool = False) -> object:
+        if not is_query and any("giraffe" in t for t in texts):
+            entered.set()
+            assert release.wait(10)
+        return embed(texts, is_query=is_query)
+
+    monkeypatch.setattr(kb.embedder, "embed_batch", gated)
+    job = queue.submit("docs", "add", add_tasks(uploads, shared=False))
+    worker = Worker(here, queue)
+    running = threading.Thread(target=worker.run_once)
+    running.start()
+    try:
+        assert entered.wait(10)  # a_small.txt is committed; b_big.txt's first batch embeds
+        elsewhere = JobQueue(here.library.catalog)  # e.g. `kbchat kb cancel` in a shell
+        assert cancel_job(here.library, elsewhere, job.id, "cancelled by test").status == "running"
+    finally:
+        release.set()
+        running.join(10)
+    done = queue.get(job.id)
+    assert (done.status, done.error) == ("cancelled", "cancelled by test")
+    assert [(f.name, f.status) for f in done.files] == [
+        ("a_small.txt", "indexed"),
+        ("b_big.txt", "cancelled"),
+        ("c_manual.txt", "cancelled"),
+    ]
+    files = {r.name: (r.sha256, r.chunks, r.status) for r in kb.files()}
+    assert set(files) == {"a_small.txt", "c_manual.txt"}  # no pending row for b_big.txt
+    assert files["c_manual.txt"] == before["c_manual.txt"]  # the indexed version is kept
+    assert kb.stats()["chunks"] == files["a_small.txt"][1] + before["c_manual.txt"][1]
+    assert all(hit.file != "b_big.txt" for hit in kb.search("giraffe model", top_k=5))
+    assert kb.search("descale the kettle every week", top_k=1)[0].file == "c_manual.txt"
+    assert kb.search("kettle boils water", top_k=1)[0].file == "a_small.txt"
+    assert not big.exists() and small.exists()  # the cancelled new upload's copy goes

@@ -53,7 +53,7 @@ def wait_job(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body: dict[str, Any] = client.get(f"/api/jobs/{job['id']}", headers=headers).json()
-        if body["status"] in ("done", "failed"):
+        if body["status"] in ("done", "failed", "cancelled"):
             return body
         time.sleep(0.02)
     raise AssertionError(f"job {job['id']} did not finish in {timeout} s")

@@ -86,10 +86,15 @@ def test_auth_off_on_loopback_starts_quietly(caplog: pytest.LogCaptureFixture) -
 def test_serve_refuses_auth_off_beyond_loopback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import uvicorn
+    from kbchat.server.shutdown import GracefulServer
 
     served: list[str] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, **_: served.append(host))
+
+    def run(server: GracefulServer, sockets: object = None) -> None:
+        served.append(server.config.host)
+        server.started = True
+
+    monkeypatch.setattr(GracefulServer, "run", run)
     monkeypatch.setenv("KBCHAT_EMBEDDER__BACKEND", "hash")
     monkeypatch.setenv("KBCHAT_SERVER__AUTH", "off")
     with pytest.raises(SystemExit) as exit_info:
@@ -342,3 +347,18 @@ def test_a_summary_job_is_stopped_by_who_started_it_or_a_writer(
     assert secured.get(f"/v1/files/{file_id}", headers=as_(keys, "reader")).status_code == 200
     hidden = secured.get(f"/v1/files/{file_id}", headers=as_(keys, "writer"))
     assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "not_found"
+
+
+def test_cancelling_a_job_needs_write_access(secured: TestClient, keys: dict[str, str]) -> None:
+    for name in ("docs", "private"):
+        secured.post("/api/kbs", json={"name": name}, headers=as_(keys, "admin"))
+    job = upload(secured, "docs", DOCS, headers=as_(keys, "writer"))
+    hidden = upload(secured, "private", DOCS, headers=as_(keys, "admin"))
+    url = f"/api/jobs/{job['id']}"
+    assert secured.delete(url).status_code == 401
+    refused = secured.delete(url, headers=as_(keys, "reader"))
+    assert refused.status_code == 403 and refused.json()["error"]["type"] == "Forbidden"
+    assert secured.delete(url, headers=as_(keys, "writer")).status_code == 409  # finished
+    assert (
+        secured.delete(f"/api/jobs/{hidden['id']}", headers=as_(keys, "writer")).status_code == 404
+    )

@@ -529,3 +529,33 @@ def test_system_endpoints(client: TestClient, services: Services) -> None:
     assert any(check["name"] == "catalog" and check["ok"] for check in doctor)
     assert client.get("/openapi.json").json()["info"]["title"] == "kbchat"
     assert client.get("/docs").status_code == 200
+
+
+def test_a_queued_job_is_cancelled_and_its_uploads_are_forgotten() -> None:
+    settings = make_settings(workers=0)  # no worker here: the job stays queued
+    services = make_services(settings)
+    with TestClient(create_app(settings, services=services)) as client:
+        client.post("/api/kbs", json={"name": "k"})
+        job = client.post(
+            "/api/kbs/k/files",
+            files=[("files", (name, data, "text/plain")) for name, data in DOCS.items()],
+        ).json()["job"]
+        assert [f["status"] for f in client.get("/api/kbs/k/files").json()] == ["pending"] * 2
+        response = client.delete(f"/api/jobs/{job['id']}")
+        assert response.status_code == 202, response.text
+        cancelled = response.json()
+        assert cancelled["id"] == job["id"] and cancelled["status"] == "cancelled"
+        assert cancelled["error"] == "cancelled"  # auth is off: nobody to name
+        assert sorted((f["name"], f["status"]) for f in cancelled["files"]) == [
+            ("kettle.txt", "cancelled"),
+            ("tea.md", "cancelled"),
+        ]
+        assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
+        assert client.get("/api/kbs/k/files").json() == []  # nothing left pending
+        uploads = settings.home / "uploads"
+        assert not [p for p in uploads.rglob("*") if p.is_file()]
+        again = client.delete(f"/api/jobs/{job['id']}")
+        assert again.status_code == 409 and error_of(again)["type"] == "Conflict"
+        assert "already finished" in error_of(again)["message"]
+        assert client.delete("/api/jobs/nope").status_code == 404
+    services.close()

@@ -228,3 +228,38 @@ def test_files_indexed_by_another_job_update_by_themselves(
     INDEXING.set()
     expect(badge).to_have_text("indexed")
     expect(page.locator("#kb-list li[data-name='docs']")).not_to_contain_text("pending")
+
+
+def test_a_running_upload_is_cancelled_and_leaves_nothing_behind(page: Any, app: Served) -> None:
+    app.services.library.ensure("halted")
+    INDEXING.clear()  # the worker holds the files until the test lets the embedder go
+    page.goto(f"{app.url}/#/kbs/halted")
+    page.set_input_files(
+        "#file-input",
+        [
+            {"name": "a.txt", "mimeType": "text/plain", "buffer": b"The kettle boils water."},
+            {"name": "b.md", "mimeType": "text/markdown", "buffer": b"# B\n\nDescale monthly."},
+        ],
+    )
+    job = page.locator("#jobs .job").first
+    expect(job).to_have_attribute("data-status", "running")
+    cancel = job.locator(".job-cancel")
+    expect(cancel).to_have_text("Cancel")
+    cancel.click()
+    expect(job.locator(".job-label")).to_have_text(
+        "Cancelling… the file being indexed is left as it was"
+    )
+    expect(cancel).to_be_disabled()
+    INDEXING.set()  # the worker finishes its embedding batch, sees the cancel and stops
+    expect(job).to_have_attribute("data-status", "cancelled")
+    expect(job.locator(".job-label")).to_have_text(
+        "Cancelled: 0 files finished and kept, 2 left as they were"
+    )
+    expect(cancel).to_be_hidden()
+    for name in ("a.txt", "b.md"):
+        row = job.locator(f".job-files li[data-file='{name}']")
+        expect(row).to_have_attribute("data-status", "cancelled")
+        expect(row.locator(".badge")).to_have_text("cancelled")
+    expect(page.locator("#files-empty")).to_be_visible()  # nothing was added, nothing pending
+    kb = app.services.library.get("halted")
+    assert kb.files() == [] and kb.stats()["chunks"] == 0

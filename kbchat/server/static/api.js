@@ -176,7 +176,7 @@ export async function followJob(jobId, onProgress, signal) {
 }
 
 export function isFinished(job) {
-  return job && (job.status === "done" || job.status === "failed");
+  return job && (job.status === "done" || job.status === "failed" || job.status === "cancelled");
 }
 
 /**

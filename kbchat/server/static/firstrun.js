@@ -20,8 +20,9 @@ export async function watchFirstRun() {
       return; // no access to it (keys) or no server: nothing to say
     }
     const job = jobs.find((j) => j.kind === "sync");
-    if (!job || job.status === "done" || job.status === "failed") {
-      if (!banner.hidden) {
+    if (!job || job.status === "done" || job.status === "failed" || job.status === "cancelled") {
+      if (job && job.status === "cancelled") banner.hidden = true;  // someone stopped it: nothing to announce
+      else if (!banner.hidden) {
         banner.textContent = job && job.status === "failed" ? t("firstRun.failed", { error: job.error || "" }) : t("firstRun.done");
         banner.classList.add("finished");
         setTimeout(() => { banner.hidden = true; }, 4000);

@@ -7,7 +7,7 @@ import { searchBox } from "./kbsearch.js";
 import { toast } from "./toast.js";
 import { openSource } from "./viewer.js";
 
-const STATUSES = ["indexed", "failed", "skipped", "pending", "running", "unchanged", "removed"];
+const STATUSES = ["indexed", "failed", "skipped", "pending", "running", "unchanged", "removed", "cancelled"];
 
 function statusBadge(status) {
   const known = STATUSES.includes(status);
@@ -20,7 +20,8 @@ function filePath(name) {
 
 /**
  * A card following one background job: a progress bar, counts, each of `names` (the uploaded
- * files) with its state as the job reaches it, and the files that did not index.
+ * files) with its state as the job reaches it, and the files that did not index. While the job
+ * is queued or running a Cancel button stops it: files finished stay, the rest are left as they were.
  */
 function jobCard(container, title, names = []) {
   const bar = h("div", { class: "bar-fill" });
@@ -35,13 +36,25 @@ function jobCard(container, title, names = []) {
   };
   rows.forEach((_, name) => drawFile(name, "waiting"));
   const close = h("button", { type: "button", class: "btn ghost small", hidden: true, onclick: () => card.remove() }, t("common.close"));
+  const cancel = h("button", { type: "button", class: "btn danger-ghost small job-cancel", hidden: true }, t("job.cancel"));
+  let cancelling = false;
   const card = h("div", { class: "job card", role: "status" },
-    h("div", { class: "job-head" }, h("strong", {}, title), close),
+    h("div", { class: "job-head" }, h("strong", {}, title), cancel, close),
     h("div", { class: "bar" }, bar), label,
     rows.size ? h("ul", { class: "job-files" }, [...rows.values()]) : null, problems);
   container.prepend(card);
   const setBar = (fraction) => { bar.style.width = `${Math.round(Math.max(0, Math.min(1, fraction)) * 100)}%`; };
-  return {
+  cancel.onclick = async () => {
+    cancelling = true;
+    cancel.disabled = true;
+    label.textContent = t("job.cancelling");
+    try {
+      self.update(await api(`/api/jobs/${encodeURIComponent(card.dataset.job)}`, { method: "DELETE" }));
+    } catch (exc) {
+      if (exc.status !== 409) toast(exc.message, "error");  // 409: it finished meanwhile
+    }
+  };
+  const self = {
     uploading(fraction) {
       setBar(fraction);
       label.textContent = t("job.uploading", { pct: Math.round(fraction * 100) });
@@ -50,17 +63,21 @@ function jobCard(container, title, names = []) {
       const total = job.total || 0;
       const done = job.done || 0;
       card.dataset.status = job.status;
+      card.dataset.job = job.id;
+      cancel.hidden = isFinished(job);
       setBar(isFinished(job) ? 1 : total ? done / total : 0);
       const files = job.files || [];
       const count = (status) => files.filter((f) => f.status === status).length;
       files.forEach((f) => { if (rows.has(f.name)) drawFile(f.name, f.status); });
-      if (job.status === "queued") label.textContent = t("job.queued");
+      if (cancelling && !isFinished(job)) label.textContent = t("job.cancelling");
+      else if (job.status === "queued") label.textContent = t("job.queued");
       else if (job.status === "running") {
         label.textContent = t("job.running", { done, total });
         // A big file between two file counts: how many of its chunks are embedded.
         if (job.chunks_total) label.textContent += ` · ${t("job.chunks", { done: job.chunks_done, total: job.chunks_total })}`;
       }
       else if (job.status === "failed") label.textContent = t("job.failed", { message: job.error || "" });
+      else if (job.status === "cancelled") label.textContent = t("job.cancelled", { kept: done - count("cancelled"), cancelled: count("cancelled") });
       else label.textContent = t("job.done", { indexed: count("indexed"), failed: count("failed"), skipped: count("skipped") + count("unchanged"), removed: count("removed") });
       replace(problems, files.filter((f) => f.status === "failed" || f.status === "skipped").map((f) =>
         h("li", { class: f.status }, statusBadge(f.status), " ", h("strong", {}, f.name), f.error ? h("span", { class: "reason" }, ` — ${f.error}`) : null)));
@@ -80,6 +97,7 @@ function jobCard(container, title, names = []) {
       card.remove();
     },
   };
+  return self;
 }
 
 /** Stream a file's summary into `box` (the kept one comes back at once; `refresh` makes a new one). */

@@ -1,0 +1,116 @@
+"""Stopping `kbchat serve`: the first Ctrl-C says what it waits for, a second one quits now
+without waiting for an ingest task in hand (which left its file as it was)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from kbchat.kb.jobs import JobQueue, Task
+from kbchat.kb.worker import Work, Worker
+from kbchat.server import create_app
+from kbchat.server.shutdown import GracefulServer, stopping_message
+from tests.server.support import make_services, make_settings
+
+
+def state(answers: int = 0, waiting: int = 0, tasks: int = 0) -> Any:
+    queue = SimpleNamespace(running=answers, waiting=waiting)
+    workers = [SimpleNamespace(busy=True) for _ in range(tasks)] + [SimpleNamespace(busy=False)]
+    return SimpleNamespace(queues=SimpleNamespace(all=lambda: [queue]), workers=workers)
+
+
+def test_the_stopping_line_names_what_is_in_flight() -> None:
+    assert stopping_message(state(answers=1, tasks=1)) == (
+        "Stopping: waiting for 1 running answer and 1 ingest task; press Ctrl-C again to quit now"
+    )
+    assert stopping_message(state(answers=1, waiting=2)) == (
+        "Stopping: waiting for 3 running answers; press Ctrl-C again to quit now"
+    )
+    assert stopping_message(state(tasks=2)).startswith("Stopping: waiting for 2 ingest tasks;")
+    assert stopping_message(state()) == "Stopping; press Ctrl-C again to quit now"
+    assert stopping_message(None) == "Stopping; press Ctrl-C again to quit now"  # not started
+
+
+def test_a_worker_stops_waiting_for_its_task_when_told(tmp_path: Any) -> None:
+    from kbchat.store.catalog import Catalog
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    queue = JobQueue(catalog)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(work: Work) -> None:
+        entered.set()
+        release.wait(30)
+
+    worker = Worker(None, queue, ops={"add": slow}, poll_s=0.02)  # type: ignore[arg-type]
+    queue.submit("kb", "add", [Task("add", file="a.txt")])
+    worker.start()
+    try:
+        assert entered.wait(10) and worker.busy
+        abandon = threading.Event()
+        abandon.set()
+        assert worker.stop(timeout=60, abandon=abandon) is False  # returned, task unfinished
+        assert not release.is_set()
+    finally:
+        release.set()
+        assert worker.stop(timeout=10) is True
+        catalog.close()
+
+
+def test_a_second_ctrl_c_quits_without_waiting_for_the_ingest_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(workers=1)
+    services = make_services(settings)
+    services.library.create("docs")
+    kb = services.library.get("docs")
+    entered, release = threading.Event(), threading.Event()
+    embed = kb.embedder.embed_batch
+
+    def held(texts: list[str], *, is_query: bool = False) -> object:
+        if not is_query:
+            entered.set()
+            release.wait(60)
+        return embed(texts, is_query=is_query)
+
+    monkeypatch.setattr(kb.embedder, "embed_batch", held)
+    app = create_app(settings, services=services)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    said: list[str] = []
+    server = GracefulServer(
+        uvicorn.Config(app, lifespan="on", log_level="warning"), app, said.append
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:  # start-up, not a timed assertion
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        files = {"files": ("a.txt", b"The kettle boils water.", "text/plain")}
+        assert httpx.post(f"{url}/api/kbs/docs/files", files=files).status_code == 202
+        assert entered.wait(20)  # the worker is embedding the file
+        server.handle_exit(signal.SIGINT, None)
+        assert said == ["Stopping: waiting for 1 ingest task; press Ctrl-C again to quit now"]
+        assert not server.force_exit
+        server.handle_exit(signal.SIGINT, None)
+        assert said[1].startswith("Quitting now") and server.force_exit
+        thread.join(30)
+        assert not thread.is_alive() and not release.is_set()  # it did not wait for the task
+    finally:
+        release.set()
+        thread.join(30)
+        for worker in app.state.kbchat.workers:
+            worker.stop(timeout=30)
+        services.close()
+        sock.close()
