@@ -200,7 +200,9 @@ def test_a_cancelled_upload_leaves_the_kb_as_it_was_for_the_file_in_hand(
     big.write_text("\n\n".join(f"Paragraph {n} about giraffe model G{n}." for n in range(200)))
     manual.write_text("\n\n".join(f"New paragraph {n} on zebra care." for n in range(60)))
     uploads = [(p.name, p, file_sha256(p)) for p in (small, big, manual)]
-    here.library.catalog.mark_pending(record.id, [(n, str(p)) for n, p, _ in uploads])  # as the API
+    here.library.catalog.mark_pending(
+        record.id, [(n, str(p), p.stat().st_size) for n, p, _ in uploads]
+    )  # as the API
     entered, release = threading.Event(), threading.Event()
     embed = kb.embedder.embed_batch
 

@@ -84,7 +84,7 @@ def test_pending_files_of_a_write_in_another_process_are_left_to_it(
     (tmp_path / "tea.md").write_text("Brew green tea at 80 degrees.")
     # `kbchat kb add` in another process, mid-way: it holds the write lock and has marked
     # the files it is adding pending
-    services.library.catalog.mark_pending(kb.id, [("tea.md", str(tmp_path / "tea.md"))])
+    services.library.catalog.mark_pending(kb.id, [("tea.md", str(tmp_path / "tea.md"), 29)])
     holder = subprocess.Popen(
         [
             sys.executable,
