@@ -58,7 +58,7 @@ def key_terms(question: str) -> list[str]:
     import rjieba
 
     terms: list[str] = []
-    for word in rjieba.cut(normalise(question)):
+    for word in rjieba.cut(_HOW.sub("how", normalise(question))):
         word = word.strip()
         if not word or not any(ch.isalnum() for ch in word):
             continue
@@ -70,6 +70,13 @@ def key_terms(question: str) -> list[str]:
         terms.append(_stem(word))
     return list(dict.fromkeys(terms))
 
+
+_HOW = re.compile(
+    r"\bhow\s+(?:long|many|much|far|old|big|large|small|tall|high|deep|wide|heavy|fast"
+    r"|often|soon)\b"
+)
+"""English "how long" asks for a length as "多长" does: the adjective names the kind of
+answer ("The warranty lasts two years" says nothing "long"), not what the question is about."""
 
 _SUFFIX = re.compile(r"(?<=[a-z]{4})(?:ing|ed|es|s)$")
 
@@ -167,10 +174,11 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     A question over two passages (HotpotQA's bridge and comparison questions, Yang et al.,
     EMNLP 2018) has its key terms in both: a place in another passage lends its terms too
     when the two are linked, by the same rule of the neighbour that takes the question:
-    it also holds the answer's new words ("Which team did both A and B play for?": each
-    passage says "Eagles"), or one passage names the other's subject, a name in its first
-    sentence ("the pioneer who claimed a flight near Bridgeport" in one, "Whitehead ... died
-    in 1927" in the other).
+    it also holds every specific new word of the answer's sentence (``_specific``: "Which
+    team did both A and B play for?": each passage says "Philadelphia Eagles"), or one
+    passage names the other's subject, its title line (``_subjects``: "the pioneer who
+    claimed a flight near Bridgeport" in one, "Gustave Whitehead ... died in 1927" in the
+    other).
 
     Returns the share of the question's key terms the place holds: 1.0 when the answer adds
     no new words or the question has no key terms, 0.0 when no sentence holds any of the
@@ -182,14 +190,15 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     if not new or not terms:
         return 1.0
     needles = [normalise(w) for w in new]
-    read = [_Passage.read(passage, terms) for passage in passages]
+    specific = [w for w in needles if _specific(w)]
+    read = [_Passage.read(passage) for passage in passages]
     best = (0, 0.0)
     for n, passage in enumerate(read):
-        for place in passage.places(needles, terms):
-            held, own, found = place
+        for held, own, found, sentence in passage.places(needles, terms):
             share = len(found) / len(terms)
+            said = [w for w in specific if w in sentence]
             for m, other in enumerate(read):
-                joined = other.holds_any(needles)
+                joined = bool(said) and all(w in other.text for w in said)
                 if m == n or not (joined or passage.linked(other)):
                     continue
                 lent = other.best_terms(terms)
@@ -209,21 +218,16 @@ class _Passage:
     subjects: tuple[str, ...]
 
     @classmethod
-    def read(cls, passage: str, terms: Sequence[str]) -> _Passage:
+    def read(cls, passage: str) -> _Passage:
         cut = tuple(_cut(passage))
-        head = passage.strip().splitlines()[0] if passage.strip() else ""
-        subjects = tuple(
-            name
-            for name in (normalise(item) for item in items(head))
-            if len(name) >= _SUBJECT_CHARS
-        )
-        return cls(cut, " ".join(cut), subjects)
+        return cls(cut, " ".join(cut), _subjects(passage))
 
     def places(
         self, needles: Sequence[str], terms: Sequence[str]
-    ) -> Iterator[tuple[int, set[str], set[str]]]:
+    ) -> Iterator[tuple[int, set[str], set[str], str]]:
         """Each sentence holding some of ``needles``: how many, the key terms the sentence
-        holds itself, and those its place holds (the neighbour rule of ``support``)."""
+        holds itself, those its place holds (the neighbour rule of ``support``), and the
+        sentence."""
         cut = self.cut
         head = {t for t in terms if cut and t in cut[0]}
         for n, sentence in enumerate(cut):
@@ -238,10 +242,7 @@ class _Passage:
                     place = head | (own - lent)
                     break
                 place |= lent
-            yield held, own, place
-
-    def holds_any(self, needles: Sequence[str]) -> bool:
-        return any(w in self.text for w in needles)
+            yield held, own, place, sentence
 
     def linked(self, other: _Passage) -> bool:
         """True when one passage names the other's subject."""
@@ -261,5 +262,27 @@ class _Passage:
         return best
 
 
-_SUBJECT_CHARS = 4
-"""Shortest subject name that links two passages ("Psych" does; "He" would not)."""
+def _subjects(passage: str) -> tuple[str, ...]:
+    """What a passage is about, normalised: its first line when that line is a title (a
+    short line with text after it and no sentence end), without a "(...)" qualifier, and
+    the names in it ("gustave whitehead", "whitehead"); none for a passage that starts
+    mid-text (a later chunk of a file)."""
+    lines = passage.strip().splitlines()
+    title = lines[0].strip() if len(lines) > 1 else ""
+    if not title or len(title) > _TITLE_CHARS or title[-1] in "。！？.!?；;：:，,":
+        return ()
+    bare = re.sub(r"\s*[(（][^)）]*[)）]", "", title)
+    names = [bare, *(item for item in items(bare) if not item.replace(".", "").isdigit())]
+    found = (normalise(name) for name in names)
+    return tuple(dict.fromkeys(name for name in found if _specific(name)))
+
+
+_TITLE_CHARS = 60
+
+
+def _specific(word: str) -> bool:
+    """A word that names something rather than any text: two or more Chinese characters, or
+    four or more other characters, and not a number ("年", "1999" and "the" join nothing)."""
+    if word.replace(".", "").replace(",", "").isdigit():
+        return False
+    return len(word) >= (2 if HAN_RE.search(word) else 4)
