@@ -60,3 +60,30 @@ def detect_language(text: str) -> Language:
     han = len(HAN_RE.findall(text))
     letters = sum(1 for ch in text if ch.isalpha())
     return "zh" if letters and han / letters >= ZH_SHARE else "en"
+
+
+_LETTERS = "0-9A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff"
+_ACCENTED_WORD = re.compile(f"[{_LETTERS}]*[\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff][{_LETTERS}]*")
+"""A word holding a letter outside ASCII in a Latin, Greek or Cyrillic script ("Doñana",
+"Käthe", "Müller")."""
+
+
+def cut_words(text: str, *, for_search: bool = False) -> list[str]:
+    """``text`` cut into words: jieba's cut (``cut_for_search`` with sub-words) except that
+    a word with accented letters stays whole (jieba cuts "doñana" into "do", "ñ", "ana").
+
+    Returns every piece jieba returns, spaces and punctuation included, in order.
+    """
+    import rjieba
+
+    cut = rjieba.cut_for_search if for_search else rjieba.cut
+    words: list[str] = []
+    start = 0
+    for match in _ACCENTED_WORD.finditer(text):
+        if match.start() > start:
+            words.extend(cut(text[start : match.start()]))
+        words.append(match.group())
+        start = match.end()
+    if start < len(text):
+        words.extend(cut(text[start:]))
+    return words

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from kbchat.chat.grounding import content_words, items, normalise, sentences
-from kbchat.text import HAN_RE
+from kbchat.text import HAN_RE, cut_words
 
 _QUESTION_WORD = re.compile(
     r"^(?:哪|什么|多[少长久大高远重宽深厚]|几|怎|如何|为何|为什么|何时|何地|何处|谁|是否|是不是"
@@ -55,10 +55,8 @@ def key_terms(question: str) -> list[str]:
     frame words; other words of two or more characters (or any number) that are not stop
     words. In order, without duplicates.
     """
-    import rjieba
-
     terms: list[str] = []
-    for word in rjieba.cut(_HOW.sub("how", normalise(question))):
+    for word in cut_words(_HOW.sub("how", normalise(question))):
         word = word.strip()
         if not word or not any(ch.isalnum() for ch in word):
             continue

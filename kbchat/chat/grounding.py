@@ -18,8 +18,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kbchat.store.bm25 import tokenize
-from kbchat.text import detect_language
+from kbchat.store.bm25 import STOPWORDS
+from kbchat.text import cut_words, detect_language
 
 # A code: letters and digits together (XR-7700B, ISO9001, v2.3, GB/T-7714, 3C), or a
 # number of two or more digits (years, prices, stock codes, part numbers).
@@ -85,7 +85,7 @@ class ClaimCheck:
     Attributes:
         unsupported: numbers, codes and names in the answer found in no passage (nor in
             the question).
-        support: share of the answer's new content words (``lexical.tokenize``, stop words
+        support: share of the answer's new content words (``content_words``, stop words
             and the question's words removed) that occur in the passages in the answer's
             language, in [0, 1]; 1.0 for an answer without any, or with no such passage.
         words: how many new content words were judged.
@@ -271,12 +271,16 @@ def check_claims(answer: str, question: str, passages: Sequence[str]) -> ClaimCh
 
 
 def content_words(text: str) -> list[str]:
-    """The words of ``text`` that carry content: BM25 tokens without stop words or
-    punctuation, lower-cased."""
+    """The words of ``text`` that carry content, lower-cased: its search words (``cut_words``
+    with sub-words, as BM25 cuts them, but accented words whole) without stop words or
+    punctuation."""
+    words = (
+        w.strip() for w in cut_words(unicodedata.normalize("NFKC", text).lower(), for_search=True)
+    )
     return [
-        t
-        for t in tokenize(unicodedata.normalize("NFKC", text).lower())
-        if t not in _STOP_TOKENS and any(ch.isalnum() for ch in t)
+        w
+        for w in words
+        if w and w not in STOPWORDS and w not in _STOP_TOKENS and any(ch.isalnum() for ch in w)
     ]
 
 

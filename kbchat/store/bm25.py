@@ -30,7 +30,7 @@ _DOC_FREQ = "doc_freq.json"
 _MODEL_PARAMS = "params.index.json"
 
 _WORDLIKE = re.compile(r"[0-9a-z\u00c0-\u024f\u0400-\u04ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
-_STOPWORDS = frozenset(
+STOPWORDS = frozenset(
     """a an and are as at be by for from has have in is it its of on or that the this to was
     were what when where which who why how with do does did 的 了 是 在 和 与 及 或 也 就 都 而
     吗 呢 吧 啊 之 其 这 那 一个 什么 哪些 哪个 哪里 哪 谁 怎么 怎样 如何 为什么 为何 多少 多长
@@ -45,7 +45,7 @@ def tokenize(text: str) -> list[str]:
     tokens = []
     for token in rjieba.cut_for_search(text.lower()):
         token = token.strip()
-        if token and _WORDLIKE.search(token) and token not in _STOPWORDS:
+        if token and _WORDLIKE.search(token) and token not in STOPWORDS:
             tokens.append(token)
     return tokens
 

@@ -178,3 +178,15 @@ def test_a_comparison_finds_its_evidence_in_two_passages() -> None:
     assert evidence(question, [other_wolfe, other_wilson]).share == pytest.approx(2 / 6)
     # Two places about the same person are one place, not a comparison.
     assert evidence(question, [wolfe, other_wolfe]).share == 0.5
+
+
+def test_a_name_with_accented_letters_is_one_key_term() -> None:
+    # jieba cuts "Käthe" into "k", "ä", "the": the name vanished from the question's terms.
+    assert key_terms("Which party included Käthe Leichter?") == [
+        "party",
+        "includ",
+        "käthe",
+        "leichter",
+    ]
+    passage = "Käthe Leichter\nKäthe Leichter was an Austrian economist and a member of the SPÖ."
+    assert evidence("Which party included Käthe Leichter?", [passage]).absent == ("party", "includ")

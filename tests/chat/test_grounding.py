@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from kbchat.chat.grounding import check_claims, items, missing_items, normalise, occurs
+from kbchat.chat.grounding import (
+    check_claims,
+    content_words,
+    items,
+    missing_items,
+    normalise,
+    occurs,
+)
 
 FANS = [
     "型号XR-7700A为标准款离心风机，额定功率1.5千瓦，噪声不高于62分贝。",
@@ -115,3 +122,13 @@ def test_a_misspelt_quoted_title_is_found_but_a_different_one_is_not() -> None:
     releases = ["Windows 2000 shipped in February 2000."]
     assert missing_items('When did "Windows 2003" ship?', releases) == ["Windows 2003"]
     assert missing_items("《红楼梦》的作者是谁？", ["《红楼》是一本书。"]) == ["红楼梦"]
+
+
+def test_content_words_keep_accented_words_whole() -> None:
+    assert content_words("Doñana National Park is larger.") == [
+        "doñana",
+        "national",
+        "park",
+        "larger",
+    ]
+    assert "xr-7700c" in content_words("XR-7700C的功率是1.5千瓦")
