@@ -39,11 +39,13 @@ STOPWORDS = frozenset(
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased search tokens: jieba words (with sub-words) for CJK, words elsewhere."""
-    import rjieba
+    """Lower-cased search tokens: jieba words (with sub-words) for CJK, words elsewhere; a
+    word with accented letters is one token (``kbchat.text.cut_words``; knowledge bases
+    built by an earlier kbchat hold such words cut up until ``kbchat kb rebuild``)."""
+    from kbchat.text import cut_words
 
     tokens = []
-    for token in rjieba.cut_for_search(text.lower()):
+    for token in cut_words(text.lower(), for_search=True):
         token = token.strip()
         if token and _WORDLIKE.search(token) and token not in STOPWORDS:
             tokens.append(token)

@@ -40,3 +40,13 @@ def test_a_damaged_index_fails_to_load(tmp_path: Path) -> None:
     np.save(tmp_path / "bm25" / "ids.npy", np.array([1, 2]))
     with pytest.raises(ValueError, match="disagree"):
         LexicalIndex.load(tmp_path / "bm25")
+
+
+def test_a_word_with_accented_letters_is_one_token() -> None:
+    assert tokenize("Doñana National Park") == ["doñana", "national", "park"]
+    assert tokenize("Käthe Leichter, Müller-Straße") == ["käthe", "leichter", "müller", "straße"]
+    index = LexicalIndex.build(
+        [(1, tokenize("Doñana is a park in Andalusia")), (2, tokenize("Banana and ana"))]
+    )
+    # The fragments jieba made ("do", "ñ", "ana") matched any "ana"; the whole name matches.
+    assert [hit[0] for hit in index.search(tokenize("Doñana"), 2)] == [1]
