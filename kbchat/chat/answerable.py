@@ -127,16 +127,16 @@ def evidence(question: str, passages: Sequence[str]) -> Evidence:
 
     A comparison spans two passages ("Who was born earlier, Thomas Wolfe or Margaret
     Wilson?": one place per person), so two places in different passages count as one when
-    each holds a name or code of the question (``items``) that the other lacks and one of
-    them holds a key term outside the names, what is compared ("born"): the two articles'
-    other paragraphs hold the names alone.
+    each holds a name or code of the question (``items``) or one of its options
+    (``options``) that the other lacks, and one of them holds a key term outside those, what
+    is compared ("born"): the two articles' other paragraphs hold the names alone.
     """
     terms = key_terms(question)
     if not terms:
         return Evidence(1.0, (), ())
     held = [[frozenset(t for t in terms if t in w) for w in windows(p)] for p in passages]
     best = max((found for places in held for found in places), key=len, default=frozenset())
-    named = [normalise(item) for item in items(question)]
+    named = [normalise(item) for item in [*items(question), *options(question)]]
     naming = {t for t in terms if any(t in name for name in named)}
     for n, m in combinations(range(len(held)), 2):
         for a in held[n]:
@@ -146,6 +146,29 @@ def evidence(question: str, passages: Sequence[str]) -> Evidence:
                     best = pair
     absent = tuple(t for t in terms if t not in best)
     return Evidence(len(best) / len(terms), tuple(terms), absent)
+
+
+_CHOICE = re.compile(
+    r"(?:^|[,，:：;；]\s*)(?P<left>[^,，:：;；?？]+?)\s*[,，]?\s*(?:\bor\b|还是|或者)\s*"
+    r"(?P<right>[^,，:：;；?？]+)",
+    re.IGNORECASE,
+)
+
+
+def options(question: str) -> list[str]:
+    """The alternatives a choice question offers, next to its "or" ("还是"): "Which is
+    older, the castle or the bridge?" -> ["the castle", "the bridge"] (at most four words a
+    side); "保修期更长的是水壶，还是搅拌机？" -> ["水壶", "搅拌机"] (one word a side)."""
+    found: list[str] = []
+    for match in _CHOICE.finditer(question):
+        left, right = match.group("left").strip(), match.group("right").strip()
+        if HAN_RE.search(match.group(0)):
+            before = [w for w in cut_words(left) if w.strip()]
+            after = [w for w in cut_words(right) if w.strip()]
+            found += [before[-1] if before else "", after[0] if after else ""]
+        else:
+            found += [" ".join(left.split()[-4:]), " ".join(right.split()[:4])]
+    return [option for option in found if option]
 
 
 def _apart(a: frozenset[str], b: frozenset[str], named: Sequence[str]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbchat.chat.answerable import evidence, key_terms, support
+from kbchat.chat.answerable import evidence, key_terms, options, support
 
 # A biography with the sentence that answers, and the same article without it (the topic is
 # there, the answer is not).
@@ -190,3 +190,27 @@ def test_a_name_with_accented_letters_is_one_key_term() -> None:
     ]
     passage = "Käthe Leichter\nKäthe Leichter was an Austrian economist and a member of the SPÖ."
     assert evidence("Which party included Käthe Leichter?", [passage]).absent == ("party", "includ")
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Which warranty is longer, kettle or blender?", ["kettle", "blender"]),
+        (
+            "Who was born earlier, Thomas Wolfe or Margaret Wilson?",
+            ["Thomas Wolfe", "Margaret Wilson"],
+        ),
+        ("保修期更长的是水壶，还是搅拌机？", ["水壶", "搅拌机"]),
+        ("How long is the warranty?", []),
+    ],
+)
+def test_a_choice_question_offers_its_options(question: str, expected: list[str]) -> None:
+    assert options(question) == expected
+
+
+def test_a_choice_between_common_nouns_finds_its_evidence_in_two_passages() -> None:
+    question = "Which warranty is longer, kettle or blender?"
+    kettle = "Kettle\nThe kettle warranty lasts two years."
+    blender = "Blender\nThe blender warranty lasts five years."
+    assert evidence(question, [kettle]).share == 0.5
+    assert evidence(question, [kettle, blender]).share == 0.75
