@@ -11,6 +11,7 @@ Ranges are Unicode blocks (The Unicode Standard, "Blocks.txt"):
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Literal
 
 Language = Literal["zh", "en"]
@@ -87,3 +88,17 @@ def cut_words(text: str, *, for_search: bool = False) -> list[str]:
     if start < len(text):
         words.extend(cut(text[start:]))
     return words
+
+
+def without_accents(text: str) -> str:
+    """Latin, Greek and Cyrillic letters without their accents ("doñana" -> "donana"): users
+    type names without them. Other scripts are left alone (kana keep their voicing marks)."""
+    return _ACCENTED_LETTER.sub(
+        lambda m: "".join(
+            ch for ch in unicodedata.normalize("NFD", m.group()) if not unicodedata.combining(ch)
+        ),
+        text,
+    )
+
+
+_ACCENTED_LETTER = re.compile("[\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff]")

@@ -43,7 +43,8 @@ _FRAME_EN = frozenset(
     "would should will shall may might must not no yes both either neither than other there "
     "their they them he she his her we our you your i me my about into onto also than then "
     "so such any some many much more most few one ones has have had named called known "
-    "please tell me files documents".split()
+    "please tell me files documents go goes went gone get gets got make makes made happen "
+    "happens happened come comes came take takes took".split()
 )
 _MARKERS = re.compile(r"\[\d{1,2}\]")
 
@@ -201,6 +202,10 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     claimed a flight near Bridgeport" in one, "Gustave Whitehead ... died in 1927" in the
     other).
 
+    An answer that names a passage's subject (its title line: "Who founded the women's
+    department?" answered "Käthe Leichter" over her biography, whose sentence says "she
+    founded") is read from that whole passage: its best place counts.
+
     Returns the share of the question's key terms the place holds: 1.0 when the answer adds
     no new words or the question has no key terms, 0.0 when no sentence holds any of the
     answer's new words.
@@ -215,6 +220,9 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     read = [_Passage.read(passage) for passage in passages]
     best = (0, 0.0)
     for n, passage in enumerate(read):
+        named = [w for w in specific if any(w in subject for subject in passage.subjects)]
+        if named:  # the answer names what the passage is about: all of it is the place
+            best = max(best, (len(named), len(passage.best_terms(terms)) / len(terms)))
         for held, own, found, sentence in passage.places(needles, terms):
             share = len(found) / len(terms)
             said = [w for w in specific if w in sentence]

@@ -40,12 +40,13 @@ STOPWORDS = frozenset(
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased search tokens: jieba words (with sub-words) for CJK, words elsewhere; a
-    word with accented letters is one token (``kbchat.text.cut_words``; knowledge bases
-    built by an earlier kbchat hold such words cut up until ``kbchat kb rebuild``)."""
-    from kbchat.text import cut_words
+    word with accented letters is one token, without its accents ("Doñana" and "Donana" are
+    "donana": ``kbchat.text.cut_words``, ``without_accents``; knowledge bases built by an
+    earlier kbchat hold such words cut up until ``kbchat kb rebuild``)."""
+    from kbchat.text import cut_words, without_accents
 
     tokens = []
-    for token in cut_words(text.lower(), for_search=True):
+    for token in cut_words(without_accents(text.lower()), for_search=True):
         token = token.strip()
         if token and _WORDLIKE.search(token) and token not in STOPWORDS:
             tokens.append(token)

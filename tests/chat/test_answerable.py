@@ -36,6 +36,7 @@ PARK_WITHOUT = (
         ("XR-7700C的额定功率是多少？", ["xr-7700c", "额定功率"]),
         ("How large is Ridgeway Park?", ["ridgeway", "park"]),
         ("How long is the warranty?", ["warranty"]),
+        ("How did the test go?", ["test"]),  # a light verb says nothing of the topic
         ("How many players are in a team?", ["player", "team"]),
         ("Who directed the films?", ["direct", "film"]),
         ("Which team did both Ann Lee and Bo Chan play for?", ["team", "ann", "lee", "bo"]),
@@ -181,13 +182,11 @@ def test_a_comparison_finds_its_evidence_in_two_passages() -> None:
 
 
 def test_a_name_with_accented_letters_is_one_key_term() -> None:
-    # jieba cuts "Käthe" into "k", "ä", "the": the name vanished from the question's terms.
-    assert key_terms("Which party included Käthe Leichter?") == [
-        "party",
-        "includ",
-        "käthe",
-        "leichter",
-    ]
+    # jieba cut "Käthe" into "k", "ä", "the": the name vanished from the question's terms.
+    # Terms are compared without accents, so "Kathe" typed plainly is the same term.
+    expected = ["party", "includ", "kathe", "leichter"]
+    assert key_terms("Which party included Käthe Leichter?") == expected
+    assert key_terms("Which party included Kathe Leichter?") == expected
     passage = "Käthe Leichter\nKäthe Leichter was an Austrian economist and a member of the SPÖ."
     assert evidence("Which party included Käthe Leichter?", [passage]).absent == ("party", "includ")
 
@@ -214,3 +213,15 @@ def test_a_choice_between_common_nouns_finds_its_evidence_in_two_passages() -> N
     blender = "Blender\nThe blender warranty lasts five years."
     assert evidence(question, [kettle]).share == 0.5
     assert evidence(question, [kettle, blender]).share == 0.75
+
+
+def test_an_answer_naming_the_passage_subject_is_read_from_the_whole_passage() -> None:
+    bio = (
+        "Käthe Leichter\nKäthe Leichter was an Austrian economist. She studied in Vienna. "
+        "In 1925 she founded the women's department of the Vienna Chamber of Labour."
+    )
+    question = "Who founded the women's department of the Vienna Chamber of Labour?"
+    assert support("Käthe Leichter [1]", question, [bio]) > 0.8
+    assert support("Kathe Leichter", question, [bio]) > 0.8  # typed without the accent
+    # A name that is not the passage's subject is still judged by its own sentence.
+    assert support("Otto Bauer", question, [bio + " Otto Bauer led the party."]) < 0.55

@@ -132,3 +132,22 @@ def test_content_words_keep_accented_words_whole() -> None:
         "larger",
     ]
     assert "xr-7700c" in content_words("XR-7700C的功率是1.5千瓦")
+
+
+def test_names_match_with_or_without_accents_and_short_titles_one_letter_off() -> None:
+    parks = ["Doñana National Park\nDoñana National Park covers 543 km2."]
+    assert missing_items("How large is Donana National Park?", parks) == []
+    operas = ["Rusalka\nRusalka is an opera by Dvořák. It premiered in Prague in 1901."]
+    assert missing_items('Where did "Rusalca" premiere?', operas) == []
+    assert missing_items('Where did "Lohengrin" premiere?', operas) == ["Lohengrin"]
+    assert missing_items('Where did "Rusalkas X" premiere?', operas) == ["Rusalkas X"]
+
+
+def test_a_comparison_answer_adds_no_claim_with_than() -> None:
+    parks = [
+        "Doñana National Park\nDoñana National Park covers 543 km2.",
+        "Timanfaya National Park\nTimanfaya National Park covers 51.07 km2.",
+    ]
+    question = "Which is larger, Doñana National Park or Timanfaya National Park?"
+    answer = "Doñana National Park is larger than Timanfaya National Park. [1][2]"
+    assert check_claims(answer, question, parks).support == 1.0
