@@ -91,7 +91,12 @@ def drop_unused_blob(catalog: Catalog, sha256: str) -> None:
 
 
 def remove_upload(folder: Path, copy: Path) -> None:
-    """Delete an uploaded copy and the folders it leaves empty (nothing outside ``folder``)."""
+    """Delete an uploaded copy and the folders it leaves empty (nothing outside ``folder``).
+
+    ``copy`` must name a file: an empty path would resolve against the working directory,
+    which a test (or a caller) may have removed (FileNotFoundError)."""
+    if not str(copy) or str(copy) == ".":
+        return
     root = folder.resolve()
     copy = copy.resolve()
     if not copy.is_relative_to(root) or copy == root:

@@ -138,7 +138,8 @@ def _remove(work: Work) -> None:
     kb.remove(names, listener=work.listener)
     folder = uploads_dir(library.settings, kb.record.id)
     for task in work.tasks:
-        remove_upload(folder, Path(task.payload["path"]))
+        if task.payload.get("path"):  # a file refused at upload kept no copy
+            remove_upload(folder, Path(task.payload["path"]))
         drop_unused_blob(library.catalog, task.sha256 or "")
 
 

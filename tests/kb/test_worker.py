@@ -239,3 +239,22 @@ def test_a_cancelled_upload_leaves_the_kb_as_it_was_for_the_file_in_hand(
     assert kb.search("descale the kettle every week", top_k=1)[0].file == "c_manual.txt"
     assert kb.search("kettle boils water", top_k=1)[0].file == "a_small.txt"
     assert not big.exists() and small.exists()  # the cancelled new upload's copy goes
+
+
+def test_removing_a_file_that_kept_no_copy_needs_no_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kbchat.kb.originals import remove_upload
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # another test's temporary folder, removed while a worker still runs
+    uploads = tmp_path / "uploads"
+    kept = uploads / "k" / "a.txt"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("x")
+    remove_upload(uploads, Path(""))  # a file refused at upload: its path is empty
+    assert kept.exists()
+    remove_upload(uploads, kept)
+    assert not uploads.joinpath("k").exists() and uploads.exists()
