@@ -119,7 +119,8 @@ def _report_files(outcomes: Sequence[FileOutcome]) -> None:
         if outcome.status == "skipped":
             err.print(f"skipped: {outcome.error}", markup=False, highlight=False)
         elif outcome.status in ("indexed", "unchanged"):
-            err.print(f"attached {outcome.name} ({outcome.chunks} chunks)", markup=False)
+            plural = "" if outcome.chunks == 1 else "s"
+            err.print(f"attached {outcome.name} ({outcome.chunks} chunk{plural})", markup=False)
 
 
 def print_stream(events: Iterator[AgentEvent]) -> Answer:

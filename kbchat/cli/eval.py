@@ -12,7 +12,9 @@ from kbchat.cli.base import JsonOpt, open_library, out, print_json, progress_bar
 from kbchat.cli.flags import flag
 from kbchat.options import SearchMode, SearchModeName, TopK
 
-eval_app = typer.Typer(help="Measure retrieval quality on a question set.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Measure retrieval and answer quality on a question set.", no_args_is_help=True
+)
 
 _EVAL_COLUMNS = {
     "recall@1": "R@1",

@@ -53,7 +53,9 @@ COMMANDS: dict[str, Lazy] = {
         "kbchat.cli.models:models_app",
         "Chat models: list (size, quantisation, context, memory), add, rm, default, pull.",
     ),
-    "eval": Lazy("kbchat.cli.eval:eval_app", "Measure retrieval quality on a question set."),
+    "eval": Lazy(
+        "kbchat.cli.eval:eval_app", "Measure retrieval and answer quality on a question set."
+    ),
     "feedback": Lazy(
         "kbchat.cli.feedback:feedback_app",
         "Ratings (thumbs up/down) given to answers in the web page.",

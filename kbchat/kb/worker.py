@@ -272,7 +272,9 @@ class _Reporter(IngestListener):
             "%s: %s%s",
             outcome.name,
             outcome.status,
-            f": {outcome.error}" if outcome.error else f" ({outcome.chunks} chunks)",
+            f": {outcome.error}"
+            if outcome.error
+            else f" ({outcome.chunks} chunk{'' if outcome.chunks == 1 else 's'})",
             extra={"fields": {"task": self.first, "status": outcome.status}},
         )
         task_id = self.by_file.get(
