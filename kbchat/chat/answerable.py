@@ -101,7 +101,10 @@ def _cut(passage: str) -> list[str]:
 def windows(passage: str) -> Iterator[str]:
     """The places an answer can be read from, normalised: each sentence with the sentences on
     either side, after the passage's first sentence (its title or subject)."""
-    cut = _cut(passage)
+    return _windows_of(_cut(passage))
+
+
+def _windows_of(cut: Sequence[str]) -> Iterator[str]:
     head = cut[0] if cut else ""
     for n in range(len(cut)):
         yield " ".join([head, *cut[max(0, n - 1) : n + 2]])
@@ -281,14 +284,8 @@ class _Passage:
 
     def best_terms(self, terms: Sequence[str]) -> set[str]:
         """The key terms of the place (``windows``) holding the most of them."""
-        best: set[str] = set()
-        head = self.cut[0] if self.cut else ""
-        for n in range(len(self.cut)):
-            window = " ".join([head, *self.cut[max(0, n - 1) : n + 2]])
-            found = {t for t in terms if t in window}
-            if len(found) > len(best):
-                best = found
-        return best
+        held = ({t for t in terms if t in window} for window in _windows_of(self.cut))
+        return max(held, key=len, default=set())
 
 
 def _subjects(passage: str) -> tuple[str, ...]:
