@@ -221,11 +221,12 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     needles = [normalise(w) for w in new]
     specific = [w for w in needles if _specific(w)]
     read = [_Passage.read(passage) for passage in passages]
+    best_places = [passage.best_terms(terms) for passage in read]
     best = (0, 0.0)
     for n, passage in enumerate(read):
         named = [w for w in specific if any(w in subject for subject in passage.subjects)]
         if named:  # the answer names what the passage is about: all of it is the place
-            best = max(best, (len(named), len(passage.best_terms(terms)) / len(terms)))
+            best = max(best, (len(named), len(best_places[n]) / len(terms)))
         for held, own, found, sentence in passage.places(needles, terms):
             share = len(found) / len(terms)
             said = [w for w in specific if w in sentence]
@@ -233,7 +234,7 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
                 joined = bool(said) and all(w in other.text for w in said)
                 if m == n or not (joined or passage.linked(other)):
                     continue
-                lent = other.best_terms(terms)
+                lent = best_places[m]
                 if joined or not own < lent:
                     share = max(share, len(found | lent) / len(terms))
             best = max(best, (held, share))
