@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ from unanswerable import load_sets
 from kbchat.app import Services
 from kbchat.chat.answerable import evidence
 from kbchat.chat.grounding import missing_items
+from kbchat.chat.rag import named_hits
 from kbchat.config import load_settings
 from kbchat.options import answer_search_options
-from kbchat.retrieve.search import retrieve
+from kbchat.retrieve.search import Retrieval, retrieve
 from kbchat.runtime import configure_process
 from kbchat.text import detect_language
 
@@ -39,9 +41,14 @@ THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def signals(
-    question: str, hits: list[Any], min_score: float, min_score_cross: float
+    question: str,
+    find: Callable[[str], Retrieval],
+    min_score: float,
+    min_score_cross: float,
 ) -> dict[str, Any]:
-    """What the checks before the model see for one question."""
+    """What the checks before the model see for one question (with the search for names the
+    hits lack, as ``kbchat.chat.rag`` does)."""
+    hits = find(question).hits
     if not hits:
         return {"declined_before": True, "evidence": 0.0}
     language = detect_language(question)
@@ -49,6 +56,10 @@ def signals(
     same_best = detect_language(best.text[:300]) == language
     weak = best.score < (min_score if same_best else min_score_cross)
     missing = missing_items(question, [hit.text for hit in hits])
+    named = named_hits(find, missing, hits) if missing else []
+    if named:
+        hits = [hits[0], *named, *hits[1:]]
+        missing = missing_items(question, [hit.text for hit in hits])
     same = [hit.text for hit in hits if detect_language(hit.text[:300]) == language]
     share = evidence(question, same).share if same else 1.0
     return {
@@ -56,6 +67,7 @@ def signals(
         "evidence": round(share, 3),
         "best_score": round(best.score, 3),
         "missing": missing,
+        "named_hits": len(named),
     }
 
 
@@ -96,9 +108,13 @@ def main() -> None:
             rows: list[dict[str, Any]] = []
             for half in ("answerable", "unanswerable"):
                 kb = half_kb(services.library, built, half, settings.embedder.backend, chunking)
+                reranker = services.reranker()
+
+                def find(query: str, kb: Any = kb, reranker: Any = reranker) -> Retrieval:
+                    return retrieve([kb], query, search, reranker=reranker)
+
                 for query in questions_of(getattr(built, half)):
-                    hits = retrieve([kb], query.question, search, reranker=services.reranker()).hits
-                    row = signals(query.question, hits, chat.min_score, chat.min_score_cross)
+                    row = signals(query.question, find, chat.min_score, chat.min_score_cross)
                     rows.append({"half": half, "id": query.id, "question": query.question} | row)
             results["sets"][built.name] = {"sweep": sweep(rows), "rows": rows}
     finally:

@@ -16,7 +16,7 @@ from pydantic import Field
 from kbchat.chat.answer_log import AnswerTrace, logged
 from kbchat.chat.answerable import evidence, support
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
-from kbchat.chat.grounding import check_claims, missing_items, sentences
+from kbchat.chat.grounding import check_claims, missing_items, normalise, occurs, sentences
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
@@ -161,6 +161,14 @@ def _answer(
     messages, used = build_messages(model, standalone, retrieved.hits, context, options, language)
     if options.verify:
         decline.missing = missing_items(standalone, [hit.text for hit in used])
+        named = named_hits(find, decline.missing, used) if decline.missing else []
+        if named:
+            timings["retrieval_s"] = time.perf_counter() - started
+            hits = [used[0], *named, *used[1:]]
+            messages, used = build_messages(
+                model, standalone, hits, context, options, language, keep=len(named) + 1
+            )
+            decline.missing = missing_items(standalone, [hit.text for hit in used])
         decline.reason = _unsupported_question(standalone, retrieved.hits[0], used, options)
     if decline.missing or decline.reason:
         yield from _declined(model, question, history, options, decline, timings, started, cancel)
@@ -207,12 +215,15 @@ def build_messages(
     history: Sequence[Message],
     options: ChatOptions,
     language: Language,
+    *,
+    keep: int = 1,
 ) -> tuple[list[Message], list[Hit]]:
     """The prompt, fitted to the context window: system, history, sources + question.
 
     Sources go in rank order until ``options.context_tokens`` or the context window is
     spent (the last one may be cut), skipping those below ``options.source_ratio`` of the
-    best score; the answer's ``max_tokens`` is always reserved. Returns the messages and
+    best score except the first ``keep`` (found by searches of their own, their scores do
+    not compare); the answer's ``max_tokens`` is always reserved. Returns the messages and
     the hits used.
     """
     system = _system(template("rag_system", language), options)
@@ -226,7 +237,7 @@ def build_messages(
     blocks: list[str] = []
     used: list[Hit] = []
     for hit in hits:
-        if used and hit.score < floor:
+        if len(used) >= keep and hit.score < floor:
             continue
         block = f"[{len(used) + 1}] {_source_label(hit)}\n{hit.text}"
         cost = count(block) + 2
@@ -329,6 +340,32 @@ def generate(
     timings.setdefault("ttft_s", timings["total_s"])
     if answer.finish_reason == "length":
         answer.notices.append(f"the answer was cut at max_tokens ({options.max_tokens})")
+
+
+def named_hits(
+    find: Callable[[str], Retrieval], missing: Sequence[str], used: Sequence[Hit]
+) -> list[Hit]:
+    """Passages holding items the question names that the passages found lack, from a
+    search for those items: at most one per item, best first, none already used.
+
+    A multi-hop question names the subject of its second hop ("the game which contains
+    Chocobos and Moogles"), whose passage shares few words with the question as a whole
+    and is often not among its hits; a search for the names alone finds it. Whether the
+    passages then support an answer is decided as for any other (``_unsupported_question``),
+    so a name found only in unrelated passages declines as before.
+    """
+    seen = {hit.chunk_id for hit in used}
+    found: list[Hit] = []
+    for hit in find(" ".join(missing)).hits:
+        text = normalise(hit.text)
+        if hit.chunk_id in seen or not any(occurs(item, text) for item in missing):
+            continue
+        found.append(hit)
+        seen.add(hit.chunk_id)
+        missing = [item for item in missing if not occurs(item, text)]
+        if not missing:
+            break
+    return found
 
 
 def _unsupported_question(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,17 +11,17 @@ import pytest
 
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.chat.plain import stream_chat
-from kbchat.chat.rag import ChatOptions, build_messages, stream_answer
+from kbchat.chat.rag import ChatOptions, build_messages, stream_answer, stream_answer_from
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.kb.library import Library
 from kbchat.llm.base import estimate_tokens
 from kbchat.options import answer_search_options, chat_options
-from kbchat.retrieve.search import SearchOptions
+from kbchat.retrieve.search import Retrieval, SearchOptions
 from kbchat.testing.fakes import ScriptedChatModel
 from kbchat.text import detect_language
-from kbchat.types import Answer, Message
+from kbchat.types import Answer, Hit, Message
 
 
 @pytest.fixture
@@ -429,3 +430,67 @@ def test_an_answer_in_another_language_is_not_judged_by_where_its_words_are(
     options = ChatOptions(search=LOW, min_score=0.0, min_evidence=0.6, min_coverage=0.6)
     _, answer = run(list(stream_answer(model, [bios], "王小明哪一年晋升为教授？", options=options)))
     assert answer.outcome == "answered"
+
+
+def _finder(by_query: dict[str, list[str]]) -> tuple[list[str], Callable[[str], Retrieval]]:
+    """A search that returns the passages listed for a query (none for others), and the
+    queries it was asked."""
+    asked: list[str] = []
+
+    def find(query: str) -> Retrieval:
+        asked.append(query)
+        texts = by_query.get(query, [])
+        return Retrieval(
+            hits=[
+                Hit(
+                    kb="games",
+                    file=f"p{abs(hash(t)) % 1000}.txt",
+                    text=t,
+                    score=0.8 - i / 10,
+                    chunk_id=abs(hash(t)) % 100_000,
+                )
+                for i, t in enumerate(texts)
+            ]
+        )
+
+    return asked, find
+
+
+COMPOSER = (
+    "Nobuo Uematsu\nNobuo Uematsu composed the music of Final Fantasy. Before that he played "
+    "keyboards in the cover band The Black Mages."
+)
+GAME = "Final Fantasy\nFinal Fantasy is a video game series whose creatures include Chocobos and Moogles."
+QUESTION = (
+    "Before composing music for the game which contains Chocobos and Moogles, "
+    "what cover band was he involved in?"
+)
+
+
+def test_a_passage_for_the_names_the_hits_lack_is_searched_for_and_used() -> None:
+    # The second hop's passage (the game named by its creatures) shares few words with the
+    # question: a search for the names the hits lack finds it, and the answer goes ahead.
+    asked, find = _finder({QUESTION: [COMPOSER], "Chocobos Moogles": [GAME, COMPOSER]})
+    model = ScriptedChatModel(["He played in the cover band The Black Mages [1]."])
+    options = ChatOptions(search=LOW, min_score=0.0)
+    _, answer = run(
+        list(stream_answer_from(model, find, QUESTION, sources=["games"], options=options))
+    )
+    assert asked == [QUESTION, "Chocobos Moogles"]
+    prompt = model.received[0][-1].content
+    assert "Chocobos and Moogles" in prompt and "The Black Mages" in prompt
+    assert answer.outcome == "answered" and not any("mention" in n for n in answer.notices)
+
+
+def test_names_no_passage_holds_are_still_declined_after_searching_for_them() -> None:
+    # The second search finds passages, but none holding the names: declined before the
+    # model runs, naming what the files lack.
+    asked, find = _finder({QUESTION: [COMPOSER], "Chocobos Moogles": [COMPOSER]})
+    model = ScriptedChatModel(["The Black Mages [1]."])
+    options = ChatOptions(search=LOW, min_score=0.0)
+    _, answer = run(
+        list(stream_answer_from(model, find, QUESTION, sources=["games"], options=options))
+    )
+    assert asked == [QUESTION, "Chocobos Moogles"]
+    assert model.received == [] and answer.refused
+    assert any("Chocobos" in n for n in answer.notices)
