@@ -35,7 +35,7 @@ _FRAME_ZH = frozenset(
     "时间 主要 地方 这个 那个 目前 成为 一个 一部分 特点 现在 当时 最终 曾经 通常 一般 "
     "原因 情况 方面 名字 名称 称为 被称为 叫做 可以 能够 应该 需要 资料 文件 知识库 "
     "的 了 是 在 和 与 及 或 也 都 就 而 其 之 为 有 被 把 对 从 到 以 于 中 等 个 "
-    "这 那 它 他 她 们 请问 告诉 一下".split()
+    "这 那 它 他 她 们 请问 告诉 一下 还是 或者".split()
 )
 _FRAME_EN = frozenset(
     "the a an of to in on at for and or is are was were be been being it its this that these "
@@ -57,7 +57,7 @@ def key_terms(question: str) -> list[str]:
     words. In order, without duplicates.
     """
     terms: list[str] = []
-    for word in cut_words(_HOW.sub("how", normalise(question))):
+    for word in cut_words(_OF_THE_TWO.sub(" ", _HOW.sub("how", normalise(question)))):
         word = word.strip()
         if not word or not any(ch.isalnum() for ch in word):
             continue
@@ -76,6 +76,9 @@ _HOW = re.compile(
 )
 """English "how long" asks for a length as "多长" does: the adjective names the kind of
 answer ("The warranty lasts two years" says nothing "long"), not what the question is about."""
+
+_OF_THE_TWO = re.compile(r"\b(?:of|between) the (?:two|2)\b")
+""""Which park is larger of the two, A or B?": the two are A and B, already named."""
 
 _SUFFIX = re.compile(r"(?<=[a-z]{4})(?:ing|ed|es|s)$")
 
@@ -129,24 +132,34 @@ class Evidence:
 def evidence(question: str, passages: Sequence[str]) -> Evidence:
     """The place in ``passages`` (``windows``) that holds most of the question's key terms.
 
-    A comparison spans two passages ("Who was born earlier, Thomas Wolfe or Margaret
-    Wilson?": one place per person), so two places in different passages count as one when
-    each holds a name or code of the question (``items``) or one of its options
-    (``options``) that the other lacks, and one of them holds a key term outside those, what
-    is compared ("born"): the two articles' other paragraphs hold the names alone.
+    A question may span two passages, so two places in different passages count as one
+    when, besides the question's names, they hold a key term (what is asked about) and
+
+    - each holds a name or code of the question (``items``) or one of its options
+      (``options``) that the other lacks: a comparison ("Who was born earlier, Thomas Wolfe
+      or Margaret Wilson?": one place per person, "born" in one; the two articles' other
+      paragraphs hold the names alone); or
+    - the passages are about different subjects (their title lines) and one names the
+      other's: the two hops of a bridge question ("the cover band of the composer of the
+      game with Chocobos": the composer's article names "Final Fantasy", whose article holds
+      "Chocobos"). Paragraphs of one article share their subject, so they do not pair up.
     """
     terms = key_terms(question)
     if not terms:
         return Evidence(1.0, (), ())
-    held = [[frozenset(t for t in terms if t in w) for w in windows(p)] for p in passages]
+    read = [_Passage.read(p) for p in passages]
+    held = [[frozenset(t for t in terms if t in w) for w in _windows_of(p.cut)] for p in read]
     best = max((found for places in held for found in places), key=len, default=frozenset())
     named = [normalise(item) for item in [*items(question), *options(question)]]
     naming = {t for t in terms if any(t in name for name in named)}
     for n, m in combinations(range(len(held)), 2):
+        bridge = read[n].bridges(read[m])
         for a in held[n]:
             for b in held[m]:
                 pair = a | b
-                if len(pair) > len(best) and pair - naming and _apart(a, b, named):
+                if len(pair) <= len(best) or not pair - naming:
+                    continue
+                if bridge or _apart(a, b, named):
                     best = pair
     absent = tuple(t for t in terms if t not in best)
     return Evidence(len(best) / len(terms), tuple(terms), absent)
@@ -282,6 +295,13 @@ class _Passage:
         return any(s in other.text for s in self.subjects) or any(
             s in self.text for s in other.subjects
         )
+
+    def bridges(self, other: _Passage) -> bool:
+        """True when the two passages are about different subjects and one names the
+        other's (two hops of one question, not two paragraphs of one article)."""
+        if not self.subjects or not other.subjects:
+            return False
+        return not set(self.subjects) & set(other.subjects) and self.linked(other)
 
     def best_terms(self, terms: Sequence[str]) -> set[str]:
         """The key terms of the place (``windows``) holding the most of them."""

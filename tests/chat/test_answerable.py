@@ -40,6 +40,9 @@ PARK_WITHOUT = (
         ("How many players are in a team?", ["player", "team"]),
         ("Who directed the films?", ["direct", "film"]),
         ("Which team did both Ann Lee and Bo Chan play for?", ["team", "ann", "lee", "bo"]),
+        # The words of a choice name the options, not what the question is about.
+        ("保修期更长的是水壶，还是搅拌机？", ["保修期", "更长", "水壶", "搅拌机"]),
+        ("Which park is larger of the two, A Park or B Park?", ["park", "larger"]),
     ],
 )
 def test_key_terms_leave_out_question_words_and_the_frame(
@@ -179,6 +182,27 @@ def test_a_comparison_finds_its_evidence_in_two_passages() -> None:
     assert evidence(question, [other_wolfe, other_wilson]).share == pytest.approx(2 / 6)
     # Two places about the same person are one place, not a comparison.
     assert evidence(question, [wolfe, other_wolfe]).share == 0.5
+
+
+def test_the_two_hops_of_a_bridge_question_are_one_place() -> None:
+    question = (
+        "Before composing music for the game which contains Chocobos and Moogles, "
+        "what cover band was he involved in?"
+    )
+    composer = (
+        "Nobuo Uematsu\nNobuo Uematsu composed the music of Final Fantasy. Before that he "
+        "played keyboards in the cover band The Black Mages."
+    )
+    game = "Final Fantasy\nFinal Fantasy is a video game series with Chocobos and Moogles."
+    assert evidence(question, [composer]).share == 0.5
+    both = evidence(question, [composer, game])
+    assert both.share == pytest.approx(0.8) and both.absent == ("contain", "involv")
+    # A passage that does not name the other's subject is another topic, not a second hop.
+    unlinked = composer.replace("Final Fantasy", "a famous series")
+    assert evidence(question, [unlinked, game]).share == 0.5
+    # Two paragraphs of one article share their subject: they do not pair up.
+    more = "Nobuo Uematsu\nHis game music for Final Fantasy features Chocobos and Moogles."
+    assert evidence(question, [composer.replace("Final Fantasy", "films"), more]).share == 0.5
 
 
 def test_a_name_with_accented_letters_is_one_key_term() -> None:
