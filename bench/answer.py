@@ -22,6 +22,9 @@ Per set and system: accuracy and false refusals on the answerable questions, the
 unanswerable ones declined, and median time to first token (seconds, from the question to the
 first streamed character; retrieval included). A decline is read as ``kbchat eval answers``
 reads it (``kbchat.eval.answers``): the ``refused`` flag, else a refusal phrase in the text.
+Per set, ``declined_drafts`` lists what the model had written when kbchat declined it after
+generation began (never shown to a user), and whether that draft held a gold answer: a false
+refusal of a wrong draft cost no accuracy.
 KBs are cached in ``bench/.cache`` under a digest of their passages, so a re-run only answers.
 """
 
@@ -33,7 +36,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,7 @@ from unanswerable import SETS, Half, QuestionSet, load_sets
 from kbchat.app import Services
 from kbchat.chat.rag import ChatOptions, stream_answer
 from kbchat.config import load_settings
-from kbchat.eval.answers import AnswerReport, AnswerResult, score_answer
+from kbchat.eval.answers import AnswerReport, AnswerResult, answer_is_correct, score_answer
 from kbchat.eval.retrieval import EvalQuery, parse_query
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.llm.base import ChatModel, complete
@@ -88,16 +91,51 @@ def naive_answer(
     return Answer(text="".join(parts), model=model.name, question=question, timings=timings)
 
 
+class Recording:
+    """A chat model that keeps the text of its last stream: the draft kbchat declined (never
+    shown to a user, so never in the Answer) is what the bench needs to tell a refusal that
+    cost a right answer from one that stopped a wrong one."""
+
+    def __init__(self, model: ChatModel) -> None:
+        self.model = model
+        self.last: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        self.last = []
+        for delta in self.model.stream(*args, **kwargs):
+            if delta.text:
+                self.last.append(delta.text)
+            yield delta
+
+
 def kbchat_answer(
-    services: Services, model: ChatModel, kb: KnowledgeBase, options: ChatOptions
+    services: Services,
+    model: ChatModel,
+    kb: KnowledgeBase,
+    options: ChatOptions,
+    drafts: dict[str, str],
 ) -> AnswerFn:
-    """``kbchat ask``: the settings' chat options and reranker."""
+    """``kbchat ask``: the settings' chat options and reranker. The draft of an answer
+    declined after the model wrote it goes to ``drafts`` (question -> text)."""
+    recording = Recording(model)
 
     def answer(question: str) -> Answer:
-        events = stream_answer(model, [kb], question, options=options, reranker=services.reranker())
+        recording.last = []
+        events = stream_answer(
+            recording,  # type: ignore[arg-type]
+            [kb],
+            question,
+            options=options,
+            reranker=services.reranker(),
+        )
         final = [e for e in events if isinstance(e, Answer)]
         if not final:
             raise RuntimeError(f"no answer for {question!r}")
+        if final[-1].refused and recording.last:
+            drafts[question] = "".join(recording.last)
         return final[-1]
 
     return answer
@@ -143,6 +181,8 @@ def run_set(
     settings = services.settings
     kbchat_chunking = (settings.ingest.chunk_size, settings.ingest.chunk_overlap)
     rows: dict[str, list[AnswerResult]] = {s: [] for s in systems}
+    drafts: dict[str, str] = {}
+    draft_rows: list[dict[str, Any]] = []
     sizes: dict[str, int] = {}
     for half in ("answerable", "unanswerable"):
         part: Half = getattr(built, half)
@@ -151,21 +191,32 @@ def run_set(
         for system in systems:
             if system == "kbchat":
                 kb = half_kb(library, built, half, settings.embedder.backend, kbchat_chunking)
-                answer_fns[system] = kbchat_answer(services, model, kb, options)
+                answer_fns[system] = kbchat_answer(services, model, kb, options, drafts)
             else:
                 kb = half_kb(library, built, half, NAIVE_EMBEDDER, NAIVE_CHUNKING)
                 answer_fns[system] = functools.partial(naive_answer, model, kb, options=options)
             search([kb], "warm-up", SearchOptions())  # load the indexes outside the timings
         for query in questions_of(part):
             for system in systems:
+                drafts.pop(query.question, None)
                 row = score_answer(query, answer_fns[system](query.question))
                 rows[system].append(row)
                 progress = {"set": built.name, "half": half, "system": system}
                 progress |= {"id": row.id, "correct": row.correct, "declined": row.declined}
                 progress |= {"declined_because": row.declined_because}
+                if query.question in drafts:
+                    draft = drafts.pop(query.question)
+                    right = bool(query.answerable) and answer_is_correct(
+                        draft, query.required_groups
+                    )
+                    draft_rows.append(
+                        {"half": half, "id": row.id, "draft": draft, "draft_correct": right}
+                    )
+                    progress |= {"draft": draft[:100], "draft_correct": right}
                 progress |= {"ttft_s": round(row.ttft_s, 2), "answer": row.answer[:100]}
                 print(json.dumps(progress, ensure_ascii=False), file=sys.stderr, flush=True)
     result: dict[str, Any] = {"language": built.language, "kb_passages": sizes}
+    result["declined_drafts"] = draft_rows
     for system in systems:
         report = AnswerReport.from_rows(rows[system])
         summary = report.to_json()
