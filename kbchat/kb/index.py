@@ -101,6 +101,27 @@ class KBIndex:
             self._lexical_generation = generation
             return self._lexical
 
+    def tokens_rewritten(self, old_generation: int, generation: int) -> None:
+        """The catalog's BM25 tokens were rewritten, moving its generation from
+        ``old_generation`` to ``generation`` and changing nothing else: vectors in step before
+        stay in step, and the BM25 index is rebuilt from the catalog at the next read (the
+        one saved before is never loaded again: its generation is behind)."""
+        with self._lock:
+            if self._vector_generation == old_generation:
+                self._vector_generation = generation
+            self._lexical = None
+            self._lexical_generation = -1
+
+    def save_lexical(self) -> None:
+        """Save the BM25 index (rebuilt from the catalog if behind) and the state file.
+
+        Without the knowledge base's write lock (which ``persist`` runs under) it races with
+        a writer of this machine saving at the same moment.
+        """
+        with self._lock:
+            self.fresh_lexical().save(self._lexical_path)
+            self._write_state()
+
     def drop_vectors(self) -> None:
         """Remove the vector store's content (files or collection); the next read refills it."""
         with self._lock:
@@ -118,9 +139,7 @@ class KBIndex:
         with self._lock:
             self._lexical = None
             self._lexical_generation = -1
-            lexical = self.fresh_lexical()
-            lexical.save(self._lexical_path)
-            self._write_state()
+            self.save_lexical()
             legacy.unlink(missing_ok=True)
         logger.info("%s: BM25 index rebuilt in %s (the pickle is removed)", legacy, LEXICAL_DIR)
 

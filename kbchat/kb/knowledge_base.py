@@ -13,6 +13,7 @@ after the embedding batch in hand; files committed before stay, the others are r
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 from numpy.typing import NDArray
+from sqlalchemy.exc import SQLAlchemyError
 
 from kbchat.embed.base import Embedder, embed_texts
 from kbchat.embed.chit_chat import ChitChat
@@ -38,9 +40,16 @@ from kbchat.kb.prepare import (
     small_files_first,
 )
 from kbchat.store.base import Ids
-from kbchat.store.bm25 import LEGACY_PICKLE, LEXICAL_DIR, LexicalIndex, tokenize
+from kbchat.store.bm25 import (
+    LEGACY_PICKLE,
+    LEXICAL_DIR,
+    TOKENIZER_VERSION,
+    LexicalIndex,
+    chunk_tokens,
+)
 from kbchat.store.catalog import Catalog, FileRecord, KBRecord, NewChunk, StoredChunk
-from kbchat.types import Chunk, Hit, OutcomeStatus
+from kbchat.store.retokenize import retokenize
+from kbchat.types import Hit, OutcomeStatus
 
 __all__ = [
     "FileOutcome",
@@ -84,6 +93,7 @@ class _Stopped(Exception):
 
 
 _QUIET = IngestListener()
+log = logging.getLogger(__name__)
 
 
 def write_lock(directory: Path) -> FileLock:
@@ -136,6 +146,8 @@ class KnowledgeBase:
         self._open_store = open_store
         self.index = KBIndex(catalog, record.id, directory, open_store)
         self._write_lock = write_lock(directory)
+        if record.tokenizer < TOKENIZER_VERSION:
+            self._retokenize()
 
     @property
     def name(self) -> str:
@@ -328,6 +340,44 @@ class KnowledgeBase:
 
     # -- internals -------------------------------------------------------------------
 
+    def _retokenize(self) -> None:
+        """Bring the chunks' stored BM25 tokens up to the current tokenizer (``retokenize``).
+
+        Whoever opens the knowledge base first does it, a reader (``ask``, ``serve``) as well
+        as a writer, with or without the write lock: the catalog's transaction and its
+        version condition make it safe between processes and machines (that lock is a file
+        on one machine), and every process, then, searches the same tokens. Tokenizing in
+        memory instead would leave the catalog stale and redo the work on every open. One
+        process of this machine tokenizes at a time; the others wait and find it done. If it
+        fails the knowledge base keeps its old tokens (accented words match less) and the
+        next open tries again.
+        """
+        try:
+            with FileLock(str(self.directory / "retokenize.lock")):
+                done = retokenize(self.catalog, self.record.id)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning(
+                "knowledge base %r: its BM25 tokens could not be brought up to the current "
+                "tokenizer (%s); they stay as they were until it is opened again",
+                self.name,
+                exc,
+            )
+            return
+        if done is None:
+            return
+        self.record = replace(self.record, tokenizer=done.version, generation=done.generation)
+        if not done.changed:
+            return
+        self.index.tokens_rewritten(done.old_generation, done.generation)
+        try:
+            self._write_lock.acquire(timeout=0)
+        except Timeout:
+            return  # the writer holding it saves the rebuilt index when it persists
+        try:
+            self.index.save_lexical()
+        finally:
+            self._write_lock.release()
+
     @contextmanager
     def _writing(self, listener: IngestListener) -> Iterator[None]:
         try:
@@ -463,7 +513,7 @@ class KnowledgeBase:
                 NewChunk(
                     id=chunk_id(self.name, found.name, c.position, c.text),
                     chunk=c,
-                    tokens=tokenize(_lexical_text(c)),
+                    tokens=chunk_tokens(c.text, c.headings),
                     vector=vector,
                 )
                 for c, vector in zip(prepared.chunks, block, strict=True)
@@ -496,10 +546,6 @@ def _stop_if_cancelled(listener: IngestListener) -> None:
     reason = listener.cancelled()
     if reason is not None:
         raise _Stopped(reason)
-
-
-def _lexical_text(chunk: Chunk) -> str:
-    return " ".join([*chunk.headings, chunk.text])
 
 
 def remove_kb_directory(directory: Path) -> None:

@@ -136,6 +136,8 @@ class Library:
             raise BadInput(f"chunk_overlap must be smaller than chunk_size ({size}), got {overlap}")
         backend = store or self.settings.store.backend
         vector_stores.factory(backend)  # an unknown backend fails here, listing the known ones
+        from kbchat.store.bm25 import TOKENIZER_VERSION
+
         spec = self.default_embedder_spec(embedder)
         model = self.embedder(spec)
         record = self.catalog.create_kb(
@@ -146,6 +148,7 @@ class Library:
             store=backend,
             chunk_size=size,
             chunk_overlap=overlap,
+            tokenizer=TOKENIZER_VERSION,
             description=description,
         )
         # A SQLite catalog made before ids were never reused may hand out a dropped KB's id:

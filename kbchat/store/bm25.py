@@ -38,11 +38,24 @@ STOPWORDS = frozenset(
 )
 
 
+TOKENIZER_VERSION = 2
+"""What :func:`tokenize` makes; a knowledge base records the version its stored tokens were made
+with (catalog ``kbs.tokenizer``), and one made with an older version is re-tokenized when it is
+opened (``kbchat.kb.retokenize``). Raise it with every change to what ``tokenize`` returns for a
+passage, and say here what changed:
+
+1. jieba words for CJK, words elsewhere; a word with accented letters cut up by jieba
+   ("Doñana" -> "do", "ñ", "ana").
+2. a word with accented letters is one token without its accents ("Doñana" -> "donana").
+"""
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-cased search tokens: jieba words (with sub-words) for CJK, words elsewhere; a
     word with accented letters is one token, without its accents ("Doñana" and "Donana" are
-    "donana": ``kbchat.text.cut_words``, ``without_accents``; knowledge bases built by an
-    earlier kbchat hold such words cut up until ``kbchat kb rebuild``)."""
+    "donana": ``kbchat.text.cut_words``, ``without_accents``). This is version
+    :data:`TOKENIZER_VERSION`; tokens stored by an earlier version are replaced when their
+    knowledge base is next opened, without re-embedding."""
     from kbchat.text import cut_words, without_accents
 
     tokens = []
@@ -51,6 +64,11 @@ def tokenize(text: str) -> list[str]:
         if token and _WORDLIKE.search(token) and token not in STOPWORDS:
             tokens.append(token)
     return tokens
+
+
+def chunk_tokens(text: str, headings: Sequence[str]) -> list[str]:
+    """The BM25 tokens stored for a chunk: its headings' and its text's."""
+    return tokenize(" ".join([*headings, text]))
 
 
 def _idf(doc_freq: int, total: int) -> float:

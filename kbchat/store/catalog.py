@@ -151,8 +151,15 @@ class Catalog:
         store: str,
         chunk_size: int,
         chunk_overlap: int,
+        tokenizer: int,
         description: str = "",
     ) -> KBRecord:
+        """Add a knowledge base whose chunks' BM25 tokens will be made by ``tokenizer``
+        (``kbchat.store.bm25.TOKENIZER_VERSION``).
+
+        Raises:
+            Conflict: one of that name exists.
+        """
         now = time.time()
         with self.engine.begin() as conn:
             if conn.execute(select(kbs.c.id).where(kbs.c.name == name)).first():
@@ -168,6 +175,7 @@ class Catalog:
                     chunk_size=chunk_size,
                     chunk_overlap=chunk_overlap,
                     generation=0,
+                    tokenizer=tokenizer,
                     created_at=now,
                     updated_at=now,
                 )
@@ -456,8 +464,9 @@ class Catalog:
 
 
 def _add_missing_columns(engine: Engine) -> None:
-    """Columns added since a catalog was made (``kbs.store``, ``job_tasks.chunks_done``,
-    ``job_tasks.cancel_reason``), with their server defaults (or nullable)."""
+    """Columns added since a catalog was made (``kbs.store``, ``kbs.tokenizer``,
+    ``job_tasks.chunks_done``, ``job_tasks.cancel_reason``), with their server defaults (or
+    nullable): existing knowledge bases read ``store = 'faiss'`` and ``tokenizer = 1``."""
     inspector = inspect(engine)
     with engine.begin() as conn:
         for table in (kbs, job_tasks):

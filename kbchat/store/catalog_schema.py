@@ -48,6 +48,9 @@ kbs = Table(
     Column("generation", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # The tokenizer version (kbchat.store.bm25.TOKENIZER_VERSION) its chunks' stored BM25
+    # tokens were made with; catalogs made before it was recorded hold version 1 tokens.
+    Column("tokenizer", Integer, nullable=False, server_default="1"),
     # A dropped knowledge base's id is never handed out again (SQLite reuses the largest id
     # otherwise): caches and uploads on every machine are kept per id.
     sqlite_autoincrement=True,
@@ -106,6 +109,8 @@ class KBRecord:
     generation: int
     created_at: float
     updated_at: float
+    tokenizer: int
+    """The version of ``kbchat.store.bm25.tokenize`` its chunks' stored tokens were made with."""
 
 
 @dataclass(frozen=True, slots=True)

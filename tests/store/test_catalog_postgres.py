@@ -109,6 +109,7 @@ def test_a_restarted_postgresql_costs_no_failed_query(tmp_path: Path) -> None:
                 store="faiss",
                 chunk_size=100,
                 chunk_overlap=0,
+                tokenizer=2,
             )
             assert catalog.kb_names() == ["a"]
             server.restart()  # every pooled connection is now dead

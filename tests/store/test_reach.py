@@ -49,6 +49,7 @@ def test_a_catalog_query_after_a_server_restart_succeeds() -> None:
                 store="faiss",
                 chunk_size=300,
                 chunk_overlap=30,
+                tokenizer=2,
             )
             assert catalog.kb_names() == ["kb"]
             server.restart()  # every pooled connection is now dead
