@@ -57,7 +57,7 @@ def key_terms(question: str) -> list[str]:
     words. In order, without duplicates.
     """
     terms: list[str] = []
-    for word in cut_words(_OF_THE_TWO.sub(" ", _HOW.sub("how", normalise(question)))):
+    for word in cut_words(_FRAME_PHRASE.sub(" ", _HOW.sub("how", normalise(question)))):
         word = word.strip()
         if not word or not any(ch.isalnum() for ch in word):
             continue
@@ -77,8 +77,14 @@ _HOW = re.compile(
 """English "how long" asks for a length as "多长" does: the adjective names the kind of
 answer ("The warranty lasts two years" says nothing "long"), not what the question is about."""
 
-_OF_THE_TWO = re.compile(r"\b(?:of|between) the (?:two|2)\b")
-""""Which park is larger of the two, A or B?": the two are A and B, already named."""
+_FRAME_PHRASE = re.compile(
+    r"\b(?:(?:of|between) the (?:two|2)"
+    r"|(?:kind|type|sort)s? of"
+    r"|(?:term|name|word) (?:given|used) (?:to|for))\b"
+)
+"""Phrases that frame an English question, not its topic: "which park is larger of the two,
+A or B?" (the two are A and B, already named), "what kind of machine" (asks for a category:
+"a personal computer" says nothing of kinds), "the term given to the period"."""
 
 _SUFFIX = re.compile(r"(?<=[a-z]{4})(?:ing|ed|es|s)$")
 

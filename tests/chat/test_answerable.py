@@ -43,6 +43,8 @@ PARK_WITHOUT = (
         # The words of a choice name the options, not what the question is about.
         ("保修期更长的是水壶，还是搅拌机？", ["保修期", "更长", "水壶", "搅拌机"]),
         ("Which park is larger of the two, A Park or B Park?", ["park", "larger"]),
+        ("The LNW-80 and Amstrad PCW are both what kind of machine?", ["lnw-80"]),
+        ("What is the term given to the period of the wars?", ["period", "wars"]),
     ],
 )
 def test_key_terms_leave_out_question_words_and_the_frame(
