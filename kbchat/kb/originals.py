@@ -6,6 +6,14 @@ A file uploaded through one server is saved under ``<home>/uploads/<kb id>/`` th
 also go into ``blobs``, keyed by content hash. A machine that lacks the file writes it from
 the blob into its own uploads folder before reading it (``local_copy``). A blob is deleted once
 no file row and no unfinished task names its hash.
+
+An upload that replaces a file the knowledge base already has (other bytes under the same
+name) is not put in place at once: it waits as a staged copy under
+``<uploads>/.staging/<token>/<name>`` (the same name, so the same loader reads it), and its
+worker moves it over the old copy only when the file's ingest commits (``place_staged``). A
+cancelled or failed replacement drops the staged copy (``drop_staged``): the previous bytes
+and the knowledge base stay exactly as they were. A worker that must fetch the bytes from a
+blob stages them the same way (``staged_blob``), never writing over the local copy first.
 """
 
 from __future__ import annotations
@@ -74,6 +82,75 @@ def local_copy(
     staging.write_bytes(data)
     os.replace(staging, target)
     return target
+
+
+STAGING = ".staging"
+"""The folder, inside a KB's uploads folder, of uploads waiting for their ingest to commit
+(hidden: the default ``ingest.exclude`` leaves it out of a sync, and uploaded names never
+start with a dot)."""
+
+
+def staging_path(folder: Path, name: str) -> Path:
+    """A fresh place for a staged copy of file ``name`` of the KB whose uploads are in
+    ``folder``; it keeps the name (and so the extension).
+
+    Raises:
+        ValueError: ``name`` would leave the staging folder.
+    """
+    root = folder / STAGING
+    path = root / secrets.token_hex(8) / name
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"{name}: not a file name inside the uploads folder")
+    return path
+
+
+def staged_blob(catalog: Catalog, folder: Path, name: str, sha256: str) -> Path | None:
+    """Stage the bytes the catalog keeps for ``sha256`` as file ``name``; None if it keeps none."""
+    with catalog.engine.connect() as conn:
+        data = conn.execute(select(blobs.c.data).where(blobs.c.sha256 == sha256)).scalar()
+    if data is None:
+        return None
+    try:
+        path = staging_path(folder, name)
+    except ValueError:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def place_staged(staged: Path, target: Path, folder: Path) -> None:
+    """Move a staged upload over its target, once its ingest has committed.
+
+    Raises:
+        OSError: it could not be moved (a folder in the way, the disk); it stays staged.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, target)
+    _prune(staged.parent, folder)
+
+
+def drop_staged(staged: Path, folder: Path) -> None:
+    """Delete a staged upload that will not be placed (cancelled, failed, superseded)."""
+    staged.unlink(missing_ok=True)
+    _prune(staged.parent, folder)
+
+
+def _prune(start: Path, folder: Path) -> None:
+    """Remove the empty staging folders from ``start`` up to (and with) ``folder/.staging``."""
+    root = (folder / STAGING).resolve()
+    here = start.resolve()
+    if not here.is_relative_to(root):
+        return
+    for parent in [here, *here.parents]:
+        try:
+            parent.rmdir()
+        except FileNotFoundError:  # gone already: look further up
+            pass
+        except OSError:  # not empty: leave it and what holds it
+            break
+        if parent == root:
+            break
 
 
 def drop_unused_blob(catalog: Catalog, sha256: str) -> None:

@@ -15,6 +15,7 @@ before its commit) and finishes the tasks as cancelled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -22,18 +23,28 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
 from kbchat.errors import BackendError, KbchatError, ServiceUnavailable
-from kbchat.ingest.discover import FoundFile
+from kbchat.ingest.discover import FoundFile, readable
 from kbchat.kb.cancel import forget_files
 from kbchat.kb.jobs import BATCH, ClaimedTask, JobQueue, Task, cancelled_outcome
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
-from kbchat.kb.originals import drop_unused_blob, local_copy, remove_upload, uploads_dir
+from kbchat.kb.originals import (
+    STAGING,
+    drop_staged,
+    drop_unused_blob,
+    local_copy,
+    place_staged,
+    remove_upload,
+    staged_blob,
+    uploads_dir,
+)
+from kbchat.kb.prepare import file_sha256
 
 if TYPE_CHECKING:
     from kbchat.app import Services
@@ -54,15 +65,26 @@ def this_host() -> str:
 
 
 def add_tasks(
-    found: Sequence[tuple[str, Path, str]], *, shared: bool, force: bool = False
+    found: Sequence[tuple[str, Path, str]],
+    *,
+    shared: bool,
+    force: bool = False,
+    staged: dict[str, Path] | None = None,
 ) -> list[Task]:
     """Tasks adding files (name in the KB, path here, sha256); bound to this host unless the
-    bytes are in the catalog (``shared``). ``force`` re-reads files unchanged by their hash."""
+    bytes are in the catalog (``shared``). ``force`` re-reads files unchanged by their hash.
+    ``staged``: where the new bytes of files replacing an existing one wait, by name (they
+    are moved to the path only when the file's ingest commits)."""
+    staged = staged or {}
     return [
         Task(
             "add",
             file=name,
-            payload={"path": str(path), **({"force": True} if force else {})},
+            payload={
+                "path": str(path),
+                **({"staged": str(staged[name])} if name in staged else {}),
+                **({"force": True} if force else {}),
+            },
             sha256=sha or None,
             host=None if shared and sha else this_host(),
         )
@@ -96,17 +118,63 @@ def attach_task(conversation_id: str, owner: str | None, paths: Sequence[Path]) 
 # -- running tasks ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class StagedFile(FoundFile):
+    """An upload read from its staged copy (``path``) and recorded under the place it moves
+    to when its ingest commits (``target``)."""
+
+    target: Path = Path()
+    folder: Path = Path()
+    """The KB's uploads folder (the staging folder is inside it)."""
+
+    @property
+    def location(self) -> str:
+        return readable(str(self.target))
+
+
 @dataclass(slots=True)
 class Work:
-    """What an op needs: the services, the tasks it runs and where to report."""
+    """What an op needs: the services, the tasks it runs and where to report.
+
+    ``staged`` collects the files an add reads from staged copies, by name: the worker moves
+    each into place when its file commits, or drops it."""
 
     services: Services
     kb: str
     tasks: list[ClaimedTask]
     listener: IngestListener
+    staged: dict[str, StagedFile] = field(default_factory=dict)
 
 
 Op = Callable[[Work], None]
+
+
+def _holds(path: Path, sha256: str | None) -> bool:
+    """Whether ``path`` is a file with the bytes of ``sha256`` (any bytes if it is unknown)."""
+    try:
+        return path.is_file() and (not sha256 or file_sha256(path) == sha256)
+    except (OSError, KbchatError):
+        return False
+
+
+def _source(work: Work, kb_id: int, task: ClaimedTask) -> FoundFile:
+    """Where this machine reads an add task's file: its staged copy (a replacement), the
+    upload in place, or the bytes from the catalog staged here."""
+    assert task.file is not None
+    library = work.services.library
+    folder = uploads_dir(library.settings, kb_id)
+    target = Path(task.payload["path"])
+    staged = task.payload.get("staged")
+    if staged and _holds(Path(staged), task.sha256):
+        return StagedFile(name=task.file, path=Path(staged), target=target, folder=folder)
+    if _holds(target, task.sha256) and (task.sha256 or not staged):
+        return FoundFile(name=task.file, path=target)
+    if task.sha256 and (copy := staged_blob(library.catalog, folder, task.file, task.sha256)):
+        # this machine's place for it (the path given is the receiving machine's)
+        return StagedFile(name=task.file, path=copy, target=folder / task.file, folder=folder)
+    # gone, or uploaded elsewhere without its bytes in the catalog: the load fails and says
+    # so, as kb add does
+    return FoundFile(name=task.file, path=Path(staged) if staged else target)
 
 
 def _add(work: Work) -> None:
@@ -114,18 +182,10 @@ def _add(work: Work) -> None:
     kb = library.get(work.kb)
     found: list[FoundFile] = []
     for task in work.tasks:
-        assert task.file is not None
-        path = local_copy(
-            library.catalog,
-            library.settings,
-            kb.record.id,
-            task.file,
-            task.payload["path"],
-            task.sha256,
-        )
-        if path is None:  # gone, or uploaded elsewhere without its bytes in the catalog:
-            path = Path(task.payload["path"])  # the load fails and says so, as kb add does
-        found.append(FoundFile(name=task.file, path=path))
+        source = _source(work, kb.record.id, task)
+        if isinstance(source, StagedFile):
+            work.staged[source.name] = source
+        found.append(source)
     if found:
         force = any(task.payload.get("force") for task in work.tasks)
         kb.add_found(found, listener=work.listener, force=force)
@@ -153,9 +213,8 @@ def _sync(work: Work) -> None:
         else uploads_dir(library.settings, kb.record.id)
     )
     folder.mkdir(parents=True, exist_ok=True)
-    kb.sync(
-        folder, exclude=payload.get("exclude", []), listener=work.listener, follow_symlinks=False
-    )
+    exclude = [*payload.get("exclude", []), STAGING]  # uploads waiting for their commit
+    kb.sync(folder, exclude=exclude, listener=work.listener, follow_symlinks=False)
 
 
 def _rebuild(work: Work) -> None:
@@ -230,29 +289,53 @@ TRANSIENT: tuple[type[BaseException], ...] = (BackendError, ServiceUnavailable, 
 """Errors worth another attempt: a backend, the database or the disk failed for now."""
 
 
+_QUIET = IngestListener()
+
 PROGRESS_EVERY_S = 1.0
 """Least seconds between two writes of a running task's chunk progress to the catalog."""
 
 
-class _Reporter(IngestListener):
-    """Records each file's outcome on the task that wrote it."""
+STOPPING = "the worker is stopping"
+"""Why a stopping worker's write ends early: its files not finished are handed back to the
+queue (not cancelled) and run again at the next start of any worker."""
 
-    def __init__(self, queue: JobQueue, tasks: Sequence[ClaimedTask]) -> None:
+
+class _Reporter(IngestListener):
+    """Records each file's outcome on the task that wrote it, marks a file running when the
+    write reaches it, and moves a staged upload into place when its file commits."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        tasks: Sequence[ClaimedTask],
+        *,
+        staged: dict[str, StagedFile] | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.queue = queue
+        self.kb = tasks[0].kb
         self.ids = [task.id for task in tasks]
         self.by_file = {task.file: task.id for task in tasks if task.file is not None}
         self.whole = next((task.id for task in tasks if task.file is None), None)
         self.first = tasks[0].id
+        self.staged = staged if staged is not None else {}
+        self.stopping = stopping
         self._shown = 0.0  # when chunk progress was last written
         self.reason: str | None = None
-        """Why the job was cancelled, once a check found it."""
+        """Why the job was cancelled (or the worker stopped), once a check found it."""
         self.stopped: set[int] = set()
         """Tasks with a file reported cancelled."""
+        self.handed_back: set[int] = set()
+        """Tasks left unfinished because the worker is stopping (to be queued again)."""
+        self.in_hand: list[str] = []
+        """Files started and not finished, in the order they started."""
 
     def cancelled(self) -> str | None:
-        # One indexed read per commit and per embedding batch (a batch takes far longer).
+        # One indexed read per file, per commit and per embedding batch.
         if self.reason is None:
             self.reason = self.queue.cancel_reason(self.ids)
+        if self.reason is None and self.stopping is not None and self.stopping.is_set():
+            self.reason = STOPPING
         return self.reason
 
     def chunks_embedded(self, done: int, total: int) -> None:
@@ -267,7 +350,21 @@ class _Reporter(IngestListener):
         if self.whole is not None:
             self.queue.started(self.whole, total)
 
+    def file_started(self, name: str) -> None:
+        self.in_hand.append(name)
+        if (task_id := self.by_file.get(name)) is not None:
+            self.queue.file_started(task_id)
+
     def file_done(self, outcome: FileOutcome) -> None:
+        with contextlib.suppress(ValueError):
+            self.in_hand.remove(outcome.name)
+        task_id = self.by_file.get(
+            outcome.name, self.whole if self.whole is not None else self.first
+        )
+        self._settle_staged(outcome)
+        if outcome.status == "cancelled" and outcome.error == STOPPING:
+            self.handed_back.add(task_id)  # not an outcome: it runs again
+            return
         log.info(
             "%s: %s%s",
             outcome.name,
@@ -277,15 +374,26 @@ class _Reporter(IngestListener):
             else f" ({outcome.chunks} chunk{'' if outcome.chunks == 1 else 's'})",
             extra={"fields": {"task": self.first, "status": outcome.status}},
         )
-        task_id = self.by_file.get(
-            outcome.name, self.whole if self.whole is not None else self.first
-        )
         if outcome.status == "cancelled":
             self.stopped.add(task_id)
         self.queue.record(task_id, outcome)
 
-    def waiting(self, message: str) -> None:
-        log.info("task %s: %s", self.first, message)
+    def _settle_staged(self, outcome: FileOutcome) -> None:
+        """A staged upload goes into place when its file committed (indexed, or found
+        unchanged: committed by an earlier attempt); else it is dropped, unless it will be
+        read again (handed back, its staged copy named by the task)."""
+        staged = self.staged.pop(outcome.name, None)
+        if staged is None:
+            return
+        if outcome.status in ("indexed", "unchanged"):
+            try:
+                place_staged(staged.path, staged.target, staged.folder)
+            except OSError as exc:  # the catalog has the new version; the old copy stays
+                log.error("%s: could not move the new upload into place: %s", outcome.name, exc)
+        elif not (outcome.status == "cancelled" and outcome.error == STOPPING):
+            drop_staged(staged.path, staged.folder)
+        else:
+            self.staged[outcome.name] = staged  # kept for the next run, or tidied up after
 
 
 class Worker:
@@ -319,6 +427,7 @@ class Worker:
         self._busy = busy if busy is not None else set()
         self._busy_lock = threading.Lock()
         self._held: list[int] = []
+        self._reporter: _Reporter | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -334,10 +443,19 @@ class Worker:
         """Whether it holds a task now."""
         return bool(self._held)
 
+    def in_hand(self) -> tuple[str, list[str]] | None:
+        """(knowledge base, files being read or embedded) of the task it holds, or None."""
+        reporter = self._reporter
+        if reporter is None or not self._held:
+            return None
+        return reporter.kb, list(reporter.in_hand)
+
     def stop(self, timeout: float = 30.0, abandon: threading.Event | None = None) -> bool:
-        """Stop claiming; wait up to ``timeout`` seconds (or until ``abandon`` is set) for the
-        task in hand to finish. Returns whether it did: a task left running is queued again
-        once its lease expires, and its unfinished file was not written."""
+        """Stop: claim nothing more, start no new file, and stop the file in hand at its next
+        embedding batch (its unfinished tasks go back to the queue at once, to run at the next
+        start). Waits up to ``timeout`` seconds (or until ``abandon`` is set) for that.
+        Returns whether it stopped in time: a task left running is queued again once its lease
+        expires, and its unfinished file was not written."""
         self._stop.set()
         if self._thread is None:
             return True
@@ -402,16 +520,23 @@ class Worker:
             f" ({len(files)} file(s))" if files else "",
             extra={"fields": {"worker": self.owner, "attempt": tasks[0].attempts}},
         )
-        reporter = _Reporter(self.queue, tasks)
-        if reporter.cancelled() is not None:  # cancelled as it was claimed
+        work = Work(self.services, kb, tasks, _QUIET)
+        reporter = _Reporter(self.queue, tasks, staged=work.staged, stopping=self._stop)
+        work.listener = self._reporter = reporter
+        if reporter.cancelled() == STOPPING:  # stopping as it was claimed: not started
+            self.queue.release(ids)
+            return
+        if reporter.reason is not None:  # cancelled as it was claimed
             self._abandon(kb, tasks, reporter, [])
             return
+        again = False
         try:
-            op(Work(self.services, kb, tasks, reporter))
+            op(work)
         except TRANSIENT as exc:
             log.warning("task %s (%s on %s) failed, will retry: %s", ids, tasks[0].op, kb, exc)
             error = str(exc) or type(exc).__name__
-            if not self.queue.retry(ids, error):
+            again = self.queue.retry(ids, error)
+            if not again:
                 self._give_up(kb, tasks, f"{error} (gave up after {tasks[0].attempts} attempts)")
             return
         except KbchatError as exc:
@@ -424,10 +549,53 @@ class Worker:
             self.queue.finish(ids, error=error)
             self._give_up(kb, tasks, error)
             return
-        if reporter.stopped:
-            self._abandon(kb, tasks, reporter, [t for t in tasks if t.id not in reporter.stopped])
+        else:
+            if reporter.handed_back:
+                self._hand_back(tasks, reporter)
+            elif reporter.stopped:
+                finished = [t for t in tasks if t.id not in reporter.stopped]
+                self._abandon(kb, tasks, reporter, finished)
+            else:
+                self.queue.finish(ids)
+        finally:  # the tasks are settled: tidy what they leave
+            self._reporter = None
+            again = again or bool(reporter.handed_back)
+            self._tidy_staged(tasks, work.staged, again=again)
+            if not again:
+                self._drop_blobs(tasks)
+
+    def _hand_back(self, tasks: Sequence[ClaimedTask], reporter: _Reporter) -> None:
+        """The worker is stopping: tasks whose files finished are done, the others go back
+        to the queue unchanged (their files were left as they were)."""
+        back = [task.id for task in tasks if task.id in reporter.handed_back]
+        self.queue.finish([task.id for task in tasks if task.id not in reporter.handed_back])
+        self.queue.release(back)
+        log.info("task %s: handed back to the queue (%s)", ",".join(map(str, back)), STOPPING)
+
+    def _drop_blobs(self, tasks: Sequence[ClaimedTask]) -> None:
+        """Delete the catalog's copies of uploads no file and no unfinished task names any
+        more (a replacement that failed; called once its tasks have finished)."""
+        shas = {t.sha256 for t in tasks if t.op == "add" and t.sha256}
+        if not shas or self.services is None:
             return
-        self.queue.finish(ids)
+        try:
+            for sha in shas:
+                drop_unused_blob(self.services.library.catalog, sha)
+        except Exception as exc:  # the database away: the blob stays until the next clean-up
+            log.warning("could not drop unused uploads from the catalog: %s", exc)
+
+    @staticmethod
+    def _tidy_staged(
+        tasks: Sequence[ClaimedTask], staged: dict[str, StagedFile], *, again: bool
+    ) -> None:
+        """Drop the staged copies no file outcome settled: all of them when the tasks will
+        not run again; else those made here from a blob (the next run makes its own), so
+        that only the staged copy a task names stays for it."""
+        named = {t.payload.get("staged") for t in tasks if again}
+        for copy in staged.values():
+            if str(copy.path) not in named:
+                drop_staged(copy.path, copy.folder)
+        staged.clear()
 
     def _abandon(
         self,

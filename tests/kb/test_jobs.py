@@ -80,9 +80,11 @@ def test_a_job_lists_every_file_from_the_start(queue: JobQueue) -> None:
     def states() -> list[tuple[str, str]]:
         return [(f.name, f.status) for f in queue.get(job_id).files]
 
-    def add(work: Work) -> None:
+    def add(work: Work) -> None:  # as the knowledge base runs it: one file after the other
+        seen.append(states())  # claimed together, none started yet
         for task in work.tasks:
             assert task.file is not None
+            work.listener.file_started(task.file)
             seen.append(states())
             work.listener.file_done(outcome(task.file))
 
@@ -98,8 +100,9 @@ def test_a_job_lists_every_file_from_the_start(queue: JobQueue) -> None:
         ("b.txt", "/in/b.txt", "pending"),
     ]
     run_until_idle(worker(queue, {"add": add}))
-    assert seen == [
-        [("bad.pdf", "failed"), ("a.txt", "running"), ("b.txt", "running")],
+    assert seen == [  # only the file in hand is running; the others wait their turn
+        [("bad.pdf", "failed"), ("a.txt", "pending"), ("b.txt", "pending")],
+        [("bad.pdf", "failed"), ("a.txt", "running"), ("b.txt", "pending")],
         [("bad.pdf", "failed"), ("a.txt", "indexed"), ("b.txt", "running")],
     ]
     assert states() == [("bad.pdf", "failed"), ("a.txt", "indexed"), ("b.txt", "indexed")]
@@ -427,7 +430,8 @@ def test_cancelling_finishes_queued_tasks_at_once_and_a_second_cancel_conflicts(
     assert [(f.name, f.path, f.status, f.error) for f in cancelled.files] == [
         ("a.txt", "/u/a.txt", "cancelled", "cancelled by alice")
     ]
-    assert (cancelled.done, cancelled.total) == (1, 1)
+    assert (cancelled.done, cancelled.total) == (0, 1)  # a cancelled file was not processed
+    assert cancelled.counts() == {"cancelled": 1}
     assert cancelled.to_json()["status"] == "cancelled"
     with pytest.raises(Conflict, match="already finished"):
         queue.cancel(job.id, "again")
