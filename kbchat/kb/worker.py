@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -316,11 +316,13 @@ class _Reporter(IngestListener):
         self.kb = tasks[0].kb
         self.ids = [task.id for task in tasks]
         self.by_file = {task.file: task.id for task in tasks if task.file is not None}
+        self.retried = {t.file: t for t in tasks if t.file is not None and t.attempts > 1}
         self.whole = next((task.id for task in tasks if task.file is None), None)
         self.first = tasks[0].id
         self.staged = staged if staged is not None else {}
         self.stopping = stopping
         self._shown = 0.0  # when chunk progress was last written
+        self._embedded = False  # every chunk of the files in hand is embedded
         self.reason: str | None = None
         """Why the job was cancelled (or the worker stopped), once a check found it."""
         self.stopped: set[int] = set()
@@ -331,14 +333,17 @@ class _Reporter(IngestListener):
         """Files started and not finished, in the order they started."""
 
     def cancelled(self) -> str | None:
-        # One indexed read per file, per commit and per embedding batch.
+        # One indexed read per file, per commit and per embedding batch. A stopping worker
+        # lets files whose chunks are all embedded commit, and stops before anything else.
         if self.reason is None:
             self.reason = self.queue.cancel_reason(self.ids)
-        if self.reason is None and self.stopping is not None and self.stopping.is_set():
+        stopping = self.stopping is not None and self.stopping.is_set()
+        if self.reason is None and stopping and not self._embedded:
             self.reason = STOPPING
         return self.reason
 
     def chunks_embedded(self, done: int, total: int) -> None:
+        self._embedded = done >= total  # the files in hand are ready to commit
         # At most one write a second (and the last one), on the task the batch started with.
         now = time.monotonic()
         if done < total and now - self._shown < PROGRESS_EVERY_S:
@@ -356,11 +361,14 @@ class _Reporter(IngestListener):
             self.queue.file_started(task_id)
 
     def file_done(self, outcome: FileOutcome) -> None:
+        self._embedded = False
         with contextlib.suppress(ValueError):
             self.in_hand.remove(outcome.name)
         task_id = self.by_file.get(
             outcome.name, self.whole if self.whole is not None else self.first
         )
+        if outcome.status == "unchanged" and outcome.name in self.retried:
+            outcome = self._committed_before(self.retried[outcome.name], outcome)
         self._settle_staged(outcome)
         if outcome.status == "cancelled" and outcome.error == STOPPING:
             self.handed_back.add(task_id)  # not an outcome: it runs again
@@ -377,6 +385,19 @@ class _Reporter(IngestListener):
         if outcome.status == "cancelled":
             self.stopped.add(task_id)
         self.queue.record(task_id, outcome)
+
+    def _committed_before(self, task: ClaimedTask, outcome: FileOutcome) -> FileOutcome:
+        """A retried task finding its file unchanged: if an earlier attempt of this job
+        committed it (its worker stopped before saying so), it was indexed by this job."""
+        try:
+            catalog = self.queue.catalog
+            record = catalog.get_file(catalog.get_kb(task.kb).id, outcome.name)
+            created = self.queue.get(task.job_id).created_at
+        except KbchatError:  # the KB or the job gone meanwhile: keep what was found
+            return outcome
+        if record is None or record.sha256 != task.sha256 or record.updated_at < created:
+            return outcome
+        return replace(outcome, status="indexed", chunks=record.chunks, new_chunks=record.chunks)
 
     def _settle_staged(self, outcome: FileOutcome) -> None:
         """A staged upload goes into place when its file committed (indexed, or found
@@ -450,12 +471,16 @@ class Worker:
             return None
         return reporter.kb, list(reporter.in_hand)
 
+    def stop_soon(self) -> None:
+        """Claim nothing more and start no new file; the file in hand commits if its chunks
+        are all embedded, else it stops at its next embedding batch. Tasks not finished go
+        back to the queue at once (to run at the next start of any worker)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 30.0, abandon: threading.Event | None = None) -> bool:
-        """Stop: claim nothing more, start no new file, and stop the file in hand at its next
-        embedding batch (its unfinished tasks go back to the queue at once, to run at the next
-        start). Waits up to ``timeout`` seconds (or until ``abandon`` is set) for that.
-        Returns whether it stopped in time: a task left running is queued again once its lease
-        expires, and its unfinished file was not written."""
+        """``stop_soon``, then wait up to ``timeout`` seconds (or until ``abandon`` is set)
+        for the task in hand to end. Returns whether it did: a task left running is queued
+        again once its lease expires, and its unfinished file was not written."""
         self._stop.set()
         if self._thread is None:
             return True
@@ -629,8 +654,15 @@ class Worker:
             record = catalog.get_kb(kb)
             for task in adds:
                 assert task.file is not None
+                known = catalog.get_file(record.id, task.file)  # its pending row's size stays
                 catalog.set_file_status(
-                    record.id, task.file, path=task.payload["path"], status="failed", error=error
+                    record.id,
+                    task.file,
+                    path=task.payload["path"],
+                    status="failed",
+                    error=error,
+                    sha256=task.sha256 or "",
+                    size=known.size if known is not None else 0,
                 )
         except Exception as exc:  # the KB dropped meanwhile, or the database away
             log.warning(

@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,20 +22,26 @@ from kbchat.server.shutdown import GracefulServer, stopping_message
 from tests.server.support import make_services, make_settings
 
 
-def state(answers: int = 0, waiting: int = 0, tasks: int = 0) -> Any:
+def state(answers: int = 0, waiting: int = 0, held: Sequence[tuple[str, list[str]]] = ()) -> Any:
     queue = SimpleNamespace(running=answers, waiting=waiting)
-    workers = [SimpleNamespace(busy=True) for _ in range(tasks)] + [SimpleNamespace(busy=False)]
+    workers = [SimpleNamespace(in_hand=lambda h=h: h) for h in [*held, None]]
     return SimpleNamespace(queues=SimpleNamespace(all=lambda: [queue]), workers=workers)
 
 
-def test_the_stopping_line_names_what_is_in_flight() -> None:
-    assert stopping_message(state(answers=1, tasks=1)) == (
-        "Stopping: waiting for 1 running answer and 1 ingest task; press Ctrl-C again to quit now"
+def test_the_stopping_line_names_what_is_in_flight_and_the_longest_wait() -> None:
+    assert stopping_message(state(answers=1, held=[("docs", ["a.txt"])]), wait_s=30) == (
+        "Stopping: waiting for 1 running answer and the ingest of 'a.txt' in 'docs' (no new "
+        "file starts; at most 30 s, then what is unfinished runs again at the next start); "
+        "press Ctrl-C again to quit now"
     )
     assert stopping_message(state(answers=1, waiting=2)) == (
         "Stopping: waiting for 3 running answers; press Ctrl-C again to quit now"
     )
-    assert stopping_message(state(tasks=2)).startswith("Stopping: waiting for 2 ingest tasks;")
+    two = stopping_message(state(held=[("docs", ["a.txt", "b.txt"]), ("hr", [])]), wait_s=12)
+    assert two.startswith(
+        "Stopping: waiting for the ingest of 'a.txt', 'b.txt' in 'docs'; a task of 'hr' "
+        "(no new file starts; at most 12 s,"
+    )
     assert stopping_message(state()) == "Stopping; press Ctrl-C again to quit now"
     assert stopping_message(None) == "Stopping; press Ctrl-C again to quit now"  # not started
 
@@ -101,7 +108,7 @@ def test_a_second_ctrl_c_quits_without_waiting_for_the_ingest_task(
         assert httpx.post(f"{url}/api/kbs/docs/files", files=files).status_code == 202
         assert entered.wait(20)  # the worker is embedding the file
         server.handle_exit(signal.SIGINT, None)
-        assert said == ["Stopping: waiting for 1 ingest task; press Ctrl-C again to quit now"]
+        assert said[0].startswith("Stopping: waiting for the ingest of 'a.txt' in 'docs' (")
         assert not server.force_exit
         server.handle_exit(signal.SIGINT, None)
         assert said[1].startswith("Quitting now") and server.force_exit
