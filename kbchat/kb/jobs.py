@@ -352,7 +352,19 @@ class JobQueue:
             )
             conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update()).all()
             self._settle(conn, job_id, now)
-        log.info("job %s cancelled (%s): %d task(s) had not started", job_id, reason, len(stopped))
+            claimed = conn.execute(  # held by a worker that has not reached their files
+                select(func.count()).where(
+                    job_tasks.c.job_id == job_id,
+                    job_tasks.c.status == "running",
+                    job_tasks.c.started_at.is_(None),
+                )
+            ).scalar_one()
+        log.info(
+            "job %s cancelled (%s): %d task(s) had not started",
+            job_id,
+            reason,
+            len(stopped) + int(claimed),
+        )
         self.notify()
         return stopped
 

@@ -18,6 +18,7 @@ blob stages them the same way (``staged_blob``), never writing over the local co
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -151,6 +152,40 @@ def _prune(start: Path, folder: Path) -> None:
             break
         if parent == root:
             break
+
+
+ORPHAN_AGE_S = 600.0
+"""A staged copy no unfinished task names is deleted by ``sweep_staged`` once it is this old
+(seconds): younger ones may belong to an upload being accepted right now."""
+
+
+def sweep_staged(catalog: Catalog, settings: Settings, *, min_age_s: float = ORPHAN_AGE_S) -> int:
+    """Delete this machine's staged copies that no queued or running task names (their task
+    ended while no worker could tidy up: its worker was killed and it was then cancelled or
+    ran out of attempts). Returns how many were deleted."""
+    root = settings.home / "uploads"
+    staged = [p for p in root.glob(f"*/{STAGING}/*/**/*") if p.is_file()]
+    if not staged:
+        return 0
+    with catalog.engine.connect() as conn:
+        payloads = conn.execute(
+            select(job_tasks.c.payload).where(
+                job_tasks.c.op == "add", job_tasks.c.status.in_(("queued", "running"))
+            )
+        ).scalars()
+        named = {json.loads(payload).get("staged") for payload in payloads}
+    now = time.time()
+    gone = 0
+    for path in staged:
+        try:
+            old = now - path.stat().st_mtime >= min_age_s
+        except FileNotFoundError:
+            continue
+        if old and str(path) not in named:
+            folder = path.relative_to(root).parts[0]
+            drop_staged(path, root / folder)
+            gone += 1
+    return gone
 
 
 def drop_unused_blob(catalog: Catalog, sha256: str) -> None:

@@ -327,6 +327,8 @@ class _Reporter(IngestListener):
         """Why the job was cancelled (or the worker stopped), once a check found it."""
         self.stopped: set[int] = set()
         """Tasks with a file reported cancelled."""
+        self.decided: set[int] = set()
+        """One-file tasks whose file has its outcome (indexed, failed, ...)."""
         self.handed_back: set[int] = set()
         """Tasks left unfinished because the worker is stopping (to be queued again)."""
         self.in_hand: list[str] = []
@@ -384,6 +386,8 @@ class _Reporter(IngestListener):
         )
         if outcome.status == "cancelled":
             self.stopped.add(task_id)
+        elif task_id != self.whole:
+            self.decided.add(task_id)
         self.queue.record(task_id, outcome)
 
     def _committed_before(self, task: ClaimedTask, outcome: FileOutcome) -> FileOutcome:
@@ -562,17 +566,16 @@ class Worker:
             error = str(exc) or type(exc).__name__
             again = self.queue.retry(ids, error)
             if not again:
-                self._give_up(kb, tasks, f"{error} (gave up after {tasks[0].attempts} attempts)")
+                undecided = [t for t in tasks if t.id not in reporter.decided]
+                gave_up = f"{error} (gave up after {tasks[0].attempts} attempts)"
+                self._give_up(kb, undecided, gave_up)
             return
         except KbchatError as exc:
-            self.queue.finish(ids, error=str(exc))
-            self._give_up(kb, tasks, str(exc))
+            self._fail(kb, tasks, reporter, str(exc))
             return
         except Exception as exc:  # a bug must fail the task, not kill the worker
             log.exception("task %s (%s on %s) crashed", ids, tasks[0].op, kb)
-            error = f"internal error: {type(exc).__name__}: {exc}"
-            self.queue.finish(ids, error=error)
-            self._give_up(kb, tasks, error)
+            self._fail(kb, tasks, reporter, f"internal error: {type(exc).__name__}: {exc}")
             return
         else:
             if reporter.handed_back:
@@ -588,6 +591,14 @@ class Worker:
             self._tidy_staged(tasks, work.staged, again=again)
             if not again:
                 self._drop_blobs(tasks)
+
+    def _fail(self, kb: str, tasks: Sequence[ClaimedTask], reporter: _Reporter, error: str) -> None:
+        """The work stopped with ``error``: tasks whose files were decided before are done,
+        the others fail with it (their files say why in the catalog)."""
+        undecided = [t for t in tasks if t.id not in reporter.decided]
+        self.queue.finish([t.id for t in tasks if t.id in reporter.decided])
+        self.queue.finish([t.id for t in undecided], error=error)
+        self._give_up(kb, undecided, error)
 
     def _hand_back(self, tasks: Sequence[ClaimedTask], reporter: _Reporter) -> None:
         """The worker is stopping: tasks whose files finished are done, the others go back

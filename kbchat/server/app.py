@@ -31,6 +31,7 @@ from kbchat.errors import BadInput
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.kb.jobs import JobQueue
 from kbchat.kb.knowledge_base import write_lock
+from kbchat.kb.originals import sweep_staged
 from kbchat.kb.worker import Worker, add_tasks
 from kbchat.registry import load_plugins
 from kbchat.runtime import configure_process
@@ -136,6 +137,7 @@ def create_app(
         ]
         state.workers = workers
         _resume_pending(state)
+        sweep_staged(running.library.catalog, settings)  # replacements whose task ended unseen
         await run_in_threadpool(running.file_chats)  # drops conversations' expired files
         if seed_sample:
             seed_sample_kb(state)

@@ -316,7 +316,9 @@ def test_a_worker_elsewhere_stages_a_replacement_from_the_catalog(tmp_path: Path
     save_blob(server.library.catalog, folder / "manual.json", old_sha)
     (folder / "manual.json").unlink()  # the worker's machine has only the catalog's copy
     queue = JobQueue(server.library.catalog)
-    queue.submit("docs", "add", add_tasks([("manual.json", folder / "manual.json", old_sha)], shared=True))
+    queue.submit(
+        "docs", "add", add_tasks([("manual.json", folder / "manual.json", old_sha)], shared=True)
+    )
     drain(Worker(elsewhere, JobQueue(elsewhere.library.catalog)))
     local = elsewhere.settings.home / "uploads" / str(record.id) / "manual.json"
     assert local.read_bytes() == old
@@ -456,3 +458,56 @@ def test_a_file_committed_just_before_its_worker_died_shows_indexed_not_unchange
     drain(Worker(here, queue))  # the next start takes the task back and runs it again
     [outcome] = queue.get(job.id).files
     assert (outcome.status, outcome.chunks) == ("indexed", 1)
+
+
+def test_staged_copies_no_unfinished_task_names_are_swept(tmp_path: Path) -> None:
+    import os
+
+    from kbchat.kb.originals import sweep_staged
+
+    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
+    record = here.library.create("docs")
+    upload = here.settings.home / "uploads" / str(record.id) / "m.json"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b'{"a": 1}')
+    waiting = _staged_replacement(here, record.id, "m.json", b'{"a": 2}')
+    orphan = _staged_replacement(here, record.id, "m.json", b'{"a": 3}')
+    fresh = _staged_replacement(here, record.id, "m.json", b'{"a": 4}')
+    for path in (waiting, orphan):
+        os.utime(path, (1.0, 1.0))  # long ago
+    queue = JobQueue(here.library.catalog)
+    queue.submit(
+        "docs",
+        "add",
+        add_tasks(
+            [("m.json", upload, file_sha256(waiting))], shared=False, staged={"m.json": waiting}
+        ),
+    )
+    assert sweep_staged(here.library.catalog, here.settings) == 1
+    assert waiting.exists() and fresh.exists() and not orphan.exists()
+    assert not orphan.parent.exists() and upload.read_bytes() == b'{"a": 1}'
+
+
+def test_work_stopped_by_an_error_fails_only_the_files_not_yet_decided(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kbchat.errors import BadInput
+
+    texts = {"a.txt": "The kettle boils water.", "b.txt": "Giraffes eat leaves."}
+    here, queue, job_id, _, release, _ = _gated_library(tmp_path, monkeypatch, texts)
+    release.set()
+    kb = here.library.get("docs")
+    embed = kb.embedder.embed_batch
+
+    def refusing(batch: list[str], *, is_query: bool = False) -> object:
+        if any("Giraffes" in text for text in batch):
+            raise BadInput("the embedder refuses giraffes")
+        return embed(batch, is_query=is_query)
+
+    monkeypatch.setattr(kb.embedder, "embed_batch", refusing)
+    drain(Worker(here, queue))
+    job = queue.get(job_id)
+    assert job.status == "failed" and "refuses giraffes" in (job.error or "")
+    files = {r.name: (r.status, r.error) for r in kb.files()}
+    assert files["a.txt"] == ("indexed", None)  # decided before the error: left alone
+    assert files["b.txt"][0] == "failed" and "refuses giraffes" in (files["b.txt"][1] or "")

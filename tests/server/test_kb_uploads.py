@@ -89,9 +89,7 @@ def test_an_upload_of_only_unsupported_types_is_refused_naming_them() -> None:
         assert client.get("/api/kbs/k/files").json() == []
         assert client.get("/api/jobs").json() == []  # no job
         assert not [p for p in (settings.home / "uploads").rglob("*") if p.is_file()]
-        mixed = upload(
-            client, "k", {"notes.txt": b"kettle notes", "drawing.xyz": b"twelve bytes"}
-        )
+        mixed = upload(client, "k", {"notes.txt": b"kettle notes", "drawing.xyz": b"twelve bytes"})
         assert sorted((f["name"], f["status"]) for f in mixed["files"]) == [
             ("drawing.xyz", "skipped"),
             ("notes.txt", "indexed"),
