@@ -22,12 +22,15 @@ import json
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from kbchat.config import Settings
+from kbchat.errors import KbchatError
+from kbchat.ingest.discover import FoundFile, readable
 from kbchat.kb.prepare import file_sha256
 from kbchat.store.catalog import Catalog
 from kbchat.store.catalog_schema import blobs, files, job_tasks
@@ -186,6 +189,57 @@ def sweep_staged(catalog: Catalog, settings: Settings, *, min_age_s: float = ORP
             drop_staged(path, root / folder)
             gone += 1
     return gone
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile(FoundFile):
+    """An upload read from its staged copy (``path``) and recorded under the place it moves
+    to when its ingest commits (``target``)."""
+
+    target: Path = Path()
+    folder: Path = Path()
+    """The KB's uploads folder (the staging folder is inside it)."""
+
+    @property
+    def location(self) -> str:
+        return readable(str(self.target))
+
+
+def _holds(path: Path, sha256: str | None) -> bool:
+    """Whether ``path`` is a file with the bytes of ``sha256`` (any bytes if it is unknown)."""
+    try:
+        return path.is_file() and (not sha256 or file_sha256(path) == sha256)
+    except (OSError, KbchatError):
+        return False
+
+
+def upload_source(
+    catalog: Catalog,
+    folder: Path,
+    name: str,
+    target: Path,
+    staged: str | None,
+    sha256: str | None,
+) -> FoundFile:
+    """Where this machine reads an uploaded file: its staged copy (a replacement), the upload
+    in place, or the catalog's bytes staged here; else the path given (the load then fails
+    and says why, as ``kb add`` does).
+
+    Args:
+        folder: This machine's uploads folder of the knowledge base.
+        name: The file's name in the knowledge base.
+        target: Where the receiving machine put (or will put) it.
+        staged: Its staged copy there, for a replacement.
+        sha256: Its content hash, if known: a file with other bytes is not it.
+    """
+    if staged and _holds(Path(staged), sha256):
+        return StagedFile(name=name, path=Path(staged), target=target, folder=folder)
+    if _holds(target, sha256) and (sha256 or not staged):
+        return FoundFile(name=name, path=target)
+    if sha256 and (copy := staged_blob(catalog, folder, name, sha256)):
+        # this machine's place for it (the path given is the receiving machine's)
+        return StagedFile(name=name, path=copy, target=folder / name, folder=folder)
+    return FoundFile(name=name, path=Path(staged) if staged else target)
 
 
 def drop_unused_blob(catalog: Catalog, sha256: str) -> None:

@@ -8,14 +8,15 @@ the next claim anywhere queues the task again, and re-running it is safe because
 chunks are replaced in one catalog transaction and the vector stores follow the catalog.
 
 A cancelled job's running tasks carry a flag in the task table; the worker reads it before
-each commit and after each embedding batch (``_Reporter.cancelled``), abandons the files not
-yet committed (the catalog and stores are as before for them: nothing of a file is written
-before its commit) and finishes the tasks as cancelled.
+each file, each commit and after each embedding batch (``TaskListener.cancelled``), abandons
+the files not yet committed (the catalog and stores are as before for them: nothing of a file
+is written before its commit) and finishes the tasks as cancelled. A worker told to stop
+(``stop_soon``) starts no new file, lets a fully embedded file commit, and hands its other
+tasks back to the queue unchanged.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -23,28 +24,28 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
 from kbchat.errors import BackendError, KbchatError, ServiceUnavailable
-from kbchat.ingest.discover import FoundFile, readable
+from kbchat.ingest.discover import FoundFile
 from kbchat.kb.cancel import forget_files
 from kbchat.kb.jobs import BATCH, ClaimedTask, JobQueue, Task, cancelled_outcome
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 from kbchat.kb.originals import (
     STAGING,
+    StagedFile,
     drop_staged,
     drop_unused_blob,
     local_copy,
-    place_staged,
     remove_upload,
-    staged_blob,
+    upload_source,
     uploads_dir,
 )
-from kbchat.kb.prepare import file_sha256
+from kbchat.kb.task_listener import STOPPING, TaskListener
 
 if TYPE_CHECKING:
     from kbchat.app import Services
@@ -118,20 +119,6 @@ def attach_task(conversation_id: str, owner: str | None, paths: Sequence[Path]) 
 # -- running tasks ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StagedFile(FoundFile):
-    """An upload read from its staged copy (``path``) and recorded under the place it moves
-    to when its ingest commits (``target``)."""
-
-    target: Path = Path()
-    folder: Path = Path()
-    """The KB's uploads folder (the staging folder is inside it)."""
-
-    @property
-    def location(self) -> str:
-        return readable(str(self.target))
-
-
 @dataclass(slots=True)
 class Work:
     """What an op needs: the services, the tasks it runs and where to report.
@@ -149,32 +136,18 @@ class Work:
 Op = Callable[[Work], None]
 
 
-def _holds(path: Path, sha256: str | None) -> bool:
-    """Whether ``path`` is a file with the bytes of ``sha256`` (any bytes if it is unknown)."""
-    try:
-        return path.is_file() and (not sha256 or file_sha256(path) == sha256)
-    except (OSError, KbchatError):
-        return False
-
-
 def _source(work: Work, kb_id: int, task: ClaimedTask) -> FoundFile:
-    """Where this machine reads an add task's file: its staged copy (a replacement), the
-    upload in place, or the bytes from the catalog staged here."""
+    """Where this machine reads an add task's file (``kbchat.kb.originals.upload_source``)."""
     assert task.file is not None
     library = work.services.library
-    folder = uploads_dir(library.settings, kb_id)
-    target = Path(task.payload["path"])
-    staged = task.payload.get("staged")
-    if staged and _holds(Path(staged), task.sha256):
-        return StagedFile(name=task.file, path=Path(staged), target=target, folder=folder)
-    if _holds(target, task.sha256) and (task.sha256 or not staged):
-        return FoundFile(name=task.file, path=target)
-    if task.sha256 and (copy := staged_blob(library.catalog, folder, task.file, task.sha256)):
-        # this machine's place for it (the path given is the receiving machine's)
-        return StagedFile(name=task.file, path=copy, target=folder / task.file, folder=folder)
-    # gone, or uploaded elsewhere without its bytes in the catalog: the load fails and says
-    # so, as kb add does
-    return FoundFile(name=task.file, path=Path(staged) if staged else target)
+    return upload_source(
+        library.catalog,
+        uploads_dir(library.settings, kb_id),
+        task.file,
+        Path(task.payload["path"]),
+        task.payload.get("staged"),
+        task.sha256,
+    )
 
 
 def _add(work: Work) -> None:
@@ -291,134 +264,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (BackendError, ServiceUnavailable, 
 
 _QUIET = IngestListener()
 
-PROGRESS_EVERY_S = 1.0
-"""Least seconds between two writes of a running task's chunk progress to the catalog."""
-
-
-STOPPING = "the worker is stopping"
-"""Why a stopping worker's write ends early: its files not finished are handed back to the
-queue (not cancelled) and run again at the next start of any worker."""
-
-
-class _Reporter(IngestListener):
-    """Records each file's outcome on the task that wrote it, marks a file running when the
-    write reaches it, and moves a staged upload into place when its file commits."""
-
-    def __init__(
-        self,
-        queue: JobQueue,
-        tasks: Sequence[ClaimedTask],
-        *,
-        staged: dict[str, StagedFile] | None = None,
-        stopping: threading.Event | None = None,
-    ) -> None:
-        self.queue = queue
-        self.kb = tasks[0].kb
-        self.ids = [task.id for task in tasks]
-        self.by_file = {task.file: task.id for task in tasks if task.file is not None}
-        self.retried = {t.file: t for t in tasks if t.file is not None and t.attempts > 1}
-        self.whole = next((task.id for task in tasks if task.file is None), None)
-        self.first = tasks[0].id
-        self.staged = staged if staged is not None else {}
-        self.stopping = stopping
-        self._shown = 0.0  # when chunk progress was last written
-        self._embedded = False  # every chunk of the files in hand is embedded
-        self.reason: str | None = None
-        """Why the job was cancelled (or the worker stopped), once a check found it."""
-        self.stopped: set[int] = set()
-        """Tasks with a file reported cancelled."""
-        self.decided: set[int] = set()
-        """One-file tasks whose file has its outcome (indexed, failed, ...)."""
-        self.handed_back: set[int] = set()
-        """Tasks left unfinished because the worker is stopping (to be queued again)."""
-        self.in_hand: list[str] = []
-        """Files started and not finished, in the order they started."""
-
-    def cancelled(self) -> str | None:
-        # One indexed read per file, per commit and per embedding batch. A stopping worker
-        # lets files whose chunks are all embedded commit, and stops before anything else.
-        if self.reason is None:
-            self.reason = self.queue.cancel_reason(self.ids)
-        stopping = self.stopping is not None and self.stopping.is_set()
-        if self.reason is None and stopping and not self._embedded:
-            self.reason = STOPPING
-        return self.reason
-
-    def chunks_embedded(self, done: int, total: int) -> None:
-        self._embedded = done >= total  # the files in hand are ready to commit
-        # At most one write a second (and the last one), on the task the batch started with.
-        now = time.monotonic()
-        if done < total and now - self._shown < PROGRESS_EVERY_S:
-            return
-        self._shown = now
-        self.queue.progress(self.whole if self.whole is not None else self.first, done, total)
-
-    def started(self, total: int) -> None:
-        if self.whole is not None:
-            self.queue.started(self.whole, total)
-
-    def file_started(self, name: str) -> None:
-        self.in_hand.append(name)
-        if (task_id := self.by_file.get(name)) is not None:
-            self.queue.file_started(task_id)
-
-    def file_done(self, outcome: FileOutcome) -> None:
-        self._embedded = False
-        with contextlib.suppress(ValueError):
-            self.in_hand.remove(outcome.name)
-        task_id = self.by_file.get(
-            outcome.name, self.whole if self.whole is not None else self.first
-        )
-        if outcome.status == "unchanged" and outcome.name in self.retried:
-            outcome = self._committed_before(self.retried[outcome.name], outcome)
-        self._settle_staged(outcome)
-        if outcome.status == "cancelled" and outcome.error == STOPPING:
-            self.handed_back.add(task_id)  # not an outcome: it runs again
-            return
-        log.info(
-            "%s: %s%s",
-            outcome.name,
-            outcome.status,
-            f": {outcome.error}"
-            if outcome.error
-            else f" ({outcome.chunks} chunk{'' if outcome.chunks == 1 else 's'})",
-            extra={"fields": {"task": self.first, "status": outcome.status}},
-        )
-        if outcome.status == "cancelled":
-            self.stopped.add(task_id)
-        elif task_id != self.whole:
-            self.decided.add(task_id)
-        self.queue.record(task_id, outcome)
-
-    def _committed_before(self, task: ClaimedTask, outcome: FileOutcome) -> FileOutcome:
-        """A retried task finding its file unchanged: if an earlier attempt of this job
-        committed it (its worker stopped before saying so), it was indexed by this job."""
-        try:
-            catalog = self.queue.catalog
-            record = catalog.get_file(catalog.get_kb(task.kb).id, outcome.name)
-            created = self.queue.get(task.job_id).created_at
-        except KbchatError:  # the KB or the job gone meanwhile: keep what was found
-            return outcome
-        if record is None or record.sha256 != task.sha256 or record.updated_at < created:
-            return outcome
-        return replace(outcome, status="indexed", chunks=record.chunks, new_chunks=record.chunks)
-
-    def _settle_staged(self, outcome: FileOutcome) -> None:
-        """A staged upload goes into place when its file committed (indexed, or found
-        unchanged: committed by an earlier attempt); else it is dropped, unless it will be
-        read again (handed back, its staged copy named by the task)."""
-        staged = self.staged.pop(outcome.name, None)
-        if staged is None:
-            return
-        if outcome.status in ("indexed", "unchanged"):
-            try:
-                place_staged(staged.path, staged.target, staged.folder)
-            except OSError as exc:  # the catalog has the new version; the old copy stays
-                log.error("%s: could not move the new upload into place: %s", outcome.name, exc)
-        elif not (outcome.status == "cancelled" and outcome.error == STOPPING):
-            drop_staged(staged.path, staged.folder)
-        else:
-            self.staged[outcome.name] = staged  # kept for the next run, or tidied up after
+_CLAIMING = threading.Lock()
+"""Held while a worker of this process claims and marks its knowledge base busy, so that two
+workers sharing a ``busy`` set never claim tasks of one knowledge base at once."""
 
 
 class Worker:
@@ -450,9 +298,9 @@ class Worker:
         self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(3)}"
         self.ops = OPS if ops is None else ops
         self._busy = busy if busy is not None else set()
-        self._busy_lock = threading.Lock()
+        self._busy_lock = _CLAIMING  # one per process, as ``busy`` is shared in it
         self._held: list[int] = []
-        self._reporter: _Reporter | None = None
+        self._reporter: TaskListener | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -550,10 +398,11 @@ class Worker:
             extra={"fields": {"worker": self.owner, "attempt": tasks[0].attempts}},
         )
         work = Work(self.services, kb, tasks, _QUIET)
-        reporter = _Reporter(self.queue, tasks, staged=work.staged, stopping=self._stop)
+        reporter = TaskListener(self.queue, tasks, staged=work.staged, stopping=self._stop)
         work.listener = self._reporter = reporter
         if reporter.cancelled() == STOPPING:  # stopping as it was claimed: not started
             self.queue.release(ids)
+            log.info("task %s: handed back to the queue (%s)", ",".join(map(str, ids)), STOPPING)
             return
         if reporter.reason is not None:  # cancelled as it was claimed
             self._abandon(kb, tasks, reporter, [])
@@ -592,7 +441,9 @@ class Worker:
             if not again:
                 self._drop_blobs(tasks)
 
-    def _fail(self, kb: str, tasks: Sequence[ClaimedTask], reporter: _Reporter, error: str) -> None:
+    def _fail(
+        self, kb: str, tasks: Sequence[ClaimedTask], reporter: TaskListener, error: str
+    ) -> None:
         """The work stopped with ``error``: tasks whose files were decided before are done,
         the others fail with it (their files say why in the catalog)."""
         undecided = [t for t in tasks if t.id not in reporter.decided]
@@ -600,7 +451,7 @@ class Worker:
         self.queue.finish([t.id for t in undecided], error=error)
         self._give_up(kb, undecided, error)
 
-    def _hand_back(self, tasks: Sequence[ClaimedTask], reporter: _Reporter) -> None:
+    def _hand_back(self, tasks: Sequence[ClaimedTask], reporter: TaskListener) -> None:
         """The worker is stopping: tasks whose files finished are done, the others go back
         to the queue unchanged (their files were left as they were)."""
         back = [task.id for task in tasks if task.id in reporter.handed_back]
@@ -637,7 +488,7 @@ class Worker:
         self,
         kb: str,
         tasks: Sequence[ClaimedTask],
-        reporter: _Reporter,
+        reporter: TaskListener,
         finished: Sequence[ClaimedTask],
     ) -> None:
         """A cancelled job: ``finished`` tasks are done, the others cancelled; files the

@@ -36,7 +36,7 @@ line it prints); a file still unfinished then runs again at the next start."""
 
 def in_flight(state: ServerState) -> tuple[int, list[str]]:
     """(answers being generated or waiting for the model, what each busy worker holds:
-    ``'a.txt' in 'docs'``, or ``a task of 'docs'`` before it has reached a file)."""
+    ``the ingest of 'a.txt' in 'docs'``, or ``a write to 'docs'`` between files)."""
     answers = sum(queue.running + queue.waiting for queue in state.queues.all())
     ingests: list[str] = []
     for worker in state.workers:
@@ -45,7 +45,7 @@ def in_flight(state: ServerState) -> tuple[int, list[str]]:
             continue
         kb, files = held
         shown = ", ".join(repr(name) for name in files[:3]) + (" ..." if len(files) > 3 else "")
-        ingests.append(f"{shown} in {kb!r}" if files else f"a task of {kb!r}")
+        ingests.append(f"the ingest of {shown} in {kb!r}" if files else f"a write to {kb!r}")
     return answers, ingests
 
 
@@ -54,7 +54,7 @@ def stopping_message(state: ServerState | None, wait_s: float = WORKER_STOP_WAIT
     answers, ingests = in_flight(state) if state is not None else (0, [])
     parts = [f"{answers} running answer{'' if answers == 1 else 's'}"] if answers else []
     if ingests:
-        parts.append(f"the ingest of {'; '.join(ingests)}")
+        parts.append("; ".join(ingests))
     if not parts:
         return "Stopping; press Ctrl-C again to quit now"
     line = f"Stopping: waiting for {' and '.join(parts)}"

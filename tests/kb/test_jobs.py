@@ -13,7 +13,7 @@ import pytest
 
 from kbchat.errors import BackendError, BadInput, Conflict, KbchatError, NotFound
 from kbchat.kb import jobs as jobs_module
-from kbchat.kb import worker as worker_module
+from kbchat.kb import task_listener
 from kbchat.kb.jobs import JobQueue, Task
 from kbchat.kb.knowledge_base import FileOutcome
 from kbchat.kb.worker import Work, Worker
@@ -123,7 +123,7 @@ def test_a_whole_kb_task_counts_the_files_it_finds(queue: JobQueue) -> None:
 def test_a_big_file_shows_its_chunks_embedded_while_it_runs(
     queue: JobQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_module, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(task_listener, "PROGRESS_EVERY_S", 0.0)
     seen: list[tuple[int, int]] = []
     job_id = ""
 

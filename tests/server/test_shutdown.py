@@ -39,7 +39,7 @@ def test_the_stopping_line_names_what_is_in_flight_and_the_longest_wait() -> Non
     )
     two = stopping_message(state(held=[("docs", ["a.txt", "b.txt"]), ("hr", [])]), wait_s=12)
     assert two.startswith(
-        "Stopping: waiting for the ingest of 'a.txt', 'b.txt' in 'docs'; a task of 'hr' "
+        "Stopping: waiting for the ingest of 'a.txt', 'b.txt' in 'docs'; a write to 'hr' "
         "(no new file starts; at most 12 s,"
     )
     assert stopping_message(state()) == "Stopping; press Ctrl-C again to quit now"
