@@ -26,6 +26,7 @@ from kbchat.errors import BadInput
 from kbchat.options import ChunkOverlap, ChunkSize, SearchMode, SearchModeName, Threshold, TopK
 
 if TYPE_CHECKING:
+    from kbchat.kb.jobs import Job
     from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
     from kbchat.types import Hit
 
@@ -283,7 +284,12 @@ def kb_add(
     follow_symlinks: FollowSymlinksOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add or update files. Exit code 3 if some files failed (the rest are indexed)."""
+    """Add or update files. Exit code 3 if some files failed (the rest are indexed).
+
+    A file named on the command line that no loader reads is an error (exit 1, nothing is
+    added); in a folder such files are listed as skipped.
+    """
+    refuse_unsupported(paths)
     with open_library() as library:
         kb = library.get(name)
         excludes = [*library.settings.ingest.exclude, *(exclude or [])]
@@ -299,6 +305,25 @@ def kb_add(
         )
 
 
+def refuse_unsupported(paths: Sequence[Path]) -> None:
+    """Refuse files named on the command line whose type no loader reads (folders are
+    walked, and their unsupported files skipped, as usual).
+
+    Raises:
+        BadInput: naming each such file and the supported types.
+    """
+    from kbchat.ingest.loaders import is_supported, supported_extensions
+
+    named = [path for path in paths if path.is_file() and not is_supported(path)]
+    if not named:
+        return
+    listed = ", ".join(f"{path} ({path.suffix or 'no extension'})" for path in named)
+    raise BadInput(
+        f"unsupported file type: {listed}; nothing was added. Supported types: "
+        f"{', '.join(sorted(supported_extensions()))}"
+    )
+
+
 @kb_app.command("files")
 def kb_files(name: str, as_json: JsonOpt = False) -> None:
     """List a knowledge base's files with their status."""
@@ -306,7 +331,7 @@ def kb_files(name: str, as_json: JsonOpt = False) -> None:
 
     from kbchat.chat.summaries import SummaryStore
     from kbchat.llm.gguf_info import human_bytes
-    from kbchat.shapes.kb import file_listing
+    from kbchat.shapes.kb import file_listing, known_size
 
     with open_library() as library:
         kb = library.get(name)
@@ -329,7 +354,9 @@ def kb_files(name: str, as_json: JsonOpt = False) -> None:
         summary = summaries.get(r.name, "")
         short = summary if len(summary) <= 80 else summary[:79] + "…"
         error = (r.error or "").removeprefix(f"{r.name}: ")  # the name is in its own column
-        table.add_row(r.name, r.status, str(r.chunks), human_bytes(r.size), error, short)
+        size = known_size(r)
+        shown = "" if size is None else human_bytes(size)  # unknown: no false 0
+        table.add_row(r.name, r.status, str(r.chunks), shown, error, short)
     out.print(table)
 
 
@@ -404,10 +431,15 @@ def kb_jobs(
     # the id whole, to copy into `kb cancel`
     table = Table(Column("id", no_wrap=True), "kb", "kind", "status", "files", "error")
     for job in jobs:
-        table.add_row(
-            job.id, job.kb, job.kind, job.status, f"{job.done}/{job.total}", job.error or ""
-        )
+        table.add_row(job.id, job.kb, job.kind, job.status, files_done(job), job.error or "")
     out.print(table)
+
+
+def files_done(job: Job) -> str:
+    """``done/total`` files, then how many are in each status: ``1/6: 1 indexed, 5 cancelled``."""
+    counts = job.counts()
+    shown = ", ".join(f"{counts[status]} {status}" for status in sorted(counts))
+    return f"{job.done}/{job.total}" + (f": {shown}" if shown else "")
 
 
 @kb_app.command("cancel")
@@ -432,13 +464,20 @@ def kb_cancel(
     if as_json:
         print_json(job_info(job))
         return
-    left = sum(f.status == "cancelled" for f in job.files)
+    counts = job.counts()
+    left = counts.get("cancelled", 0)
     if job.finished:
-        out.print(f"job {job.id} cancelled: {left} file(s) left out, {job.done - left} kept")
-    else:
         out.print(
-            f"job {job.id}: cancel requested; its worker stops the file in hand at its next "
-            f"embedding batch ({left} file(s) not started were left out)"
+            f"job {job.id} cancelled: {job.done} file(s) finished and kept, {left} left as "
+            f"they were ({files_done(job)})"
+        )
+    else:  # files a worker holds but has not reached are left out as it stops
+        waiting = left + counts.get("pending", 0)
+        running = counts.get("running", 0)
+        out.print(
+            f"job {job.id}: cancel requested; {job.done} file(s) finished and kept, "
+            f"{waiting} not started are left out, {running} in hand "
+            f"{'stops' if running == 1 else 'stop'} at the next embedding batch"
         )
 
 

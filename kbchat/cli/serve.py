@@ -11,6 +11,7 @@ from kbchat.cli.base import err
 
 if TYPE_CHECKING:
     from kbchat.config import Settings
+    from kbchat.kb.worker import Worker
 
 STARTUP_FAILURE = 3
 """Exit code when the server could not start (uvicorn's)."""
@@ -51,8 +52,10 @@ def serve(
 ) -> None:
     """Serve the web UI, the REST API and the OpenAI-compatible API in one process.
 
-    Ctrl-C says what it waits for (answers being generated, ingest tasks in hand); a second
-    Ctrl-C quits at once (an unfinished ingest task runs again at the next start).
+    Ctrl-C says what it waits for (answers being generated, the files being ingested) and
+    for how long at most (30 s): no new file starts, a file whose chunks are all embedded is
+    committed, any other stops at its next embedding batch and runs again at the next start.
+    A second Ctrl-C quits at once (an unfinished ingest task runs again at the next start).
     On a non-loopback host API keys are required (`kbchat keys add`); server.auth = "off"
     there refuses to start unless --insecure-no-auth is given.
     """
@@ -108,8 +111,10 @@ def worker(
 
     Point it at the servers' catalog (catalog.url): each worker claims a task, renews its
     lease while it runs, and a task left by a worker that died is picked up by another after
-    the lease runs out (30 s). Ctrl-C finishes the task in hand, then stops. A server started
-    with server.workers = 0 only queues jobs, for workers like this one.
+    the lease runs out (30 s). Ctrl-C starts no new file and ends the file in hand (at its
+    next embedding batch, at most 120 s; what is unfinished goes back to the queue); a second
+    Ctrl-C quits at once. A server started with server.workers = 0 only queues jobs, for
+    workers like this one.
     """
     import signal
     import threading
@@ -143,11 +148,28 @@ def worker(
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
-        err.print("stopping after the task in hand...", markup=False, highlight=False)
+        for one in workers:
+            one.stop_soon()
+        held = [f"{kb!r}: {', '.join(files) or 'a task'}" for kb, files in _in_hand(workers)]
+        err.print(
+            f"Stopping: no new file starts; waiting for {'; '.join(held) or 'nothing'} (at most "
+            f"{WORKER_STOP_WAIT_S:g} s); press Ctrl-C again to quit now",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     finally:
         for one in workers:
-            one.stop(timeout=120)
+            one.stop(timeout=WORKER_STOP_WAIT_S)
         services.close()
+
+
+WORKER_STOP_WAIT_S = 120.0
+"""Longest wait, in seconds, for a `kbchat worker`'s file in hand after Ctrl-C."""
+
+
+def _in_hand(workers: list[Worker]) -> list[tuple[str, list[str]]]:
+    return [held for one in workers if (held := one.in_hand()) is not None]
 
 
 def _shown_url(settings: Settings) -> str:

@@ -3,8 +3,11 @@ base forgets what the stopped tasks had only announced.
 
 A file an add task never indexed loses its ``pending`` row (a later start of ``kbchat serve``
 would otherwise queue it again) and its uploaded copy, unless another unfinished task still
-writes it. A file with an indexed version keeps it untouched. Running tasks are stopped by
-their worker (``kbchat.kb.worker``), which calls ``forget_files`` for the files it abandoned.
+writes it. A file with an indexed version keeps it untouched, with its uploaded copy: the
+bytes of a cancelled replacement waited in a staged copy (``kbchat.kb.originals``), which is
+dropped, as are the catalog's copies of bytes nothing names any more. Running tasks are
+stopped by their worker (``kbchat.kb.worker``), which calls ``forget_files`` for the files it
+abandoned.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from kbchat.errors import NotFound
 from kbchat.kb.jobs import ClaimedTask, Job, JobQueue
-from kbchat.kb.originals import drop_unused_blob, remove_upload, uploads_dir
+from kbchat.kb.originals import drop_staged, drop_unused_blob, remove_upload, uploads_dir
 
 if TYPE_CHECKING:
     from kbchat.kb.library import Library
@@ -43,7 +46,8 @@ def cancel_job(library: Library, queue: JobQueue, job_id: str, reason: str) -> J
 
 def forget_files(library: Library, queue: JobQueue, kb: str, tasks: Sequence[ClaimedTask]) -> None:
     """Forget the files of cancelled add ``tasks`` that were never indexed: their pending
-    rows, and their uploaded copies unless another unfinished task still writes them."""
+    rows, and their uploaded copies unless another unfinished task still writes them; and
+    the staged copies of cancelled replacements."""
     adds = [task for task in tasks if task.op == "add" and task.file is not None]
     if not adds:
         return
@@ -58,7 +62,8 @@ def forget_files(library: Library, queue: JobQueue, kb: str, tasks: Sequence[Cla
     folder = uploads_dir(library.settings, record.id)
     for task in adds:
         assert task.file is not None
-        if task.file in still_written or catalog.get_file(record.id, task.file) is not None:
-            continue
-        remove_upload(folder, Path(task.payload["path"]))
+        if staged := task.payload.get("staged"):  # a replacement: the previous copy stays
+            drop_staged(Path(staged), folder)
+        elif task.file not in still_written and catalog.get_file(record.id, task.file) is None:
+            remove_upload(folder, Path(task.payload["path"]))
         drop_unused_blob(catalog, task.sha256 or "")

@@ -81,9 +81,10 @@ class Job:
     ``status`` is ``done`` when the work finished, even if some files failed (see
     ``files``); ``failed`` when the work itself stopped with ``error``; ``cancelled`` when
     someone stopped it (``error`` says who or why; files finished before stay, the others
-    are listed as cancelled and left as they were). ``chunks_done`` of
-    ``chunks_total`` are the chunks embedded so far of the files in hand (a big file's
-    progress between ``done`` counts); both 0 when no file is being embedded.
+    are listed as cancelled and left as they were). ``done`` of ``total`` files were
+    processed (indexed, unchanged, skipped, failed, removed; cancelled files were not).
+    ``chunks_done`` of ``chunks_total`` are the chunks embedded so far of the files in hand
+    (a big file's progress between ``done`` counts); both 0 when no file is being embedded.
     """
 
     id: str
@@ -104,6 +105,13 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    def counts(self) -> dict[str, int]:
+        """How many of its files are in each status (indexed, skipped, cancelled, ...)."""
+        counts: dict[str, int] = {}
+        for outcome in self.files:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        return counts
 
     def to_json(self) -> dict[str, Any]:
         """The job's JSON shape (a contract of the REST API)."""
@@ -344,7 +352,19 @@ class JobQueue:
             )
             conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update()).all()
             self._settle(conn, job_id, now)
-        log.info("job %s cancelled (%s): %d task(s) had not started", job_id, reason, len(stopped))
+            claimed = conn.execute(  # held by a worker that has not reached their files
+                select(func.count()).where(
+                    job_tasks.c.job_id == job_id,
+                    job_tasks.c.status == "running",
+                    job_tasks.c.started_at.is_(None),
+                )
+            ).scalar_one()
+        log.info(
+            "job %s cancelled (%s): %d task(s) had not started",
+            job_id,
+            reason,
+            len(stopped) + int(claimed),
+        )
         self.notify()
         return stopped
 
@@ -465,7 +485,8 @@ class JobQueue:
                         lease_owner=owner,
                         lease_expires=now + self.lease_s,
                         attempts=job_tasks.c.attempts + 1,
-                        started_at=now,
+                        # an add's file starts when its worker reaches it (``file_started``)
+                        started_at=None if chosen["op"] == "add" else now,
                     )
                 ).rowcount
                 if won != len(ids):
@@ -524,10 +545,10 @@ class JobQueue:
         with self.engine.begin() as conn:
             row = conn.execute(
                 select(job_tasks.c.outcomes, job_tasks.c.done, job_tasks.c.total).where(
-                    job_tasks.c.id == task_id
+                    job_tasks.c.id == task_id, job_tasks.c.status == "running"
                 )
             ).first()
-            if row is None:
+            if row is None:  # taken back meanwhile (its lease ran out): not this worker's
                 return
             outcomes = [*json.loads(row.outcomes), asdict(outcome)]
             conn.execute(
@@ -570,65 +591,155 @@ class JobQueue:
 
     def retry(self, task_ids: Sequence[int], error: str) -> bool:
         """Queue tasks again after a transient ``error``, with backoff; fail those out of
-        attempts. Returns whether any will run again."""
+        attempts. A task whose file was already decided (its outcome recorded before the
+        error) is done with that outcome, not run again. Returns whether any will run again."""
         now = time.time()
-        again = False
         with self.engine.begin() as conn:
             job_ids = self._lock_jobs(conn, task_ids)
-            rows = conn.execute(
-                select(job_tasks.c.id, job_tasks.c.attempts, job_tasks.c.cancel_reason).where(
-                    job_tasks.c.id.in_(list(task_ids))
-                )
-            ).all()
-            for row in rows:
-                if row.cancel_reason is not None:  # its job was cancelled meanwhile
-                    values: dict[str, Any] = {
-                        "status": "cancelled",
-                        "error": row.cancel_reason,
-                        "finished_at": now,
-                    }
-                elif row.attempts >= self.max_attempts:
-                    values = {
-                        "status": "failed",
-                        "error": f"{error} (gave up after {row.attempts} attempts)",
-                        "finished_at": now,
-                    }
-                else:
-                    again = True
-                    values = {
-                        "status": "queued",
-                        "error": f"retrying: {error}",
-                        "run_after": now + backoff(row.attempts),
-                        "done": 0,
-                        "outcomes": "[]",
-                    }
-                conn.execute(
-                    update(job_tasks).where(job_tasks.c.id == row.id).values(**_RELEASED, **values)
-                )
+            fates = self._requeue(conn, task_ids, error, now)
             for job_id in job_ids:
                 self._settle(conn, job_id, now)
         self.notify()
-        return again
+        return "queued" in fates.values()
 
     def requeue_expired(self) -> int:
-        """Queue again (or fail, out of attempts) tasks whose worker stopped renewing."""
+        """Queue again (or fail, out of attempts) tasks whose worker stopped renewing; one
+        warning per job. Workers racing to do it requeue each task once, and only one of them
+        warns about it. Returns how many tasks this call took back."""
         now = time.time()
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             expired = conn.execute(
-                select(job_tasks.c.id, job_tasks.c.lease_owner).where(
+                select(job_tasks.c.id, job_tasks.c.job_id, job_tasks.c.lease_owner).where(
                     job_tasks.c.status == "running", job_tasks.c.lease_expires < now
                 )
             ).all()
-        for row in expired:
-            log.warning(
-                "task %s: worker %s stopped renewing its lease; queued again",
-                row.id,
-                row.lease_owner,
+        taken = 0
+        for (job_id, owner), rows in _grouped(expired).items():
+            error = f"worker {owner} stopped while running it"
+            with self.engine.begin() as conn:
+                self._lock_jobs(conn, [row.id for row in rows])
+                fates = self._requeue(conn, [row.id for row in rows], error, now, expired=True)
+                self._settle(conn, job_id, now)
+            if not fates:  # another worker took them back first
+                continue
+            taken += len(fates)
+            counts = ", ".join(
+                f"{n} {fate}"
+                for fate in ("queued", "done", "failed", "cancelled")
+                if (n := sum(f == fate for f in fates.values()))
             )
-            self.retry([row.id], f"worker {row.lease_owner} stopped while running it")
-        return len(expired)
+            log.warning(
+                "job %s: worker %s stopped renewing its lease; its %d task(s) taken back (%s)",
+                job_id,
+                owner,
+                len(fates),
+                counts,
+            )
+        if taken:
+            self.notify()
+        return taken
+
+    def release(self, task_ids: Sequence[int]) -> None:
+        """Hand back tasks whose worker is stopping before it started their files: queued
+        again at once, the claim not counted as an attempt."""
+        if not task_ids:
+            return
+        now = time.time()
+        with self.engine.begin() as conn:
+            job_ids = self._lock_jobs(conn, task_ids)
+            conn.execute(
+                update(job_tasks)
+                .where(job_tasks.c.id.in_(list(task_ids)), job_tasks.c.status == "running")
+                .values(
+                    status="queued",
+                    attempts=job_tasks.c.attempts - 1,  # claiming counted one
+                    run_after=now,
+                    done=0,
+                    outcomes="[]",
+                    started_at=None,
+                    **_RELEASED,
+                )
+            )
+            for job_id in job_ids:
+                self._settle(conn, job_id, now)
+        self.notify()
+
+    def file_started(self, task_id: int) -> None:
+        """The worker holding task ``task_id`` has reached its file: listed ``running`` from
+        now (a task claimed in a batch is ``pending`` until then)."""
+        with self.engine.begin() as conn:
+            started = conn.execute(
+                update(job_tasks)
+                .where(
+                    job_tasks.c.id == task_id,
+                    job_tasks.c.status == "running",
+                    job_tasks.c.started_at.is_(None),
+                )
+                .values(started_at=time.time())
+            ).rowcount
+            if started:
+                self._bump(conn, task_id)
+        if started:
+            self.notify()
 
     # -- internals ---------------------------------------------------------------------
+
+    def _requeue(
+        self,
+        conn: Connection,
+        task_ids: Sequence[int],
+        error: str,
+        now: float,
+        *,
+        expired: bool = False,
+    ) -> dict[int, str]:
+        """Take running tasks back after ``error``: a file already decided is done, a
+        cancelled job's task cancelled, one out of attempts failed, the others queued again
+        with backoff. Each change is conditional on the task still running (and, with
+        ``expired``, on its lease having run out), so of two workers doing it one wins.
+        Returns each task taken back and what it became."""
+        rows = conn.execute(
+            select(
+                job_tasks.c.id,
+                job_tasks.c.file,
+                job_tasks.c.attempts,
+                job_tasks.c.cancel_reason,
+                job_tasks.c.outcomes,
+            ).where(job_tasks.c.id.in_(list(task_ids)))
+        ).all()
+        fates: dict[int, str] = {}
+        for row in rows:
+            decided = json.loads(row.outcomes) if row.file is not None else []
+            if decided:  # its file finished before the error: keep what happened to it
+                values: dict[str, Any] = {"status": "done", "error": None, "finished_at": now}
+                if decided[-1].get("status") == "cancelled":
+                    values.update(status="cancelled", error=decided[-1].get("error"))
+            elif row.cancel_reason is not None:  # its job was cancelled meanwhile
+                values = {"status": "cancelled", "error": row.cancel_reason, "finished_at": now}
+            elif row.attempts >= self.max_attempts:
+                values = {
+                    "status": "failed",
+                    "error": f"{error} (gave up after {row.attempts} attempts)",
+                    "finished_at": now,
+                }
+            else:
+                values = {
+                    "status": "queued",
+                    "error": f"retrying: {error}",
+                    "run_after": now + backoff(row.attempts),
+                    "done": 0,
+                    "outcomes": "[]",
+                    "started_at": None,
+                }
+            still = [job_tasks.c.id == row.id, job_tasks.c.status == "running"]
+            if expired:
+                still.append(job_tasks.c.lease_expires < now)
+            won = conn.execute(
+                update(job_tasks).where(*still).values(**_RELEASED, **values)
+            ).rowcount
+            if won:
+                fates[int(row.id)] = str(values["status"])
+        return fates
 
     def _candidates(
         self,
@@ -768,6 +879,14 @@ class JobQueue:
                 conn.execute(delete(jobs).where(jobs.c.id.in_(old)))
 
 
+def _grouped(rows: Sequence[Any]) -> dict[tuple[str, str], list[Any]]:
+    """Expired task rows by (job, lease owner)."""
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for row in rows:
+        groups.setdefault((row.job_id, str(row.lease_owner)), []).append(row)
+    return groups
+
+
 def backoff(attempts: int) -> float:
     """Seconds before retry number ``attempts`` (1-based): 2, 8, 32, then 60."""
     return float(min(60.0, BACKOFF_S * 4 ** max(0, attempts - 1)))
@@ -799,26 +918,29 @@ def _outcome(raw: dict[str, Any]) -> FileOutcome:
 
 
 def _in_hand(task: Any) -> list[FileOutcome]:
-    """A one-file task not yet decided, as a file ``pending`` (queued) or ``running``, so a
-    job lists all its files from the start."""
+    """A one-file task not yet decided, as a file ``running`` once its worker has reached it
+    (``started_at``), else ``pending`` (queued, or claimed in a batch and waiting its turn),
+    so a job lists all its files from the start."""
     if task["file"] is None or task["status"] not in ("queued", "running"):
         return []
     path = str(json.loads(task["payload"]).get("path") or "")
-    status: OutcomeStatus = "running" if task["status"] == "running" else "pending"
+    started = task["status"] == "running" and task["started_at"] is not None
+    status: OutcomeStatus = "running" if started else "pending"
     return [FileOutcome(task["file"], path, status)]
 
 
 def _job(row: Any, tasks: Sequence[Any]) -> Job:
     files = [_outcome(o) for o in json.loads(row["refused"])]
-    total = done = len(files)
+    total = len(files)
     chunks_done = chunks_total = 0
     for task in tasks:
         files += [_outcome(o) for o in json.loads(task["outcomes"])] or _in_hand(task)
         total += int(task["total"])
-        done += int(task["done"])
         if task["status"] == "running":
             chunks_done += int(task["chunks_done"] or 0)
             chunks_total += int(task["chunks_total"] or 0)
+    # cancelled files were not processed; files still in hand are not done
+    done = sum(f.status not in ("cancelled", "pending", "running") for f in files)
     return Job(
         id=row["id"],
         kind=row["kind"],

@@ -5,9 +5,10 @@ previous version in one catalog transaction, and the search indexes follow. Re-a
 unchanged file costs one hash. One writer at a time per knowledge base (a file lock), so
 two processes adding at once queue instead of corrupting each other.
 
-A write can be cancelled (``IngestListener.cancelled``): it stops before its next commit or
-after the embedding batch in hand; files committed before stay, the others are reported as
-``cancelled`` and left exactly as they were (a file never indexed loses its pending row).
+A write can be cancelled (``IngestListener.cancelled``): it stops before its next file, its
+next commit or after the embedding batch in hand; files committed before stay, the others are
+reported as ``cancelled`` and left exactly as they were (a file never indexed loses its
+pending row).
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ class IngestListener:
     def started(self, total: int) -> None:
         """``total`` files are about to be processed."""
 
+    def file_started(self, name: str) -> None:
+        """The write has reached file ``name``: it is being read, or waits to be embedded
+        with the files before it in one batch, until ``file_done``."""
+
     def file_done(self, outcome: FileOutcome) -> None:
         """One file finished (indexed, failed, skipped, unchanged or removed)."""
 
@@ -79,8 +84,9 @@ class IngestListener:
         """``done`` of the ``total`` chunks of the files being committed are embedded."""
 
     def cancelled(self) -> str | None:
-        """Why the write must stop now, or None to go on. Asked before each commit and after
-        each embedding batch (keep it cheap: one small query at most)."""
+        """Why the write must stop now, or None to go on. Asked before starting each file,
+        before each commit and after each embedding batch (keep it cheap: one small query at
+        most)."""
         return None
 
 
@@ -428,7 +434,11 @@ class KnowledgeBase:
             outcomes.append(outcome)
             listener.file_done(outcome)
 
-        prepared = prefetch(found, lambda f: self.prepare(f, known, force))
+        def reached(found_file: FoundFile) -> None:  # no new file starts after a cancel
+            _stop_if_cancelled(listener)
+            listener.file_started(found_file.name)
+
+        prepared = prefetch(found, lambda f: self.prepare(f, known, force), reached=reached)
         try:
             with closing(prepared):  # a cancel stops the loading of the files ahead at once
                 self._commit_prepared(prepared, report, listener)

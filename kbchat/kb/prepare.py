@@ -117,7 +117,8 @@ class FilePreparer:
             return FileOutcome(name, path, "skipped", found.problem)
         if not is_supported(found.path):
             suffix = readable(found.path.suffix) or "(no extension)"
-            return FileOutcome(name, path, "skipped", f"{name}: unsupported file type {suffix}")
+            error = f"{name}: unsupported file type {suffix}"
+            return FileOutcome(name, path, "skipped", error, size=found.size_on_disk())
         try:
             size = found.path.stat().st_size
             if size > self.limits.max_file_bytes:
@@ -199,19 +200,30 @@ def prefetch(
     items: Iterable[FoundFile],
     work: Callable[[FoundFile], FileOutcome | PreparedFile],
     ahead: int = 4,
+    reached: Callable[[FoundFile], None] | None = None,
 ) -> Generator[tuple[FoundFile, FileOutcome | PreparedFile], None, None]:
-    """Run ``work`` on the next few items in a thread while the caller embeds the current one."""
+    """Run ``work`` on the next few items in a thread while the caller embeds the current one.
+
+    ``reached(item)`` is called as the caller's turn comes to an item, before waiting for
+    its ``work``; an exception it raises ends the generator there (a cancelled write stops
+    before starting another file)."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kbchat-load") as pool:
         queue: deque[tuple[FoundFile, Future[FileOutcome | PreparedFile]]] = deque()
+
+        def next_result() -> tuple[FoundFile, FileOutcome | PreparedFile]:
+            head, future = queue[0]
+            if reached is not None:
+                reached(head)  # if it raises, the item stays queued and is cancelled below
+            queue.popleft()
+            return head, future.result()
+
         try:
             for item in items:
                 queue.append((item, pool.submit(work, item)))
                 if len(queue) > ahead:
-                    head, future = queue.popleft()
-                    yield head, future.result()
+                    yield next_result()
             while queue:
-                head, future = queue.popleft()
-                yield head, future.result()
+                yield next_result()
         finally:  # the caller stopped early (a cancelled write): the files not begun are not read
             for _, future in queue:
                 future.cancel()

@@ -8,9 +8,11 @@ the next claim anywhere queues the task again, and re-running it is safe because
 chunks are replaced in one catalog transaction and the vector stores follow the catalog.
 
 A cancelled job's running tasks carry a flag in the task table; the worker reads it before
-each commit and after each embedding batch (``_Reporter.cancelled``), abandons the files not
-yet committed (the catalog and stores are as before for them: nothing of a file is written
-before its commit) and finishes the tasks as cancelled.
+each file, each commit and after each embedding batch (``TaskListener.cancelled``), abandons
+the files not yet committed (the catalog and stores are as before for them: nothing of a file
+is written before its commit) and finishes the tasks as cancelled. A worker told to stop
+(``stop_soon``) starts no new file, lets a fully embedded file commit, and hands its other
+tasks back to the queue unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +35,17 @@ from kbchat.ingest.discover import FoundFile
 from kbchat.kb.cancel import forget_files
 from kbchat.kb.jobs import BATCH, ClaimedTask, JobQueue, Task, cancelled_outcome
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener
-from kbchat.kb.originals import drop_unused_blob, local_copy, remove_upload, uploads_dir
+from kbchat.kb.originals import (
+    STAGING,
+    StagedFile,
+    drop_staged,
+    drop_unused_blob,
+    local_copy,
+    remove_upload,
+    upload_source,
+    uploads_dir,
+)
+from kbchat.kb.task_listener import STOPPING, TaskListener
 
 if TYPE_CHECKING:
     from kbchat.app import Services
@@ -54,15 +66,26 @@ def this_host() -> str:
 
 
 def add_tasks(
-    found: Sequence[tuple[str, Path, str]], *, shared: bool, force: bool = False
+    found: Sequence[tuple[str, Path, str]],
+    *,
+    shared: bool,
+    force: bool = False,
+    staged: dict[str, Path] | None = None,
 ) -> list[Task]:
     """Tasks adding files (name in the KB, path here, sha256); bound to this host unless the
-    bytes are in the catalog (``shared``). ``force`` re-reads files unchanged by their hash."""
+    bytes are in the catalog (``shared``). ``force`` re-reads files unchanged by their hash.
+    ``staged``: where the new bytes of files replacing an existing one wait, by name (they
+    are moved to the path only when the file's ingest commits)."""
+    staged = staged or {}
     return [
         Task(
             "add",
             file=name,
-            payload={"path": str(path), **({"force": True} if force else {})},
+            payload={
+                "path": str(path),
+                **({"staged": str(staged[name])} if name in staged else {}),
+                **({"force": True} if force else {}),
+            },
             sha256=sha or None,
             host=None if shared and sha else this_host(),
         )
@@ -98,15 +121,33 @@ def attach_task(conversation_id: str, owner: str | None, paths: Sequence[Path]) 
 
 @dataclass(slots=True)
 class Work:
-    """What an op needs: the services, the tasks it runs and where to report."""
+    """What an op needs: the services, the tasks it runs and where to report.
+
+    ``staged`` collects the files an add reads from staged copies, by name: the worker moves
+    each into place when its file commits, or drops it."""
 
     services: Services
     kb: str
     tasks: list[ClaimedTask]
     listener: IngestListener
+    staged: dict[str, StagedFile] = field(default_factory=dict)
 
 
 Op = Callable[[Work], None]
+
+
+def _source(work: Work, kb_id: int, task: ClaimedTask) -> FoundFile:
+    """Where this machine reads an add task's file (``kbchat.kb.originals.upload_source``)."""
+    assert task.file is not None
+    library = work.services.library
+    return upload_source(
+        library.catalog,
+        uploads_dir(library.settings, kb_id),
+        task.file,
+        Path(task.payload["path"]),
+        task.payload.get("staged"),
+        task.sha256,
+    )
 
 
 def _add(work: Work) -> None:
@@ -114,18 +155,10 @@ def _add(work: Work) -> None:
     kb = library.get(work.kb)
     found: list[FoundFile] = []
     for task in work.tasks:
-        assert task.file is not None
-        path = local_copy(
-            library.catalog,
-            library.settings,
-            kb.record.id,
-            task.file,
-            task.payload["path"],
-            task.sha256,
-        )
-        if path is None:  # gone, or uploaded elsewhere without its bytes in the catalog:
-            path = Path(task.payload["path"])  # the load fails and says so, as kb add does
-        found.append(FoundFile(name=task.file, path=path))
+        source = _source(work, kb.record.id, task)
+        if isinstance(source, StagedFile):
+            work.staged[source.name] = source
+        found.append(source)
     if found:
         force = any(task.payload.get("force") for task in work.tasks)
         kb.add_found(found, listener=work.listener, force=force)
@@ -153,9 +186,8 @@ def _sync(work: Work) -> None:
         else uploads_dir(library.settings, kb.record.id)
     )
     folder.mkdir(parents=True, exist_ok=True)
-    kb.sync(
-        folder, exclude=payload.get("exclude", []), listener=work.listener, follow_symlinks=False
-    )
+    exclude = [*payload.get("exclude", []), STAGING]  # uploads waiting for their commit
+    kb.sync(folder, exclude=exclude, listener=work.listener, follow_symlinks=False)
 
 
 def _rebuild(work: Work) -> None:
@@ -230,62 +262,11 @@ TRANSIENT: tuple[type[BaseException], ...] = (BackendError, ServiceUnavailable, 
 """Errors worth another attempt: a backend, the database or the disk failed for now."""
 
 
-PROGRESS_EVERY_S = 1.0
-"""Least seconds between two writes of a running task's chunk progress to the catalog."""
+_QUIET = IngestListener()
 
-
-class _Reporter(IngestListener):
-    """Records each file's outcome on the task that wrote it."""
-
-    def __init__(self, queue: JobQueue, tasks: Sequence[ClaimedTask]) -> None:
-        self.queue = queue
-        self.ids = [task.id for task in tasks]
-        self.by_file = {task.file: task.id for task in tasks if task.file is not None}
-        self.whole = next((task.id for task in tasks if task.file is None), None)
-        self.first = tasks[0].id
-        self._shown = 0.0  # when chunk progress was last written
-        self.reason: str | None = None
-        """Why the job was cancelled, once a check found it."""
-        self.stopped: set[int] = set()
-        """Tasks with a file reported cancelled."""
-
-    def cancelled(self) -> str | None:
-        # One indexed read per commit and per embedding batch (a batch takes far longer).
-        if self.reason is None:
-            self.reason = self.queue.cancel_reason(self.ids)
-        return self.reason
-
-    def chunks_embedded(self, done: int, total: int) -> None:
-        # At most one write a second (and the last one), on the task the batch started with.
-        now = time.monotonic()
-        if done < total and now - self._shown < PROGRESS_EVERY_S:
-            return
-        self._shown = now
-        self.queue.progress(self.whole if self.whole is not None else self.first, done, total)
-
-    def started(self, total: int) -> None:
-        if self.whole is not None:
-            self.queue.started(self.whole, total)
-
-    def file_done(self, outcome: FileOutcome) -> None:
-        log.info(
-            "%s: %s%s",
-            outcome.name,
-            outcome.status,
-            f": {outcome.error}"
-            if outcome.error
-            else f" ({outcome.chunks} chunk{'' if outcome.chunks == 1 else 's'})",
-            extra={"fields": {"task": self.first, "status": outcome.status}},
-        )
-        task_id = self.by_file.get(
-            outcome.name, self.whole if self.whole is not None else self.first
-        )
-        if outcome.status == "cancelled":
-            self.stopped.add(task_id)
-        self.queue.record(task_id, outcome)
-
-    def waiting(self, message: str) -> None:
-        log.info("task %s: %s", self.first, message)
+_CLAIMING = threading.Lock()
+"""Held while a worker of this process claims and marks its knowledge base busy, so that two
+workers sharing a ``busy`` set never claim tasks of one knowledge base at once."""
 
 
 class Worker:
@@ -317,8 +298,9 @@ class Worker:
         self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(3)}"
         self.ops = OPS if ops is None else ops
         self._busy = busy if busy is not None else set()
-        self._busy_lock = threading.Lock()
+        self._busy_lock = _CLAIMING  # one per process, as ``busy`` is shared in it
         self._held: list[int] = []
+        self._reporter: TaskListener | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -334,10 +316,23 @@ class Worker:
         """Whether it holds a task now."""
         return bool(self._held)
 
+    def in_hand(self) -> tuple[str, list[str]] | None:
+        """(knowledge base, files being read or embedded) of the task it holds, or None."""
+        reporter = self._reporter
+        if reporter is None or not self._held:
+            return None
+        return reporter.kb, list(reporter.in_hand)
+
+    def stop_soon(self) -> None:
+        """Claim nothing more and start no new file; the file in hand commits if its chunks
+        are all embedded, else it stops at its next embedding batch. Tasks not finished go
+        back to the queue at once (to run at the next start of any worker)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 30.0, abandon: threading.Event | None = None) -> bool:
-        """Stop claiming; wait up to ``timeout`` seconds (or until ``abandon`` is set) for the
-        task in hand to finish. Returns whether it did: a task left running is queued again
-        once its lease expires, and its unfinished file was not written."""
+        """``stop_soon``, then wait up to ``timeout`` seconds (or until ``abandon`` is set)
+        for the task in hand to end. Returns whether it did: a task left running is queued
+        again once its lease expires, and its unfinished file was not written."""
         self._stop.set()
         if self._thread is None:
             return True
@@ -402,38 +397,98 @@ class Worker:
             f" ({len(files)} file(s))" if files else "",
             extra={"fields": {"worker": self.owner, "attempt": tasks[0].attempts}},
         )
-        reporter = _Reporter(self.queue, tasks)
-        if reporter.cancelled() is not None:  # cancelled as it was claimed
+        work = Work(self.services, kb, tasks, _QUIET)
+        reporter = TaskListener(self.queue, tasks, staged=work.staged, stopping=self._stop)
+        work.listener = self._reporter = reporter
+        if reporter.cancelled() == STOPPING:  # stopping as it was claimed: not started
+            self.queue.release(ids)
+            log.info("task %s: handed back to the queue (%s)", ",".join(map(str, ids)), STOPPING)
+            return
+        if reporter.reason is not None:  # cancelled as it was claimed
             self._abandon(kb, tasks, reporter, [])
             return
+        again = False
         try:
-            op(Work(self.services, kb, tasks, reporter))
+            op(work)
         except TRANSIENT as exc:
             log.warning("task %s (%s on %s) failed, will retry: %s", ids, tasks[0].op, kb, exc)
             error = str(exc) or type(exc).__name__
-            if not self.queue.retry(ids, error):
-                self._give_up(kb, tasks, f"{error} (gave up after {tasks[0].attempts} attempts)")
+            again = self.queue.retry(ids, error)
+            if not again:
+                undecided = [t for t in tasks if t.id not in reporter.decided]
+                gave_up = f"{error} (gave up after {tasks[0].attempts} attempts)"
+                self._give_up(kb, undecided, gave_up)
             return
         except KbchatError as exc:
-            self.queue.finish(ids, error=str(exc))
-            self._give_up(kb, tasks, str(exc))
+            self._fail(kb, tasks, reporter, str(exc))
             return
         except Exception as exc:  # a bug must fail the task, not kill the worker
             log.exception("task %s (%s on %s) crashed", ids, tasks[0].op, kb)
-            error = f"internal error: {type(exc).__name__}: {exc}"
-            self.queue.finish(ids, error=error)
-            self._give_up(kb, tasks, error)
+            self._fail(kb, tasks, reporter, f"internal error: {type(exc).__name__}: {exc}")
             return
-        if reporter.stopped:
-            self._abandon(kb, tasks, reporter, [t for t in tasks if t.id not in reporter.stopped])
+        else:
+            if reporter.handed_back:
+                self._hand_back(tasks, reporter)
+            elif reporter.stopped:
+                finished = [t for t in tasks if t.id not in reporter.stopped]
+                self._abandon(kb, tasks, reporter, finished)
+            else:
+                self.queue.finish(ids)
+        finally:  # the tasks are settled: tidy what they leave
+            self._reporter = None
+            again = again or bool(reporter.handed_back)
+            self._tidy_staged(tasks, work.staged, again=again)
+            if not again:
+                self._drop_blobs(tasks)
+
+    def _fail(
+        self, kb: str, tasks: Sequence[ClaimedTask], reporter: TaskListener, error: str
+    ) -> None:
+        """The work stopped with ``error``: tasks whose files were decided before are done,
+        the others fail with it (their files say why in the catalog)."""
+        undecided = [t for t in tasks if t.id not in reporter.decided]
+        self.queue.finish([t.id for t in tasks if t.id in reporter.decided])
+        self.queue.finish([t.id for t in undecided], error=error)
+        self._give_up(kb, undecided, error)
+
+    def _hand_back(self, tasks: Sequence[ClaimedTask], reporter: TaskListener) -> None:
+        """The worker is stopping: tasks whose files finished are done, the others go back
+        to the queue unchanged (their files were left as they were)."""
+        back = [task.id for task in tasks if task.id in reporter.handed_back]
+        self.queue.finish([task.id for task in tasks if task.id not in reporter.handed_back])
+        self.queue.release(back)
+        log.info("task %s: handed back to the queue (%s)", ",".join(map(str, back)), STOPPING)
+
+    def _drop_blobs(self, tasks: Sequence[ClaimedTask]) -> None:
+        """Delete the catalog's copies of uploads no file and no unfinished task names any
+        more (a replacement that failed; called once its tasks have finished)."""
+        shas = {t.sha256 for t in tasks if t.op == "add" and t.sha256}
+        if not shas or self.services is None:
             return
-        self.queue.finish(ids)
+        try:
+            for sha in shas:
+                drop_unused_blob(self.services.library.catalog, sha)
+        except Exception as exc:  # the database away: the blob stays until the next clean-up
+            log.warning("could not drop unused uploads from the catalog: %s", exc)
+
+    @staticmethod
+    def _tidy_staged(
+        tasks: Sequence[ClaimedTask], staged: dict[str, StagedFile], *, again: bool
+    ) -> None:
+        """Drop the staged copies no file outcome settled: all of them when the tasks will
+        not run again; else those made here from a blob (the next run makes its own), so
+        that only the staged copy a task names stays for it."""
+        named = {t.payload.get("staged") for t in tasks if again}
+        for copy in staged.values():
+            if str(copy.path) not in named:
+                drop_staged(copy.path, copy.folder)
+        staged.clear()
 
     def _abandon(
         self,
         kb: str,
         tasks: Sequence[ClaimedTask],
-        reporter: _Reporter,
+        reporter: TaskListener,
         finished: Sequence[ClaimedTask],
     ) -> None:
         """A cancelled job: ``finished`` tasks are done, the others cancelled; files the
@@ -461,8 +516,15 @@ class Worker:
             record = catalog.get_kb(kb)
             for task in adds:
                 assert task.file is not None
+                known = catalog.get_file(record.id, task.file)  # its pending row's size stays
                 catalog.set_file_status(
-                    record.id, task.file, path=task.payload["path"], status="failed", error=error
+                    record.id,
+                    task.file,
+                    path=task.payload["path"],
+                    status="failed",
+                    error=error,
+                    sha256=task.sha256 or "",
+                    size=known.size if known is not None else 0,
                 )
         except Exception as exc:  # the KB dropped meanwhile, or the database away
             log.warning(

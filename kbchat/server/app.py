@@ -31,6 +31,7 @@ from kbchat.errors import BadInput
 from kbchat.ingest.loaders import supported_extensions
 from kbchat.kb.jobs import JobQueue
 from kbchat.kb.knowledge_base import write_lock
+from kbchat.kb.originals import sweep_staged
 from kbchat.kb.worker import Worker, add_tasks
 from kbchat.registry import load_plugins
 from kbchat.runtime import configure_process
@@ -62,6 +63,7 @@ from kbchat.server.first_run import seed_sample as seed_sample_kb
 from kbchat.server.first_run import warm_default_model
 from kbchat.server.generation_queue import GenerationQueues
 from kbchat.server.mcp import build_mcp, mount_mcp
+from kbchat.server.shutdown import WORKER_STOP_WAIT_S
 from kbchat.server.state import ServerState, current_principal, get_state
 from kbchat.server.streams import document_streams
 from kbchat.shapes.system import (
@@ -135,6 +137,7 @@ def create_app(
         ]
         state.workers = workers
         _resume_pending(state)
+        sweep_staged(running.library.catalog, settings)  # replacements whose task ended unseen
         await run_in_threadpool(running.file_chats)  # drops conversations' expired files
         if seed_sample:
             seed_sample_kb(state)
@@ -148,9 +151,15 @@ def create_app(
         finally:
             state.summary_jobs.cancel_all()
             state.jobs.close()
-            for worker in workers:  # each finishes its task, unless a second Ctrl-C came
-                if not await run_in_threadpool(worker.stop, 30.0, app.state.quit_now):
-                    log.warning("worker %s stopped with its task unfinished", worker.owner)
+            for worker in workers:  # each ends its file in hand, unless a second Ctrl-C came
+                wait_s = WORKER_STOP_WAIT_S
+                if not await run_in_threadpool(worker.stop, wait_s, app.state.quit_now):
+                    log.warning(
+                        "worker %s: its task was left unfinished (waited at most %g s); it "
+                        "runs again at the next start",
+                        worker.owner,
+                        wait_s,
+                    )
             if own:
                 running.close()
 

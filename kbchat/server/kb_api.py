@@ -39,6 +39,7 @@ from kbchat.server.uploads import (
     place_uploads,
     safe_path,
     stage_uploads,
+    supported_types,
     unsupported_reason,
     uploads_dir,
 )
@@ -226,7 +227,11 @@ def upload_files(
         ),
     ] = False,
 ) -> JobAccepted:
-    """Save uploaded files and ingest them in a background job (202 with the job)."""
+    """Save uploaded files and ingest them in a background job (202 with the job).
+
+    An upload of only unsupported file types is refused (422, naming the files and the
+    supported types); unsupported files among others are listed as skipped. A file that
+    replaces another (``overwrite``) is put in place only when its ingest commits."""
     record = find_kb(state, caller, name, "write")
     limits = state.settings.server
     if len(files) > limits.max_upload_files:
@@ -241,11 +246,12 @@ def upload_files(
                 f"{upload.filename}: {upload.size / 2**20:.1f} MB is over the "
                 f"{limits.max_upload_mb:g} MB upload limit (server.max_upload_mb)"
             )
+    _refuse_unsupported(files)
     catalog = state.services.library.catalog
     folder = uploads_dir(state.settings, record.id)
     exclude = state.settings.ingest.exclude
     staged, refused = stage_uploads(files, folder, max_bytes, exclude)
-    place_uploads(
+    waiting = place_uploads(  # replacements wait staged until their ingest commits
         staged, lambda file: catalog.get_file(record.id, file), kb=name, replace=overwrite
     )
     catalog.mark_pending(record.id, [(s.name, str(s.target), s.size) for s in staged])
@@ -257,13 +263,32 @@ def upload_files(
             path="",
             status="skipped" if outcome.status == "skipped" else "failed",
             error=outcome.error,
+            size=outcome.size,
         )
     shared = state.settings.uploads_in_database
     if shared:
         for placed_upload in staged:
-            save_blob(catalog, placed_upload.target, placed_upload.sha256)
-    tasks = add_tasks([(s.name, s.target, s.sha256) for s in staged], shared=shared)
+            bytes_at = waiting.get(placed_upload.name, placed_upload.target)
+            save_blob(catalog, bytes_at, placed_upload.sha256)
+    found = [(s.name, s.target, s.sha256) for s in staged]
+    tasks = add_tasks(found, shared=shared, staged=waiting)
     return JobAccepted(job=job_info(state.jobs.submit(name, "add", tasks, outcomes=refused)))
+
+
+def _refuse_unsupported(files: list[UploadFile]) -> None:
+    """An upload of nothing but unsupported file types is refused before anything is saved
+    (an upload that mixes them in is accepted: they are listed as skipped)."""
+    reasons = [unsupported_reason(upload.filename or "upload") for upload in files]
+    if not all(reasons):
+        return
+    names = ", ".join(repr(upload.filename or "upload") for upload in files[:5])
+    more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+    raise BadInput(
+        f"nothing to index: {names}{more} {'is not a' if len(files) == 1 else 'are not'} "
+        f"supported file type{'' if len(files) == 1 else 's'}; nothing was saved. "
+        f"Supported types: {supported_types()}",
+        param="files",
+    )
 
 
 def _catalogued(refused: list[FileOutcome], placed: set[str]) -> list[FileOutcome]:

@@ -1,9 +1,12 @@
 """How ``kbchat serve`` stops: the first Ctrl-C says in one line what it waits for (answers
-being generated, ingest tasks in a worker's hands); a second Ctrl-C quits at once.
+being generated, the files its workers have in hand) and for how long at most; a second
+Ctrl-C quits at once.
 
-Quitting at once is safe for the knowledge bases: a file is written in one catalog
-transaction, so an ingest task cut short leaves its file as it was, and the task runs again
-(its lease expires) at the next start of any worker.
+At the first Ctrl-C the workers stop claiming and start no new file: a file whose chunks are
+all embedded commits, any other stops at its next embedding batch, and the files not finished
+go back to the queue for the next start. Quitting at once is safe for the knowledge bases
+too: a file is written in one catalog transaction, so an ingest task cut short leaves its file
+as it was, and the task runs again (its lease expires) at the next start of any worker.
 """
 
 from __future__ import annotations
@@ -26,24 +29,47 @@ def quit_now(app: FastAPI) -> threading.Event:
     return event
 
 
-def in_flight(state: ServerState) -> tuple[int, int]:
-    """(answers being generated or waiting for the model, ingest tasks workers hold)."""
+WORKER_STOP_WAIT_S = 30.0
+"""Longest wait, in seconds, for a worker's file in hand after the first Ctrl-C (said in the
+line it prints); a file still unfinished then runs again at the next start."""
+
+
+def in_flight(state: ServerState) -> tuple[int, list[str]]:
+    """(answers being generated or waiting for the model, what each busy worker holds:
+    ``the ingest of 'a.txt' in 'docs'``, or ``a write to 'docs'`` between files)."""
     answers = sum(queue.running + queue.waiting for queue in state.queues.all())
-    tasks = sum(worker.busy for worker in state.workers)
-    return answers, tasks
+    ingests: list[str] = []
+    for worker in state.workers:
+        held = worker.in_hand()
+        if held is None:
+            continue
+        kb, files = held
+        shown = ", ".join(repr(name) for name in files[:3]) + (" ..." if len(files) > 3 else "")
+        ingests.append(f"the ingest of {shown} in {kb!r}" if files else f"a write to {kb!r}")
+    return answers, ingests
 
 
-def stopping_message(state: ServerState | None) -> str:
+def stopping_message(state: ServerState | None, wait_s: float = WORKER_STOP_WAIT_S) -> str:
     """The one line the first Ctrl-C prints."""
-    answers, tasks = in_flight(state) if state is not None else (0, 0)
-    parts = [
-        f"{n} {what}{'' if n == 1 else 's'}"
-        for n, what in ((answers, "running answer"), (tasks, "ingest task"))
-        if n
-    ]
+    answers, ingests = in_flight(state) if state is not None else (0, [])
+    parts = [f"{answers} running answer{'' if answers == 1 else 's'}"] if answers else []
+    if ingests:
+        parts.append("; ".join(ingests))
     if not parts:
         return "Stopping; press Ctrl-C again to quit now"
-    return f"Stopping: waiting for {' and '.join(parts)}; press Ctrl-C again to quit now"
+    line = f"Stopping: waiting for {' and '.join(parts)}"
+    if ingests:
+        line += (
+            f" (no new file starts; at most {wait_s:g} s, then what is unfinished runs "
+            "again at the next start)"
+        )
+    return f"{line}; press Ctrl-C again to quit now"
+
+
+def stop_workers_soon(state: ServerState | None) -> None:
+    """The first Ctrl-C: workers claim nothing more and start no new file."""
+    for worker in state.workers if state is not None else ():
+        worker.stop_soon()
 
 
 class GracefulServer(uvicorn.Server):
@@ -65,3 +91,4 @@ class GracefulServer(uvicorn.Server):
         elif not told:
             state: Any = getattr(self.app.state, "kbchat", None)
             self.say(stopping_message(state))
+            stop_workers_soon(state)  # now, not after uvicorn has closed the connections

@@ -3,9 +3,11 @@
 Uploads land in ``<home>/uploads/<kb id>/`` under a sanitised relative path: the folders
 of a folder upload are kept (``北京分公司/考勤 制度.txt``), but never ``..``, an absolute
 path, hidden or device names. A file is written to a staging file and hashed first, then
-linked into place only if nothing different is there (or the caller asked to replace it),
-so a reader never sees half a file, one KB can never overwrite another's, and two uploads
-racing for one name cannot silently replace each other. A file whose bytes contradict its
+linked into place only if nothing different is there, so a reader never sees half a file,
+one KB can never overwrite another's, and two uploads racing for one name cannot silently
+replace each other. A file replacing a different one (the caller asked to) stays staged
+(``kbchat.kb.originals``) until its ingest commits, so a cancelled or failed replacement
+leaves the previous bytes in place. A file whose bytes contradict its
 extension (an executable named ``.pdf``) is refused with a reason instead of being handed
 to a parser.
 """
@@ -26,8 +28,9 @@ from typing import BinaryIO, Literal
 from fastapi import UploadFile
 
 from kbchat.errors import BadInput, Conflict
-from kbchat.ingest.loaders import is_supported
+from kbchat.ingest.loaders import is_supported, supported_extensions
 from kbchat.kb.knowledge_base import FileOutcome, file_sha256
+from kbchat.kb.originals import drop_staged, staging_path
 from kbchat.kb.originals import remove_upload as remove_upload  # re-exported
 from kbchat.kb.originals import uploads_dir as uploads_dir  # re-exported
 from kbchat.server.errors import PayloadTooLarge
@@ -154,6 +157,11 @@ def unsupported_reason(name: str) -> str | None:
     return f"{name}: unsupported file type {Path(name).suffix or '(no extension)'}"
 
 
+def supported_types() -> str:
+    """The file extensions a loader reads, for messages: ``.csv, .docx, ...``."""
+    return ", ".join(sorted(supported_extensions()))
+
+
 @dataclass(frozen=True, slots=True)
 class StagedUpload:
     """An uploaded file written to a staging file, not yet in place."""
@@ -257,23 +265,34 @@ def stage_uploads(
     try:
         for upload in uploads:
             raw = upload.filename or "upload"
+            size = _size(upload)
             if pattern := _excluded(raw, exclude):
                 reason = f"{raw}: skipped by the exclude pattern {pattern!r} (ingest.exclude)"
-                refused.append(FileOutcome(raw, "", "skipped", reason))
+                refused.append(FileOutcome(raw, "", "skipped", reason, size=size))
                 continue
             try:
                 name = safe_path(raw)
             except BadInput as exc:
-                refused.append(FileOutcome(raw, "", "failed", str(exc)))
+                refused.append(FileOutcome(raw, "", "failed", str(exc), size=size))
                 continue
             if problem := _refusal(upload.file, name, {s.name for s in staged}):
-                refused.append(FileOutcome(name, "", *problem))
+                refused.append(FileOutcome(name, "", *problem, size=size))
                 continue
             staged.append(stage_upload(upload.file, folder, name, max_bytes))
     except BaseException:
         discard_uploads(staged)
         raise
     return staged, refused
+
+
+def _size(upload: UploadFile) -> int:
+    """The uploaded file's size in bytes (measured when the client did not say)."""
+    if upload.size is not None:
+        return upload.size
+    position = upload.file.tell()
+    size = upload.file.seek(0, os.SEEK_END)
+    upload.file.seek(position)
+    return size
 
 
 def _excluded(raw: str, patterns: Sequence[str]) -> str | None:
@@ -311,8 +330,11 @@ def place_uploads(
     *,
     kb: str,
     replace: bool,
-) -> None:
+) -> dict[str, Path]:
     """Put staged uploads in place, all or none, never over a different file unless ``replace``.
+
+    An upload that replaces different bytes (on disk, or indexed under its name) is not put
+    in place: it moves to a staged copy that its ingest puts in place when it commits.
 
     Args:
         staged: The uploads, staged.
@@ -320,26 +342,50 @@ def place_uploads(
         kb: The knowledge base's name, for messages.
         replace: Replace different files of the same names (the caller asked).
 
+    Returns:
+        The staged copies of the replacing uploads, by name.
+
     Raises:
         Conflict: without ``replace``, a different file has one of the names, or a file
-            stands where a folder must go (nothing is placed; the message names the files).
+            stands where a folder must go, or a folder where a file must go (nothing is
+            placed; the message names the files).
     """
     created: list[StagedUpload] = []
+    waiting: dict[str, Path] = {}
     try:
+        replacing = [s for s in staged if _replaces(s, known(s.name))]
         if not replace:
-            _refuse_replacing([s for s in staged if _replaces(s, known(s.name))], kb)
+            _refuse_replacing(replacing, kb)
         for upload in staged:
+            if upload in replacing:
+                waiting[upload.name] = _stage_replacement(upload)
+                continue
             existed = upload.target.exists()
-            if not place_upload(upload, replace=replace):  # lost a race for the name
+            if not place_upload(upload, replace=False):  # lost a race for the name
                 _refuse_replacing([upload], kb)
             if not existed:
                 created.append(upload)
     except BaseException:
         for upload in created:  # all or none: take back what this request created
             upload.target.unlink(missing_ok=True)
+        for upload in staged:
+            if upload.name in waiting:
+                drop_staged(waiting[upload.name], upload.staging.parent)
         raise
     finally:
         discard_uploads(staged)
+    return waiting
+
+
+def _stage_replacement(upload: StagedUpload) -> Path:
+    """Move the staging file of an upload that replaces another to its staged copy."""
+    if upload.target.exists() and not upload.target.is_file():
+        raise Conflict(f"{upload.name}: a folder of the same name is in the way")
+    folder = upload.staging.parent
+    path = staging_path(folder, upload.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(upload.staging, path)
+    return path
 
 
 def _replaces(staged: StagedUpload, record: FileRecord | None) -> bool:

@@ -93,7 +93,9 @@ class FileInfo(Shape):
     status: FileStatus
     error: str | None = Field(description="Why the file failed or was skipped.")
     chunks: int
-    size: int = Field(description="Bytes.")
+    size: int | None = Field(
+        description="Bytes; null when unknown (a file refused or failed before it was read)."
+    )
     sha256: str
     updated_at: float = Field(description="Unix time in seconds.")
 
@@ -105,7 +107,15 @@ class FileListing(FileInfo):
 
 
 def file_info(record: FileRecord) -> FileInfo:
-    return FileInfo.model_validate(record, from_attributes=True)
+    info = FileInfo.model_validate(record, from_attributes=True)
+    return info.model_copy(update={"size": known_size(record)})
+
+
+def known_size(record: FileRecord) -> int | None:
+    """A file's size in bytes, or None when it is unknown: the catalog holds 0 for a file
+    that was refused or failed before its bytes were read (its hash is unknown too)."""
+    unread = record.size == 0 and not record.sha256 and record.status in ("skipped", "failed")
+    return None if unread else record.size
 
 
 def file_listing(record: FileRecord, summary: str | None) -> FileListing:

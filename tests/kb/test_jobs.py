@@ -13,7 +13,7 @@ import pytest
 
 from kbchat.errors import BackendError, BadInput, Conflict, KbchatError, NotFound
 from kbchat.kb import jobs as jobs_module
-from kbchat.kb import worker as worker_module
+from kbchat.kb import task_listener
 from kbchat.kb.jobs import JobQueue, Task
 from kbchat.kb.knowledge_base import FileOutcome
 from kbchat.kb.worker import Work, Worker
@@ -80,9 +80,11 @@ def test_a_job_lists_every_file_from_the_start(queue: JobQueue) -> None:
     def states() -> list[tuple[str, str]]:
         return [(f.name, f.status) for f in queue.get(job_id).files]
 
-    def add(work: Work) -> None:
+    def add(work: Work) -> None:  # as the knowledge base runs it: one file after the other
+        seen.append(states())  # claimed together, none started yet
         for task in work.tasks:
             assert task.file is not None
+            work.listener.file_started(task.file)
             seen.append(states())
             work.listener.file_done(outcome(task.file))
 
@@ -98,8 +100,9 @@ def test_a_job_lists_every_file_from_the_start(queue: JobQueue) -> None:
         ("b.txt", "/in/b.txt", "pending"),
     ]
     run_until_idle(worker(queue, {"add": add}))
-    assert seen == [
-        [("bad.pdf", "failed"), ("a.txt", "running"), ("b.txt", "running")],
+    assert seen == [  # only the file in hand is running; the others wait their turn
+        [("bad.pdf", "failed"), ("a.txt", "pending"), ("b.txt", "pending")],
+        [("bad.pdf", "failed"), ("a.txt", "running"), ("b.txt", "pending")],
         [("bad.pdf", "failed"), ("a.txt", "indexed"), ("b.txt", "running")],
     ]
     assert states() == [("bad.pdf", "failed"), ("a.txt", "indexed"), ("b.txt", "indexed")]
@@ -120,7 +123,7 @@ def test_a_whole_kb_task_counts_the_files_it_finds(queue: JobQueue) -> None:
 def test_a_big_file_shows_its_chunks_embedded_while_it_runs(
     queue: JobQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_module, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(task_listener, "PROGRESS_EVERY_S", 0.0)
     seen: list[tuple[int, int]] = []
     job_id = ""
 
@@ -427,7 +430,8 @@ def test_cancelling_finishes_queued_tasks_at_once_and_a_second_cancel_conflicts(
     assert [(f.name, f.path, f.status, f.error) for f in cancelled.files] == [
         ("a.txt", "/u/a.txt", "cancelled", "cancelled by alice")
     ]
-    assert (cancelled.done, cancelled.total) == (1, 1)
+    assert (cancelled.done, cancelled.total) == (0, 1)  # a cancelled file was not processed
+    assert cancelled.counts() == {"cancelled": 1}
     assert cancelled.to_json()["status"] == "cancelled"
     with pytest.raises(Conflict, match="already finished"):
         queue.cancel(job.id, "again")
@@ -525,3 +529,98 @@ def test_a_cancel_from_another_process_reaches_the_running_worker(catalog: Catal
     finished = queue.get(job.id)
     assert (finished.status, finished.files[0].status) == ("cancelled", "cancelled")
     assert finished.error == "cancelled elsewhere"
+
+
+def expire_leases(catalog: Catalog) -> None:
+    """The lease of every running task has run out (its worker was killed)."""
+    from sqlalchemy import update
+
+    from kbchat.store.catalog_schema import job_tasks
+
+    with catalog.engine.begin() as conn:
+        conn.execute(
+            update(job_tasks).where(job_tasks.c.status == "running").values(lease_expires=0.0)
+        )
+
+
+def test_a_dead_worker_s_tasks_are_taken_back_once_keeping_the_files_it_finished(
+    queue: JobQueue, catalog: Catalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = queue.submit("kb", "add", [Task("add", file=f"{n}.txt") for n in "abc"])
+    held = queue.claim("killed-worker", "host")  # one batch of the three
+    assert [t.file for t in held] == ["a.txt", "b.txt", "c.txt"]
+    queue.file_started(held[0].id)
+    queue.record(held[0].id, outcome("a.txt"))  # a.txt was committed before the kill
+    queue.file_started(held[1].id)
+    expire_leases(catalog)
+    restarted = [JobQueue(catalog), JobQueue(catalog)]  # two workers of the new start
+    with caplog.at_level("WARNING", logger="kbchat.kb.jobs"):
+        taken = [q.requeue_expired() for q in restarted]
+    assert taken == [3, 0]  # each task is taken back once
+    warnings = [r.getMessage() for r in caplog.records if r.name == "kbchat.kb.jobs"]
+    assert len(warnings) == 1 and job.id in warnings[0] and "killed-worker" in warnings[0]
+    assert [(f.name, f.status) for f in queue.get(job.id).files] == [
+        ("a.txt", "indexed"),  # not run again, not shown as unchanged later
+        ("b.txt", "pending"),
+        ("c.txt", "pending"),
+    ]
+    ran: list[str] = []
+
+    def add(work: Work) -> None:
+        for task in work.tasks:
+            assert task.file is not None
+            ran.append(task.file)
+            work.listener.file_done(outcome(task.file))
+
+    run_until_idle(worker(queue, {"add": add}))
+    assert ran == ["b.txt", "c.txt"]
+    finished = queue.get(job.id)
+    assert finished.status == "done" and [f.status for f in finished.files] == ["indexed"] * 3
+
+
+def test_a_transient_error_retries_only_the_files_not_yet_decided(queue: JobQueue) -> None:
+    ran: list[str] = []
+
+    def add(work: Work) -> None:
+        for task in work.tasks:
+            assert task.file is not None
+            ran.append(task.file)
+            if task.file == "b.txt" and task.attempts == 1:
+                raise BackendError("the embedding server went away")
+            work.listener.file_done(outcome(task.file))
+
+    job = queue.submit("kb", "add", [Task("add", file=f"{n}.txt") for n in "abc"])
+    run_until_idle(worker(queue, {"add": add}))
+    assert ran == ["a.txt", "b.txt", "b.txt", "c.txt"]  # a.txt was not read twice
+    finished = queue.get(job.id)
+    assert [(f.name, f.status) for f in finished.files] == [
+        ("a.txt", "indexed"),
+        ("b.txt", "indexed"),
+        ("c.txt", "indexed"),
+    ]
+
+
+def test_a_cancelled_job_counts_the_files_done_and_those_left(queue: JobQueue) -> None:
+    job_id = ""
+
+    def add(work: Work) -> None:  # two files finish, then the job is cancelled
+        for task in work.tasks:
+            assert task.file is not None
+            work.listener.file_started(task.file)
+            if task.file == "c.txt":
+                queue.cancel(job_id, "cancelled by dora")
+            reason = work.listener.cancelled()
+            status = "skipped" if task.file == "b.txt" else "indexed"
+            work.listener.file_done(
+                FileOutcome(task.file, "", "cancelled", reason)
+                if reason
+                else outcome(task.file, status)
+            )
+
+    tasks = [Task("add", file=f"{n}.txt") for n in "abcdef"]
+    job_id = queue.submit("kb", "add", tasks, outcomes=[outcome("x.bin", "skipped")]).id
+    run_until_idle(worker(queue, {"add": add}))
+    job = queue.get(job_id)
+    assert job.status == "cancelled"
+    assert (job.done, job.total) == (3, 7)  # x.bin, a.txt, b.txt; not 7/7
+    assert job.counts() == {"indexed": 1, "skipped": 2, "cancelled": 4}

@@ -4,6 +4,7 @@ failed with the reason."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from kbchat.kb import jobs as jobs_module
 from kbchat.kb.jobs import JobQueue
 from kbchat.kb.originals import save_blob
 from kbchat.kb.prepare import file_sha256
-from kbchat.kb.worker import Worker, add_tasks, remove_task
+from kbchat.kb.worker import Worker, add_tasks, remove_task, this_host
 from kbchat.store.catalog_schema import blobs
 
 
@@ -258,3 +259,255 @@ def test_removing_a_file_that_kept_no_copy_needs_no_working_directory(
     assert kept.exists()
     remove_upload(uploads, kept)
     assert not uploads.joinpath("k").exists() and uploads.exists()
+
+
+def _staged_replacement(here: Services, record_id: int, name: str, data: bytes) -> Path:
+    """Stage ``data`` as the replacement of ``name``, as an upload with overwrite does."""
+    from kbchat.kb.originals import staging_path, uploads_dir
+
+    staged = staging_path(uploads_dir(here.settings, record_id), name)
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(data)
+    return staged
+
+
+@pytest.mark.parametrize("new", [b'{"note": "the zebra manual"}', b'{"note": broken'])
+def test_a_replacement_goes_into_place_only_when_its_ingest_commits(
+    tmp_path: Path, new: bytes
+) -> None:
+    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
+    record = here.library.create("docs")
+    upload = here.settings.home / "uploads" / str(record.id) / "manual.json"
+    upload.parent.mkdir(parents=True)
+    old = b'{"note": "descale the kettle every week"}'
+    upload.write_bytes(old)
+    queue = JobQueue(here.library.catalog)
+    queue.submit("docs", "add", add_tasks([(upload.name, upload, "")], shared=False))
+    drain(Worker(here, queue))
+    kb = here.library.get("docs")
+    before = [(r.sha256, r.chunks) for r in kb.files()]
+    staged = _staged_replacement(here, record.id, upload.name, new)
+    sha = file_sha256(staged)
+    tasks = add_tasks([(upload.name, upload, sha)], shared=False, staged={upload.name: staged})
+    job = queue.submit("docs", "add", tasks)
+    assert upload.read_bytes() == old  # waiting: the previous bytes stay in place
+    drain(Worker(here, queue))
+    [outcome] = queue.get(job.id).files
+    if outcome.status == "indexed":
+        assert upload.read_bytes() == new and kb.files()[0].sha256 == sha
+        assert kb.search("zebra manual", top_k=1)[0].file == "manual.json"
+    else:  # a failed replacement: the knowledge base and its copy are as they were
+        assert outcome.status == "failed"
+        assert upload.read_bytes() == old
+        assert [(r.sha256, r.chunks) for r in kb.files()] == before
+    assert not staged.exists() and not (upload.parent / ".staging").exists()
+
+
+def test_a_worker_elsewhere_stages_a_replacement_from_the_catalog(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    server = services(tmp_path / "server", url)
+    elsewhere = services(tmp_path / "worker", url)
+    record = server.library.create("docs")
+    folder = server.settings.home / "uploads" / str(record.id)
+    folder.mkdir(parents=True)
+    old, new = b'{"note": "descale weekly"}', b'{"note": broken'
+    (folder / "manual.json").write_bytes(old)
+    old_sha = file_sha256(folder / "manual.json")
+    save_blob(server.library.catalog, folder / "manual.json", old_sha)
+    (folder / "manual.json").unlink()  # the worker's machine has only the catalog's copy
+    queue = JobQueue(server.library.catalog)
+    queue.submit(
+        "docs", "add", add_tasks([("manual.json", folder / "manual.json", old_sha)], shared=True)
+    )
+    drain(Worker(elsewhere, JobQueue(elsewhere.library.catalog)))
+    local = elsewhere.settings.home / "uploads" / str(record.id) / "manual.json"
+    assert local.read_bytes() == old
+    staged = _staged_replacement(server, record.id, "manual.json", new)  # on the server only
+    new_sha = file_sha256(staged)
+    save_blob(server.library.catalog, staged, new_sha)
+    staged.unlink()
+    tasks = add_tasks(
+        [("manual.json", folder / "manual.json", new_sha)],
+        shared=True,
+        staged={"manual.json": staged},
+    )
+    job = queue.submit("docs", "add", tasks)
+    drain(Worker(elsewhere, JobQueue(elsewhere.library.catalog)))
+    assert queue.get(job.id).files[0].status == "failed"
+    assert local.read_bytes() == old  # never written over before a commit
+    assert not (local.parent / ".staging").exists()
+    with server.library.catalog.engine.connect() as conn:  # the failed bytes are not kept
+        assert conn.execute(select(blobs.c.sha256)).scalars().all() == [old_sha]
+
+
+def _gated_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, texts: dict[str, str]
+) -> tuple[Services, JobQueue, str, threading.Event, threading.Event, list[list[str]]]:
+    """A KB embedding one chunk per call, whose first embedding call waits to be released;
+    a job adding ``texts`` (file name -> text) queued."""
+    here = build(
+        load_settings(
+            home=tmp_path / "a",
+            embedder={"backend": "hash", "batch_size": 1},
+            catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        )
+    )
+    record = here.library.create("docs", chunk_size=200, chunk_overlap=0)
+    folder = here.settings.home / "uploads" / str(record.id)
+    folder.mkdir(parents=True)
+    for name, text in texts.items():
+        (folder / name).write_text(text)
+    kb = here.library.get("docs")
+    entered, release = threading.Event(), threading.Event()
+    calls: list[list[str]] = []
+    embed = kb.embedder.embed_batch
+
+    def gated(batch: list[str], *, is_query: bool = False) -> object:
+        if not is_query:
+            calls.append(list(batch))
+            if len(calls) == 1:
+                entered.set()
+                assert release.wait(10)
+        return embed(batch, is_query=is_query)
+
+    monkeypatch.setattr(kb.embedder, "embed_batch", gated)
+    queue = JobQueue(here.library.catalog)
+    found = [(name, folder / name, file_sha256(folder / name)) for name in texts]
+    job = queue.submit("docs", "add", add_tasks(found, shared=False))
+    return here, queue, job.id, entered, release, calls
+
+
+def test_a_stopping_worker_commits_the_file_in_hand_and_starts_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = {
+        "a.txt": "The kettle boils water.",
+        "b.txt": "Giraffes eat leaves.",
+        "c.txt": "Zebras have stripes.",
+    }
+    here, queue, job_id, entered, release, calls = _gated_library(tmp_path, monkeypatch, texts)
+    worker = Worker(here, queue)
+    running = threading.Thread(target=worker.run_once)
+    running.start()
+    try:
+        assert entered.wait(10)  # a.txt's one chunk is being embedded
+        assert worker.in_hand() == ("docs", ["a.txt"])
+        worker.stop_soon()  # the first Ctrl-C
+    finally:
+        release.set()
+        running.join(10)
+    assert calls == [["The kettle boils water."]]  # no other file was started
+    job = queue.get(job_id)
+    assert [(f.name, f.status) for f in job.files] == [
+        ("a.txt", "indexed"),
+        ("b.txt", "pending"),
+        ("c.txt", "pending"),
+    ]
+    assert job.status == "running" and (job.done, job.total) == (1, 3)
+    assert [r.name for r in here.library.get("docs").files() if r.status == "indexed"] == ["a.txt"]
+    drain(Worker(here, queue))  # the next start: the files handed back run, as first tries
+    job = queue.get(job_id)
+    assert job.status == "done" and [f.status for f in job.files] == ["indexed"] * 3
+
+
+def test_a_stopping_worker_leaves_a_file_at_its_next_embedding_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paragraphs = "\n\n".join(f"Paragraph {n} on giraffe model G{n}, " * 6 for n in range(4))
+    texts = {"big.txt": paragraphs, "small.txt": "Zebras have stripes."}
+    here, queue, job_id, entered, release, calls = _gated_library(tmp_path, monkeypatch, texts)
+    worker = Worker(here, queue)
+    running = threading.Thread(target=worker.run_once)
+    running.start()
+    try:
+        assert entered.wait(10)
+        worker.stop_soon()
+    finally:
+        release.set()
+        running.join(10)
+    assert len(calls) == 1  # stopped after the batch in hand
+    assert [(f.name, f.status) for f in queue.get(job_id).files] == [
+        ("big.txt", "pending"),
+        ("small.txt", "pending"),
+    ]
+    assert here.library.get("docs").stats()["chunks"] == 0
+
+
+def test_a_file_committed_just_before_its_worker_died_shows_indexed_not_unchanged(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import update
+
+    from kbchat.ingest.discover import FoundFile
+    from kbchat.store.catalog_schema import job_tasks
+
+    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
+    record = here.library.create("docs")
+    upload = here.settings.home / "uploads" / str(record.id) / "kettle.txt"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("The K3 kettle warranty lasts two years.")
+    queue = JobQueue(here.library.catalog)
+    job = queue.submit(
+        "docs", "add", add_tasks([("kettle.txt", upload, file_sha256(upload))], shared=False)
+    )
+    assert queue.claim("killed-worker", this_host())
+    # it committed the file, then was killed before recording what happened
+    here.library.get("docs").add_found([FoundFile("kettle.txt", upload)])
+    with here.library.catalog.engine.begin() as conn:
+        conn.execute(update(job_tasks).values(lease_expires=0.0))
+    drain(Worker(here, queue))  # the next start takes the task back and runs it again
+    [outcome] = queue.get(job.id).files
+    assert (outcome.status, outcome.chunks) == ("indexed", 1)
+
+
+def test_staged_copies_no_unfinished_task_names_are_swept(tmp_path: Path) -> None:
+    import os
+
+    from kbchat.kb.originals import sweep_staged
+
+    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
+    record = here.library.create("docs")
+    upload = here.settings.home / "uploads" / str(record.id) / "m.json"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b'{"a": 1}')
+    waiting = _staged_replacement(here, record.id, "m.json", b'{"a": 2}')
+    orphan = _staged_replacement(here, record.id, "m.json", b'{"a": 3}')
+    fresh = _staged_replacement(here, record.id, "m.json", b'{"a": 4}')
+    for path in (waiting, orphan):
+        os.utime(path, (1.0, 1.0))  # long ago
+    queue = JobQueue(here.library.catalog)
+    queue.submit(
+        "docs",
+        "add",
+        add_tasks(
+            [("m.json", upload, file_sha256(waiting))], shared=False, staged={"m.json": waiting}
+        ),
+    )
+    assert sweep_staged(here.library.catalog, here.settings) == 1
+    assert waiting.exists() and fresh.exists() and not orphan.exists()
+    assert not orphan.parent.exists() and upload.read_bytes() == b'{"a": 1}'
+
+
+def test_work_stopped_by_an_error_fails_only_the_files_not_yet_decided(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kbchat.errors import BadInput
+
+    texts = {"a.txt": "The kettle boils water.", "b.txt": "Giraffes eat leaves."}
+    here, queue, job_id, _, release, _ = _gated_library(tmp_path, monkeypatch, texts)
+    release.set()
+    kb = here.library.get("docs")
+    embed = kb.embedder.embed_batch
+
+    def refusing(batch: list[str], *, is_query: bool = False) -> object:
+        if any("Giraffes" in text for text in batch):
+            raise BadInput("the embedder refuses giraffes")
+        return embed(batch, is_query=is_query)
+
+    monkeypatch.setattr(kb.embedder, "embed_batch", refusing)
+    drain(Worker(here, queue))
+    job = queue.get(job_id)
+    assert job.status == "failed" and "refuses giraffes" in (job.error or "")
+    files = {r.name: (r.status, r.error) for r in kb.files()}
+    assert files["a.txt"] == ("indexed", None)  # decided before the error: left alone
+    assert files["b.txt"][0] == "failed" and "refuses giraffes" in (files["b.txt"][1] or "")

@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,20 +22,26 @@ from kbchat.server.shutdown import GracefulServer, stopping_message
 from tests.server.support import make_services, make_settings
 
 
-def state(answers: int = 0, waiting: int = 0, tasks: int = 0) -> Any:
+def state(answers: int = 0, waiting: int = 0, held: Sequence[tuple[str, list[str]]] = ()) -> Any:
     queue = SimpleNamespace(running=answers, waiting=waiting)
-    workers = [SimpleNamespace(busy=True) for _ in range(tasks)] + [SimpleNamespace(busy=False)]
+    workers = [SimpleNamespace(in_hand=lambda h=h: h) for h in [*held, None]]
     return SimpleNamespace(queues=SimpleNamespace(all=lambda: [queue]), workers=workers)
 
 
-def test_the_stopping_line_names_what_is_in_flight() -> None:
-    assert stopping_message(state(answers=1, tasks=1)) == (
-        "Stopping: waiting for 1 running answer and 1 ingest task; press Ctrl-C again to quit now"
+def test_the_stopping_line_names_what_is_in_flight_and_the_longest_wait() -> None:
+    assert stopping_message(state(answers=1, held=[("docs", ["a.txt"])]), wait_s=30) == (
+        "Stopping: waiting for 1 running answer and the ingest of 'a.txt' in 'docs' (no new "
+        "file starts; at most 30 s, then what is unfinished runs again at the next start); "
+        "press Ctrl-C again to quit now"
     )
     assert stopping_message(state(answers=1, waiting=2)) == (
         "Stopping: waiting for 3 running answers; press Ctrl-C again to quit now"
     )
-    assert stopping_message(state(tasks=2)).startswith("Stopping: waiting for 2 ingest tasks;")
+    two = stopping_message(state(held=[("docs", ["a.txt", "b.txt"]), ("hr", [])]), wait_s=12)
+    assert two.startswith(
+        "Stopping: waiting for the ingest of 'a.txt', 'b.txt' in 'docs'; a write to 'hr' "
+        "(no new file starts; at most 12 s,"
+    )
     assert stopping_message(state()) == "Stopping; press Ctrl-C again to quit now"
     assert stopping_message(None) == "Stopping; press Ctrl-C again to quit now"  # not started
 
@@ -101,7 +108,7 @@ def test_a_second_ctrl_c_quits_without_waiting_for_the_ingest_task(
         assert httpx.post(f"{url}/api/kbs/docs/files", files=files).status_code == 202
         assert entered.wait(20)  # the worker is embedding the file
         server.handle_exit(signal.SIGINT, None)
-        assert said == ["Stopping: waiting for 1 ingest task; press Ctrl-C again to quit now"]
+        assert said[0].startswith("Stopping: waiting for the ingest of 'a.txt' in 'docs' (")
         assert not server.force_exit
         server.handle_exit(signal.SIGINT, None)
         assert said[1].startswith("Quitting now") and server.force_exit
@@ -114,3 +121,61 @@ def test_a_second_ctrl_c_quits_without_waiting_for_the_ingest_task(
             worker.stop(timeout=30)
         services.close()
         sock.close()
+
+
+def test_the_first_ctrl_c_ends_the_file_in_hand_and_starts_no_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(workers=1)
+    settings.embedder.batch_size = 1  # one file per embedding call
+    services = make_services(settings)
+    services.library.create("docs")
+    kb = services.library.get("docs")
+    entered, release = threading.Event(), threading.Event()
+    embedded: list[str] = []
+    embed = kb.embedder.embed_batch
+
+    def held(texts: list[str], *, is_query: bool = False) -> object:
+        if not is_query:
+            embedded.extend(texts)
+            entered.set()
+            assert release.wait(60)
+        return embed(texts, is_query=is_query)
+
+    monkeypatch.setattr(kb.embedder, "embed_batch", held)
+    app = create_app(settings, services=services)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    said: list[str] = []
+    server = GracefulServer(
+        uvicorn.Config(app, lifespan="on", log_level="warning"), app, said.append
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:  # start-up, not a timed assertion
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        files = [
+            ("files", ("a.txt", b"The kettle boils water.", "text/plain")),
+            ("files", ("b.txt", b"Giraffes eat leaves.", "text/plain")),
+        ]
+        response = httpx.post(f"{url}/api/kbs/docs/files", files=files)
+        assert response.status_code == 202
+        assert entered.wait(20)  # a.txt is being embedded
+        server.handle_exit(signal.SIGINT, None)
+        assert len(said) == 1 and "'a.txt' in 'docs'" in said[0] and "at most 30 s" in said[0]
+        release.set()
+        thread.join(60)
+        assert not thread.is_alive()
+    finally:
+        release.set()
+        thread.join(30)
+        sock.close()
+    assert embedded == ["The kettle boils water."]  # b.txt was never started
+    job = app.state.kbchat.jobs.get(response.json()["job"]["id"])
+    assert [(f.name, f.status) for f in job.files] == [("a.txt", "indexed"), ("b.txt", "pending")]
+    assert job.status == "running"  # b.txt waits in the queue for the next start
+    services.close()

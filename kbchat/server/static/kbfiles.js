@@ -77,7 +77,7 @@ function jobCard(container, title, names = []) {
         if (job.chunks_total) label.textContent += ` · ${t("job.chunks", { done: job.chunks_done, total: job.chunks_total })}`;
       }
       else if (job.status === "failed") label.textContent = t("job.failed", { message: job.error || "" });
-      else if (job.status === "cancelled") label.textContent = t("job.cancelled", { kept: done - count("cancelled"), cancelled: count("cancelled") });
+      else if (job.status === "cancelled") label.textContent = t("job.cancelled", { kept: done, cancelled: count("cancelled") });
       else label.textContent = t("job.done", { indexed: count("indexed"), failed: count("failed"), skipped: count("skipped") + count("unchanged"), removed: count("removed") });
       replace(problems, files.filter((f) => f.status === "failed" || f.status === "skipped").map((f) =>
         h("li", { class: f.status }, statusBadge(f.status), " ", h("strong", {}, f.name), f.error ? h("span", { class: "reason" }, ` — ${f.error}`) : null)));
