@@ -228,10 +228,31 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     department?" answered "Käthe Leichter" over her biography, whose sentence says "she
     founded") is read from that whole passage: its best place counts.
 
+    An answer of several sentences that each add new words is judged by the sentence read
+    from the place holding the most of the question ("马赛……本名司马赛儿。她是2008年度香港小姐
+    竞选季军。": the model restates who she is, then answers); when some of them state
+    numbers, codes or names the question does not, only those are judged (a restated
+    background sentence cannot carry an invented year beside it).
+
     Returns the share of the question's key terms the place holds: 1.0 when the answer adds
     no new words or the question has no key terms, 0.0 when no sentence holds any of the
     answer's new words.
     """
+    asked = set(content_words(question))
+    parts = [
+        part
+        for part in sentences(_MARKERS.sub(" ", answer))
+        if any(w not in asked for w in content_words(part))
+    ]
+    if len(parts) > 1:
+        given = set(items(question))
+        stating = [part for part in parts if set(items(part)) - given]
+        return max(_support(part, question, passages) for part in stating or parts)
+    return _support(answer, question, passages)
+
+
+def _support(answer: str, question: str, passages: Sequence[str]) -> float:
+    """``support`` for an answer judged as one."""
     terms = key_terms(question)
     asked = set(content_words(question))
     new = [w for w in dict.fromkeys(content_words(_MARKERS.sub(" ", answer))) if w not in asked]

@@ -251,3 +251,20 @@ def test_an_answer_naming_the_passage_subject_is_read_from_the_whole_passage() -
     assert support("Kathe Leichter", question, [bio]) > 0.8  # typed without the accent
     # A name that is not the passage's subject is still judged by its own sentence.
     assert support("Otto Bauer", question, [bio + " Otto Bauer led the party."]) < 0.55
+
+
+def test_an_answer_that_restates_its_subject_first_is_judged_by_its_answering_sentence() -> None:
+    bio = (
+        "李小红\n李小红，本名李红英，祖籍广东，香港著名女演员、歌手。2013年她加入电视台。"
+        "她喜欢旅行。她常去海边。她的朋友很多。她是2008年度香港小姐竞选季军。"
+    )
+    question = "李小红是哪一年度香港小姐竞选季军？"
+    one = "她是2008年度香港小姐竞选季军。"
+    # Most of its new words come from the first sentence, which holds only her name.
+    two = "李小红，本名李红英，祖籍广东，香港著名女演员、歌手。" + one
+    assert support(one, question, [bio]) == 1.0
+    assert support(two, question, [bio]) == 1.0
+    # The restated sentence cannot carry a year read from elsewhere: the sentence that
+    # states a number the question does not is the one judged.
+    copied = "李小红，本名李红英，是香港小姐竞选季军。她在2013年加入电视台。"
+    assert support(copied, question, [bio]) < 0.55
