@@ -7,7 +7,9 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -72,18 +74,35 @@ def test_a_worker_stops_waiting_for_its_task_when_told(tmp_path: Any) -> None:
         catalog.close()
 
 
-def test_a_second_ctrl_c_quits_without_waiting_for_the_ingest_task(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    settings = make_settings(workers=1)
-    services = make_services(settings)
-    services.library.create("docs")
+@dataclass
+class Serving:
+    """A running server whose worker blocks in each embedding call until ``release``."""
+
+    url: str
+    server: GracefulServer
+    app: Any
+    said: list[str]
+    entered: threading.Event
+    release: threading.Event
+    embedded: list[str]
+    thread: threading.Thread
+
+
+@contextmanager
+def serving_with_held_embeddings(
+    monkeypatch: pytest.MonkeyPatch, settings: Any, services: Any
+) -> Iterator[Serving]:
+    """``kbchat serve`` (GracefulServer over uvicorn) on a free loopback port, its worker
+    held inside the embedder of knowledge base "docs" until ``release`` is set; stopped and
+    joined on exit."""
     kb = services.library.get("docs")
     entered, release = threading.Event(), threading.Event()
+    embedded: list[str] = []
     embed = kb.embedder.embed_batch
 
     def held(texts: list[str], *, is_query: bool = False) -> object:
         if not is_query:
+            embedded.extend(texts)
             entered.set()
             release.wait(60)
         return embed(texts, is_query=is_query)
@@ -104,23 +123,36 @@ def test_a_second_ctrl_c_quits_without_waiting_for_the_ingest_task(
             assert thread.is_alive() and time.monotonic() < deadline
             time.sleep(0.02)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        files = {"files": ("a.txt", b"The kettle boils water.", "text/plain")}
-        assert httpx.post(f"{url}/api/kbs/docs/files", files=files).status_code == 202
-        assert entered.wait(20)  # the worker is embedding the file
-        server.handle_exit(signal.SIGINT, None)
-        assert said[0].startswith("Stopping: waiting for the ingest of 'a.txt' in 'docs' (")
-        assert not server.force_exit
-        server.handle_exit(signal.SIGINT, None)
-        assert said[1].startswith("Quitting now") and server.force_exit
-        thread.join(30)
-        assert not thread.is_alive() and not release.is_set()  # it did not wait for the task
+        yield Serving(url, server, app, said, entered, release, embedded, thread)
+        thread.join(60)
+        assert not thread.is_alive()
     finally:
         release.set()
         thread.join(30)
         for worker in app.state.kbchat.workers:
             worker.stop(timeout=30)
-        services.close()
         sock.close()
+
+
+def test_a_second_ctrl_c_quits_without_waiting_for_the_ingest_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(workers=1)
+    services = make_services(settings)
+    services.library.create("docs")
+    with serving_with_held_embeddings(monkeypatch, settings, services) as run:
+        files = {"files": ("a.txt", b"The kettle boils water.", "text/plain")}
+        response = httpx.post(f"{run.url}/api/kbs/docs/files", files=files)
+        assert response.status_code == 202
+        assert run.entered.wait(20)  # the worker is embedding the file
+        run.server.handle_exit(signal.SIGINT, None)
+        assert run.said[0].startswith("Stopping: waiting for the ingest of 'a.txt' in 'docs' (")
+        assert not run.server.force_exit
+        run.server.handle_exit(signal.SIGINT, None)
+        assert run.said[1].startswith("Quitting now") and run.server.force_exit
+        run.thread.join(30)  # it ends without waiting for the task held in the embedder
+        assert not run.thread.is_alive() and not run.release.is_set()
+    services.close()
 
 
 def test_the_first_ctrl_c_ends_the_file_in_hand_and_starts_no_other(
@@ -130,52 +162,20 @@ def test_the_first_ctrl_c_ends_the_file_in_hand_and_starts_no_other(
     settings.embedder.batch_size = 1  # one file per embedding call
     services = make_services(settings)
     services.library.create("docs")
-    kb = services.library.get("docs")
-    entered, release = threading.Event(), threading.Event()
-    embedded: list[str] = []
-    embed = kb.embedder.embed_batch
-
-    def held(texts: list[str], *, is_query: bool = False) -> object:
-        if not is_query:
-            embedded.extend(texts)
-            entered.set()
-            assert release.wait(60)
-        return embed(texts, is_query=is_query)
-
-    monkeypatch.setattr(kb.embedder, "embed_batch", held)
-    app = create_app(settings, services=services)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    said: list[str] = []
-    server = GracefulServer(
-        uvicorn.Config(app, lifespan="on", log_level="warning"), app, said.append
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:  # start-up, not a timed assertion
-            assert thread.is_alive() and time.monotonic() < deadline
-            time.sleep(0.02)
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with serving_with_held_embeddings(monkeypatch, settings, services) as run:
         files = [
             ("files", ("a.txt", b"The kettle boils water.", "text/plain")),
             ("files", ("b.txt", b"Giraffes eat leaves.", "text/plain")),
         ]
-        response = httpx.post(f"{url}/api/kbs/docs/files", files=files)
+        response = httpx.post(f"{run.url}/api/kbs/docs/files", files=files)
         assert response.status_code == 202
-        assert entered.wait(20)  # a.txt is being embedded
-        server.handle_exit(signal.SIGINT, None)
+        assert run.entered.wait(20)  # a.txt is being embedded
+        run.server.handle_exit(signal.SIGINT, None)
+        said = run.said
         assert len(said) == 1 and "'a.txt' in 'docs'" in said[0] and "at most 30 s" in said[0]
-        release.set()
-        thread.join(60)
-        assert not thread.is_alive()
-    finally:
-        release.set()
-        thread.join(30)
-        sock.close()
-    assert embedded == ["The kettle boils water."]  # b.txt was never started
-    job = app.state.kbchat.jobs.get(response.json()["job"]["id"])
+        run.release.set()
+    assert run.embedded == ["The kettle boils water."]  # b.txt was never started
+    job = run.app.state.kbchat.jobs.get(response.json()["job"]["id"])
     assert [(f.name, f.status) for f in job.files] == [("a.txt", "indexed"), ("b.txt", "pending")]
     assert job.status == "running"  # b.txt waits in the queue for the next start
     services.close()
