@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,6 @@ from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import FileOutcome, IngestListener, KnowledgeBase
 from kbchat.kb.library import Library
 from kbchat.kb.prepare import file_sha256
-
-
-@pytest.fixture
-def library() -> Iterator[Library]:
-    lib = Library(load_settings(embedder={"backend": "hash"}))
-    yield lib
-    lib.close()
 
 
 def kb_with(library: Library, **settings: object) -> KnowledgeBase:

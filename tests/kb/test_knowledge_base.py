@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,6 @@ from kbchat.errors import BadInput, Conflict, NotFound
 from kbchat.kb.knowledge_base import FileOutcome, KnowledgeBase
 from kbchat.kb.library import Library
 from kbchat.store.bm25 import tokenize
-
-
-@pytest.fixture
-def library() -> Iterator[Library]:
-    lib = Library(load_settings(embedder={"backend": "hash"}))
-    yield lib
-    lib.close()
 
 
 def write(path: Path, text: str | bytes) -> Path:

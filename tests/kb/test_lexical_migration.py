@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import pickle
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kbchat.config import load_settings
 from kbchat.kb.library import Library
 from kbchat.store.bm25 import LexicalIndex, tokenize
-
-
-@pytest.fixture
-def library() -> Iterator[Library]:
-    lib = Library(load_settings(embedder={"backend": "hash"}))
-    yield lib
-    lib.close()
 
 
 @pytest.fixture

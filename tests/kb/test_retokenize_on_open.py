@@ -8,7 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import pytest
 import rjieba
 from sqlalchemy import event, select, update
 
-from kbchat.config import load_settings
 from kbchat.kb.knowledge_base import KnowledgeBase, write_lock
 from kbchat.kb.library import Library
 from kbchat.retrieve.search import SearchOptions, retrieve
@@ -24,13 +22,6 @@ from kbchat.store.bm25 import STOPWORDS, TOKENIZER_VERSION, LexicalIndex, chunk_
 from kbchat.store.catalog import Catalog, chunks, kbs
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def library() -> Iterator[Library]:
-    lib = Library(load_settings(embedder={"backend": "hash"}))
-    yield lib
-    lib.close()
 
 
 @pytest.fixture
