@@ -31,6 +31,21 @@ def services(home: Path, catalog_url: str) -> Services:
     )
 
 
+def with_upload(
+    tmp_path: Path,
+    name: str = "kettle.txt",
+    data: bytes = b"The K3 kettle warranty lasts two years.",
+) -> tuple[Services, int, Path]:
+    """Services over a catalog in ``tmp_path``, knowledge base "docs", and one file saved in
+    its uploads folder as a server saves an upload: (services, KB id, the file)."""
+    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
+    record = here.library.create("docs")
+    upload = here.settings.home / "uploads" / str(record.id) / name
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(data)
+    return here, record.id, upload
+
+
 def drain(worker: Worker) -> None:
     while worker.run_once():
         pass
@@ -42,11 +57,7 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_an_upload_is_added_then_removed_with_its_copy(tmp_path: Path) -> None:
-    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
-    record = here.library.create("docs")
-    upload = here.settings.home / "uploads" / str(record.id) / "kettle.txt"
-    upload.parent.mkdir(parents=True)
-    upload.write_text("The K3 kettle warranty lasts two years.")
+    here, _kb_id, upload = with_upload(tmp_path)
     queue = JobQueue(here.library.catalog)
     worker = Worker(here, queue)
     job = queue.submit(
@@ -162,11 +173,7 @@ def test_a_worker_logs_each_task_and_file_at_info(
 
 
 def test_dropping_a_kb_cancels_its_queued_writes(tmp_path: Path) -> None:
-    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
-    record = here.library.create("docs")
-    upload = here.settings.home / "uploads" / str(record.id) / "kettle.txt"
-    upload.parent.mkdir(parents=True)
-    upload.write_text("The K3 kettle warranty lasts two years.")
+    here, _kb_id, upload = with_upload(tmp_path)
     queue = JobQueue(here.library.catalog)
     job = queue.submit(
         "docs", "add", add_tasks([("kettle.txt", upload, file_sha256(upload))], shared=False)
@@ -275,18 +282,14 @@ def _staged_replacement(here: Services, record_id: int, name: str, data: bytes) 
 def test_a_replacement_goes_into_place_only_when_its_ingest_commits(
     tmp_path: Path, new: bytes
 ) -> None:
-    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
-    record = here.library.create("docs")
-    upload = here.settings.home / "uploads" / str(record.id) / "manual.json"
-    upload.parent.mkdir(parents=True)
     old = b'{"note": "descale the kettle every week"}'
-    upload.write_bytes(old)
+    here, kb_id, upload = with_upload(tmp_path, "manual.json", old)
     queue = JobQueue(here.library.catalog)
     queue.submit("docs", "add", add_tasks([(upload.name, upload, "")], shared=False))
     drain(Worker(here, queue))
     kb = here.library.get("docs")
     before = [(r.sha256, r.chunks) for r in kb.files()]
-    staged = _staged_replacement(here, record.id, upload.name, new)
+    staged = _staged_replacement(here, kb_id, upload.name, new)
     sha = file_sha256(staged)
     tasks = add_tasks([(upload.name, upload, sha)], shared=False, staged={upload.name: staged})
     job = queue.submit("docs", "add", tasks)
@@ -441,11 +444,7 @@ def test_a_file_committed_just_before_its_worker_died_shows_indexed_not_unchange
     from kbchat.ingest.discover import FoundFile
     from kbchat.store.catalog_schema import job_tasks
 
-    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
-    record = here.library.create("docs")
-    upload = here.settings.home / "uploads" / str(record.id) / "kettle.txt"
-    upload.parent.mkdir(parents=True)
-    upload.write_text("The K3 kettle warranty lasts two years.")
+    here, _kb_id, upload = with_upload(tmp_path)
     queue = JobQueue(here.library.catalog)
     job = queue.submit(
         "docs", "add", add_tasks([("kettle.txt", upload, file_sha256(upload))], shared=False)
@@ -465,14 +464,10 @@ def test_staged_copies_no_unfinished_task_names_are_swept(tmp_path: Path) -> Non
 
     from kbchat.kb.originals import sweep_staged
 
-    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
-    record = here.library.create("docs")
-    upload = here.settings.home / "uploads" / str(record.id) / "m.json"
-    upload.parent.mkdir(parents=True)
-    upload.write_bytes(b'{"a": 1}')
-    waiting = _staged_replacement(here, record.id, "m.json", b'{"a": 2}')
-    orphan = _staged_replacement(here, record.id, "m.json", b'{"a": 3}')
-    fresh = _staged_replacement(here, record.id, "m.json", b'{"a": 4}')
+    here, kb_id, upload = with_upload(tmp_path, "m.json", b'{"a": 1}')
+    waiting = _staged_replacement(here, kb_id, "m.json", b'{"a": 2}')
+    orphan = _staged_replacement(here, kb_id, "m.json", b'{"a": 3}')
+    fresh = _staged_replacement(here, kb_id, "m.json", b'{"a": 4}')
     for path in (waiting, orphan):
         os.utime(path, (1.0, 1.0))  # long ago
     queue = JobQueue(here.library.catalog)
