@@ -47,7 +47,7 @@ from sqlalchemy.engine import Connection
 from kbchat.errors import Conflict, NotFound, ServiceUnavailable
 from kbchat.kb.knowledge_base import FileOutcome, OutcomeStatus
 from kbchat.store.catalog import Catalog
-from kbchat.store.catalog_schema import job_tasks, jobs
+from kbchat.store.catalog_schema import files, job_tasks, jobs, kbs
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 TaskStatus = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -696,11 +696,14 @@ class JobQueue:
         """Take running tasks back after ``error``: a file already decided is done, a
         cancelled job's task cancelled, one out of attempts failed, the others queued again
         with backoff. Each change is conditional on the task still running (and, with
-        ``expired``, on its lease having run out), so of two workers doing it one wins.
+        ``expired``, on its lease having run out), so of two workers doing it one wins. A
+        failed task's file, listed pending in its knowledge base, is listed failed with the
+        error (it was never indexed; a file indexed before keeps its indexed version).
         Returns each task taken back and what it became."""
         rows = conn.execute(
             select(
                 job_tasks.c.id,
+                job_tasks.c.kb,
                 job_tasks.c.file,
                 job_tasks.c.attempts,
                 job_tasks.c.cancel_reason,
@@ -739,6 +742,8 @@ class JobQueue:
             ).rowcount
             if won:
                 fates[int(row.id)] = str(values["status"])
+            if won and values["status"] == "failed" and row.file is not None:
+                _fail_pending_file(conn, row.kb, row.file, str(values["error"]), now)
         return fates
 
     def _candidates(
@@ -885,6 +890,17 @@ def _grouped(rows: Sequence[Any]) -> dict[tuple[str, str], list[Any]]:
     for row in rows:
         groups.setdefault((row.job_id, str(row.lease_owner)), []).append(row)
     return groups
+
+
+def _fail_pending_file(conn: Connection, kb: str, name: str, error: str, now: float) -> None:
+    """List file ``name`` of knowledge base ``kb`` as failed with ``error`` if it is still
+    pending (queued and never indexed)."""
+    kb_id = select(kbs.c.id).where(kbs.c.name == kb).scalar_subquery()
+    conn.execute(
+        update(files)
+        .where(files.c.kb_id == kb_id, files.c.name == name, files.c.status == "pending")
+        .values(status="failed", error=f"{name}: {error}", updated_at=now)
+    )
 
 
 def backoff(attempts: int) -> float:

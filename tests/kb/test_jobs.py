@@ -578,6 +578,37 @@ def test_a_dead_worker_s_tasks_are_taken_back_once_keeping_the_files_it_finished
     assert finished.status == "done" and [f.status for f in finished.files] == ["indexed"] * 3
 
 
+def test_a_file_whose_workers_all_died_is_listed_failed_not_pending(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs_module, "BACKOFF_S", 0.0)  # the retry may run at once
+    catalog.create_kb(
+        "kb",
+        embedder="hash-8",
+        embedder_spec={"backend": "hash"},
+        dim=8,
+        store="faiss",
+        chunk_size=300,
+        chunk_overlap=30,
+        tokenizer=2,
+    )
+    kb_id = catalog.get_kb("kb").id
+    catalog.mark_pending(kb_id, [("a.txt", "/uploads/a.txt", 12), ("b.txt", "/uploads/b.txt", 9)])
+    queue = JobQueue(catalog, max_attempts=2)
+    job = queue.submit("kb", "add", [Task("add", file="a.txt")])
+    for attempt in range(2):  # each worker is killed mid-file
+        assert [t.file for t in queue.claim(f"worker-{attempt}", "host")] == ["a.txt"]
+        expire_leases(catalog)
+        assert queue.requeue_expired() == 1
+    assert queue.get(job.id).status == "failed"
+    listed = {f.name: f for f in catalog.list_files(kb_id)}
+    assert listed["a.txt"].status == "failed" and "gave up after 2 attempts" in (
+        listed["a.txt"].error or ""
+    )
+    assert listed["a.txt"].error.startswith("a.txt: ")  # type: ignore[union-attr]
+    assert listed["b.txt"].status == "pending"  # not this job's file
+
+
 def test_a_transient_error_retries_only_the_files_not_yet_decided(queue: JobQueue) -> None:
     ran: list[str] = []
 
