@@ -16,7 +16,14 @@ from pydantic import Field
 from kbchat.chat.answer_log import AnswerTrace, logged
 from kbchat.chat.answerable import evidence, support
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
-from kbchat.chat.grounding import check_claims, missing_items, normalise, occurs, sentences
+from kbchat.chat.grounding import (
+    check_claims,
+    content_words,
+    missing_items,
+    normalise,
+    occurs,
+    sentences,
+)
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
@@ -270,6 +277,11 @@ MODEL_REFUSED = "the model found no answer in the sources"
 HeadCheck = Callable[[str, bool], str | None]
 """Judges the held-back start of an answer (and whether it is the whole answer): None to
 release it, or why it is declined."""
+REPEATED_QUESTION = "the answer only repeats the question"
+ECHO_WORDS = 2
+"""An answer of at least this many content words, all of them the question's, says nothing
+new: the 0.5B model copies a FAQ's question line ("扫描版 PDF 检索不到任何内容怎么办？ [3]").
+A bare "Yes." or "No." has none and is not an echo."""
 HEAD_CHARS = 200
 HEAD_MIN_CHARS = 100
 MIN_HEAD_WORDS = 6
@@ -416,6 +428,8 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
     def check(head: str, whole: bool) -> str | None:
         if any(refusal in head for refusal in _REFUSALS):
             return MODEL_REFUSED
+        if whole and _repeats(head, question):
+            return REPEATED_QUESTION
         claims = check_claims(head, question, passages)
         if claims.unsupported:
             named = ", ".join(claims.unsupported)
@@ -438,6 +452,14 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
         return None
 
     return check
+
+
+def _repeats(answer: str, question: str) -> bool:
+    """True when ``answer`` holds ``ECHO_WORDS`` or more content words and every one of them
+    is the question's."""
+    said = content_words(_MARKER.sub(" ", answer))
+    asked = set(content_words(question))
+    return len(said) >= ECHO_WORDS and all(word in asked for word in said)
 
 
 def _finish(answer: Answer, delta: Delta) -> None:

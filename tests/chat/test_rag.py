@@ -494,3 +494,19 @@ def test_names_no_passage_holds_are_still_declined_after_searching_for_them() ->
     assert asked == [QUESTION, "Chocobos Moogles"]
     assert model.received == [] and answer.refused
     assert any("Chocobos" in n for n in answer.notices)
+
+
+def test_an_answer_that_only_repeats_the_question_is_declined(kb: KnowledgeBase) -> None:
+    question = "What warranty does the K3 kettle have?"
+    model = ScriptedChatModel(["What warranty does the K3 kettle have? [1]"])
+    options = ChatOptions(search=LOW, min_score=0.0)
+    streamed, answer = run(list(stream_answer(model, [kb], question, options=options)))
+    assert answer.refused and "K3 kettle have" not in streamed
+    assert any("repeats the question" in n for n in answer.notices)
+    # A bare yes says nothing new either, but it is an answer, not an echo.
+    model = ScriptedChatModel(["Yes [1]."])
+    options = ChatOptions(search=LOW, min_score=0.0, min_coverage=0.0)
+    _, answer = run(
+        list(stream_answer(model, [kb], "Does the K3 kettle have a warranty?", options=options))
+    )
+    assert answer.outcome == "answered"
