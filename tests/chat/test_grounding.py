@@ -151,3 +151,20 @@ def test_a_comparison_answer_adds_no_claim_with_than() -> None:
     question = "Which is larger, Doñana National Park or Timanfaya National Park?"
     answer = "Doñana National Park is larger than Timanfaya National Park. [1][2]"
     assert check_claims(answer, question, parks).support == 1.0
+
+
+def test_a_number_written_another_way_is_found() -> None:
+    # An ordinal states the number the passage gives plainly.
+    passages = ["We move the product launch of the Orion lamp to 14 May."]
+    assert (
+        check_claims("The launch is on May 14th.", "When is the launch?", passages).unsupported
+        == ()
+    )
+    assert check_claims(
+        "The launch is on May 15th.", "When is the launch?", passages
+    ).unsupported == ("15th",)
+    # An English answer over a Chinese passage writes its numerals in digits.
+    leave = ["员工每年有十五天带薪年假。"]
+    question = "How many days of annual leave do employees get?"
+    assert check_claims("Employees get 15 days.", question, leave).unsupported == ()
+    assert check_claims("Employees get 16 days.", question, leave).unsupported == ("16",)
