@@ -86,6 +86,9 @@ _FRAME_PHRASE = re.compile(
 A or B?" (the two are A and B, already named), "what kind of machine" (asks for a category:
 "a personal computer" says nothing of kinds), "the term given to the period"."""
 
+_FAQ_QUESTION = re.compile(r"(?:q|question|问|问题)\s*\d*\s*[:：]")
+"""A FAQ entry's question line, normalised ("q: does ...", "问：...")."""
+
 _SUFFIX = re.compile(r"(?<=[a-z]{4})(?:ing|ed|es|s)$")
 
 
@@ -213,7 +216,9 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     neighbour holds every key term the answer's own sentence holds and more: then the
     question is about the neighbour, and the answer was copied from the fact beside it
     ("退货期限是多少天？" answered with the warranty's "两年" from the next sentence), so the
-    place keeps only the terms its own sentence adds (and the first sentence's).
+    place keeps only the terms its own sentence adds (and the first sentence's). In a FAQ the
+    place of an answer's sentence includes its entry's question line ("Q: Does kbchat send my
+    documents anywhere?" / "问：……"), which states no fact to copy.
 
     A question over two passages (HotpotQA's bridge and comparison questions, Yang et al.,
     EMNLP 2018) has its key terms in both: a place in another passage lends its terms too
@@ -303,7 +308,10 @@ class _Passage:
         sentence."""
         cut = self.cut
         head = {t for t in terms if cut and t in cut[0]}
+        entry = ""  # the FAQ question the sentences since it answer
         for n, sentence in enumerate(cut):
+            if _FAQ_QUESTION.match(sentence):
+                entry = sentence
             held = sum(1 for w in needles if w in sentence)
             if not held:
                 continue
@@ -311,10 +319,12 @@ class _Passage:
             place = head | own
             for neighbour in cut[max(0, n - 1) : n] + cut[n + 1 : n + 2]:
                 lent = {t for t in terms if t in neighbour}
-                if own < lent and not any(w in neighbour for w in needles):
+                asks = _FAQ_QUESTION.match(neighbour) is not None  # states no fact to copy
+                if own < lent and not asks and not any(w in neighbour for w in needles):
                     place = head | (own - lent)
                     break
                 place |= lent
+            place |= {t for t in terms if t in entry}
             yield held, own, place, sentence
 
     def linked(self, other: _Passage) -> bool:

@@ -268,3 +268,15 @@ def test_an_answer_that_restates_its_subject_first_is_judged_by_its_answering_se
     # states a number the question does not is the one judged.
     copied = "李小红，本名李红英，是香港小姐竞选季军。她在2013年加入电视台。"
     assert support(copied, question, [bio]) < 0.55
+
+
+def test_a_faq_answer_is_supported_by_its_question_line() -> None:
+    faq = (
+        "Shop FAQ\nQ: Does the shop send my address anywhere?\nA: No. Everything stays on "
+        "your computer.\n\nQ: How long is the warranty?\nA: Two years."
+    )
+    question = "Does the shop send my address anywhere?"
+    assert support("No. Everything stays on your computer.", question, [faq]) == 1.0
+    # A fact beside the answer's sentence still takes the question.
+    en = "How many days do I have to return an item?"
+    assert support("Two years.", en, [RETURNS_EN]) < 0.5
