@@ -289,8 +289,17 @@ def test_follow_up_rewrite_must_keep_its_polarity(fans: KnowledgeBase) -> None:
 def test_a_weak_best_passage_is_declined_before_the_model_runs(fans: KnowledgeBase) -> None:
     model = ScriptedChatModel(["should not be used"])
     options = ChatOptions(search=LOW, min_score=0.99)
-    _, answer = run(list(stream_answer(model, [fans], "XR-7700B的噪声是多少？", options=options)))
+    question = "XR-7700B的噪声和重量是多少？"  # 重量 is in no passage
+    _, answer = run(list(stream_answer(model, [fans], question, options=options)))
     assert model.received == [] and answer.refused and answer.closest
+    assert any("below chat.min_score" in n for n in answer.notices)
+
+
+def test_a_place_holding_every_key_term_outweighs_a_weak_score(fans: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["XR-7700B的噪声不高于65分贝[1]。"])
+    options = ChatOptions(search=LOW, min_score=0.99)
+    _, answer = run(list(stream_answer(model, [fans], "XR-7700B的噪声是多少？", options=options)))
+    assert answer.outcome == "answered" and "65" in answer.text
 
 
 def test_an_answer_copied_from_a_passage_about_something_else_is_declined(
