@@ -165,7 +165,8 @@ def _answer(
     # A rewritten follow-up stands alone: earlier turns would only distract a small model
     # (it took the sibling product's value from them in the follow-up case).
     context = history if standalone == question else ()
-    messages, used = build_messages(model, standalone, retrieved.hits, context, options, language)
+    hits = same_language_first(retrieved.hits, language)
+    messages, used = build_messages(model, standalone, hits, context, options, language)
     if options.verify:
         decline.missing = missing_items(standalone, [hit.text for hit in used])
         named = named_hits(find, decline.missing, used) if decline.missing else []
@@ -199,6 +200,30 @@ def _answer(
         yield extra
     answer.timings = {k: round(v, 4) for k, v in timings.items()}
     yield answer
+
+
+SAME_LANGUAGE_MARGIN = 0.35
+"""A passage in the question's language goes before better-scored ones in another language
+within this much relevance: the model answers from the first passage, in its language."""
+
+
+def same_language_first(hits: Sequence[Hit], language: Language) -> list[Hit]:
+    """``hits`` with those in ``language`` moved before other-language hits that score less
+    than ``SAME_LANGUAGE_MARGIN`` more (order kept otherwise). On a bilingual knowledge base
+    the Chinese copy of a short FAQ entry outscored the English one for an English question,
+    and the answer came in Chinese."""
+    if not hits:
+        return []
+    ordered: list[Hit] = []
+    waiting: list[Hit] = []  # other-language hits not yet placed
+    for hit in hits:
+        if detect_language(hit.text[:300]) == language:
+            ordered += [w for w in waiting if w.score - hit.score >= SAME_LANGUAGE_MARGIN]
+            waiting = [w for w in waiting if w.score - hit.score < SAME_LANGUAGE_MARGIN]
+            ordered.append(hit)
+        else:
+            waiting.append(hit)
+    return ordered + waiting
 
 
 def checked_question(
@@ -240,7 +265,7 @@ def build_messages(
     kept_history = fit_history(history, min(options.history_tokens, budget // 3), count)
     budget -= sum(count(m.content) + 4 for m in kept_history)
     budget = min(budget, options.context_tokens)
-    floor = hits[0].score * options.source_ratio if hits else 0.0
+    floor = max(hit.score for hit in hits) * options.source_ratio if hits else 0.0
     blocks: list[str] = []
     used: list[Hit] = []
     for hit in hits:

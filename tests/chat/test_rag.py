@@ -11,7 +11,13 @@ import pytest
 
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.chat.plain import stream_chat
-from kbchat.chat.rag import ChatOptions, build_messages, stream_answer, stream_answer_from
+from kbchat.chat.rag import (
+    ChatOptions,
+    build_messages,
+    same_language_first,
+    stream_answer,
+    stream_answer_from,
+)
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
@@ -519,3 +525,15 @@ def test_an_answer_that_only_repeats_the_question_is_declined(kb: KnowledgeBase)
         list(stream_answer(model, [kb], "Does the K3 kettle have a warranty?", options=options))
     )
     assert answer.outcome == "answered"
+
+
+def test_a_passage_in_the_question_language_goes_first_unless_far_weaker() -> None:
+    def hit(text: str, score: float) -> Hit:
+        return Hit(kb="docs", file=f"{text[:3]}.txt", text=text, score=score, chunk_id=len(text))
+
+    zh = hit("问：支持哪些语言？答：中文和英文。", 1.0)
+    en = hit("Q: Which languages are supported? A: Chinese and English.", 0.78)
+    far = hit("Only English is described in the appendix of this manual.", 0.3)
+    assert same_language_first([zh, en, far], "en") == [en, zh, far]
+    assert same_language_first([zh, far], "en") == [zh, far]  # 0.7 weaker: order kept
+    assert same_language_first([zh, en], "zh") == [zh, en]
