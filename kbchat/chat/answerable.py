@@ -86,6 +86,17 @@ _FRAME_PHRASE = re.compile(
 A or B?" (the two are A and B, already named), "what kind of machine" (asks for a category:
 "a personal computer" says nothing of kinds), "the term given to the period"."""
 
+_ATTRIBUTION = frozenset(
+    "根据 资料 提供 信息 显示 文件 according source sources information provided based "
+    "passage passages document documents".split()
+)
+"""Words that attribute an answer ("根据资料，……", "Based on the information provided in the
+sources, ..."): a sentence adding only these to the question's words restates it."""
+
+_SENTENCE_END = ("。", "！", "？", ".", "!", "?")
+"""Only whole sentences are judged one by one: the items of a list ("1. 罗巴") are judged
+together, as one answer."""
+
 _FAQ_QUESTION = re.compile(r"(?:q|question|问|问题)\s*\d*\s*[:：]")
 """A FAQ entry's question line, normalised ("q: does ...", "问：...")."""
 
@@ -233,21 +244,22 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     department?" answered "Käthe Leichter" over her biography, whose sentence says "she
     founded") is read from that whole passage: its best place counts.
 
-    An answer of several sentences that each add new words is judged by the sentence read
-    from the place holding the most of the question ("马赛……本名司马赛儿。她是2008年度香港小姐
-    竞选季军。": the model restates who she is, then answers); when some of them state
-    numbers, codes or names the question does not, only those are judged (a restated
-    background sentence cannot carry an invented year beside it).
+    An answer of several whole sentences that each add new words (beyond attributions such
+    as "根据资料") is judged by the sentence read from the place holding the most of the
+    question ("马赛……本名司马赛儿。她是2008年度香港小姐竞选季军。": the model restates who
+    she is, then answers); when some of them state numbers, codes or names the question does
+    not, only those are judged (a restated background sentence cannot carry an invented year
+    beside it). The items of a list ("1. 罗巴") are judged together, as one answer.
 
     Returns the share of the question's key terms the place holds: 1.0 when the answer adds
     no new words or the question has no key terms, 0.0 when no sentence holds any of the
     answer's new words.
     """
-    asked = set(content_words(question))
+    said = set(content_words(question)) | _ATTRIBUTION
     parts = [
         part
         for part in sentences(_MARKERS.sub(" ", answer))
-        if any(w not in asked for w in content_words(part))
+        if part.rstrip().endswith(_SENTENCE_END) and any(w not in said for w in content_words(part))
     ]
     if len(parts) > 1:
         given = set(items(question))

@@ -280,3 +280,16 @@ def test_a_faq_answer_is_supported_by_its_question_line() -> None:
     # A fact beside the answer's sentence still takes the question.
     en = "How many days do I have to return an item?"
     assert support("Two years.", en, [RETURNS_EN]) < 0.5
+
+
+def test_the_items_of_a_list_answer_are_judged_together() -> None:
+    history = (
+        "波兰联邦\n波兰联邦是一个历史国家。其首都在克拉科夫。欧罗巴是其所在的大洲。"
+        "它的军队曾到达法国东北部。它的文化很丰富。"
+    )
+    question = "波兰联邦统治哪两个地方？"
+    # Each item alone sits in a place naming the federation; the list as one does not.
+    answer = "根据资料，波兰联邦统治的两个地方是：\n1. 欧罗巴\n2. 法国东北部"
+    assert support(answer, question, [history]) == support(
+        answer.replace("\n", " "), question, [history]
+    )
