@@ -6,6 +6,7 @@ import { attachments } from "./attachments.js";
 import { confirmButton, formatTime, h, replace } from "./dom.js";
 import { SAMPLE_KB } from "./firstrun.js";
 import { lang, t } from "./i18n.js";
+import { TOP_K_MAX } from "./limits.js";
 import { toast } from "./toast.js";
 
 const PREFS_KEY = "kbchat.chatPrefs";
@@ -72,7 +73,7 @@ export function renderChat(root, conversationId, navigate) {
     h("option", { value: "web" }, t("chat.modeWeb")));
   modeSelect.value = ["auto", "agent", "web"].includes(prefs.mode) ? prefs.mode : "auto";
   const topK = h("input", {
-    type: "number", id: "top-k", min: "1", max: "50", step: "1", value: String(prefs.topK), placeholder: t("chat.default"),
+    type: "number", id: "top-k", min: "1", max: String(TOP_K_MAX), step: "1", value: String(prefs.topK), placeholder: t("chat.default"),
   });
   const threshold = h("input", {
     type: "number", id: "threshold", min: "0", max: "1", step: "0.05", value: String(prefs.threshold), placeholder: t("chat.default"),
