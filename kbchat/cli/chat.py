@@ -94,30 +94,39 @@ def _events(
 
 def _attach(
     services: Services, conversation: str, paths: Sequence[Path], *, required: bool
-) -> KnowledgeBase | None:
+) -> tuple[KnowledgeBase | None, bool]:
     """Load ``paths`` into the conversation's temporary knowledge base, with progress.
 
-    Each file that fails says why (as in ``kb add``). Returns the knowledge base, or None
-    when no file was given. Raises typer.Exit(3) when ``required`` and nothing loaded.
+    Each file that fails says why (as in ``kb add``). Returns the knowledge base (None when
+    no file was given) and whether some file failed. When ``required`` and no file loaded,
+    raises BadInput: one line naming each file and why, as the question cannot be answered.
     """
     from kbchat.cli.listener import RichListener
 
     if not paths:
-        return None
+        return None, False
     chats = services.file_chats()
     progress = progress_bar()
-    with progress:
-        outcomes = chats.attach(conversation, None, paths, listener=RichListener(progress))
+    with progress:  # failures are said after the bar, once: per file, or in the one error
+        listener = RichListener(progress, show_failures=False)
+        outcomes = chats.attach(conversation, None, paths, listener=listener)
+    loaded = any(o.status in ("indexed", "unchanged") for o in outcomes)
+    if required and not loaded:
+        reasons = "; ".join(o.error or f"{o.name}: {o.status}" for o in outcomes)
+        raise BadInput(
+            f"no attached file could be read ({reasons}), so the question was not answered"
+        )
     _report_files(outcomes)
-    if required and not any(o.status in ("indexed", "unchanged") for o in outcomes):
-        raise typer.Exit(EXIT_FILES_FAILED)
-    return chats.find(conversation, None)
+    return chats.find(conversation, None), not all(
+        o.status in ("indexed", "unchanged") for o in outcomes
+    )
 
 
 def _report_files(outcomes: Sequence[FileOutcome]) -> None:
     for outcome in outcomes:
-        if outcome.status == "skipped":
-            err.print(f"skipped: {outcome.error}", markup=False, highlight=False)
+        if outcome.status in ("skipped", "failed"):
+            reason = outcome.error or outcome.name
+            err.print(f"{outcome.status}: {reason}", markup=False, highlight=False)
         elif outcome.status in ("indexed", "unchanged"):
             plural = "" if outcome.chunks == 1 else "s"
             err.print(f"attached {outcome.name} ({outcome.chunks} chunk{plural})", markup=False)
@@ -372,7 +381,7 @@ def ask(
     try:
         search = answer_search_options(settings, top_k=top_k, threshold=threshold)
         options = chat_options(settings, search, no_hit=no_hit, max_tokens=max_tokens)
-        files_kb = _attach(services, conversation, files or [], required=True)
+        files_kb, some_failed = _attach(services, conversation, files or [], required=True)
         events = _events(
             services, names, question, model, [], options, files_kb=files_kb, agent=agent, web=web
         )
@@ -381,6 +390,8 @@ def ask(
             print_json(answer_info(answer))
         else:
             print_stream(events)
+        if some_failed:  # answered from the files that loaded; the others said why above
+            raise typer.Exit(EXIT_FILES_FAILED)
     finally:
         if files:
             services.file_chats().delete(conversation, None)
@@ -481,7 +492,7 @@ def _command(line: str, state: dict[str, Any], history: list[Message], services:
             err.print(f"answering from {', '.join(names) or 'the model alone'}", markup=False)
         elif word == "file":
             if arg:
-                files_kb = _attach(
+                files_kb, _ = _attach(
                     services, state["conversation"], [Path(arg).expanduser()], required=False
                 )
                 state["files"] = files_kb or state["files"]

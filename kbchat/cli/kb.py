@@ -424,6 +424,8 @@ def kb_jobs(
     from kbchat.shapes.kb import job_info
 
     with open_library(indexes=False) as library:
+        if name is not None:
+            library.catalog.get_kb(name)  # NotFound for a name no knowledge base has
         jobs = JobQueue(library.catalog).list_jobs(name, limit=50)
     if as_json:
         print_json([job_info(job) for job in jobs])

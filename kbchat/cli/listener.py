@@ -22,8 +22,10 @@ STOPPED = "stopped by Ctrl-C"
 class RichListener(IngestListener):
     """Shows a progress bar on stderr and collects outcomes."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, *, show_failures: bool = True) -> None:
         self.progress = progress
+        self.show_failures = show_failures
+        """Print each failure as it happens (else the caller reports the outcomes)."""
         self.task = progress.add_task("files", total=None)
         self.shown: set[str] = set()
         """Files whose failure was printed as it happened."""
@@ -35,7 +37,7 @@ class RichListener(IngestListener):
 
     def file_done(self, outcome: FileOutcome) -> None:
         self.progress.update(self.task, advance=1, description=outcome.name[-40:])
-        if outcome.status == "failed":
+        if outcome.status == "failed" and self.show_failures:
             self.progress.console.print(f"failed: {outcome.error}", style="red", markup=False)
             self.shown.add(outcome.name)
 

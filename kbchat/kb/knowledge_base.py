@@ -89,6 +89,11 @@ class IngestListener:
         most)."""
         return None
 
+    def hands_back(self) -> bool:
+        """Whether the stop ``cancelled`` asked for hands the unfinished files back to be
+        written later (their pending rows stay listed), rather than cancelling them."""
+        return False
+
 
 class _Stopped(Exception):
     """The listener asked the write to stop (raised before a commit, never during one)."""
@@ -443,7 +448,8 @@ class KnowledgeBase:
             with closing(prepared):  # a cancel stops the loading of the files ahead at once
                 self._commit_prepared(prepared, report, listener)
         except _Stopped as stop:
-            self._abandon(found, {o.name for o in outcomes}, stop.reason, report)
+            finished = {o.name for o in outcomes}
+            self._abandon(found, finished, stop.reason, report, keep=listener.hands_back())
         return outcomes
 
     def _commit_prepared(
@@ -487,11 +493,15 @@ class KnowledgeBase:
         finished: set[str],
         reason: str,
         report: Callable[[FileOutcome], None],
+        *,
+        keep: bool,
     ) -> None:
-        """A cancelled write: the files it did not finish are reported as cancelled, and those
-        never indexed lose their pending rows (the catalog is as before for each of them)."""
+        """A stopped write: the files it did not finish are reported as cancelled. A cancel
+        forgets the pending rows of those never indexed (the catalog is as before for each of
+        them); a stop that hands them back (``keep``) leaves them pending, to be written later."""
         left = [f for f in found if f.name not in finished]
-        self.catalog.forget_pending(self.record.id, [f.name for f in left])
+        if not keep:
+            self.catalog.forget_pending(self.record.id, [f.name for f in left])
         for found_file in left:
             report(FileOutcome(found_file.name, found_file.location, "cancelled", reason))
 

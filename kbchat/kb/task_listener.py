@@ -72,6 +72,9 @@ class TaskListener(IngestListener):
             self.reason = STOPPING
         return self.reason
 
+    def hands_back(self) -> bool:
+        return self.reason == STOPPING  # a cancel found first wins: it forgets the files
+
     def chunks_embedded(self, done: int, total: int) -> None:
         self._embedded = done >= total  # the files in hand are ready to commit
         # At most one write a second (and the last one), on the task the batch started with.

@@ -275,18 +275,24 @@ def _plan(state: ServerState, body: ChatCompletionRequest, caller: Principal) ->
 
 def _chat_model(state: ServerState, name: str, caller: Principal) -> ChatModel:
     """The chat model ``name``; unknown: NotFound (param ``model``) naming every kind of
-    model the caller may use, as ``/v1/models`` lists them."""
+    model the caller may use, as ``/v1/models`` lists them. An embedding model's name (or a
+    knowledge base's, which ``/v1/embeddings`` takes) says what it is and where it goes."""
     try:
         return state.services.models.get(name)
     except NotFound:
-        kbs = [
-            KB_PREFIX + n
-            for n in state.services.library.catalog.kb_names()
-            if caller.can(n, "read")
-        ]
+        readable = [n for n in state.services.library.catalog.kb_names() if caller.can(n, "read")]
         agents = [AGENT_PREFIX + n for n in ["default", *sorted(state.settings.agents)]]
-        known = ", ".join([*sorted(state.settings.models), *kbs, *agents])
-        raise NotFound(f"no model named {name!r}; known: {known}") from None
+        known = [*sorted(state.settings.models), *(KB_PREFIX + n for n in readable), *agents]
+        chat = f"chat models: {', '.join(known)}"
+        if name == "default" or set(name.split("+")) <= set(embedders.names()):
+            raise NotFound(
+                f"{name!r} is an embedding model: use it with /v1/embeddings; {chat}"
+            ) from None
+        if name in readable:
+            raise NotFound(
+                f"{name!r} is a knowledge base: ask it as model '{KB_PREFIX}{name}'; {chat}"
+            ) from None
+        raise NotFound(f"no model named {name!r}; known: {', '.join(known)}") from None
 
 
 def _kb_generation(

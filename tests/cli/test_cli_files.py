@@ -69,18 +69,35 @@ def test_ask_with_a_file_and_a_knowledge_base_uses_both(
     assert kb_names() == ["misc"]
 
 
-def test_a_file_that_fails_says_why_and_exits_3(
+def test_when_no_attached_file_can_be_read_the_question_is_not_answered(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broken = tmp_path / "broken.docx"
     broken.write_bytes(b"PK\x03\x04 truncated")
     empty = tmp_path / "empty.md"
     empty.write_text("", encoding="utf-8")
+    missing = tmp_path / "nofile.txt"
+    for given, why in (([broken, empty], "file is empty"), ([missing], "no such file")):
+        files = [arg for path in given for arg in ("--file", str(path))]
+        code, out, err = run("ask", *files, "what is it?", capsys=capsys)
+        assert code == 1 and out == ""  # 3 is "some files failed": here nothing could be read
+        (line,) = err.strip().splitlines()  # one line, naming each file and why
+        assert "no attached file could be read" in line and "question was not answered" in line
+        assert all(path.name in line for path in given) and why in line
+    assert kb_names() == []
+
+
+def test_a_file_that_fails_beside_one_that_loads_says_why_answers_and_exits_3(
+    note: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.docx"
+    broken.write_bytes(b"PK\x03\x04 truncated")
     code, out, err = run(
-        "ask", "--file", str(broken), "--file", str(empty), "what is it?", capsys=capsys
+        "ask", "--file", str(note), "--file", str(broken), "How did the test go?", capsys=capsys
     )
-    assert code == 3 and out == ""
-    assert "failed: broken.docx: " in err and "empty.md: file is empty" in err
+    assert code == 3  # README: some files failed, the others were used all the same
+    assert out.startswith("OK")
+    assert "failed: broken.docx: " in err and "attached note.txt (1 chunk)" in err
     assert kb_names() == []
 
 

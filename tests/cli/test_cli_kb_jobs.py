@@ -82,3 +82,14 @@ def test_a_job_cancelled_part_way_lists_its_files_by_status(
     assert all(word in out for word in ("cancelled,", "indexed,", "skipped"))  # may wrap
     job = json.loads(run("kb", "jobs", "manuals", "--json", capsys=capsys)[1])[0]
     assert (job["status"], job["done"], job["total"]) == ("cancelled", 2, 6)
+
+
+def test_jobs_of_an_unknown_knowledge_base_is_an_error_naming_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run("kb", "create", "manuals", capsys=capsys)[0] == 0
+    for extra in ([], ["--json"]):
+        code, out, err = run("kb", "jobs", "nosuch", *extra, capsys=capsys)
+        assert code == 1 and out == ""
+        assert "no knowledge base named 'nosuch'" in err and "manuals" in err
+    assert run("kb", "jobs", "manuals", "--json", capsys=capsys)[:2] == (0, "[]\n")

@@ -407,7 +407,8 @@ def test_a_stopping_worker_commits_the_file_in_hand_and_starts_no_other(
         ("c.txt", "pending"),
     ]
     assert job.status == "running" and (job.done, job.total) == (1, 3)
-    assert [r.name for r in here.library.get("docs").files() if r.status == "indexed"] == ["a.txt"]
+    listed = {r.name: r.status for r in here.library.get("docs").files()}
+    assert listed == {"a.txt": "indexed", "b.txt": "pending", "c.txt": "pending"}  # handed back
     drain(Worker(here, queue))  # the next start: the files handed back run, as first tries
     job = queue.get(job_id)
     assert job.status == "done" and [f.status for f in job.files] == ["indexed"] * 3
@@ -434,6 +435,8 @@ def test_a_stopping_worker_leaves_a_file_at_its_next_embedding_batch(
         ("small.txt", "pending"),
     ]
     assert here.library.get("docs").stats()["chunks"] == 0
+    listed = {r.name: r.status for r in here.library.get("docs").files()}
+    assert listed == {"big.txt": "pending", "small.txt": "pending"}  # still listed, to be written
 
 
 def test_a_file_committed_just_before_its_worker_died_shows_indexed_not_unchanged(

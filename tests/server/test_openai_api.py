@@ -175,3 +175,26 @@ def test_openai_unknown_model_names_param_and_every_kind(client: TestClient, doc
     assert error["param"] == "model" and error["code"] == "model_not_found"
     assert "qwen2.5-0.5b" in error["message"] and f"kb:{docs_kb}" in error["message"]
     assert "agent:default" in error["message"]
+
+
+def test_an_embedding_model_or_kb_name_asked_to_chat_says_what_it_is(
+    client: TestClient, docs_kb: str
+) -> None:
+    listed = {m["id"]: m["kind"] for m in client.get("/v1/models").json()["data"]}
+    assert listed["default"] == "embedding"
+    for name, says in [
+        ("default", "'default' is an embedding model: use it with /v1/embeddings; chat models: "),
+        ("hash", "'hash' is an embedding model: use it with /v1/embeddings; chat models: "),
+        (
+            docs_kb,
+            f"{docs_kb!r} is a knowledge base: ask it as model 'kb:{docs_kb}'; chat models: ",
+        ),
+    ]:
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": name, "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert response.status_code == 404
+        error = response.json()["error"]
+        assert error["param"] == "model" and error["message"].startswith(says)
+        assert "qwen2.5-0.5b" in error["message"] and f"kb:{docs_kb}" in error["message"]

@@ -3,6 +3,7 @@ between tests) with a scripted model: streaming, citations, the queue, stop, err
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -193,6 +194,7 @@ def test_kb_chat_streams_the_answer_and_opens_citations(
 
 def test_plain_chat_sends_no_knowledge_base(page: Any, app: Served) -> None:
     app.services.library.ensure("manuals")
+    app.services.library.ensure("faq")  # two, neither the sample: none is preselected
     page.goto(app.url)
     expect(page.locator("#kb-summary")).to_have_text("None (plain chat)")
     expect(page.locator("#mode-hint")).to_contain_text("Plain chat with the model")
@@ -204,6 +206,41 @@ def test_plain_chat_sends_no_knowledge_base(page: Any, app: Served) -> None:
     expect(answer.locator(".sources")).to_be_hidden()
     body = sent.value.post_data_json
     assert body["kbs"] == [] and "top_k" not in body and body["model"] == "qwen2.5-0.5b"
+    # Nothing was searched: no "not found in the knowledge base", but what it rests on.
+    rests_on = (
+        "No knowledge base selected: this answer is the model's own knowledge, not from "
+        "your documents. Verify it."
+    )
+    expect(answer.locator(".notes")).to_have_text(rests_on)
+    expect(page).to_have_url(re.compile(r"#/chat/.+"))
+    page.reload()  # the conversation again, from the server
+    expect(page.locator(".msg.assistant .answer-body")).to_have_text(PLAIN)
+    expect(page.locator(".msg.assistant .notes")).to_have_text(rests_on)
+
+
+def test_a_first_visit_preselects_the_only_knowledge_base_until_a_choice_is_made(
+    page: Any, app: Served
+) -> None:
+    app.services.library.ensure("manuals")
+    page.goto(app.url)
+    expect(page.locator("#kb-summary")).to_have_text("manuals")
+    expect(page.locator("#mode-hint")).to_contain_text("Answers come from: manuals")
+    with page.expect_request("**/api/chat") as sent:
+        ask(page, "Hi there")
+    assert sent.value.post_data_json["kbs"] == ["manuals"]
+    expect(page.locator(".msg.assistant .answer-body")).to_contain_text("nothing relevant")
+    expect(page.locator("#send")).to_be_visible()
+    page.click("#kb-summary")
+    page.uncheck("#kb-picker input[value='manuals']")  # the visitor's choice: kept
+    page.reload()
+    expect(page.locator("#kb-summary")).to_have_text("None (plain chat)")
+
+
+def test_a_first_visit_preselects_the_sample_knowledge_base(page: Any, app: Served) -> None:
+    app.services.library.ensure("manuals")
+    app.services.library.ensure("kbchat-docs")
+    page.goto(app.url)
+    expect(page.locator("#kb-summary")).to_have_text("kbchat-docs")
 
 
 def test_a_queued_answer_shows_its_place_in_line(

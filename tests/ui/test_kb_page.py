@@ -91,7 +91,10 @@ def test_upload_several_files_with_progress_and_failure_reasons(page: Any, app: 
     expect(job.locator(".job-label")).to_have_text(
         "Done: 2 indexed, 1 failed, 0 skipped, 0 removed"
     )
-    expect(job.locator(".job-problems li.failed")).to_contain_text("Windows executable")
+    # each file once, the reason on its own row
+    bad = job.locator(".job-files li[data-file='setup.exe.pdf']")
+    expect(bad.locator(".reason")).to_contain_text("Windows executable")
+    expect(job.locator(".job-problems li")).to_have_count(0)
 
     rows = page.locator("#file-rows tr")
     expect(rows).to_have_count(3)
@@ -100,6 +103,30 @@ def test_upload_several_files_with_progress_and_failure_reasons(page: Any, app: 
     expect(failed.locator(".reason")).to_contain_text("not a pdf file")
     expect(page.locator("#file-rows tr[data-name='guide.md'] .badge")).to_have_text("indexed")
     expect(page.locator("#kb-list li[data-name='uploads']")).to_contain_text("1 failed")
+
+
+def test_an_unsupported_file_shows_once_with_its_reason_and_a_refused_upload_waits_for_nothing(
+    page: Any, app: Served
+) -> None:
+    app.services.library.ensure("uploads")
+    page.goto(f"{app.url}/#/kbs/uploads")
+    xyz = {"name": "notes.xyz", "mimeType": "application/octet-stream", "buffer": b"x" * 40}
+    txt = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"some notes " * 20}
+    page.set_input_files("#file-input", [txt, xyz])
+    mixed = page.locator("#jobs .job").first
+    expect(mixed).to_have_attribute("data-status", "done")
+    expect(mixed.get_by_text("notes.xyz", exact=True)).to_have_count(1)  # listed once
+    row = mixed.locator(".job-files li[data-file='notes.xyz']")
+    expect(row.locator(".badge")).to_have_text("skipped")
+    expect(row.locator(".reason")).to_contain_text(".xyz")
+
+    page.set_input_files("#file-input", [xyz])  # only unsupported: refused before any job
+    refused = page.locator("#jobs .job").first
+    expect(refused).to_have_attribute("data-status", "failed")
+    expect(refused.locator(".job-label")).to_contain_text("notes.xyz")
+    only = refused.locator(".job-files li[data-file='notes.xyz']")
+    expect(only).to_have_attribute("data-status", "refused")
+    expect(only.locator(".badge")).to_have_text("not uploaded")
 
 
 def test_drag_and_drop_uploads_the_dropped_files(page: Any, app: Served) -> None:

@@ -7,6 +7,7 @@ import re
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from kbchat.options import TOP_K_MAX
 from kbchat.server.ui import STATIC_DIR, mount_ui
 
 
@@ -87,3 +88,13 @@ def test_bundled_libraries_are_served_with_their_licences() -> None:
     markdown = (STATIC_DIR / "markdown.js").read_text(encoding="utf-8")
     assert 'import "./vendor/markdown-it.min.js";' in markdown
     assert 'import "./vendor/purify.min.js";' in markdown
+
+
+def test_the_page_bounds_top_k_as_the_option_does() -> None:
+    limits = (STATIC_DIR / "limits.js").read_text(encoding="utf-8")
+    declared = re.search(r"export const TOP_K_MAX = (\d+);", limits)
+    assert declared is not None and int(declared[1]) == TOP_K_MAX
+    for name in ("chat.js", "kbsearch.js", "settings.js"):  # every top-k input takes it
+        script = (STATIC_DIR / name).read_text(encoding="utf-8")
+        assert 'import { TOP_K_MAX } from "./limits.js";' in script, name
+        assert not re.search(r"max: \"?(50|100)\b", script), name  # no bound of its own

@@ -185,7 +185,8 @@ function sourceItem(id, citation) {
  * Append an answer to `container` and return its controller:
  * append(text), queued(position, etaS) (waiting for the model; 0: its turn), setCitations(list), finish(doneData), fail(message), stop(),
  * load(text, citations, storedMessage) (a stored turn shows its outcome, notices and closest passages again).
- * `actions` (optional): {rate(id, verdict, comment), clearRating(id), regenerate(controller)} for the answer's buttons;
+ * `actions` (optional): {rate(id, verdict, comment), clearRating(id), regenerate(controller)} for the answer's buttons,
+ * and `plain`: the question went to the model alone (no knowledge base, no file), so nothing was searched;
  * the answer can be rated once it has a stored id (dataset.id: from done.message_id or the stored message).
  */
 export function assistantMessage(container, actions = null) {
@@ -277,6 +278,7 @@ export function assistantMessage(container, actions = null) {
     (done.notices || []).forEach((n) => note(n, "info"));
     if (done.outcome === "refused") note(t("chat.refused"), "info");
     else if (done.outcome === "fallback") note(t("chat.fallback"), "warn");
+    else if (done.grounded === false && actions?.plain) note(t("chat.plain"), "info");
     else if (done.grounded === false) note(t("chat.ungrounded"), "warn");
     const list = Array.isArray(done.closest) ? done.closest : [];
     replace(closest, h("h4", {}, t("cite.closest")), list.map((c) => sourceItem(`${id}-closest`, c)));

@@ -4,17 +4,30 @@ import { api, readEvents, send } from "./api.js";
 import { assistantMessage, icon, userMessage } from "./answer.js";
 import { attachments } from "./attachments.js";
 import { confirmButton, formatTime, h, replace } from "./dom.js";
+import { SAMPLE_KB } from "./firstrun.js";
 import { lang, t } from "./i18n.js";
+import { TOP_K_MAX } from "./limits.js";
 import { toast } from "./toast.js";
 
 const PREFS_KEY = "kbchat.chatPrefs";
 
 function loadPrefs() {
+  let stored = {};
   try {
-    return { kbs: [], model: "", topK: "", threshold: "", mode: "auto", ...JSON.parse(localStorage.getItem(PREFS_KEY) || "{}") };
+    stored = JSON.parse(localStorage.getItem(PREFS_KEY) || "{}") || {};
   } catch {
-    return { kbs: [], model: "", topK: "", threshold: "", mode: "auto" };
+    stored = {};
   }
+  const prefs = { kbs: [], model: "", topK: "", threshold: "", mode: "auto", ...stored };
+  // Never chosen: the knowledge bases are preselected once they are known (see firstKbs).
+  return { prefs, kbsChosen: Array.isArray(stored.kbs) };
+}
+
+/** What a visitor who never chose starts with: the sample knowledge base if there is one,
+ * else the only knowledge base if there is exactly one, else none (plain chat). */
+function firstKbs(kbs) {
+  if (kbs.some((kb) => kb.name === SAMPLE_KB)) return [SAMPLE_KB];
+  return kbs.length === 1 ? [kbs[0].name] : [];
 }
 
 function field(label, control, compact = false) {
@@ -23,7 +36,7 @@ function field(label, control, compact = false) {
 
 /** Render the chat view into `root`; `conversationId` opens that conversation. Returns a cleanup function. */
 export function renderChat(root, conversationId, navigate) {
-  const prefs = loadPrefs();
+  const { prefs, kbsChosen } = loadPrefs();
   const savePrefs = () => localStorage.setItem(PREFS_KEY, JSON.stringify(prefs));
   const state = { kbs: [], conversations: [], current: null, controller: null, tools: null };
   const toolNames = () => (state.tools || []).map((tool) => tool.source.startsWith("mcp:") ? `${tool.name} (${tool.source})` : tool.name).join(", ") || "…";
@@ -60,7 +73,7 @@ export function renderChat(root, conversationId, navigate) {
     h("option", { value: "web" }, t("chat.modeWeb")));
   modeSelect.value = ["auto", "agent", "web"].includes(prefs.mode) ? prefs.mode : "auto";
   const topK = h("input", {
-    type: "number", id: "top-k", min: "1", max: "50", step: "1", value: String(prefs.topK), placeholder: t("chat.default"),
+    type: "number", id: "top-k", min: "1", max: String(TOP_K_MAX), step: "1", value: String(prefs.topK), placeholder: t("chat.default"),
   });
   const threshold = h("input", {
     type: "number", id: "threshold", min: "0", max: "1", step: "0.05", value: String(prefs.threshold), placeholder: t("chat.default"),
@@ -256,11 +269,13 @@ export function renderChat(root, conversationId, navigate) {
     try {
       const conversation = await api(`/api/conversations/${encodeURIComponent(id)}`);
       state.current = conversation.id ?? id;
-      attached.refresh(state.current);
+      await attached.refresh(state.current);
       messages.replaceChildren();
+      // Answers of a conversation that never used a knowledge base or a file were plain chat.
+      const plain = !(conversation.kbs || []).length && plainChat([]);
       for (const m of conversation.messages || []) {
         if (m.role === "user") showQuestion(m.content, m.id);
-        else if (m.role === "assistant") answerView().load(m.content, m.citations, m);
+        else if (m.role === "assistant") answerView(plain).load(m.content, m.citations, m);
       }
       if (Array.isArray(conversation.kbs)) {
         prefs.kbs = conversation.kbs;
@@ -292,9 +307,16 @@ export function renderChat(root, conversationId, navigate) {
     return userMessage(messages, text, { id, onEdit: (edited, element) => resend(element, edited) });
   }
 
-  function answerView() {
+  /** Whether a question asked now goes to the model alone: no knowledge base, no attached file. */
+  function plainChat(kbs) {
+    const files = attached.files().some((f) => f.status === "indexed" || f.status === "pending");
+    return modeSelect.value === "auto" && kbs.length === 0 && !files;
+  }
+
+  function answerView(plain = false) {
     const base = () => `/api/conversations/${encodeURIComponent(state.current)}/messages`;
     return assistantMessage(messages, {
+      plain,
       rate: (id, verdict, comment) => api(`${base()}/${id}/feedback`, { method: "PUT", json: { verdict, comment } }),
       clearRating: (id) => api(`${base()}/${id}/feedback`, { method: "DELETE" }),
       regenerate: (answer) => {
@@ -346,7 +368,7 @@ export function renderChat(root, conversationId, navigate) {
     const kbs = updateMode();
     document.getElementById("chat-empty")?.remove();
     const asked = showQuestion(text);
-    const answer = answerView();
+    const answer = answerView(plainChat(kbs));
     messages.scrollTop = messages.scrollHeight;
     const controller = new AbortController();
     state.controller = controller;
@@ -420,6 +442,7 @@ export function renderChat(root, conversationId, navigate) {
     const [kbs, models] = await Promise.allSettled([api("/api/kbs"), api("/api/models")]);
     if (kbs.status === "fulfilled") state.kbs = kbs.value || [];
     else toast(t("kb.loadError", { message: kbs.reason.message }), "error");
+    if (!kbsChosen) prefs.kbs = firstKbs(state.kbs);  // stored once the visitor changes a setting
     if (models.status === "fulfilled") drawModels(models.value || []);
     else toast(t("settings.modelsError", { message: models.reason.message }), "error");
     drawPicker();

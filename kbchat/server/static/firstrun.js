@@ -5,7 +5,7 @@ import { api } from "./api.js";
 import { h } from "./dom.js";
 import { t } from "./i18n.js";
 
-const SAMPLE_KB = "kbchat-docs";
+export const SAMPLE_KB = "kbchat-docs";
 const POLL_MS = 1000;
 
 /** Watch the sample knowledge base's build job, if one is queued or running. */

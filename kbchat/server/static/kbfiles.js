@@ -28,11 +28,17 @@ function jobCard(container, title, names = []) {
   const label = h("div", { class: "job-label" }, t("job.preparing"));
   const problems = h("ul", { class: "job-problems" });
   const rows = new Map(names.map((name) => [name, h("li", { dataset: { file: name, status: "waiting" } })]));
-  const drawFile = (name, status) => {
+  const drawFile = (name, status, error = null) => {
     const row = rows.get(name);
     const waiting = status === "waiting" || status === "pending"; // a job lists its files from the start
     row.dataset.status = waiting ? "waiting" : status;
-    replace(row, waiting ? h("span", { class: "badge" }, t("job.fileWaiting")) : statusBadge(status), " ", h("span", { class: "job-file-name" }, name));
+    if (status === "refused") {  // the upload was refused: the card's message says why
+      row.dataset.status = status;
+      replace(row, h("span", { class: "badge failed" }, t("job.fileRefused")), " ", h("span", { class: "job-file-name" }, name));
+      return;
+    }
+    const reason = error && (status === "failed" || status === "skipped") ? h("span", { class: "reason" }, ` — ${error}`) : null;
+    replace(row, waiting ? h("span", { class: "badge" }, t("job.fileWaiting")) : statusBadge(status), " ", h("span", { class: "job-file-name" }, name), reason);
   };
   rows.forEach((_, name) => drawFile(name, "waiting"));
   const close = h("button", { type: "button", class: "btn ghost small", hidden: true, onclick: () => card.remove() }, t("common.close"));
@@ -68,7 +74,7 @@ function jobCard(container, title, names = []) {
       setBar(isFinished(job) ? 1 : total ? done / total : 0);
       const files = job.files || [];
       const count = (status) => files.filter((f) => f.status === status).length;
-      files.forEach((f) => { if (rows.has(f.name)) drawFile(f.name, f.status); });
+      files.forEach((f) => { if (rows.has(f.name)) drawFile(f.name, f.status, f.error); });
       if (cancelling && !isFinished(job)) label.textContent = t("job.cancelling");
       else if (job.status === "queued") label.textContent = t("job.queued");
       else if (job.status === "running") {
@@ -79,7 +85,8 @@ function jobCard(container, title, names = []) {
       else if (job.status === "failed") label.textContent = t("job.failed", { message: job.error || "" });
       else if (job.status === "cancelled") label.textContent = t("job.cancelled", { kept: done, cancelled: count("cancelled") });
       else label.textContent = t("job.done", { indexed: count("indexed"), failed: count("failed"), skipped: count("skipped") + count("unchanged"), removed: count("removed") });
-      replace(problems, files.filter((f) => f.status === "failed" || f.status === "skipped").map((f) =>
+      // Files with no row of their own (a sync's) say here why they did not index.
+      replace(problems, files.filter((f) => (f.status === "failed" || f.status === "skipped") && !rows.has(f.name)).map((f) =>
         h("li", { class: f.status }, statusBadge(f.status), " ", h("strong", {}, f.name), f.error ? h("span", { class: "reason" }, ` — ${f.error}`) : null)));
       if (isFinished(job)) close.hidden = false;
     },
@@ -88,6 +95,11 @@ function jobCard(container, title, names = []) {
       label.textContent = message;
       label.classList.add("form-error");
       close.hidden = false;
+    },
+    /** The upload was refused with `message`: its files are not uploaded, none will run. */
+    refused(message) {
+      rows.forEach((row, name) => { if (row.dataset.status === "waiting") drawFile(name, "refused"); });
+      self.fail(message);
     },
     /** Add a button under the message that runs `action` (e.g. replace the files a 409 named). */
     offer(text, action) {
@@ -392,8 +404,8 @@ export function renderKbDetail(container, name, { onChanged, onDeleted }) {
       const query = overwrite ? "?overwrite=true" : "";
       const result = await upload(`${base}/files${query}`, form, (p) => card.uploading(p));
       await track(result.job || result, card);
-    } catch (exc) {
-      card.fail(exc.message);
+    } catch (exc) {  // track() says its own errors: this is the upload's
+      card.refused(exc.message);
       if (exc.status === 409 && !overwrite) {
         card.offer(t("job.replace"), () => { card.remove(); uploadFiles(files, true); });
       }

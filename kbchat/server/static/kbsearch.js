@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { where } from "./answer.js";
 import { formatScore, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
+import { TOP_K_MAX } from "./limits.js";
 import { sourceButton } from "./viewer.js";
 
 function hitItem(hit, rank) {
@@ -26,7 +27,7 @@ function hitItem(hit, rank) {
 export function searchBox(kbName) {
   const results = h("div", { class: "search-results", id: "search-results" });
   const query = h("input", { type: "search", id: "search-query", required: true, placeholder: t("search.placeholder"), autocomplete: "off" });
-  const topK = h("input", { type: "number", id: "search-topk", min: "1", max: "50", value: "5" });
+  const topK = h("input", { type: "number", id: "search-topk", min: "1", max: String(TOP_K_MAX), value: "5" });
   const mode = h("select", { id: "search-mode" }, ["hybrid", "dense", "bm25"].map((m) => h("option", { value: m }, t(`search.mode.${m}`))));
   const threshold = h("input", { type: "number", id: "search-threshold", min: "0", max: "1", step: "0.05", placeholder: t("chat.default") });
   const submit = h("button", { type: "submit", class: "btn primary", id: "search-submit" }, t("search.run"));

@@ -4,6 +4,7 @@
 import { api } from "./api.js";
 import { formatBytes, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
+import { TOP_K_MAX } from "./limits.js";
 import { setTheme, theme, THEMES } from "./theme.js";
 import { toast } from "./toast.js";
 
@@ -198,7 +199,7 @@ function editCard(settings, models, onSaved, notice) {
   const form = h("form", { class: "settings-form", id: "settings-form", novalidate: true },
     h("label", { class: "field" }, h("span", {}, t("settings.defaultModel")),
       h("select", { name: "default_model" }, models.map((m) => h("option", { value: m.name, selected: m.name === settings.default_model }, m.name)))),
-    numberField("top_k", t("settings.topK"), chat.top_k, { min: 1, max: 100, step: 1 }),
+    numberField("top_k", t("settings.topK"), chat.top_k, { min: 1, max: TOP_K_MAX, step: 1 }),
     numberField("threshold", t("chat.threshold"), settings.retrieval && settings.retrieval.threshold, { min: 0, max: 1, step: 0.01 }),
     numberField("min_score", t("settings.minScore"), chat.min_score, { min: 0, max: 1, step: 0.01 }),
     h("label", { class: "field" }, h("span", {}, t("settings.noHitPolicy")), noHit),
