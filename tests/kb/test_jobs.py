@@ -19,6 +19,7 @@ from kbchat.kb.knowledge_base import FileOutcome
 from kbchat.kb.worker import Work, Worker
 from kbchat.store.catalog import Catalog
 from kbchat.testing.postgres import TestPostgres
+from tests.store.support import create_hash_kb
 
 
 def outcome(name: str, status: str = "indexed") -> FileOutcome:
@@ -582,17 +583,7 @@ def test_a_file_whose_workers_all_died_is_listed_failed_not_pending(
     catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(jobs_module, "BACKOFF_S", 0.0)  # the retry may run at once
-    catalog.create_kb(
-        "kb",
-        embedder="hash-8",
-        embedder_spec={"backend": "hash"},
-        dim=8,
-        store="faiss",
-        chunk_size=300,
-        chunk_overlap=30,
-        tokenizer=2,
-    )
-    kb_id = catalog.get_kb("kb").id
+    kb_id = create_hash_kb(catalog)
     catalog.mark_pending(kb_id, [("a.txt", "/uploads/a.txt", 12), ("b.txt", "/uploads/b.txt", 9)])
     queue = JobQueue(catalog, max_attempts=2)
     job = queue.submit("kb", "add", [Task("add", file="a.txt")])

@@ -8,6 +8,7 @@ from kbchat.errors import BackendError
 from kbchat.store.catalog import Catalog
 from kbchat.store.reach import first_line, masked_url
 from kbchat.testing.postgres import running_postgres
+from tests.store.support import create_hash_kb
 
 
 def test_an_unreachable_catalog_database_is_one_line_without_its_password() -> None:
@@ -41,16 +42,7 @@ def test_a_catalog_query_after_a_server_restart_succeeds() -> None:
         url = server.url.replace("postgresql://", "postgresql+psycopg://", 1)
         catalog = Catalog(url)
         try:
-            catalog.create_kb(
-                "kb",
-                embedder="hash-8",
-                embedder_spec={"backend": "hash"},
-                dim=8,
-                store="faiss",
-                chunk_size=300,
-                chunk_overlap=30,
-                tokenizer=2,
-            )
+            create_hash_kb(catalog)
             assert catalog.kb_names() == ["kb"]
             server.restart()  # every pooled connection is now dead
             assert catalog.kb_names() == ["kb"]

@@ -19,6 +19,7 @@ from kbchat.store.catalog import Catalog, NewChunk, chunks, kbs
 from kbchat.store.retokenize import Retokenized, retokenize
 from kbchat.testing.postgres import TestPostgres
 from kbchat.types import Chunk
+from tests.store.support import create_hash_kb
 
 TEXTS = [
     ("El Parque Nacional de Doñana está en Andalucía.", ("Parques",)),
@@ -55,17 +56,7 @@ def catalog(url: str) -> Iterator[Catalog]:
 
 def old_kb(catalog: Catalog, name: str = "old", texts: Sequence[Any] = TEXTS) -> int:
     """A knowledge base as an earlier kbchat left it: version-1 tokens, version 1."""
-    catalog.create_kb(
-        name,
-        embedder="hash-8",
-        embedder_spec={"backend": "hash"},
-        dim=8,
-        store="faiss",
-        chunk_size=300,
-        chunk_overlap=30,
-        tokenizer=1,
-    )
-    kb_id = catalog.get_kb(name).id
+    kb_id = create_hash_kb(catalog, name, tokenizer=1)
     new = [
         NewChunk(
             id=kb_id * 1000 + position,
