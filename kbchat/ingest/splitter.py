@@ -6,8 +6,7 @@ A cut is chosen among the boundaries inside a window of ``chunk_size`` character
 hard cut between two characters, never inside an ASCII word or number. A cut that would leave
 the chunk less than half full is taken only to keep a sentence whole or to start a new
 markdown section (a heading line always stays with the text under it). Tables are cut only
-between rows. In a question-and-answer list ("Q:"/"A:", "问："/"答：" lines) each question with
-its answer is a chunk of its own.
+between rows.
 
 Every cut inside a section overlaps: the next chunk repeats the end of the previous one,
 starting at a clause or sentence boundary, else at a word boundary (whitespace, or jieba's
@@ -44,8 +43,6 @@ _WHITESPACE = re.compile(r"\s+")
 _JIEBA_CONTEXT = 8
 """Characters before the overlap window given to jieba, to segment its first word in context."""
 _HEADING_LINE = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
-_QA_QUESTION = re.compile(r"^[ \t]*(?:Q|Question|问|问题)[ \t]*\d*[ \t]*[:：]", re.MULTILINE)
-_QA_ANSWER = re.compile(r"^[ \t]*(?:A|Answer|答|回答)[ \t]*\d*[ \t]*[:：]", re.MULTILINE)
 _WORD_CHAR = "0-9A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\uff10-\uff19"
 _WORD = re.compile(f"[{_WORD_CHAR}]+(?:[.,:'’_/\\-][{_WORD_CHAR}]+)*")
 _WORD_BEFORE_PERIOD = re.compile(f"([{_WORD_CHAR}.]*)$")
@@ -71,8 +68,6 @@ class _Boundaries:
     strengths: list[int]
     word_starts: list[int]
     word_ends: list[int]
-    entries: list[int]
-    """Ends of the chunk before each entry of a question-and-answer list (``_entry_ends``)."""
 
 
 def split_documents(
@@ -237,10 +232,6 @@ def _find_boundaries(
         mark(match.end(), CLAUSE)
     for end in heading_ends:  # a heading stays with the text under it
         strength.pop(end, None)
-    entries = _entry_ends(text, scan_lo, scan_hi)
-    for end in entries:
-        mark(end, HEADING)
-    entries = entries[1:] if entries and not _QA_ANSWER.search(text, 0, entries[0]) else entries
     words = [
         m.span()
         for m in _WORD.finditer(text, scan_lo, scan_hi)
@@ -256,23 +247,7 @@ def _find_boundaries(
         strengths=[strength[end] for end in ends],
         word_starts=[start for start, _ in words],
         word_ends=[end for _, end in words],
-        entries=[end for end in entries if 0 < end <= hi],
     )
-
-
-def _entry_ends(text: str, lo: int, hi: int) -> list[int]:
-    """Where each question of a question-and-answer list begins ("Q: ..." / "问：..." lines,
-    two or more, with "A:" / "答：" lines beside them), as the end of the text before it.
-
-    Each entry is its own chunk, however short: it answers one question, and packed beside
-    other entries its meaning is diluted (the sample FAQ's "How do I make a backup?" found
-    its entry only at a relevance of 0.15 among three others). The text before the first
-    question (a title) stays with it.
-    """
-    questions = [m.start() for m in _QA_QUESTION.finditer(text, lo, hi)]
-    if len(questions) < 2 or _QA_ANSWER.search(text, lo, hi) is None:
-        return []
-    return [end for q in questions if (end := len(text[:q].rstrip())) > 0]
 
 
 def _ends_sentence(text: str, period: int) -> bool:
@@ -302,9 +277,6 @@ def _choose_cut(
     """End offset of the chunk starting at ``start``; it must lie beyond ``after``."""
     text = bounds.text
     limit = start + chunk_size
-    entry = bisect.bisect_right(bounds.entries, max(start, after))
-    if entry < len(bounds.entries) and bounds.entries[entry] <= limit:
-        return bounds.entries[entry]  # one question and its answer per chunk
     if bounds.content_end - start <= chunk_size:
         return bounds.content_end
     low = bisect.bisect_right(bounds.ends, max(start, after))

@@ -336,28 +336,3 @@ def test_a_huge_single_line_is_split_lazily(monkeypatch: pytest.MonkeyPatch) -> 
     first = list(itertools.islice(splitter.iter_spans(text, chunk_size=400, chunk_overlap=60), 3))
     assert len(first) == 3 and all(end - start <= 400 for start, end in first)
     assert scanned and max(scanned) <= 20_000  # one segment, not the whole text
-
-
-def test_each_question_of_a_faq_is_its_own_chunk() -> None:
-    text = (
-        "Shop FAQ\n\nQ: How long is the warranty?\nA: Two years.\n\n"
-        "Q: Can I return a kettle?\nA: Yes, within 30 days.\n\n"
-        "Q: How do I make a backup?\nA: Copy the data folder.\n"
-    )
-    chunks = [text[a:b] for a, b in split_spans(text, chunk_size=400, chunk_overlap=60)]
-    assert chunks == [
-        "Shop FAQ\n\nQ: How long is the warranty?\nA: Two years.",  # the title stays
-        "Q: Can I return a kettle?\nA: Yes, within 30 days.",
-        "Q: How do I make a backup?\nA: Copy the data folder.",
-    ]
-    zh = "问：保修多久？\n答：两年。\n问：可以退货吗？\n答：三十天内可以。"
-    assert [zh[a:b] for a, b in split_spans(zh, chunk_size=400, chunk_overlap=60)] == [
-        "问：保修多久？\n答：两年。",
-        "问：可以退货吗？\n答：三十天内可以。",
-    ]
-
-
-def test_lines_that_only_look_like_questions_are_packed_as_text() -> None:
-    # "Q:" lines without any "A:" line are not a FAQ: short paragraphs are packed as before.
-    text = "Q: first note\n\nQ: second note\n\nsome text"
-    assert split_spans(text, chunk_size=400, chunk_overlap=60) == [(0, len(text))]
