@@ -491,9 +491,20 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
     return check
 
 
+_YES_NO = re.compile(
+    r"^\s*(?:is|are|was|were|do|does|did|can|could|will|would|should|shall|has|have|had|may"
+    r"|might|must)\b|(?:吗|是否|是不是|有没有|能否|可否)",
+    re.IGNORECASE,
+)
+"""A yes-or-no question: an answer restating it as a statement affirms it."""
+
+
 def _repeats(answer: str, question: str) -> bool:
     """True when ``answer`` holds ``ECHO_WORDS`` or more content words and every one of them
-    is the question's."""
+    is the question's, and the question is not a yes-or-no one ("Are returns accepted within
+    30 days?" is answered "Returns are accepted within 30 days.")."""
+    if _YES_NO.search(question):
+        return False
     said = content_words(_MARKER.sub(" ", answer))
     asked = set(content_words(question))
     return len(said) >= ECHO_WORDS and all(word in asked for word in said)

@@ -518,6 +518,16 @@ def test_an_answer_that_only_repeats_the_question_is_declined(kb: KnowledgeBase)
     streamed, answer = run(list(stream_answer(model, [kb], question, options=options)))
     assert answer.refused and "K3 kettle have" not in streamed
     assert any("repeats the question" in n for n in answer.notices)
+    # A yes-or-no question restated as a statement is affirmed, not echoed.
+    model = ScriptedChatModel(["The K3 kettle has a two year warranty [1]."])
+    _, answer = run(
+        list(
+            stream_answer(
+                model, [kb], "Does the K3 kettle have a two year warranty?", options=options
+            )
+        )
+    )
+    assert answer.outcome == "answered"
     # A bare yes says nothing new either, but it is an answer, not an echo.
     model = ScriptedChatModel(["Yes [1]."])
     options = ChatOptions(search=LOW, min_score=0.0, min_coverage=0.0)
