@@ -272,7 +272,9 @@ def test_a_running_upload_is_cancelled_and_leaves_nothing_behind(page: Any, app:
     expect(job).to_have_attribute("data-status", "running")
     cancel = job.locator(".job-cancel")
     expect(cancel).to_have_text("Cancel")
-    cancel.click()
+    # The label changes on click; the server must have the cancel before the embedder goes.
+    with page.expect_response(lambda r: r.request.method == "DELETE" and "/api/jobs/" in r.url):
+        cancel.click()
     expect(job.locator(".job-label")).to_have_text(
         "Cancelling… the file being indexed is left as it was"
     )
