@@ -185,6 +185,53 @@ def evidence(question: str, passages: Sequence[str]) -> Evidence:
     return Evidence(len(best) / len(terms), tuple(terms), absent)
 
 
+@dataclass(frozen=True, slots=True)
+class Focus:
+    """The place in the passages holding most of a question's key terms, as the passages
+    wrote it.
+
+    Attributes:
+        index: which passage (an index into the passages given).
+        excerpt: its first sentence (title or subject), then the best sentence with one
+            sentence before it and two after, joined by spaces; original text.
+        share: share of the key terms that place holds, in [0, 1].
+    """
+
+    index: int
+    excerpt: str
+    share: float
+
+
+def focus(question: str, passages: Sequence[str]) -> Focus | None:
+    """The place (``windows``) of ``passages`` holding most of ``question``'s key terms, the
+    first of equals; None when the question has no key terms or no place holds any.
+
+    A retry of a declined answer reads only this place: over a whole passage the 0.5B model
+    often copies a fact from a sentence about another event of the article ("侯活·韦比在哪场
+    比赛中出示了三面红牌？" answered with his first international match), and the sentence
+    holding the question's words is one of many.
+    """
+    terms = key_terms(question)
+    best: tuple[int, int, int] = (0, 0, 0)  # terms held, passage, sentence
+    raws: list[list[str]] = []
+    for n, passage in enumerate(passages):
+        raw = [part.strip() for s in sentences(passage) for part in _FULL_STOP.split(s)]
+        raw = [part for part in raw if part]
+        raws.append(raw)
+        for m, window in enumerate(_windows_of([normalise(part) for part in raw])):
+            held = sum(1 for t in terms if t in window)
+            if held > best[0]:
+                best = (held, n, m)
+    held, n, m = best
+    if not terms or not held:
+        return None
+    raw = raws[n]
+    start = max(0, m - 1)
+    excerpt = [raw[0]] if start > 0 else []
+    excerpt += raw[start : m + 3]
+    return Focus(n, " ".join(excerpt), held / len(terms))
+
+
 _CHOICE = re.compile(
     r"(?:^|[,，:：;；]\s*)(?P<left>[^,，:：;；?？]+?)\s*[,，]?\s*(?:\bor\b|还是|或者)\s*"
     r"(?P<right>[^,，:：;；?？]+)",

@@ -8,13 +8,13 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated
 
 from pydantic import Field
 
 from kbchat.chat.answer_log import AnswerTrace, logged
-from kbchat.chat.answerable import evidence, support
+from kbchat.chat.answerable import evidence, focus, support
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
 from kbchat.chat.grounding import (
     check_claims,
@@ -23,6 +23,7 @@ from kbchat.chat.grounding import (
     normalise,
     occurs,
     sentences,
+    without_markers,
 )
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.errors import BadInput
@@ -191,6 +192,17 @@ def _answer(
         messages[0] = Message("system", _system(template("rag_system_answer", language), options))
         answer = Answer(text="", model=model.name, question=standalone, notices=notices)
         yield from generate(model, messages, options, answer, timings, started, cancel, check=check)
+    if answer.outcome == "refused" and answer.text != MODEL_REFUSED and check is not None:
+        focused = _focused(standalone, used, options)
+        if focused is not None:
+            messages, retry_used = build_messages(
+                model, standalone, [focused], context, options, language
+            )
+            answer = Answer(text="", model=model.name, question=standalone, notices=notices)
+            yield from generate(
+                model, messages, options, answer, timings, started, cancel, check=check
+            )
+            used = retry_used
     if answer.outcome == "refused":
         decline.reason = answer.text
         yield from _declined(model, question, history, options, decline, timings, started, cancel)
@@ -405,6 +417,27 @@ def named_hits(
     return found
 
 
+def _focused(question: str, used: Sequence[Hit], options: ChatOptions) -> Hit | None:
+    """The passage for a second try at a declined answer: the place holding most of the
+    question's key terms (``answerable.focus``), as a hit of its own, or None when that place
+    holds under ``chat.min_coverage`` of them (an answer read from it would be declined too)
+    or is the whole of the only passage (the model saw nothing else).
+
+    The answer is judged by the same checks against every passage first given. On the dev
+    sets, 8 of 9 cmrc2018 and 9 of 11 HotpotQA answers declined at the first try were wrong:
+    the model had read a neighbouring sentence of a long passage.
+    """
+    language = detect_language(question)
+    same = [hit for hit in used if detect_language(hit.text[:300]) == language]
+    found = focus(question, [hit.text for hit in same])
+    if found is None or found.share < options.min_coverage:
+        return None
+    hit = same[found.index]
+    if len(same) == 1 and found.excerpt.strip() == hit.text.strip():
+        return None
+    return replace(hit, text=found.excerpt)
+
+
 def _unsupported_question(
     question: str, best: Hit, used: Sequence[Hit], options: ChatOptions
 ) -> str:
@@ -505,9 +538,14 @@ def _repeats(answer: str, question: str) -> bool:
     30 days?" is answered "Returns are accepted within 30 days.")."""
     if _YES_NO.search(question):
         return False
-    said = content_words(_MARKER.sub(" ", answer))
+    said = content_words(without_markers(answer))
     asked = set(content_words(question))
-    return len(said) >= ECHO_WORDS and all(word in asked for word in said)
+    return len(said) >= ECHO_WORDS and all(word in asked or _DEICTIC.match(word) for word in said)
+
+
+_DEICTIC = re.compile(r"^[这那该此本其][个场次些种位项件年月天部首座条家所]?$")
+"""A word pointing back ("这场", "该"): it adds nothing to the question's words. A sentence
+copied from the passage, "韦比在这场比赛中出示三面红牌。", does not say which match."""
 
 
 def _finish(answer: Answer, delta: Delta) -> None:
