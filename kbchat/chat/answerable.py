@@ -203,8 +203,8 @@ class Focus:
 
 
 def focus(question: str, passages: Sequence[str]) -> Focus | None:
-    """The place (``windows``) of ``passages`` holding most of ``question``'s key terms, the
-    first of equals; None when the question has no key terms or no place holds any.
+    """The place (``windows``) of ``passages`` holding most of ``question``'s key terms, of
+    equals the one whose own sentence holds most, then the first; None when the question has no key terms or no place holds any.
 
     A retry of a declined answer reads only this place: over a whole passage the 0.5B model
     often copies a fact from a sentence about another event of the article ("侯活·韦比在哪场
@@ -212,17 +212,18 @@ def focus(question: str, passages: Sequence[str]) -> Focus | None:
     holding the question's words is one of many.
     """
     terms = key_terms(question)
-    best: tuple[int, int, int] = (0, 0, 0)  # terms held, passage, sentence
+    best: tuple[int, int, int, int] = (0, 0, 0, 0)  # terms held: place, sentence; where
     raws: list[list[str]] = []
     for n, passage in enumerate(passages):
         raw = [part.strip() for s in sentences(passage) for part in _FULL_STOP.split(s)]
         raw = [part for part in raw if part]
         raws.append(raw)
-        for m, window in enumerate(_windows_of([normalise(part) for part in raw])):
-            held = sum(1 for t in terms if t in window)
-            if held > best[0]:
-                best = (held, n, m)
-    held, n, m = best
+        cut = [normalise(part) for part in raw]
+        for m, window in enumerate(_windows_of(cut)):
+            counts = (sum(1 for t in terms if t in window), sum(1 for t in terms if t in cut[m]))
+            if counts > best[:2]:
+                best = (*counts, n, m)
+    held, _, n, m = best
     if not terms or not held:
         return None
     raw = raws[n]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbchat.chat.answerable import evidence, key_terms, options, support
+from kbchat.chat.answerable import evidence, focus, key_terms, options, support
 
 # A biography with the sentence that answers, and the same article without it (the topic is
 # there, the answer is not).
@@ -293,3 +293,19 @@ def test_the_items_of_a_list_answer_are_judged_together() -> None:
     assert support(answer, question, [history]) == support(
         answer.replace("\n", " "), question, [history]
     )
+
+
+def test_focus_is_the_place_holding_most_of_the_question_as_written() -> None:
+    passages = [
+        "Kettles\nThe K3 kettle boils water. It has a two year warranty.",
+        "侯活·韦比\n侯活·韦比是球证。他执法首场国际赛。2006年他执法锦标赛。"
+        "在2007年的联赛杯决赛中由韦比执法。韦比在这场比赛中出示三面红牌。2010年他执法世界杯。"
+        "韦比曾经是警长。他退休了。",
+    ]
+    found = focus("侯活·韦比在哪场比赛中出示了三面红牌？", passages)
+    assert found is not None and found.index == 1 and found.share == 1.0
+    assert found.excerpt == (
+        "侯活·韦比 在2007年的联赛杯决赛中由韦比执法。 韦比在这场比赛中出示三面红牌。 "
+        "2010年他执法世界杯。 韦比曾经是警长。"
+    )
+    assert focus("保修期多长？", passages) is None  # no place holds any key term

@@ -547,3 +547,57 @@ def test_a_passage_in_the_question_language_goes_first_unless_far_weaker() -> No
     assert same_language_first([zh, en, far], "en") == [en, zh, far]
     assert same_language_first([zh, far], "en") == [zh, far]  # 0.7 weaker: order kept
     assert same_language_first([zh, en], "zh") == [zh, en]
+
+
+REFEREE = (
+    "侯活·韦比\n"
+    "侯活·韦比是一名英格兰足球球证。2005年11月他执法了首场国际赛，赛事为北爱尔兰对葡萄牙。"
+    "2006年他执法了欧洲U-21足球锦标赛。在2007年的英格兰联赛杯决赛中，由韦比执法，"
+    "切尔西以2-1击败阿森纳。韦比在这场比赛中出示三面红牌，是联赛杯首次出现的。"
+    "2010年他执法了世界杯决赛。韦比曾经是一名警长。"
+)
+
+
+@pytest.fixture
+def referee(tmp_path: Path) -> KnowledgeBase:
+    root = tmp_path / "ref"
+    root.mkdir()
+    (root / "韦比.txt").write_text(REFEREE, encoding="utf-8")
+    library = Library(load_settings(embedder={"backend": "hash"}))
+    library.create("ref")
+    kb = library.get("ref")
+    kb.add([root])
+    return kb
+
+
+def test_a_declined_answer_gets_a_second_try_over_the_place_the_question_names(
+    referee: KnowledgeBase,
+) -> None:
+    question = "侯活·韦比在哪场比赛中出示了三面红牌？"
+    options = ChatOptions(search=LOW, min_score=0.0)
+    model = ScriptedChatModel(
+        ["韦比在北爱尔兰对葡萄牙的友谊赛中出示三面红牌[1]。", "2007年英格兰联赛杯决赛[1]。"]
+    )
+    _, answer = run(list(stream_answer(model, [referee], question, options=options)))
+    assert answer.outcome == "answered" and "2007" in answer.text
+    assert len(model.received) == 2
+    second = model.received[1][-1].content
+    # The second prompt holds the title and the sentences around the red cards only.
+    assert "侯活·韦比" in second and "联赛杯决赛" in second and "三面红牌" in second
+    assert "北爱尔兰" not in second and "2006年" not in second
+    cited = answer.citations[0]
+    assert "联赛杯决赛" in cited.quote and "北爱尔兰" not in cited.text
+    # The second answer is judged as the first was: a wrong one is declined still.
+    model = ScriptedChatModel(["韦比在北爱尔兰对葡萄牙的友谊赛中出示三面红牌[1]。"])
+    _, answer = run(list(stream_answer(model, [referee], question, options=options)))
+    assert answer.refused and len(model.received) == 2
+
+
+def test_an_answer_that_copies_the_sentence_without_saying_which_is_an_echo(
+    referee: KnowledgeBase,
+) -> None:
+    model = ScriptedChatModel(["韦比在这场比赛中出示三面红牌[1]。"])
+    options = ChatOptions(search=LOW, min_score=0.0)
+    question = "侯活·韦比在哪场比赛中出示了三面红牌？"
+    _, answer = run(list(stream_answer(model, [referee], question, options=options)))
+    assert answer.refused and any("repeats the question" in n for n in answer.notices)
