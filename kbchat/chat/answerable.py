@@ -204,7 +204,8 @@ class Focus:
 
 def focus(question: str, passages: Sequence[str]) -> Focus | None:
     """The place (``windows``) of ``passages`` holding most of ``question``'s key terms, of
-    equals the one whose own sentence holds most, then the first; None when the question has no key terms or no place holds any.
+    equals the one whose own sentence holds most, then the first; None when the question has
+    no key terms or no place holds any.
 
     A retry of a declined answer reads only this place: over a whole passage the 0.5B model
     often copies a fact from a sentence about another event of the article ("侯活·韦比在哪场

@@ -601,3 +601,32 @@ def test_an_answer_that_copies_the_sentence_without_saying_which_is_an_echo(
     question = "侯活·韦比在哪场比赛中出示了三面红牌？"
     _, answer = run(list(stream_answer(model, [referee], question, options=options)))
     assert answer.refused and any("repeats the question" in n for n in answer.notices)
+
+
+def test_naming_one_option_of_a_choice_question_is_no_echo(kb: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["The K3 kettle [1]."])
+    options = ChatOptions(search=LOW, min_score=0.0, min_coverage=0.0)
+    question = "Which has a warranty, the K3 kettle or the tea?"
+    _, answer = run(list(stream_answer(model, [kb], question, options=options)))
+    assert answer.outcome == "answered", answer.notices
+
+
+def test_a_question_over_two_passages_gets_no_second_try_over_one_place() -> None:
+    from kbchat.chat.rag import _focused
+
+    def hit(n: int, text: str) -> Hit:
+        return Hit(kb="games", file=f"{n}.txt", text=text, score=0.8, chunk_id=n)
+
+    question = "Where was the composer of the game with Chocobos born?"
+    game = hit(1, "Final Fantasy\nFinal Fantasy is a game series. The game features Chocobos.")
+    composer = hit(
+        2,
+        "Nobuo Uematsu\nNobuo Uematsu is a composer. He wrote the music of Final Fantasy. "
+        "He was born in Kochi.",
+    )
+    options = ChatOptions(min_coverage=0.5)
+    assert _focused(question, [game, composer], options) is None  # the hops are apart
+    # One passage holding both hops is read alone.
+    both = hit(3, "Nobuo Uematsu\nUematsu composed a game with Chocobos. He was born in Kochi.")
+    focused = _focused(question, [game, both], options)
+    assert focused is not None and focused.chunk_id == 3 and "Chocobos" in focused.text
