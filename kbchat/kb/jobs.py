@@ -78,7 +78,9 @@ _RELEASED: dict[str, Any] = {
 class Job:
     """One write to one knowledge base and how far it got.
 
-    ``status`` is ``done`` when the work finished, even if some files failed (see
+    ``status`` is ``queued`` while no worker holds any of its unfinished tasks (before the
+    first claim, and again after a stopping worker handed its tasks back or a task waits to be
+    retried); ``running`` while a worker holds one; ``done`` when the work finished, even if some files failed (see
     ``files``); ``failed`` when the work itself stopped with ``error``; ``cancelled`` when
     someone stopped it (``error`` says who or why; files finished before stay, the others
     are listed as cancelled and left as they were). ``done`` of ``total`` files were
@@ -811,7 +813,9 @@ class JobQueue:
 
     @staticmethod
     def _settle(conn: Connection, job_id: str, now: float) -> None:
-        """Set a job's status from its tasks'."""
+        """Set a job's status from its tasks': running while a worker holds one of them,
+        queued when the unfinished ones all wait for a worker (handed back by a stopping
+        worker, or taken back to be retried), else finished."""
         states: dict[str, int] = dict(
             conn.execute(
                 select(job_tasks.c.status, func.count())
@@ -820,7 +824,11 @@ class JobQueue:
             ).all()
         )
         values: dict[str, Any] = {"version": jobs.c.version + 1}
-        if states.get("cancelled") and not states.get("queued") and not states.get("running"):
+        if states.get("running"):
+            values.update(status="running")
+        elif states.get("queued"):
+            values.update(status="queued")
+        elif states.get("cancelled"):
             reason = conn.execute(
                 select(job_tasks.c.error)
                 .where(job_tasks.c.job_id == job_id, job_tasks.c.status == "cancelled")
@@ -828,7 +836,7 @@ class JobQueue:
                 .limit(1)
             ).scalar()
             values.update(status="cancelled", error=reason, finished_at=now)
-        elif not states.get("queued") and not states.get("running"):
+        else:
             failed = conn.execute(
                 select(job_tasks.c.error)
                 .where(job_tasks.c.job_id == job_id, job_tasks.c.status == "failed")

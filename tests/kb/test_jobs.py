@@ -646,3 +646,40 @@ def test_a_cancelled_job_counts_the_files_done_and_those_left(queue: JobQueue) -
     assert job.status == "cancelled"
     assert (job.done, job.total) == (3, 7)  # x.bin, a.txt, b.txt; not 7/7
     assert job.counts() == {"indexed": 1, "skipped": 2, "cancelled": 4}
+
+
+def test_a_job_whose_tasks_were_handed_back_waits_for_a_worker_again(queue: JobQueue) -> None:
+    tasks = [Task("add", file=f"{n}.txt", payload={"path": f"/in/{n}.txt"}) for n in "abc"]
+    job_id = queue.submit("kb", "add", tasks).id
+    held = queue.claim("stopping-worker", "host")
+    queue.file_started(held[0].id)
+    queue.record(held[0].id, outcome("a.txt"))
+    queue.file_started(held[1].id)
+    assert queue.get(job_id).status == "running"
+    queue.finish([held[0].id])  # a.txt committed before the Ctrl-C; b.txt and c.txt go back
+    queue.release([t.id for t in held[1:]])
+    back = queue.get(job_id)
+    assert back.status == "queued" and back.finished_at is None
+    assert [(f.name, f.status) for f in back.files] == [
+        ("a.txt", "indexed"),
+        ("b.txt", "pending"),
+        ("c.txt", "pending"),
+    ]
+    assert (back.done, back.total) == (1, 3)
+    assert [(j.id, j.status) for j in queue.active("kb")] == [(job_id, "queued")]
+
+    def add(work: Work) -> None:
+        for task in work.tasks:
+            assert task.file is not None
+            work.listener.file_done(outcome(task.file))
+
+    run_until_idle(worker(queue, {"add": add}))  # the next worker to start runs them
+    assert queue.get(job_id).status == "done"
+
+
+def test_a_job_handed_back_before_any_file_started_reads_queued(queue: JobQueue) -> None:
+    job_id = queue.submit("kb", "rebuild", [Task("rebuild")]).id
+    held = queue.claim("stopping-worker", "host")
+    assert queue.get(job_id).status == "running"
+    queue.release([t.id for t in held])
+    assert queue.get(job_id).status == "queued"

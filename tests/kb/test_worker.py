@@ -406,7 +406,7 @@ def test_a_stopping_worker_commits_the_file_in_hand_and_starts_no_other(
         ("b.txt", "pending"),
         ("c.txt", "pending"),
     ]
-    assert job.status == "running" and (job.done, job.total) == (1, 3)
+    assert job.status == "queued" and (job.done, job.total) == (1, 3)  # waits for a worker
     listed = {r.name: r.status for r in here.library.get("docs").files()}
     assert listed == {"a.txt": "indexed", "b.txt": "pending", "c.txt": "pending"}  # handed back
     drain(Worker(here, queue))  # the next start: the files handed back run, as first tries
@@ -430,7 +430,9 @@ def test_a_stopping_worker_leaves_a_file_at_its_next_embedding_batch(
         release.set()
         running.join(10)
     assert len(calls) == 1  # stopped after the batch in hand
-    assert [(f.name, f.status) for f in queue.get(job_id).files] == [
+    job = queue.get(job_id)
+    assert job.status == "queued"  # waits for the next worker
+    assert [(f.name, f.status) for f in job.files] == [
         ("big.txt", "pending"),
         ("small.txt", "pending"),
     ]
