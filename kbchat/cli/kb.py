@@ -438,10 +438,17 @@ def kb_jobs(
 
 
 def files_done(job: Job) -> str:
-    """``done/total`` files, then how many are in each status: ``1/6: 1 indexed, 5 cancelled``."""
+    """``done/total`` files, how many are in each status, then the chunks its indexed files
+    were written with and those of the files in hand embedded so far:
+    ``3/6: 2 indexed, 1 skipped, 3 pending; 12 chunks (+40/96 embedding)``."""
     counts = job.counts()
     shown = ", ".join(f"{counts[status]} {status}" for status in sorted(counts))
-    return f"{job.done}/{job.total}" + (f": {shown}" if shown else "")
+    text = f"{job.done}/{job.total}" + (f": {shown}" if shown else "")
+    if job.chunks:
+        text += f"; {job.chunks} chunk{'' if job.chunks == 1 else 's'}"
+    if job.chunks_total is not None:
+        text += f" (+{job.chunks_done}/{job.chunks_total} embedding)"
+    return text
 
 
 @kb_app.command("cancel")

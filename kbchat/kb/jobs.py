@@ -85,8 +85,11 @@ class Job:
     someone stopped it (``error`` says who or why; files finished before stay, the others
     are listed as cancelled and left as they were). ``done`` of ``total`` files were
     processed (indexed, unchanged, skipped, failed, removed; cancelled files were not).
-    ``chunks_done`` of ``chunks_total`` are the chunks embedded so far of the files in hand
-    (a big file's progress between ``done`` counts); both 0 when no file is being embedded.
+    ``chunks`` is how many chunks the files it indexed were written with, so far (a finished
+    add or rebuild: every chunk it embedded and stored). ``chunks_done`` of ``chunks_total``
+    are the chunks embedded so far of the files in hand (a big file's progress between
+    ``done`` counts); both None when no file is being embedded (queued, between two
+    batches, finished).
     """
 
     id: str
@@ -97,8 +100,9 @@ class Job:
     done: int = 0
     files: list[FileOutcome] = field(default_factory=list)
     error: str | None = None
-    chunks_done: int = 0
-    chunks_total: int = 0
+    chunks: int = 0
+    chunks_done: int | None = None
+    chunks_total: int | None = None
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
@@ -126,6 +130,7 @@ class Job:
             "done": self.done,
             "files": [f.to_json() for f in self.files],
             "error": self.error,
+            "chunks": self.chunks,
             "chunks_done": self.chunks_done,
             "chunks_total": self.chunks_total,
             "created_at": self.created_at,
@@ -960,7 +965,7 @@ def _job(row: Any, tasks: Sequence[Any]) -> Job:
     for task in tasks:
         files += [_outcome(o) for o in json.loads(task["outcomes"])] or _in_hand(task)
         total += int(task["total"])
-        if task["status"] == "running":
+        if task["status"] == "running":  # a task that stops running forgets its progress
             chunks_done += int(task["chunks_done"] or 0)
             chunks_total += int(task["chunks_total"] or 0)
     # cancelled files were not processed; files still in hand are not done
@@ -974,8 +979,9 @@ def _job(row: Any, tasks: Sequence[Any]) -> Job:
         done=done,
         files=files,
         error=row["error"],
-        chunks_done=chunks_done,
-        chunks_total=chunks_total,
+        chunks=sum(f.chunks for f in files if f.status == "indexed"),
+        chunks_done=chunks_done if chunks_total else None,
+        chunks_total=chunks_total or None,
         created_at=float(row["created_at"]),
         started_at=row["started_at"],
         finished_at=row["finished_at"],

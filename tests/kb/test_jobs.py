@@ -139,7 +139,26 @@ def test_a_big_file_shows_its_chunks_embedded_while_it_runs(
     run_until_idle(worker(queue, {"add": add}))
     assert seen == [(32, 100), (64, 100), (100, 100)]
     finished = queue.get(job_id).to_json()
-    assert (finished["chunks_done"], finished["chunks_total"], finished["done"]) == (0, 0, 1)
+    assert (finished["chunks_done"], finished["chunks_total"], finished["done"]) == (None, None, 1)
+    assert finished["chunks"] == 1  # what its indexed file holds
+
+
+def test_a_job_counts_the_chunks_its_indexed_files_were_written_with(queue: JobQueue) -> None:
+    def sync(work: Work) -> None:
+        work.listener.started(4)
+        for name, status, chunks in [
+            ("a.txt", "indexed", 5),
+            ("b.txt", "unchanged", 7),
+            ("c.txt", "removed", 3),
+            ("d.txt", "indexed", 2),
+        ]:
+            work.listener.file_done(FileOutcome(name, f"/x/{name}", status, None, chunks))  # type: ignore[arg-type]
+
+    job = queue.submit("kb", "sync", [Task("sync")])
+    assert (job.chunks, job.chunks_done, job.chunks_total) == (0, None, None)
+    run_until_idle(worker(queue, {"sync": sync}))
+    body = queue.get(job.id).to_json()
+    assert (body["chunks"], body["chunks_done"], body["chunks_total"]) == (7, None, None)
 
 
 def test_chunk_progress_is_written_at_most_once_a_second_and_always_at_the_end(
@@ -398,7 +417,7 @@ def test_a_catalog_made_before_chunk_progress_gains_its_columns(tmp_path: Path) 
         assert {"chunks_done", "chunks_total", "cancel_reason"} <= columns
         queue = JobQueue(reopened)
         job = queue.submit("kb", "add", [Task("add", file="a.txt")])
-        assert queue.get(job.id).chunks_total == 0
+        assert queue.get(job.id).chunks_total is None
     finally:
         reopened.close()
 

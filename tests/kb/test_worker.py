@@ -17,7 +17,7 @@ from kbchat.kb import jobs as jobs_module
 from kbchat.kb.jobs import JobQueue
 from kbchat.kb.originals import save_blob
 from kbchat.kb.prepare import file_sha256
-from kbchat.kb.worker import Worker, add_tasks, remove_task, this_host
+from kbchat.kb.worker import Worker, add_tasks, rebuild_task, remove_task, this_host
 from kbchat.store.catalog_schema import blobs
 
 
@@ -431,7 +431,7 @@ def test_a_stopping_worker_leaves_a_file_at_its_next_embedding_batch(
         running.join(10)
     assert len(calls) == 1  # stopped after the batch in hand
     job = queue.get(job_id)
-    assert job.status == "queued"  # waits for the next worker
+    assert job.status == "queued" and job.chunks_done is None  # waits for the next worker
     assert [(f.name, f.status) for f in job.files] == [
         ("big.txt", "pending"),
         ("small.txt", "pending"),
@@ -511,3 +511,26 @@ def test_work_stopped_by_an_error_fails_only_the_files_not_yet_decided(
     files = {r.name: (r.status, r.error) for r in kb.files()}
     assert files["a.txt"] == ("indexed", None)  # decided before the error: left alone
     assert files["b.txt"][0] == "failed" and "refuses giraffes" in (files["b.txt"][1] or "")
+
+
+def test_a_finished_add_and_rebuild_report_the_chunks_they_wrote(tmp_path: Path) -> None:
+    text = "\n\n".join(
+        f"Paragraph {n}: the K{n} kettle boils in {n + 30} s. " * 8 for n in range(6)
+    )
+    here, _, upload = with_upload(tmp_path, data=text.encode())
+    try:
+        queue = JobQueue(here.library.catalog)
+        added = queue.submit(
+            "docs", "add", add_tasks([("kettle.txt", upload, file_sha256(upload))], shared=False)
+        )
+        drain(Worker(here, queue))
+        stored = here.library.get("docs").stats()["chunks"]
+        assert stored > 1
+        rebuilt = queue.submit("docs", "rebuild", [rebuild_task()])
+        drain(Worker(here, queue))
+        for job_id in (added.id, rebuilt.id):
+            body = queue.get(job_id).to_json()
+            assert body["status"] == "done" and body["chunks"] == stored
+            assert (body["chunks_done"], body["chunks_total"]) == (None, None)  # none in hand
+    finally:
+        here.close()
