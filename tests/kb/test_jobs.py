@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kbchat.errors import BackendError, BadInput, Conflict, KbchatError, NotFound
-from kbchat.kb import jobs as jobs_module
+from kbchat.kb import job_leases
 from kbchat.kb import task_listener
 from kbchat.kb.jobs import JobQueue, Task
 from kbchat.kb.knowledge_base import FileOutcome
@@ -40,7 +40,7 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
 
 @pytest.fixture
 def queue(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> JobQueue:
-    monkeypatch.setattr(jobs_module, "BACKOFF_S", 0.0)  # retries run at once in tests
+    monkeypatch.setattr(job_leases, "BACKOFF_S", 0.0)  # retries run at once in tests
     return JobQueue(catalog)
 
 
@@ -292,7 +292,7 @@ def test_a_transient_error_is_retried_then_given_up(queue: JobQueue) -> None:
     run_until_idle(worker(queue, {"flaky": flaky, "down": down}))
     assert queue.get(recovered.id).status == "done" and calls["flaky"] == 2
     gone = queue.get(lost.id)
-    assert gone.status == "failed" and calls["down"] == jobs_module.MAX_ATTEMPTS
+    assert gone.status == "failed" and calls["down"] == job_leases.MAX_ATTEMPTS
     assert "store unreachable (gave up after 3 attempts)" in (gone.error or "")
 
 
@@ -303,12 +303,12 @@ def test_a_task_whose_worker_stopped_renewing_goes_to_another(catalog: Catalog) 
     assert held and queue.claim("other", "host") == []
     threading.Event().wait(0.4)  # the lease runs out: nobody renewed it
     ran: list[str] = []
-    jobs_module_backoff = jobs_module.BACKOFF_S
+    backoff_s = job_leases.BACKOFF_S
     try:
-        jobs_module.BACKOFF_S = 0.0
+        job_leases.BACKOFF_S = 0.0
         run_until_idle(worker(queue, {"add": lambda w: ran.append(w.tasks[0].file or "")}))
     finally:
-        jobs_module.BACKOFF_S = jobs_module_backoff
+        job_leases.BACKOFF_S = backoff_s
     assert ran == ["a.txt"] and queue.get(job.id).status == "done"
 
 
@@ -601,7 +601,7 @@ def test_a_dead_worker_s_tasks_are_taken_back_once_keeping_the_files_it_finished
 def test_a_file_whose_workers_all_died_is_listed_failed_not_pending(
     catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs_module, "BACKOFF_S", 0.0)  # the retry may run at once
+    monkeypatch.setattr(job_leases, "BACKOFF_S", 0.0)  # the retry may run at once
     kb_id = create_hash_kb(catalog)
     catalog.mark_pending(kb_id, [("a.txt", "/uploads/a.txt", 12), ("b.txt", "/uploads/b.txt", 9)])
     queue = JobQueue(catalog, max_attempts=2)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from kbchat.app import Services, build
 from kbchat.config import load_settings
 from kbchat.errors import BackendError
-from kbchat.kb import jobs as jobs_module
+from kbchat.kb import job_leases
 from kbchat.kb.jobs import JobQueue
 from kbchat.kb.originals import save_blob
 from kbchat.kb.prepare import file_sha256
@@ -53,7 +53,7 @@ def drain(worker: Worker) -> None:
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs_module, "BACKOFF_S", 0.0)
+    monkeypatch.setattr(job_leases, "BACKOFF_S", 0.0)
 
 
 def test_an_upload_is_added_then_removed_with_its_copy(tmp_path: Path) -> None:
