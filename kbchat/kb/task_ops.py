@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kbchat.ingest.discover import FoundFile
+from kbchat.kb.ingest_listener import IngestListener
 from kbchat.kb.job_types import ClaimedTask, Task
-from kbchat.kb.knowledge_base import FileOutcome, IngestListener
 from kbchat.kb.originals import (
     STAGING,
     StagedFile,
@@ -27,6 +27,7 @@ from kbchat.kb.originals import (
     upload_source,
     uploads_dir,
 )
+from kbchat.kb.prepare import FileOutcome
 
 if TYPE_CHECKING:
     from kbchat.app import Services

@@ -29,10 +29,10 @@ from sqlalchemy.exc import DBAPIError
 
 from kbchat.errors import BackendError, KbchatError, ServiceUnavailable
 from kbchat.kb.cancel import forget_files
+from kbchat.kb.ingest_listener import IngestListener
 from kbchat.kb.job_leases import BATCH
 from kbchat.kb.job_types import ClaimedTask, cancelled_outcome
 from kbchat.kb.jobs import JobQueue
-from kbchat.kb.knowledge_base import IngestListener
 from kbchat.kb.originals import StagedFile, drop_staged, drop_unused_blob
 from kbchat.kb.task_listener import STOPPING, TaskListener
 from kbchat.kb.task_ops import (
