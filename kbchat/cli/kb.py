@@ -66,7 +66,7 @@ def run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> N
         listener = RichListener(progress)
         with listener.stop_on_interrupt():
             outcomes: list[FileOutcome] = getattr(kb, action)(listener=listener, **kwargs)
-    _report_outcomes(outcomes, as_json, shown=listener.shown)
+    _report_outcomes(outcomes, as_json, shown=listener.shown, rebuilt=action == "rebuild")
     if listener.reason is not None:
         left = sum(o.status == "cancelled" for o in outcomes)
         err.print(
@@ -81,10 +81,16 @@ def run_write(kb: KnowledgeBase, action: str, as_json: bool, **kwargs: Any) -> N
 
 
 def _report_outcomes(
-    outcomes: Sequence[FileOutcome], as_json: bool, shown: Collection[str] = frozenset()
+    outcomes: Sequence[FileOutcome],
+    as_json: bool,
+    shown: Collection[str] = frozenset(),
+    *,
+    rebuilt: bool = False,
 ) -> None:
     """Skips, notes and the summary line; failures already shown as they happened
-    (``shown``, by file name) are not repeated."""
+    (``shown``, by file name) are not repeated. The summary counts the chunks embedded: new
+    ones (text a file did not have before) and the others re-embedded, or for a rebuild
+    (``rebuilt``: every chunk re-embedded) all of them."""
     if as_json:
         from kbchat.shapes.kb import outcome_info
 
@@ -97,9 +103,19 @@ def _report_outcomes(
             err.print(f"{outcome.status}: {outcome.error}", markup=False, highlight=False)
         for note in outcome.notes:
             err.print(f"note: {note}", markup=False, highlight=False)
-    chunks = sum(o.new_chunks for o in outcomes if o.status == "indexed")
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no files"
-    out.print(f"{summary}; {chunks} new chunk{'' if chunks == 1 else 's'}")
+    out.print(f"{summary}; {_chunks_embedded(outcomes, rebuilt=rebuilt)}")
+
+
+def _chunks_embedded(outcomes: Sequence[FileOutcome], *, rebuilt: bool) -> str:
+    """``3 new chunks, 9 re-embedded``; a rebuild's ``12 chunks re-embedded``."""
+    indexed = [o for o in outcomes if o.status == "indexed"]
+    embedded = sum(o.chunks for o in indexed)
+    new = sum(o.new_chunks for o in indexed)
+    if rebuilt:
+        return f"{embedded} chunk{'' if embedded == 1 else 's'} re-embedded"
+    text = f"{new} new chunk{'' if new == 1 else 's'}"
+    return text + (f", {embedded - new} re-embedded" if embedded > new else "")
 
 
 @kb_app.command("create")
@@ -438,10 +454,17 @@ def kb_jobs(
 
 
 def files_done(job: Job) -> str:
-    """``done/total`` files, then how many are in each status: ``1/6: 1 indexed, 5 cancelled``."""
+    """``done/total`` files, how many are in each status, then the chunks its indexed files
+    were written with and those of the files in hand embedded so far:
+    ``3/6: 2 indexed, 1 skipped, 3 pending; 12 chunks (+40/96 embedding)``."""
     counts = job.counts()
     shown = ", ".join(f"{counts[status]} {status}" for status in sorted(counts))
-    return f"{job.done}/{job.total}" + (f": {shown}" if shown else "")
+    text = f"{job.done}/{job.total}" + (f": {shown}" if shown else "")
+    if job.chunks:
+        text += f"; {job.chunks} chunk{'' if job.chunks == 1 else 's'}"
+    if job.chunks_total is not None:
+        text += f" (+{job.chunks_done}/{job.chunks_total} embedding)"
+    return text
 
 
 @kb_app.command("cancel")

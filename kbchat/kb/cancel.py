@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kbchat.errors import NotFound
-from kbchat.kb.jobs import ClaimedTask, Job, JobQueue
+from kbchat.kb.job_types import ClaimedTask, Job
+from kbchat.kb.jobs import JobQueue
 from kbchat.kb.originals import drop_staged, drop_unused_blob, remove_upload, uploads_dir
 
 if TYPE_CHECKING:

@@ -8,16 +8,16 @@ two processes adding at once queue instead of corrupting each other.
 A write can be cancelled (``IngestListener.cancelled``): it stops before its next file, its
 next commit or after the embedding batch in hand; files committed before stay, the others are
 reported as ``cancelled`` and left exactly as they were (a file never indexed loses its
-pending row).
+pending row). The file loop itself is ``kbchat.kb.file_writer.FileWriter``; the listener is
+``kbchat.kb.ingest_listener.IngestListener`` (both importable from here).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,29 +26,18 @@ from filelock import FileLock, Timeout
 from numpy.typing import NDArray
 from sqlalchemy.exc import SQLAlchemyError
 
-from kbchat.embed.base import Embedder, embed_texts
+from kbchat.embed.base import Embedder
 from kbchat.embed.chit_chat import ChitChat
 from kbchat.errors import BadInput
 from kbchat.ingest.discover import FoundFile, discover, known_file, readable
-from kbchat.ingest.loaders import LoadLimits, is_supported
+from kbchat.ingest.loaders import LoadLimits
+from kbchat.kb.file_writer import FileWriter, chunk_id
 from kbchat.kb.index import KBIndex, StoreOpener
-from kbchat.kb.prepare import (
-    FileOutcome,
-    FilePreparer,
-    PreparedFile,
-    file_sha256,
-    prefetch,
-    small_files_first,
-)
+from kbchat.kb.ingest_listener import QUIET, IngestListener
+from kbchat.kb.prepare import FileOutcome, FilePreparer, file_sha256
 from kbchat.store.base import Ids
-from kbchat.store.bm25 import (
-    LEGACY_PICKLE,
-    LEXICAL_DIR,
-    TOKENIZER_VERSION,
-    LexicalIndex,
-    chunk_tokens,
-)
-from kbchat.store.catalog import Catalog, FileRecord, KBRecord, NewChunk, StoredChunk
+from kbchat.store.bm25 import LEGACY_PICKLE, LEXICAL_DIR, TOKENIZER_VERSION, LexicalIndex
+from kbchat.store.catalog import Catalog, FileRecord, KBRecord, StoredChunk
 from kbchat.store.retokenize import retokenize
 from kbchat.types import Hit, OutcomeStatus
 
@@ -64,46 +53,6 @@ __all__ = [
 ]
 
 
-class IngestListener:
-    """Receives progress of a write operation; override what you need (all no-ops here)."""
-
-    def started(self, total: int) -> None:
-        """``total`` files are about to be processed."""
-
-    def file_started(self, name: str) -> None:
-        """The write has reached file ``name``: it is being read, or waits to be embedded
-        with the files before it in one batch, until ``file_done``."""
-
-    def file_done(self, outcome: FileOutcome) -> None:
-        """One file finished (indexed, failed, skipped, unchanged or removed)."""
-
-    def waiting(self, message: str) -> None:
-        """Another process holds the knowledge base's write lock; this one waits."""
-
-    def chunks_embedded(self, done: int, total: int) -> None:
-        """``done`` of the ``total`` chunks of the files being committed are embedded."""
-
-    def cancelled(self) -> str | None:
-        """Why the write must stop now, or None to go on. Asked before starting each file,
-        before each commit and after each embedding batch (keep it cheap: one small query at
-        most)."""
-        return None
-
-    def hands_back(self) -> bool:
-        """Whether the stop ``cancelled`` asked for hands the unfinished files back to be
-        written later (their pending rows stay listed), rather than cancelling them."""
-        return False
-
-
-class _Stopped(Exception):
-    """The listener asked the write to stop (raised before a commit, never during one)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-_QUIET = IngestListener()
 log = logging.getLogger(__name__)
 
 
@@ -111,12 +60,6 @@ def write_lock(directory: Path) -> FileLock:
     """The lock the one writer of the knowledge base in ``directory`` holds while it writes
     (any process on this machine; ``acquire(timeout=0)`` tells whether one is writing now)."""
     return FileLock(str(directory / "write.lock"))
-
-
-def chunk_id(kb: str, file: str, position: int, text: str) -> int:
-    """Stable 63-bit id from KB, file name, position and content."""
-    digest = hashlib.blake2b(f"{kb}\0{file}\0{position}\0{text}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class KnowledgeBase:
@@ -233,7 +176,7 @@ class KnowledgeBase:
         *,
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
-        listener: IngestListener = _QUIET,
+        listener: IngestListener = QUIET,
         force: bool = False,
         follow_symlinks: bool = False,
     ) -> list[FileOutcome]:
@@ -247,13 +190,13 @@ class KnowledgeBase:
         )
         with self._writing(listener):
             listener.started(len(found))
-            return self._ingest(found, listener, force=force)
+            return self._writer().ingest(found, listener, force=force)
 
     def add_found(
         self,
         found: Sequence[FoundFile],
         *,
-        listener: IngestListener = _QUIET,
+        listener: IngestListener = QUIET,
         force: bool = False,
     ) -> list[FileOutcome]:
         """Add or update files already named: ``FoundFile.name`` is the name in the KB.
@@ -263,7 +206,7 @@ class KnowledgeBase:
         """
         with self._writing(listener):
             listener.started(len(found))
-            return self._ingest(found, listener, force=force)
+            return self._writer().ingest(found, listener, force=force)
 
     def sync(
         self,
@@ -271,7 +214,7 @@ class KnowledgeBase:
         *,
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
-        listener: IngestListener = _QUIET,
+        listener: IngestListener = QUIET,
         follow_symlinks: bool = False,
     ) -> list[FileOutcome]:
         """Make the KB's files from ``folder`` match it: add new, re-index changed, drop missing.
@@ -294,10 +237,10 @@ class KnowledgeBase:
                 if record.name not in present and Path(record.path).is_relative_to(shown_root)
             ]
             listener.started(len(found) + len(gone))
-            outcomes = self._ingest(found, listener, force=False)
+            outcomes = self._writer().ingest(found, listener, force=False)
             stopped = next((o.error for o in outcomes if o.status == "cancelled"), None)
             if stopped is None:
-                outcomes += self._remove(gone, listener)
+                outcomes += self._writer().remove(gone, listener)
             else:  # the files gone from the folder stay, as the cancelled ones do
                 for name in gone:
                     outcome = FileOutcome(name, "", "cancelled", stopped)
@@ -306,14 +249,14 @@ class KnowledgeBase:
         return outcomes
 
     def remove(
-        self, names: Sequence[str], *, listener: IngestListener = _QUIET
+        self, names: Sequence[str], *, listener: IngestListener = QUIET
     ) -> list[FileOutcome]:
         """Remove files (by their name in the KB) with all their chunks."""
         with self._writing(listener):
             listener.started(len(names))
-            return self._remove(names, listener)
+            return self._writer().remove(names, listener)
 
-    def rebuild(self, *, listener: IngestListener = _QUIET) -> list[FileOutcome]:
+    def rebuild(self, *, listener: IngestListener = QUIET) -> list[FileOutcome]:
         """Rebuild the indexes from the catalog, then re-read and re-embed every file.
 
         Files whose source has gone keep their indexed chunks and are reported as failed;
@@ -347,7 +290,7 @@ class KnowledgeBase:
                     continue
                 outcomes.append(outcome)
                 listener.file_done(outcome)
-            return self._ingest(present, listener, force=True) + outcomes
+            return self._writer().ingest(present, listener, force=True) + outcomes
 
     # -- internals -------------------------------------------------------------------
 
@@ -402,170 +345,16 @@ class KnowledgeBase:
         finally:
             self._write_lock.release()
 
-    def _remove(self, names: Sequence[str], listener: IngestListener) -> list[FileOutcome]:
-        outcomes = []
-        for name in names:
-            record = self.catalog.get_file(self.record.id, name)
-            if record is None:
-                outcome = FileOutcome(
-                    name, "", "failed", f"{name}: not in knowledge base {self.name!r}"
-                )
-            else:
-                removed, generation = self.catalog.remove_file(self.record.id, name)
-                self.index.apply(
-                    np.asarray(removed, dtype=np.int64),
-                    np.zeros(0, dtype=np.int64),
-                    np.zeros((0, self.record.dim), dtype=np.float32),
-                    generation,
-                )
-                outcome = FileOutcome(name, record.path, "removed", None, len(removed))
-            outcomes.append(outcome)
-            listener.file_done(outcome)
-        return outcomes
-
-    def _ingest(
-        self, found: Sequence[FoundFile], listener: IngestListener, *, force: bool
-    ) -> list[FileOutcome]:
-        kb_id = self.record.id
-        found = small_files_first(found)
-        readable_files = [f for f in found if f.problem is None and is_supported(f.path)]
-        self.catalog.mark_pending(
-            kb_id, [(f.name, f.location, f.size_on_disk()) for f in readable_files]
+    def _writer(self) -> FileWriter:
+        """The file loop of a write, over the indexes as they are now."""
+        return FileWriter(
+            self.record,
+            self.catalog,
+            self.index,
+            self.embedder,
+            self.prepare,
+            batch_size=self.batch_size,
         )
-        known = {record.name: record for record in self.files()}
-        outcomes: list[FileOutcome] = []
-
-        def report(outcome: FileOutcome) -> None:
-            outcomes.append(outcome)
-            listener.file_done(outcome)
-
-        def reached(found_file: FoundFile) -> None:  # no new file starts after a cancel
-            _stop_if_cancelled(listener)
-            listener.file_started(found_file.name)
-
-        prepared = prefetch(found, lambda f: self.prepare(f, known, force), reached=reached)
-        try:
-            with closing(prepared):  # a cancel stops the loading of the files ahead at once
-                self._commit_prepared(prepared, report, listener)
-        except _Stopped as stop:
-            finished = {o.name for o in outcomes}
-            self._abandon(found, finished, stop.reason, report, keep=listener.hands_back())
-        return outcomes
-
-    def _commit_prepared(
-        self,
-        prepared: Iterator[tuple[FoundFile, FileOutcome | PreparedFile]],
-        report: Callable[[FileOutcome], None],
-        listener: IngestListener,
-    ) -> None:
-        """Record each file's outcome as it is read, committing files in embedding batches."""
-        kb_id = self.record.id
-        batch: list[PreparedFile] = []
-        for found_file, result in prepared:
-            if isinstance(result, FileOutcome):
-                if result.error is not None:  # an OS error may quote an undecodable path
-                    result = replace(result, error=readable(result.error))
-                if result.status in ("failed", "skipped"):
-                    self.catalog.set_file_status(
-                        kb_id,
-                        found_file.name,
-                        path=found_file.location,
-                        status=result.status,
-                        error=result.error,
-                        sha256=result.sha256,
-                        size=result.size,
-                    )
-                report(result)
-                continue
-            if batch and sum(len(p.chunks) for p in [*batch, result]) > self.batch_size:
-                # Files ready so far land now, not after a big file's embedding.
-                self._commit(batch, report, listener)
-                batch = []
-            batch.append(result)
-            if sum(len(p.chunks) for p in batch) >= self.batch_size:
-                self._commit(batch, report, listener)
-                batch = []
-        self._commit(batch, report, listener)
-
-    def _abandon(
-        self,
-        found: Sequence[FoundFile],
-        finished: set[str],
-        reason: str,
-        report: Callable[[FileOutcome], None],
-        *,
-        keep: bool,
-    ) -> None:
-        """A stopped write: the files it did not finish are reported as cancelled. A cancel
-        forgets the pending rows of those never indexed (the catalog is as before for each of
-        them); a stop that hands them back (``keep``) leaves them pending, to be written later."""
-        left = [f for f in found if f.name not in finished]
-        if not keep:
-            self.catalog.forget_pending(self.record.id, [f.name for f in left])
-        for found_file in left:
-            report(FileOutcome(found_file.name, found_file.location, "cancelled", reason))
-
-    def _commit(
-        self,
-        batch: list[PreparedFile],
-        report: Callable[[FileOutcome], None],
-        listener: IngestListener,
-    ) -> None:
-        if not batch:
-            return
-        _stop_if_cancelled(listener)
-        texts = [chunk.text for prepared in batch for chunk in prepared.chunks]
-        done = 0
-
-        def on_batch(n: int) -> None:
-            nonlocal done
-            done += n
-            listener.chunks_embedded(done, len(texts))
-            _stop_if_cancelled(listener)
-
-        vectors = embed_texts(self.embedder, texts, batch_size=self.batch_size, on_batch=on_batch)
-        start = 0
-        for prepared in batch:
-            found, count = prepared.found, len(prepared.chunks)
-            block = vectors[start : start + count]
-            start += count
-            new = [
-                NewChunk(
-                    id=chunk_id(self.name, found.name, c.position, c.text),
-                    chunk=c,
-                    tokens=chunk_tokens(c.text, c.headings),
-                    vector=vector,
-                )
-                for c, vector in zip(prepared.chunks, block, strict=True)
-            ]
-            before = self._chunk_texts(found.name)
-            removed, generation = self.catalog.replace_file_chunks(
-                self.record.id,
-                found.name,
-                path=found.location,
-                sha256=prepared.sha256,
-                size=prepared.size,
-                new_chunks=new,
-            )
-            ids = np.asarray([c.id for c in new], dtype=np.int64)
-            self.index.apply(np.asarray(removed, dtype=np.int64), ids, block, generation)
-            fresh = sum(c.text not in before for c in prepared.chunks)
-            report(
-                FileOutcome(
-                    found.name, found.location, "indexed", None, count, fresh, prepared.notes
-                )
-            )
-
-    def _chunk_texts(self, name: str) -> set[str]:
-        """The texts of the chunks the catalog holds now for file ``name``."""
-        ids = self.catalog.chunk_ids_for_files(self.record.id, [name]).tolist()
-        return {row.chunk.text for row in self.catalog.get_chunks(ids).values()} if ids else set()
-
-
-def _stop_if_cancelled(listener: IngestListener) -> None:
-    reason = listener.cancelled()
-    if reason is not None:
-        raise _Stopped(reason)
 
 
 def remove_kb_directory(directory: Path) -> None:

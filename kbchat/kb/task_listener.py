@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from kbchat.errors import KbchatError
-from kbchat.kb.jobs import ClaimedTask, JobQueue
-from kbchat.kb.knowledge_base import FileOutcome, IngestListener
+from kbchat.kb.ingest_listener import IngestListener
+from kbchat.kb.job_types import ClaimedTask
+from kbchat.kb.jobs import JobQueue
 from kbchat.kb.originals import StagedFile, drop_staged, place_staged
+from kbchat.kb.prepare import FileOutcome
 
 log = logging.getLogger("kbchat.kb.worker")  # one logger for a worker's lines
 

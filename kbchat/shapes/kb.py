@@ -148,7 +148,9 @@ class JobInfo(Shape):
     kind: str = Field(description="add, sync, remove, rebuild, attach or resume.")
     kb: str
     status: Literal["queued", "running", "done", "failed", "cancelled"] = Field(
-        description="done when the work finished, even if files failed (see files); failed "
+        description="queued while no worker holds any of its unfinished tasks (before the "
+        "first one starts, and again after a stopping worker handed them back); running while "
+        "one does; done when the work finished, even if files failed (see files); failed "
         "when the work itself stopped (see error); cancelled when someone stopped it (error "
         "says who; files finished before stay, the others are listed as cancelled)."
     )
@@ -156,10 +158,19 @@ class JobInfo(Shape):
     done: int = Field(description="Files processed.")
     files: list[FileOutcomeInfo]
     error: str | None
-    chunks_done: int = Field(
-        0, description="Chunks embedded so far of the files being indexed (a big file's progress)."
+    chunks: int = Field(
+        0,
+        description="Chunks the files it indexed were written with, so far (a finished add or "
+        "rebuild: every chunk it embedded and stored).",
     )
-    chunks_total: int = Field(0, description="Chunks of the files being indexed; 0 when none.")
+    chunks_done: int | None = Field(
+        None,
+        description="Chunks embedded so far of the files being indexed (a big file's "
+        "progress); null when no file is being embedded (queued, finished).",
+    )
+    chunks_total: int | None = Field(
+        None, description="Chunks of the files being indexed; null when none is."
+    )
     created_at: float = Field(description="Unix time in seconds.")
     started_at: float | None
     finished_at: float | None
@@ -175,6 +186,7 @@ def job_info(job: Job) -> JobInfo:
         done=job.done,
         files=[outcome_info(f) for f in job.files],
         error=job.error,
+        chunks=job.chunks,
         chunks_done=job.chunks_done,
         chunks_total=job.chunks_total,
         created_at=job.created_at,

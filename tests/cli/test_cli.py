@@ -152,7 +152,26 @@ def test_readding_reports_only_new_chunks(folder: Path, capsys: pytest.CaptureFi
     _, out, _ = run("kb", "add", "r", str(folder / "kettle.txt"), capsys=capsys)
     assert out.strip().endswith("; 1 new chunk")
     _, out, _ = run("kb", "add", "r", str(folder / "kettle.txt"), "--force", capsys=capsys)
-    assert out.strip() == "1 indexed; 0 new chunks"
+    assert out.strip() == "1 indexed; 0 new chunks, 1 re-embedded"
+
+
+def test_a_rebuild_reports_the_chunks_it_re_embedded(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (folder / "bad.docx").unlink()
+    (folder / "guide.txt").write_text(
+        "\n\n".join(f"Step {n}: descale the K{n} kettle with citric acid. " * 12 for n in range(5)),
+        encoding="utf-8",
+    )
+    run("kb", "create", "r", "--chunk-size", "200", "--chunk-overlap", "0", capsys=capsys)
+    code, out, err = run("kb", "add", "r", str(folder), capsys=capsys)
+    assert code == 0, err
+    code, out, _ = run("kb", "info", "r", "--json", capsys=capsys)
+    stored = json.loads(out)["chunks"]
+    assert stored > 3
+    code, out, err = run("kb", "rebuild", "r", capsys=capsys)
+    assert code == 0, err
+    assert out.strip() == f"3 indexed, 1 skipped; {stored} chunks re-embedded"
 
 
 def test_create_records_the_store_backend(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kbchat.cli.kb import files_done
 from kbchat.config import load_settings
 from kbchat.kb.jobs import JobQueue, Task
 from kbchat.kb.knowledge_base import FileOutcome
@@ -93,3 +94,32 @@ def test_jobs_of_an_unknown_knowledge_base_is_an_error_naming_it(
         assert code == 1 and out == ""
         assert "no knowledge base named 'nosuch'" in err and "manuals" in err
     assert run("kb", "jobs", "manuals", "--json", capsys=capsys)[:2] == (0, "[]\n")
+
+
+def test_jobs_show_the_chunks_written_and_those_being_embedded(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run("kb", "create", "manuals", capsys=capsys)[0] == 0
+    library, queue, job_id = queue_of_six()
+    try:
+        held = queue.claim("a-worker", "host", batch=2)
+        queue.record(held[0].id, FileOutcome("a.txt", "/srv/a.txt", "indexed", None, 417))
+        queue.progress(held[1].id, 40, 96)  # b.txt is being embedded
+        assert files_done(queue.get(job_id)) == (
+            "1/6: 1 indexed, 5 pending; 417 chunks (+40/96 embedding)"
+        )
+        code, out, _ = run("kb", "jobs", "manuals", capsys=capsys)
+        assert code == 0 and "417" in out and "embedding" in out  # wrapped in its column
+        queue.record(held[1].id, FileOutcome("b.txt", "/srv/b.txt", "indexed", None, 96))
+        queue.finish([t.id for t in held])
+    finally:
+        library.close()
+    job = json.loads(run("kb", "jobs", "manuals", "--json", capsys=capsys)[1])[0]
+    assert (job["status"], job["chunks"], job["chunks_done"], job["chunks_total"]) == (
+        "queued",  # c.txt to f.txt wait for a worker
+        513,
+        None,
+        None,
+    )
+    code, out, _ = run("kb", "jobs", "manuals", capsys=capsys)
+    assert code == 0 and "513" in out and "embedding" not in out

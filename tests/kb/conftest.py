@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from kbchat.config import load_settings
+from kbchat.kb import job_leases
+from kbchat.kb.jobs import JobQueue
 from kbchat.kb.library import Library
+from kbchat.store.catalog import Catalog
+from kbchat.testing.postgres import TestPostgres
 
 
 @pytest.fixture
@@ -17,3 +22,23 @@ def library() -> Iterator[Library]:
     lib = Library(load_settings(embedder={"backend": "hash"}))
     yield lib
     lib.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    """A catalog on SQLite, and (marker postgres) on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        server: TestPostgres = request.getfixturevalue("postgres")
+        url = server.new_database().replace("postgresql://", "postgresql+psycopg://", 1)
+    found = Catalog(url)
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def queue(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> JobQueue:
+    """A job queue on ``catalog`` whose retries run at once."""
+    monkeypatch.setattr(job_leases, "BACKOFF_S", 0.0)
+    return JobQueue(catalog)

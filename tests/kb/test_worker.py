@@ -8,91 +8,21 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from kbchat.app import Services, build
 from kbchat.config import load_settings
 from kbchat.errors import BackendError
-from kbchat.kb import jobs as jobs_module
+from kbchat.kb import job_leases
 from kbchat.kb.jobs import JobQueue
-from kbchat.kb.originals import save_blob
 from kbchat.kb.prepare import file_sha256
-from kbchat.kb.worker import Worker, add_tasks, remove_task, this_host
-from kbchat.store.catalog_schema import blobs
-
-
-def services(home: Path, catalog_url: str) -> Services:
-    return build(
-        load_settings(
-            home=home,
-            embedder={"backend": "hash"},
-            catalog={"url": catalog_url},
-        )
-    )
-
-
-def with_upload(
-    tmp_path: Path,
-    name: str = "kettle.txt",
-    data: bytes = b"The K3 kettle warranty lasts two years.",
-) -> tuple[Services, int, Path]:
-    """Services over a catalog in ``tmp_path``, knowledge base "docs", and one file saved in
-    its uploads folder as a server saves an upload: (services, KB id, the file)."""
-    here = services(tmp_path / "a", f"sqlite:///{tmp_path / 'catalog.db'}")
-    record = here.library.create("docs")
-    upload = here.settings.home / "uploads" / str(record.id) / name
-    upload.parent.mkdir(parents=True)
-    upload.write_bytes(data)
-    return here, record.id, upload
-
-
-def drain(worker: Worker) -> None:
-    while worker.run_once():
-        pass
+from kbchat.kb.task_ops import add_tasks, rebuild_task, this_host
+from kbchat.kb.worker import Worker
+from tests.kb.support import drain, services, staged_replacement, with_upload
 
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs_module, "BACKOFF_S", 0.0)
-
-
-def test_an_upload_is_added_then_removed_with_its_copy(tmp_path: Path) -> None:
-    here, _kb_id, upload = with_upload(tmp_path)
-    queue = JobQueue(here.library.catalog)
-    worker = Worker(here, queue)
-    job = queue.submit(
-        "docs", "add", add_tasks([("kettle.txt", upload, file_sha256(upload))], shared=False)
-    )
-    drain(worker)
-    assert queue.get(job.id).files[0].status == "indexed"
-    assert here.library.get("docs").search("kettle warranty")[0].file == "kettle.txt"
-    removed = queue.submit("docs", "remove", [remove_task("kettle.txt", str(upload), "")])
-    drain(worker)
-    assert queue.get(removed.id).files[0].status == "removed"
-    assert not upload.exists() and here.library.get("docs").files() == []
-
-
-def test_a_worker_on_another_machine_reads_the_upload_from_the_catalog(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    server = services(tmp_path / "server", url)
-    elsewhere = services(tmp_path / "worker", url)  # another home: another machine's disk
-    record = server.library.create("docs")
-    upload = server.settings.home / "uploads" / str(record.id) / "说明书.txt"
-    upload.parent.mkdir(parents=True)
-    upload.write_text("电水壶的保修期为两年。", encoding="utf-8")
-    sha = file_sha256(upload)
-    save_blob(server.library.catalog, upload, sha)
-    upload.unlink()  # only the catalog has the bytes now
-    queue = JobQueue(server.library.catalog)
-    job = queue.submit("docs", "add", add_tasks([("说明书.txt", upload, sha)], shared=True))
-    drain(Worker(elsewhere, JobQueue(elsewhere.library.catalog)))
-    assert queue.get(job.id).files[0].status == "indexed"
-    local = elsewhere.settings.home / "uploads" / str(record.id) / "说明书.txt"
-    assert local.read_text(encoding="utf-8") == "电水壶的保修期为两年。"
-    queue.submit("docs", "remove", [remove_task("说明书.txt", str(local), sha)])
-    drain(Worker(elsewhere, JobQueue(elsewhere.library.catalog)))
-    with server.library.catalog.engine.connect() as conn:  # nothing names it: the blob goes
-        assert conn.execute(select(blobs.c.sha256)).all() == []
+    monkeypatch.setattr(job_leases, "BACKOFF_S", 0.0)
 
 
 def test_a_file_whose_embedding_keeps_failing_is_marked_failed(
@@ -249,100 +179,6 @@ def test_a_cancelled_upload_leaves_the_kb_as_it_was_for_the_file_in_hand(
     assert not big.exists() and small.exists()  # the cancelled new upload's copy goes
 
 
-def test_removing_a_file_that_kept_no_copy_needs_no_working_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from kbchat.kb.originals import remove_upload
-
-    gone = tmp_path / "gone"
-    gone.mkdir()
-    monkeypatch.chdir(gone)
-    gone.rmdir()  # another test's temporary folder, removed while a worker still runs
-    uploads = tmp_path / "uploads"
-    kept = uploads / "k" / "a.txt"
-    kept.parent.mkdir(parents=True)
-    kept.write_text("x")
-    remove_upload(uploads, Path(""))  # a file refused at upload: its path is empty
-    assert kept.exists()
-    remove_upload(uploads, kept)
-    assert not uploads.joinpath("k").exists() and uploads.exists()
-
-
-def _staged_replacement(here: Services, record_id: int, name: str, data: bytes) -> Path:
-    """Stage ``data`` as the replacement of ``name``, as an upload with overwrite does."""
-    from kbchat.kb.originals import staging_path, uploads_dir
-
-    staged = staging_path(uploads_dir(here.settings, record_id), name)
-    staged.parent.mkdir(parents=True)
-    staged.write_bytes(data)
-    return staged
-
-
-@pytest.mark.parametrize("new", [b'{"note": "the zebra manual"}', b'{"note": broken'])
-def test_a_replacement_goes_into_place_only_when_its_ingest_commits(
-    tmp_path: Path, new: bytes
-) -> None:
-    old = b'{"note": "descale the kettle every week"}'
-    here, kb_id, upload = with_upload(tmp_path, "manual.json", old)
-    queue = JobQueue(here.library.catalog)
-    queue.submit("docs", "add", add_tasks([(upload.name, upload, "")], shared=False))
-    drain(Worker(here, queue))
-    kb = here.library.get("docs")
-    before = [(r.sha256, r.chunks) for r in kb.files()]
-    staged = _staged_replacement(here, kb_id, upload.name, new)
-    sha = file_sha256(staged)
-    tasks = add_tasks([(upload.name, upload, sha)], shared=False, staged={upload.name: staged})
-    job = queue.submit("docs", "add", tasks)
-    assert upload.read_bytes() == old  # waiting: the previous bytes stay in place
-    drain(Worker(here, queue))
-    [outcome] = queue.get(job.id).files
-    if outcome.status == "indexed":
-        assert upload.read_bytes() == new and kb.files()[0].sha256 == sha
-        assert kb.search("zebra manual", top_k=1)[0].file == "manual.json"
-    else:  # a failed replacement: the knowledge base and its copy are as they were
-        assert outcome.status == "failed"
-        assert upload.read_bytes() == old
-        assert [(r.sha256, r.chunks) for r in kb.files()] == before
-    assert not staged.exists() and not (upload.parent / ".staging").exists()
-
-
-def test_a_worker_elsewhere_stages_a_replacement_from_the_catalog(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    server = services(tmp_path / "server", url)
-    elsewhere = services(tmp_path / "worker", url)
-    record = server.library.create("docs")
-    folder = server.settings.home / "uploads" / str(record.id)
-    folder.mkdir(parents=True)
-    old, new = b'{"note": "descale weekly"}', b'{"note": broken'
-    (folder / "manual.json").write_bytes(old)
-    old_sha = file_sha256(folder / "manual.json")
-    save_blob(server.library.catalog, folder / "manual.json", old_sha)
-    (folder / "manual.json").unlink()  # the worker's machine has only the catalog's copy
-    queue = JobQueue(server.library.catalog)
-    queue.submit(
-        "docs", "add", add_tasks([("manual.json", folder / "manual.json", old_sha)], shared=True)
-    )
-    drain(Worker(elsewhere, JobQueue(elsewhere.library.catalog)))
-    local = elsewhere.settings.home / "uploads" / str(record.id) / "manual.json"
-    assert local.read_bytes() == old
-    staged = _staged_replacement(server, record.id, "manual.json", new)  # on the server only
-    new_sha = file_sha256(staged)
-    save_blob(server.library.catalog, staged, new_sha)
-    staged.unlink()
-    tasks = add_tasks(
-        [("manual.json", folder / "manual.json", new_sha)],
-        shared=True,
-        staged={"manual.json": staged},
-    )
-    job = queue.submit("docs", "add", tasks)
-    drain(Worker(elsewhere, JobQueue(elsewhere.library.catalog)))
-    assert queue.get(job.id).files[0].status == "failed"
-    assert local.read_bytes() == old  # never written over before a commit
-    assert not (local.parent / ".staging").exists()
-    with server.library.catalog.engine.connect() as conn:  # the failed bytes are not kept
-        assert conn.execute(select(blobs.c.sha256)).scalars().all() == [old_sha]
-
-
 def _gated_library(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, texts: dict[str, str]
 ) -> tuple[Services, JobQueue, str, threading.Event, threading.Event, list[list[str]]]:
@@ -406,7 +242,7 @@ def test_a_stopping_worker_commits_the_file_in_hand_and_starts_no_other(
         ("b.txt", "pending"),
         ("c.txt", "pending"),
     ]
-    assert job.status == "running" and (job.done, job.total) == (1, 3)
+    assert job.status == "queued" and (job.done, job.total) == (1, 3)  # waits for a worker
     listed = {r.name: r.status for r in here.library.get("docs").files()}
     assert listed == {"a.txt": "indexed", "b.txt": "pending", "c.txt": "pending"}  # handed back
     drain(Worker(here, queue))  # the next start: the files handed back run, as first tries
@@ -430,7 +266,9 @@ def test_a_stopping_worker_leaves_a_file_at_its_next_embedding_batch(
         release.set()
         running.join(10)
     assert len(calls) == 1  # stopped after the batch in hand
-    assert [(f.name, f.status) for f in queue.get(job_id).files] == [
+    job = queue.get(job_id)
+    assert job.status == "queued" and job.chunks_done is None  # waits for the next worker
+    assert [(f.name, f.status) for f in job.files] == [
         ("big.txt", "pending"),
         ("small.txt", "pending"),
     ]
@@ -468,9 +306,9 @@ def test_staged_copies_no_unfinished_task_names_are_swept(tmp_path: Path) -> Non
     from kbchat.kb.originals import sweep_staged
 
     here, kb_id, upload = with_upload(tmp_path, "m.json", b'{"a": 1}')
-    waiting = _staged_replacement(here, kb_id, "m.json", b'{"a": 2}')
-    orphan = _staged_replacement(here, kb_id, "m.json", b'{"a": 3}')
-    fresh = _staged_replacement(here, kb_id, "m.json", b'{"a": 4}')
+    waiting = staged_replacement(here, kb_id, "m.json", b'{"a": 2}')
+    orphan = staged_replacement(here, kb_id, "m.json", b'{"a": 3}')
+    fresh = staged_replacement(here, kb_id, "m.json", b'{"a": 4}')
     for path in (waiting, orphan):
         os.utime(path, (1.0, 1.0))  # long ago
     queue = JobQueue(here.library.catalog)
@@ -509,3 +347,26 @@ def test_work_stopped_by_an_error_fails_only_the_files_not_yet_decided(
     files = {r.name: (r.status, r.error) for r in kb.files()}
     assert files["a.txt"] == ("indexed", None)  # decided before the error: left alone
     assert files["b.txt"][0] == "failed" and "refuses giraffes" in (files["b.txt"][1] or "")
+
+
+def test_a_finished_add_and_rebuild_report_the_chunks_they_wrote(tmp_path: Path) -> None:
+    text = "\n\n".join(
+        f"Paragraph {n}: the K{n} kettle boils in {n + 30} s. " * 8 for n in range(6)
+    )
+    here, _, upload = with_upload(tmp_path, data=text.encode())
+    try:
+        queue = JobQueue(here.library.catalog)
+        added = queue.submit(
+            "docs", "add", add_tasks([("kettle.txt", upload, file_sha256(upload))], shared=False)
+        )
+        drain(Worker(here, queue))
+        stored = here.library.get("docs").stats()["chunks"]
+        assert stored > 1
+        rebuilt = queue.submit("docs", "rebuild", [rebuild_task()])
+        drain(Worker(here, queue))
+        for job_id in (added.id, rebuilt.id):
+            body = queue.get(job_id).to_json()
+            assert body["status"] == "done" and body["chunks"] == stored
+            assert (body["chunks_done"], body["chunks_total"]) == (None, None)  # none in hand
+    finally:
+        here.close()

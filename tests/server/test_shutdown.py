@@ -177,5 +177,5 @@ def test_the_first_ctrl_c_ends_the_file_in_hand_and_starts_no_other(
     assert run.embedded == ["The kettle boils water."]  # b.txt was never started
     job = run.app.state.kbchat.jobs.get(response.json()["job"]["id"])
     assert [(f.name, f.status) for f in job.files] == [("a.txt", "indexed"), ("b.txt", "pending")]
-    assert job.status == "running"  # b.txt waits in the queue for the next start
+    assert job.status == "queued"  # b.txt waits in the queue for the next start
     services.close()
