@@ -200,8 +200,10 @@ def _answer(
                 model, standalone, [focused], context, options, language
             )
             answer = Answer(text="", model=model.name, question=standalone, notices=notices)
+            # Judged whole: after an opening with nothing to check ("you can follow these
+            # steps:") the model invented the steps of a how-to the excerpt did not hold.
             yield from generate(
-                model, messages, options, answer, timings, started, cancel, check=check
+                model, messages, options, answer, timings, started, cancel, check=check, whole=True
             )
             used = retry_used
     if answer.outcome == "refused":
@@ -339,12 +341,13 @@ def generate(
     cancel: threading.Event | None,
     *,
     check: HeadCheck | None = None,
+    whole: bool = False,
 ) -> Iterator[str]:
     """Stream the model's answer into ``answer``; yields its text deltas.
 
-    With ``check``, the answer's start (``HEAD_CHARS``) is held back and judged first; a
-    declined answer stops generating, yields nothing, and ends with ``answer.outcome``
-    "refused" and the reason as ``answer.text``.
+    With ``check``, the answer's start (``HEAD_CHARS``) is held back and judged first, or
+    with ``whole`` all of it; a declined answer stops generating, yields nothing, and ends
+    with ``answer.outcome`` "refused" and the reason as ``answer.text``.
     """
     parts: list[str] = []
     held = check is not None
@@ -363,7 +366,7 @@ def generate(
             parts.append(delta.text)
             if held:
                 text = "".join(parts)
-                if not _head_complete(text):
+                if whole or not _head_complete(text):
                     continue
                 held = False
                 if (reason := check(text, False)) is not None:  # type: ignore[misc]

@@ -630,3 +630,18 @@ def test_a_question_over_two_passages_gets_no_second_try_over_one_place() -> Non
     both = hit(3, "Nobuo Uematsu\nUematsu composed a game with Chocobos. He was born in Kochi.")
     focused = _focused(question, [game, both], options)
     assert focused is not None and focused.chunk_id == 3 and "Chocobos" in focused.text
+
+
+def test_a_second_try_is_judged_whole_before_any_of_it_streams(referee: KnowledgeBase) -> None:
+    question = "侯活·韦比在哪场比赛中出示了三面红牌？"
+    options = ChatOptions(search=LOW, min_score=0.0)
+    second = (
+        "韦比在2007年的英格兰联赛杯决赛中出示了三面红牌，这是联赛杯首次出现的情况，"
+        "他当时执法阿森纳对切尔西，切尔西以2-1获胜，赛后他在曼彻斯特接受了访问[1]。"
+        "他说：“Manchester United 的球迷给了我很大的压力。”"
+    )
+    model = ScriptedChatModel(["韦比在北爱尔兰对葡萄牙的友谊赛中出示三面红牌[1]。", second])
+    streamed, answer = run(list(stream_answer(model, [referee], question, options=options)))
+    # Its start holds up; what follows names a club the sources never do.
+    assert answer.refused and streamed == answer.text and "2007" not in streamed
+    assert any("Manchester United" in n for n in answer.notices)
