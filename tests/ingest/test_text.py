@@ -118,6 +118,17 @@ def test_refusal_names_the_first_undecodable_bytes() -> None:
         decode_bytes(data, "rand.txt")
 
 
+def test_replacement_characters_the_file_holds_are_text() -> None:
+    # A lossy conversion upstream left U+FFFD in a short snippet: 2 of 40 characters.
+    text = "\ufffd\ufffd宣言」倡议全球的资讯科技业者抵制第二届世界互联网大会。"
+    for encoding in ("utf-8", "gb18030"):
+        assert decode_bytes(text.encode(encoding), "snippet.txt") == text, encoding
+    # Bytes no encoding reads are still refused, U+FFFD written beside them or not.
+    data = text.encode() + bytes(range(0x80, 0x100)) * 20
+    with pytest.raises(BadInput, match=r"mixed\.txt: looks like a binary file"):
+        decode_bytes(data, "mixed.txt")
+
+
 def test_stray_nul_in_real_text_is_stripped(tmp_path: Path) -> None:
     text = "A long line of ordinary English text about kbchat. " * 40
     path = write(tmp_path, "padded.txt", text.encode() + b"\x00\x00")
