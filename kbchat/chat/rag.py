@@ -544,13 +544,22 @@ def _repeats(answer: str, question: str) -> bool:
     """True when ``answer`` holds ``ECHO_WORDS`` or more content words and every one of them
     is the question's, and the question is not a yes-or-no one ("Are returns accepted within
     30 days?" is answered "Returns are accepted within 30 days.") or a choice ("Who won an
-    award first, the Brothers Quay or Alexandra Shiva?" is answered by naming one)."""
+    award first, the Brothers Quay or Alexandra Shiva?" is answered by naming one).
+
+    Only the question's asking sentences count (those ending in a question mark, or all of
+    it when none does): what the user states beside them ("I read the warranty is two years.
+    How long is it?", "……是多少？请回答：额定功率为2.2千瓦。") the answer may confirm."""
     if _YES_NO.search(question) or choices(question):
         return False
     said = content_words(without_markers(answer))
-    asked = set(content_words(question))
+    parts = _STATEMENT_END.split(question)
+    asking = [part for part in parts if part.rstrip().endswith(("?", "？"))]
+    asked = set(content_words(" ".join(asking) or question))
     return len(said) >= ECHO_WORDS and all(word in asked or _DEICTIC.match(word) for word in said)
 
+
+_STATEMENT_END = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s+")
+"""Where a sentence of a question ends: an end mark, a full stop only before a space."""
 
 _DEICTIC = re.compile(r"^[这那该此本其][个场次些种位项件年月天部首座条家所]?$")
 """A word pointing back ("这场", "该"): it adds nothing to the question's words. A sentence

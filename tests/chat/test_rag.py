@@ -645,3 +645,13 @@ def test_a_second_try_is_judged_whole_before_any_of_it_streams(referee: Knowledg
     # Its start holds up; what follows names a club the sources never do.
     assert answer.refused and streamed == answer.text and "2007" not in streamed
     assert any("Manchester United" in n for n in answer.notices)
+
+
+def test_an_answer_confirming_what_the_user_stated_beside_the_question_is_no_echo(
+    kb: KnowledgeBase,
+) -> None:
+    model = ScriptedChatModel(["The warranty is two years [1]."])
+    options = ChatOptions(search=LOW, min_score=0.0)
+    question = "I read the K3 kettle warranty is two years. How long is the K3 kettle warranty?"
+    _, answer = run(list(stream_answer(model, [kb], question, options=options)))
+    assert answer.outcome == "answered", answer.notices
