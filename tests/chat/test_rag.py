@@ -30,18 +30,30 @@ from kbchat.text import detect_language
 from kbchat.types import Answer, Hit, Message
 
 
-@pytest.fixture
-def kb(tmp_path: Path) -> KnowledgeBase:
-    root = tmp_path / "docs"
+def hash_kb(tmp_path: Path, name: str, files: dict[str, str]) -> KnowledgeBase:
+    """A knowledge base ``name`` (hash embedder) holding ``files`` (file name -> text)."""
+    root = tmp_path / name
     root.mkdir()
-    (root / "kettle.txt").write_text("The K3 kettle has a two year warranty.", encoding="utf-8")
-    (root / "tea.md").write_text("# Tea\n\nBrew green tea at 80 degrees.", encoding="utf-8")
-    (root / "保修.txt").write_text("本产品保修期为两年。", encoding="utf-8")
+    for file, text in files.items():
+        (root / file).write_text(text, encoding="utf-8")
     library = Library(load_settings(embedder={"backend": "hash"}))
-    library.create("home")
-    kb = library.get("home")
+    library.create(name)
+    kb = library.get(name)
     kb.add([root])
     return kb
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> KnowledgeBase:
+    return hash_kb(
+        tmp_path,
+        "home",
+        {
+            "kettle.txt": "The K3 kettle has a two year warranty.",
+            "tea.md": "# Tea\n\nBrew green tea at 80 degrees.",
+            "保修.txt": "本产品保修期为两年。",
+        },
+    )
 
 
 def run(events: list[object]) -> tuple[str, Answer]:
@@ -191,18 +203,11 @@ def test_answers_take_chat_top_k_sources_unless_given() -> None:
 
 @pytest.fixture
 def fans(tmp_path: Path) -> KnowledgeBase:
-    root = tmp_path / "fans"
-    root.mkdir()
-    (root / "fans.md").write_text(
+    text = (
         "# 风机\n\n## XR-7700A\n型号XR-7700A额定功率1.5千瓦，噪声不高于62分贝。\n\n"
-        "## XR-7700B\n型号XR-7700B额定功率2.2千瓦，噪声不高于65分贝。\n",
-        encoding="utf-8",
+        "## XR-7700B\n型号XR-7700B额定功率2.2千瓦，噪声不高于65分贝。\n"
     )
-    library = Library(load_settings(embedder={"backend": "hash"}))
-    library.create("fans")
-    kb = library.get("fans")
-    kb.add([root])
-    return kb
+    return hash_kb(tmp_path, "fans", {"fans.md": text})
 
 
 LOW = SearchOptions(threshold=0.0)
@@ -311,16 +316,8 @@ def test_a_place_holding_every_key_term_outweighs_a_weak_score(fans: KnowledgeBa
 def test_an_answer_copied_from_a_passage_about_something_else_is_declined(
     tmp_path: Path,
 ) -> None:
-    root = tmp_path / "hr"
-    root.mkdir()
-    (root / "hr.md").write_text(
-        "员工入职满一年后享有五天带薪年假。\n\n型号XR-7700A为标准款离心风机，额定功率1.5千瓦。",
-        encoding="utf-8",
-    )
-    library = Library(load_settings(embedder={"backend": "hash"}))
-    library.create("hr")
-    kb = library.get("hr")
-    kb.add([root])
+    text = "员工入职满一年后享有五天带薪年假。\n\n型号XR-7700A为标准款离心风机，额定功率1.5千瓦。"
+    kb = hash_kb(tmp_path, "hr", {"hr.md": text})
     # Every word of the answer is in the files, but not where the question's words are.
     model = ScriptedChatModel(["公司的股票代码是XR-7700A。"])
     options = ChatOptions(search=LOW, min_coverage=0.3)
@@ -389,18 +386,11 @@ def test_a_declined_answer_keeps_the_time_it_took(fans: KnowledgeBase) -> None:
 @pytest.fixture
 def bios(tmp_path: Path) -> KnowledgeBase:
     """A biography saying when its subject became a professor, and five sentences on."""
-    root = tmp_path / "bios"
-    root.mkdir()
-    (root / "wang.md").write_text(
+    text = (
         "王小明\n王小明生于1970年，毕业于北京大学医学院。2006年，王小明晋升为社会医学教授。"
-        "他喜欢下棋。他常去公园。他的学生很多。2010年，他出任医学院院长。",
-        encoding="utf-8",
+        "他喜欢下棋。他常去公园。他的学生很多。2010年，他出任医学院院长。"
     )
-    library = Library(load_settings(embedder={"backend": "hash"}))
-    library.create("bios")
-    kb = library.get("bios")
-    kb.add([root])
-    return kb
+    return hash_kb(tmp_path, "bios", {"wang.md": text})
 
 
 def test_an_on_topic_passage_without_the_answer_is_declined_before_the_model_runs(
@@ -560,14 +550,7 @@ REFEREE = (
 
 @pytest.fixture
 def referee(tmp_path: Path) -> KnowledgeBase:
-    root = tmp_path / "ref"
-    root.mkdir()
-    (root / "韦比.txt").write_text(REFEREE, encoding="utf-8")
-    library = Library(load_settings(embedder={"backend": "hash"}))
-    library.create("ref")
-    kb = library.get("ref")
-    kb.add([root])
-    return kb
+    return hash_kb(tmp_path, "ref", {"韦比.txt": REFEREE})
 
 
 def test_a_declined_answer_gets_a_second_try_over_the_place_the_question_names(
