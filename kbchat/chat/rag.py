@@ -27,6 +27,7 @@ from kbchat.chat.grounding import (
     without_markers,
 )
 from kbchat.chat.memory import fit_history, truncate_to_tokens
+from kbchat.chat.quantities import unit_conflict
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.llm.base import ChatModel
@@ -512,6 +513,8 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
         if claims.unsupported:
             named = ", ".join(claims.unsupported)
             return f"the answer states {named}, which the sources do not contain"
+        if (conflict := unit_conflict(head, question, passages)) is not None:
+            return conflict
         # An opening ("To create one, use this command:") has too few words to judge.
         enough = claims.words >= (1 if whole else MIN_HEAD_WORDS)
         if enough and claims.support < options.min_support:

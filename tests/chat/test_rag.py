@@ -638,3 +638,15 @@ def test_an_answer_confirming_what_the_user_stated_beside_the_question_is_no_ech
     question = "I read the K3 kettle warranty is two years. How long is the K3 kettle warranty?"
     _, answer = run(list(stream_answer(model, [kb], question, options=options)))
     assert answer.outcome == "answered", answer.notices
+
+
+def test_a_number_given_the_unit_the_question_wants_is_declined(tmp_path: Path) -> None:
+    text = "The Zephyr-9 kettle has a warranty of three years.\nIts rated power is 1800 watts."
+    kettle = hash_kb(tmp_path, "kettle", {"kettle.txt": text})
+    options = ChatOptions(search=LOW, min_score=0.0, min_score_cross=0.0)
+    model = ScriptedChatModel(["Zephyr-9 水壶重约1800公斤。 [1]"])
+    streamed, answer = run(
+        list(stream_answer(model, [kettle], "Zephyr-9 水壶重多少公斤？", options=options))
+    )
+    assert answer.refused and "1800" not in streamed
+    assert any("1800 in watts" in n for n in answer.notices)
