@@ -596,7 +596,14 @@ def _attribute(answer: Answer, used: Sequence[Hit]) -> str:
             answer.text += appended
     answer.citations = [_citation(n, used[n - 1], answer_tokens) for n in markers]
     answer.grounded = bool(markers)
+    if not markers:
+        answer.notices.append(UNCITED)
     return appended
+
+
+UNCITED = "no passage could be matched to this answer (it cites none): check it against the sources"
+"""Said beside an answer that passed the checks but shares no words with any passage: an
+answer in another language than its passages ("3年" over "three years") is not attributed."""
 
 
 def _overlap(answer_tokens: set[str], passage: str) -> float:

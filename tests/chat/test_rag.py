@@ -650,3 +650,12 @@ def test_a_number_given_the_unit_the_question_wants_is_declined(tmp_path: Path) 
     )
     assert answer.refused and "1800" not in streamed
     assert any("1800 in watts" in n for n in answer.notices)
+
+
+def test_an_answer_matched_to_no_passage_says_so(tmp_path: Path) -> None:
+    kettle = hash_kb(tmp_path, "kettle", {"kettle.txt": "The K3 kettle warranty is three years."})
+    options = ChatOptions(search=LOW, min_score=0.0, min_score_cross=0.0, verify=False)
+    model = ScriptedChatModel(["3年"])
+    _, answer = run(list(stream_answer(model, [kettle], "K3 水壶保修多久？", options=options)))
+    assert answer.outcome == "answered" and not answer.grounded and answer.citations == []
+    assert any("cites none" in n for n in answer.notices)
