@@ -104,12 +104,16 @@ def _report_outcomes(
         for note in outcome.notes:
             err.print(f"note: {note}", markup=False, highlight=False)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no files"
-    out.print(f"{summary}; {_chunks_embedded(outcomes, rebuilt=rebuilt)}")
+    embedded = _chunks_embedded(outcomes, rebuilt=rebuilt)
+    out.print(f"{summary}; {embedded}" if embedded else summary)
 
 
 def _chunks_embedded(outcomes: Sequence[FileOutcome], *, rebuilt: bool) -> str:
-    """``3 new chunks, 9 re-embedded``; a rebuild's ``12 chunks re-embedded``."""
+    """``3 new chunks, 9 re-embedded``; a rebuild's ``12 chunks re-embedded``; ``""`` when
+    no file was indexed (a removal, or only unchanged and failed files)."""
     indexed = [o for o in outcomes if o.status == "indexed"]
+    if not indexed and not rebuilt:
+        return ""
     embedded = sum(o.chunks for o in indexed)
     new = sum(o.new_chunks for o in indexed)
     if rebuilt:
@@ -445,6 +449,11 @@ def kb_jobs(
         jobs = JobQueue(library.catalog).list_jobs(name, limit=50)
     if as_json:
         print_json([job_info(job) for job in jobs])
+        return
+    if not jobs:
+        # `kb add` runs in the command itself; only servers (upload, sync, rebuild) queue jobs
+        where = f" for knowledge base {name!r}" if name is not None else ""
+        out.print(f"no jobs{where}: jobs are queued by `kbchat serve` (uploads, syncs, rebuilds)")
         return
     # the id whole, to copy into `kb cancel`
     table = Table(Column("id", no_wrap=True), "kb", "kind", "status", "files", "error")

@@ -295,6 +295,19 @@ def _chat_model(state: ServerState, name: str, caller: Principal) -> ChatModel:
         raise NotFound(f"no model named {name!r}; known: {', '.join(known)}") from None
 
 
+def _question(messages: list[Message]) -> str:
+    """The user's question: the last message's text.
+
+    Raises:
+        BadInput: (param ``messages``) the last message is not the user's, or it is blank.
+    """
+    if messages[-1].role != "user":
+        raise BadInput("the last message must be the user's question", param="messages")
+    if not messages[-1].content.strip():
+        raise BadInput("the last user message is empty: ask a question", param="messages")
+    return messages[-1].content
+
+
 def _kb_generation(
     state: ServerState,
     body: ChatCompletionRequest,
@@ -318,8 +331,7 @@ def _kb_generation(
             f"text with citations; use a chat model ({', '.join(state.settings.models)})",
             param=given,
         )
-    if messages[-1].role != "user":
-        raise BadInput("the last message must be the user's question", param="messages")
+    question = _question(messages)
     kb = library.get(name)
     model = state.services.models.get(None)
     search = answer_search_options(state.settings, top_k=body.top_k, threshold=body.threshold)
@@ -333,7 +345,6 @@ def _kb_generation(
         instructions=instructions,
     )
     history = [m for m in messages[:-1] if m.role in ("user", "assistant") and m.content]
-    question = messages[-1].content
     summarised = overview_source([kb], question)
     summary = summary_options(state.settings)
 
@@ -391,11 +402,9 @@ def _agent_generation(
                 "tools and citations; use a chat model for your own tools",
                 param=given,
             )
-    if messages[-1].role != "user":
-        raise BadInput("the last message must be the user's question", param="messages")
+    question = _question(messages)
     history = [m for m in messages[:-1] if m.role in ("user", "assistant") and m.content]
     services = state.services
-    question = messages[-1].content
 
     def run(cancel: threading.Event) -> Iterator[Piece]:
         events: Iterator[str | ToolStep | Answer]

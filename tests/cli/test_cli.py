@@ -153,6 +153,10 @@ def test_readding_reports_only_new_chunks(folder: Path, capsys: pytest.CaptureFi
     assert out.strip().endswith("; 1 new chunk")
     _, out, _ = run("kb", "add", "r", str(folder / "kettle.txt"), "--force", capsys=capsys)
     assert out.strip() == "1 indexed; 0 new chunks, 1 re-embedded"
+    _, out, _ = run("kb", "add", "r", str(folder / "kettle.txt"), capsys=capsys)
+    assert out.strip() == "1 unchanged"
+    _, out, _ = run("kb", "rm", "r", "kettle.txt", capsys=capsys)
+    assert out.strip() == "1 removed"
 
 
 def test_a_rebuild_reports_the_chunks_it_re_embedded(

@@ -94,6 +94,8 @@ def test_jobs_of_an_unknown_knowledge_base_is_an_error_naming_it(
         assert code == 1 and out == ""
         assert "no knowledge base named 'nosuch'" in err and "manuals" in err
     assert run("kb", "jobs", "manuals", "--json", capsys=capsys)[:2] == (0, "[]\n")
+    code, out, _ = run("kb", "jobs", "manuals", capsys=capsys)
+    assert code == 0 and out.startswith("no jobs for knowledge base 'manuals'")
 
 
 def test_jobs_show_the_chunks_written_and_those_being_embedded(

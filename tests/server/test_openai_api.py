@@ -133,6 +133,14 @@ def test_bad_requests_are_400s_in_openai_shape(client: TestClient, docs_kb: str)
         last_not_user.status_code == 400
         and "last message" in last_not_user.json()["error"]["message"]
     )
+    for model in (f"kb:{docs_kb}", "agent:default"):
+        blank = client.post(
+            "/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "  "}]},
+        )
+        assert blank.status_code == 400, (model, blank.text)
+        assert blank.json()["error"]["param"] == "messages"
+        assert "empty" in blank.json()["error"]["message"]
     image = client.post(
         "/v1/chat/completions",
         json={
