@@ -47,7 +47,8 @@ def bump(conn: Connection, task_id: int) -> None:
 def settle(conn: Connection, job_id: str, now: float) -> None:
     """Set a job's status from its tasks': running while a worker holds one of them,
     queued when the unfinished ones all wait for a worker (handed back by a stopping
-    worker, or taken back to be retried), else finished."""
+    worker, or taken back to be retried: the error then says why, "retrying: worker w1
+    stopped while running it"), else finished."""
     states: dict[str, int] = dict(
         conn.execute(
             select(job_tasks.c.status, func.count())
@@ -57,9 +58,15 @@ def settle(conn: Connection, job_id: str, now: float) -> None:
     )
     values: dict[str, Any] = {"version": jobs.c.version + 1}
     if states.get("running"):
-        values.update(status="running")
+        values.update(status="running", error=None)
     elif states.get("queued"):
-        values.update(status="queued")
+        retrying = conn.execute(
+            select(job_tasks.c.error)
+            .where(job_tasks.c.job_id == job_id, job_tasks.c.status == "queued")
+            .order_by(job_tasks.c.id)
+            .limit(1)
+        ).scalar()
+        values.update(status="queued", error=retrying)
     elif states.get("cancelled"):
         reason = conn.execute(
             select(job_tasks.c.error)

@@ -25,7 +25,8 @@ class Job:
 
     ``status`` is ``queued`` while no worker holds any of its unfinished tasks (before the
     first claim, and again after a stopping worker handed its tasks back or a task waits to be
-    retried); ``running`` while a worker holds one; ``done`` when the work finished, even if
+    retried, ``error`` then saying why: "retrying: worker w1 stopped while running it");
+    ``running`` while a worker holds one; ``done`` when the work finished, even if
     some files failed (see ``files``); ``failed`` when the work itself stopped with
     ``error``; ``cancelled`` when someone stopped it (``error`` says who or why; files
     finished before stay, the others are listed as cancelled and left as they were).

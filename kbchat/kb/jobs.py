@@ -162,11 +162,14 @@ class JobQueue(TaskLeases):
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job:
-        """The job with this id, as the catalog holds it now.
+        """The job with this id, as the catalog holds it now. Tasks whose worker stopped
+        renewing their lease are taken back first (``requeue_expired``), so a job whose only
+        worker was killed reads queued (or failed, out of attempts), not running forever.
 
         Raises:
             NotFound: no such job (or it finished long ago and was deleted).
         """
+        self.requeue_expired()
         found = load_jobs(self.engine, jobs.c.id == job_id)
         if not found:
             raise NotFound(f"no job with id {job_id!r}")
@@ -178,7 +181,9 @@ class JobQueue(TaskLeases):
         return job.to_json(), job.version, job.finished
 
     def list_jobs(self, kb: str | None = None, *, limit: int = 200) -> list[Job]:
-        """Recent jobs, newest first, optionally of one knowledge base only."""
+        """Recent jobs, newest first, optionally of one knowledge base only; tasks of
+        stopped workers are taken back first, as in ``get``."""
+        self.requeue_expired()
         return load_jobs(self.engine, None if kb is None else jobs.c.kb == kb, limit=limit)
 
     def cancel_kb(self, kb: str, reason: str) -> int:

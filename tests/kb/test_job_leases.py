@@ -196,6 +196,23 @@ def test_a_dead_worker_s_tasks_are_taken_back_once_keeping_the_files_it_finished
     assert finished.status == "done" and [f.status for f in finished.files] == ["indexed"] * 3
 
 
+def test_a_job_whose_only_worker_was_killed_reads_queued_not_running(
+    queue: JobQueue, catalog: Catalog
+) -> None:
+    job = queue.submit("kb", "add", [Task("add", file=f"{n}.txt") for n in "ab"])
+    held = queue.claim("killed-worker", "host")
+    queue.file_started(held[0].id)
+    assert queue.get(job.id).status == "running"
+    expire_leases(catalog)  # killed; no other worker claims
+    for seen in (queue.get(job.id), queue.list_jobs("kb")[0]):
+        assert seen.status == "queued"
+        assert seen.error == "retrying: worker killed-worker stopped while running it"
+        assert [(f.name, f.status) for f in seen.files] == [
+            ("a.txt", "pending"),
+            ("b.txt", "pending"),
+        ]
+
+
 def test_a_file_whose_workers_all_died_is_listed_failed_not_pending(
     catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
