@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kbchat.text import Language, detect_language
+
 DocumentKind = Literal["text", "table"]
 
 
@@ -56,6 +58,12 @@ class Hit:
     slide: int | None = None
     headings: tuple[str, ...] = ()
     extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def language(self) -> Language:
+        """The passage's language (``kbchat.text.detect_language`` of its first 300
+        characters: enough to tell, cheap on a long chunk)."""
+        return detect_language(self.text[:300])
 
 
 Role = Literal["system", "user", "assistant", "tool"]

@@ -600,7 +600,7 @@ def kb_evidence(context: ToolContext, question: str) -> KbEvidence | None:
     if not hits:
         return None
     best = hits[0]
-    same = detect_language(best.text[:300]) == detect_language(question)
+    same = best.language == detect_language(question)
     bar = settings.chat.min_score if same else settings.chat.min_score_cross
     sheet = best.sheet is not None or best.file.lower().endswith((".csv", ".xlsx", ".xlsm"))
     return KbEvidence(best.score, best.file, sheet, best.score >= bar)

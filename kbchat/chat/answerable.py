@@ -114,11 +114,16 @@ _FULL_STOP = re.compile(r"(?<=[a-z0-9)\"”][.!?])\s+(?=[A-Z0-9\"“(])")
 "e.g. this" stay whole when the next word is not capitalised)."""
 
 
+def split_sentences(passage: str) -> list[str]:
+    """``passage`` cut into sentences as written: ``grounding.sentences`` (Chinese and Western
+    end marks, semicolons, lines), then Western full stops before a capital or digit."""
+    parts = (part.strip() for sentence in sentences(passage) for part in _FULL_STOP.split(sentence))
+    return [part for part in parts if part]
+
+
 def _cut(passage: str) -> list[str]:
-    """``passage`` cut into sentences, Western full stops included, normalised."""
-    return [
-        normalise(part) for sentence in sentences(passage) for part in _FULL_STOP.split(sentence)
-    ]
+    """``passage`` cut into sentences (``split_sentences``), normalised."""
+    return [normalise(part) for part in split_sentences(passage)]
 
 
 def windows(passage: str) -> Iterator[str]:
@@ -216,8 +221,7 @@ def focus(question: str, passages: Sequence[str]) -> Focus | None:
     best: tuple[int, int, int, int] = (0, 0, 0, 0)  # terms held: place, sentence; where
     raws: list[list[str]] = []
     for n, passage in enumerate(passages):
-        raw = [part.strip() for s in sentences(passage) for part in _FULL_STOP.split(s)]
-        raw = [part for part in raw if part]
+        raw = split_sentences(passage)
         raws.append(raw)
         cut = [normalise(part) for part in raw]
         for m, window in enumerate(_windows_of(cut)):

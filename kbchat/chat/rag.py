@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field
 
 from kbchat.chat.answer_log import AnswerTrace, logged
-from kbchat.chat.answerable import evidence, focus, support
+from kbchat.chat.answerable import evidence, focus, split_sentences, support
 from kbchat.chat.answerable import options as choices
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
 from kbchat.chat.grounding import (
@@ -233,7 +233,7 @@ def same_language_first(hits: Sequence[Hit], language: Language) -> list[Hit]:
     ordered: list[Hit] = []
     waiting: list[Hit] = []  # other-language hits not yet placed
     for hit in hits:
-        if detect_language(hit.text[:300]) == language:
+        if hit.language == language:
             ordered += [w for w in waiting if w.score - hit.score >= SAME_LANGUAGE_MARGIN]
             waiting = [w for w in waiting if w.score - hit.score < SAME_LANGUAGE_MARGIN]
             ordered.append(hit)
@@ -436,7 +436,7 @@ def _focused(question: str, used: Sequence[Hit], options: ChatOptions) -> Hit | 
     On HotpotQA a retry over one place of a two-passage question answered wrong (3 of 4).
     """
     language = detect_language(question)
-    same = [hit for hit in used if detect_language(hit.text[:300]) == language]
+    same = [hit for hit in used if hit.language == language]
     texts = [hit.text for hit in same]
     found = focus(question, texts)
     if found is None or found.share < max(options.min_coverage, evidence(question, texts).share):
@@ -461,7 +461,7 @@ def _unsupported_question(
     and no unanswerable one.
     """
     language = detect_language(question)
-    same = [hit.text for hit in used if detect_language(hit.text[:300]) == language]
+    same = [hit.text for hit in used if hit.language == language]
     found = evidence(question, same) if same else None
     held = found is not None and len(found.terms) >= _HELD_TERMS and found.share == 1.0
     if _weak(best, language, options) and not held:
@@ -485,7 +485,7 @@ def _weak(best: Hit, language: Language, options: ChatOptions) -> bool:
     """True when the best passage is below the bar for answering: ``min_score`` in the
     question's language, ``min_score_cross`` in another (cross-lingual relevance runs
     lower: English questions' Chinese gold passages scored 0.4-0.55 on the dev set)."""
-    same = detect_language(best.text[:300]) == language
+    same = best.language == language
     return best.score < (options.min_score if same else options.min_score_cross)
 
 
@@ -502,7 +502,7 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
     # The source labels ("[1] (settings.xlsx)") are in the prompt: naming them is no invention.
     passages = [f"{hit.file}\n{hit.text}" for hit in used]
     language = detect_language(question)
-    same = [hit.text for hit in used if detect_language(hit.text[:300]) == language]
+    same = [hit.text for hit in used if hit.language == language]
 
     def check(head: str, whole: bool) -> str | None:
         if any(refusal in head for refusal in _REFUSALS):
@@ -555,14 +555,10 @@ def _repeats(answer: str, question: str) -> bool:
     if _YES_NO.search(question) or choices(question):
         return False
     said = content_words(without_markers(answer))
-    parts = _STATEMENT_END.split(question)
-    asking = [part for part in parts if part.rstrip().endswith(("?", "？"))]
+    asking = [part for part in split_sentences(question) if part.endswith(("?", "？"))]
     asked = set(content_words(" ".join(asking) or question))
     return len(said) >= ECHO_WORDS and all(word in asked or _DEICTIC.match(word) for word in said)
 
-
-_STATEMENT_END = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s+")
-"""Where a sentence of a question ends: an end mark, a full stop only before a space."""
 
 _DEICTIC = re.compile(r"^[这那该此本其][个场次些种位项件年月天部首座条家所]?$")
 """A word pointing back ("这场", "该"): it adds nothing to the question's words. A sentence
