@@ -171,6 +171,9 @@ def kb_list(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(rows)
         return
+    if not rows:
+        out.print("no knowledge bases yet: create one with `kbchat kb create NAME`")
+        return
     # What a user types or compares (name, counts, embedder, store) is folded, never cut to
     # "…"; only the description gives way. The embedder is named as `--embedder` takes it
     # (e5+use); `kb info` and --json give its full name with model versions.

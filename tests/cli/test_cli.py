@@ -104,6 +104,12 @@ def test_sync_and_rebuild(folder: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 0 and {r["status"] for r in json.loads(out)} == {"indexed", "skipped"}
 
 
+def test_an_empty_library_says_how_to_start(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run("kb", "list", capsys=capsys)
+    assert code == 0 and out.startswith("no knowledge bases yet") and "kb create" in out
+    assert run("kb", "list", "--json", capsys=capsys)[:2] == (0, "[]\n")
+
+
 def test_bad_setting_names_the_setting(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
