@@ -13,9 +13,11 @@ from typing import Annotated
 
 from pydantic import Field
 
+from kbchat.chat.answer_kinds import kind_conflict
 from kbchat.chat.answer_log import AnswerTrace, logged
 from kbchat.chat.answerable import evidence, focus, split_sentences, support
 from kbchat.chat.answerable import options as choices
+from kbchat.chat.contrasts import contrast_conflict
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
 from kbchat.chat.grounding import (
     check_claims,
@@ -515,6 +517,10 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
             return f"the answer states {named}, which the sources do not contain"
         if (conflict := unit_conflict(head, question, passages)) is not None:
             return conflict
+        if (conflict := contrast_conflict(head, question, passages)) is not None:
+            return conflict
+        if whole and (conflict := kind_conflict(head, question)) is not None:
+            return conflict  # judged whole: a long answer may name the place later
         # An opening ("To create one, use this command:") has too few words to judge.
         enough = claims.words >= (1 if whole else MIN_HEAD_WORDS)
         if enough and claims.support < options.min_support:

@@ -652,6 +652,28 @@ def test_a_number_given_the_unit_the_question_wants_is_declined(tmp_path: Path) 
     assert any("1800 in watts" in n for n in answer.notices)
 
 
+@pytest.mark.parametrize(
+    ("reply", "question", "reason"),
+    [
+        ("93.62万辆 [1]", "2022年特斯拉交付量是多少？", "93.62 for 2021, not for 2022"),
+        ("特斯拉将于2021年建厂。 [1]", "特斯拉在哪里建厂？", "only a time (2021年)"),
+    ],
+)
+def test_an_answer_read_for_another_year_or_of_another_kind_is_declined(
+    tmp_path: Path, reply: str, question: str, reason: str
+) -> None:
+    text = (
+        "特斯拉交付量创新高。以特斯拉2021年的全球交付量93.62万辆计算，"
+        "特斯拉2022年的交付量需要超过140万辆。特斯拉于2021年在上海建厂。"
+    )
+    tesla = hash_kb(tmp_path, "tesla", {"特斯拉.txt": text})
+    options = ChatOptions(search=LOW, min_score=0.0, min_score_cross=0.0)
+    model = ScriptedChatModel([reply])
+    streamed, answer = run(list(stream_answer(model, [tesla], question, options=options)))
+    assert answer.refused and reply.split()[0] not in streamed
+    assert any(reason in n for n in answer.notices), (answer.notices, answer.text)
+
+
 def test_an_answer_matched_to_no_passage_says_so(tmp_path: Path) -> None:
     kettle = hash_kb(tmp_path, "kettle", {"kettle.txt": "The K3 kettle warranty is three years."})
     options = ChatOptions(search=LOW, min_score=0.0, min_score_cross=0.0, verify=False)

@@ -1,0 +1,96 @@
+"""Whether a Chinese answer is of the kind its question asks for: a place for "在哪里", a name
+for "谁", and a date only where the question asks when.
+
+Over same-topic passages that do not answer, the 0.5B model answers with whatever the
+closest sentence gives: "2022年金鸡百花电影节在哪里举行" with "……将在11月10日至12日举办",
+"香港第六任行政长官选举结果？" with "2022年5月8日", or the question itself with a year put
+before it ("2022年北京冬奥会男子500米速度滑冰金牌"). Every word of such an answer is in the
+passages, so the claim check passes it; what it adds to the question's words is only a date,
+or names nothing.
+
+Words are told apart by jieba's part-of-speech tags (rjieba's ``tag``, the ICTCLAS tag set:
+``n*`` nouns and names, ``t`` time words, ``m`` numerals, ``v`` verbs ...). Only Chinese
+answers are judged; an answer in another language passes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kbchat.chat.grounding import content_words, without_markers
+from kbchat.text import HAN_RE, detect_language
+
+_ASKS_TIME = re.compile(
+    r"时间|何时|什么时候|哪天|哪一天|哪日|哪年|哪一年|几年|几月|几号|几点|日期|多久|多长时间|"
+    r"多少年|年份|年代|时期|朝代|世纪|生日|(?:于|在)[?？]?$|始于|建于|生于|卒于|成立于"
+)
+"""Words of a question that asks when (or how long): a date answers it."""
+
+_ASKS_PLACE = re.compile(r"哪里|哪儿|在哪|何处|何地|什么地方|哪个(?:城市|国家|省|地区|地方|州|县)")
+_ASKS_NAME = re.compile(r"谁|哪位|什么人|哪个人|哪些人")
+
+_NOMINAL = ("n", "j", "s", "i", "l", "eng", "vn", "an")
+"""Tags of words that name something: nouns and names (n, nr, ns, nt, nz ...), abbreviations
+(j), places (s), idioms and set phrases (i, l), foreign words (eng), nominal verbs and
+adjectives (vn, an)."""
+
+_NAMES = ("nr", "ns", "nt", "nz", "s")
+"""Tags of names: of people (nr, nrt, nrfg), places (ns), organisations (nt), others (nz),
+and place words (s)."""
+
+_DATE = re.compile(
+    r"\d{2,4}\s*年(?:\s*\d{1,2}\s*月)?(?:\s*\d{1,2}\s*[日号])?"
+    r"|\d{1,2}\s*月(?:\s*\d{1,2}\s*[日号])?|\d{1,2}\s*[日号]"
+    r"|(?<=[日号])\s*[至到—-]\s*\d{1,2}\s*[日号]?"
+)
+"""A date in Chinese ("2022年5月8日", "11月10日至12日", "2020年")."""
+
+_SAYS = frozenset("根据 资料 提供 信息 显示 文件 段落 内容 答案 问题".split())
+"""Words that attribute or frame an answer ("根据资料，……"): they name nothing asked."""
+
+
+def kind_conflict(answer: str, question: str) -> str | None:
+    """Why ``answer`` is not of the kind ``question`` asks for, or None.
+
+    - A question asking where (``_ASKS_PLACE``) or who (``_ASKS_NAME``) whose answer adds no
+      word naming something (``_NOMINAL``) to the question's words.
+    - A question not asking when (``_ASKS_TIME``) whose answer adds dates or times and
+      nothing that names something.
+
+    Only answers in Chinese are judged.
+    """
+    said = without_markers(answer)
+    if detect_language(said) != "zh" or not HAN_RE.search(question):
+        return None
+    import rjieba
+
+    asked = set(content_words(question))
+    dates = [d.strip() for d in _DATE.findall(said) if d.strip() not in question]
+    new = [
+        (word, flag)
+        for word, flag in rjieba.tag(_DATE.sub("，", said))
+        if word.strip() and word not in asked and word not in _SAYS and not _in(word, asked)
+    ]
+    naming = [w for w, flag in new if (flag.startswith(_NOMINAL) and len(w) >= 2) or flag == "nr"]
+    if naming:
+        return None
+    # A name the question holds answers too ("莱索托足球队代表哪个国家？" - "……是莱索托的国家
+    # 足球代表队"); the tagger tells names from common nouns but not a person's from a
+    # place's (it tags 莱索托 "nrt"), so any name counts.
+    named = any(flag.startswith(_NAMES) for _, flag in rjieba.tag(said))
+    if _ASKS_PLACE.search(question) and not named:
+        return "the answer names no place, where the question asks where"
+    if _ASKS_NAME.search(question) and not named:
+        return "the answer names no one, where the question asks who"
+    dates += [w for w, flag in new if flag == "t"]
+    counted = [w for w, flag in new if flag == "m"]  # a number that is not a date
+    if dates and not counted and not _ASKS_TIME.search(question.strip()):
+        shown = "、".join(dates[:3])
+        return f"the answer gives only a time ({shown}), where the question does not ask when"
+    return None
+
+
+def _in(word: str, asked: set[str]) -> bool:
+    """True when ``word`` is one of the question's words or made of them (jieba may cut the
+    answer's "冬奥会男子" where it cut the question's "冬奥会", "男子")."""
+    return len(word) >= 2 and any(word in a or a in word for a in asked if len(a) >= 2)

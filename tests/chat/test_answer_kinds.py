@@ -1,0 +1,55 @@
+"""A Chinese answer must be of the kind its question asks for."""
+
+from __future__ import annotations
+
+import pytest
+
+from kbchat.chat.answer_kinds import kind_conflict
+
+
+@pytest.mark.parametrize(
+    ("answer", "question", "reason"),
+    [
+        (
+            "2022年金鸡百花电影节将在11月10日至12日举办。 [1][3]",
+            "2022年金鸡百花电影节在哪里举行",
+            "the answer names no place, where the question asks where",
+        ),
+        (
+            "2022年5月8日 [2]",
+            "香港第六任行政长官选举结果？",
+            "the answer gives only a time (2022年5月8日), where the question does not ask when",
+        ),
+        (  # the question with a year put before it
+            "2022年北京冬奥会男子500米速度滑冰金牌",
+            "北京冬奥会男子500米速度滑冰金牌",
+            "the answer gives only a time (2022年), where the question does not ask when",
+        ),
+        (
+            "该合唱团于2019年创办。",
+            "果果合唱团是谁创办的？",
+            "the answer names no one, where the question asks who",
+        ),
+    ],
+)
+def test_an_answer_of_another_kind_is_declined(answer: str, question: str, reason: str) -> None:
+    assert kind_conflict(answer, question) == reason
+
+
+@pytest.mark.parametrize(
+    ("answer", "question"),
+    [
+        ("厦门", "2022年金鸡百花电影节在哪里举行"),
+        ("在厦门举办。", "2022年金鸡百花电影节在哪里举行"),
+        ("莱索托足球代表队是莱索托的国家足球代表队。", "莱索托足球队代表哪个国家？"),
+        ("1368年", "明朝是哪一年建立的？"),
+        ("2021年", "这座桥始建于？"),
+        ("3个", "学校有几个分校？"),  # a count, not a date
+        ("是的。", "它支持中文吗？"),
+        ("高亭宇 [1]", "北京冬奥会男子500米速度滑冰金牌"),
+        ("邓小岚", "果果合唱团是谁创办的？"),
+        ("It opened in 2021.", "What is the stadium called?"),  # only Chinese is judged
+    ],
+)
+def test_an_answer_of_the_asked_kind_passes(answer: str, question: str) -> None:
+    assert kind_conflict(answer, question) is None
