@@ -1,5 +1,5 @@
-"""Whether a Chinese answer is of the kind its question asks for: a place for "在哪里", a name
-for "谁", and a date only where the question asks when.
+"""Whether an answer is of the kind its question asks for: a place for "在哪里", a name for
+"谁" or "who", a date for "when was ... founded?", and a date only where the question asks when.
 
 Over same-topic passages that do not answer, the 0.5B model answers with whatever the
 closest sentence gives: "2022年金鸡百花电影节在哪里举行" with "……将在11月10日至12日举办",
@@ -8,16 +8,19 @@ before it ("2022年北京冬奥会男子500米速度滑冰金牌"). Every word o
 passages, so the claim check passes it; what it adds to the question's words is only a date,
 or names nothing.
 
-Words are told apart by jieba's part-of-speech tags (rjieba's ``tag``, the ICTCLAS tag set:
-``n*`` nouns and names, ``t`` time words, ``m`` numerals, ``v`` verbs ...). Only Chinese
-answers are judged; an answer in another language passes.
+Chinese words are told apart by jieba's part-of-speech tags (rjieba's ``tag``, the ICTCLAS
+tag set: ``n*`` nouns and names, ``t`` time words, ``m`` numerals, ``v`` verbs ...). English
+answers are judged on two narrower rules, from HotpotQA dev answers: "When was the magazine
+... founded?" answered "... was EXIT." (no number at all), and "... was coached by whom?"
+answered with the question's own coach's name (every name it states is the question's).
 """
 
 from __future__ import annotations
 
 import re
 
-from kbchat.chat.grounding import content_words, without_markers
+from kbchat.chat.answerable import options as choices
+from kbchat.chat.grounding import content_words, items, normalise, occurs, without_markers
 from kbchat.text import HAN_RE, detect_language
 
 _ASKS_TIME = re.compile(
@@ -61,7 +64,7 @@ def kind_conflict(answer: str, question: str) -> str | None:
     """
     said = without_markers(answer)
     if detect_language(said) != "zh" or not HAN_RE.search(question):
-        return None
+        return _english_conflict(said, question) if detect_language(question) == "en" else None
     import rjieba
 
     asked = set(content_words(question))
@@ -94,3 +97,34 @@ def _in(word: str, asked: set[str]) -> bool:
     """True when ``word`` is one of the question's words or made of them (jieba may cut the
     answer's "冬奥会男子" where it cut the question's "冬奥会", "男子")."""
     return len(word) >= 2 and any(word in a or a in word for a in asked if len(a) >= 2)
+
+
+_ASKS_DATE_EN = re.compile(
+    r"^\s*when\s+(?:was|were|did)\b|\b(?:in\s+)?(?:what|which)\s+year\b|\bhow\s+(?:many|old)\b",
+    re.IGNORECASE,
+)
+"""An English question whose answer is a number: a past event's date ("When was it founded?",
+"In what year ..."), a count or an age. Not every "when": "When should I descale it?" may
+be answered "when the light turns red"."""
+
+_NUMBER_WORD = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
+    r"fifteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|"
+    r"billion|dozen|several|many|few|no|none)\b",
+    re.IGNORECASE,
+)
+_ASKS_WHO_EN = re.compile(r"\bwho(?:m|se)?\b", re.IGNORECASE)
+
+
+def _english_conflict(answer: str, question: str) -> str | None:
+    """``kind_conflict`` for an English question: a number asked (``_ASKS_DATE_EN``) and none
+    given, or "who" asked (not a choice between names) and every name the answer states
+    (``grounding.items``), at least one, is the question's own."""
+    if _ASKS_DATE_EN.search(question) and not _NUMBER_WORD.search(answer):
+        return "the answer gives no number or date, where the question asks for one"
+    if _ASKS_WHO_EN.search(question) and not choices(question):
+        named = items(answer)
+        asked = normalise(question)
+        if named and all(occurs(name, asked) for name in named):
+            return "the answer names no one the question does not name itself"
+    return None

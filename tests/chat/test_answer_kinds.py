@@ -26,6 +26,16 @@ from kbchat.chat.answer_kinds import kind_conflict
             "the answer gives only a time (2022年), where the question does not ask when",
         ),
         (
+            "George Petros was a contributing editor of the magazine EXIT. [1]",
+            "When was the magazine of which George Petros was a contributing editor founded?",
+            "the answer gives no number or date, where the question asks for one",
+        ),
+        (
+            "The team that lost to the team coached by Steve Prohm was coached by Steve Prohm.",
+            "The team that lost to the team coached by Steve Prohm was coached by whom?",
+            "the answer names no one the question does not name itself",
+        ),
+        (
             "该合唱团于2019年创办。",
             "果果合唱团是谁创办的？",
             "the answer names no one, where the question asks who",
@@ -48,7 +58,16 @@ def test_an_answer_of_another_kind_is_declined(answer: str, question: str, reaso
         ("是的。", "它支持中文吗？"),
         ("高亭宇 [1]", "北京冬奥会男子500米速度滑冰金牌"),
         ("邓小岚", "果果合唱团是谁创办的？"),
-        ("It opened in 2021.", "What is the stadium called?"),  # only Chinese is judged
+        ("It opened in 2021.", "What is the stadium called?"),
+        ("It was founded in 1994.", "When was the magazine founded?"),
+        ("Three.", "How many kettles are there?"),
+        ("When the light turns red.", "When should I descale the kettle?"),  # not a past event
+        ("The customer service team.", "Who should I contact about returns?"),  # names nothing
+        ("Sara Kestelman", "Who played the mother in Footfalls?"),
+        (
+            "Alexandra Shiva won first.",
+            "Who won an award first, the Brothers Quay or Alexandra Shiva?",
+        ),
     ],
 )
 def test_an_answer_of_the_asked_kind_passes(answer: str, question: str) -> None:
