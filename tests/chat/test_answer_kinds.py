@@ -13,7 +13,7 @@ from kbchat.chat.answer_kinds import kind_conflict
         (
             "2022年金鸡百花电影节将在11月10日至12日举办。 [1][3]",
             "2022年金鸡百花电影节在哪里举行",
-            "the answer names no place, where the question asks where",
+            "the answer gives only a time (11月10日、12日), where the question does not ask when",
         ),
         (
             "2022年5月8日 [2]",
@@ -38,7 +38,7 @@ from kbchat.chat.answer_kinds import kind_conflict
         (
             "该合唱团于2019年创办。",
             "果果合唱团是谁创办的？",
-            "the answer names no one, where the question asks who",
+            "the answer gives only a time (2019年), where the question does not ask when",
         ),
     ],
 )
@@ -58,6 +58,9 @@ def test_an_answer_of_another_kind_is_declined(answer: str, question: str, reaso
         ("是的。", "它支持中文吗？"),
         ("高亭宇 [1]", "北京冬奥会男子500米速度滑冰金牌"),
         ("邓小岚", "果果合唱团是谁创办的？"),
+        ("只有你自己。", "谁能看到我的文档？"),  # naming no one can answer "who"
+        ("保存在本地。", "文件保存在哪里？"),
+        ("两年", "保修期多长？"),
         ("It opened in 2021.", "What is the stadium called?"),
         ("It was founded in 1994.", "When was the magazine founded?"),
         ("Three.", "How many kettles are there?"),
