@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Annotated
@@ -22,6 +23,7 @@ from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
 from kbchat.chat.grounding import (
     check_claims,
     content_words,
+    items,
     missing_items,
     normalise,
     occurs,
@@ -583,20 +585,31 @@ def _attribute(answer: Answer, used: Sequence[Hit]) -> str:
     if any(refusal in answer.text for refusal in _REFUSALS):
         answer.grounded = False
         return ""
-    answer_tokens = set(tokenize(answer.text))
+    said = without_markers(answer.text)
+    answer_tokens = set(tokenize(said))
+    answer_items = _new_items(said, answer.question)
     markers = sorted({int(m) for m in _MARKER.findall(answer.text) if 1 <= int(m) <= len(used)})
     appended = ""
     if not markers:
-        # The passages whose words the answer reuses most (ties: the better-ranked one).
-        overlaps = [(_overlap(answer_tokens, hit.text), -n) for n, hit in enumerate(used, 1)]
-        best = sorted(overlaps, reverse=True)[:2]
+        # The passages holding most of the answer's items (numbers, codes, names), then
+        # reusing most of its words (ties: the better-ranked one).
+        scored = sorted(
+            (
+                (_held(answer_items, hit.text), _overlap(answer_tokens, hit.text), -n)
+                for n, hit in enumerate(used, 1)
+            ),
+            reverse=True,
+        )
+        top_held, top_overlap, _ = scored[0]
         markers = sorted(
-            -n for score, n in best if score >= MIN_OVERLAP and score >= 0.8 * best[0][0]
+            -n
+            for held, overlap, n in scored[:2]
+            if held == top_held and overlap >= MIN_OVERLAP and overlap >= 0.8 * top_overlap
         )
         if markers:
             appended = " " + "".join(f"[{n}]" for n in markers)
             answer.text += appended
-    answer.citations = [_citation(n, used[n - 1], answer_tokens) for n in markers]
+    answer.citations = [_citation(n, used[n - 1], said, answer.question) for n in markers]
     answer.grounded = bool(markers)
     if not markers:
         answer.notices.append(UNCITED)
@@ -614,9 +627,38 @@ def _overlap(answer_tokens: set[str], passage: str) -> float:
     return len(answer_tokens & set(tokenize(passage))) / len(answer_tokens)
 
 
-def _citation(marker: int, hit: Hit, answer_tokens: set[str]) -> Citation:
+def _new_items(said: str, asked: str) -> list[str]:
+    """The items (numbers, codes, names) ``said`` names that ``asked`` does not: what an
+    answer adds to its question."""
+    question = normalise(asked)
+    return [item for item in items(said) if not occurs(item, question)]
+
+
+def _held(answer_items: Sequence[str], passage: str) -> int:
+    """How many of ``answer_items`` occur in ``passage``."""
+    text = normalise(passage)
+    return sum(occurs(item, text) for item in answer_items)
+
+
+def _citation(marker: int, hit: Hit, said: str, asked: str = "") -> Citation:
+    """The citation of ``hit`` for ``said`` (an answer to ``asked``, or the question of a
+    refusal).
+
+    Its quote is the passage's sentence holding most of the items ``said`` adds to
+    ``asked`` (numbers, codes, names), then most of its words, each weighted by 1 / the
+    number of the passage's sentences holding it: for "The Zephyr-9 is rated at 1800 W"
+    the sentence giving "1800 W", not the warranty sentence that repeats "Zephyr-9"."""
     candidates = sentences(hit.text) or [hit.text]
-    quote = max(candidates, key=lambda s: len(answer_tokens & set(tokenize(s))))
+    wanted = set(tokenize(said))
+    said_items = _new_items(said, asked)
+    held = [wanted & set(tokenize(sentence)) for sentence in candidates]
+    spread = Counter(token for tokens in held for token in tokens)
+
+    def weight(index: int) -> tuple[int, float]:
+        words = sum(1 / spread[token] for token in held[index])
+        return _held(said_items, candidates[index]), words
+
+    quote = candidates[max(range(len(candidates)), key=weight)]
     return Citation(
         marker=marker,
         kb=hit.kb,
@@ -689,8 +731,9 @@ def _declined(
     language = decline.language
     answer = Answer(text="", model=model.name, question=decline.question, grounded=False)
     answer.notices = notices
-    words = set(tokenize(decline.question))
-    answer.closest = [_citation(n, hit, words) for n, hit in enumerate(decline.hits[:CLOSEST], 1)]
+    answer.closest = [
+        _citation(n, hit, decline.question) for n, hit in enumerate(decline.hits[:CLOSEST], 1)
+    ]
     if decline.missing:
         answer.notices.append("declined: the sources do not mention " + ", ".join(decline.missing))
     elif decline.reason:

@@ -83,6 +83,31 @@ def test_markers_are_added_when_the_model_writes_none(kb: KnowledgeBase) -> None
     assert answer.citations[0].file == "kettle.txt"
 
 
+def test_the_quote_is_the_sentence_giving_the_answer_s_number_not_one_naming_the_product(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "The Zephyr-9 kettle comes with a two year warranty on the Zephyr-9 base.\n"
+        "Rated power: 1800 W."
+    )
+    kettle = hash_kb(tmp_path, "kettle", {"zephyr.txt": text})
+    model = ScriptedChatModel(["The Zephyr-9 kettle is rated at 1800 W [1]."])
+    _, answer = run(list(stream_answer(model, [kettle], "Zephyr-9 kettle power?")))
+    assert answer.citations[0].quote == "Rated power: 1800 W."
+
+
+def test_unmarked_answers_cite_the_passage_holding_their_number(tmp_path: Path) -> None:
+    files = {
+        "a.txt": "The Zephyr-9 kettle manual covers the Zephyr-9 kettle base and lid.",
+        "b.txt": "Power of the kettle: 1800 W.",
+    }
+    kettle = hash_kb(tmp_path, "kettle", files)
+    options = ChatOptions(search=LOW, min_score=0.0)
+    model = ScriptedChatModel(["The Zephyr-9 kettle draws 1800 W."])
+    _, answer = run(list(stream_answer(model, [kettle], "Zephyr-9 kettle power?", options=options)))
+    assert [c.file for c in answer.citations] == ["b.txt"]
+
+
 def test_chinese_question_gets_the_chinese_prompt(kb: KnowledgeBase) -> None:
     model = ScriptedChatModel(["保修期为两年[1]。"])
     _, answer = run(list(stream_answer(model, [kb], "保修期多长？")))
