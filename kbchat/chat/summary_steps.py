@@ -65,12 +65,13 @@ def step_budget(model: ChatModel, options: SummaryOptions) -> int:
 
 
 def frame_tokens(model: ChatModel) -> int:
-    """Tokens of the longest summary prompt without its text."""
+    """Tokens of the longest summary prompt without its text, with the system message a
+    framed prompt carries."""
     return max(
         model.count_tokens(template(name, lang))
         for name in ("summarize_part", "summarize_refine", "summarize_whole", "summarize_extract")
         for lang in ("en", "zh")
-    )
+    ) + max(model.count_tokens(template("summarize_system", lang)) for lang in ("en", "zh"))
 
 
 def sections(texts: Sequence[str], budget: int, count: Callable[[str], int]) -> list[str]:
@@ -121,8 +122,15 @@ class StepRunner:
         self.timings: list[StepTiming] = []
         self._lock = threading.Lock()
 
-    def prompt(self, name: str, **values: str) -> list[Message]:
-        return [Message("user", render(name, self.language, **values))]
+    def prompt(self, name: str, *, framed: bool = False, **values: str) -> list[Message]:
+        """The messages of one call: ``name`` rendered with ``values``; ``framed``: the
+        template puts the text in <document> tags, and a system message says the text is
+        material, not instructions (a book of prompt formulas had its extract answered
+        with one of its own prompts: "在以下故事中生成以下角色之间的对话。")."""
+        user = Message("user", render(name, self.language, **values))
+        if not framed:
+            return [user]
+        return [Message("system", template("summarize_system", self.language)), user]
 
     def step(self, stage: str, messages: list[Message]) -> str:
         """One intermediate call, to the end."""
@@ -240,4 +248,4 @@ def extract_steps(runner: StepRunner, texts: list[str], embedder: Embedder) -> S
         budget=min(runner.options.extract_tokens, runner.budget),
         count=runner.count,
     )
-    return runner.prompt("summarize_extract", text="\n".join(picked))
+    return runner.prompt("summarize_extract", framed=True, text="\n".join(picked))

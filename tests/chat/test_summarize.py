@@ -94,8 +94,13 @@ def test_extract_sends_central_sentences_to_one_short_pass() -> None:
     options = SummaryOptions(strategy="extract", extract_sentences=2)
     _, progress, summary = run(summarize(model, chunks, embedder=HashEmbedder(), options=options))
     assert len(model.received) == 1 and summary.strategy == "extract"
-    prompt = model.received[0][0].content
+    system, user = model.received[0]
+    assert system.role == "system" and "not for you" in system.content
+    prompt = user.content
     assert "key sentences" in prompt and "Zebras" not in prompt
+    # The sentences are framed as material: a document of prompt formulas is summarised,
+    # not obeyed.
+    assert prompt.index("<document>") < prompt.index("kettle") < prompt.index("</document>")
     assert any(p.stage == "extract" for p in progress)
 
 
