@@ -60,21 +60,11 @@ def settle(conn: Connection, job_id: str, now: float) -> None:
     if states.get("running"):
         values.update(status="running", error=None)
     elif states.get("queued"):
-        retrying = conn.execute(
-            select(job_tasks.c.error)
-            .where(job_tasks.c.job_id == job_id, job_tasks.c.status == "queued")
-            .order_by(job_tasks.c.id)
-            .limit(1)
-        ).scalar()
-        values.update(status="queued", error=retrying)
+        values.update(status="queued", error=_first_error(conn, job_id, "queued"))
     elif states.get("cancelled"):
-        reason = conn.execute(
-            select(job_tasks.c.error)
-            .where(job_tasks.c.job_id == job_id, job_tasks.c.status == "cancelled")
-            .order_by(job_tasks.c.id)
-            .limit(1)
-        ).scalar()
-        values.update(status="cancelled", error=reason, finished_at=now)
+        values.update(
+            status="cancelled", error=_first_error(conn, job_id, "cancelled"), finished_at=now
+        )
     else:
         failed = conn.execute(
             select(job_tasks.c.error)
@@ -88,6 +78,16 @@ def settle(conn: Connection, job_id: str, now: float) -> None:
             finished_at=now,
         )
     conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+
+def _first_error(conn: Connection, job_id: str, status: str) -> str | None:
+    """The error of the job's first task in ``status`` (why it waits, or was cancelled)."""
+    return conn.execute(
+        select(job_tasks.c.error)
+        .where(job_tasks.c.job_id == job_id, job_tasks.c.status == status)
+        .order_by(job_tasks.c.id)
+        .limit(1)
+    ).scalar()
 
 
 def load_jobs(engine: Engine, where: Any, *, limit: int | None = None) -> list[Job]:
