@@ -17,6 +17,7 @@ from kbchat.chat.rag import (
     same_language_first,
     stream_answer,
     stream_answer_from,
+    unwrapped,
 )
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
@@ -94,6 +95,27 @@ def test_the_quote_is_the_sentence_giving_the_answer_s_number_not_one_naming_the
     model = ScriptedChatModel(["The Zephyr-9 kettle is rated at 1800 W [1]."])
     _, answer = run(list(stream_answer(model, [kettle], "Zephyr-9 kettle power?")))
     assert answer.citations[0].quote == "Rated power: 1800 W."
+
+
+def test_a_hard_wrapped_sentence_is_quoted_whole_and_code_lines_stay_apart() -> None:
+    english = (
+        "A: No. With the default settings everything, including the models, runs on your\n"
+        "machine. Only if you configure an OpenAI-compatible server as embedder or chat\n"
+        "model are passages sent to that server.\n"
+        "Q: Which languages are supported?"
+    )
+    assert unwrapped(english).splitlines() == [
+        "A: No. With the default settings everything, including the models, runs on your "
+        "machine. Only if you configure an OpenAI-compatible server as embedder or chat "
+        "model are passages sent to that server.",
+        "Q: Which languages are supported?",
+    ]
+    chinese = "常见原因有：文件为空或已损坏、PDF 设置了打开密码、\n扫描版 PDF 但没有安装 OCR。"
+    assert unwrapped(chinese) == chinese.replace("\n", "")
+    code = "```toml\nchunk_size = 400          # characters per chunk\nchunk_overlap = 60\n```"
+    assert unwrapped(code) == code
+    short = "- kbchat kb list\nlists the knowledge bases"
+    assert unwrapped(short) == short
 
 
 def test_unmarked_answers_cite_the_passage_holding_their_number(tmp_path: Path) -> None:
