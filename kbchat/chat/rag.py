@@ -678,18 +678,23 @@ def _citation(marker: int, hit: Hit, said: str, asked: str = "") -> Citation:
     refusal).
 
     Its quote is the passage's sentence holding most of the items ``said`` adds to
-    ``asked`` (numbers, codes, names), then most of its words, each weighted by 1 / the
-    number of the passage's sentences holding it: for "The Zephyr-9 is rated at 1800 W"
-    the sentence giving "1800 W", not the warranty sentence that repeats "Zephyr-9"."""
+    ``asked`` (numbers, codes, names), then most of the words of ``said``'s first sentence
+    (its direct answer), then of all of ``said``; each word weighted by 1 / the number of
+    the passage's sentences holding it. For "The Zephyr-9 is rated at 1800 W" the sentence
+    giving "1800 W", not the warranty sentence that repeats "Zephyr-9"; for "文档和问题都
+    支持中文和英文。由于向量模型是多语言的，……" the first, not the longer second."""
     candidates = sentences(unwrapped(hit.text)) or [hit.text]
-    wanted = set(tokenize(said))
     said_items = _new_items(said, asked)
+    lead = split_sentences(without_markers(said))
+    first = set(tokenize(lead[0])) if lead else set()
+    wanted = set(tokenize(said))
     held = [wanted & set(tokenize(sentence)) for sentence in candidates]
     spread = Counter(token for tokens in held for token in tokens)
 
-    def weight(index: int) -> tuple[int, float]:
-        words = sum(1 / spread[token] for token in held[index])
-        return _held(said_items, candidates[index]), words
+    def weight(index: int) -> tuple[int, float, float]:
+        words = [1 / spread[token] for token in held[index]]
+        leading = [1 / spread[token] for token in held[index] & first]
+        return _held(said_items, candidates[index]), sum(leading), sum(words)
 
     quote = candidates[max(range(len(candidates)), key=weight)]
     return Citation(

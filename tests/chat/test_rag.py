@@ -97,6 +97,16 @@ def test_the_quote_is_the_sentence_giving_the_answer_s_number_not_one_naming_the
     assert answer.citations[0].quote == "Rated power: 1800 W."
 
 
+def test_the_quote_is_the_source_of_the_answer_s_first_sentence(tmp_path: Path) -> None:
+    text = "问：支持哪些语言？\n答：文档和问题都支持中文和英文。由于向量模型是多语言的，中文问题也能检索到英文段落。"
+    faq = hash_kb(tmp_path, "faq", {"faq.zh.txt": text})
+    model = ScriptedChatModel(
+        ["文档和问题都支持中文和英文[1]。由于向量模型是多语言的，中文问题也能检索到英文段落。"]
+    )
+    _, answer = run(list(stream_answer(model, [faq], "支持哪些语言？")))
+    assert answer.citations[0].quote == "答：文档和问题都支持中文和英文。"
+
+
 def test_a_hard_wrapped_sentence_is_quoted_whole_and_code_lines_stay_apart() -> None:
     english = (
         "A: No. With the default settings everything, including the models, runs on your\n"
