@@ -13,13 +13,21 @@ Two questions are asked of the retrieved passages, both by exact string evidence
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kbchat.store.bm25 import STOPWORDS
-from kbchat.text import cut_words, detect_language, without_accents
+from kbchat.text import (
+    HAN,
+    cut_words,
+    detect_language,
+    is_han_or_punctuation,
+    is_wide,
+    without_accents,
+)
 
 # A code: letters and digits together (XR-7700B, ISO9001, v2.3, GB/T-7714, 3C), or a
 # number of two or more digits (years, prices, stock codes, part numbers).
@@ -330,3 +338,33 @@ _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]?|[^\n]+")
 def sentences(text: str) -> list[str]:
     """``text`` cut into sentences (Chinese and Western end marks, semicolons, lines)."""
     return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+
+
+_WRAP = re.compile(rf"(?<=[^\s。！？!?；;:：])\n(?=(?![^\s:：]{{1,12}}[:：])[a-z{HAN}(（“\"])")
+"""A line break inside a sentence: after a line that does not end a sentence or open a
+list, before one that does not start a label ("A:", "问：", "配置项:"), a list item, a
+heading or a capitalised word."""
+
+_WRAP_WIDTH = 40
+"""Columns a line fills before its break counts as a wrap (shorter lines are items)."""
+
+_FENCE = re.compile(r"(```.*?(?:```|$))", re.DOTALL)
+
+
+def unwrapped(text: str) -> str:
+    """``text`` with the line breaks of hard-wrapped paragraphs removed (a space between
+    Latin words, nothing beside Chinese), so a quote is the whole sentence: "... runs on
+    your machine. Only if / you configure ..." was quoted up to "Only if". Lines in a
+    fenced code block stay apart."""
+    return "".join(
+        part if part.startswith("```") else _WRAP.sub(functools.partial(_join, part), part)
+        for part in _FENCE.split(text)
+    )
+
+
+def _join(text: str, match: re.Match[str]) -> str:
+    line = text[text.rfind("\n", 0, match.start()) + 1 : match.start()]
+    if len(line) + sum(map(is_wide, line)) < _WRAP_WIDTH:  # a wide character fills two
+        return match.group(0)
+    before, after = text[match.start() - 1], text[match.end()]
+    return "" if is_han_or_punctuation(before) or is_han_or_punctuation(after) else " "

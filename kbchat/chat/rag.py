@@ -4,7 +4,6 @@ stream the answer, and tie it to its sources with numbered citations.
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 import time
@@ -29,6 +28,7 @@ from kbchat.chat.grounding import (
     normalise,
     occurs,
     sentences,
+    unwrapped,
     without_markers,
 )
 from kbchat.chat.memory import fit_history, truncate_to_tokens
@@ -639,38 +639,6 @@ def _held(answer_items: Sequence[str], passage: str) -> int:
     """How many of ``answer_items`` occur in ``passage``."""
     text = normalise(passage)
     return sum(occurs(item, text) for item in answer_items)
-
-
-_WRAP = re.compile(r"(?<=[^\s。！？!?；;:：])\n(?=(?![^\s:：]{1,12}[:：])[a-z\u3400-\u9fff(（“\"])")
-"""A line break inside a sentence: after a line that does not end a sentence or open a
-list, before one that does not start a label ("A:", "问：", "配置项:"), a list item, a
-heading or a capitalised word."""
-
-_WRAP_WIDTH = 40
-"""Columns a line fills before its break counts as a wrap (shorter lines are items)."""
-
-
-def unwrapped(text: str) -> str:
-    """``text`` with the line breaks of hard-wrapped paragraphs removed (a space between
-    Latin words, nothing beside Chinese), so a quote is the whole sentence: "... runs on
-    your machine. Only if / you configure ..." was quoted up to "Only if". Lines in a
-    fenced code block stay apart."""
-    return "".join(
-        part if part.startswith("```") else _WRAP.sub(functools.partial(_join, part), part)
-        for part in _FENCE.split(text)
-    )
-
-
-_FENCE = re.compile(r"(```.*?(?:```|$))", re.DOTALL)
-_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
-
-
-def _join(text: str, match: re.Match[str]) -> str:
-    line = text[text.rfind("\n", 0, match.start()) + 1 : match.start()]
-    if len(line) + len(_CJK.findall(line)) < _WRAP_WIDTH:  # a Chinese character is two wide
-        return match.group(0)
-    beside = text[match.start() - 1] + text[match.end()]
-    return "" if _CJK.search(beside) else " "
 
 
 def _citation(marker: int, hit: Hit, said: str, asked: str = "") -> Citation:

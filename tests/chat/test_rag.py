@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kbchat.chat.grounding import unwrapped
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.chat.plain import stream_chat
 from kbchat.chat.rag import (
@@ -17,7 +18,6 @@ from kbchat.chat.rag import (
     same_language_first,
     stream_answer,
     stream_answer_from,
-    unwrapped,
 )
 from kbchat.config import load_settings
 from kbchat.errors import BadInput
