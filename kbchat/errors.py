@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
+
 
 class KbchatError(Exception):
     """Base class of every error kbchat raises on purpose."""
@@ -19,6 +22,28 @@ class NotFound(KbchatError):
     """A knowledge base, file, model or other named thing does not exist."""
 
     http_status = 404
+
+
+_LISTED = 10
+
+
+def not_found_among(what: str, name: str, where: str, known: Sequence[str]) -> NotFound:
+    """A ``NotFound`` for ``name`` that suggests the closest of ``known`` and lists some of them.
+
+    ``what`` names the kind ("file"), ``where`` the place ("knowledge base 'docs'"). At most
+    ten known names are listed, then how many more there are; the suggestion is
+    ``difflib.get_close_matches`` (ratio >= 0.6, its default cut-off).
+    """
+    message = f"no {what} {name!r} in {where}"
+    if not known:
+        return NotFound(f"{message}; it has none")
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    listed = ", ".join(known[:_LISTED])
+    more = f", … ({len(known) - _LISTED} more)" if len(known) > _LISTED else ""
+    noun = what if len(known) == 1 else f"{what}s"
+    return NotFound(f"{message}; its {len(known)} {noun}: {listed}{more}")
 
 
 class BadInput(KbchatError):

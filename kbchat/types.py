@@ -103,7 +103,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one generation."""
+    """Token counts of one generation, or (summed with ``+``) of all an answer took."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -111,6 +111,12 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True)

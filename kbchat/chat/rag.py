@@ -35,7 +35,7 @@ from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.chat.quantities import unit_conflict
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
-from kbchat.llm.base import ChatModel
+from kbchat.llm.base import ChatModel, estimate_prompt_tokens
 from kbchat.options import AnswerOptions, OptionError, Share
 from kbchat.prompts import render, template
 from kbchat.retrieve.search import Reranker, Retrieval, SearchOptions, retrieve
@@ -192,6 +192,7 @@ def _answer(
     answer = Answer(text="", model=model.name, question=standalone, notices=notices)
     check = _head_check(standalone, used, options) if options.verify else None
     yield from generate(model, messages, options, answer, timings, started, cancel, check=check)
+    spent = answer.usage  # every try counts, declined ones too
     if answer.text == MODEL_REFUSED and retrieved.hits[0].score >= options.second_try_score:
         # The 0.5B model often refuses a question its best passage answers plainly ("如何
         # 创建知识库？" over "运行 kbchat kb create manuals 创建…"); asked again without the
@@ -199,6 +200,7 @@ def _answer(
         messages[0] = Message("system", _system(template("rag_system_answer", language), options))
         answer = Answer(text="", model=model.name, question=standalone, notices=notices)
         yield from generate(model, messages, options, answer, timings, started, cancel, check=check)
+        spent += answer.usage
     if answer.outcome == "refused" and answer.text != MODEL_REFUSED and check is not None:
         focused = _focused(standalone, used, options)
         if focused is not None:
@@ -211,9 +213,12 @@ def _answer(
             yield from generate(
                 model, messages, options, answer, timings, started, cancel, check=check, whole=True
             )
+            spent += answer.usage
             used = retry_used
+    answer.usage = spent
     if answer.outcome == "refused":
         decline.reason = answer.text
+        decline.spent = spent
         yield from _declined(model, question, history, options, decline, timings, started, cancel)
         return
     extra = _attribute(answer, used)
@@ -376,7 +381,7 @@ def generate(
                     continue
                 held = False
                 if (reason := check(text, False)) is not None:  # type: ignore[misc]
-                    answer.outcome, answer.text = "refused", reason
+                    _stopped(answer, reason, model, messages, text)
                     return
                 delta_text = text
             else:
@@ -390,7 +395,7 @@ def generate(
             close()
     if held and parts and check is not None:
         if (reason := check("".join(parts), True)) is not None:
-            answer.outcome, answer.text = "refused", reason
+            _stopped(answer, reason, model, messages, "".join(parts))
             return
         timings["ttft_s"] = time.perf_counter() - started
         yield "".join(parts)
@@ -399,6 +404,17 @@ def generate(
     timings.setdefault("ttft_s", timings["total_s"])
     if answer.finish_reason == "length":
         answer.notices.append(f"the answer was cut at max_tokens ({options.max_tokens})")
+
+
+def _stopped(
+    answer: Answer, reason: str, model: ChatModel, messages: Sequence[Message], written: str
+) -> None:
+    """Mark ``answer`` declined for ``reason``; a stream stopped before its last delta gave
+    no usage, so the tokens are counted here (the model read the prompt and wrote ``written``)."""
+    answer.outcome, answer.text = "refused", reason
+    if answer.usage.total_tokens == 0:
+        prompt = estimate_prompt_tokens(model, messages)
+        answer.usage = Usage(prompt, model.count_tokens(written))
 
 
 def named_hits(
@@ -691,6 +707,7 @@ class Decline:
         missing: items the question names that no passage holds.
         reason: why the question was declined, for the notices (a weak best passage, or
             what ``HeadCheck`` found in the answer's start).
+        spent: tokens of the answers the model wrote and the checks declined.
     """
 
     language: Language
@@ -700,6 +717,7 @@ class Decline:
     notices: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     reason: str = ""
+    spent: Usage = field(default_factory=Usage)
 
     def message(self, options: ChatOptions) -> str:
         """The refusal shown to the user."""
@@ -757,10 +775,11 @@ def _declined(
         ]
         yield from generate(model, messages, options, answer, timings, started, cancel)
         answer.text = label + answer.text
+        answer.usage = decline.spent + answer.usage
     else:
         answer.outcome = "refused"
         answer.text = decline.message(options)
-        answer.usage = Usage()
+        answer.usage = decline.spent
         yield answer.text
         timings["ttft_s"] = timings["total_s"] = time.perf_counter() - started
     answer.timings = {k: round(v, 4) for k, v in timings.items()}

@@ -20,7 +20,7 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, de
 from sqlalchemy.engine import Engine
 
 from kbchat.chat.summarize import Summary, SummaryEvent, SummaryOptions, summarize
-from kbchat.errors import BadInput, NotFound
+from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.llm.base import ChatModel
 from kbchat.store.catalog import FileRecord
@@ -157,10 +157,7 @@ def file_record(kb: KnowledgeBase, name: str) -> FileRecord:
         NotFound: no such file (the message lists a few known ones).
         BadInput: the file is not indexed (failed, skipped or still pending).
     """
-    record = kb.catalog.get_file(kb.record.id, name)
-    if record is None:
-        known = ", ".join(r.name for r in kb.files()[:10]) or "none"
-        raise NotFound(f"no file {name!r} in knowledge base {kb.name!r}; files: {known}")
+    record = kb.catalog.require_file(kb.record.id, kb.name, name)
     if record.status != "indexed":
         reason = f": {record.error}" if record.error else ""
         raise BadInput(f"{name}: not indexed ({record.status}{reason}); nothing to summarise")

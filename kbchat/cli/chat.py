@@ -154,6 +154,7 @@ def print_stream(events: Iterator[AgentEvent]) -> Answer:
             f"{citation.quote}",
             markup=False,
             highlight=False,
+            soft_wrap=True,  # rich would move a Chinese quote (one unbroken word) to its own line
         )
     if answer.closest:
         title = "closest passages" if answer.outcome == "refused" else "closest passages (not used)"
@@ -165,6 +166,7 @@ def print_stream(events: Iterator[AgentEvent]) -> Answer:
             markup=False,
             highlight=False,
             style="dim",
+            soft_wrap=True,
         )
     for notice in answer.notices:
         err.print(f"note: {notice}", markup=False, style="yellow")

@@ -321,9 +321,7 @@ def delete_file(name: KBNameInPath, file: str, state: StateDep, caller: CallerDe
     """Remove a file and its chunks in a background job (its uploaded copy goes too)."""
     record = find_kb(state, caller, name, "write")
     catalog = state.services.library.catalog
-    stored = catalog.get_file(record.id, file)
-    if stored is None:
-        raise NotFound(f"no file named {file!r} in knowledge base {name!r}")
+    stored = catalog.require_file(record.id, name, file)
     task = remove_task(file, stored.path, stored.sha256)
     return JobAccepted(job=job_info(state.jobs.submit(name, "remove", [task])))
 

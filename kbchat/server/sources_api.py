@@ -225,9 +225,7 @@ def _file(
         Forbidden: the caller may read the knowledge base but lacks ``role``.
     """
     record = find_kb(state, caller, kb, role)
-    stored = state.services.library.catalog.get_file(record.id, file)
-    if stored is None:
-        raise NotFound(f"no file named {file!r} in knowledge base {kb!r}")
+    stored = state.services.library.catalog.require_file(record.id, kb, file)
     return record, stored
 
 

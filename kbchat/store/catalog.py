@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from kbchat.errors import ConfigError, Conflict, NotFound
+from kbchat.errors import ConfigError, Conflict, NotFound, not_found_among
 from kbchat.store.catalog_schema import (
     FileRecord,
     KBRecord,
@@ -244,6 +244,18 @@ class Catalog:
                 .first()
             )
         return None if row is None else file_from_row(row)
+
+    def require_file(self, kb_id: int, kb_name: str, name: str) -> FileRecord:
+        """The file ``name`` of knowledge base ``kb_id`` (called ``kb_name`` in messages).
+
+        Raises:
+            NotFound: no such file; the message suggests the closest name and lists some.
+        """
+        record = self.get_file(kb_id, name)
+        if record is None:
+            known = [r.name for r in self.list_files(kb_id)]
+            raise not_found_among("file", name, f"knowledge base {kb_name!r}", known)
+        return record
 
     def mark_pending(self, kb_id: int, entries: Sequence[tuple[str, str, int]]) -> None:
         """Record files about to be ingested (name, path, size in bytes) that the catalog

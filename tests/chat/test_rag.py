@@ -303,6 +303,34 @@ def test_an_invented_answer_is_declined_and_never_streamed(fans: KnowledgeBase) 
     assert "没有找到" in answer.text and answer.closest
 
 
+def test_an_answer_declined_as_it_streams_counts_the_tokens_the_model_took(
+    fans: KnowledgeBase,
+) -> None:
+    model = ScriptedChatModel(
+        ["XR-7700B的股票代码是600519，在上海证券交易所上市。后面还有很多内容。"]
+    )
+    options = ChatOptions(
+        search=LOW, min_score=0.0, min_score_cross=0.0, min_evidence=0.0, min_coverage=0.0
+    )
+    question = "XR-7700B的股票代码是多少？"
+    streamed, answer = run(list(stream_answer(model, [fans], question, options=options)))
+    assert "600519" not in streamed and answer.outcome == "refused" and model.received
+    # the model read the prompt and wrote the declined start (each try counts): not 0 tokens
+    assert answer.usage.prompt_tokens > 50 and answer.usage.completion_tokens > 0
+
+
+def test_an_answer_declined_before_the_model_runs_took_no_tokens(fans: KnowledgeBase) -> None:
+    model = ScriptedChatModel(["XR-7700C的额定功率是2.2千瓦[1]。"])
+    answer = run(
+        list(
+            stream_answer(
+                model, [fans], "XR-7700C的额定功率是多少？", options=ChatOptions(search=LOW)
+            )
+        )
+    )[1]
+    assert answer.outcome == "refused" and answer.usage.total_tokens == 0
+
+
 def test_a_supported_answer_streams_after_its_first_sentence(fans: KnowledgeBase) -> None:
     model = ScriptedChatModel(["XR-7700B的噪声不高于65分贝[1]。它适用于仓库。"])
     options = ChatOptions(search=LOW)
