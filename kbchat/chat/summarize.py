@@ -16,7 +16,6 @@ before the text in every prompt, so llama.cpp's prompt cache reuses them between
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 import typing
@@ -36,14 +35,13 @@ from kbchat.chat.summary_steps import (
 )
 from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput
-from kbchat.llm.base import FINISH_LENGTH, ChatModel
+from kbchat.llm.base import ChatModel
 from kbchat.options import SummaryStrategyName
-from kbchat.text import CLOSING_MARKS, Language, detect_language
+from kbchat.text import Language, detect_language
 from kbchat.types import Usage
 
 Strategy = SummaryStrategyName
 STRATEGIES: tuple[Strategy, ...] = typing.get_args(SummaryStrategyName)
-_SENTENCE_END = re.compile(f"[。！？!?][{CLOSING_MARKS}]*|\\.[{CLOSING_MARKS}]*(?=\\s|$)")
 SUMMARY_TOKENS = 200
 """Longest final summary by default (one paragraph; each token ~40 ms on the embedded model)."""
 
@@ -169,8 +167,6 @@ def summarize(
     else:
         final = yield from map_reduce_steps(runner, texts)
     text = yield from runner.stream(final, final_tokens)
-    if runner.finish_reason == FINISH_LENGTH:
-        text = whole_sentences(text)
     yield Summary(
         text=text.strip(),
         strategy=strategy,
@@ -182,13 +178,6 @@ def summarize(
         finish_reason=runner.finish_reason,
         timings=runner.timings,
     )
-
-
-def whole_sentences(text: str) -> str:
-    """``text`` up to its last sentence end (all of it if it has none): a summary cut off
-    by max_tokens does not end mid-sentence."""
-    ends = [m.end() for m in _SENTENCE_END.finditer(text.rstrip())]
-    return text[: ends[-1]] if ends else text
 
 
 def choose_strategy(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -23,9 +24,9 @@ from kbchat.chat.summary_extract import central_sentences, document_sentences, s
 from kbchat.chat.summary_speed import StepTiming, speeds_of
 from kbchat.embed.base import Embedder
 from kbchat.errors import BadInput
-from kbchat.llm.base import ChatModel
+from kbchat.llm.base import FINISH_LENGTH, ChatModel
 from kbchat.prompts import render, template
-from kbchat.text import Language
+from kbchat.text import CLOSING_MARKS, Language
 from kbchat.types import Message, Usage
 
 if TYPE_CHECKING:  # the options are defined with the driver, which imports this module
@@ -34,6 +35,16 @@ if TYPE_CHECKING:  # the options are defined with the driver, which imports this
 _MARGIN = 64
 Steps = Generator["Progress", None, list[Message]]
 """A strategy's steps: progress as they run, then the final pass's prompt."""
+
+
+_SENTENCE_END = re.compile(f"[。！？!?][{CLOSING_MARKS}]*|\\.[{CLOSING_MARKS}]*(?=\\s|$)")
+
+
+def whole_sentences(text: str) -> str:
+    """``text`` up to its last sentence end (all of it if it has none): a summary cut off
+    by max_tokens does not end mid-sentence."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text.rstrip())]
+    return text[: ends[-1]] if ends else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +148,27 @@ class StepRunner:
         return "".join(self._call(stage, messages, self.options.step_tokens)).strip()
 
     def stream(self, messages: list[Message], max_tokens: int) -> Generator[str, None, str]:
-        """The final call, streamed; returns its whole text."""
+        """The final call, streamed a sentence at a time; returns the text it gave.
+
+        A call cut at ``max_tokens`` gives only its whole sentences (``whole_sentences``):
+        what streams is what is kept, never a summary that stops mid-word.
+        """
         parts: list[str] = []
+        shown = 0
         for text in self._call("final", messages, max_tokens):
             parts.append(text)
-            yield text
-        return "".join(parts)
+            written = "".join(parts)
+            # an end with text after it cannot move: the next character is not a closing mark
+            ends = [m.end() for m in _SENTENCE_END.finditer(written, shown)]
+            end = max((e for e in ends if e < len(written)), default=shown)
+            if end > shown:
+                yield written[shown:end]
+                shown = end
+        written = "".join(parts)
+        kept = whole_sentences(written) if self.finish_reason == FINISH_LENGTH else written
+        if len(kept) > shown:
+            yield kept[shown:]
+        return kept
 
     def _call(self, stage: str, messages: list[Message], max_tokens: int) -> Iterator[str]:
         """Stream one call's text; time its prompt and generation and count its usage."""

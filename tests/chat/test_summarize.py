@@ -17,11 +17,10 @@ from kbchat.chat.summarize import (
     choose_strategy,
     estimate_seconds,
     summarize,
-    whole_sentences,
 )
 from kbchat.chat.summary_extract import central_sentences, document_sentences
 from kbchat.chat.summary_speed import StepTiming, speeds_of
-from kbchat.chat.summary_steps import Progress, sections, step_budget
+from kbchat.chat.summary_steps import Progress, sections, step_budget, whole_sentences
 from kbchat.config import load_settings
 from kbchat.errors import BadInput, NotFound
 from kbchat.kb.knowledge_base import KnowledgeBase
@@ -229,12 +228,22 @@ def test_extract_writes_a_short_capped_summary_and_times_the_embedding() -> None
 def test_a_summary_cut_by_max_tokens_ends_at_a_sentence_end() -> None:
     model = ScriptedChatModel(["One fact here. Another fact. A third that runs on and on"])
     options = SummaryOptions(strategy="map-reduce", max_tokens=9)
-    _, _, summary = run(summarize(model, LONG[:2], options=options))
+    streamed, _, summary = run(summarize(model, LONG[:2], options=options))
     assert summary.finish_reason == "length" and summary.text == "One fact here. Another fact."
+    assert streamed == "One fact here. Another fact."  # the cut sentence never streamed
     assert whole_sentences("没有句号的文字") == "没有句号的文字"
     assert whole_sentences("第一句。第二句没完") == "第一句。"
     assert whole_sentences("他说：“好。”然后走") == "他说：“好。”"
     assert whole_sentences("See chapter 3 (in part.) Then") == "See chapter 3 (in part.)"
+
+
+def test_the_final_pass_streams_a_sentence_at_a_time_and_all_of_an_uncut_reply() -> None:
+    model = ScriptedChatModel(["第一句。第二句。 Version 3.5 is out. 没有句号的结尾"])
+    events = list(summarize(model, LONG[:2], options=SummaryOptions(strategy="map-reduce")))
+    deltas = [e for e in events if isinstance(e, str)]
+    assert deltas[:2] == ["第一句。", "第二句。"]
+    assert "".join(deltas) == "第一句。第二句。 Version 3.5 is out. 没有句号的结尾"
+    assert events[-1].text == "".join(deltas)  # type: ignore[union-attr]
 
 
 def test_wrapped_lines_are_joined_into_sentences_and_fragments_dropped() -> None:
