@@ -6,7 +6,8 @@ A cut is chosen among the boundaries inside a window of ``chunk_size`` character
 hard cut between two characters, never inside an ASCII word or number. A cut that would leave
 the chunk less than half full is taken only to keep a sentence whole or to start a new
 markdown section (a heading line always stays with the text under it). Tables are cut only
-between rows.
+between rows. A FAQ ("问：…答：…", "Q: … A: …") is cut before every entry after the first:
+one entry a chunk, the file's title with the first.
 
 Every cut inside a section overlaps: the next chunk repeats the end of the previous one,
 starting at a clause or sentence boundary, else at a word boundary (whitespace, or jieba's
@@ -21,6 +22,7 @@ at a time, so a huge document is split in bounded memory (``iter_spans``, ``iter
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from kbchat.text import CLOSING_MARKS, HAN_RE
 from kbchat.types import Chunk, Document
 
-HARD, SPACE, LINE, CLAUSE, SENTENCE, PARAGRAPH, HEADING, ROW = range(8)
+HARD, SPACE, LINE, CLAUSE, SENTENCE, PARAGRAPH, HEADING, ROW, ENTRY = range(9)
 MIN_FILL = 0.5
 """A cut weaker than a sentence end is not taken before this fraction of chunk_size."""
 _SEGMENT_CHUNKS = 32
@@ -43,6 +45,11 @@ _WHITESPACE = re.compile(r"\s+")
 _JIEBA_CONTEXT = 8
 """Characters before the overlap window given to jieba, to segment its first word in context."""
 _HEADING_LINE = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
+_QUESTION_LINE = re.compile(
+    r"^[ \t]*(?:\d{1,3}[.、)）][ \t]*)?(?:问题?|Q|Question)[ \t]*[：:]",
+    re.MULTILINE | re.IGNORECASE,
+)
+_ANSWER_LINE = re.compile(r"^[ \t]*(?:答|回答|A|Answer)[ \t]*[：:]", re.MULTILINE | re.IGNORECASE)
 _WORD_CHAR = "0-9A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\uff10-\uff19"
 _WORD = re.compile(f"[{_WORD_CHAR}]+(?:[.,:'’_/\\-][{_WORD_CHAR}]+)*")
 _WORD_BEFORE_PERIOD = re.compile(f"([{_WORD_CHAR}.]*)$")
@@ -230,6 +237,12 @@ def _find_boundaries(
             mark(match.end(), SENTENCE)
     for match in _CLAUSE.finditer(text, scan_lo, scan_hi):
         mark(match.end(), CLAUSE)
+    if not table:
+        for start in _entry_starts(text, scan_lo, scan_hi, chunk_size):
+            end = start
+            while end > 0 and text[end - 1].isspace():
+                end -= 1
+            mark(end, ENTRY)
     for end in heading_ends:  # a heading stays with the text under it
         strength.pop(end, None)
     words = [
@@ -248,6 +261,24 @@ def _find_boundaries(
         word_starts=[start for start, _ in words],
         word_ends=[end for _, end in words],
     )
+
+
+def _entry_starts(text: str, lo: int, hi: int, reach: int) -> list[int]:
+    """Offsets in ``[lo, hi)`` where a question-and-answer entry ("问：…" / "答：…", "Q: …" /
+    "A: …") starts right after another entry's answer: FAQ files are cut there, one entry a
+    chunk, as FAQ-aware splitters do (RAGFlow's "Q&A" chunking, FastGPT's QA pairs). A long
+    FAQ entry diluted its neighbours: "如何更新知识库？" missed the entry that answers it, one
+    of four in a chunk. The previous entry is looked for up to ``4 * reach`` characters back.
+    """
+    since = max(0, lo - 4 * reach)
+    questions = [m.start() for m in _QUESTION_LINE.finditer(text, since, hi)]
+    answers = [m.start() for m in _ANSWER_LINE.finditer(text, since, hi)]
+    starts: list[int] = []
+    for previous, question in itertools.pairwise(questions):
+        answered = bisect.bisect_right(answers, previous) < bisect.bisect_left(answers, question)
+        if question >= lo and answered:
+            starts.append(question)
+    return starts
 
 
 def _ends_sentence(text: str, period: int) -> bool:
@@ -277,11 +308,13 @@ def _choose_cut(
     """End offset of the chunk starting at ``start``; it must lie beyond ``after``."""
     text = bounds.text
     limit = start + chunk_size
-    if bounds.content_end - start <= chunk_size:
-        return bounds.content_end
     low = bisect.bisect_right(bounds.ends, max(start, after))
     high = bisect.bisect_right(bounds.ends, limit)
     candidates = list(zip(bounds.ends[low:high], bounds.strengths[low:high], strict=True))
+    if any(level == ENTRY for _, level in candidates):  # one FAQ entry (or section) a chunk
+        return min(end for end, level in candidates if level >= HEADING)
+    if bounds.content_end - start <= chunk_size:
+        return bounds.content_end
     hard = _legal_cut_at_or_before(bounds, limit)
     if hard > max(start, after) and not text[hard - 1].isspace():
         candidates.append((hard, HARD))

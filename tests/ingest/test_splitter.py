@@ -336,3 +336,37 @@ def test_a_huge_single_line_is_split_lazily(monkeypatch: pytest.MonkeyPatch) -> 
     first = list(itertools.islice(splitter.iter_spans(text, chunk_size=400, chunk_overlap=60), 3))
     assert len(first) == 3 and all(end - start <= 400 for start, end in first)
     assert scanned and max(scanned) <= 20_000  # one segment, not the whole text
+
+
+FAQ = (
+    "产品常见问题\n\n问：支持哪些语言？\n答：中文和英文。\n\n"
+    "问：文件修改以后如何更新知识库？\n答：运行 kbchat kb sync 名称 文件夹，修改过的文件会重新索引。\n\n"
+    "问：如何备份？\n答：复制整个数据目录。\n"
+)
+
+
+def test_a_faq_is_cut_before_every_entry_and_its_title_stays_with_the_first() -> None:
+    text = (
+        FAQ
+        + "\n"
+        + FAQ.replace("产品常见问题\n\n", "").replace("问：", "Q: ").replace("答：", "A: ")
+    )
+    chunks = [text[a:b] for a, b in split_spans(text, chunk_size=400, chunk_overlap=60)]
+    assert chunks[0] == "产品常见问题\n\n问：支持哪些语言？\n答：中文和英文。"
+    assert chunks[1].startswith("问：文件修改以后") and chunks[1].endswith("重新索引。")
+    assert chunks[2] == "问：如何备份？\n答：复制整个数据目录。"
+    assert [c[:2] for c in chunks[3:]] == ["Q:", "Q:", "Q:"]  # no overlap between entries
+    assert len(chunks) == 6
+
+
+def test_question_lines_without_answers_are_not_entries() -> None:
+    text = "问：第一个问题？\n问：第二个问题？\n问：第三个问题？"
+    assert split_spans(text, chunk_size=400, chunk_overlap=60) == [(0, len(text))]
+
+
+def test_a_long_entry_is_split_inside_and_the_next_entry_still_starts_a_chunk() -> None:
+    long_answer = "答：" + "这是一句很长的回答。" * 30
+    text = f"问：第一个？\n{long_answer}\n\n问：第二个？\n答：短的回答。"
+    chunks = [text[a:b] for a, b in split_spans(text, chunk_size=120, chunk_overlap=20)]
+    assert all(len(c) <= 120 for c in chunks)
+    assert chunks[-1] == "问：第二个？\n答：短的回答。"
