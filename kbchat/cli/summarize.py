@@ -135,6 +135,12 @@ def _run(make: Callable[..., Iterator[SummaryEvent]], as_json: bool) -> Summary:
         raise KbchatError("the summary ended without a result")
     if summary.cached:
         err.print(f"(kept summary, {summary.strategy})", markup=False, style="dim")
+    elif summary.finish_reason == "length" and not as_json:
+        err.print(
+            "note: the summary reached its length cap; it ends at its last whole sentence",
+            markup=False,
+            style="yellow",
+        )
     return summary
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from kbchat.config import load_settings
+from kbchat.registry import chat_models
 from kbchat.store.catalog import Catalog
+from kbchat.testing.fakes import ScriptedChatModel
 from tests.cli.test_cli import run
 
 
@@ -189,3 +191,24 @@ def test_a_long_summary_is_announced_with_its_expected_time(
     assert flat.index("1 file to summarise") < flat.index("map 1/")  # before it starts
     code, _, err = run("summarize", "lab", "--strategy", "map-reduce", capsys=capsys)
     assert "to summarise" not in err  # kept: nothing to announce
+
+
+def test_a_summary_cut_at_its_cap_streams_whole_sentences_and_says_so(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    long_reply = "The kettle passed. " * 70 + "And then"  # 213 words: over the 200-token cap
+    chat_models.register("long", lambda **kw: ScriptedChatModel([long_reply], **kw))
+    request.addfinalizer(lambda: chat_models.unregister("long"))
+    monkeypatch.setenv("KBCHAT_MODELS", json.dumps({"fake": {"backend": "long"}}))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The kettle test came back OK on Monday.", encoding="utf-8")
+    run("kb", "create", "lab", capsys=capsys)
+    run("kb", "add", "lab", str(docs), capsys=capsys)
+    code, out, err = run("summarize", "lab", "a.txt", "--strategy", "refine", capsys=capsys)
+    assert code == 0, err
+    assert out.rstrip().endswith("The kettle passed.") and "And then" not in out
+    assert "reached its length cap" in " ".join(err.split())
