@@ -38,12 +38,13 @@ def not_found_among(what: str, name: str, where: str, known: Sequence[str]) -> N
     if not known:
         return NotFound(f"{message}; it has none")
     close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        message += f"; did you mean {close[0]!r}?"
     listed = ", ".join(known[:_LISTED])
     more = f", … ({len(known) - _LISTED} more)" if len(known) > _LISTED else ""
     noun = what if len(known) == 1 else f"{what}s"
-    return NotFound(f"{message}; its {len(known)} {noun}: {listed}{more}")
+    listing = f"{len(known)} {noun}: {listed}{more}"
+    if close:
+        return NotFound(f"{message}; did you mean {close[0]!r}? It has {listing}")
+    return NotFound(f"{message}; it has {listing}")
 
 
 class BadInput(KbchatError):

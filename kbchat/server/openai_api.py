@@ -494,6 +494,7 @@ def _answer_end(answer: Answer) -> Iterator[Piece]:
             grounded=answer.grounded,
             closest=[citation_info(c) for c in answer.closest],
             tool_steps=[tool_step_info(s) for s in answer.tool_steps] or None,
+            notices=list(answer.notices) or None,
         ),
     )
 

@@ -86,6 +86,11 @@ class Grounding(BaseModel):
     tool_steps: list[ToolStepInfo] | None = Field(
         None, description="The tool calls of an agent: model, finished (agent: models only)."
     )
+    notices: list[str] | None = Field(
+        None,
+        description="What the user should know about the answer: why it was declined, a "
+        "cut at max_tokens, files still being indexed (kb models and files).",
+    )
 
 
 class ChatCompletion(Grounding):

@@ -368,3 +368,4 @@ def test_openai_kb_model_reports_the_outcome_beside_citations(
     ).json()
     assert "8080" not in body["choices"][0]["message"]["content"]
     assert body["outcome"] == "refused" and body["citations"] == [] and body["closest"]
+    assert any(n.startswith("declined: ") for n in body["notices"])  # why, as ask --json says
