@@ -33,6 +33,7 @@ from kbchat.chat.grounding import (
 )
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.chat.quantities import unit_conflict
+from kbchat.chat.translations import without_translations
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
 from kbchat.llm.base import ChatModel, estimate_prompt_tokens
@@ -93,18 +94,20 @@ def stream_answer(
     Nothing streams before kbchat has decided the passages support an answer: a question
     naming an item no passage holds is declined at once, and the answer's first sentence is
     held back until its claims are found in the passages (``grounding``). A declined
-    question gets the no-hit policy (``options.no_hit``) and the closest passages.
+    question gets the no-hit policy (``options.no_hit``) and the closest passages. Passages
+    translating one in the question's language are left out (``translations``).
     """
     options = options or ChatOptions()
     search = options.search
+    language = detect_language(question)
 
     def find(query: str) -> Retrieval:
         found = retrieve(kbs, query, search, reranker=reranker)
         if options.search_summaries:
             from kbchat.chat.summary_search import with_summaries
 
-            return with_summaries(kbs, query, search, found)
-        return found
+            found = with_summaries(kbs, query, search, found)
+        return replace(found, hits=without_translations(found.hits, language, kbs))
 
     def pending() -> int:
         return sum(kb.stats().get("pending", 0) for kb in kbs)
