@@ -666,22 +666,27 @@ def _citation(marker: int, hit: Hit, said: str, asked: str = "") -> Citation:
 
     Its quote is the passage's sentence holding most of the items ``said`` adds to
     ``asked`` (numbers, codes, names), then most of the words of ``said``'s first sentence
-    (its direct answer), then of all of ``said``; each word weighted by 1 / the number of
-    the passage's sentences holding it. For "The Zephyr-9 is rated at 1800 W" the sentence
-    giving "1800 W", not the warranty sentence that repeats "Zephyr-9"; for "文档和问题都
-    支持中文和英文。由于向量模型是多语言的，……" the first, not the longer second."""
+    (its direct answer), then of all of ``said``, the words ``asked`` lacks before the
+    others; each word weighted by 1 / the number of the passage's sentences holding it. For
+    "The Zephyr-9 is rated at 1800 W" the sentence giving "1800 W", not the warranty
+    sentence that repeats "Zephyr-9"; for "文档和问题都支持中文和英文。由于向量模型是多语言的，
+    ……" the first, not the longer second; for an answer restating its question, a FAQ's
+    answer line, not its question line."""
     candidates = sentences(unwrapped(hit.text)) or [hit.text]
     said_items = _new_items(said, asked)
     lead = split_sentences(without_markers(said))
     first = set(tokenize(lead[0])) if lead else set()
     wanted = set(tokenize(said))
+    new = wanted - set(tokenize(asked))
     held = [wanted & set(tokenize(sentence)) for sentence in candidates]
     spread = Counter(token for tokens in held for token in tokens)
 
-    def weight(index: int) -> tuple[int, float, float]:
-        words = [1 / spread[token] for token in held[index]]
-        leading = [1 / spread[token] for token in held[index] & first]
-        return _held(said_items, candidates[index]), sum(leading), sum(words)
+    def weight(index: int) -> tuple[int, float, float, float, float]:
+        def total(words: set[str]) -> float:
+            return sum(1 / spread[token] for token in held[index] & words)
+
+        items = _held(said_items, candidates[index])
+        return items, total(first & new), total(new), total(first), total(wanted)
 
     quote = candidates[max(range(len(candidates)), key=weight)]
     return Citation(

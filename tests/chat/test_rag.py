@@ -107,6 +107,20 @@ def test_the_quote_is_the_source_of_the_answer_s_first_sentence(tmp_path: Path) 
     assert answer.citations[0].quote == "答：文档和问题都支持中文和英文。"
 
 
+def test_an_answer_restating_a_faq_question_quotes_its_answer_line(tmp_path: Path) -> None:
+    text = (
+        "Q: How do I update a knowledge base after my files changed?\n"
+        "A: Run the sync command. New files are added and changed files re-indexed."
+    )
+    faq = hash_kb(tmp_path, "faq", {"faq.txt": text})
+    model = ScriptedChatModel(
+        ["To update a knowledge base after your files changed, run the sync command [1]."]
+    )
+    question = "How do I update a knowledge base after my files changed?"
+    _, answer = run(list(stream_answer(model, [faq], question)))
+    assert answer.citations[0].quote.startswith("A: Run the sync command.")
+
+
 def test_a_hard_wrapped_sentence_is_quoted_whole_and_code_lines_stay_apart() -> None:
     english = (
         "A: No. With the default settings everything, including the models, runs on your\n"
