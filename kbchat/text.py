@@ -36,6 +36,14 @@ _HAN_OR_PUNCTUATION = re.compile(f"[{HAN}{CJK_PUNCTUATION}]")
 _WIDE = re.compile(f"[{WIDE}]")
 DENSE_RE = re.compile(f"[{DENSE}]")
 
+FAQ_QUESTION = re.compile(
+    r"^[ \t]*(?:\d{1,3}[.、)）][ \t]*)?(?:问题?|Q|Question)[ \t]*[：:]",
+    re.MULTILINE | re.IGNORECASE,
+)
+"""A FAQ entry's question line ("问：…", "Q: …", "1. Question: …")."""
+FAQ_ANSWER = re.compile(r"^[ \t]*(?:答|回答|A|Answer)[ \t]*[：:]", re.MULTILINE | re.IGNORECASE)
+"""A FAQ entry's answer line ("答：…", "A: …")."""
+
 ZH_SHARE = 0.2
 """Share of Han characters among letters from which a text counts as Chinese (tuned on the
 bilingual sample KB: mixed Chinese prose with English product names stays 'zh')."""

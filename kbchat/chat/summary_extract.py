@@ -16,7 +16,7 @@ import numpy as np
 from kbchat.chat.memory import truncate_to_tokens
 from kbchat.embed.base import Embedder, Vectors, embed_texts
 from kbchat.embed.composite import CompositeEmbedder
-from kbchat.text import CLOSING_MARKS
+from kbchat.text import CLOSING_MARKS, FAQ_ANSWER, FAQ_QUESTION
 
 _SENTENCE = re.compile(
     f"[^。！？!?；;.]+(?:[。！？!?；;]+[{CLOSING_MARKS}]*|\\.[{CLOSING_MARKS}]*(?=\\s|$))?"
@@ -45,8 +45,8 @@ def document_sentences(texts: Sequence[str], *, limit: int = 1000) -> list[str]:
     sentences = []
     for text in texts:
         for paragraph in _PARAGRAPH.split(text):
-            for match in _SENTENCE.findall(_unwrapped(paragraph)):
-                sentence = _MARKUP.sub("", _LINE_START.sub("", match, count=1)).strip()
+            for sentence in _with_answers(_SENTENCE.findall(_unwrapped(paragraph))):
+                sentence = _MARKUP.sub("", _LINE_START.sub("", sentence, count=1)).strip()
                 if _is_sentence(sentence) and sentence not in seen:
                     seen.add(sentence)
                     sentences.append(sentence)
@@ -54,6 +54,20 @@ def document_sentences(texts: Sequence[str], *, limit: int = 1000) -> list[str]:
         step = len(sentences) / limit
         sentences = [sentences[int(i * step)] for i in range(limit)]
     return sentences
+
+
+def _with_answers(sentences: Sequence[str]) -> list[str]:
+    """``sentences`` with a FAQ question ("问：如何备份？") joined to the sentence after it
+    (its answer's first): picked alone, a question without its answer told the summary
+    nothing (a fresh user's extract of the sample FAQ)."""
+    joined: list[str] = []
+    for sentence in sentences:
+        question = joined and FAQ_QUESTION.match(joined[-1]) and not FAQ_ANSWER.search(joined[-1])
+        if question and FAQ_ANSWER.match(sentence.strip()):
+            joined[-1] = f"{joined[-1].strip()} {sentence.strip()}"
+        else:
+            joined.append(sentence)
+    return joined
 
 
 def _is_sentence(text: str) -> bool:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from kbchat.text import CLOSING_MARKS, HAN_RE
+from kbchat.text import CLOSING_MARKS, FAQ_ANSWER, FAQ_QUESTION, HAN_RE
 from kbchat.types import Chunk, Document
 
 HARD, SPACE, LINE, CLAUSE, SENTENCE, PARAGRAPH, HEADING, ROW, ENTRY = range(9)
@@ -45,11 +45,6 @@ _WHITESPACE = re.compile(r"\s+")
 _JIEBA_CONTEXT = 8
 """Characters before the overlap window given to jieba, to segment its first word in context."""
 _HEADING_LINE = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
-_QUESTION_LINE = re.compile(
-    r"^[ \t]*(?:\d{1,3}[.、)）][ \t]*)?(?:问题?|Q|Question)[ \t]*[：:]",
-    re.MULTILINE | re.IGNORECASE,
-)
-_ANSWER_LINE = re.compile(r"^[ \t]*(?:答|回答|A|Answer)[ \t]*[：:]", re.MULTILINE | re.IGNORECASE)
 _WORD_CHAR = "0-9A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff\uff10-\uff19"
 _WORD = re.compile(f"[{_WORD_CHAR}]+(?:[.,:'’_/\\-][{_WORD_CHAR}]+)*")
 _WORD_BEFORE_PERIOD = re.compile(f"([{_WORD_CHAR}.]*)$")
@@ -271,8 +266,8 @@ def _entry_starts(text: str, lo: int, hi: int, reach: int) -> list[int]:
     of four in a chunk. The previous entry is looked for up to ``4 * reach`` characters back.
     """
     since = max(0, lo - 4 * reach)
-    questions = [m.start() for m in _QUESTION_LINE.finditer(text, since, hi)]
-    answers = [m.start() for m in _ANSWER_LINE.finditer(text, since, hi)]
+    questions = [m.start() for m in FAQ_QUESTION.finditer(text, since, hi)]
+    answers = [m.start() for m in FAQ_ANSWER.finditer(text, since, hi)]
     starts: list[int] = []
     for previous, question in itertools.pairwise(questions):
         answered = bisect.bisect_right(answers, previous) < bisect.bisect_left(answers, question)

@@ -351,3 +351,15 @@ def test_unknown_or_unindexed_files_are_refused(kb: KnowledgeBase, tmp_path: Pat
     kb.add([empty])
     with pytest.raises(BadInput, match="empty.txt: not indexed \\(failed: "):
         list(summarize_file(kb, "empty.txt", ScriptedChatModel(), store))
+
+
+def test_a_faq_question_is_one_sentence_with_its_answer_s_first() -> None:
+    faq = (
+        "常见问题\n\n问：如何备份？\n答：停止服务，然后复制整个数据目录。恢复时把目录复制回来即可。\n\n"
+        "Q: Which languages are supported?\nA: Chinese and English, in documents and questions."
+    )
+    assert document_sentences([faq]) == [
+        "问：如何备份？ 答：停止服务，然后复制整个数据目录。",
+        "恢复时把目录复制回来即可。",
+        "Q: Which languages are supported? A: Chinese and English, in documents and questions.",
+    ]
