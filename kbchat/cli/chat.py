@@ -169,7 +169,7 @@ def print_stream(events: Iterator[AgentEvent]) -> Answer:
             soft_wrap=True,
         )
     for notice in answer.notices:
-        err.print(f"note: {notice}", markup=False, style="yellow")
+        err.print(f"note: {notice}", markup=False, style="yellow", soft_wrap=True)
     return answer
 
 
