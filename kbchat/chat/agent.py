@@ -289,7 +289,7 @@ def run_agent(
                 yield failed_step
                 notices.append(failed)
                 break
-            usage = _add(usage, done.usage)
+            usage += done.usage
         if not done.tool_calls:
             reply_text = done.text
             break
@@ -439,7 +439,7 @@ def _write_answer(
         if delta.finish_reason is not None:
             answer.finish_reason = delta.finish_reason
         if delta.usage is not None:
-            usage = _add(usage, delta.usage)
+            usage += delta.usage
     answer.text = "".join(parts)
     answer.usage = usage
 
@@ -464,12 +464,6 @@ def _canonical(arguments: str) -> str:
         return json.dumps(json.loads(arguments or "{}"), sort_keys=True, ensure_ascii=False)
     except ValueError:
         return arguments
-
-
-def _add(a: Usage, b: Usage | None) -> Usage:
-    if b is None:
-        return a
-    return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens)
 
 
 def build_tools(

@@ -149,10 +149,7 @@ def _answer(
             continue
         yield f" [{marker}]"
         answer.text += ("\n\n" if marker > 1 else "") + f"{head}{summary.text} [{marker}]"
-        answer.usage = Usage(
-            answer.usage.prompt_tokens + summary.usage.prompt_tokens,
-            answer.usage.completion_tokens + summary.usage.completion_tokens,
-        )
+        answer.usage += summary.usage
         citations.append(
             Citation(
                 marker=marker,
@@ -186,7 +183,7 @@ def _kb_answer(
     for name in missing[:MAX_NEW]:
         for event in summarize_file(kb, name, model, store, options=options, cancel=cancel):
             if isinstance(event, Summary):
-                usage = _added(usage, event.usage)
+                usage += event.usage
     summaries, missing = kept_summaries(kb, store)
     trace.hits = len(summaries)
     answer = Answer(text="", model=model.name, question=question, usage=usage)
@@ -195,7 +192,7 @@ def _kb_answer(
         for event in summarize_overview(kb, model, store, options=options, cancel=cancel):
             if isinstance(event, Summary):
                 answer.text = event.text
-                answer.usage = _added(answer.usage, event.usage)
+                answer.usage += event.usage
             elif isinstance(event, str):
                 first = first or time.perf_counter() - started
                 yield event
@@ -238,10 +235,4 @@ def _cited(marker: int, kb: str, summary: StoredSummary) -> Citation:
         text=summary.text,
         score=1.0,
         quote=summary.text[:300],
-    )
-
-
-def _added(total: Usage, more: Usage) -> Usage:
-    return Usage(
-        total.prompt_tokens + more.prompt_tokens, total.completion_tokens + more.completion_tokens
     )

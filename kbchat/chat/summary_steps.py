@@ -199,10 +199,7 @@ class StepRunner:
         self.speeds.record(timing)
         with self._lock:
             self.steps += 1
-            self.usage = Usage(
-                self.usage.prompt_tokens + usage.prompt_tokens,
-                self.usage.completion_tokens + usage.completion_tokens,
-            )
+            self.usage += usage
             self.timings.append(timing)
             self.finish_reason = finish
 
