@@ -300,7 +300,7 @@ def build_messages(
     for hit in hits:
         if len(used) >= keep and hit.score < floor:
             continue
-        block = f"[{len(used) + 1}] {_source_label(hit)}\n{hit.text}"
+        block = f"[{len(used) + 1}] {_source_label(hit)}\n{passage_body(hit)}"
         cost = count(block) + 2
         if cost > budget:
             if budget > 80:
@@ -323,8 +323,23 @@ def _system(prompt: str, options: ChatOptions) -> str:
 
 
 def _source_label(hit: Hit) -> str:
+    """ "(file p.N — heading › subheading)": where the passage is, its section path included."""
     where = f" p.{hit.page}" if hit.page else f" [{hit.sheet}]" if hit.sheet else ""
-    return f"({hit.file}{where})"
+    section = f" — {' › '.join(hit.headings)}" if hit.headings else ""
+    return f"({hit.file}{where}{section})"
+
+
+def passage_body(hit: Hit) -> str:
+    """``hit.text`` without the heading lines it starts with (its label names them): over
+    "快速入门\n创建知识库\n运行 kbchat kb create manuals …" the 0.5B model answered "如何创建
+    知识库？" with the heading "创建知识库", then with a refusal; with the headings in the
+    label it answered with the command."""
+    lines = hit.text.split("\n")
+    headings = {heading.strip() for heading in hit.headings}
+    start = 0
+    while start < len(lines) - 1 and (not lines[start].strip() or lines[start].strip() in headings):
+        start += 1
+    return "\n".join(lines[start:]) if start else hit.text
 
 
 MODEL_REFUSED = "the model found no answer in the sources"
@@ -672,7 +687,7 @@ def _citation(marker: int, hit: Hit, said: str, asked: str = "") -> Citation:
     sentence that repeats "Zephyr-9"; for "文档和问题都支持中文和英文。由于向量模型是多语言的，
     ……" the first, not the longer second; for an answer restating its question, a FAQ's
     answer line, not its question line."""
-    candidates = sentences(unwrapped(hit.text)) or [hit.text]
+    candidates = sentences(unwrapped(passage_body(hit))) or [hit.text]
     said_items = _new_items(said, asked)
     lead = split_sentences(without_markers(said))
     first = set(tokenize(lead[0])) if lead else set()

@@ -107,6 +107,20 @@ def test_the_quote_is_the_source_of_the_answer_s_first_sentence(tmp_path: Path) 
     assert answer.citations[0].quote == "答：文档和问题都支持中文和英文。"
 
 
+def test_a_passage_s_section_path_goes_in_its_label_and_its_heading_lines_out_of_its_text(
+    tmp_path: Path,
+) -> None:
+    text = "# 快速入门\n\n## 创建知识库\n\n运行 kbchat kb create manuals 创建一个名为 manuals 的空知识库。\n"
+    guide = hash_kb(tmp_path, "guide", {"quick-start.md": text})
+    model = ScriptedChatModel(["运行 kbchat kb create manuals [1]。"])
+    options = ChatOptions(search=LOW, min_score=0.0, min_evidence=0.0)
+    _, answer = run(list(stream_answer(model, [guide], "如何创建知识库？", options=options)))
+    prompt = model.received[0][-1].content
+    assert "[1] (quick-start.md — 快速入门 › 创建知识库)\n运行 kbchat kb create manuals" in prompt
+    # the quote is a sentence of the passage's body, never a bare heading
+    assert answer.citations[0].quote.startswith("运行 kbchat kb create manuals")
+
+
 def test_an_answer_restating_a_faq_question_quotes_its_answer_line(tmp_path: Path) -> None:
     text = (
         "Q: How do I update a knowledge base after my files changed?\n"
