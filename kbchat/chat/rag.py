@@ -41,7 +41,7 @@ from kbchat.options import AnswerOptions, OptionError, Share
 from kbchat.prompts import render, template
 from kbchat.retrieve.search import Reranker, Retrieval, SearchOptions, retrieve
 from kbchat.store.bm25 import tokenize
-from kbchat.text import Language, detect_language
+from kbchat.text import FAQ_QUESTION, Language, detect_language
 from kbchat.types import Answer, Citation, Delta, Hit, Message, Usage
 
 ChatEvent = str | Answer  # text deltas, then one Answer
@@ -688,6 +688,8 @@ def _citation(marker: int, hit: Hit, said: str, asked: str = "") -> Citation:
     ……" the first, not the longer second; for an answer restating its question, a FAQ's
     answer line, not its question line."""
     candidates = sentences(unwrapped(passage_body(hit))) or [hit.text]
+    # a FAQ's question lines only ask: its answer lines say what the passage holds
+    candidates = [c for c in candidates if not FAQ_QUESTION.match(c)] or candidates
     said_items = _new_items(said, asked)
     lead = split_sentences(without_markers(said))
     first = set(tokenize(lead[0])) if lead else set()

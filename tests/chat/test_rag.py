@@ -121,6 +121,18 @@ def test_a_passage_s_section_path_goes_in_its_label_and_its_heading_lines_out_of
     assert answer.citations[0].quote.startswith("运行 kbchat kb create manuals")
 
 
+def test_a_declined_question_s_closest_faq_passage_is_quoted_by_its_answer_line(
+    tmp_path: Path,
+) -> None:
+    text = "问：如何备份数据目录？\n答：停止服务，然后复制整个数据目录。"
+    faq = hash_kb(tmp_path, "faq", {"faq.zh.txt": text})
+    model = ScriptedChatModel(["资料中没有找到答案。"])
+    options = ChatOptions(search=LOW, min_score=0.0, min_evidence=0.0)
+    _, answer = run(list(stream_answer(model, [faq], "如何修改数据目录的端口？", options=options)))
+    assert answer.outcome == "refused"
+    assert answer.closest[0].quote == "答：停止服务，然后复制整个数据目录。"
+
+
 def test_an_answer_restating_a_faq_question_quotes_its_answer_line(tmp_path: Path) -> None:
     text = (
         "Q: How do I update a knowledge base after my files changed?\n"
