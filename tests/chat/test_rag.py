@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,6 +85,21 @@ def test_markers_are_added_when_the_model_writes_none(kb: KnowledgeBase) -> None
     assert answer.citations[0].file == "kettle.txt"
 
 
+NO_BAR: dict[str, Any] = {"min_score": 0.0, "min_evidence": 0.0}
+"""No answer bar: the hash embedder's relevance is not calibrated."""
+
+
+def answer_over(
+    tmp_path: Path, file: str, text: str, reply: str, question: str, **options: Any
+) -> tuple[Answer, ScriptedChatModel]:
+    """The answer to ``question`` over a KB of one file, the model replying ``reply``;
+    ``options``: ChatOptions fields beside ``search=LOW``."""
+    kb = hash_kb(tmp_path, "docs", {file: text})
+    model = ScriptedChatModel([reply])
+    chat = ChatOptions(search=LOW, **options) if options else None
+    return run(list(stream_answer(model, [kb], question, options=chat)))[1], model
+
+
 def test_the_quote_is_the_sentence_giving_the_answer_s_number_not_one_naming_the_product(
     tmp_path: Path,
 ) -> None:
@@ -91,19 +107,15 @@ def test_the_quote_is_the_sentence_giving_the_answer_s_number_not_one_naming_the
         "The Zephyr-9 kettle comes with a two year warranty on the Zephyr-9 base.\n"
         "Rated power: 1800 W."
     )
-    kettle = hash_kb(tmp_path, "kettle", {"zephyr.txt": text})
-    model = ScriptedChatModel(["The Zephyr-9 kettle is rated at 1800 W [1]."])
-    _, answer = run(list(stream_answer(model, [kettle], "Zephyr-9 kettle power?")))
+    reply = "The Zephyr-9 kettle is rated at 1800 W [1]."
+    answer, _ = answer_over(tmp_path, "zephyr.txt", text, reply, "Zephyr-9 kettle power?")
     assert answer.citations[0].quote == "Rated power: 1800 W."
 
 
 def test_the_quote_is_the_source_of_the_answer_s_first_sentence(tmp_path: Path) -> None:
     text = "问：支持哪些语言？\n答：文档和问题都支持中文和英文。由于向量模型是多语言的，中文问题也能检索到英文段落。"
-    faq = hash_kb(tmp_path, "faq", {"faq.zh.txt": text})
-    model = ScriptedChatModel(
-        ["文档和问题都支持中文和英文[1]。由于向量模型是多语言的，中文问题也能检索到英文段落。"]
-    )
-    _, answer = run(list(stream_answer(model, [faq], "支持哪些语言？")))
+    reply = "文档和问题都支持中文和英文[1]。由于向量模型是多语言的，中文问题也能检索到英文段落。"
+    answer, _ = answer_over(tmp_path, "faq.zh.txt", text, reply, "支持哪些语言？")
     assert answer.citations[0].quote == "答：文档和问题都支持中文和英文。"
 
 
@@ -111,24 +123,24 @@ def test_a_passage_s_section_path_goes_in_its_label_and_its_heading_lines_out_of
     tmp_path: Path,
 ) -> None:
     text = "# 快速入门\n\n## 创建知识库\n\n运行 kbchat kb create manuals 创建一个名为 manuals 的空知识库。\n"
-    guide = hash_kb(tmp_path, "guide", {"quick-start.md": text})
-    model = ScriptedChatModel(["运行 kbchat kb create manuals [1]。"])
-    options = ChatOptions(search=LOW, min_score=0.0, min_evidence=0.0)
-    _, answer = run(list(stream_answer(model, [guide], "如何创建知识库？", options=options)))
+    reply = "运行 kbchat kb create manuals [1]。"
+    answer, model = answer_over(
+        tmp_path, "quick-start.md", text, reply, "如何创建知识库？", **NO_BAR
+    )
     prompt = model.received[0][-1].content
     assert "[1] (quick-start.md — 快速入门 › 创建知识库)\n运行 kbchat kb create manuals" in prompt
     # the quote is a sentence of the passage's body, never a bare heading
     assert answer.citations[0].quote.startswith("运行 kbchat kb create manuals")
 
 
-def test_a_declined_question_s_closest_faq_passage_is_quoted_by_its_answer_line(
-    tmp_path: Path,
-) -> None:
-    text = "问：如何备份数据目录？\n答：停止服务，然后复制整个数据目录。"
-    faq = hash_kb(tmp_path, "faq", {"faq.zh.txt": text})
-    model = ScriptedChatModel(["资料中没有找到答案。"])
-    options = ChatOptions(search=LOW, min_score=0.0, min_evidence=0.0)
-    _, answer = run(list(stream_answer(model, [faq], "如何修改数据目录的端口？", options=options)))
+def test_closest_faq_passages_are_quoted_by_their_answer_lines(tmp_path: Path) -> None:
+    faq, refusal = (
+        "问：如何备份数据目录？\n答：停止服务，然后复制整个数据目录。",
+        "资料中没有找到答案。",
+    )
+    answer, _ = answer_over(
+        tmp_path, "faq.zh.txt", faq, refusal, "如何修改数据目录的端口？", **NO_BAR
+    )
     assert answer.outcome == "refused"
     assert answer.closest[0].quote == "答：停止服务，然后复制整个数据目录。"
 
@@ -138,12 +150,9 @@ def test_an_answer_restating_a_faq_question_quotes_its_answer_line(tmp_path: Pat
         "Q: How do I update a knowledge base after my files changed?\n"
         "A: Run the sync command. New files are added and changed files re-indexed."
     )
-    faq = hash_kb(tmp_path, "faq", {"faq.txt": text})
-    model = ScriptedChatModel(
-        ["To update a knowledge base after your files changed, run the sync command [1]."]
-    )
+    reply = "To update a knowledge base after your files changed, run the sync command [1]."
     question = "How do I update a knowledge base after my files changed?"
-    _, answer = run(list(stream_answer(model, [faq], question)))
+    answer, _ = answer_over(tmp_path, "faq.txt", text, reply, question)
     assert answer.citations[0].quote.startswith("A: Run the sync command.")
 
 
