@@ -93,7 +93,7 @@ _ATTRIBUTION = frozenset(
 """Words that attribute an answer ("根据资料，……", "Based on the information provided in the
 sources, ..."): a sentence adding only these to the question's words restates it."""
 
-_SENTENCE_END = ("。", "！", "？", ".", "!", "?")
+SENTENCE_ENDS = ("。", "！", "？", ".", "!", "?")
 """Only whole sentences are judged one by one: the items of a list ("1. 罗巴") are judged
 together, as one answer."""
 
@@ -312,7 +312,7 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
     parts = [
         part
         for part in sentences(_MARKERS.sub(" ", answer))
-        if part.rstrip().endswith(_SENTENCE_END) and any(w not in said for w in content_words(part))
+        if part.rstrip().endswith(SENTENCE_ENDS) and any(w not in said for w in content_words(part))
     ]
     if len(parts) > 1:
         given = set(items(question))

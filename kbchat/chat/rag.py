@@ -16,7 +16,7 @@ from pydantic import Field
 
 from kbchat.chat.answer_kinds import kind_conflict
 from kbchat.chat.answer_log import AnswerTrace, logged
-from kbchat.chat.answerable import evidence, focus, split_sentences, support
+from kbchat.chat.answerable import SENTENCE_ENDS, evidence, focus, split_sentences, support
 from kbchat.chat.answerable import options as choices
 from kbchat.chat.contrasts import contrast_conflict
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
@@ -698,12 +698,14 @@ def _citation(marker: int, hit: Hit, said: str, asked: str = "") -> Citation:
     held = [wanted & set(tokenize(sentence)) for sentence in candidates]
     spread = Counter(token for tokens in held for token in tokens)
 
-    def weight(index: int) -> tuple[int, float, float, float, float]:
+    def weight(index: int) -> tuple[int, float, float, float, float, bool]:
         def total(words: set[str]) -> float:
             return sum(1 / spread[token] for token in held[index] & words)
 
         items = _held(said_items, candidates[index])
-        return items, total(first & new), total(new), total(first), total(wanted)
+        # on a tie (often: nothing in common), a whole sentence before a title line
+        whole = candidates[index].rstrip().endswith(SENTENCE_ENDS)
+        return items, total(first & new), total(new), total(first), total(wanted), whole
 
     quote = candidates[max(range(len(candidates)), key=weight)]
     return Citation(

@@ -145,6 +145,17 @@ def test_closest_faq_passages_are_quoted_by_their_answer_lines(tmp_path: Path) -
     assert answer.closest[0].quote == "答：停止服务，然后复制整个数据目录。"
 
 
+def test_a_passage_sharing_no_word_with_the_question_is_quoted_by_a_sentence_not_its_title(
+    tmp_path: Path,
+) -> None:
+    faq = "产品常见问题\n\n问：如何备份？\n答：停止服务，然后复制整个数据目录。"
+    answer, _ = answer_over(
+        tmp_path, "faq.zh.txt", faq, "资料中没有找到答案。", "端口在哪里改？", **NO_BAR
+    )
+    assert answer.outcome == "refused"
+    assert answer.closest[0].quote == "答：停止服务，然后复制整个数据目录。"
+
+
 def test_an_answer_restating_a_faq_question_quotes_its_answer_line(tmp_path: Path) -> None:
     text = (
         "Q: How do I update a knowledge base after my files changed?\n"
