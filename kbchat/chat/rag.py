@@ -323,7 +323,7 @@ def _system(prompt: str, options: ChatOptions) -> str:
 
 
 def _source_label(hit: Hit) -> str:
-    """ "(file p.N — heading › subheading)": where the passage is, its section path included."""
+    """Where the passage is, its section path included: (file p.N — heading › subheading)."""
     where = f" p.{hit.page}" if hit.page else f" [{hit.sheet}]" if hit.sheet else ""
     section = f" — {' › '.join(hit.headings)}" if hit.headings else ""
     return f"({hit.file}{where}{section})"

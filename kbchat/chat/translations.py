@@ -1,5 +1,5 @@
-"""Passages that translate one another: on a bilingual knowledge base only the question's
-language goes into the prompt.
+"""Passages that translate one another: on a bilingual knowledge base the copy in the
+question's language goes into the prompt, not its translation.
 
 A knowledge base often holds the same document in Chinese and in English (``faq.txt`` and
 ``faq.zh.txt``). Both copies are found for a question in either language; the passage in the
@@ -43,7 +43,8 @@ def without_translations(
 
     Hits of knowledge bases whose embedder is not composite are kept as they are.
     """
-    if not any(h.language == language for h in hits) or all(h.language == language for h in hits):
+    languages = {hit.language for hit in hits}
+    if language not in languages or languages == {language}:
         return list(hits)
     return translations_dropped(hits, language, cross_lingual_vectors(hits, kbs))
 
@@ -53,18 +54,17 @@ def translations_dropped(
 ) -> list[Hit]:
     """``without_translations`` given each passage's unit cross-lingual vector (passages
     without one are kept)."""
-    same = [h for h in hits if h.language == language and (h.kb, h.chunk_id) in vectors]
+    ours = [hit.language == language for hit in hits]
+    same = [h for h, own in zip(hits, ours, strict=True) if own and (h.kb, h.chunk_id) in vectors]
 
     def translates(hit: Hit) -> bool:
         vector = vectors.get((hit.kb, hit.chunk_id))
-        if vector is None or hit.language == language:
-            return False
-        return any(
+        return vector is not None and any(
             s.file != hit.file and float(vector @ vectors[(s.kb, s.chunk_id)]) >= TRANSLATION_COSINE
             for s in same
         )
 
-    return [hit for hit in hits if not translates(hit)]
+    return [hit for hit, own in zip(hits, ours, strict=True) if own or not translates(hit)]
 
 
 def cross_lingual_vectors(
