@@ -33,6 +33,7 @@ from kbchat.chat.grounding import (
 )
 from kbchat.chat.memory import fit_history, truncate_to_tokens
 from kbchat.chat.quantities import unit_conflict
+from kbchat.chat.subjects import other_subject
 from kbchat.chat.translations import without_translations
 from kbchat.errors import BadInput
 from kbchat.kb.knowledge_base import KnowledgeBase
@@ -540,6 +541,7 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
     """The check of an answer's start against the passages it was given."""
     # The source labels ("[1] (settings.xlsx)") are in the prompt: naming them is no invention.
     passages = [f"{hit.file}\n{hit.text}" for hit in used]
+    texts, files = [hit.text for hit in used], [hit.file for hit in used]
     language = detect_language(question)
     same = [hit.text for hit in used if hit.language == language]
 
@@ -556,6 +558,12 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
             return conflict
         if (conflict := contrast_conflict(head, question, passages)) is not None:
             return conflict
+        if (other := other_subject(head, question, texts, files)) is not None:
+            about = f" on {other.about}" if other.about else ""
+            return (
+                f"the answer comes from {files[other.index]}{about}, which does not mention "
+                f"{other.asked}, the subject of the question"
+            )
         if whole and (conflict := kind_conflict(head, question)) is not None:
             return conflict  # judged whole: a long answer may name the place later
         # An opening ("To create one, use this command:") has too few words to judge.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbchat.chat.answerable import evidence, focus, key_terms, options, support
+from kbchat.chat.answerable import evidence, focus, key_terms, options, support, terms_over
 
 # A biography with the sentence that answers, and the same article without it (the topic is
 # there, the answer is not).
@@ -167,7 +167,9 @@ def test_a_linked_passage_that_takes_the_question_lends_nothing() -> None:
     warranty = "KT-300 保修\nKT-300 整机保修两年。"
     returns = "KT-300 水壶\n退货期限为收货后7天。"
     question = "KT-300 水壶的退货期限是多少天？"
-    assert support("两年", question, [warranty, returns]) == 0.25
+    # "KT-300 水壶", the returns passage's title, is one key term: the warranty's place
+    # holds none of the three
+    assert support("两年", question, [warranty, returns]) == 0.0
     assert support("7天", question, [warranty, returns]) == 1.0
 
 
@@ -309,3 +311,23 @@ def test_focus_is_the_place_holding_most_of_the_question_as_written() -> None:
         "2010年他执法世界杯。 韦比曾经是警长。"
     )
     assert focus("保修期多长？", passages) is None  # no place holds any key term
+
+
+SUBORDER = (
+    "索齿兽目\n索齿兽目是已灭绝的水中哺乳动物。"
+    "其他科学家因为牠们的牙齿及骨骼形态，认为牠们是两栖的草食性动物，生活于滨岸带。"
+)
+
+
+def test_a_title_the_segmenter_cuts_into_pieces_is_one_key_term() -> None:
+    question = "索齿兽目为什么会得名？"
+    assert key_terms(question) == ["索齿", "兽目", "得名"]
+    assert terms_over(question, [SUBORDER]) == ["索齿兽目", "得名"]
+    assert terms_over(question, ["无关\n一段没有标题的话。"]) == ["索齿", "兽目", "得名"]
+
+
+def test_an_answer_from_a_place_holding_only_the_subject_s_pieces_is_not_supported() -> None:
+    # Counted in pieces the title held two of three terms, above chat.min_coverage (0.55),
+    # though the place says nothing of how the order got its name.
+    answer = "索齿兽目因为牙齿及骨骼形态显示牠们是两栖的草食性动物。"
+    assert support(answer, "索齿兽目为什么会得名？", [SUBORDER]) == pytest.approx(1 / 2)
