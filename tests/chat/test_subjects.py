@@ -93,3 +93,9 @@ def test_the_model_s_answer_from_a_sibling_product_s_manual_is_declined(tmp_path
         "declined: the answer comes from breeze-mini.md on breeze mini, which does not "
         "mention breeze max, the subject of the question"
     ) in answer.notices
+
+
+def test_a_model_code_in_a_title_is_the_subject_the_question_names() -> None:
+    manuals = ["X100 空气净化器\n适用面积 40 平方米。", "X200 空气净化器\n噪声：45 分贝。"]
+    found = other_subject("X100 的噪声为 45 分贝。", "X100 的噪声是多少？", manuals, ["a", "b"])
+    assert found == OtherSubject(index=1, asked="x100", about="x200 空气净化器")
