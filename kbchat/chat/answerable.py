@@ -438,19 +438,24 @@ class _Passage:
 def subjects(passage: str) -> tuple[str, ...]:
     """What a passage is about, normalised: its first line when that line is a title (a
     short line with text after it and no sentence end), without a "(...)" qualifier, and
-    the names in it ("gustave whitehead", "whitehead"); none for a passage that starts
-    mid-text (a later chunk of a file)."""
+    the names in it ("gustave whitehead", "whitehead"), its leading run of two or more
+    capitalised words among them ("Breeze Max purifier": "breeze max"; a capital opening a
+    sentence is no name elsewhere, but a title's first word is); none for a passage that
+    starts mid-text (a later chunk of a file)."""
     lines = passage.strip().splitlines()
     title = lines[0].strip() if len(lines) > 1 else ""
     if not title or len(title) > _TITLE_CHARS or title[-1] in "。！？.!?；;：:，,":
         return ()
     bare = re.sub(r"\s*[(（][^)）]*[)）]", "", title)
+    lead = _LEADING_NAME.match(bare)
     names = [bare, *(item for item in items(bare) if not item.replace(".", "").isdigit())]
+    names += [lead.group(0)] if lead else []
     found = (normalise(name) for name in names)
     return tuple(dict.fromkeys(name for name in found if specific(name)))
 
 
 _TITLE_CHARS = 60
+_LEADING_NAME = re.compile(r"[A-Z][\w'-]*(?: [A-Z0-9][\w'-]*)+")
 
 
 def specific(word: str) -> bool:

@@ -492,8 +492,10 @@ def _unsupported_question(
 ) -> str:
     """Why the passages cannot answer ``question`` before the model runs, or "": the best
     passage is weak (``_weak``) and no place holds every key term of the question (two or
-    more), or no place in the passages in the question's language holds ``min_evidence`` of
-    its key terms (``answerable.evidence``).
+    more), or no place in the passages holds ``min_evidence`` of its key terms
+    (``answerable.evidence``). A passage in another language counts for the words it shares
+    with the question (codes, names: "What is the CADR of the X100?" over a Chinese manual),
+    but only beside one in the question's language: with none, ``min_score_cross`` decides.
 
     A place holding every key term outweighs a weak score: a short file's one chunk holds
     many facts, and "Who will book the venue?" scored 0.39 over "... Lina will book the
@@ -501,8 +503,8 @@ def _unsupported_question(
     and no unanswerable one.
     """
     language = detect_language(question)
-    same = [hit.text for hit in used if hit.language == language]
-    found = evidence(question, same) if same else None
+    same = any(hit.language == language for hit in used)
+    found = evidence(question, [hit.text for hit in used]) if same else None
     held = found is not None and len(found.terms) >= _HELD_TERMS and found.share == 1.0
     if _weak(best, language, options) and not held:
         return f"the best passage scores {best.score:.2f}, below chat.min_score"

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kbchat.chat.answerable import specific, subjects
+from kbchat.chat.answerable import key_terms, specific, subjects
 from kbchat.chat.grounding import content_words, normalise
 from kbchat.text import HAN_RE
 
@@ -48,8 +48,10 @@ def other_subject(
     The question names a subject when a passage's title line (or a name in it) occurs in the
     question; of nested ones the longest counts ("黑尾前肛鳗" over "前肛鳗", the title of a
     related article). The answer was read from the passages holding the most of its new words
-    (those not in the question, as words or as text, and found in some passage; its names and
-    codes when it has any, ``answerable.specific``). It is about the question's subject when
+    (those not in the question, as words or as text, and found in some passage; its names,
+    codes and numbers when it has any, ``answerable.specific``); an answer adding no words
+    (affirming a yes-or-no question) was read where the question's key terms beside the
+    subject are. It is about the question's subject when
     one of those passages is a subject's passage or from the same file, mentions the subject,
     or is linked to a subject's passage the way the two hops of a bridge question are (one
     names the other's subject). With no named subject, no new words, or new words in no
@@ -74,7 +76,9 @@ def other_subject(
     found = [
         w for w in map(normalise, new) if w not in asked_in and any(w in text for _, text in read)
     ]
-    needles = [w for w in found if specific(w)] or found
+    if not new:  # "Does the X100 have an app?" - "The X100 has an app.": where is the app?
+        found = [t for t in key_terms(question) if not any(t in s for s in asked)]
+    needles = [w for w in found if specific(w) or any(ch.isdigit() for ch in w)] or found
     counts = [sum(1 for w in needles if w in text) for _, text in read]
     most = max(counts, default=0)
     if most == 0:

@@ -826,3 +826,24 @@ def test_an_answer_matched_to_no_passage_says_so(tmp_path: Path) -> None:
     _, answer = run(list(stream_answer(model, [kettle], "K3 水壶保修多久？", options=options)))
     assert answer.outcome == "answered" and not answer.grounded and answer.citations == []
     assert any("cites none" in n for n in answer.notices)
+
+
+def test_a_chinese_manual_is_evidence_for_an_english_question_naming_its_codes(
+    tmp_path: Path,
+) -> None:
+    # An English file beside it used to be the only evidence looked at: "lacks x100".
+    kb = hash_kb(
+        tmp_path,
+        "mixed",
+        {
+            "x100.md": "X100 空气净化器\nX100 的 CADR 为 400 立方米/小时，噪声 28 分贝。",
+            "mini.md": "Breeze Mini purifier\nThe Breeze Mini costs 99 USD.",
+        },
+    )
+    model = ScriptedChatModel(["The CADR of the X100 is 400 m³/h [1]."])
+    options = ChatOptions(search=SearchOptions(threshold=0.0, top_k=2), min_score=0.0)
+    _, answer = run(
+        list(stream_answer(model, [kb], "What is the CADR of the X100?", options=options))
+    )
+    assert not any("key terms" in notice for notice in answer.notices)
+    assert model.received  # the model was asked

@@ -99,3 +99,41 @@ def test_a_model_code_in_a_title_is_the_subject_the_question_names() -> None:
     manuals = ["X100 空气净化器\n适用面积 40 平方米。", "X200 空气净化器\n噪声：45 分贝。"]
     found = other_subject("X100 的噪声为 45 分贝。", "X100 的噪声是多少？", manuals, ["a", "b"])
     assert found == OtherSubject(index=1, asked="x100", about="x200 空气净化器")
+
+
+MANUALS_EN = [
+    "Breeze Max purifier\nThe Breeze Max costs 399 USD. Warranty: three years.",
+    "Breeze Mini purifier\nThe Breeze Mini costs 99 USD. Power: USB-C, 5 V. Controlled by an app.",
+]
+
+
+def test_a_title_s_leading_name_is_named_without_the_rest_of_the_title() -> None:
+    # "Breeze Max purifier": a question saying "the Breeze Max" names it all the same
+    found = other_subject(
+        "The Breeze Max is powered by USB-C, 5 V. [2]",
+        "How is the Breeze Max powered?",
+        MANUALS_EN,
+        ["max.md", "mini.md"],
+    )
+    assert found == OtherSubject(index=1, asked="breeze max", about="breeze mini purifier")
+
+
+def test_a_yes_to_a_sibling_s_feature_is_read_where_the_feature_is() -> None:
+    # the answer adds no word: it was read where "app" is, the Mini's manual
+    found = other_subject(
+        "The Breeze Max has an app. [1][2]",
+        "Does the Breeze Max have an app?",
+        MANUALS_EN,
+        ["max.md", "mini.md"],
+    )
+    assert found is not None and found.index == 1
+
+
+def test_the_sibling_s_number_outweighs_a_unit_both_manuals_hold() -> None:
+    manuals = [
+        "X100 空气净化器\n噪声：28 分贝。CADR：400 立方米/小时。",
+        "X200 空气净化器\n甲醛 CADR：120 立方米/小时。",
+    ]
+    answer = "X100 的甲醛 CADR 为 120 立方米/小时。"
+    found = other_subject(answer, "X100 的甲醛 CADR 是多少？", manuals, ["a", "b"])
+    assert found is not None and found.index == 1
