@@ -13,15 +13,12 @@ neither is about it nor mentions it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kbchat.chat.answerable import key_terms, specific, subjects
-from kbchat.chat.grounding import content_words, normalise
+from kbchat.chat.grounding import content_words, normalise, without_markers
 from kbchat.text import HAN_RE
-
-_MARKERS = re.compile(r"\[\d{1,2}\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +48,10 @@ def other_subject(
     (those not in the question, as words or as text, and found in some passage; its names,
     codes and numbers when it has any, ``answerable.specific``); an answer adding no words
     (affirming a yes-or-no question) was read where the question's key terms beside the
-    subject are. It is about the question's subject when
-    one of those passages is a subject's passage or from the same file, mentions the subject,
-    or is linked to a subject's passage the way the two hops of a bridge question are (one
-    names the other's subject). With no named subject, no new words, or new words in no
-    passage:
-    None.
+    subject are. It is about the question's subject when one of those passages is a subject's
+    passage or from the same file, mentions the subject, is what the answer names (the other
+    hop of a bridge question), or is named by a subject's passage. With no named subject, or
+    no new words found in a passage: None.
 
     Args:
         answer: the answer (or its start), citation markers allowed.
@@ -71,20 +66,10 @@ def other_subject(
     homes = [n for n, (own, _) in enumerate(read) if set(own) & asked]
     if not homes:
         return None
-    said = set(content_words(question))
-    new = [w for w in dict.fromkeys(content_words(_MARKERS.sub(" ", answer))) if w not in said]
-    found = [
-        w for w in map(normalise, new) if w not in asked_in and any(w in text for _, text in read)
-    ]
-    if not new:  # "Does the X100 have an app?" - "The X100 has an app.": where is the app?
-        found = [t for t in key_terms(question) if not any(t in s for s in asked)]
-    needles = [w for w in found if specific(w) or any(ch.isdigit() for ch in w)] or found
-    counts = [sum(1 for w in needles if w in text) for _, text in read]
-    most = max(counts, default=0)
-    if most == 0:
+    sources = _read_from(answer, question, [text for _, text in read], asked)
+    if not sources:
         return None
-    sources = [n for n, count in enumerate(counts) if count == most]
-    answered = normalise(answer)
+    answered = normalise(without_markers(answer))
     for n in sources:
         own, text = read[n]
         if n in homes or any(files[n] == files[m] for m in homes):
@@ -98,6 +83,21 @@ def other_subject(
     first = sources[0]
     about = read[first][0][0] if read[first][0] else ""
     return OtherSubject(first, min(asked, key=asked_in.find), about)
+
+
+def _read_from(answer: str, question: str, texts: Sequence[str], asked: set[str]) -> list[int]:
+    """The passages (indexes into the normalised ``texts``) holding the most of the answer's
+    new words, as ``other_subject`` says; none when no passage holds any."""
+    said = set(content_words(question))
+    asked_in = normalise(question)
+    new = [w for w in dict.fromkeys(content_words(without_markers(answer))) if w not in said]
+    found = [w for w in map(normalise, new) if w not in asked_in and any(w in t for t in texts)]
+    if not new:  # "Does the X100 have an app?" - "The X100 has an app.": where is the app?
+        found = [t for t in key_terms(question) if not any(t in s for s in asked)]
+    needles = [w for w in found if specific(w) or any(ch.isdigit() for ch in w)] or found
+    counts = [sum(1 for w in needles if w in text) for text in texts]
+    most = max(counts, default=0)
+    return [n for n, count in enumerate(counts) if most and count == most]
 
 
 def _named(subject: str, question: str) -> bool:
