@@ -20,8 +20,9 @@ agreement between the segmenter's cuts of the question and of the passage.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 
 from kbchat.chat.grounding import content_words, items, normalise, sentences
@@ -81,10 +82,8 @@ def terms_over(question: str, passages: Sequence[str]) -> list[str]:
     titles: on HotpotQA dev, counting "Doctor Who" as one term declined a right answer.
     """
     terms = key_terms(question)
-    asked = normalise(question)
-    named = {name for passage in passages for name in subjects(passage) if name in asked}
-    for name in sorted(named, key=asked.find):
-        if not HAN_RE.search(name) or any(name != other and name in other for other in named):
+    for name in named_titles(question, (name for p in passages for name in subjects(p))):
+        if not HAN_RE.search(name):
             continue  # a Latin name is cut at its spaces, into words that each say something
         parts = [t for t in terms if t in name]
         if len(parts) > 1:
@@ -92,6 +91,16 @@ def terms_over(question: str, passages: Sequence[str]) -> list[str]:
             terms = [t for t in terms if t not in parts]
             terms.insert(at, name)
     return terms
+
+
+def named_titles(question: str, titles: Iterable[str]) -> list[str]:
+    """The ``titles`` (normalised, as ``subjects`` gives them) that ``question`` names: those
+    occurring in it, of nested ones the longest ("黑尾前肛鳗" over "前肛鳗", the title of a
+    related article); in the order the question names them, without duplicates."""
+    asked = normalise(question)
+    named = {title for title in titles if title and title in asked}
+    longest = [t for t in named if not any(t != other and t in other for other in named)]
+    return sorted(longest, key=asked.find)
 
 
 _HOW = re.compile(
@@ -375,6 +384,10 @@ def _support(answer: str, question: str, passages: Sequence[str]) -> float:
     return best[1]
 
 
+_READ_CACHE = 256
+"""Passages kept cut (``_Passage.read``, ``subjects``): a few answers' passages at once."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Passage:
     """One passage cut for ``support``: its sentences, its whole text and the names its
@@ -384,10 +397,11 @@ class _Passage:
     text: str
     subjects: tuple[str, ...]
 
-    @classmethod
-    def read(cls, passage: str) -> _Passage:
-        cut = tuple(_cut(passage))
-        return cls(cut, " ".join(cut), subjects(passage))
+    @staticmethod
+    def read(passage: str) -> _Passage:
+        """``passage`` cut; the same text is cut once however many checks read it (each
+        check of an answer's start reads every passage it was given, as the stream grows)."""
+        return _read_passage(passage)
 
     def places(
         self, needles: Sequence[str], terms: Sequence[str]
@@ -435,6 +449,13 @@ class _Passage:
         return max(held, key=len, default=set())
 
 
+@lru_cache(maxsize=_READ_CACHE)
+def _read_passage(passage: str) -> _Passage:
+    cut = tuple(_cut(passage))
+    return _Passage(cut, " ".join(cut), subjects(passage))
+
+
+@lru_cache(maxsize=_READ_CACHE)
 def subjects(passage: str) -> tuple[str, ...]:
     """What a passage is about, normalised: its first line when that line is a title (a
     short line with text after it and no sentence end), without a "(...)" qualifier, and

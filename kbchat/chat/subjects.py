@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kbchat.chat.answerable import key_terms, specific, subjects
+from kbchat.chat.answerable import key_terms, named_titles, specific, subjects
 from kbchat.chat.grounding import content_words, normalise, without_markers
 from kbchat.text import HAN_RE
 
@@ -59,10 +59,10 @@ def other_subject(
         passages: the passage texts the model was given.
         files: each passage's file name, in the same order.
     """
-    asked_in = normalise(question)
-    read = [(tuple(subjects(text)), normalise(text)) for text in passages]
-    named = {s for own, _ in read for s in own if s in asked_in and _named(s, question)}
-    asked = {s for s in named if not any(s != t and s in t for t in named)}
+    read = [(subjects(text), normalise(text)) for text in passages]
+    titles = (s for own, _ in read for s in own if _named(s, question))
+    named = named_titles(question, titles)
+    asked = set(named)
     homes = [n for n, (own, _) in enumerate(read) if set(own) & asked]
     if not homes:
         return None
@@ -82,7 +82,7 @@ def other_subject(
             return None  # a subject's passage names this one: two hops of one question
     first = sources[0]
     about = read[first][0][0] if read[first][0] else ""
-    return OtherSubject(first, min(asked, key=asked_in.find), about)
+    return OtherSubject(first, named[0], about)
 
 
 def _read_from(answer: str, question: str, texts: Sequence[str], asked: set[str]) -> list[int]:

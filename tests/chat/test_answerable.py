@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from kbchat.chat.answerable import evidence, focus, key_terms, options, support, terms_over
+from kbchat.chat.answerable import (
+    evidence,
+    focus,
+    key_terms,
+    named_titles,
+    options,
+    support,
+    terms_over,
+)
 
 # A biography with the sentence that answers, and the same article without it (the topic is
 # there, the answer is not).
@@ -324,6 +332,13 @@ def test_a_title_the_segmenter_cuts_into_pieces_is_one_key_term() -> None:
     assert key_terms(question) == ["索齿", "兽目", "得名"]
     assert terms_over(question, [SUBORDER]) == ["索齿兽目", "得名"]
     assert terms_over(question, ["无关\n一段没有标题的话。"]) == ["索齿", "兽目", "得名"]
+
+
+def test_a_question_names_the_longest_of_nested_titles_in_its_own_order() -> None:
+    titles = ["前肛鳗", "黑尾前肛鳗", "高氏前肛鳗", "体长", ""]
+    assert named_titles("黑尾前肛鳗的体长是多少？", titles) == ["黑尾前肛鳗", "体长"]
+    assert named_titles("体长和前肛鳗", titles) == ["体长", "前肛鳗"]
+    assert named_titles("无关的问题", titles) == []
 
 
 def test_an_answer_from_a_place_holding_only_the_subject_s_pieces_is_not_supported() -> None:
