@@ -58,9 +58,12 @@ def key_terms(question: str) -> list[str]:
     words. In order, without duplicates.
     """
     terms: list[str] = []
+    choice = bool(options(question))
     for word in cut_words(_FRAME_PHRASE.sub(" ", _HOW.sub("how", normalise(question)))):
         word = word.strip()
         if not word or not any(ch.isalnum() for ch in word):
+            continue
+        if choice and (word in _COMPARATIVE_EN or _COMPARATIVE_ZH.match(word)):
             continue
         if HAN_RE.search(word):
             if len(word) < 2 or _QUESTION_WORD.search(word) or word in _FRAME_ZH:
@@ -69,6 +72,18 @@ def key_terms(question: str) -> list[str]:
             continue
         terms.append(_stem(word))
     return list(dict.fromkeys(terms))
+
+
+_COMPARATIVE_EN = frozenset(
+    "earlier later first last older oldest younger youngest newer newest larger largest "
+    "smaller smallest bigger biggest longer longest shorter shortest taller tallest higher "
+    "highest lower lowest greater greatest heavier lighter faster slower closer farther "
+    "further wider deeper cheaper earliest latest".split()
+)
+_COMPARATIVE_ZH = re.compile(r"^(?:更|较|最|比较)[\u4e00-\u9fff]{1,2}$")
+"""How a choice question compares its options ("Who was born earlier, A or B?",
+"保修期更长的是水壶，还是搅拌机？"): no passage writes "earlier" beside a birth date, so the
+comparison is no key term of the question; what is compared ("born", "保修期") is."""
 
 
 def terms_over(question: str, passages: Sequence[str]) -> list[str]:
@@ -155,8 +170,19 @@ def split_sentences(passage: str) -> list[str]:
 
 
 def _cut(passage: str) -> list[str]:
-    """``passage`` cut into sentences (``split_sentences``), normalised."""
-    return [normalise(part) for part in split_sentences(passage)]
+    """``passage`` cut into sentences (``split_sentences``), normalised; in its first two
+    sentences (a title, then the one introducing the subject) a life span is read as the
+    birth it states (``_LIFESPAN``)."""
+    cut = [normalise(part) for part in split_sentences(passage)]
+    return [_LIFESPAN.sub(r"(born 出生 \1", part) if n < 2 else part for n, part in enumerate(cut)]
+
+
+_LIFESPAN = re.compile(
+    r"\((?!born)([^()]{0,30}?\d{3,4}[^()]{0,12}?\s*[-–—]\s*[^()]{0,30}?\d{3,4}[^()]{0,12}\))"
+)
+"""A life span in parentheses after a name, as encyclopaedias write a birth ("Margaret Wilson
+(January 16, 1882 – October 6, 1973) was an American novelist", "（1882年1月16日－1973年
+10月6日）", normalised): it answers "born"/"出生" although neither word is written."""
 
 
 def windows(passage: str) -> Iterator[str]:
@@ -201,6 +227,10 @@ def evidence(question: str, passages: Sequence[str]) -> Evidence:
       other's: the two hops of a bridge question ("the cover band of the composer of the
       game with Chocobos": the composer's article names "Final Fantasy", whose article holds
       "Chocobos"). Paragraphs of one article share their subject, so they do not pair up.
+
+    A choice question's share is at most the share of its options (``options``) the best
+    place holds: "Which warranty is longer, kettle or blender?" is not answered by the
+    kettle's manual alone, however much of the question it holds.
     """
     terms = key_terms(question)
     if not terms:
@@ -220,7 +250,12 @@ def evidence(question: str, passages: Sequence[str]) -> Evidence:
                 if bridge or _apart(a, b, named):
                     best = pair
     absent = tuple(t for t in terms if t not in best)
-    return Evidence(len(best) / len(terms), tuple(terms), absent)
+    share = len(best) / len(terms)
+    offered = [normalise(option) for option in options(question)]
+    if offered:  # a choice is answered where every option is: at most the options held
+        covered = sum(1 for option in offered if any(t in option for t in best))
+        share = min(share, covered / len(offered))
+    return Evidence(share, tuple(terms), absent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +363,11 @@ def support(answer: str, question: str, passages: Sequence[str]) -> float:
 
     An answer that names a passage's subject (its title line: "Who founded the women's
     department?" answered "Käthe Leichter" over her biography, whose sentence says "she
-    founded") is read from that whole passage: its best place counts.
+    founded") is read from that whole passage: its best place counts, with the best place of
+    each passage naming that subject (the first hop of a bridge question: "Who did NFL
+    Street 2 feature on its cover that played college football at Miami?" answered with
+    the player, whose biography says where he played and the game's article that he is on
+    its cover).
 
     An answer of several whole sentences that each add new words (beyond attributions such
     as "根据资料") is judged by the sentence read from the place holding the most of the
@@ -365,19 +404,29 @@ def _support(answer: str, question: str, passages: Sequence[str]) -> float:
     specifics = [w for w in needles if specific(w)]
     read = [_Passage.read(passage) for passage in passages]
     best_places = [passage.best_terms(terms) for passage in read]
+    named = [normalise(item) for item in [*items(question), *options(question)]]
     best = (0, 0.0)
     for n, passage in enumerate(read):
-        named = [w for w in specifics if any(w in subject for subject in passage.subjects)]
-        if named:  # the answer names what the passage is about: all of it is the place
-            best = max(best, (len(named), len(best_places[n]) / len(terms)))
+        subject = [w for w in specifics if any(w in s for s in passage.subjects)]
+        if subject:  # the answer names what the passage is about: all of it is the place,
+            place = set(best_places[n])  # and the other hop of a bridge: where it is named
+            for m, other in enumerate(read):
+                if m != n and any(s in other.text for s in passage.subjects):
+                    place |= best_places[m]
+            held = sum(1 for w in needles if w in passage.text)
+            best = max(best, (held, len(place) / len(terms)))
         for held, own, found, sentence in passage.places(needles, terms):
             share = len(found) / len(terms)
             said = [w for w in specifics if w in sentence]
             for m, other in enumerate(read):
-                joined = bool(said) and all(w in other.text for w in said)
-                if m == n or not (joined or passage.linked(other)):
-                    continue
                 lent = best_places[m]
+                if m == n:
+                    continue
+                if _apart(frozenset(found), frozenset(lent), named):  # one place per option
+                    share = max(share, len(found | lent) / len(terms))
+                joined = bool(said) and all(w in other.text for w in said)
+                if not (joined or passage.linked(other)):
+                    continue
                 if joined or not own < lent:
                     share = max(share, len(found | lent) / len(terms))
             best = max(best, (held, share))

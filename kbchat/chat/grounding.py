@@ -332,7 +332,10 @@ def content_words(text: str) -> list[str]:
     ]
 
 
-_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]?|[^\n]+")
+_SENTENCE = re.compile(r"(?:[(（][^()（）\n]{0,80}[)）]|[^。！？!?；;\n])+[。！？!?；;]?|[^\n]+")
+"""A sentence: up to an end mark or semicolon outside parentheses ("Jeremy Charles Shockey
+( ; born August 18, 1980) is ...", as Wikipedia text reads with its pronunciation removed,
+is one sentence), or a line."""
 
 
 def sentences(text: str) -> list[str]:

@@ -348,9 +348,10 @@ HeadCheck = Callable[[str, bool], str | None]
 """Judges the held-back start of an answer (and whether it is the whole answer): None to
 release it, or why it is declined."""
 REPEATED_QUESTION = "the answer only repeats the question"
-ECHO_WORDS = 2
+ECHO_WORDS = 1
 """An answer of at least this many content words, all of them the question's, says nothing
-new: the 0.5B model copies a FAQ's question line ("扫描版 PDF 检索不到任何内容怎么办？ [3]").
+new: the 0.5B model copies a FAQ's question line ("扫描版 PDF 检索不到任何内容怎么办？ [3]"),
+or one word of the question ("北京冬奥会男子500米速度滑冰金牌" answered "金牌", rgb_zh dev).
 A bare "Yes." or "No." has none and is not an echo."""
 HEAD_CHARS = 200
 HEAD_MIN_CHARS = 100

@@ -11,6 +11,7 @@ from kbchat.chat.grounding import (
     missing_items,
     normalise,
     occurs,
+    sentences,
 )
 
 FANS = [
@@ -168,3 +169,13 @@ def test_a_number_written_another_way_is_found() -> None:
     question = "How many days of annual leave do employees get?"
     assert check_claims("Employees get 15 days.", question, leave).unsupported == ()
     assert check_claims("Employees get 16 days.", question, leave).unsupported == ("16",)
+
+
+def test_a_semicolon_inside_parentheses_does_not_end_a_sentence() -> None:
+    text = "Dale Ostrom ( ; born May 2, 1979) is a quarterback; he retired. 鲁一（注；释）是作家。"
+    assert sentences(text) == [
+        "Dale Ostrom ( ; born May 2, 1979) is a quarterback;",
+        "he retired. 鲁一（注；释）是作家。",
+    ]
+    # An unclosed parenthesis is text like any other.
+    assert sentences("a (b; c") == ["a (b;", "c"]

@@ -653,6 +653,10 @@ def test_an_answer_that_only_repeats_the_question_is_declined(kb: KnowledgeBase)
     streamed, answer = run(list(stream_answer(model, [kb], question, options=options)))
     assert answer.refused and "K3 kettle have" not in streamed
     assert any("repeats the question" in n for n in answer.notices)
+    # One word of the question is no answer either: "金牌" for whose gold medal it was.
+    model = ScriptedChatModel(["warranty [1]"])
+    _, answer = run(list(stream_answer(model, [kb], question, options=options)))
+    assert answer.refused and any("repeats the question" in n for n in answer.notices)
     # A yes-or-no question restated as a statement is affirmed, not echoed.
     model = ScriptedChatModel(["The K3 kettle has a two year warranty [1]."])
     _, answer = run(
