@@ -63,7 +63,9 @@ def key_terms(question: str) -> list[str]:
         word = word.strip()
         if not word or not any(ch.isalnum() for ch in word):
             continue
-        if choice and (word in _COMPARATIVE_EN or _COMPARATIVE_ZH.match(word)):
+        if choice and word in _AGE:
+            word = "born"  # who is older is who was born first: what a life span states
+        elif choice and (word in _COMPARATIVE_EN or _COMPARATIVE_ZH.match(word)):
             continue
         if HAN_RE.search(word):
             if len(word) < 2 or _QUESTION_WORD.search(word) or word in _FRAME_ZH:
@@ -80,6 +82,8 @@ _COMPARATIVE_EN = frozenset(
     "highest lower lowest greater greatest heavier lighter faster slower closer farther "
     "further wider deeper cheaper earliest latest".split()
 )
+_AGE = frozenset("older oldest younger youngest 年长 更年长 年轻 更年轻 年纪大".split())
+"""Comparatives of age: they compare births."""
 _COMPARATIVE_ZH = re.compile(r"^(?:更|较|最|比较)[\u4e00-\u9fff]{1,2}$")
 """How a choice question compares its options ("Who was born earlier, A or B?",
 "保修期更长的是水壶，还是搅拌机？"): no passage writes "earlier" beside a birth date, so the
@@ -169,7 +173,7 @@ def split_sentences(passage: str) -> list[str]:
     return [part for part in parts if part]
 
 
-def _cut(passage: str) -> list[str]:
+def passage_sentences(passage: str) -> list[str]:
     """``passage`` cut into sentences (``split_sentences``), normalised; in its first two
     sentences (a title, then the one introducing the subject) a life span is read as the
     birth it states (``_LIFESPAN``)."""
@@ -188,7 +192,7 @@ _LIFESPAN = re.compile(
 def windows(passage: str) -> Iterator[str]:
     """The places an answer can be read from, normalised: each sentence with the sentences on
     either side, after the passage's first sentence (its title or subject)."""
-    return _windows_of(_cut(passage))
+    return _windows_of(passage_sentences(passage))
 
 
 def _windows_of(cut: Sequence[str]) -> Iterator[str]:
@@ -313,11 +317,24 @@ _CHOICE = re.compile(
 )
 
 
+_OF_TWO = re.compile(
+    r"\b(?:which|who)\s+of\s+(?P<left>[^,?]+?)\s+and\s+(?P<right>[^,?]+?)"
+    r"(?=\s+(?:is|was|are|were|has|had|did|does|do|came|comes)\b|\s*[,?])",
+    re.IGNORECASE,
+)
+"""A choice offered as "which of A and B": "Which of Ada Brook and Carl Dunn was older?"."""
+
+
 def options(question: str) -> list[str]:
     """The alternatives a choice question offers, next to its "or" ("还是"): "Which is
     older, the castle or the bridge?" -> ["the castle", "the bridge"] (at most four words a
-    side); "保修期更长的是水壶，还是搅拌机？" -> ["水壶", "搅拌机"] (one word a side)."""
+    side); "保修期更长的是水壶，还是搅拌机？" -> ["水壶", "搅拌机"] (one word a side); or as
+    "which of A and B" (at most four words a side)."""
     found: list[str] = []
+    for match in _OF_TWO.finditer(question):
+        left, right = match.group("left").split(), match.group("right").split()
+        if len(left) <= 4 and len(right) <= 4:
+            found += [" ".join(left), " ".join(right)]
     for match in _CHOICE.finditer(question):
         left, right = match.group("left").strip(), match.group("right").strip()
         if HAN_RE.search(match.group(0)):
@@ -500,7 +517,7 @@ class _Passage:
 
 @lru_cache(maxsize=_READ_CACHE)
 def _read_passage(passage: str) -> _Passage:
-    cut = tuple(_cut(passage))
+    cut = tuple(passage_sentences(passage))
     return _Passage(cut, " ".join(cut), subjects(passage))
 
 

@@ -18,6 +18,7 @@ from kbchat.chat.answer_kinds import kind_conflict
 from kbchat.chat.answer_log import AnswerTrace, logged
 from kbchat.chat.answerable import SENTENCE_ENDS, evidence, focus, split_sentences, support
 from kbchat.chat.answerable import options as choices
+from kbchat.chat.comparisons import comparison_conflict
 from kbchat.chat.contrasts import contrast_conflict
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
 from kbchat.chat.grounding import (
@@ -560,6 +561,8 @@ def _head_check(question: str, used: Sequence[Hit], options: ChatOptions) -> Hea
         if (conflict := unit_conflict(head, question, passages)) is not None:
             return conflict
         if (conflict := contrast_conflict(head, question, passages)) is not None:
+            return conflict
+        if (conflict := comparison_conflict(head, question, texts)) is not None:
             return conflict
         if (other := other_subject(head, question, texts, files)) is not None:
             about = f" on {other.about}" if other.about else ""

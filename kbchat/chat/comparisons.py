@@ -1,0 +1,111 @@
+"""Does an answer to "which came first, A or B?" pick the one the passages date first?
+
+A choice between two dated things ("Who was born earlier, A or B?", "Which band was formed
+first?", "谁更年长，甲还是乙？") is answered by comparing two years the passages state, and the
+0.5B model compares them badly: over two biographies giving 1872 and 1868 it answered "Tobias
+Wren was born earlier than Maren Solberg" in 10 of 13 tries, at temperature 0 every time.
+Every name and year of such an answer is in the passages, so the claim checks pass it. The
+passages say which is right, so the answer is checked against them here.
+
+Each option's year is read from its own passage (one whose title line names it, or whose
+first sentence starts with it): the first year of the first sentence holding what is compared
+(the question's key terms besides the options: "born", which a life span after the name
+states, ``answerable``; "formed"). The answer's pick is the option it names, or, naming both,
+the one it names first beside the question's own comparison word ("earlier", "first", "更早").
+An answer using the opposite word ("later than") or naming neither is not judged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from kbchat.chat.answerable import key_terms, options, passage_sentences, subjects
+from kbchat.chat.grounding import normalise, without_markers
+
+_EARLIER_EN = frozenset("earlier earliest first older oldest before sooner".split())
+_LATER_EN = frozenset("later latest last younger youngest after newer newest".split())
+_EARLIER_ZH = ("更早", "较早", "最早", "早于", "先", "年长")
+_LATER_ZH = ("更晚", "较晚", "最晚", "晚于", "后", "年轻")
+_YEAR = re.compile(r"(?<![\d.,])(1\d\d\d|20\d\d)(?![\d.,]?\d)")
+
+
+def comparison_conflict(answer: str, question: str, passages: Sequence[str]) -> str | None:
+    """Why ``answer`` picks the option the passages date the other way, or None.
+
+    Args:
+        answer: the answer (or its start), citation markers allowed.
+        question: the question asked: a choice between two options (``answerable.options``)
+            by an earlier/later comparison.
+        passages: the passage texts the model was given.
+
+    Returns:
+        A reason naming both years, e.g. "the answer picks tobias wren, but the passages give
+        1872 for tobias wren and 1868 for maren solberg".
+    """
+    offered = [normalise(option) for option in options(question)]
+    if len(offered) != 2:
+        return None
+    asked = _direction(normalise(question))
+    if asked is None:
+        return None
+    said = normalise(without_markers(answer))
+    picked = _picked(said, offered, asked)
+    if picked is None:
+        return None
+    compared = [t for t in key_terms(question) if not any(t in option for option in offered)]
+    first, second = (_year_of(option, compared, passages) for option in offered)
+    if first is None or second is None or first == second:
+        return None
+    dated = [first, second]
+    expected = dated.index(min(dated) if asked == "earlier" else max(dated))
+    if picked == expected:
+        return None
+    return (
+        f"the answer picks {offered[picked]}, but the passages give {dated[picked]} for "
+        f"{offered[picked]} and {dated[1 - picked]} for {offered[1 - picked]}"
+    )
+
+
+def _direction(text: str) -> str | None:
+    """ "earlier" or "later": which way ``text`` compares, None when it does not or both."""
+    words = set(re.findall(r"[a-z]+", text))
+    earlier = bool(words & _EARLIER_EN) or any(word in text for word in _EARLIER_ZH)
+    later = bool(words & _LATER_EN) or any(word in text for word in _LATER_ZH)
+    if earlier == later:
+        return None
+    return "earlier" if earlier else "later"
+
+
+def _picked(said: str, offered: Sequence[str], asked: str) -> int | None:
+    """Which option the normalised answer picks, or None (see the module's docstring)."""
+    places = [said.find(option) for option in offered]
+    named = [n for n, at in enumerate(places) if at >= 0]
+    if not named:
+        return None
+    direction = _direction(said)
+    if direction is not None and direction != asked:
+        return None  # "X was born later than Y": the pick is the other one, said another way
+    if len(named) == 1:
+        return named[0]
+    if direction is None:
+        return None  # both named, no comparison: a list of the two dates picks nothing
+    return min(named, key=lambda n: places[n])
+
+
+def _year_of(option: str, compared: Sequence[str], passages: Sequence[str]) -> int | None:
+    """The year the option's own passage gives for what is compared, None when no passage
+    of its own, no compared term or no year beside it."""
+    if not compared:
+        return None
+    for passage in passages:
+        cut = passage_sentences(passage)
+        own = any(option in subject or subject in option for subject in subjects(passage))
+        if not own and not (len(cut) > 1 and cut[1].startswith(option)):
+            continue
+        for sentence in cut:
+            if any(term in sentence for term in compared):
+                year = _YEAR.search(sentence)
+                if year:
+                    return int(year.group(1))
+    return None
