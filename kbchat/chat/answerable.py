@@ -90,6 +90,13 @@ _COMPARATIVE_ZH = re.compile(r"^(?:更|较|最|比较)[\u4e00-\u9fff]{1,2}$")
 comparison is no key term of the question; what is compared ("born", "保修期") is."""
 
 
+def as_written(term: str, question: str) -> str:
+    """A key term as the question writes it, for messages: the stem "tobia" as "tobias",
+    "direct" as "directed" (normalised); the term itself when no word starts with it."""
+    found = re.search(rf"(?<!\w){re.escape(term)}\w*", normalise(question))
+    return found.group(0) if found and term.isascii() else term
+
+
 def terms_over(question: str, passages: Sequence[str]) -> list[str]:
     """``key_terms`` of ``question`` with each passage title it names counted as one term.
 

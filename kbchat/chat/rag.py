@@ -16,7 +16,14 @@ from pydantic import Field
 
 from kbchat.chat.answer_kinds import kind_conflict
 from kbchat.chat.answer_log import AnswerTrace, logged
-from kbchat.chat.answerable import SENTENCE_ENDS, evidence, focus, split_sentences, support
+from kbchat.chat.answerable import (
+    SENTENCE_ENDS,
+    as_written,
+    evidence,
+    focus,
+    split_sentences,
+    support,
+)
 from kbchat.chat.answerable import options as choices
 from kbchat.chat.comparisons import comparison_conflict
 from kbchat.chat.contrasts import contrast_conflict
@@ -513,7 +520,7 @@ def _unsupported_question(
     if found is None:
         return ""  # key terms are words of one language: min_score_cross decides
     if found.share < options.min_evidence:
-        absent = ", ".join(found.absent[:5])
+        absent = ", ".join(as_written(term, question) for term in found.absent[:5])
         return (
             f"the closest passage holds {found.share:.0%} of the question's key terms "
             f"(chat.min_evidence {options.min_evidence:.0%}); it lacks {absent}"

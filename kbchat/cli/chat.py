@@ -353,6 +353,8 @@ def ask(
             "kbchat ask --agent [--kb KB] QUESTION, kbchat ask --web QUESTION "
             "or kbchat ask --no-kb QUESTION"
         )
+    if not question.strip():
+        raise BadInput("the question is empty")  # here too, not only where it is answered
     names = [] if no_kb or kb is None else split_names(kb)
     if server is not None:
         _ask_server(

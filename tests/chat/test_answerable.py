@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kbchat.chat.answerable import (
+    as_written,
     evidence,
     focus,
     key_terms,
@@ -391,3 +392,10 @@ def test_an_answer_from_a_place_holding_only_the_subject_s_pieces_is_not_support
     # though the place says nothing of how the order got its name.
     answer = "索齿兽目因为牙齿及骨骼形态显示牠们是两栖的草食性动物。"
     assert support(answer, "索齿兽目为什么会得名？", [SUBORDER]) == pytest.approx(1 / 2)
+
+
+def test_a_missing_key_term_is_named_as_the_question_writes_it() -> None:
+    question = "Which of Tobias Wren and Maren Solberg directed films?"
+    assert [as_written(t, question) for t in key_terms(question)[:2]] == ["tobias", "wren"]
+    assert as_written("direct", question) == "directed"
+    assert as_written("保修期", "保修期多长？") == "保修期"

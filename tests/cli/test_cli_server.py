@@ -131,6 +131,15 @@ def test_not_a_url_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 1 and "must be an http(s) URL" in err
 
 
+@pytest.mark.parametrize("question", ["", "   "])
+def test_an_empty_question_is_refused_before_the_server_is_asked(
+    question: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the same words as a local answer, not the server's field validation
+    code, _, err = run("ask", "docs", question, "--server", "http://127.0.0.1:9", capsys=capsys)
+    assert code == 1 and "the question is empty" in err
+
+
 def test_file_needs_a_local_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "a.txt"
     path.write_text("x", encoding="utf-8")
