@@ -55,7 +55,9 @@ def key_terms(question: str) -> list[str]:
 
     Chinese words (jieba's cut) of two or more characters that are not question words or
     frame words; other words of two or more characters (or any number) that are not stop
-    words. In order, without duplicates.
+    words. In a choice question (``options``) its comparative is left out (``_COMPARATIVE_EN``,
+    ``_COMPARATIVE_ZH``), and one of age stands for "born" (``_AGE``). In order, without
+    duplicates.
     """
     terms: list[str] = []
     choice = bool(options(question))
@@ -443,9 +445,9 @@ def _support(answer: str, question: str, passages: Sequence[str]) -> float:
             share = len(found) / len(terms)
             said = [w for w in specifics if w in sentence]
             for m, other in enumerate(read):
-                lent = best_places[m]
                 if m == n:
                     continue
+                lent = best_places[m]
                 if _apart(frozenset(found), frozenset(lent), named):  # one place per option
                     share = max(share, len(found | lent) / len(terms))
                 joined = bool(said) and all(w in other.text for w in said)

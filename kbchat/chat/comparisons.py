@@ -68,7 +68,9 @@ def comparison_conflict(answer: str, question: str, passages: Sequence[str]) -> 
 
 
 def _direction(text: str) -> str | None:
-    """ "earlier" or "later": which way ``text`` compares, None when it does not or both."""
+    """Which way ``text`` compares: "earlier", "later", or None when it does not or both
+    ways. A Chinese word is found inside others ("先" in "先生", "后" in "之后"): such text
+    is read as comparing both ways or the wrong way, and nothing is judged."""
     words = set(re.findall(r"[a-z]+", text))
     earlier = bool(words & _EARLIER_EN) or any(word in text for word in _EARLIER_ZH)
     later = bool(words & _LATER_EN) or any(word in text for word in _LATER_ZH)
