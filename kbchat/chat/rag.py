@@ -25,7 +25,7 @@ from kbchat.chat.answerable import (
     support,
 )
 from kbchat.chat.answerable import options as choices
-from kbchat.chat.comparisons import comparison_conflict
+from kbchat.chat.comparisons import PICKS, comparison_conflict, dated
 from kbchat.chat.contrasts import contrast_conflict
 from kbchat.chat.follow_up import FOLLOW_UP, standalone_question
 from kbchat.chat.grounding import (
@@ -213,7 +213,22 @@ def _answer(
         answer = Answer(text="", model=model.name, question=standalone, notices=notices)
         yield from generate(model, messages, options, answer, timings, started, cancel, check=check)
         spent += answer.usage
-    if answer.outcome == "refused" and answer.text != MODEL_REFUSED and check is not None:
+    refused = answer.outcome == "refused"
+    if (
+        refused
+        and answer.text.startswith(PICKS)
+        and (choice := dated(standalone, [hit.text for hit in used])) is not None
+    ):
+        # The passages answer a which-came-first question the model got the wrong way
+        # round; given the two years it copies the pick, and is judged the same way.
+        note = f"{messages[-1].content}\n\n{choice.hint(language)}"
+        retry = [*messages[:-1], Message(messages[-1].role, note)]
+        answer = Answer(text="", model=model.name, question=standalone, notices=notices)
+        yield from generate(
+            model, retry, options, answer, timings, started, cancel, check=check, whole=True
+        )
+        spent += answer.usage
+    elif refused and answer.text != MODEL_REFUSED and check is not None:
         focused = _focused(standalone, used, options)
         if focused is not None:
             messages, retry_used = build_messages(

@@ -111,6 +111,17 @@ def test_the_model_s_wrong_pick_is_declined_with_both_years(tmp_path: Path) -> N
     *_, answer = stream_answer(model, [kb], EARLIER, options=options)
     assert isinstance(answer, Answer) and answer.refused
     assert any("1872 for tobias wren and 1868 for maren solberg" in n for n in answer.notices)
+    assert len(model.received) == 2  # asked once more with the years, picked wrong again
+    assert "1868 for Maren Solberg" in model.received[1][-1].content
     model = ScriptedChatModel(["Maren Solberg was born earlier than Tobias Wren. [1][2]"])
     *_, answer = stream_answer(model, [kb], EARLIER, options=options)
     assert isinstance(answer, Answer) and answer.outcome == "answered"
+    # Given the years, the model's second pick is the right one, and it is shown.
+    wrong, right = "Tobias Wren was born earlier. [1]", "Maren Solberg was born earlier. [2]"
+    model = ScriptedChatModel([wrong, right])
+    events = list(stream_answer(model, [kb], EARLIER, options=options))
+    answer = events[-1]
+    assert isinstance(answer, Answer) and answer.outcome == "answered"
+    assert answer.text.startswith("Maren Solberg") and "Tobias Wren was" not in "".join(
+        e for e in events if isinstance(e, str)
+    )
